@@ -1,0 +1,348 @@
+//! The control socket: a Unix stream socket, root only (mode 0600), one
+//! JSON request per line, JSON answers. No TCP listener, ever.
+
+use crate::config::fmt_mac;
+use crate::counters::{sum_port, DropReason, FloodCause};
+use crate::runtime::Runtime;
+use serde_json::{json, Map, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const RUN_DIR: &str = "/run/shunt";
+
+pub fn socket_path(name: &str) -> PathBuf {
+    Path::new(RUN_DIR).join(format!("{name}.sock"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("switch {name:?} is not running (no control socket at {path}): start it with `shunt up`")]
+    NotRunning { name: String, path: String },
+    #[error("control socket {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("the switch answered something unreadable: {0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Remote(String),
+}
+
+/// Binds the control socket, readable and writable by root only.
+pub fn bind(name: &str) -> Result<UnixListener, ControlError> {
+    let path = socket_path(name);
+    let io = |source| ControlError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(RUN_DIR).map_err(io)?;
+    let _ = std::fs::remove_file(&path);
+    let l = UnixListener::bind(&path).map_err(io)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(l)
+}
+
+/// Serves requests until the listener is closed. `shutdown` asks the main
+/// thread to tear everything down.
+pub fn serve(l: UnixListener, rt: Arc<Runtime>, shutdown: Sender<()>) {
+    for conn in l.incoming() {
+        let Ok(conn) = conn else { continue };
+        if rt.stop.load(Relaxed) {
+            break;
+        }
+        let rt = Arc::clone(&rt);
+        let shutdown = shutdown.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = handle(conn, &rt, &shutdown) {
+                eprintln!("shunt: control connection: {e}");
+            }
+        });
+    }
+}
+
+fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut out = conn;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let req: Value = match serde_json::from_str(&line) {
+        Ok(v) => v,
+        Err(e) => return reply(&mut out, &json!({"error": format!("bad request: {e}")})),
+    };
+    let cmd = req.get("cmd").and_then(Value::as_str).unwrap_or("");
+    match cmd {
+        "ping" => reply(&mut out, &json!({"ok": true, "name": rt.topo.switch.name, "pid": std::process::id()})),
+        "ports" => reply(&mut out, &ports_json(rt)),
+        "fdb" => {
+            let net = req.get("network").and_then(Value::as_str);
+            match fdb_json(rt, net) {
+                Ok(v) => reply(&mut out, &v),
+                Err(e) => reply(&mut out, &json!({ "error": e })),
+            }
+        }
+        "stats" => reply(&mut out, &stats_json(rt)),
+        "trace" => trace(&mut out, rt, &req),
+        "shutdown" => {
+            reply(&mut out, &json!({"ok": true, "pid": std::process::id()}))?;
+            let _ = shutdown.send(());
+            Ok(())
+        }
+        other => reply(&mut out, &json!({"error": format!("unknown command {other:?}")})),
+    }
+}
+
+fn reply(out: &mut UnixStream, v: &Value) -> std::io::Result<()> {
+    let mut s = v.to_string();
+    s.push('\n');
+    out.write_all(s.as_bytes())
+}
+
+/// Port names a user may give: a port name, or a host name meaning all of
+/// that host's ports.
+pub fn resolve_ports(rt: &Runtime, name: &str) -> Vec<u16> {
+    let exact: Vec<u16> = rt
+        .plan
+        .ports
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.name == name)
+        .map(|(i, _)| i as u16)
+        .collect();
+    if !exact.is_empty() {
+        return exact;
+    }
+    let prefix = format!("{name}.");
+    rt.plan
+        .ports
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.name.starts_with(&prefix))
+        .map(|(i, _)| i as u16)
+        .collect()
+}
+
+pub fn ports_json(rt: &Runtime) -> Value {
+    let arr: Vec<Value> = rt
+        .topo
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let t = sum_port(&rt.counters, i);
+            let (mode, nets, native) = match &p.mode {
+                crate::config::PortMode::Access { network } => {
+                    ("access", vec![rt.topo.networks[*network].name.clone()], None)
+                }
+                crate::config::PortMode::Trunk { allowed, native } => (
+                    "trunk",
+                    allowed.iter().map(|&n| rt.topo.networks[n].name.clone()).collect(),
+                    native.map(|n| rt.topo.networks[n].name.clone()),
+                ),
+            };
+            let vlans: Vec<Value> = match &p.mode {
+                crate::config::PortMode::Access { .. } => vec![],
+                crate::config::PortMode::Trunk { allowed, .. } => allowed
+                    .iter()
+                    .filter_map(|&n| rt.topo.networks[n].vlan)
+                    .map(Value::from)
+                    .collect(),
+            };
+            json!({
+                "name": p.name,
+                "kind": p.kind.as_str(),
+                "worker": rt.port_worker.get(i).copied().unwrap_or(0),
+                "mode": mode,
+                "up": rt.port_up[i].load(Relaxed),
+                "networks": nets,
+                "native": native,
+                "vlans": vlans,
+                "host": p.netns,
+                "interface": p.interface,
+                "mtu": p.mtu,
+                "rx_frames": t.rx_frames,
+                "tx_frames": t.tx_frames,
+            })
+        })
+        .collect();
+    Value::Array(arr)
+}
+
+pub fn fdb_json(rt: &Runtime, network: Option<&str>) -> Result<Value, String> {
+    let filter = match network {
+        Some(n) => Some(
+            rt.topo
+                .network_index(n)
+                .ok_or_else(|| format!("no network named {n:?}"))? as u16,
+        ),
+        None => None,
+    };
+    let now = rt.now_ms();
+    let mut entries = rt.fdb.entries();
+    entries.retain(|(net, _, _)| filter.is_none_or(|f| f == *net));
+    entries.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let arr = entries
+        .iter()
+        .filter_map(|(net, mac, e)| {
+            let n = rt.topo.networks.get(*net as usize)?;
+            let port = rt.plan.ports.get(e.port as usize)?;
+            Some(json!({
+                "network": n.name,
+                "vlan": n.vlan,
+                "mac": fmt_mac(mac),
+                "port": port.name,
+                "static": e.is_static,
+                "age_secs": if e.is_static { 0.0 } else { now.saturating_sub(e.last_seen_ms) as f64 / 1000.0 },
+            }))
+        })
+        .collect();
+    Ok(Value::Array(arr))
+}
+
+pub fn stats_json(rt: &Runtime) -> Value {
+    let mut ports = Map::new();
+    let mut total = [0u64; DropReason::COUNT];
+    for (i, p) in rt.plan.ports.iter().enumerate() {
+        let t = sum_port(&rt.counters, i);
+        let mut drops = Map::new();
+        for r in DropReason::ALL {
+            let n = t.drops[*r as usize];
+            total[*r as usize] += n;
+            drops.insert(r.name().to_string(), n.into());
+        }
+        let mut flooded = Map::new();
+        for c in FloodCause::ALL {
+            flooded.insert(c.name().to_string(), t.flooded[c as usize].into());
+        }
+        ports.insert(
+            p.name.clone(),
+            json!({
+                "rx_frames": t.rx_frames,
+                "tx_frames": t.tx_frames,
+                "rx_bytes": t.rx_bytes,
+                "tx_bytes": t.tx_bytes,
+                "flooded": flooded,
+                "drops": drops,
+                "learned": t.learned,
+                "moved": t.moved,
+                "up": rt.port_up[i].load(Relaxed),
+            }),
+        );
+    }
+    let mut drops = Map::new();
+    for r in DropReason::ALL {
+        drops.insert(r.name().to_string(), total[*r as usize].into());
+    }
+    json!({
+        "ports": ports,
+        "drops": drops,
+        "fdb": { "entries": rt.fdb.len(), "capacity": rt.topo.switch.fdb_max_entries },
+        "trace_lost": rt.tracer.lost.load(Relaxed),
+    })
+}
+
+fn trace(out: &mut UnixStream, rt: &Runtime, req: &Value) -> std::io::Result<()> {
+    let mut ports = Vec::new();
+    if let Some(p) = req.get("port").and_then(Value::as_str) {
+        ports = resolve_ports(rt, p);
+        if ports.is_empty() {
+            return reply(out, &json!({"error": format!("no port or host named {p:?}")}));
+        }
+    }
+    let count = req.get("count").and_then(Value::as_u64).unwrap_or(u64::MAX);
+    let secs = req.get("seconds").and_then(Value::as_f64);
+    if rt.tracer.active() {
+        return reply(out, &json!({"error": "a trace is already running on this switch"}));
+    }
+    rt.tracer.start(&ports);
+    let deadline = secs.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let port_name = |p: u16| {
+        rt.plan
+            .ports
+            .get(p as usize)
+            .map(|x| x.name.clone())
+            .unwrap_or_else(|| format!("port{p}"))
+    };
+    let net_name = |n: u16| {
+        rt.plan
+            .nets
+            .get(n as usize)
+            .map(|x| x.name.clone())
+            .unwrap_or_else(|| format!("net{n}"))
+    };
+    let mut sent = 0u64;
+    let result = (|| -> std::io::Result<()> {
+        // Tells a client that went away from one that is waiting.
+        out.set_write_timeout(Some(Duration::from_secs(5)))?;
+        reply(out, &json!({"tracing": true}))?;
+        while sent < count && !rt.stop.load(Relaxed) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            match rt.tracer.pop() {
+                Some(r) => {
+                    let line = crate::trace::describe(&r, &port_name, &net_name);
+                    reply(out, &serde_json::to_value(&line).unwrap_or(Value::Null))?;
+                    sent += 1;
+                }
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        reply(out, &json!({"end": true, "frames": sent}))
+    })();
+    rt.tracer.stop();
+    result
+}
+
+/// Client side: sends one request, returns the first answer line.
+pub fn request(name: &str, req: &Value) -> Result<Value, ControlError> {
+    let (mut reader, _) = open(name, req)?;
+    read_value(name, &mut reader)
+}
+
+pub fn open(name: &str, req: &Value) -> Result<(BufReader<UnixStream>, UnixStream), ControlError> {
+    let path = socket_path(name);
+    let io = |source| ControlError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut s = match UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(ControlError::NotRunning {
+                name: name.to_string(),
+                path: path.display().to_string(),
+            })
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let mut line = req.to_string();
+    line.push('\n');
+    s.write_all(line.as_bytes()).map_err(io)?;
+    let r = BufReader::new(s.try_clone().map_err(io)?);
+    Ok((r, s))
+}
+
+pub fn read_value(name: &str, r: &mut BufReader<UnixStream>) -> Result<Value, ControlError> {
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(|source| ControlError::Io {
+        path: socket_path(name).display().to_string(),
+        source,
+    })?;
+    if line.is_empty() {
+        return Err(ControlError::Protocol("connection closed".into()));
+    }
+    let v: Value = serde_json::from_str(&line).map_err(|e| ControlError::Protocol(e.to_string()))?;
+    if let Some(e) = v.get("error").and_then(Value::as_str) {
+        return Err(ControlError::Remote(e.to_string()));
+    }
+    Ok(v)
+}

@@ -1,0 +1,351 @@
+//! The `shunt` command.
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use shunt_switch::{config, control, daemon};
+use std::io::Write;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "shunt", version, about = "A userspace Ethernet switch for test topologies of network namespaces")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Bring up the switch and the topology in FILE (default: three hosts on one network).
+    Up {
+        /// Topology file (TOML); without it, the built-in default topology.
+        file: Option<String>,
+        /// Return once everything is up and forwarding; the switch runs on in the background.
+        #[arg(long)]
+        detach: bool,
+        /// Only check the file and print what it would create.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Stop the switch and remove everything `up` created.
+    Down {
+        /// Switch name (same as --name).
+        name: Option<String>,
+        #[arg(long = "name")]
+        name_opt: Option<String>,
+    },
+    /// Run CMD inside a host's network namespace.
+    Exec {
+        host: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Ports: kind, worker, mode, networks, link state, frames.
+    Ports {
+        #[arg(long, default_value = config::DEFAULT_NAME)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The forwarding database.
+    Fdb {
+        #[arg(long, default_value = config::DEFAULT_NAME)]
+        name: String,
+        #[arg(long)]
+        network: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counters per port: frames, bytes, floods by cause, drops by reason.
+    Stats {
+        #[arg(long, default_value = config::DEFAULT_NAME)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Live: what the switch decides for each frame, and why.
+    Trace {
+        #[arg(long, default_value = config::DEFAULT_NAME)]
+        name: String,
+        /// Only frames entering on this port (or on any port of this host).
+        #[arg(long)]
+        port: Option<String>,
+        /// Stop after N frames.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<f64>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shunt: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(file: Option<&str>) -> Result<config::Topology, String> {
+    match file {
+        Some(f) => {
+            let src = std::fs::read_to_string(f).map_err(|e| format!("cannot read {f}: {e}"))?;
+            config::parse(f, &src).map_err(|e| e.to_string())
+        }
+        None => config::parse("(default topology)", config::DEFAULT_TOPOLOGY).map_err(|e| e.to_string()),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.cmd {
+        Cmd::Up { file, detach, check } => {
+            let topo = load(file.as_deref())?;
+            if check {
+                print_plan(&topo);
+                return Ok(());
+            }
+            if detach {
+                let abs = match &file {
+                    Some(f) => Some(
+                        std::fs::canonicalize(f)
+                            .map_err(|e| format!("{f}: {e}"))?
+                            .display()
+                            .to_string(),
+                    ),
+                    None => None,
+                };
+                let pid = daemon::detach(&topo.switch.name, abs.as_deref()).map_err(|e| e.to_string())?;
+                println!(
+                    "switch {:?} is up (pid {pid}); log: {}",
+                    topo.switch.name,
+                    daemon::log_path(&topo.switch.name).display()
+                );
+                Ok(())
+            } else {
+                daemon::run(topo).map_err(|e| e.to_string())
+            }
+        }
+        Cmd::Down { name, name_opt } => {
+            let name = name.or(name_opt).unwrap_or_else(|| config::DEFAULT_NAME.to_string());
+            let msg = daemon::down(&name).map_err(|e| e.to_string())?;
+            println!("{msg}");
+            Ok(())
+        }
+        Cmd::Exec { host, cmd } => {
+            if !shunt_switch::netns::exists(&host) {
+                return Err(format!("no host {host:?} (no network namespace of that name); is the switch up?"));
+            }
+            use std::os::unix::process::CommandExt;
+            let err = std::process::Command::new("ip")
+                .args(["netns", "exec", &host])
+                .args(&cmd)
+                .exec();
+            Err(format!("cannot run ip netns exec: {err}"))
+        }
+        Cmd::Ports { name, json } => {
+            let v = control::request(&name, &json!({"cmd": "ports"})).map_err(|e| e.to_string())?;
+            if json {
+                println!("{v}");
+            } else {
+                print_ports(&v);
+            }
+            Ok(())
+        }
+        Cmd::Fdb { name, network, json } => {
+            let v = control::request(&name, &json!({"cmd": "fdb", "network": network})).map_err(|e| e.to_string())?;
+            if json {
+                println!("{v}");
+            } else {
+                print_fdb(&v);
+            }
+            Ok(())
+        }
+        Cmd::Stats { name, json } => {
+            let v = control::request(&name, &json!({"cmd": "stats"})).map_err(|e| e.to_string())?;
+            if json {
+                println!("{v}");
+            } else {
+                print_stats(&v);
+            }
+            Ok(())
+        }
+        Cmd::Trace { name, port, count, seconds, json } => {
+            let req = json!({"cmd": "trace", "port": port, "count": count, "seconds": seconds});
+            let (mut r, _s) = control::open(&name, &req).map_err(|e| e.to_string())?;
+            let first = control::read_value(&name, &mut r).map_err(|e| e.to_string())?;
+            if !json {
+                eprintln!("tracing {}; stop with Ctrl-C", port.as_deref().unwrap_or("all ports"));
+            }
+            let _ = first;
+            let stdout = std::io::stdout();
+            loop {
+                let v = control::read_value(&name, &mut r).map_err(|e| e.to_string())?;
+                if v.get("end").is_some() {
+                    break;
+                }
+                let mut out = stdout.lock();
+                let line = if json {
+                    v.to_string()
+                } else {
+                    v.get("text").and_then(Value::as_str).unwrap_or("").to_string()
+                };
+                if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn s(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(x) => x.to_string(),
+    }
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            out.push_str(&format!("{:<width$}  ", c, width = w[i]));
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn print_ports(v: &Value) {
+    let rows = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    let nets = p["networks"]
+                        .as_array()
+                        .map(|n| n.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                        .unwrap_or_default();
+                    let nets = match p.get("native").and_then(Value::as_str) {
+                        Some(n) => format!("{nets} native={n}"),
+                        None => nets,
+                    };
+                    vec![
+                        s(p, "name"),
+                        s(p, "kind"),
+                        s(p, "worker"),
+                        s(p, "mode"),
+                        nets,
+                        if p["up"].as_bool() == Some(true) { "up".into() } else { "DOWN".into() },
+                        s(p, "rx_frames"),
+                        s(p, "tx_frames"),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(&["port", "kind", "worker", "mode", "networks", "link", "rx", "tx"], rows);
+}
+
+fn print_fdb(v: &Value) {
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    vec![
+                        s(e, "network"),
+                        s(e, "vlan"),
+                        s(e, "mac"),
+                        s(e, "port"),
+                        if e["static"].as_bool() == Some(true) { "static".into() } else { "learned".into() },
+                        if e["static"].as_bool() == Some(true) {
+                            "-".into()
+                        } else {
+                            format!("{:.1}", e["age_secs"].as_f64().unwrap_or(0.0))
+                        },
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let n = rows.len();
+    table(&["network", "vlan", "mac", "port", "type", "age(s)"], rows);
+    println!("{n} entries");
+}
+
+fn print_stats(v: &Value) {
+    let mut rows = Vec::new();
+    if let Some(ports) = v["ports"].as_object() {
+        for (name, p) in ports {
+            let fl = &p["flooded"];
+            let drops: Vec<String> = p["drops"]
+                .as_object()
+                .map(|d| {
+                    d.iter()
+                        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+                        .map(|(k, n)| format!("{k}={n}"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            rows.push(vec![
+                name.clone(),
+                s(p, "rx_frames"),
+                s(p, "rx_bytes"),
+                s(p, "tx_frames"),
+                s(p, "tx_bytes"),
+                format!("{}/{}/{}", s(fl, "broadcast"), s(fl, "unknown_unicast"), s(fl, "multicast")),
+                if drops.is_empty() { "-".into() } else { drops.join(" ") },
+            ]);
+        }
+    }
+    table(&["port", "rx", "rx bytes", "tx", "tx bytes", "flood b/u/m", "drops"], rows);
+    println!(
+        "fdb: {} entries (capacity {})",
+        s(&v["fdb"], "entries"),
+        s(&v["fdb"], "capacity")
+    );
+}
+
+fn print_plan(t: &config::Topology) {
+    println!("switch {:?}: {} worker(s), fdb ageing {} s, at most {} entries", t.switch.name, t.switch.workers, t.switch.fdb_aging_secs, t.switch.fdb_max_entries);
+    for n in &t.networks {
+        println!(
+            "network {}: vlan {}, subnet {}, switch address {}",
+            n.name,
+            n.vlan.map(|v| v.to_string()).unwrap_or("-".into()),
+            n.subnet.map(|v| v.to_string()).unwrap_or("-".into()),
+            n.address.map(|v| v.to_string()).unwrap_or("-".into())
+        );
+    }
+    for h in &t.hosts {
+        for l in &h.links {
+            println!(
+                "host {}: {} in {} with {} {}",
+                h.name,
+                l.ifname,
+                t.networks[l.network].name,
+                l.ip.map(|v| v.to_string()).unwrap_or("no address".into()),
+                config::fmt_mac(&l.mac)
+            );
+        }
+    }
+    for p in t.ports.iter().filter(|p| p.netns.is_none()) {
+        println!("port {}: {} on {}", p.name, p.kind.as_str(), p.interface);
+    }
+}

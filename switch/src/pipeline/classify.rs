@@ -1,0 +1,71 @@
+//! classify: which network a frame belongs to, by ingress port and VLAN tag.
+//!
+//! The rules (DESIGN.md): on an access port, untagged and priority-tagged
+//! (VID 0) frames join the port's network and any other tag is dropped; on
+//! a trunk, tagged frames join the network of their VLAN if allowed, and
+//! untagged frames join the native network or are dropped without one; VID
+//! 4095 is dropped everywhere. An outer 802.1ad tag (0x88a8) is not a VLAN
+//! tag to this switch (an 802.1Q C-VLAN bridge): such a frame is handled as
+//! untagged, its S-tag carried as data (docs/vlan.md).
+
+use super::{Batch, Context, Verdict, NO_NET};
+use crate::counters::DropReason;
+
+pub const ETH_HDR: usize = 14;
+pub const TPID_8021Q: u16 = 0x8100;
+
+pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
+    let Some(port) = ctx.plan.ports.get(ingress as usize) else {
+        return;
+    };
+    for i in 0..batch.count {
+        let verdict = process(port, batch, i);
+        if let Err(r) = verdict {
+            batch.meta[i].verdict = Verdict::Drop(r);
+        }
+    }
+}
+
+#[inline]
+fn process(port: &super::PortPlan, batch: &mut Batch, i: usize) -> Result<(), DropReason> {
+    let f = batch.frame(i);
+    let len = f.len();
+    if len < ETH_HDR {
+        return Err(DropReason::Runt);
+    }
+    let tpid = u16::from_be_bytes([f[12], f[13]]);
+    let (net, tag_len, pcp_dei) = if tpid == TPID_8021Q {
+        if len < ETH_HDR + 4 {
+            return Err(DropReason::Runt);
+        }
+        let tci = u16::from_be_bytes([f[14], f[15]]);
+        let vid = tci & 0x0fff;
+        let pcp_dei = (tci >> 8) as u8 & 0xf0;
+        let net = match vid {
+            0 => port.untagged_net, // priority tag
+            4095 => return Err(DropReason::VlanReserved),
+            v => port.vid_net[v as usize],
+        };
+        if net == NO_NET {
+            return Err(if vid == 0 {
+                DropReason::VlanUntagged
+            } else {
+                DropReason::VlanNotAllowed
+            });
+        }
+        (net, 4u8, pcp_dei)
+    } else {
+        if port.untagged_net == NO_NET {
+            return Err(DropReason::VlanUntagged);
+        }
+        (port.untagged_net, 0, 0)
+    };
+    if len > port.max_frame + tag_len as usize {
+        return Err(DropReason::Oversize);
+    }
+    let m = &mut batch.meta[i];
+    m.net = net;
+    m.tag_len = tag_len;
+    m.pcp_dei = pcp_dei;
+    Ok(())
+}

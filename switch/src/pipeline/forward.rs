@@ -1,0 +1,47 @@
+//! forward: known unicast goes to one port; broadcast, multicast and
+//! unknown unicast are flooded; a destination learned on the ingress port
+//! is dropped (split horizon); link-local control frames stay here.
+
+use super::{Batch, Context, Verdict};
+use crate::counters::{DropReason, FloodCause};
+use std::sync::atomic::Ordering::Relaxed;
+
+pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
+    let c = &ctx.counters.ports[ingress as usize];
+    for i in 0..batch.count {
+        if batch.meta[i].verdict != Verdict::Pending {
+            continue;
+        }
+        let f = batch.frame(i);
+        let mut dst = [0u8; 6];
+        dst.copy_from_slice(&f[0..6]);
+        let net = batch.meta[i].net;
+        let v = if dst[0] & 1 != 0 {
+            if dst == [0xff; 6] {
+                Verdict::Flood(FloodCause::Broadcast)
+            } else if dst[..5] == [0x01, 0x80, 0xc2, 0x00, 0x00] && dst[5] <= 0x0f {
+                // 802.1D reserved group addresses (STP, LACP, LLDP...).
+                Verdict::Drop(DropReason::LinkLocal)
+            } else {
+                Verdict::Flood(FloodCause::Multicast)
+            }
+        } else {
+            match ctx.fdb.lookup(net, &dst) {
+                Some(e) if e.port == ingress => Verdict::Drop(DropReason::SamePort),
+                Some(e) if port_up(ctx, e.port) => Verdict::Unicast(e.port),
+                _ => Verdict::Flood(FloodCause::UnknownUnicast),
+            }
+        };
+        if let Verdict::Flood(cause) = v {
+            c.flooded[cause as usize].add(1);
+        }
+        batch.meta[i].verdict = v;
+    }
+}
+
+#[inline]
+pub fn port_up(ctx: &Context, port: u16) -> bool {
+    ctx.port_up
+        .get(port as usize)
+        .is_some_and(|u| u.load(Relaxed))
+}

@@ -1,0 +1,60 @@
+//! learn: the source MAC of each frame is learned against its network and
+//! ingress port. Multicast and broadcast sources are never learned, and
+//! such frames are dropped. Only frames *from* a MAC refresh it.
+
+use super::{Batch, Context, Verdict};
+use crate::counters::DropReason;
+use shunt_tables::Learn;
+
+/// What learning did with a frame's source, for counters and the trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    Nothing,
+    New,
+    Refreshed,
+    Moved { from: u16 },
+    Static,
+    Full,
+    Disabled,
+}
+
+pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, now_ms: u64) {
+    let Some(port) = ctx.plan.ports.get(ingress as usize) else {
+        return;
+    };
+    let c = &ctx.counters.ports[ingress as usize];
+    for i in 0..batch.count {
+        if batch.meta[i].verdict != Verdict::Pending {
+            continue;
+        }
+        let f = batch.frame(i);
+        let mut src = [0u8; 6];
+        src.copy_from_slice(&f[6..12]);
+        if src[0] & 1 != 0 {
+            batch.meta[i].verdict = Verdict::Drop(DropReason::SrcMulticast);
+            continue;
+        }
+        if !port.learning {
+            batch.meta[i].learned = Learned::Disabled;
+            continue;
+        }
+        let net = batch.meta[i].net;
+        batch.meta[i].learned = match ctx.fdb.learn(net, &src, ingress, now_ms) {
+            Learn::New => {
+                c.learned.add(1);
+                Learned::New
+            }
+            Learn::Refreshed => Learned::Refreshed,
+            Learn::Moved { from } => {
+                c.moved.add(1);
+                Learned::Moved { from }
+            }
+            Learn::Static => Learned::Static,
+            Learn::Full => {
+                // The frame goes on; only its learning is lost.
+                c.drops[DropReason::FdbFull as usize].add(1);
+                Learned::Full
+            }
+        };
+    }
+}

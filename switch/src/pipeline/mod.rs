@@ -1,0 +1,208 @@
+//! The forwarding pipeline: classify -> learn -> forward -> egress, each a
+//! stage in its own file that runs over a whole batch (VPP's shape).
+//!
+//! ```text
+//!  port rx --> classify --> learn --> forward --> egress --> port tx queues
+//!              (network,    (source    (unicast,   (tag push/pop,
+//!               VLAN)        MAC)       flood,      queue per port)
+//!                                       drop)
+//! ```
+//!
+//! Frames sit in a `Batch`: fixed slots with headroom, filled by the port,
+//! never allocated per frame. Each stage writes its decision into the
+//! frame's `Meta`; a decided drop is final and has one reason.
+
+pub mod classify;
+pub mod egress;
+pub mod forward;
+pub mod learn;
+pub mod plan;
+
+pub use plan::{NetPlan, Plan, PortPlan, NO_NET};
+
+use crate::counters::{DropReason, FloodCause, WorkerCounters};
+use crate::trace::Tracer;
+use shunt_tables::Fdb;
+use std::sync::atomic::AtomicBool;
+
+/// Frames per batch: what one poll takes from a port at most.
+pub const BATCH: usize = 64;
+/// Bytes per slot; a frame starts after `HEADROOM` so that headers
+/// (a VLAN tag, a VXLAN encapsulation) can be prepended in place.
+pub const SLOT: usize = 2048;
+pub const HEADROOM: usize = 192;
+/// The largest frame a slot takes; a longer one is cut and counted oversize.
+pub const MAX_FRAME: usize = SLOT - HEADROOM;
+
+/// What the pipeline decided for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Still being processed.
+    Pending,
+    Drop(DropReason),
+    Unicast(u16),
+    Flood(FloodCause),
+}
+
+/// Per-frame metadata written by the stages.
+#[derive(Debug, Clone, Copy)]
+pub struct Meta {
+    pub len: u16,
+    /// Network (bridge domain) id, set by classify.
+    pub net: u16,
+    /// Bytes of 802.1Q tag after the MAC addresses that classify consumed
+    /// (0 or 4): egress removes or rewrites them.
+    pub tag_len: u8,
+    /// PCP and DEI bits of the ingress tag, kept on a push (top 4 bits).
+    pub pcp_dei: u8,
+    pub verdict: Verdict,
+    /// What learn did, for the trace.
+    pub learned: learn::Learned,
+}
+
+impl Meta {
+    pub const EMPTY: Meta = Meta {
+        len: 0,
+        net: NO_NET,
+        tag_len: 0,
+        pcp_dei: 0,
+        verdict: Verdict::Pending,
+        learned: learn::Learned::Nothing,
+    };
+}
+
+/// A batch of frames from one ingress port.
+pub struct Batch {
+    buf: Box<[u8]>,
+    pub meta: [Meta; BATCH],
+    pub count: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch {
+            buf: vec![0u8; BATCH * SLOT].into_boxed_slice(),
+            meta: [Meta::EMPTY; BATCH],
+            count: 0,
+        }
+    }
+
+    /// The receive area of slot `i` (after its headroom).
+    #[inline]
+    pub fn rx_area(&mut self, i: usize) -> &mut [u8] {
+        let start = i * SLOT + HEADROOM;
+        &mut self.buf[start..start + MAX_FRAME]
+    }
+
+    /// Frame `i` as received.
+    #[inline]
+    pub fn frame(&self, i: usize) -> &[u8] {
+        let start = i * SLOT + HEADROOM;
+        let len = (self.meta[i].len as usize).min(MAX_FRAME);
+        &self.buf[start..start + len]
+    }
+
+    /// Appends a frame (in-memory ports, tests, benchmarks). False if full
+    /// or the frame does not fit a slot.
+    pub fn push(&mut self, frame: &[u8]) -> bool {
+        if self.count == BATCH || frame.len() > MAX_FRAME {
+            return false;
+        }
+        let i = self.count;
+        self.rx_area(i)[..frame.len()].copy_from_slice(frame);
+        self.set_received(i, frame.len());
+        self.count += 1;
+        true
+    }
+
+    /// Records that slot `i` holds a received frame of `len` bytes.
+    #[inline]
+    pub fn set_received(&mut self, i: usize, len: usize) {
+        self.meta[i] = Meta {
+            len: len.min(u16::MAX as usize) as u16,
+            ..Meta::EMPTY
+        };
+    }
+
+    pub fn clear(&mut self) {
+        self.count = 0;
+    }
+}
+
+/// One queued transmission: which frame of the batch, and the VLAN to tag
+/// it with on the way out (0: untagged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxEntry {
+    pub frame: u8,
+    pub vid: u16,
+}
+
+/// Transmit queues, one per port, flushed once per batch.
+pub struct TxQueues {
+    pub queues: Box<[Vec<TxEntry>]>,
+    /// Ports with something queued, in first-queued order.
+    pub dirty: Vec<u16>,
+}
+
+impl TxQueues {
+    pub fn new(max_ports: usize) -> TxQueues {
+        TxQueues {
+            // Each frame goes to a port at most once: BATCH entries suffice.
+            queues: (0..max_ports).map(|_| Vec::with_capacity(BATCH)).collect(),
+            dirty: Vec::with_capacity(max_ports),
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, port: u16, e: TxEntry) {
+        let Some(q) = self.queues.get_mut(port as usize) else {
+            return;
+        };
+        if q.is_empty() {
+            self.dirty.push(port);
+        }
+        if q.len() < BATCH {
+            q.push(e);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        for &p in &self.dirty {
+            self.queues[p as usize].clear();
+        }
+        self.dirty.clear();
+    }
+}
+
+/// What the stages share: the plan, the FDB, this worker's counters.
+pub struct Context<'a> {
+    pub plan: &'a Plan,
+    pub fdb: &'a Fdb,
+    pub counters: &'a WorkerCounters,
+    pub port_up: &'a [AtomicBool],
+    pub tracer: &'a Tracer,
+}
+
+/// Runs the whole pipeline over one batch from `ingress`, leaving the
+/// frames to send in `tx`.
+pub fn process(ctx: &Context, ingress: u16, batch: &mut Batch, tx: &mut TxQueues, now_ms: u64) {
+    let c = &ctx.counters.ports[ingress as usize];
+    for i in 0..batch.count {
+        c.rx_frames.add(1);
+        c.rx_bytes.add(batch.meta[i].len as u64);
+    }
+    classify::run(ctx, ingress, batch);
+    learn::run(ctx, ingress, batch, now_ms);
+    forward::run(ctx, ingress, batch);
+    egress::run(ctx, ingress, batch, tx);
+    // One check per batch when no trace is active.
+    if ctx.tracer.active() {
+        ctx.tracer.record_batch(ctx, ingress, batch, tx);
+    }
+}

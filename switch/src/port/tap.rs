@@ -1,0 +1,103 @@
+//! TAP ports: one file descriptor per device, non-blocking, one read or one
+//! write system call per frame (the kernel's TAP interface offers no batch).
+//!
+//! A TAP that plugs in a host is created from inside the host's namespace
+//! (see `netns::in_netns`), so it is born there as `eth0` and needs no
+//! temporary name in the root namespace. The descriptor keeps working from
+//! the switch's own namespace.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+/// `_IOW('T', 202, int)` from linux/if_tun.h.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+
+/// `struct ifreq` as TUNSETIFF reads it: the name, then the flags; padded to
+/// the kernel's 40 bytes.
+#[repr(C)]
+struct IfReqFlags {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error("cannot open /dev/net/tun (is the tun module there, and are you root?): {0}")]
+    OpenTun(io::Error),
+    #[error("TUNSETIFF for {name:?} failed: {source}")]
+    SetIff { name: String, source: io::Error },
+    #[error("device name {0:?} is longer than 15 bytes")]
+    Name(String),
+}
+
+#[derive(Debug)]
+pub struct Tap {
+    file: File,
+    name: String,
+}
+
+impl Tap {
+    /// Creates (or attaches to) the TAP device `name` in the calling
+    /// thread's network namespace.
+    pub fn open(name: &str) -> Result<Tap, TapError> {
+        if name.len() >= libc::IFNAMSIZ || name.is_empty() {
+            return Err(TapError::Name(name.to_string()));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open("/dev/net/tun")
+            .map_err(TapError::OpenTun)?;
+        let mut req = IfReqFlags {
+            name: [0; libc::IFNAMSIZ],
+            flags: IFF_TAP | IFF_NO_PI,
+            _pad: [0; 22],
+        };
+        req.name[..name.len()].copy_from_slice(name.as_bytes());
+        // SAFETY: TUNSETIFF reads a `struct ifreq` (name + flags); `req` is
+        // a properly sized and initialised `repr(C)` value that outlives the
+        // call, and the descriptor is an open /dev/net/tun file.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req) };
+        if rc < 0 {
+            return Err(TapError::SetIff {
+                name: name.to_string(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(Tap {
+            file,
+            name: name.to_string(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads one frame (`&self`: the kernel serialises reads and writes on a
+    /// TAP, so any worker may transmit on any TAP port); `WouldBlock` when none is waiting. A frame longer
+    /// than `buf` comes back cut to `buf.len()`.
+    #[inline]
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.file).read(buf)
+    }
+
+    /// Writes one frame gathered from `parts` (so a tag can be pushed or
+    /// popped without copying the frame).
+    #[inline]
+    pub fn send(&self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&self.file).write_vectored(parts)
+    }
+}
+
+impl AsFd for Tap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}

@@ -1,0 +1,241 @@
+//! The frame trace (`shunt trace`): while a trace is active, the pipeline
+//! records each traced frame's decisions into a bounded lock-free queue
+//! (fixed-size records, no allocation); the control plane turns them into
+//! plain words. With no trace active the cost is one check per batch.
+
+use crate::counters::{DropReason, FloodCause};
+use crate::pipeline::{learn::Learned, Batch, Context, TxQueues, Verdict, NO_NET};
+use crossbeam_queue::ArrayQueue;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+pub const MAX_OUT: usize = 32;
+const PORT_WORDS: usize = 16; // 1024 ports
+
+#[derive(Debug, Clone, Copy)]
+pub struct TraceRecord {
+    pub ingress: u16,
+    pub net: u16,
+    pub vid_in: Option<u16>,
+    pub src: [u8; 6],
+    pub dst: [u8; 6],
+    pub ethertype: u16,
+    pub len: u16,
+    pub learned: Learned,
+    pub verdict: Verdict,
+    pub out: [(u16, u16); MAX_OUT],
+    pub n_out: u16,
+}
+
+pub struct Tracer {
+    active: AtomicBool,
+    ports: [AtomicU64; PORT_WORDS],
+    queue: ArrayQueue<TraceRecord>,
+    pub lost: AtomicU64,
+}
+
+impl Default for Tracer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tracer {
+    pub fn new() -> Tracer {
+        Tracer {
+            active: AtomicBool::new(false),
+            ports: Default::default(),
+            queue: ArrayQueue::new(4096),
+            lost: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    pub fn active(&self) -> bool {
+        self.active.load(Relaxed)
+    }
+
+    /// Starts tracing frames that enter on `ports` (all ports if empty).
+    pub fn start(&self, ports: &[u16]) {
+        for w in &self.ports {
+            w.store(if ports.is_empty() { u64::MAX } else { 0 }, Relaxed);
+        }
+        for &p in ports {
+            if let Some(w) = self.ports.get(p as usize / 64) {
+                w.fetch_or(1 << (p % 64), Relaxed);
+            }
+        }
+        while self.queue.pop().is_some() {}
+        self.active.store(true, Relaxed);
+    }
+
+    pub fn stop(&self) {
+        self.active.store(false, Relaxed);
+    }
+
+    pub fn pop(&self) -> Option<TraceRecord> {
+        self.queue.pop()
+    }
+
+    fn wants(&self, port: u16) -> bool {
+        self.ports
+            .get(port as usize / 64)
+            .is_some_and(|w| w.load(Relaxed) & (1 << (port % 64)) != 0)
+    }
+
+    /// Called once per batch while active.
+    pub fn record_batch(&self, _ctx: &Context, ingress: u16, batch: &Batch, tx: &TxQueues) {
+        if !self.wants(ingress) {
+            return;
+        }
+        for i in 0..batch.count {
+            let f = batch.frame(i);
+            let m = &batch.meta[i];
+            let mut r = TraceRecord {
+                ingress,
+                net: m.net,
+                vid_in: None,
+                src: [0; 6],
+                dst: [0; 6],
+                ethertype: 0,
+                len: m.len,
+                learned: m.learned,
+                verdict: m.verdict,
+                out: [(0, 0); MAX_OUT],
+                n_out: 0,
+            };
+            if f.len() >= 14 {
+                r.dst.copy_from_slice(&f[0..6]);
+                r.src.copy_from_slice(&f[6..12]);
+                r.ethertype = u16::from_be_bytes([f[12], f[13]]);
+                if r.ethertype == 0x8100 && f.len() >= 18 {
+                    r.vid_in = Some(u16::from_be_bytes([f[14], f[15]]) & 0xfff);
+                    r.ethertype = u16::from_be_bytes([f[16], f[17]]);
+                }
+            }
+            for &p in &tx.dirty {
+                for e in &tx.queues[p as usize] {
+                    if e.frame as usize == i && (r.n_out as usize) < MAX_OUT {
+                        r.out[r.n_out as usize] = (p, e.vid);
+                        r.n_out += 1;
+                    }
+                }
+            }
+            if self.queue.push(r).is_err() {
+                self.lost.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+/// A trace record in words and as JSON (`shunt trace --json`).
+#[derive(Debug, Serialize)]
+pub struct TraceLine {
+    pub ingress: String,
+    pub network: Option<String>,
+    pub vlan_in: Option<u16>,
+    pub src: String,
+    pub dst: String,
+    pub ethertype: String,
+    pub len: u16,
+    pub learning: String,
+    pub action: String,
+    pub reason: Option<String>,
+    pub out: Vec<TraceOut>,
+    pub text: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TraceOut {
+    pub port: String,
+    pub vlan: Option<u16>,
+}
+
+pub fn describe(
+    r: &TraceRecord,
+    port_name: &dyn Fn(u16) -> String,
+    net_name: &dyn Fn(u16) -> String,
+) -> TraceLine {
+    let mac = |m: &[u8; 6]| crate::config::fmt_mac(m);
+    let network = (r.net != NO_NET).then(|| net_name(r.net));
+    let ingress = port_name(r.ingress);
+    let learning = match r.learned {
+        Learned::Nothing => "not learned".to_string(),
+        Learned::New => format!("source {} learned on {ingress}", mac(&r.src)),
+        Learned::Refreshed => format!("source {} already known on {ingress}", mac(&r.src)),
+        Learned::Moved { from } => format!(
+            "source {} moved from {} to {ingress}",
+            mac(&r.src),
+            port_name(from)
+        ),
+        Learned::Static => format!("source {} is a static entry: not moved", mac(&r.src)),
+        Learned::Full => format!("source {} not learned: FDB full", mac(&r.src)),
+        Learned::Disabled => "learning is off on this port".to_string(),
+    };
+    let out: Vec<TraceOut> = r.out[..r.n_out as usize]
+        .iter()
+        .map(|&(p, vid)| TraceOut {
+            port: port_name(p),
+            vlan: (vid != 0).then_some(vid),
+        })
+        .collect();
+    let outs = out
+        .iter()
+        .map(|o| match o.vlan {
+            Some(v) => format!("{} (tagged {v})", o.port),
+            None => o.port.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let net_s = network.clone().unwrap_or_else(|| "-".into());
+    let (action, reason, decision) = match r.verdict {
+        Verdict::Unicast(_) => (
+            "forward",
+            None,
+            format!("destination {} learned in {net_s}: sent to {outs}", mac(&r.dst)),
+        ),
+        Verdict::Flood(cause) => {
+            let why = match cause {
+                FloodCause::Broadcast => "broadcast".to_string(),
+                FloodCause::Multicast => "multicast".to_string(),
+                FloodCause::UnknownUnicast => format!("destination {} unknown", mac(&r.dst)),
+            };
+            ("flood", Some(cause.name().to_string()), format!("{why} in {net_s}: flooded to {outs}"))
+        }
+        Verdict::Drop(d) => (
+            "drop",
+            Some(d.name().to_string()),
+            format!("dropped ({}): {}", d.name(), drop_words(d)),
+        ),
+        Verdict::Pending => ("none", None, "no decision".to_string()),
+    };
+    let vlan_s = match r.vid_in {
+        Some(v) => format!(" tagged {v}"),
+        None => " untagged".to_string(),
+    };
+    let text = format!(
+        "{ingress}: {} > {} type 0x{:04x} len {}{vlan_s}, network {net_s}; {learning}; {decision}",
+        mac(&r.src),
+        mac(&r.dst),
+        r.ethertype,
+        r.len
+    );
+    TraceLine {
+        ingress,
+        network,
+        vlan_in: r.vid_in,
+        src: mac(&r.src),
+        dst: mac(&r.dst),
+        ethertype: format!("0x{:04x}", r.ethertype),
+        len: r.len,
+        learning,
+        action: action.to_string(),
+        reason,
+        out,
+        text,
+    }
+}
+
+fn drop_words(d: DropReason) -> &'static str {
+    d.explain()
+}

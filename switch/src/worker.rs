@@ -1,0 +1,187 @@
+//! Workers: pinned threads, each owning the receive side of a set of ports.
+//! A worker polls its ports, takes up to a batch from each ready one, runs
+//! the pipeline over the batch and flushes the transmit queues once.
+//!
+//! TAP ports can be written by any thread (the kernel serialises writes on
+//! a TAP), so a worker transmits directly on a port another worker
+//! receives from; counters stay per worker, single writer.
+
+use crate::counters::{DropReason, WorkerCounters};
+use crate::pipeline::{self, classify::TPID_8021Q, Batch, Context, TxQueues, BATCH};
+use crate::runtime::Runtime;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use std::io::{self, IoSlice};
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+pub struct Worker {
+    pub id: usize,
+    rt: Arc<Runtime>,
+    /// Ports this worker receives from.
+    rx_ports: Vec<u16>,
+    counters: Arc<WorkerCounters>,
+    batch: Batch,
+    tx: TxQueues,
+    core: Option<core_affinity::CoreId>,
+}
+
+impl Worker {
+    pub fn new(
+        id: usize,
+        rt: Arc<Runtime>,
+        rx_ports: Vec<u16>,
+        counters: Arc<WorkerCounters>,
+        core: Option<core_affinity::CoreId>,
+    ) -> Worker {
+        let n = rt.max_ports;
+        Worker {
+            id,
+            rt,
+            rx_ports,
+            counters,
+            batch: Batch::new(),
+            tx: TxQueues::new(n),
+            core,
+        }
+    }
+
+    pub fn run(mut self) {
+        if let Some(core) = self.core {
+            if !core_affinity::set_for_current(core) {
+                eprintln!("shunt: worker {} could not be pinned to core {}", self.id, core.id);
+            }
+        }
+        let rt = Arc::clone(&self.rt);
+        let mut ready: Vec<(u16, PollFlags)> = Vec::with_capacity(self.rx_ports.len());
+        // The poll set is rebuilt only when a port goes up or down.
+        let mut seen_gen = u64::MAX;
+        let mut active: Vec<u16> = Vec::with_capacity(self.rx_ports.len());
+        let mut fds: Vec<PollFd> = Vec::with_capacity(self.rx_ports.len());
+        while !rt.stop.load(Relaxed) {
+            let gen = rt.port_generation.load(Relaxed);
+            if gen != seen_gen {
+                seen_gen = gen;
+                active.clear();
+                active.extend(self.rx_ports.iter().copied().filter(|&p| rt.port_up[p as usize].load(Relaxed)));
+                fds.clear();
+                fds.extend(active.iter().map(|&p| PollFd::new(rt.taps[p as usize].as_fd(), PollFlags::POLLIN)));
+            }
+            match nix::poll::poll(&mut fds, PollTimeout::from(100u16)) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    eprintln!("shunt: worker {}: poll failed: {e}", self.id);
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
+            }
+            ready.clear();
+            ready.extend(
+                active
+                    .iter()
+                    .zip(fds.iter())
+                    .map(|(&p, f)| (p, f.revents().unwrap_or(PollFlags::empty()))),
+            );
+            for &(p, rev) in &ready {
+                if rev.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL) {
+                    rt.port_gone(p, "the device went away (its namespace was deleted?)");
+                    continue;
+                }
+                if rev.contains(PollFlags::POLLIN) {
+                    self.drain(p);
+                }
+            }
+        }
+    }
+
+    /// Takes batches from port `p` until it has nothing more (at most a few
+    /// batches, so one busy port cannot starve the others).
+    fn drain(&mut self, p: u16) {
+        for _ in 0..4 {
+            let n = self.receive(p);
+            if n == 0 {
+                return;
+            }
+            let now = self.rt.now_ms();
+            let ctx = Context {
+                plan: &self.rt.plan,
+                fdb: &self.rt.fdb,
+                counters: &self.counters,
+                port_up: &self.rt.port_up,
+                tracer: &self.rt.tracer,
+            };
+            pipeline::process(&ctx, p, &mut self.batch, &mut self.tx, now);
+            self.flush();
+            self.counters.batches.add(1);
+            if n < BATCH {
+                return;
+            }
+        }
+    }
+
+    fn receive(&mut self, p: u16) -> usize {
+        let tap = &self.rt.taps[p as usize];
+        self.batch.clear();
+        while self.batch.count < BATCH {
+            let i = self.batch.count;
+            match tap.recv(self.batch.rx_area(i)) {
+                Ok(len) => {
+                    self.batch.set_received(i, len);
+                    self.batch.count += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.rt.port_gone(p, &format!("read failed: {e}"));
+                    break;
+                }
+            }
+        }
+        self.batch.count
+    }
+
+    /// Writes every queued frame, pushing or popping the VLAN tag through
+    /// the gather list rather than by moving bytes.
+    fn flush(&mut self) {
+        for &p in &self.tx.dirty {
+            let pc = &self.counters.ports[p as usize];
+            let tap = &self.rt.taps[p as usize];
+            for e in &self.tx.queues[p as usize] {
+                let i = e.frame as usize;
+                if !self.rt.port_up[p as usize].load(Relaxed) {
+                    pc.drops[DropReason::PortDown as usize].add(1);
+                    continue;
+                }
+                let f = self.batch.frame(i);
+                let m = &self.batch.meta[i];
+                let rest = &f[12 + m.tag_len as usize..];
+                let tci = (u16::from(m.pcp_dei) << 8) | e.vid;
+                let [t0, t1] = TPID_8021Q.to_be_bytes();
+                let [t2, t3] = tci.to_be_bytes();
+                let tag = [t0, t1, t2, t3];
+                let parts_tagged = [IoSlice::new(&f[..12]), IoSlice::new(&tag), IoSlice::new(rest)];
+                let parts_plain = [IoSlice::new(&f[..12]), IoSlice::new(rest)];
+                let parts: &[IoSlice] = if e.vid != 0 { &parts_tagged } else { &parts_plain };
+                match tap.send(parts) {
+                    Ok(n) => {
+                        pc.tx_frames.add(1);
+                        pc.tx_bytes.add(n as u64);
+                    }
+                    Err(err) => match err.raw_os_error() {
+                        Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
+                            pc.drops[DropReason::TxFull as usize].add(1)
+                        }
+                        Some(libc::EIO) | Some(libc::EBADFD) | Some(libc::ENODEV) => {
+                            pc.drops[DropReason::PortDown as usize].add(1);
+                            self.rt.port_gone(p, &format!("write failed: {err}"));
+                        }
+                        _ => pc.drops[DropReason::TxError as usize].add(1),
+                    },
+                }
+            }
+        }
+        self.tx.clear();
+    }
+}
