@@ -280,6 +280,12 @@ impl ArpRepr {
     }
 }
 
+impl<T: AsRef<[u8]>> AsRef<[u8]> for ArpPacket<T> {
+    fn as_ref(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

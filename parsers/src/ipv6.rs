@@ -178,6 +178,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     }
 }
 
+impl<T: AsRef<[u8]>> AsRef<[u8]> for Ipv6Packet<T> {
+    fn as_ref(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

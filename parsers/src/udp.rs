@@ -171,6 +171,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     }
 }
 
+impl<T: AsRef<[u8]>> AsRef<[u8]> for UdpPacket<T> {
+    fn as_ref(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -281,6 +281,12 @@ pub fn set_outer_tag(frame: &mut [u8], tpid: EtherType, tci: u16) -> Result<()> 
     Ok(())
 }
 
+impl<T: AsRef<[u8]>> AsRef<[u8]> for VlanTag<T> {
+    fn as_ref(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

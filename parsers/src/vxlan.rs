@@ -308,6 +308,12 @@ pub fn decap(frame: &[u8]) -> Result<Decap> {
     })
 }
 
+impl<T: AsRef<[u8]>> AsRef<[u8]> for VxlanPacket<T> {
+    fn as_ref(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,247 @@
+//! Calls `new_checked` and then every getter (and, on a copy, every
+//! length-sensitive setter) of every view, and every raw-frame helper.
+//! Shared by the no-panic property test and the fuzz targets (which include
+//! this file with `#[path]`), so both exercise exactly the same surface.
+//! A panic anywhere here is a bug in the parsers.
+
+#![allow(dead_code)]
+
+use std::hint::black_box;
+
+use shunt_parsers::vlan;
+use shunt_parsers::vxlan;
+use shunt_parsers::*;
+
+pub fn ethernet(data: &[u8]) {
+    black_box(ethernet::dst_addr(data));
+    black_box(ethernet::src_addr(data));
+    let Ok(f) = EthernetFrame::new_checked(data) else {
+        return;
+    };
+    black_box((f.dst_addr(), f.src_addr(), f.ethertype(), f.is_802_3()));
+    black_box((f.length_field(), f.payload(), f.dst_addr().to_string()));
+    black_box(f.ethertype().to_string());
+    let mut copy = data.to_vec();
+    let mut f = EthernetFrame::new_checked(&mut copy[..]).expect("checked above");
+    let (d, s, t) = (f.dst_addr(), f.src_addr(), f.ethertype());
+    f.set_dst_addr(s);
+    f.set_src_addr(d);
+    f.set_ethertype(t);
+    black_box(f.payload_mut());
+}
+
+pub fn vlan(data: &[u8]) {
+    black_box(vlan::outer_tag(data));
+    if let Ok(t) = VlanTag::new_checked(data) {
+        black_box((
+            t.tci(),
+            t.pcp(),
+            t.dei(),
+            t.vid(),
+            t.ethertype(),
+            t.payload(),
+        ));
+        let mut copy = data.to_vec();
+        let mut t = VlanTag::new_checked(&mut copy[..]).expect("checked above");
+        let (p, d, v) = (t.pcp(), t.dei(), t.vid());
+        t.set_vid(v);
+        t.set_pcp(p);
+        t.set_dei(d);
+        let e = t.ethertype();
+        t.set_ethertype(e);
+        black_box(t.payload_mut());
+    }
+    // Edit helpers over every (start, len) that fits, plus out-of-range ones.
+    let n = data.len().min(24);
+    for start in [0, 1, 3, 4, 5, 8, 50, usize::MAX - 1] {
+        for len in [0, 13, 14, 17, 18, data.len(), usize::MAX] {
+            let mut buf = data.to_vec();
+            black_box(vlan::push_tag(
+                &mut buf,
+                start,
+                len,
+                EtherType::Vlan,
+                0xffff,
+            ));
+            let mut buf = data.to_vec();
+            black_box(vlan::pop_tag(&mut buf, start, len));
+        }
+    }
+    let mut buf = data[..n].to_vec();
+    black_box(vlan::set_outer_tag(&mut buf, EtherType::QinQ, 0x1234).is_ok());
+}
+
+pub fn arp(data: &[u8]) {
+    let Ok(p) = ArpPacket::new_checked(data) else {
+        return;
+    };
+    black_box((
+        p.hardware_type(),
+        p.protocol_type(),
+        p.hardware_len(),
+        p.protocol_len(),
+    ));
+    black_box((p.operation(), p.is_ethernet_ipv4()));
+    black_box((p.source_hardware_addr(), p.source_protocol_addr()));
+    black_box((p.target_hardware_addr(), p.target_protocol_addr()));
+    if let Ok(repr) = ArpRepr::parse(&p) {
+        let mut out = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut ArpPacket::new_unchecked(&mut out[..]));
+        assert_eq!(&out[..], &data[..28], "ArpRepr round trip");
+        if let Some(reply) = repr.reply(MacAddr([2, 0, 0, 0, 0, 9])) {
+            let mut frame = [0u8; 42];
+            black_box(reply.emit_frame(repr.sender_mac, &mut frame).is_ok());
+            black_box(
+                reply
+                    .emit_frame(repr.sender_mac, &mut frame[..data.len() % 43])
+                    .is_ok(),
+            );
+        }
+    }
+}
+
+pub fn ipv4(data: &[u8]) {
+    let Ok(p) = Ipv4Packet::new_checked(data) else {
+        return;
+    };
+    black_box((
+        p.version(),
+        p.header_len(),
+        p.dscp(),
+        p.ecn(),
+        p.total_len(),
+    ));
+    black_box((
+        p.ident(),
+        p.dont_frag(),
+        p.more_frags(),
+        p.frag_offset(),
+        p.is_fragment(),
+    ));
+    black_box((
+        p.ttl(),
+        p.protocol(),
+        p.checksum(),
+        p.src_addr(),
+        p.dst_addr(),
+    ));
+    black_box((p.verify_checksum(), p.options(), p.payload()));
+    let mut copy = data.to_vec();
+    let mut p = Ipv4Packet::new_checked(&mut copy[..]).expect("checked above");
+    let ttl = p.ttl();
+    p.set_ttl(ttl.wrapping_sub(1));
+    p.fill_checksum();
+    assert!(p.verify_checksum(), "fill_checksum then verify");
+    black_box(p.payload_mut());
+}
+
+pub fn ipv6(data: &[u8]) {
+    let Ok(p) = Ipv6Packet::new_checked(data) else {
+        return;
+    };
+    black_box((
+        p.version(),
+        p.traffic_class(),
+        p.flow_label(),
+        p.payload_len(),
+    ));
+    black_box((
+        p.next_header(),
+        p.hop_limit(),
+        p.src_addr(),
+        p.dst_addr(),
+        p.payload(),
+    ));
+    let mut copy = data.to_vec();
+    let mut p = Ipv6Packet::new_checked(&mut copy[..]).expect("checked above");
+    let (tc, fl) = (p.traffic_class(), p.flow_label());
+    p.set_flow_label(fl);
+    p.set_traffic_class(tc);
+    black_box(p.payload_mut());
+}
+
+pub fn udp(data: &[u8]) {
+    let Ok(p) = UdpPacket::new_checked(data) else {
+        return;
+    };
+    black_box((
+        p.src_port(),
+        p.dst_port(),
+        p.len(),
+        p.is_empty(),
+        p.checksum(),
+    ));
+    black_box(p.payload());
+    let (a, b) = (
+        "10.0.0.1".parse().expect("ip"),
+        "10.0.0.2".parse().expect("ip"),
+    );
+    black_box(p.verify_checksum_v4(a, b));
+    black_box(p.verify_checksum_v6(
+        "fd00::1".parse().expect("ip"),
+        "fd00::2".parse().expect("ip"),
+    ));
+    let mut copy = data.to_vec();
+    let mut p = UdpPacket::new_checked(&mut copy[..]).expect("checked above");
+    p.fill_checksum_v4(a, b);
+    assert!(p.verify_checksum_v4(a, b), "fill then verify (v4)");
+    black_box(p.payload_mut());
+}
+
+pub fn vxlan(data: &[u8]) {
+    black_box(vxlan::decap(data).ok());
+    if let Ok(p) = VxlanPacket::new_checked(data) {
+        black_box((
+            p.flags(),
+            p.has_vni(),
+            p.vni(),
+            p.reserved0(),
+            p.reserved1(),
+            p.payload(),
+        ));
+        let mut copy = data.to_vec();
+        let mut p = VxlanPacket::new_checked(&mut copy[..]).expect("checked above");
+        let (f, v) = (p.flags(), p.vni());
+        p.set_flags(f);
+        p.set_vni(v);
+        black_box(p.payload_mut());
+    }
+    // The builder, with lengths and VNIs taken from the input.
+    let word = |i: usize| data.get(i).copied().unwrap_or(0) as u32;
+    let encap = VxlanEncap {
+        src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        dst_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+        src_ip: "10.0.0.1".parse().expect("ip"),
+        dst_ip: "10.0.0.2".parse().expect("ip"),
+        src_port: vxlan::entropy_port(word(0) << 8 | word(1)),
+        dst_port: vxlan::VXLAN_PORT,
+        ttl: 64,
+        vni: word(2) << 24 | word(3) << 16 | word(4),
+        ident: 0,
+        dont_frag: word(5) & 1 == 1,
+    };
+    let mut buf = data.to_vec();
+    buf.resize(buf.len() + 64, 0);
+    let inner_len = (word(6) << 16 | word(7) << 8 | word(8)) as usize;
+    if let Ok(n) = emit_vxlan_encap(&mut buf, &encap, inner_len) {
+        let ip = Ipv4Packet::new_unchecked(&buf[14..n]);
+        assert!(ip.verify_checksum(), "emitted IPv4 header verifies");
+    }
+    let start = data.len() % 97;
+    black_box(vxlan::encap_in_place(&mut buf, start, data.len(), &encap));
+}
+
+/// Every view at offset 0, plus every view at the offsets where it sits in
+/// a real frame (after Ethernet, after a tag, after IPv4, after UDP).
+pub fn all(data: &[u8]) {
+    for off in [0usize, 14, 18, 34, 42, 50] {
+        let d = data.get(off..).unwrap_or(&[]);
+        ethernet(d);
+        vlan(d);
+        arp(d);
+        ipv4(d);
+        ipv6(d);
+        udp(d);
+        vxlan(d);
+    }
+}

@@ -1,0 +1,6 @@
+//! Test support shared by the integration tests.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+pub mod exercise;
+pub mod pcap;
