@@ -183,7 +183,7 @@ pub fn fdb_json(rt: &Runtime, network: Option<&str>) -> Result<Value, String> {
     let now = rt.now_ms();
     let mut entries = rt.fdb.entries();
     entries.retain(|(net, _, _)| filter.is_none_or(|f| f == *net));
-    entries.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    entries.sort_by_key(|e| (e.0, e.1));
     let arr = entries
         .iter()
         .filter_map(|(net, mac, e)| {

@@ -116,7 +116,7 @@ impl WorkerCounters {
         }
     }
     #[inline]
-    pub fn drop(&self, port: usize, reason: DropReason) {
+    pub fn count_drop(&self, port: usize, reason: DropReason) {
         if let Some(p) = self.ports.get(port) {
             p.drops[reason as usize].add(1);
         }
@@ -176,7 +176,7 @@ mod tests {
         let b = std::sync::Arc::new(WorkerCounters::new(4));
         a.ports[1].rx_frames.add(3);
         b.ports[1].rx_frames.add(4);
-        b.drop(1, DropReason::Runt);
+        b.count_drop(1, DropReason::Runt);
         let t = sum_port(&[a, b], 1);
         assert_eq!(t.rx_frames, 7);
         assert_eq!(t.drops[DropReason::Runt as usize], 1);

@@ -97,6 +97,7 @@ pub fn clean_stale(name: &str) -> Result<Vec<String>, UpError> {
             let _ = std::fs::remove_dir_all(d);
         }
         let _ = std::fs::remove_file(state_path(name));
+        let _ = std::fs::remove_file(log_path(name));
     }
     if std::fs::remove_file(control::socket_path(name)).is_ok() {
         removed.push("control socket".into());
@@ -178,6 +179,7 @@ fn teardown(topo: &Topology) {
     let name = &topo.switch.name;
     let _ = std::fs::remove_file(control::socket_path(name));
     let _ = std::fs::remove_file(state_path(name));
+    let _ = std::fs::remove_file(log_path(name));
 }
 
 /// Runs the switch in the foreground until SIGINT, SIGTERM or `shunt down`.
