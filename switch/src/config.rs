@@ -317,7 +317,11 @@ impl Ctx<'_> {
             .count()
             + 1
     }
-    fn err<T>(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> Result<T, ConfigError> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        msg: impl Into<String>,
+    ) -> Result<T, ConfigError> {
         Err(ConfigError {
             file: self.file.to_string(),
             line: self.line(span.start),
@@ -332,8 +336,7 @@ fn check_name(ctx: &Ctx, what: &str, s: &Spanned<String>) -> Result<(), ConfigEr
     let v = s.get_ref();
     let ok = !v.is_empty()
         && v.len() <= 32
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !ok {
         return ctx.err(
@@ -346,13 +349,7 @@ fn check_name(ctx: &Ctx, what: &str, s: &Spanned<String>) -> Result<(), ConfigEr
     Ok(())
 }
 
-fn int_in(
-    ctx: &Ctx,
-    what: &str,
-    v: &Spanned<i64>,
-    min: i64,
-    max: i64,
-) -> Result<i64, ConfigError> {
+fn int_in(ctx: &Ctx, what: &str, v: &Spanned<i64>, min: i64, max: i64) -> Result<i64, ConfigError> {
     let x = *v.get_ref();
     if x < min || x > max {
         return ctx.err(
@@ -487,7 +484,10 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
             vlan,
             subnet,
             address,
-            domain: n.domain.as_ref().map(|d| d.get_ref().trim_end_matches('.').to_ascii_lowercase()),
+            domain: n
+                .domain
+                .as_ref()
+                .map(|d| d.get_ref().trim_end_matches('.').to_ascii_lowercase()),
             dns_upstream,
             line,
         });
@@ -497,7 +497,10 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
             Some(i) => Ok(i),
             None => ctx.err(
                 name.span(),
-                format!("{what} names network {:?}, which is not defined", name.get_ref()),
+                format!(
+                    "{what} names network {:?}, which is not defined",
+                    name.get_ref()
+                ),
             ),
         }
     };
@@ -521,11 +524,27 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
                     continue;
                 }
                 let Some(net) = Ipv4Net::parse(s) else {
-                    return ctx.err(ips.span(), format!("ip {s:?} is not an IPv4 address with a prefix (like \"10.0.0.11/24\")"));
+                    return ctx.err(
+                        ips.span(),
+                        format!(
+                            "ip {s:?} is not an IPv4 address with a prefix (like \"10.0.0.11/24\")"
+                        ),
+                    );
                 };
-                if let Some(Some(ni)) = h.networks.get_ref().get(i).map(|n| networks.iter().position(|x| &x.name == n)) {
+                if let Some(Some(ni)) = h
+                    .networks
+                    .get_ref()
+                    .get(i)
+                    .map(|n| networks.iter().position(|x| &x.name == n))
+                {
                     if !used[ni].insert(u32::from(net.addr)) {
-                        return ctx.err(ips.span(), format!("ip {} is used twice on network {:?}", net.addr, networks[ni].name));
+                        return ctx.err(
+                            ips.span(),
+                            format!(
+                                "ip {} is used twice on network {:?}",
+                                net.addr, networks[ni].name
+                            ),
+                        );
                     }
                 }
             }
@@ -546,13 +565,34 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         if nets.len() > 16 {
             return ctx.err(h.networks.span(), "a host has at most 16 networks");
         }
-        let ips = h.ip.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
+        let ips =
+            h.ip.as_ref()
+                .map(|v| v.get_ref().clone())
+                .unwrap_or_default();
         if ips.len() > nets.len() {
-            return ctx.err(h.ip.as_ref().map(|v| v.span()).unwrap_or(hs.span()), format!("host {name:?} has {} ip entries for {} networks", ips.len(), nets.len()));
+            return ctx.err(
+                h.ip.as_ref().map(|v| v.span()).unwrap_or(hs.span()),
+                format!(
+                    "host {name:?} has {} ip entries for {} networks",
+                    ips.len(),
+                    nets.len()
+                ),
+            );
         }
-        let macs = h.mac.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
+        let macs = h
+            .mac
+            .as_ref()
+            .map(|v| v.get_ref().clone())
+            .unwrap_or_default();
         if macs.len() > nets.len() {
-            return ctx.err(h.mac.as_ref().map(|v| v.span()).unwrap_or(hs.span()), format!("host {name:?} has {} mac entries for {} networks", macs.len(), nets.len()));
+            return ctx.err(
+                h.mac.as_ref().map(|v| v.span()).unwrap_or(hs.span()),
+                format!(
+                    "host {name:?} has {} mac entries for {} networks",
+                    macs.len(),
+                    nets.len()
+                ),
+            );
         }
         let mtu = match &h.mtu {
             Some(m) => int_in(&ctx, "mtu", m, 68, 9000)? as u16,
@@ -570,14 +610,26 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         for (i, nname) in nets.iter().enumerate() {
             let ni = match networks.iter().position(|n| &n.name == nname) {
                 Some(ni) => ni,
-                None => return ctx.err(h.networks.span(), format!("host {name:?} names network {nname:?}, which is not defined")),
+                None => {
+                    return ctx.err(
+                        h.networks.span(),
+                        format!("host {name:?} names network {nname:?}, which is not defined"),
+                    )
+                }
             };
             if !seen_nets.insert(ni) {
-                return ctx.err(h.networks.span(), format!("host {name:?} names network {nname:?} twice"));
+                return ctx.err(
+                    h.networks.span(),
+                    format!("host {name:?} names network {nname:?} twice"),
+                );
             }
             let ip = match ips.get(i).filter(|s| !s.is_empty()) {
                 Some(s) => {
-                    let net = Ipv4Net::parse(s).ok_or_else(|| ConfigError { file: file.into(), line, message: format!("bad ip {s:?}") })?;
+                    let net = Ipv4Net::parse(s).ok_or_else(|| ConfigError {
+                        file: file.into(),
+                        line,
+                        message: format!("bad ip {s:?}"),
+                    })?;
                     if let Some(sn) = networks[ni].subnet {
                         if !sn.contains(net.addr) {
                             return ctx.err(h.ip.as_ref().map(|v| v.span()).unwrap_or(hs.span()), format!("ip {} of host {name:?} is outside subnet {sn} of network {nname:?}", net.addr));
@@ -585,28 +637,43 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
                     }
                     Some(net)
                 }
-                None => match networks[ni].subnet {
-                    // IPAM: the next free address, as Docker does.
-                    Some(sn) => {
-                        let mut a = sn.network() + 1;
-                        let last = sn.broadcast();
-                        while a < last && used[ni].contains(&a) {
-                            a += 1;
+                None => {
+                    match networks[ni].subnet {
+                        // IPAM: the next free address, as Docker does.
+                        Some(sn) => {
+                            let mut a = sn.network() + 1;
+                            let last = sn.broadcast();
+                            while a < last && used[ni].contains(&a) {
+                                a += 1;
+                            }
+                            if a >= last {
+                                return ctx.err(hs.span(), format!("network {nname:?} has no free address left for host {name:?}"));
+                            }
+                            used[ni].insert(a);
+                            Some(Ipv4Net {
+                                addr: Ipv4Addr::from(a),
+                                prefix: sn.prefix,
+                            })
                         }
-                        if a >= last {
-                            return ctx.err(hs.span(), format!("network {nname:?} has no free address left for host {name:?}"));
-                        }
-                        used[ni].insert(a);
-                        Some(Ipv4Net { addr: Ipv4Addr::from(a), prefix: sn.prefix })
+                        None => None,
                     }
-                    None => None,
-                },
+                }
             };
             let mac = match macs.get(i).filter(|s| !s.is_empty()) {
                 Some(s) => match parse_mac(s) {
                     Some(m) if m[0] & 1 == 0 && m != [0; 6] => m,
-                    Some(_) => return ctx.err(h.mac.as_ref().map(|v| v.span()).unwrap_or(hs.span()), format!("mac {s:?} is not a unicast address")),
-                    None => return ctx.err(h.mac.as_ref().map(|v| v.span()).unwrap_or(hs.span()), format!("mac {s:?} is not like \"02:00:00:00:00:01\"")),
+                    Some(_) => {
+                        return ctx.err(
+                            h.mac.as_ref().map(|v| v.span()).unwrap_or(hs.span()),
+                            format!("mac {s:?} is not a unicast address"),
+                        )
+                    }
+                    None => {
+                        return ctx.err(
+                            h.mac.as_ref().map(|v| v.span()).unwrap_or(hs.span()),
+                            format!("mac {s:?} is not like \"02:00:00:00:00:01\""),
+                        )
+                    }
                 },
                 // Derived from the address, as Docker does (02:42 + IPv4).
                 None => match ip {
@@ -626,9 +693,20 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
                 },
             };
             if let Some(other) = macs_seen.insert(mac, format!("{name}.{nname}")) {
-                return ctx.err(hs.span(), format!("mac {} of host {name:?} is already used by {other}", fmt_mac(&mac)));
+                return ctx.err(
+                    hs.span(),
+                    format!(
+                        "mac {} of host {name:?} is already used by {other}",
+                        fmt_mac(&mac)
+                    ),
+                );
             }
-            links.push(HostLink { network: ni, ifname: format!("eth{i}"), ip, mac });
+            links.push(HostLink {
+                network: ni,
+                ifname: format!("eth{i}"),
+                ip,
+                mac,
+            });
             ports.push(PortCfg {
                 name: format!("{name}.{nname}"),
                 kind: PortKind::Tap,
@@ -643,8 +721,19 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
                 line,
             });
         }
-        let aliases = h.aliases.as_ref().map(|a| a.get_ref().clone()).unwrap_or_default();
-        hosts.push(Host { name, links, aliases, ipv6: h.ipv6.unwrap_or(false), mtu, line });
+        let aliases = h
+            .aliases
+            .as_ref()
+            .map(|a| a.get_ref().clone())
+            .unwrap_or_default();
+        hosts.push(Host {
+            name,
+            links,
+            aliases,
+            ipv6: h.ipv6.unwrap_or(false),
+            mtu,
+            line,
+        });
     }
 
     // [[port]]
@@ -654,7 +743,10 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         check_name(&ctx, "port", &p.name)?;
         let name = p.name.get_ref().clone();
         if name.len() > 15 {
-            return ctx.err(p.name.span(), format!("port name {name:?} is longer than 15 characters (a device name)"));
+            return ctx.err(
+                p.name.span(),
+                format!("port name {name:?} is longer than 15 characters (a device name)"),
+            );
         }
         if ports.iter().any(|x| x.name == name) {
             return ctx.err(p.name.span(), format!("port {name:?} is defined twice"));
@@ -662,33 +754,62 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         let kind = match p.kind.as_ref().map(|k| k.get_ref().as_str()) {
             None | Some("tap") => PortKind::Tap,
             Some("afxdp") => {
-                return ctx.err(p.kind.as_ref().map(|k| k.span()).unwrap_or(ps.span()), "kind = \"afxdp\" is not available in this build yet; use \"tap\"")
+                return ctx.err(
+                    p.kind.as_ref().map(|k| k.span()).unwrap_or(ps.span()),
+                    "kind = \"afxdp\" is not available in this build yet; use \"tap\"",
+                )
             }
-            Some(other) => return ctx.err(p.kind.as_ref().map(|k| k.span()).unwrap_or(ps.span()), format!("kind {other:?} is not one of \"tap\", \"afxdp\"")),
+            Some(other) => {
+                return ctx.err(
+                    p.kind.as_ref().map(|k| k.span()).unwrap_or(ps.span()),
+                    format!("kind {other:?} is not one of \"tap\", \"afxdp\""),
+                )
+            }
         };
         let xdp_mode = match p.xdp_mode.as_ref().map(|k| k.get_ref().as_str()) {
             None | Some("auto") => XdpMode::Auto,
             Some("native") => XdpMode::Native,
             Some("generic") => XdpMode::Generic,
-            Some(other) => return ctx.err(p.xdp_mode.as_ref().map(|k| k.span()).unwrap_or(ps.span()), format!("xdp_mode {other:?} is not one of \"native\", \"generic\", \"auto\"")),
+            Some(other) => {
+                return ctx.err(
+                    p.xdp_mode.as_ref().map(|k| k.span()).unwrap_or(ps.span()),
+                    format!("xdp_mode {other:?} is not one of \"native\", \"generic\", \"auto\""),
+                )
+            }
         };
-        let mode_s = p.mode.as_ref().map(|m| m.get_ref().as_str()).unwrap_or(if p.networks.is_some() { "trunk" } else { "access" });
+        let mode_s =
+            p.mode
+                .as_ref()
+                .map(|m| m.get_ref().as_str())
+                .unwrap_or(if p.networks.is_some() {
+                    "trunk"
+                } else {
+                    "access"
+                });
         let mode = match mode_s {
             "access" => {
                 let Some(n) = &p.network else {
                     return ctx.err(ps.span(), format!("access port {name:?} needs `network`"));
                 };
                 if p.networks.is_some() || p.native.is_some() {
-                    return ctx.err(ps.span(), format!("access port {name:?} takes `network`, not `networks` or `native`"));
+                    return ctx.err(
+                        ps.span(),
+                        format!("access port {name:?} takes `network`, not `networks` or `native`"),
+                    );
                 }
-                PortMode::Access { network: net_idx(n, &format!("port {name:?}"))? }
+                PortMode::Access {
+                    network: net_idx(n, &format!("port {name:?}"))?,
+                }
             }
             "trunk" => {
                 let mut allowed = Vec::new();
                 if let Some(ns) = &p.networks {
                     for n in ns.get_ref() {
                         let Some(i) = networks.iter().position(|x| &x.name == n) else {
-                            return ctx.err(ns.span(), format!("port {name:?} names network {n:?}, which is not defined"));
+                            return ctx.err(
+                                ns.span(),
+                                format!("port {name:?} names network {n:?}, which is not defined"),
+                            );
                         };
                         if networks[i].vlan.is_none() {
                             return ctx.err(ns.span(), format!("network {n:?} has no vlan, so trunk port {name:?} cannot carry it tagged (make it `native`, or give the network a vlan)"));
@@ -707,13 +828,27 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
                 }
                 PortMode::Trunk { allowed, native }
             }
-            other => return ctx.err(p.mode.as_ref().map(|m| m.span()).unwrap_or(ps.span()), format!("mode {other:?} is not one of \"access\", \"trunk\"")),
+            other => {
+                return ctx.err(
+                    p.mode.as_ref().map(|m| m.span()).unwrap_or(ps.span()),
+                    format!("mode {other:?} is not one of \"access\", \"trunk\""),
+                )
+            }
         };
-        let interface = p.interface.as_ref().map(|i| i.get_ref().clone()).unwrap_or_else(|| name.clone());
+        let interface = p
+            .interface
+            .as_ref()
+            .map(|i| i.get_ref().clone())
+            .unwrap_or_else(|| name.clone());
         if interface.is_empty() || interface.len() > 15 || interface.contains('/') {
-            return ctx.err(p.interface.as_ref().map(|i| i.span()).unwrap_or(ps.span()), format!("interface {interface:?} is not a valid device name"));
+            return ctx.err(
+                p.interface.as_ref().map(|i| i.span()).unwrap_or(ps.span()),
+                format!("interface {interface:?} is not a valid device name"),
+            );
         }
-        if interface == "lo" || interface.starts_with("eth") && kind == PortKind::Tap && p.interface.is_some() {
+        if interface == "lo"
+            || interface.starts_with("eth") && kind == PortKind::Tap && p.interface.is_some()
+        {
             return ctx.err(p.interface.as_ref().map(|i| i.span()).unwrap_or(ps.span()), format!("interface {interface:?}: a bare TAP port must not take the name of an existing interface of the machine"));
         }
         let mtu = match &p.mtu {
@@ -743,32 +878,76 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         let network = net_idx(&f.network, "static entry")?;
         let mac = match parse_mac(f.mac.get_ref()) {
             Some(m) if m[0] & 1 == 0 => m,
-            Some(_) => return ctx.err(f.mac.span(), format!("static entry mac {:?} is not unicast", f.mac.get_ref())),
-            None => return ctx.err(f.mac.span(), format!("static entry mac {:?} is not like \"02:00:00:00:00:99\"", f.mac.get_ref())),
+            Some(_) => {
+                return ctx.err(
+                    f.mac.span(),
+                    format!("static entry mac {:?} is not unicast", f.mac.get_ref()),
+                )
+            }
+            None => {
+                return ctx.err(
+                    f.mac.span(),
+                    format!(
+                        "static entry mac {:?} is not like \"02:00:00:00:00:99\"",
+                        f.mac.get_ref()
+                    ),
+                )
+            }
         };
         let Some(port) = ports.iter().position(|p| &p.name == f.port.get_ref()) else {
             return ctx.err(f.port.span(), format!("static entry names port {:?}, which is not defined (host ports are named HOST.NETWORK)", f.port.get_ref()));
         };
         let carries = match &ports[port].mode {
             PortMode::Access { network: n } => *n == network,
-            PortMode::Trunk { allowed, native } => allowed.contains(&network) || *native == Some(network),
+            PortMode::Trunk { allowed, native } => {
+                allowed.contains(&network) || *native == Some(network)
+            }
         };
         if !carries {
-            return ctx.err(f.port.span(), format!("port {:?} does not carry network {:?}", f.port.get_ref(), f.network.get_ref()));
+            return ctx.err(
+                f.port.span(),
+                format!(
+                    "port {:?} does not carry network {:?}",
+                    f.port.get_ref(),
+                    f.network.get_ref()
+                ),
+            );
         }
-        if fdb.iter().any(|e: &StaticFdb| e.network == network && e.mac == mac) {
+        if fdb
+            .iter()
+            .any(|e: &StaticFdb| e.network == network && e.mac == mac)
+        {
             return ctx.err(f.mac.span(), "static entry is defined twice");
         }
-        fdb.push(StaticFdb { network, mac, port, line });
+        fdb.push(StaticFdb {
+            network,
+            mac,
+            port,
+            line,
+        });
     }
 
     if ports.len() > 1000 {
-        return Err(ConfigError { file: file.into(), line: 1, message: format!("{} ports: at most 1000 are supported", ports.len()) });
+        return Err(ConfigError {
+            file: file.into(),
+            line: 1,
+            message: format!("{} ports: at most 1000 are supported", ports.len()),
+        });
     }
     if networks.is_empty() {
-        return Err(ConfigError { file: file.into(), line: 1, message: "the topology defines no [[network]]".into() });
+        return Err(ConfigError {
+            file: file.into(),
+            line: 1,
+            message: "the topology defines no [[network]]".into(),
+        });
     }
-    Ok(Topology { switch, networks, hosts, ports, fdb })
+    Ok(Topology {
+        switch,
+        networks,
+        hosts,
+        ports,
+        fdb,
+    })
 }
 
 #[cfg(test)]
@@ -785,14 +964,20 @@ mod tests {
         assert_eq!(t.hosts.len(), 3);
         assert_eq!(t.ports[0].name, "h1.lan");
         // The switch holds .1, so IPAM starts at .2.
-        assert_eq!(t.hosts[0].links[0].ip.map(|n| n.to_string()), Some("10.0.0.2/24".into()));
+        assert_eq!(
+            t.hosts[0].links[0].ip.map(|n| n.to_string()),
+            Some("10.0.0.2/24".into())
+        );
         assert_eq!(t.hosts[2].links[0].mac, [0x02, 0x42, 10, 0, 0, 4]);
     }
 
     #[test]
     fn ipam_skips_explicit_addresses() {
         let t = parse("t", "[[network]]\nname='n'\nsubnet='10.1.0.0/24'\n[[host]]\nname='a'\nnetworks=['n']\n[[host]]\nname='b'\nnetworks=['n']\nip=['10.1.0.1/24']\n").expect("ok");
-        assert_eq!(t.hosts[0].links[0].ip.map(|n| n.addr.to_string()), Some("10.1.0.2".into()));
+        assert_eq!(
+            t.hosts[0].links[0].ip.map(|n| n.addr.to_string()),
+            Some("10.1.0.2".into())
+        );
     }
 
     #[test]
@@ -824,7 +1009,13 @@ mod tests {
     #[test]
     fn trunk_ports() {
         let t = parse("t", "[[network]]\nname='a'\nvlan=10\n[[network]]\nname='b'\nvlan=20\n[[network]]\nname='c'\n[[port]]\nname='up0'\nmode='trunk'\nnetworks=['a','b']\nnative='c'\n").expect("ok");
-        assert_eq!(t.ports[0].mode, PortMode::Trunk { allowed: vec![0, 1], native: Some(2) });
+        assert_eq!(
+            t.ports[0].mode,
+            PortMode::Trunk {
+                allowed: vec![0, 1],
+                native: Some(2)
+            }
+        );
         let e = err("[[network]]\nname='a'\n[[port]]\nname='up0'\nmode='trunk'\nnetworks=['a']\n");
         assert!(e.message.contains("no vlan"), "{e}");
         assert_eq!(e.line, 6);

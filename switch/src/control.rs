@@ -22,10 +22,15 @@ pub fn socket_path(name: &str) -> PathBuf {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("switch {name:?} is not running (no control socket at {path}): start it with `shunt up`")]
+    #[error(
+        "switch {name:?} is not running (no control socket at {path}): start it with `shunt up`"
+    )]
     NotRunning { name: String, path: String },
     #[error("control socket {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the switch answered something unreadable: {0}")]
     Protocol(String),
     #[error("{0}")]
@@ -75,7 +80,10 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
     };
     let cmd = req.get("cmd").and_then(Value::as_str).unwrap_or("");
     match cmd {
-        "ping" => reply(&mut out, &json!({"ok": true, "name": rt.topo.switch.name, "pid": std::process::id()})),
+        "ping" => reply(
+            &mut out,
+            &json!({"ok": true, "name": rt.topo.switch.name, "pid": std::process::id()}),
+        ),
         "ports" => reply(&mut out, &ports_json(rt)),
         "fdb" => {
             let net = req.get("network").and_then(Value::as_str);
@@ -91,7 +99,10 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
             let _ = shutdown.send(());
             Ok(())
         }
-        other => reply(&mut out, &json!({"error": format!("unknown command {other:?}")})),
+        other => reply(
+            &mut out,
+            &json!({"error": format!("unknown command {other:?}")}),
+        ),
     }
 }
 
@@ -134,12 +145,17 @@ pub fn ports_json(rt: &Runtime) -> Value {
         .map(|(i, p)| {
             let t = sum_port(&rt.counters, i);
             let (mode, nets, native) = match &p.mode {
-                crate::config::PortMode::Access { network } => {
-                    ("access", vec![rt.topo.networks[*network].name.clone()], None)
-                }
+                crate::config::PortMode::Access { network } => (
+                    "access",
+                    vec![rt.topo.networks[*network].name.clone()],
+                    None,
+                ),
                 crate::config::PortMode::Trunk { allowed, native } => (
                     "trunk",
-                    allowed.iter().map(|&n| rt.topo.networks[n].name.clone()).collect(),
+                    allowed
+                        .iter()
+                        .map(|&n| rt.topo.networks[n].name.clone())
+                        .collect(),
                     native.map(|n| rt.topo.networks[n].name.clone()),
                 ),
             };
@@ -249,13 +265,19 @@ fn trace(out: &mut UnixStream, rt: &Runtime, req: &Value) -> std::io::Result<()>
     if let Some(p) = req.get("port").and_then(Value::as_str) {
         ports = resolve_ports(rt, p);
         if ports.is_empty() {
-            return reply(out, &json!({"error": format!("no port or host named {p:?}")}));
+            return reply(
+                out,
+                &json!({"error": format!("no port or host named {p:?}")}),
+            );
         }
     }
     let count = req.get("count").and_then(Value::as_u64).unwrap_or(u64::MAX);
     let secs = req.get("seconds").and_then(Value::as_f64);
     if rt.tracer.active() {
-        return reply(out, &json!({"error": "a trace is already running on this switch"}));
+        return reply(
+            out,
+            &json!({"error": "a trace is already running on this switch"}),
+        );
     }
     rt.tracer.start(&ports);
     let deadline = secs.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
@@ -340,7 +362,8 @@ pub fn read_value(name: &str, r: &mut BufReader<UnixStream>) -> Result<Value, Co
     if line.is_empty() {
         return Err(ControlError::Protocol("connection closed".into()));
     }
-    let v: Value = serde_json::from_str(&line).map_err(|e| ControlError::Protocol(e.to_string()))?;
+    let v: Value =
+        serde_json::from_str(&line).map_err(|e| ControlError::Protocol(e.to_string()))?;
     if let Some(e) = v.get("error").and_then(Value::as_str) {
         return Err(ControlError::Remote(e.to_string()));
     }

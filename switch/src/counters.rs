@@ -165,7 +165,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for r in DropReason::ALL {
             assert!(seen.insert(r.name()));
-            assert!(r.name().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(r
+                .name()
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_'));
             assert!(!r.explain().is_empty());
         }
     }

@@ -31,7 +31,10 @@ pub enum UpError {
     #[error("port {port}: {source}")]
     Tap { port: String, source: TapError },
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Control(#[from] control::ControlError),
     #[error("the switch did not come up: {0}")]
@@ -109,7 +112,10 @@ pub fn clean_stale(name: &str) -> Result<Vec<String>, UpError> {
 fn build(topo: &Topology) -> Result<Vec<Tap>, UpError> {
     let nerr = |host: &str| {
         let host = host.to_string();
-        move |source| UpError::Netns { host: host.clone(), source }
+        move |source| UpError::Netns {
+            host: host.clone(),
+            source,
+        }
     };
     let mut taps: Vec<Option<Tap>> = topo.ports.iter().map(|_| None).collect();
     for h in &topo.hosts {
@@ -120,7 +126,8 @@ fn build(topo: &Topology) -> Result<Vec<Tap>, UpError> {
             if !ipv6 {
                 // No router solicitations, DAD or MLD noise on the wire.
                 for k in ["all", "default"] {
-                    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{k}/disable_ipv6"), "1");
+                    let _ =
+                        std::fs::write(format!("/proc/sys/net/ipv6/conf/{k}/disable_ipv6"), "1");
                 }
             }
             links
@@ -137,11 +144,30 @@ fn build(topo: &Topology) -> Result<Vec<Tap>, UpError> {
         for (link, tap) in h.links.iter().zip(opened) {
             let mtu = h.mtu.to_string();
             let mac = fmt_mac(&link.mac);
-            netns::ip(&["-n", &h.name, "link", "set", &link.ifname, "address", &mac, "mtu", &mtu, "up"])
-                .map_err(nerr(&h.name))?;
+            netns::ip(&[
+                "-n",
+                &h.name,
+                "link",
+                "set",
+                &link.ifname,
+                "address",
+                &mac,
+                "mtu",
+                &mtu,
+                "up",
+            ])
+            .map_err(nerr(&h.name))?;
             if let Some(ip) = link.ip {
-                netns::ip(&["-n", &h.name, "addr", "add", &ip.to_string(), "dev", &link.ifname])
-                    .map_err(nerr(&h.name))?;
+                netns::ip(&[
+                    "-n",
+                    &h.name,
+                    "addr",
+                    "add",
+                    &ip.to_string(),
+                    "dev",
+                    &link.ifname,
+                ])
+                .map_err(nerr(&h.name))?;
             }
             let port = format!("{}.{}", h.name, topo.networks[link.network].name);
             if let Some(pi) = topo.port_index(&port) {
@@ -157,7 +183,8 @@ fn build(topo: &Topology) -> Result<Vec<Tap>, UpError> {
             port: p.name.clone(),
             source,
         })?;
-        netns::ip(&["link", "set", &p.interface, "mtu", &p.mtu.to_string(), "up"]).map_err(nerr(&p.name))?;
+        netns::ip(&["link", "set", &p.interface, "mtu", &p.mtu.to_string(), "up"])
+            .map_err(nerr(&p.name))?;
         taps[pi] = Some(tap);
     }
     taps.into_iter()
@@ -190,7 +217,10 @@ pub fn run(topo: Topology) -> Result<(), UpError> {
     let name = topo.switch.name.clone();
     let removed = clean_stale(&name)?;
     if !removed.is_empty() {
-        eprintln!("shunt: cleaned up after an earlier run of {name:?}: {}", removed.join(", "));
+        eprintln!(
+            "shunt: cleaned up after an earlier run of {name:?}: {}",
+            removed.join(", ")
+        );
     }
     for h in &topo.hosts {
         if netns::exists(&h.name) {
@@ -243,14 +273,18 @@ fn serve(topo: Topology, taps: Vec<Tap>, sigs: nix::sys::signal::SigSet) -> Resu
     });
     for s in &topo.fdb {
         if let Err(e) = fdb.add_static(s.network as u16, &s.mac, s.port as u16) {
-            return Err(UpError::Start(format!("static entry on line {}: {e}", s.line)));
+            return Err(UpError::Start(format!(
+                "static entry on line {}: {e}",
+                s.line
+            )));
         }
     }
     let nports = topo.ports.len();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let nworkers = topo.switch.workers.clamp(1, nports.max(1));
-    let counters: Vec<Arc<WorkerCounters>> =
-        (0..nworkers).map(|_| Arc::new(WorkerCounters::new(nports))).collect();
+    let counters: Vec<Arc<WorkerCounters>> = (0..nworkers)
+        .map(|_| Arc::new(WorkerCounters::new(nports)))
+        .collect();
     let port_worker: Vec<usize> = (0..nports).map(|p| p % nworkers).collect();
     let rt = Arc::new(Runtime {
         plan,
@@ -270,19 +304,26 @@ fn serve(topo: Topology, taps: Vec<Tap>, sigs: nix::sys::signal::SigSet) -> Resu
 
     let mut handles = Vec::new();
     for (w, wc) in counters.iter().enumerate() {
-        let rx: Vec<u16> = (0..nports).filter(|&p| port_worker[p] == w).map(|p| p as u16).collect();
+        let rx: Vec<u16> = (0..nports)
+            .filter(|&p| port_worker[p] == w)
+            .map(|p| p as u16)
+            .collect();
         let core = (!cores.is_empty()).then(|| cores[w % cores.len()]);
         let worker = Worker::new(w, Arc::clone(&rt), rx, Arc::clone(wc), core);
         let h = std::thread::Builder::new()
             .name(format!("shunt-w{w}"))
             .spawn(move || worker.run())
-            .map_err(|source| UpError::Io { what: "starting a worker".into(), source })?;
+            .map_err(|source| UpError::Io {
+                what: "starting a worker".into(),
+                source,
+            })?;
         handles.push(h);
     }
     // Ageing beside the workers, never stopping them.
     {
         let rt = Arc::clone(&rt);
-        let every = Duration::from_millis((rt.topo.switch.fdb_aging_secs * 1000 / 4).clamp(100, 1000));
+        let every =
+            Duration::from_millis((rt.topo.switch.fdb_aging_secs * 1000 / 4).clamp(100, 1000));
         std::thread::Builder::new()
             .name("shunt-ager".into())
             .spawn(move || {
@@ -291,7 +332,10 @@ fn serve(topo: Topology, taps: Vec<Tap>, sigs: nix::sys::signal::SigSet) -> Resu
                     rt.fdb.age(rt.now_ms());
                 }
             })
-            .map_err(|source| UpError::Io { what: "starting the ager".into(), source })?;
+            .map_err(|source| UpError::Io {
+                what: "starting the ager".into(),
+                source,
+            })?;
     }
     let (tx, rx) = mpsc::channel::<()>();
     {
@@ -300,7 +344,10 @@ fn serve(topo: Topology, taps: Vec<Tap>, sigs: nix::sys::signal::SigSet) -> Resu
         std::thread::Builder::new()
             .name("shunt-control".into())
             .spawn(move || control::serve(listener, rt, tx))
-            .map_err(|source| UpError::Io { what: "starting the control socket".into(), source })?;
+            .map_err(|source| UpError::Io {
+                what: "starting the control socket".into(),
+                source,
+            })?;
     }
     std::thread::Builder::new()
         .name("shunt-signals".into())
@@ -310,7 +357,10 @@ fn serve(topo: Topology, taps: Vec<Tap>, sigs: nix::sys::signal::SigSet) -> Resu
             }
             let _ = tx.send(());
         })
-        .map_err(|source| UpError::Io { what: "starting the signal thread".into(), source })?;
+        .map_err(|source| UpError::Io {
+            what: "starting the signal thread".into(),
+            source,
+        })?;
 
     eprintln!(
         "shunt: switch {name:?} is up: {} hosts, {} ports, {} networks, {} worker(s); control socket {}",
@@ -335,10 +385,22 @@ pub fn detach(name: &str, file: Option<&str>) -> Result<u32, UpError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(UpError::NotRoot);
     }
-    let exe = std::env::current_exe().map_err(|source| UpError::Io { what: "finding my own executable".into(), source })?;
-    std::fs::create_dir_all(control::RUN_DIR).map_err(|source| UpError::Io { what: control::RUN_DIR.into(), source })?;
-    let log = std::fs::File::create(log_path(name)).map_err(|source| UpError::Io { what: log_path(name).display().to_string(), source })?;
-    let log2 = log.try_clone().map_err(|source| UpError::Io { what: "log".into(), source })?;
+    let exe = std::env::current_exe().map_err(|source| UpError::Io {
+        what: "finding my own executable".into(),
+        source,
+    })?;
+    std::fs::create_dir_all(control::RUN_DIR).map_err(|source| UpError::Io {
+        what: control::RUN_DIR.into(),
+        source,
+    })?;
+    let log = std::fs::File::create(log_path(name)).map_err(|source| UpError::Io {
+        what: log_path(name).display().to_string(),
+        source,
+    })?;
+    let log2 = log.try_clone().map_err(|source| UpError::Io {
+        what: "log".into(),
+        source,
+    })?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("up");
     if let Some(f) = file {
@@ -351,12 +413,18 @@ pub fn detach(name: &str, file: Option<&str>) -> Result<u32, UpError> {
         .stderr(log2)
         .process_group(0)
         .spawn()
-        .map_err(|source| UpError::Io { what: "starting the switch".into(), source })?;
+        .map_err(|source| UpError::Io {
+            what: "starting the switch".into(),
+            source,
+        })?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(log_path(name)).unwrap_or_default();
-            return Err(UpError::Start(format!("it exited ({status}):\n{}", log.trim())));
+            return Err(UpError::Start(format!(
+                "it exited ({status}):\n{}",
+                log.trim()
+            )));
         }
         if let Ok(v) = control::request(name, &serde_json::json!({"cmd": "ping"})) {
             if v.get("pid").and_then(|p| p.as_u64()) == Some(child.id() as u64) {
@@ -365,7 +433,9 @@ pub fn detach(name: &str, file: Option<&str>) -> Result<u32, UpError> {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            return Err(UpError::Start("no answer on the control socket after 60 s".into()));
+            return Err(UpError::Start(
+                "no answer on the control socket after 60 s".into(),
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -385,18 +455,27 @@ pub fn down(name: &str) -> Result<String, UpError> {
                     break;
                 }
                 if Instant::now() > deadline {
-                    return Err(UpError::Start(format!("switch {name:?} (pid {pid}) did not stop within 30 s")));
+                    return Err(UpError::Start(format!(
+                        "switch {name:?} (pid {pid}) did not stop within 30 s"
+                    )));
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Ok(format!("switch {name:?} stopped; its namespaces and devices are gone"))
+            Ok(format!(
+                "switch {name:?} stopped; its namespaces and devices are gone"
+            ))
         }
         Err(control::ControlError::NotRunning { .. }) => {
             let removed = clean_stale(name)?;
             if removed.is_empty() {
-                Ok(format!("switch {name:?} is not running; nothing to clean up"))
+                Ok(format!(
+                    "switch {name:?} is not running; nothing to clean up"
+                ))
             } else {
-                Ok(format!("switch {name:?} was not running; removed what it left: {}", removed.join(", ")))
+                Ok(format!(
+                    "switch {name:?} was not running; removed what it left: {}",
+                    removed.join(", ")
+                ))
             }
         }
         Err(e) => Err(e.into()),

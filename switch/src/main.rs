@@ -7,7 +7,11 @@ use std::io::Write;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "shunt", version, about = "A userspace Ethernet switch for test topologies of network namespaces")]
+#[command(
+    name = "shunt",
+    version,
+    about = "A userspace Ethernet switch for test topologies of network namespaces"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -97,13 +101,19 @@ fn load(file: Option<&str>) -> Result<config::Topology, String> {
             let src = std::fs::read_to_string(f).map_err(|e| format!("cannot read {f}: {e}"))?;
             config::parse(f, &src).map_err(|e| e.to_string())
         }
-        None => config::parse("(default topology)", config::DEFAULT_TOPOLOGY).map_err(|e| e.to_string()),
+        None => {
+            config::parse("(default topology)", config::DEFAULT_TOPOLOGY).map_err(|e| e.to_string())
+        }
     }
 }
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.cmd {
-        Cmd::Up { file, detach, check } => {
+        Cmd::Up {
+            file,
+            detach,
+            check,
+        } => {
             let topo = load(file.as_deref())?;
             if check {
                 print_plan(&topo);
@@ -119,7 +129,8 @@ fn run(cli: Cli) -> Result<(), String> {
                     ),
                     None => None,
                 };
-                let pid = daemon::detach(&topo.switch.name, abs.as_deref()).map_err(|e| e.to_string())?;
+                let pid =
+                    daemon::detach(&topo.switch.name, abs.as_deref()).map_err(|e| e.to_string())?;
                 println!(
                     "switch {:?} is up (pid {pid}); log: {}",
                     topo.switch.name,
@@ -131,14 +142,18 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Cmd::Down { name, name_opt } => {
-            let name = name.or(name_opt).unwrap_or_else(|| config::DEFAULT_NAME.to_string());
+            let name = name
+                .or(name_opt)
+                .unwrap_or_else(|| config::DEFAULT_NAME.to_string());
             let msg = daemon::down(&name).map_err(|e| e.to_string())?;
             println!("{msg}");
             Ok(())
         }
         Cmd::Exec { host, cmd } => {
             if !shunt_switch::netns::exists(&host) {
-                return Err(format!("no host {host:?} (no network namespace of that name); is the switch up?"));
+                return Err(format!(
+                    "no host {host:?} (no network namespace of that name); is the switch up?"
+                ));
             }
             use std::os::unix::process::CommandExt;
             let err = std::process::Command::new("ip")
@@ -156,8 +171,13 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Cmd::Fdb { name, network, json } => {
-            let v = control::request(&name, &json!({"cmd": "fdb", "network": network})).map_err(|e| e.to_string())?;
+        Cmd::Fdb {
+            name,
+            network,
+            json,
+        } => {
+            let v = control::request(&name, &json!({"cmd": "fdb", "network": network}))
+                .map_err(|e| e.to_string())?;
             if json {
                 println!("{v}");
             } else {
@@ -174,12 +194,21 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Cmd::Trace { name, port, count, seconds, json } => {
+        Cmd::Trace {
+            name,
+            port,
+            count,
+            seconds,
+            json,
+        } => {
             let req = json!({"cmd": "trace", "port": port, "count": count, "seconds": seconds});
             let (mut r, _s) = control::open(&name, &req).map_err(|e| e.to_string())?;
             let first = control::read_value(&name, &mut r).map_err(|e| e.to_string())?;
             if !json {
-                eprintln!("tracing {}; stop with Ctrl-C", port.as_deref().unwrap_or("all ports"));
+                eprintln!(
+                    "tracing {}; stop with Ctrl-C",
+                    port.as_deref().unwrap_or("all ports")
+                );
             }
             let _ = first;
             let stdout = std::io::stdout();
@@ -192,7 +221,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 let line = if json {
                     v.to_string()
                 } else {
-                    v.get("text").and_then(Value::as_str).unwrap_or("").to_string()
+                    v.get("text")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
                 };
                 if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
                     break;
@@ -239,7 +271,12 @@ fn print_ports(v: &Value) {
                 .map(|p| {
                     let nets = p["networks"]
                         .as_array()
-                        .map(|n| n.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                        .map(|n| {
+                            n.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
                         .unwrap_or_default();
                     let nets = match p.get("native").and_then(Value::as_str) {
                         Some(n) => format!("{nets} native={n}"),
@@ -251,7 +288,11 @@ fn print_ports(v: &Value) {
                         s(p, "worker"),
                         s(p, "mode"),
                         nets,
-                        if p["up"].as_bool() == Some(true) { "up".into() } else { "DOWN".into() },
+                        if p["up"].as_bool() == Some(true) {
+                            "up".into()
+                        } else {
+                            "DOWN".into()
+                        },
                         s(p, "rx_frames"),
                         s(p, "tx_frames"),
                     ]
@@ -259,7 +300,12 @@ fn print_ports(v: &Value) {
                 .collect()
         })
         .unwrap_or_default();
-    table(&["port", "kind", "worker", "mode", "networks", "link", "rx", "tx"], rows);
+    table(
+        &[
+            "port", "kind", "worker", "mode", "networks", "link", "rx", "tx",
+        ],
+        rows,
+    );
 }
 
 fn print_fdb(v: &Value) {
@@ -273,7 +319,11 @@ fn print_fdb(v: &Value) {
                         s(e, "vlan"),
                         s(e, "mac"),
                         s(e, "port"),
-                        if e["static"].as_bool() == Some(true) { "static".into() } else { "learned".into() },
+                        if e["static"].as_bool() == Some(true) {
+                            "static".into()
+                        } else {
+                            "learned".into()
+                        },
                         if e["static"].as_bool() == Some(true) {
                             "-".into()
                         } else {
@@ -309,12 +359,32 @@ fn print_stats(v: &Value) {
                 s(p, "rx_bytes"),
                 s(p, "tx_frames"),
                 s(p, "tx_bytes"),
-                format!("{}/{}/{}", s(fl, "broadcast"), s(fl, "unknown_unicast"), s(fl, "multicast")),
-                if drops.is_empty() { "-".into() } else { drops.join(" ") },
+                format!(
+                    "{}/{}/{}",
+                    s(fl, "broadcast"),
+                    s(fl, "unknown_unicast"),
+                    s(fl, "multicast")
+                ),
+                if drops.is_empty() {
+                    "-".into()
+                } else {
+                    drops.join(" ")
+                },
             ]);
         }
     }
-    table(&["port", "rx", "rx bytes", "tx", "tx bytes", "flood b/u/m", "drops"], rows);
+    table(
+        &[
+            "port",
+            "rx",
+            "rx bytes",
+            "tx",
+            "tx bytes",
+            "flood b/u/m",
+            "drops",
+        ],
+        rows,
+    );
     println!(
         "fdb: {} entries (capacity {})",
         s(&v["fdb"], "entries"),
@@ -323,7 +393,10 @@ fn print_stats(v: &Value) {
 }
 
 fn print_plan(t: &config::Topology) {
-    println!("switch {:?}: {} worker(s), fdb ageing {} s, at most {} entries", t.switch.name, t.switch.workers, t.switch.fdb_aging_secs, t.switch.fdb_max_entries);
+    println!(
+        "switch {:?}: {} worker(s), fdb ageing {} s, at most {} entries",
+        t.switch.name, t.switch.workers, t.switch.fdb_aging_secs, t.switch.fdb_max_entries
+    );
     for n in &t.networks {
         println!(
             "network {}: vlan {}, subnet {}, switch address {}",

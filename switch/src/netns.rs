@@ -11,7 +11,10 @@ pub enum NetnsError {
     #[error("cannot run `{cmd}`: {source} (is iproute2 installed?)")]
     Spawn { cmd: String, source: std::io::Error },
     #[error("cannot enter network namespace {name:?}: {source}")]
-    Enter { name: String, source: std::io::Error },
+    Enter {
+        name: String,
+        source: std::io::Error,
+    },
 }
 
 /// Runs `ip ARGS...`, returning stdout, or an error carrying the command
@@ -52,10 +55,7 @@ pub fn del(name: &str) -> Result<(), NetnsError> {
 
 /// Runs `f` on a thread that has entered namespace `name`. Descriptors it
 /// opens there (a TAP, a socket) stay in that namespace after it returns.
-pub fn in_netns<T: Send>(
-    name: &str,
-    f: impl FnOnce() -> T + Send,
-) -> Result<T, NetnsError> {
+pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> Result<T, NetnsError> {
     let path = Path::new("/run/netns").join(name);
     let ns = File::open(&path).map_err(|source| NetnsError::Enter {
         name: name.to_string(),

@@ -192,7 +192,10 @@ pub fn describe(
         Verdict::Unicast(_) => (
             "forward",
             None,
-            format!("destination {} learned in {net_s}: sent to {outs}", mac(&r.dst)),
+            format!(
+                "destination {} learned in {net_s}: sent to {outs}",
+                mac(&r.dst)
+            ),
         ),
         Verdict::Flood(cause) => {
             let why = match cause {
@@ -200,7 +203,11 @@ pub fn describe(
                 FloodCause::Multicast => "multicast".to_string(),
                 FloodCause::UnknownUnicast => format!("destination {} unknown", mac(&r.dst)),
             };
-            ("flood", Some(cause.name().to_string()), format!("{why} in {net_s}: flooded to {outs}"))
+            (
+                "flood",
+                Some(cause.name().to_string()),
+                format!("{why} in {net_s}: flooded to {outs}"),
+            )
         }
         Verdict::Drop(d) => (
             "drop",

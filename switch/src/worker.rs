@@ -49,7 +49,10 @@ impl Worker {
     pub fn run(mut self) {
         if let Some(core) = self.core {
             if !core_affinity::set_for_current(core) {
-                eprintln!("shunt: worker {} could not be pinned to core {}", self.id, core.id);
+                eprintln!(
+                    "shunt: worker {} could not be pinned to core {}",
+                    self.id, core.id
+                );
             }
         }
         let rt = Arc::clone(&self.rt);
@@ -63,9 +66,18 @@ impl Worker {
             if gen != seen_gen {
                 seen_gen = gen;
                 active.clear();
-                active.extend(self.rx_ports.iter().copied().filter(|&p| rt.port_up[p as usize].load(Relaxed)));
+                active.extend(
+                    self.rx_ports
+                        .iter()
+                        .copied()
+                        .filter(|&p| rt.port_up[p as usize].load(Relaxed)),
+                );
                 fds.clear();
-                fds.extend(active.iter().map(|&p| PollFd::new(rt.taps[p as usize].as_fd(), PollFlags::POLLIN)));
+                fds.extend(
+                    active
+                        .iter()
+                        .map(|&p| PollFd::new(rt.taps[p as usize].as_fd(), PollFlags::POLLIN)),
+                );
             }
             match nix::poll::poll(&mut fds, PollTimeout::from(100u16)) {
                 Ok(0) => continue,
@@ -161,9 +173,17 @@ impl Worker {
                 let [t0, t1] = TPID_8021Q.to_be_bytes();
                 let [t2, t3] = tci.to_be_bytes();
                 let tag = [t0, t1, t2, t3];
-                let parts_tagged = [IoSlice::new(&f[..12]), IoSlice::new(&tag), IoSlice::new(rest)];
+                let parts_tagged = [
+                    IoSlice::new(&f[..12]),
+                    IoSlice::new(&tag),
+                    IoSlice::new(rest),
+                ];
                 let parts_plain = [IoSlice::new(&f[..12]), IoSlice::new(rest)];
-                let parts: &[IoSlice] = if e.vid != 0 { &parts_tagged } else { &parts_plain };
+                let parts: &[IoSlice] = if e.vid != 0 {
+                    &parts_tagged
+                } else {
+                    &parts_plain
+                };
                 match tap.send(parts) {
                     Ok(n) => {
                         pc.tx_frames.add(1);

@@ -17,7 +17,13 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, tx: &mut TxQueues) {
                 if vid == NO_NET {
                     batch.meta[i].verdict = Verdict::Drop(DropReason::NoDestination);
                 } else {
-                    tx.push(p, TxEntry { frame: i as u8, vid });
+                    tx.push(
+                        p,
+                        TxEntry {
+                            frame: i as u8,
+                            vid,
+                        },
+                    );
                 }
             }
             Verdict::Flood(cause) => {
@@ -36,7 +42,13 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, tx: &mut TxQueues) {
                         FloodCause::Broadcast => true,
                     };
                     if allowed {
-                        tx.push(p, TxEntry { frame: i as u8, vid: pp.egress_vid[net] });
+                        tx.push(
+                            p,
+                            TxEntry {
+                                frame: i as u8,
+                                vid: pp.egress_vid[net],
+                            },
+                        );
                         sent += 1;
                     }
                 }

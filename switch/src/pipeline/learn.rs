@@ -55,6 +55,9 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, now_ms: u64) {
                 c.drops[DropReason::FdbFull as usize].add(1);
                 Learned::Full
             }
+            // Group sources were dropped above; the next frame retries a
+            // contended key.
+            Learn::GroupSource | Learn::ReservedPort | Learn::Contended => Learned::Nothing,
         };
     }
 }
