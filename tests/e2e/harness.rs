@@ -1,0 +1,508 @@
+//! The e2e harness: topologies written to temporary TOML files, the switch
+//! brought up with `shunt up FILE --detach` and always taken down again (a
+//! Drop guard, which also runs when a test fails or panics), JSON helpers for
+//! `fdb`, `stats` and `ports`, and command helpers.
+//!
+//! Every test has a number (its "tag") from which all its names derive:
+//! switch `seNN`, hosts `seNNa`, `seNNb`, ..., MACs `02:00:5e:NN:00:xx`,
+//! subnet 10.77.NN.0/24. Namespace names are global on the machine, so tags
+//! must be unique across the suite.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shunt_tools::{MacAddr, RawPort};
+
+/// The binary under test.
+pub const SHUNT: &str = env!("CARGO_BIN_EXE_shunt");
+
+/// The test's result type: any error with a message fails the trial.
+pub type TestResult = Result<(), libtest_mimic::Failed>;
+
+/// Fail the test with a message unless the condition holds.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+).into());
+        }
+    };
+}
+
+/// Is everything the suite needs here? `Err(reason)` when not.
+pub fn prerequisites() -> Result<(), String> {
+    let euid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if euid.ok().as_deref() != Some("0") {
+        return Err("not running as root (euid != 0): namespaces and TAP devices need it".into());
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Err("/dev/net/tun is missing".into());
+    }
+    for tool in ["ip", "ping"] {
+        if !on_path(tool) {
+            return Err(format!("`{tool}` is not on PATH"));
+        }
+    }
+    Ok(())
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+/// Run a command to completion (at most `timeout`); `Err` with its stderr
+/// unless it exited 0.
+pub fn run_timeout(prog: &str, args: &[&str], timeout: Duration) -> Result<String, String> {
+    let out = output_timeout(prog, args, timeout)?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{prog} {}` failed ({}): {}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        ))
+    }
+}
+
+/// Run a command, killing it (our own child, by its id) after `timeout`.
+pub fn output_timeout(prog: &str, args: &[&str], timeout: Duration) -> Result<Output, String> {
+    let mut child = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting `{prog}`: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "`{prog} {}` did not finish within {timeout:?}",
+                    args.join(" ")
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for `{prog}`: {e}")),
+        }
+    }
+    child
+        .wait_with_output()
+        .map_err(|e| format!("reading the output of `{prog}`: {e}"))
+}
+
+pub fn run(prog: &str, args: &[&str]) -> Result<String, String> {
+    run_timeout(prog, args, Duration::from_secs(30))
+}
+
+/// Run a command inside a host's namespace (`ip netns exec HOST CMD...`).
+pub fn exec(host: &str, cmd: &[&str]) -> Result<String, String> {
+    let mut args = vec!["netns", "exec", host];
+    args.extend_from_slice(cmd);
+    run("ip", &args)
+}
+
+/// `ping -c 2 -W 2` from one host to an address.
+pub fn ping(from: &str, to_ip: &str) -> Result<(), String> {
+    exec(from, &["ping", "-c", "2", "-W", "2", "-q", to_ip])
+        .map(|_| ())
+        .map_err(|e| format!("ping from {from} to {to_ip}: {e}"))
+}
+
+/// A background command (e.g. a long ping); killed and reaped on drop.
+pub struct Background(Child);
+
+impl Background {
+    pub fn spawn(prog: &str, args: &[&str]) -> Result<Background, String> {
+        Command::new(prog)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(Background)
+            .map_err(|e| format!("starting `{prog}`: {e}"))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn netns_exists(name: &str) -> bool {
+    Path::new("/run/netns").join(name).exists()
+}
+
+pub fn socket_path(switch: &str) -> PathBuf {
+    PathBuf::from(format!("/run/shunt/{switch}.sock"))
+}
+
+/// One host of a topology.
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub name: String,
+    /// Address with prefix, as in the file (`10.77.2.11/24`).
+    pub cidr: String,
+    pub mac: MacAddr,
+}
+
+impl Host {
+    /// Address without prefix.
+    pub fn ip(&self) -> &str {
+        self.cidr.split('/').next().unwrap_or(&self.cidr)
+    }
+
+    /// The switch port plugging this host into network `lan`.
+    pub fn port(&self) -> String {
+        format!("{}.lan", self.name)
+    }
+}
+
+/// A one-network (`lan`) topology of `n` hosts, written as TOML.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    pub tag: u8,
+    pub switch: String,
+    pub hosts: Vec<Host>,
+    pub aging_secs: Option<u64>,
+    pub max_entries: Option<u64>,
+    /// Static entries: (mac, port).
+    pub statics: Vec<(MacAddr, String)>,
+}
+
+impl Topology {
+    pub fn new(tag: u8, n: usize) -> Topology {
+        let switch = format!("se{tag:02}");
+        let hosts = (0..n)
+            .map(|i| Host {
+                name: format!("{switch}{}", (b'a' + i as u8) as char),
+                cidr: format!("10.77.{tag}.{}/24", 11 + i),
+                mac: MacAddr::local(tag, 0, 0x0a + i as u8),
+            })
+            .collect();
+        Topology {
+            tag,
+            switch,
+            hosts,
+            aging_secs: None,
+            max_entries: None,
+            statics: Vec::new(),
+        }
+    }
+
+    pub fn aging(mut self, secs: u64) -> Self {
+        self.aging_secs = Some(secs);
+        self
+    }
+
+    pub fn max_entries(mut self, n: u64) -> Self {
+        self.max_entries = Some(n);
+        self
+    }
+
+    pub fn static_entry(mut self, mac: MacAddr, port: &str) -> Self {
+        self.statics.push((mac, port.to_string()));
+        self
+    }
+
+    pub fn toml(&self) -> String {
+        let mut s = format!("[switch]\nname = \"{}\"\nworkers = 1\n", self.switch);
+        if let Some(a) = self.aging_secs {
+            s += &format!("fdb_aging_secs = {a}\n");
+        }
+        if let Some(m) = self.max_entries {
+            s += &format!("fdb_max_entries = {m}\n");
+        }
+        s += &format!(
+            "\n[[network]]\nname = \"lan\"\nsubnet = \"10.77.{}.0/24\"\n",
+            self.tag
+        );
+        for h in &self.hosts {
+            s += &format!(
+                "\n[[host]]\nname = \"{}\"\nnetworks = [\"lan\"]\nip = [\"{}\"]\nmac = [\"{}\"]\n",
+                h.name, h.cidr, h.mac
+            );
+        }
+        for (mac, port) in &self.statics {
+            s += &format!("\n[[fdb]]\nnetwork = \"lan\"\nmac = \"{mac}\"\nport = \"{port}\"\n");
+        }
+        s
+    }
+}
+
+/// A running switch; `shunt down` and namespace clean-up on drop.
+pub struct Switch {
+    pub name: String,
+    pub file: PathBuf,
+    pub hosts: Vec<String>,
+    down_done: bool,
+}
+
+/// Remove what an earlier, interrupted run of the same test may have left.
+fn clean_leftovers(switch: &str, hosts: &[String]) {
+    let _ = output_timeout(SHUNT, &["down", "--name", switch], Duration::from_secs(20));
+    for h in hosts {
+        if netns_exists(h) {
+            let _ = output_timeout("ip", &["netns", "del", h], Duration::from_secs(10));
+        }
+    }
+}
+
+impl Switch {
+    /// Write the topology to a temporary file and run `shunt up FILE --detach`.
+    pub fn up(topo: &Topology) -> Result<Switch, String> {
+        let hosts: Vec<String> = topo.hosts.iter().map(|h| h.name.clone()).collect();
+        clean_leftovers(&topo.switch, &hosts);
+        let file = std::env::temp_dir().join(format!(
+            "shunt-e2e-{}-{}.toml",
+            topo.switch,
+            std::process::id()
+        ));
+        std::fs::write(&file, topo.toml()).map_err(|e| format!("{}: {e}", file.display()))?;
+        // The guard exists before `up`, so a half-done bring-up is cleaned too.
+        let sw = Switch {
+            name: topo.switch.clone(),
+            file,
+            hosts,
+            down_done: false,
+        };
+        sw.up_again()?;
+        Ok(sw)
+    }
+
+    /// `shunt up FILE --detach` with this switch's file (again).
+    pub fn up_again(&self) -> Result<(), String> {
+        let file = self.file.to_string_lossy().into_owned();
+        run_timeout(SHUNT, &["up", &file, "--detach"], Duration::from_secs(60))
+            .map(|_| ())
+            .map_err(|e| format!("bringing up {}: {e}", self.name))
+    }
+
+    /// `shunt down --name NAME`.
+    pub fn down(&mut self) -> Result<(), String> {
+        self.down_done = true;
+        run_timeout(
+            SHUNT,
+            &["down", "--name", &self.name],
+            Duration::from_secs(30),
+        )
+        .map(|_| ())
+    }
+
+    fn json(&self, what: &str) -> Result<Value, String> {
+        let out = run_timeout(
+            SHUNT,
+            &[what, "--name", &self.name, "--json"],
+            Duration::from_secs(10),
+        )?;
+        serde_json::from_str(&out)
+            .map_err(|e| format!("`shunt {what} --json` is not JSON ({e}): {out}"))
+    }
+
+    pub fn fdb(&self) -> Result<Fdb, String> {
+        let v = self.json("fdb")?;
+        let arr = v
+            .as_array()
+            .ok_or_else(|| format!("`shunt fdb --json` is not an array: {v}"))?;
+        arr.iter()
+            .map(FdbEntry::from_json)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Fdb)
+    }
+
+    pub fn stats(&self) -> Result<Stats, String> {
+        let v = self.json("stats")?;
+        if !v.get("ports").is_some_and(Value::is_object) {
+            return Err(format!("`shunt stats --json` has no \"ports\" object: {v}"));
+        }
+        Ok(Stats(v))
+    }
+
+    pub fn ports(&self) -> Result<Vec<Value>, String> {
+        let v = self.json("ports")?;
+        v.as_array()
+            .cloned()
+            .ok_or_else(|| format!("`shunt ports --json` is not an array: {v}"))
+    }
+
+    /// Sniffers on eth0 of each given host, in order.
+    pub fn sniffers(&self, hosts: &[&Host]) -> Result<Vec<RawPort>, String> {
+        hosts
+            .iter()
+            .map(|h| {
+                RawPort::open(&h.name, "eth0").map_err(|e| format!("sniffer on {}: {e}", h.name))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        if !self.down_done {
+            if let Err(e) = self.down() {
+                eprintln!("cleanup: shunt down --name {}: {e}", self.name);
+            }
+        }
+        for h in &self.hosts {
+            if netns_exists(h) {
+                eprintln!("cleanup: namespace {h} was left behind; deleting it");
+                let _ = output_timeout("ip", &["netns", "del", h], Duration::from_secs(10));
+            }
+        }
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// One row of `shunt fdb --json`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FdbEntry {
+    pub network: String,
+    pub vlan: Option<i64>,
+    pub mac: String,
+    pub port: String,
+    pub is_static: bool,
+    pub age_secs: f64,
+}
+
+impl FdbEntry {
+    fn from_json(v: &Value) -> Result<FdbEntry, String> {
+        let field = |k: &str| {
+            v.get(k)
+                .ok_or_else(|| format!("fdb entry without {k:?}: {v}"))
+        };
+        let s = |k: &str| -> Result<String, String> {
+            field(k)?
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("fdb entry: {k:?} is not a string: {v}"))
+        };
+        let vlan = match field("vlan")? {
+            Value::Null => None,
+            x => Some(
+                x.as_i64()
+                    .ok_or_else(|| format!("fdb entry: \"vlan\" is neither int nor null: {v}"))?,
+            ),
+        };
+        Ok(FdbEntry {
+            network: s("network")?,
+            vlan,
+            mac: s("mac")?.to_lowercase(),
+            port: s("port")?,
+            is_static: field("static")?
+                .as_bool()
+                .ok_or_else(|| format!("fdb entry: \"static\" is not a bool: {v}"))?,
+            age_secs: field("age_secs")?
+                .as_f64()
+                .ok_or_else(|| format!("fdb entry: \"age_secs\" is not a number: {v}"))?,
+        })
+    }
+}
+
+/// `shunt fdb --json`.
+#[derive(Clone, Debug)]
+pub struct Fdb(pub Vec<FdbEntry>);
+
+impl Fdb {
+    pub fn find(&self, mac: MacAddr) -> Option<&FdbEntry> {
+        let m = mac.to_string();
+        self.0.iter().find(|e| e.mac == m)
+    }
+
+    /// The port `mac` is on, if learned.
+    pub fn port_of(&self, mac: MacAddr) -> Option<&str> {
+        self.find(mac).map(|e| e.port.as_str())
+    }
+}
+
+/// `shunt stats --json`, with zero for counters that are absent.
+#[derive(Clone, Debug)]
+pub struct Stats(pub Value);
+
+impl Stats {
+    fn port_value(&self, port: &str) -> Option<&Value> {
+        self.0.get("ports")?.get(port)
+    }
+
+    pub fn has_port(&self, port: &str) -> bool {
+        self.port_value(port).is_some()
+    }
+
+    /// `rx_frames`, `tx_frames`, `rx_bytes`, `tx_bytes` of a port.
+    pub fn port(&self, port: &str, counter: &str) -> u64 {
+        self.port_value(port)
+            .and_then(|p| p.get(counter))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    }
+
+    pub fn flooded(&self, port: &str, cause: &str) -> u64 {
+        self.port_value(port)
+            .and_then(|p| p.get("flooded"))
+            .and_then(|f| f.get(cause))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    }
+
+    pub fn port_drop(&self, port: &str, reason: &str) -> u64 {
+        self.port_value(port)
+            .and_then(|p| p.get("drops"))
+            .and_then(|d| d.get(reason))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    }
+
+    pub fn drop(&self, reason: &str) -> u64 {
+        self.0
+            .get("drops")
+            .and_then(|d| d.get(reason))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    }
+
+    /// All drop counters of a port, as `reason=n` text (for messages).
+    pub fn port_drops_text(&self, port: &str) -> String {
+        self.port_value(port)
+            .and_then(|p| p.get("drops"))
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "{}".into())
+    }
+}
+
+/// Our own processes whose command line contains `needle` (for example the
+/// detached switch, which runs as `shunt up /abs/FILE`).
+pub fn pids_with_arg(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                    args.first()
+                        .is_some_and(|a0| String::from_utf8_lossy(a0).ends_with("shunt"))
+                        && args.iter().any(|a| *a == needle.as_bytes())
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
