@@ -1,0 +1,16 @@
+//! Fuzz target: `arp` views and helpers must not panic on any input.
+//! Seeds are whole Ethernet frames (see ../seeds), so the view is also tried
+//! where it sits in one (ARP in a frame).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../../tests/common/exercise.rs"]
+mod exercise;
+
+fuzz_target!(|data: &[u8]| {
+    for off in [0, 14] {
+        exercise::arp(data.get(off..).unwrap_or(&[]));
+    }
+});
