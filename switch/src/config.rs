@@ -153,6 +153,8 @@ pub struct Network {
     pub address: Option<Ipv4Addr>,
     pub domain: Option<String>,
     pub dns_upstream: Option<Ipv4Addr>,
+    /// Answer ARP requests for known hosts instead of flooding them.
+    pub arp_suppress: bool,
     pub line: usize,
 }
 
@@ -263,6 +265,7 @@ struct RawNetwork {
     address: Option<Spanned<String>>,
     domain: Option<Spanned<String>>,
     dns_upstream: Option<Spanned<String>>,
+    arp_suppress: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -489,6 +492,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
                 .as_ref()
                 .map(|d| d.get_ref().trim_end_matches('.').to_ascii_lowercase()),
             dns_upstream,
+            arp_suppress: n.arp_suppress.unwrap_or(false),
             line,
         });
     }

@@ -41,6 +41,7 @@ drop_reasons! {
     VlanNotAllowed => "vlan_not_allowed": "VLAN tag not allowed on the ingress port",
     VlanUntagged => "vlan_untagged": "untagged frame on a trunk port without a native network",
     VlanReserved => "vlan_reserved": "VLAN ID 4095 is reserved",
+    HostQueueFull => "host_queue_full": "the queue to the switch's host stack was full",
 }
 
 impl DropReason {

@@ -5,6 +5,7 @@
 use crate::config::{fmt_mac, PortKind, Topology};
 use crate::control;
 use crate::counters::WorkerCounters;
+use crate::host::{switch_mac, HostLink, NetAddr};
 use crate::netns::{self, NetnsError};
 use crate::pipeline::Plan;
 use crate::port::{Tap, TapError};
@@ -282,9 +283,33 @@ fn serve(topo: Topology, taps: Vec<Tap>, sigs: nix::sys::signal::SigSet) -> Resu
     let nports = topo.ports.len();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let nworkers = topo.switch.workers.clamp(1, nports.max(1));
+    // One more counter slot: the host stack's pseudo port.
     let counters: Vec<Arc<WorkerCounters>> = (0..nworkers)
-        .map(|_| Arc::new(WorkerCounters::new(nports)))
+        .map(|_| Arc::new(WorkerCounters::new(nports + 1)))
         .collect();
+    let host = if topo
+        .networks
+        .iter()
+        .any(|n| n.address.is_some() || n.arp_suppress)
+    {
+        let nets = topo
+            .networks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| NetAddr {
+                mac: switch_mac(&name, i as u16),
+                ip: n.address,
+                arp_suppress: n.arp_suppress,
+            })
+            .collect();
+        let link = HostLink::new(nets, nworkers).map_err(|source| UpError::Io {
+            what: "creating the host stack's queues".into(),
+            source,
+        })?;
+        Some(Arc::new(link))
+    } else {
+        None
+    };
     let port_worker: Vec<usize> = (0..nports).map(|p| p % nworkers).collect();
     let rt = Arc::new(Runtime {
         plan,
@@ -297,7 +322,9 @@ fn serve(topo: Topology, taps: Vec<Tap>, sigs: nix::sys::signal::SigSet) -> Resu
         tracer: Tracer::new(),
         stop: AtomicBool::new(false),
         started: Instant::now(),
-        max_ports: nports,
+        max_ports: nports + 1,
+        host,
+        host_port: nports as u16,
         topo,
     });
     let listener = control::bind(&name)?;

@@ -4,6 +4,7 @@ pub mod config;
 pub mod control;
 pub mod counters;
 pub mod daemon;
+pub mod host;
 pub mod netns;
 pub mod pipeline;
 pub mod port;

@@ -26,6 +26,12 @@ pub struct Runtime {
     pub stop: AtomicBool,
     pub started: Instant,
     pub max_ports: usize,
+    /// The host stack's link, when some network gives the switch an
+    /// address or suppresses ARP.
+    pub host: Option<Arc<crate::host::HostLink>>,
+    /// The pseudo port id frames from the host stack enter on (one past
+    /// the last real port).
+    pub host_port: u16,
 }
 
 impl Runtime {
@@ -33,6 +39,15 @@ impl Runtime {
     #[inline]
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// A port's name; the host stack's pseudo port is "switch".
+    pub fn port_name(&self, port: u16) -> String {
+        match self.plan.ports.get(port as usize) {
+            Some(p) => p.name.clone(),
+            None if port == self.host_port => "switch".to_string(),
+            None => format!("port{port}"),
+        }
     }
 
     /// Marks a port down (once), forgets what was learned on it, and says so.
@@ -43,12 +58,7 @@ impl Runtime {
         if up.swap(false, Relaxed) {
             let flushed = self.fdb.flush_port(port);
             self.port_generation.fetch_add(1, Relaxed);
-            let name = self
-                .plan
-                .ports
-                .get(port as usize)
-                .map(|p| p.name.as_str())
-                .unwrap_or("?");
+            let name = self.port_name(port);
             eprintln!("shunt: port {name} is down: {why}; {flushed} learned entries flushed");
         }
     }

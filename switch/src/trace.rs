@@ -214,6 +214,11 @@ pub fn describe(
             Some(d.name().to_string()),
             format!("dropped ({}): {}", d.name(), drop_words(d)),
         ),
+        Verdict::Local => (
+            "local",
+            None,
+            "for the switch itself: handed to its host stack".to_string(),
+        ),
         Verdict::Pending => ("none", None, "no decision".to_string()),
     };
     let vlan_s = match r.vid_in {

@@ -7,7 +7,8 @@
 //! receives from; counters stay per worker, single writer.
 
 use crate::counters::{DropReason, WorkerCounters};
-use crate::pipeline::{self, classify::TPID_8021Q, Batch, Context, TxQueues, BATCH};
+use crate::host::HostLink;
+use crate::pipeline::{self, classify::TPID_8021Q, local, Batch, Context, TxQueues, BATCH};
 use crate::runtime::Runtime;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use std::io::{self, IoSlice};
@@ -78,6 +79,12 @@ impl Worker {
                         .iter()
                         .map(|&p| PollFd::new(rt.taps[p as usize].as_fd(), PollFlags::POLLIN)),
                 );
+                // Worker 0 also sends what the host stack produces.
+                if self.id == 0 {
+                    if let Some(h) = &rt.host {
+                        fds.push(PollFd::new(h.from_host_event.as_fd(), PollFlags::POLLIN));
+                    }
+                }
             }
             match nix::poll::poll(&mut fds, PollTimeout::from(100u16)) {
                 Ok(0) => continue,
@@ -89,6 +96,11 @@ impl Worker {
                     continue;
                 }
             }
+            let host_ready = fds.len() > active.len()
+                && fds
+                    .last()
+                    .and_then(|f| f.revents())
+                    .is_some_and(|r| r.contains(PollFlags::POLLIN));
             ready.clear();
             ready.extend(
                 active
@@ -104,6 +116,9 @@ impl Worker {
                 if rev.contains(PollFlags::POLLIN) {
                     self.drain(p);
                 }
+            }
+            if host_ready {
+                self.from_host();
             }
         }
     }
@@ -123,13 +138,44 @@ impl Worker {
                 counters: &self.counters,
                 port_up: &self.rt.port_up,
                 tracer: &self.rt.tracer,
+                host: self.rt.host.as_deref(),
+                worker: self.id,
             };
-            pipeline::process(&ctx, p, &mut self.batch, &mut self.tx, now);
+            let delivered = pipeline::process(&ctx, p, &mut self.batch, &mut self.tx, now);
+            if delivered > 0 {
+                if let Some(h) = &self.rt.host {
+                    HostLink::signal(&h.to_host_event);
+                }
+            }
             self.flush();
             self.counters.batches.add(1);
             if n < BATCH {
                 return;
             }
+        }
+    }
+
+    /// Sends what the host stack produced, a batch at a time.
+    fn from_host(&mut self) {
+        let rt = Arc::clone(&self.rt);
+        let Some(h) = rt.host.as_deref() else { return };
+        HostLink::clear(&h.from_host_event);
+        loop {
+            local::take_output(h, &mut self.batch);
+            if self.batch.count == 0 {
+                return;
+            }
+            let ctx = Context {
+                plan: &rt.plan,
+                fdb: &rt.fdb,
+                counters: &self.counters,
+                port_up: &rt.port_up,
+                tracer: &rt.tracer,
+                host: Some(h),
+                worker: self.id,
+            };
+            pipeline::process_host(&ctx, rt.host_port, &mut self.batch, &mut self.tx);
+            self.flush();
         }
     }
 

@@ -56,7 +56,7 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, tx: &mut TxQueues) {
                     batch.meta[i].verdict = Verdict::Drop(DropReason::NoDestination);
                 }
             }
-            Verdict::Drop(_) | Verdict::Pending => {}
+            Verdict::Drop(_) | Verdict::Pending | Verdict::Local => {}
         }
         if let Verdict::Drop(r) = batch.meta[i].verdict {
             c.drops[r as usize].add(1);

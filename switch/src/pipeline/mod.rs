@@ -16,11 +16,13 @@ pub mod classify;
 pub mod egress;
 pub mod forward;
 pub mod learn;
+pub mod local;
 pub mod plan;
 
 pub use plan::{NetPlan, Plan, PortPlan, NO_NET};
 
 use crate::counters::{DropReason, FloodCause, WorkerCounters};
+use crate::host::HostLink;
 use crate::trace::Tracer;
 use shunt_tables::Fdb;
 use std::sync::atomic::AtomicBool;
@@ -42,6 +44,8 @@ pub enum Verdict {
     Drop(DropReason),
     Unicast(u16),
     Flood(FloodCause),
+    /// For the switch itself: handed to the host stack.
+    Local,
 }
 
 /// Per-frame metadata written by the stages.
@@ -187,11 +191,19 @@ pub struct Context<'a> {
     pub counters: &'a WorkerCounters,
     pub port_up: &'a [AtomicBool],
     pub tracer: &'a Tracer,
+    pub host: Option<&'a HostLink>,
+    pub worker: usize,
 }
 
 /// Runs the whole pipeline over one batch from `ingress`, leaving the
-/// frames to send in `tx`.
-pub fn process(ctx: &Context, ingress: u16, batch: &mut Batch, tx: &mut TxQueues, now_ms: u64) {
+/// frames to send in `tx`. Returns how many frames went to the host stack.
+pub fn process(
+    ctx: &Context,
+    ingress: u16,
+    batch: &mut Batch,
+    tx: &mut TxQueues,
+    now_ms: u64,
+) -> usize {
     let c = &ctx.counters.ports[ingress as usize];
     for i in 0..batch.count {
         c.rx_frames.add(1);
@@ -199,10 +211,30 @@ pub fn process(ctx: &Context, ingress: u16, batch: &mut Batch, tx: &mut TxQueues
     }
     classify::run(ctx, ingress, batch);
     learn::run(ctx, ingress, batch, now_ms);
+    let delivered = local::run(ctx, ctx.worker, batch);
     forward::run(ctx, ingress, batch);
     egress::run(ctx, ingress, batch, tx);
     // One check per batch when no trace is active.
     if ctx.tracer.active() {
         ctx.tracer.record_batch(ctx, ingress, batch, tx);
+    }
+    delivered
+}
+
+/// Runs frames from the host stack (already in their network, untagged)
+/// through forward and egress, as if they came in on port `host_port`.
+pub fn process_host(ctx: &Context, host_port: u16, batch: &mut Batch, tx: &mut TxQueues) {
+    let c = &ctx.counters.ports[host_port as usize];
+    for i in 0..batch.count {
+        c.rx_frames.add(1);
+        c.rx_bytes.add(batch.meta[i].len as u64);
+        if batch.frame(i).len() < classify::ETH_HDR {
+            batch.meta[i].verdict = Verdict::Drop(DropReason::Runt);
+        }
+    }
+    forward::run(ctx, host_port, batch);
+    egress::run(ctx, host_port, batch, tx);
+    if ctx.tracer.active() {
+        ctx.tracer.record_batch(ctx, host_port, batch, tx);
     }
 }
