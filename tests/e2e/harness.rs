@@ -354,9 +354,19 @@ impl Switch {
 
 impl Drop for Switch {
     fn drop(&mut self) {
-        if !self.down_done {
-            if let Err(e) = self.down() {
-                eprintln!("cleanup: shunt down --name {}: {e}", self.name);
+        if !self.down_done || socket_path(&self.name).exists() {
+            // Retry a few times: right after a kill -9 the old process may
+            // still be an unreaped zombie that `down` takes for alive.
+            for attempt in 0..5 {
+                match self.down() {
+                    Ok(()) if !socket_path(&self.name).exists() => break,
+                    Ok(()) => {}
+                    Err(e) if attempt == 4 => {
+                        eprintln!("cleanup: shunt down --name {}: {e}", self.name)
+                    }
+                    Err(_) => {}
+                }
+                std::thread::sleep(Duration::from_secs(1));
             }
         }
         for h in &self.hosts {
