@@ -74,8 +74,16 @@ fn write_state(name: &str, st: &State) -> Result<(), UpError> {
     std::fs::write(state_path(name), s).map_err(io)
 }
 
+/// A live shunt process (a zombie has finished: its parent just has not
+/// reaped it yet).
 fn pid_is_shunt(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next());
     pid != std::process::id()
+        && !matches!(state, None | Some("Z") | Some("X"))
         && std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .map(|c| c.trim() == "shunt")
             .unwrap_or(false)
@@ -121,28 +129,32 @@ fn build(topo: &Topology) -> Result<Vec<Tap>, UpError> {
     let mut taps: Vec<Option<Tap>> = topo.ports.iter().map(|_| None).collect();
     for h in &topo.hosts {
         netns::add(&h.name).map_err(nerr(&h.name))?;
-        let ipv6 = h.ipv6;
-        let links: Vec<String> = h.links.iter().map(|l| l.ifname.clone()).collect();
-        let opened = netns::in_netns(&h.name, move || -> Result<Vec<Tap>, (String, TapError)> {
-            if !ipv6 {
-                // No router solicitations, DAD or MLD noise on the wire.
+        if !h.ipv6 {
+            // No router solicitations, DAD or MLD noise on the wire: devices
+            // that arrive in the namespace take the default.
+            netns::in_netns(&h.name, || {
                 for k in ["all", "default"] {
                     let _ =
                         std::fs::write(format!("/proc/sys/net/ipv6/conf/{k}/disable_ipv6"), "1");
                 }
-            }
-            links
-                .iter()
-                .map(|l| Tap::open(l).map_err(|e| (l.clone(), e)))
-                .collect()
-        })
-        .map_err(nerr(&h.name))?;
-        let opened = opened.map_err(|(l, source)| UpError::Tap {
-            port: format!("{}:{l}", h.name),
-            source,
-        })?;
+            })
+            .map_err(nerr(&h.name))?;
+        }
         netns::ip(&["-n", &h.name, "link", "set", "lo", "up"]).map_err(nerr(&h.name))?;
-        for (link, tap) in h.links.iter().zip(opened) {
+        for link in &h.links {
+            // The TAP is created in the switch's namespace and then moved:
+            // a TAP opened inside the host's namespace would hold that
+            // namespace alive, and deleting it must take the port down.
+            let temp = format!(
+                "sht{:x}x{}",
+                std::process::id(),
+                taps.iter().filter(|t| t.is_some()).count()
+            );
+            let tap = Tap::open(&temp).map_err(|source| UpError::Tap {
+                port: format!("{}.{}", h.name, topo.networks[link.network].name),
+                source,
+            })?;
+            netns::ip(&["link", "set", "dev", &temp, "netns", &h.name]).map_err(nerr(&h.name))?;
             let mtu = h.mtu.to_string();
             let mac = fmt_mac(&link.mac);
             netns::ip(&[
@@ -150,6 +162,9 @@ fn build(topo: &Topology) -> Result<Vec<Tap>, UpError> {
                 &h.name,
                 "link",
                 "set",
+                "dev",
+                &temp,
+                "name",
                 &link.ifname,
                 "address",
                 &mac,
