@@ -510,7 +510,7 @@ pub fn pids_with_arg(needle: &str) -> Vec<i32> {
                     let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
                     args.first()
                         .is_some_and(|a0| String::from_utf8_lossy(a0).ends_with("shunt"))
-                        && args.iter().any(|a| *a == needle.as_bytes())
+                        && args.contains(&needle.as_bytes())
                 })
                 .unwrap_or(false)
         })

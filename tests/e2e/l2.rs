@@ -23,7 +23,10 @@ use shunt_tools::{FrameBuilder, MacAddr, Marker, RawPort, XorShift};
 /// How long frames get to cross the switch before sniffers are read.
 const WAIT: Duration = Duration::from_millis(400);
 
-pub fn tests() -> Vec<(&'static str, fn() -> TestResult)> {
+/// A test: its name and its body.
+pub type Test = (&'static str, fn() -> TestResult);
+
+pub fn tests() -> Vec<Test> {
     vec![
         ("l2::ping_all_pairs", ping_all_pairs),
         ("l2::learning_stops_flooding", learning_stops_flooding),
@@ -242,7 +245,7 @@ fn ageing_resumes_flooding() -> TestResult {
         .find(c.mac)
         .ok_or_else(|| format!("c's MAC not learned: {:?}", fdb.0))?;
     ensure!(
-        e.age_secs < aging as f64,
+        (e.age_secs as u64) < aging,
         "fresh entry has age_secs {} (>= ageing time {aging})",
         e.age_secs
     );
