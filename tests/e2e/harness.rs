@@ -4,9 +4,10 @@
 //! `fdb`, `stats` and `ports`, and command helpers.
 //!
 //! Every test has a number (its "tag") from which all its names derive:
-//! switch `seNN`, hosts `seNNa`, `seNNb`, ..., MACs `02:00:5e:NN:00:xx`,
-//! subnet 10.77.NN.0/24. Namespace names are global on the machine, so tags
-//! must be unique across the suite.
+//! switch `seNNRRR`, hosts `seNNRRRa`, `seNNRRRb`, ... (RRR: three digits of
+//! this run's pid, so that two runs of the suite at once do not collide),
+//! MACs `02:00:5e:NN:00:xx`, subnet 10.77.NN.0/24. Namespace names are global
+//! on the machine, so tags must be unique across the suite.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -153,6 +154,12 @@ pub fn socket_path(switch: &str) -> PathBuf {
     PathBuf::from(format!("/run/shunt/{switch}.sock"))
 }
 
+/// Three digits that tell this run of the suite from another one running at
+/// the same time on the machine (namespace names are global).
+pub fn run_id() -> u32 {
+    std::process::id() % 1000
+}
+
 /// One host of a topology.
 #[derive(Clone, Debug)]
 pub struct Host {
@@ -188,7 +195,7 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(tag: u8, n: usize) -> Topology {
-        let switch = format!("se{tag:02}");
+        let switch = format!("se{tag:02}{:03}", run_id());
         let hosts = (0..n)
             .map(|i| Host {
                 name: format!("{switch}{}", (b'a' + i as u8) as char),
