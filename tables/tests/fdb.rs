@@ -96,7 +96,10 @@ fn static_entries_never_move_age_or_get_evicted() {
         assert_eq!(f.learn(1, &mac(i), 3, 0), Learn::New);
     }
     assert_eq!(f.learn(1, &mac(99), 3, 0), Learn::Full);
-    assert_eq!(f.lookup(1, &mac(1)).map(|e| (e.port, e.is_static)), Some((7, true)));
+    assert_eq!(
+        f.lookup(1, &mac(1)).map(|e| (e.port, e.is_static)),
+        Some((7, true))
+    );
     assert_eq!(f.age(1_000_000), 3);
     assert_eq!(f.len(), 1);
     // Only remove deletes it.
@@ -111,7 +114,10 @@ fn add_static_overwrites_a_dynamic_entry_and_ignores_max_entries() {
     assert_eq!(f.learn(1, &mac(1), 3, 0), Learn::New);
     assert_eq!(f.learn(1, &mac(2), 3, 0), Learn::New);
     f.add_static(1, &mac(1), 9).expect("overwrite");
-    assert_eq!(f.lookup(1, &mac(1)).map(|e| (e.port, e.is_static)), Some((9, true)));
+    assert_eq!(
+        f.lookup(1, &mac(1)).map(|e| (e.port, e.is_static)),
+        Some((9, true))
+    );
     assert_eq!(f.len(), 2);
     // The table is at max_entries, but an administrator's entry still fits.
     f.add_static(1, &mac(3), 9).expect("beyond max_entries");
@@ -187,10 +193,17 @@ fn flush_by_port_and_by_network() {
     f.add_static(1, &mac(100), 0).expect("static");
     assert_eq!(f.len(), 21);
     assert_eq!(f.flush_port(0), 10, "dynamic on port 0, both networks");
-    assert_eq!(f.lookup(1, &mac(100)).map(|e| e.port), Some(0), "static stays");
+    assert_eq!(
+        f.lookup(1, &mac(100)).map(|e| e.port),
+        Some(0),
+        "static stays"
+    );
     assert_eq!(f.flush_network(2), 5);
     assert_eq!(f.len(), 6);
-    assert!(f.entries().iter().all(|(net, _, e)| *net == 1 && (e.port == 1 || e.is_static)));
+    assert!(f
+        .entries()
+        .iter()
+        .all(|(net, _, e)| *net == 1 && (e.port == 1 || e.is_static)));
     assert_eq!(f.remove_network(1), 6, "static ones included");
     assert!(f.is_empty());
     f.validate().expect("valid");
@@ -222,11 +235,17 @@ fn group_sources_and_reserved_port_are_refused() {
         assert!(!f.remove(1, &m));
     }
     assert_eq!(f.learn(1, &mac(1), u16::MAX, 0), Learn::ReservedPort);
-    assert_eq!(f.add_static(1, &mac(1), u16::MAX), Err(FdbError::ReservedPort));
+    assert_eq!(
+        f.add_static(1, &mac(1), u16::MAX),
+        Err(FdbError::ReservedPort)
+    );
     assert!(f.is_empty());
     // Extreme keys that are unicast are fine.
     assert_eq!(f.learn(0, &[0; 6], 0, 0), Learn::New);
-    assert_eq!(f.learn(u16::MAX, &[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff], 0xFFFE, 0), Learn::New);
+    assert_eq!(
+        f.learn(u16::MAX, &[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff], 0xFFFE, 0),
+        Learn::New
+    );
     assert_eq!(f.lookup(0, &[0; 6]).map(|e| e.port), Some(0));
     f.validate().expect("valid");
 }
@@ -276,7 +295,10 @@ fn wall_clock_epochs_work() {
     assert_eq!(f.age(t0 + 300_000), 0);
     assert_eq!(f.learn(1, &mac(2), 3, t0 + 200_000), Learn::New);
     assert_eq!(f.age(t0 + 300_001), 1);
-    assert_eq!(f.lookup(1, &mac(2)).map(|e| e.last_seen_ms), Some(t0 + 200_000));
+    assert_eq!(
+        f.lookup(1, &mac(2)).map(|e| e.last_seen_ms),
+        Some(t0 + 200_000)
+    );
 }
 
 /// Many learn/age cycles of distinct MACs must not clog the table: freed

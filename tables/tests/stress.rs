@@ -36,7 +36,16 @@ fn mac(i: u32) -> [u8; 6] {
 }
 
 fn tag(net: u16, mac: &[u8; 6]) -> u16 {
-    let k = u64::from_be_bytes([(net >> 8) as u8, net as u8, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]);
+    let k = u64::from_be_bytes([
+        (net >> 8) as u8,
+        net as u8,
+        mac[0],
+        mac[1],
+        mac[2],
+        mac[3],
+        mac[4],
+        mac[5],
+    ]);
     (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 51) as u16 // 13 bits
 }
 
@@ -59,7 +68,9 @@ fn valid(net: u16, mac: &[u8; 6], port: u16, is_static: bool) -> bool {
         STABLE..=4 => !is_static && port == tag(net, mac) << 2,
         FLUSHED_PORT => !is_static && port & 0xFFFC == 0x8000,
         STATIC if is_static => port == static_port(mac),
-        SHARED | AGED | FLUSHED_NET | STATIC => !is_static && port >> 2 == tag(net, mac) && port & 3 < WORKERS,
+        SHARED | AGED | FLUSHED_NET | STATIC => {
+            !is_static && port >> 2 == tag(net, mac) // low 2 bits: any of the 4 workers
+        }
         _ => false,
     }
 }
@@ -115,12 +126,22 @@ fn workers_and_controller_race() {
                             rng ^= rng << 13;
                             rng ^= rng >> 7;
                             rng ^= rng << 17;
-                            let net = [STABLE + (rng % 4) as u16, SHARED, AGED, FLUSHED_NET, FLUSHED_PORT, STATIC, NEVER]
-                                [(rng >> 8) as usize % 7];
+                            let net = [
+                                STABLE + (rng % 4) as u16,
+                                SHARED,
+                                AGED,
+                                FLUSHED_NET,
+                                FLUSHED_PORT,
+                                STATIC,
+                                NEVER,
+                            ][(rng >> 8) as usize % 7];
                             let m = mac((rng >> 16) as u32 % N);
                             lookups += 1;
                             if let Some(e) = fdb.lookup(net, &m) {
-                                assert!(valid(net, &m, e.port, e.is_static), "lookup {net}/{m:?} gave {e:?}");
+                                assert!(
+                                    valid(net, &m, e.port, e.is_static),
+                                    "lookup {net}/{m:?} gave {e:?}"
+                                );
                             }
                         }
                     }
@@ -151,15 +172,20 @@ fn workers_and_controller_race() {
                     removed += usize::from(fdb.remove(AGED, &mac(i)));
                 }
                 for i in next_static..(next_static + 40).min(STATICS) {
-                    fdb.add_static(STATIC, &mac(i), static_port(&mac(i))).expect("add_static");
+                    fdb.add_static(STATIC, &mac(i), static_port(&mac(i)))
+                        .expect("add_static");
                 }
                 next_static = (next_static + 40).min(STATICS);
                 let entries = fdb.entries();
                 let mut keys = HashSet::new();
                 for (net, m, e) in &entries {
                     assert!(keys.insert((*net, *m)), "{net}/{m:?} listed twice");
-                    assert!(valid(*net, m, e.port, e.is_static), "entry {net}/{m:?} {e:?}");
-                    if *net == STATIC && u32::from_be_bytes([m[2], m[3], m[4], m[5]]) < next_static {
+                    assert!(
+                        valid(*net, m, e.port, e.is_static),
+                        "entry {net}/{m:?} {e:?}"
+                    );
+                    if *net == STATIC && u32::from_be_bytes([m[2], m[3], m[4], m[5]]) < next_static
+                    {
                         assert!(e.is_static, "static entry {m:?} turned dynamic");
                     }
                 }
@@ -173,7 +199,10 @@ fn workers_and_controller_race() {
         })
     };
 
-    let lookups: u64 = workers.into_iter().map(|w| w.join().expect("worker panicked")).sum();
+    let lookups: u64 = workers
+        .into_iter()
+        .map(|w| w.join().expect("worker panicked"))
+        .sum();
     done.store(true, Relaxed);
     let (aged, flushed, removed, passes, statics) = controller.join().expect("controller panicked");
     eprintln!(
@@ -188,7 +217,10 @@ fn workers_and_controller_race() {
     let entries = fdb.entries();
     assert_eq!(fdb.len(), entries.len());
     for (net, m, e) in &entries {
-        assert!(valid(*net, m, e.port, e.is_static), "entry {net}/{m:?} {e:?}");
+        assert!(
+            valid(*net, m, e.port, e.is_static),
+            "entry {net}/{m:?} {e:?}"
+        );
     }
     // Nothing lost: keys never aged, flushed or removed are all there.
     for i in 0..N {
