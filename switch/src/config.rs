@@ -189,7 +189,10 @@ pub struct PortCfg {
     pub flood_unknown: bool,
     pub flood_multicast: bool,
     pub mtu: u16,
-    /// The host namespace a TAP lives in (host ports), or None (root namespace).
+    /// The host this port plugs in (host ports `H.N`).
+    pub host: Option<String>,
+    /// The namespace the TAP device lives in: the host's, a `[[port]]`'s
+    /// `namespace`, or None (the switch's own).
     pub netns: Option<String>,
     pub line: usize,
 }
@@ -208,6 +211,9 @@ pub struct SwitchCfg {
     pub workers: usize,
     pub fdb_aging_secs: u64,
     pub fdb_max_entries: usize,
+    /// Benchmark baseline (`shunt bench --bare`): no switching logic; port
+    /// 2k's frames go to port 2k+1 and back, untouched.
+    pub bare: bool,
 }
 
 /// A validated topology: every index points into the vectors here.
@@ -254,6 +260,7 @@ struct RawSwitch {
     workers: Option<Spanned<i64>>,
     fdb_aging_secs: Option<Spanned<i64>>,
     fdb_max_entries: Option<Spanned<i64>>,
+    bare: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -296,6 +303,7 @@ struct RawPort {
     flood_unknown: Option<bool>,
     flood_multicast: Option<bool>,
     mtu: Option<Spanned<i64>>,
+    namespace: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -385,6 +393,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
             .unwrap_or(1),
         fdb_aging_secs: 300,
         fdb_max_entries: 65536,
+        bare: false,
     };
     if let Some(s) = &raw.switch {
         let s = s.get_ref();
@@ -395,6 +404,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
             }
             switch.name = n.get_ref().clone();
         }
+        switch.bare = s.bare.unwrap_or(false);
         if let Some(w) = &s.workers {
             switch.workers = int_in(&ctx, "workers", w, 1, 64)? as usize;
         }
@@ -721,6 +731,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
                 flood_unknown: true,
                 flood_multicast: true,
                 mtu,
+                host: Some(name.clone()),
                 netns: Some(name.clone()),
                 line,
             });
@@ -859,6 +870,25 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
             Some(m) => int_in(&ctx, "mtu", m, 68, 9000)? as u16,
             None => DEFAULT_MTU,
         };
+        let netns = match &p.namespace {
+            Some(ns) => {
+                check_name(&ctx, "namespace", ns)?;
+                if kind != PortKind::Tap {
+                    return ctx.err(ns.span(), "`namespace` is for TAP ports: an AF_XDP port attaches to an interface where it is");
+                }
+                if hosts.iter().any(|h| &h.name == ns.get_ref()) {
+                    return ctx.err(
+                        ns.span(),
+                        format!(
+                            "namespace {:?} is a host's: give the host another network instead",
+                            ns.get_ref()
+                        ),
+                    );
+                }
+                Some(ns.get_ref().clone())
+            }
+            None => None,
+        };
         ports.push(PortCfg {
             name,
             kind,
@@ -869,7 +899,8 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
             flood_unknown: p.flood_unknown.unwrap_or(true),
             flood_multicast: p.flood_multicast.unwrap_or(true),
             mtu,
-            netns: None,
+            host: None,
+            netns,
             line,
         });
     }

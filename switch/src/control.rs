@@ -20,6 +20,29 @@ pub fn socket_path(name: &str) -> PathBuf {
     Path::new(RUN_DIR).join(format!("{name}.sock"))
 }
 
+/// The switch a command means: the one named, else $SHUNT_NAME, else
+/// "shunt" if it runs, else the only switch running, else "shunt".
+pub fn pick_name(given: Option<String>) -> String {
+    if let Some(n) = given.or_else(|| std::env::var("SHUNT_NAME").ok()) {
+        return n;
+    }
+    let default = crate::config::DEFAULT_NAME;
+    if socket_path(default).exists() {
+        return default.to_string();
+    }
+    let running: Vec<String> = std::fs::read_dir(RUN_DIR)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".sock").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    match running.as_slice() {
+        [only] => only.clone(),
+        _ => default.to_string(),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error(
@@ -176,7 +199,8 @@ pub fn ports_json(rt: &Runtime) -> Value {
                 "networks": nets,
                 "native": native,
                 "vlans": vlans,
-                "host": p.netns,
+                "host": p.host,
+                "namespace": p.netns,
                 "interface": p.interface,
                 "mtu": p.mtu,
                 "rx_frames": t.rx_frames,

@@ -192,7 +192,47 @@ fn build(topo: &Topology) -> Result<Vec<Tap>, UpError> {
         }
     }
     for (pi, p) in topo.ports.iter().enumerate() {
-        if p.netns.is_some() || p.kind != PortKind::Tap {
+        if p.host.is_some() || p.kind != PortKind::Tap {
+            continue;
+        }
+        if let Some(ns) = &p.netns {
+            // A bare TAP inside a namespace of its own (a trunk into a
+            // router namespace, a test's sniffer): created like a host's.
+            if !netns::exists(ns) {
+                netns::add(ns).map_err(nerr(ns))?;
+                netns::in_netns(ns, || {
+                    for k in ["all", "default"] {
+                        let _ = std::fs::write(
+                            format!("/proc/sys/net/ipv6/conf/{k}/disable_ipv6"),
+                            "1",
+                        );
+                    }
+                })
+                .map_err(nerr(ns))?;
+                netns::ip(&["-n", ns, "link", "set", "lo", "up"]).map_err(nerr(ns))?;
+            }
+            let temp = format!("sht{:x}p{pi}", std::process::id());
+            let tap = Tap::open(&temp).map_err(|source| UpError::Tap {
+                port: p.name.clone(),
+                source,
+            })?;
+            netns::ip(&["link", "set", "dev", &temp, "netns", ns]).map_err(nerr(ns))?;
+            let mtu = p.mtu.to_string();
+            netns::ip(&[
+                "-n",
+                ns,
+                "link",
+                "set",
+                "dev",
+                &temp,
+                "name",
+                &p.interface,
+                "mtu",
+                &mtu,
+                "up",
+            ])
+            .map_err(nerr(ns))?;
+            taps[pi] = Some(tap);
             continue;
         }
         let tap = Tap::open(&p.interface).map_err(|source| UpError::Tap {
@@ -211,11 +251,11 @@ fn build(topo: &Topology) -> Result<Vec<Tap>, UpError> {
         .collect()
 }
 
-fn teardown(topo: &Topology) {
-    for h in &topo.hosts {
-        if netns::exists(&h.name) {
-            if let Err(e) = netns::del(&h.name) {
-                eprintln!("shunt: removing namespace {}: {e}", h.name);
+fn teardown(topo: &Topology, owned: &[String]) {
+    for ns in owned {
+        if netns::exists(ns) {
+            if let Err(e) = netns::del(ns) {
+                eprintln!("shunt: removing namespace {ns}: {e}");
             }
         }
     }
@@ -243,6 +283,16 @@ pub fn run(topo: Topology) -> Result<(), UpError> {
             return Err(UpError::NamespaceTaken(h.name.clone()));
         }
     }
+    // The namespaces this run creates, and so removes: every host's, and
+    // those of `[[port]] namespace` that do not exist yet.
+    let mut owned: Vec<String> = topo.hosts.iter().map(|h| h.name.clone()).collect();
+    for p in &topo.ports {
+        if let Some(ns) = &p.netns {
+            if !owned.contains(ns) && !netns::exists(ns) {
+                owned.push(ns.clone());
+            }
+        }
+    }
     // Block the stop signals before any thread exists, so that only the
     // signal thread sees them.
     let mut sigs = nix::sys::signal::SigSet::empty();
@@ -257,24 +307,24 @@ pub fn run(topo: Topology) -> Result<(), UpError> {
         &name,
         &State {
             pid: std::process::id(),
-            namespaces: topo.hosts.iter().map(|h| h.name.clone()).collect(),
+            namespaces: owned.clone(),
             resolv_dirs: vec![],
         },
     )?;
     let taps = match build(&topo) {
         Ok(t) => t,
         Err(e) => {
-            teardown(&topo);
+            teardown(&topo, &owned);
             return Err(e);
         }
     };
     match serve(topo.clone(), taps, sigs) {
         Ok(()) => {
-            teardown(&topo);
+            teardown(&topo, &owned);
             Ok(())
         }
         Err(e) => {
-            teardown(&topo);
+            teardown(&topo, &owned);
             Err(e)
         }
     }

@@ -45,15 +45,17 @@ enum Cmd {
     },
     /// Ports: kind, worker, mode, networks, link state, frames.
     Ports {
-        #[arg(long, default_value = config::DEFAULT_NAME)]
-        name: String,
+        /// Switch name (default: "shunt", or the only switch running).
+        #[arg(long)]
+        name: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// The forwarding database.
     Fdb {
-        #[arg(long, default_value = config::DEFAULT_NAME)]
-        name: String,
+        /// Switch name (default: "shunt", or the only switch running).
+        #[arg(long)]
+        name: Option<String>,
         #[arg(long)]
         network: Option<String>,
         #[arg(long)]
@@ -61,15 +63,17 @@ enum Cmd {
     },
     /// Counters per port: frames, bytes, floods by cause, drops by reason.
     Stats {
-        #[arg(long, default_value = config::DEFAULT_NAME)]
-        name: String,
+        /// Switch name (default: "shunt", or the only switch running).
+        #[arg(long)]
+        name: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// Live: what the switch decides for each frame, and why.
     Trace {
-        #[arg(long, default_value = config::DEFAULT_NAME)]
-        name: String,
+        /// Switch name (default: "shunt", or the only switch running).
+        #[arg(long)]
+        name: Option<String>,
         /// Only frames entering on this port (or on any port of this host).
         #[arg(long)]
         port: Option<String>,
@@ -142,9 +146,7 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Cmd::Down { name, name_opt } => {
-            let name = name
-                .or(name_opt)
-                .unwrap_or_else(|| config::DEFAULT_NAME.to_string());
+            let name = control::pick_name(name.or(name_opt));
             let msg = daemon::down(&name).map_err(|e| e.to_string())?;
             println!("{msg}");
             Ok(())
@@ -163,6 +165,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Err(format!("cannot run ip netns exec: {err}"))
         }
         Cmd::Ports { name, json } => {
+            let name = control::pick_name(name);
             let v = control::request(&name, &json!({"cmd": "ports"})).map_err(|e| e.to_string())?;
             if json {
                 println!("{v}");
@@ -176,6 +179,7 @@ fn run(cli: Cli) -> Result<(), String> {
             network,
             json,
         } => {
+            let name = control::pick_name(name);
             let v = control::request(&name, &json!({"cmd": "fdb", "network": network}))
                 .map_err(|e| e.to_string())?;
             if json {
@@ -186,6 +190,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Stats { name, json } => {
+            let name = control::pick_name(name);
             let v = control::request(&name, &json!({"cmd": "stats"})).map_err(|e| e.to_string())?;
             if json {
                 println!("{v}");
@@ -201,6 +206,7 @@ fn run(cli: Cli) -> Result<(), String> {
             seconds,
             json,
         } => {
+            let name = control::pick_name(name);
             let req = json!({"cmd": "trace", "port": port, "count": count, "seconds": seconds});
             let (mut r, _s) = control::open(&name, &req).map_err(|e| e.to_string())?;
             let first = control::read_value(&name, &mut r).map_err(|e| e.to_string())?;
@@ -418,7 +424,7 @@ fn print_plan(t: &config::Topology) {
             );
         }
     }
-    for p in t.ports.iter().filter(|p| p.netns.is_none()) {
+    for p in t.ports.iter().filter(|p| p.host.is_none()) {
         println!("port {}: {} on {}", p.name, p.kind.as_str(), p.interface);
     }
 }

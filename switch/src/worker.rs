@@ -131,6 +131,10 @@ impl Worker {
             if n == 0 {
                 return;
             }
+            if self.rt.topo.switch.bare {
+                self.bare(p);
+                continue;
+            }
             let now = self.rt.now_ms();
             let ctx = Context {
                 plan: &self.rt.plan,
@@ -153,6 +157,26 @@ impl Worker {
                 return;
             }
         }
+    }
+
+    /// `--bare` baseline: the same port I/O with no switching logic.
+    fn bare(&mut self, p: u16) {
+        let out = p ^ 1;
+        if (out as usize) < self.rt.taps.len() {
+            let c = &self.counters.ports[p as usize];
+            for i in 0..self.batch.count {
+                c.rx_frames.add(1);
+                c.rx_bytes.add(self.batch.meta[i].len as u64);
+                self.tx.push(
+                    out,
+                    pipeline::TxEntry {
+                        frame: i as u8,
+                        vid: 0,
+                    },
+                );
+            }
+        }
+        self.flush();
     }
 
     /// Sends what the host stack produced, a batch at a time.
