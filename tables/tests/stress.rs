@@ -300,3 +300,76 @@ fn racing_inserts_of_the_same_key_make_one_entry() {
     }
     assert!(news.iter().all(|&n| n == BATCH), "New per batch: {news:?}");
 }
+
+/// Slot reuse under fire: a tiny table (a few buckets), more keys than it
+/// may hold, and a controller that keeps removing, so that slots change
+/// owner constantly while workers learn, move and look up. Any port read
+/// for the wrong key, any duplicate, any drifting overflow counter fails.
+#[test]
+fn churn_on_a_tiny_table() {
+    const KEYS: u32 = 96;
+    // Release builds run ~20x faster: keep the controller in the race.
+    const ROUNDS: u32 = if cfg!(debug_assertions) {
+        60_000
+    } else {
+        1_000_000
+    };
+    let fdb = Arc::new(Fdb::new(FdbConfig {
+        max_entries: 40,
+        aging_ms: 1000,
+    }));
+    let done = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|t| {
+            let fdb = Arc::clone(&fdb);
+            thread::spawn(move || {
+                let mut full = 0u32;
+                for r in 0..ROUNDS {
+                    for j in 0..8 {
+                        let i = (r * 7 + j * 13 + u32::from(t) * 31) % KEYS;
+                        let m = mac(i);
+                        if fdb.learn(SHARED, &m, port_for(SHARED, &m, t), u64::from(r))
+                            == Learn::Full
+                        {
+                            full += 1;
+                        }
+                        let m = mac((i * 5 + 3) % KEYS);
+                        if let Some(e) = fdb.lookup(SHARED, &m) {
+                            assert!(valid(SHARED, &m, e.port, e.is_static), "{m:?} -> {e:?}");
+                        }
+                    }
+                }
+                full
+            })
+        })
+        .collect();
+    let controller = {
+        let fdb = Arc::clone(&fdb);
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            let mut n = 0u32;
+            while !done.load(Relaxed) {
+                n = n.wrapping_add(1);
+                for i in (n % 3..KEYS).step_by(3) {
+                    fdb.remove(SHARED, &mac(i));
+                }
+                fdb.age(u64::from(n % ROUNDS));
+                for (net, m, e) in fdb.entries() {
+                    assert!(valid(net, &m, e.port, e.is_static), "{m:?} -> {e:?}");
+                }
+                thread::yield_now();
+            }
+            n
+        })
+    };
+    let full: u32 = workers
+        .into_iter()
+        .map(|w| w.join().expect("worker panicked"))
+        .sum();
+    done.store(true, Relaxed);
+    let passes = controller.join().expect("controller panicked");
+    eprintln!("churn: {full} Full learns, {passes} controller passes");
+    fdb.validate().expect("table invariants after churn");
+    assert_eq!(fdb.len(), fdb.entries().len());
+    assert!(fdb.len() <= 40);
+}
