@@ -191,6 +191,8 @@ pub struct PortCfg {
     pub mtu: u16,
     /// The host this port plugs in (host ports `H.N`).
     pub host: Option<String>,
+    /// Detached at run time: the id stays taken, the port carries nothing.
+    pub removed: bool,
     /// The namespace the TAP device lives in: the host's, a `[[port]]`'s
     /// `namespace`, or None (the switch's own).
     pub netns: Option<String>,
@@ -732,6 +734,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
                 flood_multicast: true,
                 mtu,
                 host: Some(name.clone()),
+                removed: false,
                 netns: Some(name.clone()),
                 line,
             });
@@ -900,6 +903,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
             flood_multicast: p.flood_multicast.unwrap_or(true),
             mtu,
             host: None,
+            removed: false,
             netns,
             line,
         });

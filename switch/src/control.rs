@@ -33,7 +33,12 @@ pub fn pick_name(given: Option<String>) -> String {
     let running: Vec<String> = std::fs::read_dir(RUN_DIR)
         .map(|d| {
             d.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".sock").map(str::to_string))
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_suffix(".sock")
+                        .map(str::to_string)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -105,7 +110,7 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
     match cmd {
         "ping" => reply(
             &mut out,
-            &json!({"ok": true, "name": rt.topo.switch.name, "pid": std::process::id()}),
+            &json!({"ok": true, "name": rt.name, "pid": std::process::id()}),
         ),
         "ports" => reply(&mut out, &ports_json(rt)),
         "fdb" => {
@@ -117,6 +122,19 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
         }
         "stats" => reply(&mut out, &stats_json(rt)),
         "trace" => trace(&mut out, rt, &req),
+        "attach" | "detach" => {
+            let host = req.get("host").and_then(Value::as_str).unwrap_or("");
+            let net = req.get("network").and_then(Value::as_str).unwrap_or("");
+            let r = if cmd == "attach" {
+                crate::daemon::attach(rt, host, net)
+            } else {
+                crate::daemon::detach_host(rt, host, net)
+            };
+            match r {
+                Ok(msg) => reply(&mut out, &json!({"ok": true, "message": msg})),
+                Err(e) => reply(&mut out, &json!({ "error": e })),
+            }
+        }
         "shutdown" => {
             reply(&mut out, &json!({"ok": true, "pid": std::process::id()}))?;
             let _ = shutdown.send(());
@@ -138,8 +156,8 @@ fn reply(out: &mut UnixStream, v: &Value) -> std::io::Result<()> {
 /// Port names a user may give: a port name, or a host name meaning all of
 /// that host's ports.
 pub fn resolve_ports(rt: &Runtime, name: &str) -> Vec<u16> {
-    let exact: Vec<u16> = rt
-        .plan
+    let plan = rt.plan.load();
+    let exact: Vec<u16> = plan
         .ports
         .iter()
         .enumerate()
@@ -150,8 +168,7 @@ pub fn resolve_ports(rt: &Runtime, name: &str) -> Vec<u16> {
         return exact;
     }
     let prefix = format!("{name}.");
-    rt.plan
-        .ports
+    plan.ports
         .iter()
         .enumerate()
         .filter(|(_, p)| p.name.starts_with(&prefix))
@@ -160,40 +177,39 @@ pub fn resolve_ports(rt: &Runtime, name: &str) -> Vec<u16> {
 }
 
 pub fn ports_json(rt: &Runtime) -> Value {
-    let arr: Vec<Value> = rt
-        .topo
+    let topo = rt.topo();
+    let arr: Vec<Value> = topo
         .ports
         .iter()
         .enumerate()
+        .filter(|(_, p)| !p.removed)
         .map(|(i, p)| {
             let t = sum_port(&rt.counters, i);
             let (mode, nets, native) = match &p.mode {
-                crate::config::PortMode::Access { network } => (
-                    "access",
-                    vec![rt.topo.networks[*network].name.clone()],
-                    None,
-                ),
+                crate::config::PortMode::Access { network } => {
+                    ("access", vec![topo.networks[*network].name.clone()], None)
+                }
                 crate::config::PortMode::Trunk { allowed, native } => (
                     "trunk",
                     allowed
                         .iter()
-                        .map(|&n| rt.topo.networks[n].name.clone())
+                        .map(|&n| topo.networks[n].name.clone())
                         .collect(),
-                    native.map(|n| rt.topo.networks[n].name.clone()),
+                    native.map(|n| topo.networks[n].name.clone()),
                 ),
             };
             let vlans: Vec<Value> = match &p.mode {
                 crate::config::PortMode::Access { .. } => vec![],
                 crate::config::PortMode::Trunk { allowed, .. } => allowed
                     .iter()
-                    .filter_map(|&n| rt.topo.networks[n].vlan)
+                    .filter_map(|&n| topo.networks[n].vlan)
                     .map(Value::from)
                     .collect(),
             };
             json!({
                 "name": p.name,
                 "kind": p.kind.as_str(),
-                "worker": rt.port_worker.get(i).copied().unwrap_or(0),
+                "worker": rt.port_worker.get(i).map(|w| w.load(Relaxed)).unwrap_or(0),
                 "mode": mode,
                 "up": rt.port_up[i].load(Relaxed),
                 "networks": nets,
@@ -212,10 +228,11 @@ pub fn ports_json(rt: &Runtime) -> Value {
 }
 
 pub fn fdb_json(rt: &Runtime, network: Option<&str>) -> Result<Value, String> {
+    let topo = rt.topo();
+    let plan = rt.plan.load();
     let filter = match network {
         Some(n) => Some(
-            rt.topo
-                .network_index(n)
+            topo.network_index(n)
                 .ok_or_else(|| format!("no network named {n:?}"))? as u16,
         ),
         None => None,
@@ -227,8 +244,8 @@ pub fn fdb_json(rt: &Runtime, network: Option<&str>) -> Result<Value, String> {
     let arr = entries
         .iter()
         .filter_map(|(net, mac, e)| {
-            let n = rt.topo.networks.get(*net as usize)?;
-            let port = rt.plan.ports.get(e.port as usize)?;
+            let n = topo.networks.get(*net as usize)?;
+            let port = plan.ports.get(e.port as usize)?;
             Some(json!({
                 "network": n.name,
                 "vlan": n.vlan,
@@ -245,7 +262,11 @@ pub fn fdb_json(rt: &Runtime, network: Option<&str>) -> Result<Value, String> {
 pub fn stats_json(rt: &Runtime) -> Value {
     let mut ports = Map::new();
     let mut total = [0u64; DropReason::COUNT];
-    for (i, p) in rt.plan.ports.iter().enumerate() {
+    let topo = rt.topo();
+    for (i, p) in topo.ports.iter().enumerate() {
+        if p.removed {
+            continue;
+        }
         let t = sum_port(&rt.counters, i);
         let mut drops = Map::new();
         for r in DropReason::ALL {
@@ -279,7 +300,7 @@ pub fn stats_json(rt: &Runtime) -> Value {
     json!({
         "ports": ports,
         "drops": drops,
-        "fdb": { "entries": rt.fdb.len(), "capacity": rt.topo.switch.fdb_max_entries },
+        "fdb": { "entries": rt.fdb.len(), "capacity": topo.switch.fdb_max_entries },
         "trace_lost": rt.tracer.lost.load(Relaxed),
     })
 }
@@ -305,15 +326,10 @@ fn trace(out: &mut UnixStream, rt: &Runtime, req: &Value) -> std::io::Result<()>
     }
     rt.tracer.start(&ports);
     let deadline = secs.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
-    let port_name = |p: u16| {
-        rt.plan
-            .ports
-            .get(p as usize)
-            .map(|x| x.name.clone())
-            .unwrap_or_else(|| format!("port{p}"))
-    };
+    let port_name = |p: u16| rt.port_name(p);
     let net_name = |n: u16| {
         rt.plan
+            .load()
             .nets
             .get(n as usize)
             .map(|x| x.name.clone())

@@ -4,18 +4,15 @@
 
 use crate::config::{fmt_mac, PortKind, Topology};
 use crate::control;
-use crate::counters::WorkerCounters;
 use crate::host::{switch_mac, HostLink, NetAddr};
 use crate::netns::{self, NetnsError};
-use crate::pipeline::Plan;
 use crate::port::{Tap, TapError};
 use crate::runtime::Runtime;
-use crate::trace::Tracer;
 use crate::worker::Worker;
 use serde::{Deserialize, Serialize};
 use shunt_tables::{Fdb, FdbConfig};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -117,75 +114,83 @@ pub fn clean_stale(name: &str) -> Result<Vec<String>, UpError> {
     Ok(removed)
 }
 
+fn nerr(who: &str) -> impl Fn(NetnsError) -> UpError {
+    let host = who.to_string();
+    move |source| UpError::Netns {
+        host: host.clone(),
+        source,
+    }
+}
+
+/// Creates namespace `ns` with loopback up and, unless `ipv6`, IPv6 off
+/// (no router solicitations, DAD or MLD noise on the wire: devices that
+/// arrive in the namespace take the default).
+fn make_namespace(ns: &str, ipv6: bool) -> Result<(), UpError> {
+    netns::add(ns).map_err(nerr(ns))?;
+    if !ipv6 {
+        netns::in_netns(ns, || {
+            for k in ["all", "default"] {
+                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{k}/disable_ipv6"), "1");
+            }
+        })
+        .map_err(nerr(ns))?;
+    }
+    netns::ip(&["-n", ns, "link", "set", "lo", "up"]).map_err(nerr(ns))?;
+    Ok(())
+}
+
+/// Creates a TAP for `port` and plugs it into namespace `ns` as `ifname`,
+/// with the given MAC, MTU and address, up.
+///
+/// The TAP is created in the switch's namespace and then moved: a TAP
+/// opened inside the other namespace would hold that namespace alive, and
+/// deleting it must take the port down.
+fn plug_tap(
+    port: &str,
+    ns: &str,
+    ifname: &str,
+    mac: Option<&[u8; 6]>,
+    mtu: u16,
+    ip: Option<crate::config::Ipv4Net>,
+) -> Result<Tap, UpError> {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let temp = format!("sht{:x}x{}", std::process::id(), SEQ.fetch_add(1, Relaxed));
+    let tap = Tap::open(&temp).map_err(|source| UpError::Tap {
+        port: port.to_string(),
+        source,
+    })?;
+    netns::ip(&["link", "set", "dev", &temp, "netns", ns]).map_err(nerr(ns))?;
+    let mtu = mtu.to_string();
+    let mut args = vec![
+        "-n", ns, "link", "set", "dev", &temp, "name", ifname, "mtu", &mtu,
+    ];
+    let mac_s = mac.map(fmt_mac);
+    if let Some(m) = &mac_s {
+        args.extend(["address", m]);
+    }
+    args.push("up");
+    netns::ip(&args).map_err(nerr(ns))?;
+    if let Some(ip) = ip {
+        netns::ip(&["-n", ns, "addr", "add", &ip.to_string(), "dev", ifname]).map_err(nerr(ns))?;
+    }
+    Ok(tap)
+}
+
 /// Creates the namespaces and TAP devices. Returns the TAPs by port id.
 fn build(topo: &Topology) -> Result<Vec<Tap>, UpError> {
-    let nerr = |host: &str| {
-        let host = host.to_string();
-        move |source| UpError::Netns {
-            host: host.clone(),
-            source,
-        }
-    };
     let mut taps: Vec<Option<Tap>> = topo.ports.iter().map(|_| None).collect();
     for h in &topo.hosts {
-        netns::add(&h.name).map_err(nerr(&h.name))?;
-        if !h.ipv6 {
-            // No router solicitations, DAD or MLD noise on the wire: devices
-            // that arrive in the namespace take the default.
-            netns::in_netns(&h.name, || {
-                for k in ["all", "default"] {
-                    let _ =
-                        std::fs::write(format!("/proc/sys/net/ipv6/conf/{k}/disable_ipv6"), "1");
-                }
-            })
-            .map_err(nerr(&h.name))?;
-        }
-        netns::ip(&["-n", &h.name, "link", "set", "lo", "up"]).map_err(nerr(&h.name))?;
+        make_namespace(&h.name, h.ipv6)?;
         for link in &h.links {
-            // The TAP is created in the switch's namespace and then moved:
-            // a TAP opened inside the host's namespace would hold that
-            // namespace alive, and deleting it must take the port down.
-            let temp = format!(
-                "sht{:x}x{}",
-                std::process::id(),
-                taps.iter().filter(|t| t.is_some()).count()
-            );
-            let tap = Tap::open(&temp).map_err(|source| UpError::Tap {
-                port: format!("{}.{}", h.name, topo.networks[link.network].name),
-                source,
-            })?;
-            netns::ip(&["link", "set", "dev", &temp, "netns", &h.name]).map_err(nerr(&h.name))?;
-            let mtu = h.mtu.to_string();
-            let mac = fmt_mac(&link.mac);
-            netns::ip(&[
-                "-n",
-                &h.name,
-                "link",
-                "set",
-                "dev",
-                &temp,
-                "name",
-                &link.ifname,
-                "address",
-                &mac,
-                "mtu",
-                &mtu,
-                "up",
-            ])
-            .map_err(nerr(&h.name))?;
-            if let Some(ip) = link.ip {
-                netns::ip(&[
-                    "-n",
-                    &h.name,
-                    "addr",
-                    "add",
-                    &ip.to_string(),
-                    "dev",
-                    &link.ifname,
-                ])
-                .map_err(nerr(&h.name))?;
-            }
             let port = format!("{}.{}", h.name, topo.networks[link.network].name);
+            let tap = plug_tap(
+                &port,
+                &h.name,
+                &link.ifname,
+                Some(&link.mac),
+                h.mtu,
+                link.ip,
+            )?;
             if let Some(pi) = topo.port_index(&port) {
                 taps[pi] = Some(tap);
             }
@@ -197,42 +202,11 @@ fn build(topo: &Topology) -> Result<Vec<Tap>, UpError> {
         }
         if let Some(ns) = &p.netns {
             // A bare TAP inside a namespace of its own (a trunk into a
-            // router namespace, a test's sniffer): created like a host's.
+            // router namespace, a test's sniffer).
             if !netns::exists(ns) {
-                netns::add(ns).map_err(nerr(ns))?;
-                netns::in_netns(ns, || {
-                    for k in ["all", "default"] {
-                        let _ = std::fs::write(
-                            format!("/proc/sys/net/ipv6/conf/{k}/disable_ipv6"),
-                            "1",
-                        );
-                    }
-                })
-                .map_err(nerr(ns))?;
-                netns::ip(&["-n", ns, "link", "set", "lo", "up"]).map_err(nerr(ns))?;
+                make_namespace(ns, false)?;
             }
-            let temp = format!("sht{:x}p{pi}", std::process::id());
-            let tap = Tap::open(&temp).map_err(|source| UpError::Tap {
-                port: p.name.clone(),
-                source,
-            })?;
-            netns::ip(&["link", "set", "dev", &temp, "netns", ns]).map_err(nerr(ns))?;
-            let mtu = p.mtu.to_string();
-            netns::ip(&[
-                "-n",
-                ns,
-                "link",
-                "set",
-                "dev",
-                &temp,
-                "name",
-                &p.interface,
-                "mtu",
-                &mtu,
-                "up",
-            ])
-            .map_err(nerr(ns))?;
-            taps[pi] = Some(tap);
+            taps[pi] = Some(plug_tap(&p.name, ns, &p.interface, None, p.mtu, None)?);
             continue;
         }
         let tap = Tap::open(&p.interface).map_err(|source| UpError::Tap {
@@ -249,6 +223,176 @@ fn build(topo: &Topology) -> Result<Vec<Tap>, UpError> {
             t.ok_or_else(|| UpError::Start(format!("port {} has no device", topo.ports[i].name)))
         })
         .collect()
+}
+
+/// `shunt attach HOST NETWORK`: plugs a host (new or existing) into a
+/// network while the switch runs. Nothing else is disturbed: the new plan
+/// is published and workers pick it up between batches.
+pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, String> {
+    use crate::config::{HostLink as Link, Ipv4Net, PortCfg, PortMode, XdpMode, DEFAULT_MTU};
+    let mut topo = rt.topo();
+    let ni = topo
+        .network_index(network)
+        .ok_or_else(|| format!("no network named {network:?}"))?;
+    if host.is_empty()
+        || host.len() > 32
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "host name {host:?} is not valid: use letters, digits, '-' or '_'"
+        ));
+    }
+    let port_name = format!("{host}.{network}");
+    if topo.ports.iter().any(|p| p.name == port_name && !p.removed) {
+        return Err(format!("host {host:?} is already on network {network:?}"));
+    }
+    let id = topo.ports.len();
+    if id >= crate::runtime::MAX_PORTS {
+        return Err(format!(
+            "no port left: at most {} ports",
+            crate::runtime::MAX_PORTS
+        ));
+    }
+    let hi = match topo.hosts.iter().position(|h| h.name == host) {
+        Some(i) => i,
+        None => {
+            if netns::exists(host) {
+                return Err(format!(
+                    "network namespace {host:?} exists and is not one of this switch's hosts"
+                ));
+            }
+            make_namespace(host, false).map_err(|e| e.to_string())?;
+            if let Ok(mut owned) = rt.owned_namespaces.lock() {
+                owned.push(host.to_string());
+                let st = State {
+                    pid: std::process::id(),
+                    namespaces: owned.clone(),
+                    resolv_dirs: read_state(&rt.name)
+                        .map(|s| s.resolv_dirs)
+                        .unwrap_or_default(),
+                };
+                let _ = write_state(&rt.name, &st);
+            }
+            topo.hosts.push(crate::config::Host {
+                name: host.to_string(),
+                links: vec![],
+                aliases: vec![],
+                ipv6: false,
+                mtu: DEFAULT_MTU,
+                line: 0,
+            });
+            topo.hosts.len() - 1
+        }
+    };
+    // The next free address of the subnet (the switch's own included).
+    let ip = topo.networks[ni].subnet.map(|sn| {
+        let mut used: std::collections::HashSet<u32> = topo.networks[ni]
+            .address
+            .map(u32::from)
+            .into_iter()
+            .collect();
+        for h in &topo.hosts {
+            for l in h.links.iter().filter(|l| l.network == ni) {
+                if let Some(ip) = l.ip {
+                    used.insert(u32::from(ip.addr));
+                }
+            }
+        }
+        let mut a = sn.network() + 1;
+        while a < sn.broadcast() && used.contains(&a) {
+            a += 1;
+        }
+        (a < sn.broadcast()).then_some(Ipv4Net {
+            addr: a.into(),
+            prefix: sn.prefix,
+        })
+    });
+    let ip = match ip {
+        Some(None) => return Err(format!("network {network:?} has no free address left")),
+        Some(Some(ip)) => Some(ip),
+        None => None,
+    };
+    let mut mac = match ip {
+        Some(ip) => {
+            let o = ip.addr.octets();
+            [0x02, 0x42, o[0], o[1], o[2], o[3]]
+        }
+        None => [0x02, 0x43, (id >> 8) as u8, id as u8, 0, ni as u8],
+    };
+    let taken =
+        |m: &[u8; 6], t: &Topology| t.hosts.iter().any(|h| h.links.iter().any(|l| &l.mac == m));
+    while taken(&mac, &topo) {
+        mac[5] = mac[5].wrapping_add(1);
+    }
+    let h = &topo.hosts[hi];
+    let ifname = (0..)
+        .map(|i| format!("eth{i}"))
+        .find(|n| !h.links.iter().any(|l| &l.ifname == n))
+        .unwrap_or_else(|| "eth0".into());
+    let mtu = h.mtu;
+    let tap =
+        plug_tap(&port_name, host, &ifname, Some(&mac), mtu, ip).map_err(|e| e.to_string())?;
+    topo.hosts[hi].links.push(Link {
+        network: ni,
+        ifname: ifname.clone(),
+        ip,
+        mac,
+    });
+    topo.ports.push(PortCfg {
+        name: port_name.clone(),
+        kind: PortKind::Tap,
+        interface: ifname.clone(),
+        xdp_mode: XdpMode::Auto,
+        mode: PortMode::Access { network: ni },
+        learning: true,
+        flood_unknown: true,
+        flood_multicast: true,
+        mtu,
+        host: Some(host.to_string()),
+        removed: false,
+        netns: Some(host.to_string()),
+        line: 0,
+    });
+    rt.taps[id].store(Some(Arc::new(tap)));
+    rt.port_worker[id].store(id % rt.counters.len(), Relaxed);
+    rt.port_up[id].store(true, Relaxed);
+    rt.plan
+        .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
+    rt.port_generation.fetch_add(1, Relaxed);
+    eprintln!("shunt: attached {port_name} ({ifname} in {host})");
+    Ok(format!(
+        "attached {host} to {network}: port {port_name}, {ifname} in {host}{}",
+        ip.map(|i| format!(" with {i}")).unwrap_or_default()
+    ))
+}
+
+/// `shunt detach HOST NETWORK`: unplugs a host from a network while the
+/// switch runs; its device goes away, what was learned on it is flushed.
+pub fn detach_host(rt: &Runtime, host: &str, network: &str) -> Result<String, String> {
+    let mut topo = rt.topo();
+    let port_name = format!("{host}.{network}");
+    let id = topo
+        .ports
+        .iter()
+        .position(|p| p.name == port_name && !p.removed && p.host.is_some())
+        .ok_or_else(|| format!("host {host:?} is not on network {network:?}"))?;
+    let ni = topo.network_index(network).unwrap_or(usize::MAX);
+    topo.ports[id].removed = true;
+    if let Some(h) = topo.hosts.iter_mut().find(|h| h.name == host) {
+        h.links.retain(|l| l.network != ni);
+    }
+    rt.port_up[id].store(false, Relaxed);
+    rt.plan
+        .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
+    rt.taps[id].store(None);
+    rt.port_generation.fetch_add(1, Relaxed);
+    let flushed = rt.fdb.flush_port(id as u16);
+    eprintln!("shunt: detached {port_name}; {flushed} learned entries flushed");
+    Ok(format!(
+        "detached {host} from {network}; {flushed} learned entries flushed"
+    ))
 }
 
 fn teardown(topo: &Topology, owned: &[String]) {
@@ -318,21 +462,20 @@ pub fn run(topo: Topology) -> Result<(), UpError> {
             return Err(e);
         }
     };
-    match serve(topo.clone(), taps, sigs) {
-        Ok(()) => {
-            teardown(&topo, &owned);
-            Ok(())
-        }
-        Err(e) => {
-            teardown(&topo, &owned);
-            Err(e)
-        }
-    }
+    let mut owned_now = owned.clone();
+    let result = serve(topo.clone(), taps, sigs, owned, &mut owned_now);
+    teardown(&topo, &owned_now);
+    result
 }
 
-fn serve(topo: Topology, taps: Vec<Tap>, sigs: nix::sys::signal::SigSet) -> Result<(), UpError> {
+fn serve(
+    topo: Topology,
+    taps: Vec<Tap>,
+    sigs: nix::sys::signal::SigSet,
+    owned: Vec<String>,
+    owned_now: &mut Vec<String>,
+) -> Result<(), UpError> {
     let name = topo.switch.name.clone();
-    let plan = Plan::from_topology(&topo);
     let fdb = Fdb::new(FdbConfig {
         max_entries: topo.switch.fdb_max_entries,
         aging_ms: topo.switch.fdb_aging_secs * 1000,
@@ -348,10 +491,6 @@ fn serve(topo: Topology, taps: Vec<Tap>, sigs: nix::sys::signal::SigSet) -> Resu
     let nports = topo.ports.len();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let nworkers = topo.switch.workers.clamp(1, nports.max(1));
-    // One more counter slot: the host stack's pseudo port.
-    let counters: Vec<Arc<WorkerCounters>> = (0..nworkers)
-        .map(|_| Arc::new(WorkerCounters::new(nports + 1)))
-        .collect();
     let host = if topo
         .networks
         .iter()
@@ -375,33 +514,15 @@ fn serve(topo: Topology, taps: Vec<Tap>, sigs: nix::sys::signal::SigSet) -> Resu
     } else {
         None
     };
-    let port_worker: Vec<usize> = (0..nports).map(|p| p % nworkers).collect();
-    let rt = Arc::new(Runtime {
-        plan,
-        fdb,
-        taps,
-        port_up: (0..nports).map(|_| AtomicBool::new(true)).collect(),
-        port_generation: AtomicU64::new(0),
-        counters: counters.clone(),
-        port_worker: port_worker.clone(),
-        tracer: Tracer::new(),
-        stop: AtomicBool::new(false),
-        started: Instant::now(),
-        max_ports: nports + 1,
-        host,
-        host_port: nports as u16,
-        topo,
-    });
+    let aging_secs = topo.switch.fdb_aging_secs;
+    let (nhosts, nnets) = (topo.hosts.len(), topo.networks.len());
+    let rt = Arc::new(Runtime::new(topo, fdb, taps, nworkers, host, owned));
     let listener = control::bind(&name)?;
 
     let mut handles = Vec::new();
-    for (w, wc) in counters.iter().enumerate() {
-        let rx: Vec<u16> = (0..nports)
-            .filter(|&p| port_worker[p] == w)
-            .map(|p| p as u16)
-            .collect();
+    for w in 0..nworkers {
         let core = (!cores.is_empty()).then(|| cores[w % cores.len()]);
-        let worker = Worker::new(w, Arc::clone(&rt), rx, Arc::clone(wc), core);
+        let worker = Worker::new(w, Arc::clone(&rt), core);
         let h = std::thread::Builder::new()
             .name(format!("shunt-w{w}"))
             .spawn(move || worker.run())
@@ -414,8 +535,7 @@ fn serve(topo: Topology, taps: Vec<Tap>, sigs: nix::sys::signal::SigSet) -> Resu
     // Ageing beside the workers, never stopping them.
     {
         let rt = Arc::clone(&rt);
-        let every =
-            Duration::from_millis((rt.topo.switch.fdb_aging_secs * 1000 / 4).clamp(100, 1000));
+        let every = Duration::from_millis((aging_secs * 1000 / 4).clamp(100, 1000));
         std::thread::Builder::new()
             .name("shunt-ager".into())
             .spawn(move || {
@@ -455,11 +575,7 @@ fn serve(topo: Topology, taps: Vec<Tap>, sigs: nix::sys::signal::SigSet) -> Resu
         })?;
 
     eprintln!(
-        "shunt: switch {name:?} is up: {} hosts, {} ports, {} networks, {} worker(s); control socket {}",
-        rt.topo.hosts.len(),
-        nports,
-        rt.topo.networks.len(),
-        nworkers,
+        "shunt: switch {name:?} is up: {nhosts} hosts, {nports} ports, {nnets} networks, {nworkers} worker(s); control socket {}",
         control::socket_path(&name).display()
     );
     let _ = rx.recv();
@@ -467,6 +583,11 @@ fn serve(topo: Topology, taps: Vec<Tap>, sigs: nix::sys::signal::SigSet) -> Resu
     for h in handles {
         let _ = h.join();
     }
+    *owned_now = rt
+        .owned_namespaces
+        .lock()
+        .map(|o| o.clone())
+        .unwrap_or_default();
     eprintln!("shunt: switch {name:?} stopped");
     Ok(())
 }

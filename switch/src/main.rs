@@ -69,6 +69,22 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Plug a host into a network while the switch runs (a new host gets a namespace).
+    Attach {
+        host: String,
+        network: String,
+        /// Switch name (default: "shunt", or the only switch running).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Unplug a host from a network while the switch runs.
+    Detach {
+        host: String,
+        network: String,
+        /// Switch name (default: "shunt", or the only switch running).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Live: what the switch decides for each frame, and why.
     Trace {
         /// Switch name (default: "shunt", or the only switch running).
@@ -112,6 +128,10 @@ fn load(file: Option<&str>) -> Result<config::Topology, String> {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    let cmd_name = match &cli.cmd {
+        Cmd::Attach { .. } => "attach",
+        _ => "detach",
+    };
     match cli.cmd {
         Cmd::Up {
             file,
@@ -163,6 +183,28 @@ fn run(cli: Cli) -> Result<(), String> {
                 .args(&cmd)
                 .exec();
             Err(format!("cannot run ip netns exec: {err}"))
+        }
+        Cmd::Attach {
+            host,
+            network,
+            name,
+        }
+        | Cmd::Detach {
+            host,
+            network,
+            name,
+        } => {
+            let name = control::pick_name(name);
+            let v = control::request(
+                &name,
+                &json!({"cmd": cmd_name, "host": host, "network": network}),
+            )
+            .map_err(|e| e.to_string())?;
+            println!(
+                "{}",
+                v.get("message").and_then(Value::as_str).unwrap_or("ok")
+            );
+            Ok(())
         }
         Cmd::Ports { name, json } => {
             let name = control::pick_name(name);

@@ -4,42 +4,38 @@
 //!
 //! TAP ports can be written by any thread (the kernel serialises writes on
 //! a TAP), so a worker transmits directly on a port another worker
-//! receives from; counters stay per worker, single writer.
+//! receives from; counters stay per worker, single writer. The plan is
+//! loaded once per batch, so ports attached or detached at run time take
+//! effect between batches without stopping anyone.
 
 use crate::counters::{DropReason, WorkerCounters};
 use crate::host::HostLink;
 use crate::pipeline::{self, classify::TPID_8021Q, local, Batch, Context, TxQueues, BATCH};
+use crate::port::{self, Tap};
 use crate::runtime::Runtime;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
 use std::io::{self, IoSlice};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 pub struct Worker {
     pub id: usize,
     rt: Arc<Runtime>,
-    /// Ports this worker receives from.
-    rx_ports: Vec<u16>,
     counters: Arc<WorkerCounters>,
     batch: Batch,
     tx: TxQueues,
     core: Option<core_affinity::CoreId>,
 }
 
+const POLL_MS: i32 = 100;
+
 impl Worker {
-    pub fn new(
-        id: usize,
-        rt: Arc<Runtime>,
-        rx_ports: Vec<u16>,
-        counters: Arc<WorkerCounters>,
-        core: Option<core_affinity::CoreId>,
-    ) -> Worker {
+    pub fn new(id: usize, rt: Arc<Runtime>, core: Option<core_affinity::CoreId>) -> Worker {
         let n = rt.max_ports;
+        let counters = Arc::clone(&rt.counters[id]);
         Worker {
             id,
             rt,
-            rx_ports,
             counters,
             batch: Batch::new(),
             tx: TxQueues::new(n),
@@ -57,67 +53,53 @@ impl Worker {
             }
         }
         let rt = Arc::clone(&self.rt);
-        let mut ready: Vec<(u16, PollFlags)> = Vec::with_capacity(self.rx_ports.len());
-        // The poll set is rebuilt only when a port goes up or down.
+        // The poll set, rebuilt only when a port comes, goes or goes down.
+        // The Arc keeps each descriptor open while it is in the set.
+        let mut rx: Vec<(u16, Arc<Tap>)> = Vec::new();
+        let mut fds: Vec<libc::pollfd> = Vec::new();
         let mut seen_gen = u64::MAX;
-        let mut active: Vec<u16> = Vec::with_capacity(self.rx_ports.len());
-        let mut fds: Vec<PollFd> = Vec::with_capacity(self.rx_ports.len());
         while !rt.stop.load(Relaxed) {
             let gen = rt.port_generation.load(Relaxed);
             if gen != seen_gen {
                 seen_gen = gen;
-                active.clear();
-                active.extend(
-                    self.rx_ports
-                        .iter()
-                        .copied()
-                        .filter(|&p| rt.port_up[p as usize].load(Relaxed)),
-                );
+                rx.clear();
+                for p in 0..rt.taps.len() {
+                    if rt.port_worker[p].load(Relaxed) == self.id && rt.port_up[p].load(Relaxed) {
+                        if let Some(t) = rt.taps[p].load_full() {
+                            rx.push((p as u16, t));
+                        }
+                    }
+                }
                 fds.clear();
-                fds.extend(
-                    active
-                        .iter()
-                        .map(|&p| PollFd::new(rt.taps[p as usize].as_fd(), PollFlags::POLLIN)),
-                );
+                fds.extend(rx.iter().map(|(_, t)| port::pollfd(t.as_fd().as_raw_fd())));
                 // Worker 0 also sends what the host stack produces.
                 if self.id == 0 {
                     if let Some(h) = &rt.host {
-                        fds.push(PollFd::new(h.from_host_event.as_fd(), PollFlags::POLLIN));
+                        fds.push(port::pollfd(h.from_host_event.as_raw_fd()));
                     }
                 }
             }
-            match nix::poll::poll(&mut fds, PollTimeout::from(100u16)) {
+            match port::poll(&mut fds, POLL_MS) {
                 Ok(0) => continue,
                 Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     eprintln!("shunt: worker {}: poll failed: {e}", self.id);
                     std::thread::sleep(std::time::Duration::from_millis(10));
                     continue;
                 }
             }
-            let host_ready = fds.len() > active.len()
-                && fds
-                    .last()
-                    .and_then(|f| f.revents())
-                    .is_some_and(|r| r.contains(PollFlags::POLLIN));
-            ready.clear();
-            ready.extend(
-                active
-                    .iter()
-                    .zip(fds.iter())
-                    .map(|(&p, f)| (p, f.revents().unwrap_or(PollFlags::empty()))),
-            );
-            for &(p, rev) in &ready {
-                if rev.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL) {
+            for (i, &(p, ref tap)) in rx.iter().enumerate() {
+                let rev = fds[i].revents;
+                if rev & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
                     rt.port_gone(p, "the device went away (its namespace was deleted?)");
                     continue;
                 }
-                if rev.contains(PollFlags::POLLIN) {
-                    self.drain(p);
+                if rev & libc::POLLIN != 0 {
+                    self.drain(p, tap);
                 }
             }
-            if host_ready {
+            if fds.len() > rx.len() && fds[rx.len()].revents & libc::POLLIN != 0 {
                 self.from_host();
             }
         }
@@ -125,19 +107,20 @@ impl Worker {
 
     /// Takes batches from port `p` until it has nothing more (at most a few
     /// batches, so one busy port cannot starve the others).
-    fn drain(&mut self, p: u16) {
+    fn drain(&mut self, p: u16, tap: &Tap) {
         for _ in 0..4 {
-            let n = self.receive(p);
+            let n = self.receive(p, tap);
             if n == 0 {
                 return;
             }
-            if self.rt.topo.switch.bare {
+            if self.rt.bare {
                 self.bare(p);
                 continue;
             }
             let now = self.rt.now_ms();
+            let plan = self.rt.plan.load();
             let ctx = Context {
-                plan: &self.rt.plan,
+                plan: &plan,
                 fdb: &self.rt.fdb,
                 counters: &self.counters,
                 port_up: &self.rt.port_up,
@@ -162,19 +145,17 @@ impl Worker {
     /// `--bare` baseline: the same port I/O with no switching logic.
     fn bare(&mut self, p: u16) {
         let out = p ^ 1;
-        if (out as usize) < self.rt.taps.len() {
-            let c = &self.counters.ports[p as usize];
-            for i in 0..self.batch.count {
-                c.rx_frames.add(1);
-                c.rx_bytes.add(self.batch.meta[i].len as u64);
-                self.tx.push(
-                    out,
-                    pipeline::TxEntry {
-                        frame: i as u8,
-                        vid: 0,
-                    },
-                );
-            }
+        let c = &self.counters.ports[p as usize];
+        for i in 0..self.batch.count {
+            c.rx_frames.add(1);
+            c.rx_bytes.add(self.batch.meta[i].len as u64);
+            self.tx.push(
+                out,
+                pipeline::TxEntry {
+                    frame: i as u8,
+                    vid: 0,
+                },
+            );
         }
         self.flush();
     }
@@ -189,8 +170,9 @@ impl Worker {
             if self.batch.count == 0 {
                 return;
             }
+            let plan = rt.plan.load();
             let ctx = Context {
-                plan: &rt.plan,
+                plan: &plan,
                 fdb: &rt.fdb,
                 counters: &self.counters,
                 port_up: &rt.port_up,
@@ -203,8 +185,7 @@ impl Worker {
         }
     }
 
-    fn receive(&mut self, p: u16) -> usize {
-        let tap = &self.rt.taps[p as usize];
+    fn receive(&mut self, p: u16, tap: &Tap) -> usize {
         self.batch.clear();
         while self.batch.count < BATCH {
             let i = self.batch.count;
@@ -229,13 +210,17 @@ impl Worker {
     fn flush(&mut self) {
         for &p in &self.tx.dirty {
             let pc = &self.counters.ports[p as usize];
-            let tap = &self.rt.taps[p as usize];
-            for e in &self.tx.queues[p as usize] {
-                let i = e.frame as usize;
-                if !self.rt.port_up[p as usize].load(Relaxed) {
-                    pc.drops[DropReason::PortDown as usize].add(1);
+            let queue = &self.tx.queues[p as usize];
+            let guard = self.rt.taps.get(p as usize).map(|t| t.load());
+            let tap = match guard.as_ref().and_then(|g| g.as_ref()) {
+                Some(t) if self.rt.port_up[p as usize].load(Relaxed) => t,
+                _ => {
+                    pc.drops[DropReason::PortDown as usize].add(queue.len() as u64);
                     continue;
                 }
+            };
+            for e in queue {
+                let i = e.frame as usize;
                 let f = self.batch.frame(i);
                 let m = &self.batch.meta[i];
                 let rest = &f[12 + m.tag_len as usize..];
@@ -243,17 +228,13 @@ impl Worker {
                 let [t0, t1] = TPID_8021Q.to_be_bytes();
                 let [t2, t3] = tci.to_be_bytes();
                 let tag = [t0, t1, t2, t3];
-                let parts_tagged = [
+                let tagged = [
                     IoSlice::new(&f[..12]),
                     IoSlice::new(&tag),
                     IoSlice::new(rest),
                 ];
-                let parts_plain = [IoSlice::new(&f[..12]), IoSlice::new(rest)];
-                let parts: &[IoSlice] = if e.vid != 0 {
-                    &parts_tagged
-                } else {
-                    &parts_plain
-                };
+                let plain = [IoSlice::new(&f[..12]), IoSlice::new(rest)];
+                let parts: &[IoSlice] = if e.vid != 0 { &tagged } else { &plain };
                 match tap.send(parts) {
                     Ok(n) => {
                         pc.tx_frames.add(1);

@@ -9,6 +9,13 @@
 //! polls: a worker signals after a batch that delivered frames, the host
 //! thread after it produced some.
 
+pub mod arp;
+pub mod device;
+pub mod dns;
+pub mod names;
+pub mod resolv;
+pub mod stack;
+
 use crate::counters::Counter;
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
@@ -70,6 +77,57 @@ pub struct HostCounters {
     pub arp_suppressed: Counter,
 }
 
+/// Per network, written by the host thread only (single writer).
+#[derive(Default)]
+pub struct NetCounters {
+    /// ARP requests answered in the place of a known host.
+    pub arp_suppressed: Counter,
+    /// Datagrams to port 53 at the switch's address.
+    pub dns_queries: Counter,
+    /// Answered from our names (NOERROR, with or without records).
+    pub dns_answered: Counter,
+    pub dns_nxdomain: Counter,
+    pub dns_servfail: Counter,
+    pub dns_notimp: Counter,
+    /// Sent on to the network's upstream resolver.
+    pub dns_forwarded: Counter,
+    pub dns_upstream_timeout: Counter,
+    /// Answers cut to fit the UDP size (TC set).
+    pub dns_truncated: Counter,
+    /// Datagrams that are not a readable query (garbage, truncated,
+    /// pointer loops, responses).
+    pub dns_malformed: Counter,
+    pub dns_send_failed: Counter,
+    /// Frames for a network where the switch has no address (dropped).
+    pub rx_no_address: Counter,
+    /// Frames smoltcp could not take (its queue was full).
+    pub rx_dropped_full: Counter,
+    /// Frames the host stack could not hand to the workers (queue full).
+    pub tx_dropped_full: Counter,
+}
+
+impl NetCounters {
+    /// (name, value) of every counter, for `shunt stats --json`.
+    pub fn fields(&self) -> [(&'static str, u64); 14] {
+        [
+            ("arp_suppressed", self.arp_suppressed.get()),
+            ("dns_queries", self.dns_queries.get()),
+            ("dns_answered", self.dns_answered.get()),
+            ("dns_nxdomain", self.dns_nxdomain.get()),
+            ("dns_servfail", self.dns_servfail.get()),
+            ("dns_notimp", self.dns_notimp.get()),
+            ("dns_forwarded", self.dns_forwarded.get()),
+            ("dns_upstream_timeout", self.dns_upstream_timeout.get()),
+            ("dns_truncated", self.dns_truncated.get()),
+            ("dns_malformed", self.dns_malformed.get()),
+            ("dns_send_failed", self.dns_send_failed.get()),
+            ("rx_no_address", self.rx_no_address.get()),
+            ("rx_dropped_full", self.rx_dropped_full.get()),
+            ("tx_dropped_full", self.tx_dropped_full.get()),
+        ]
+    }
+}
+
 /// What workers and the host thread share.
 pub struct HostLink {
     pub nets: Box<[NetAddr]>,
@@ -85,6 +143,10 @@ pub struct HostLink {
     pub snoop: ArrayQueue<(u16, Ipv4Addr, [u8; 6])>,
     /// Per worker (single writer each), summed by readers.
     pub counters: Box<[HostCounters]>,
+    /// Per network, written by the host thread.
+    pub net_counters: Box<[NetCounters]>,
+    /// The names the DNS responder serves; replaced whole (`set_names`).
+    pub names: ArcSwap<names::Names>,
 }
 
 impl HostLink {
@@ -93,7 +155,10 @@ impl HostLink {
             EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
                 .map_err(std::io::Error::from)
         };
+        let nnets = nets.len();
         Ok(HostLink {
+            net_counters: (0..nnets).map(|_| NetCounters::default()).collect(),
+            names: ArcSwap::from_pointee(names::Names::default()),
             nets: nets.into_boxed_slice(),
             to_host: ArrayQueue::new(QUEUE),
             from_host: ArrayQueue::new(QUEUE),
@@ -126,6 +191,29 @@ impl HostLink {
     /// Clears an eventfd after wake-up.
     pub fn clear(ev: &EventFd) {
         let _ = ev.read();
+    }
+
+    /// Replaces the names the DNS responder serves; the next query sees
+    /// them (hosts attached or detached at run time).
+    pub fn set_names(&self, names: names::Names) {
+        self.names.store(std::sync::Arc::new(names));
+    }
+
+    /// `shunt stats --json` "host": per network name, its counters.
+    pub fn stats_json(&self, net_name: impl Fn(usize) -> String) -> serde_json::Value {
+        let mut nets = serde_json::Map::new();
+        for (i, c) in self.net_counters.iter().enumerate() {
+            let mut m = serde_json::Map::new();
+            for (k, v) in c.fields() {
+                m.insert(k.to_string(), v.into());
+            }
+            nets.insert(net_name(i), serde_json::Value::Object(m));
+        }
+        serde_json::json!({
+            "delivered": self.counters.iter().map(|c| c.delivered.get()).sum::<u64>(),
+            "arp_suppressed": self.arp_suppressed(),
+            "networks": nets,
+        })
     }
 
     pub fn arp_suppressed(&self) -> u64 {

@@ -54,6 +54,7 @@ impl Plan {
             let mut vid_net = vec![NO_NET; 4096].into_boxed_slice();
             let mut egress_vid = vec![NO_NET; nnets].into_boxed_slice();
             let (untagged_net, trunk) = match &p.mode {
+                _ if p.removed => (NO_NET, false),
                 PortMode::Access { network } => {
                     egress_vid[*network] = 0;
                     (*network as u16, false)
