@@ -122,6 +122,13 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
         }
         "stats" => reply(&mut out, &stats_json(rt)),
         "trace" => trace(&mut out, rt, &req),
+        "dns" => {
+            let net = req.get("network").and_then(Value::as_str);
+            match crate::host::dns_json(rt.host.as_deref(), net) {
+                Ok(v) => reply(&mut out, &v),
+                Err(e) => reply(&mut out, &json!({ "error": e })),
+            }
+        }
         "attach" | "detach" => {
             let host = req.get("host").and_then(Value::as_str).unwrap_or("");
             let net = req.get("network").and_then(Value::as_str).unwrap_or("");
@@ -302,6 +309,9 @@ pub fn stats_json(rt: &Runtime) -> Value {
         "drops": drops,
         "fdb": { "entries": rt.fdb.len(), "capacity": topo.switch.fdb_max_entries },
         "trace_lost": rt.tracer.lost.load(Relaxed),
+        "host": rt.host.as_ref().map(|h| h.stats_json(|i| {
+            topo.networks.get(i).map(|n| n.name.clone()).unwrap_or_default()
+        })),
     })
 }
 

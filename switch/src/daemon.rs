@@ -403,6 +403,7 @@ fn teardown(topo: &Topology, owned: &[String]) {
             }
         }
     }
+    crate::host::resolv::remove(topo);
     let name = &topo.switch.name;
     let _ = std::fs::remove_file(control::socket_path(name));
     let _ = std::fs::remove_file(state_path(name));
@@ -452,7 +453,7 @@ pub fn run(topo: Topology) -> Result<(), UpError> {
         &State {
             pid: std::process::id(),
             namespaces: owned.clone(),
-            resolv_dirs: vec![],
+            resolv_dirs: crate::host::resolv::dirs(&topo),
         },
     )?;
     let taps = match build(&topo) {
@@ -462,6 +463,13 @@ pub fn run(topo: Topology) -> Result<(), UpError> {
             return Err(e);
         }
     };
+    if let Err(source) = crate::host::resolv::write(&topo) {
+        teardown(&topo, &owned);
+        return Err(UpError::Io {
+            what: "writing /etc/netns/HOST/resolv.conf".into(),
+            source,
+        });
+    }
     let mut owned_now = owned.clone();
     let result = serve(topo.clone(), taps, sigs, owned, &mut owned_now);
     teardown(&topo, &owned_now);
@@ -528,6 +536,16 @@ fn serve(
             .spawn(move || worker.run())
             .map_err(|source| UpError::Io {
                 what: "starting a worker".into(),
+                source,
+            })?;
+        handles.push(h);
+    }
+    if let Some(link) = &rt.host {
+        let cfg = crate::host::stack::HostConfig::from_topology(&rt.topo());
+        let rt2 = Arc::clone(&rt);
+        let h = crate::host::stack::spawn(Arc::clone(link), cfg, move || rt2.stop.load(Relaxed))
+            .map_err(|source| UpError::Io {
+                what: "starting the host stack".into(),
                 source,
             })?;
         handles.push(h);

@@ -69,6 +69,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The names the switch's DNS responder serves.
+    Dns {
+        /// Switch name (default: "shunt", or the only switch running).
+        #[arg(long)]
+        name: Option<String>,
+        /// Only the names of this network.
+        #[arg(long)]
+        network: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Plug a host into a network while the switch runs (a new host gets a namespace).
     Attach {
         host: String,
@@ -228,6 +239,21 @@ fn run(cli: Cli) -> Result<(), String> {
                 println!("{v}");
             } else {
                 print_fdb(&v);
+            }
+            Ok(())
+        }
+        Cmd::Dns {
+            name,
+            network,
+            json,
+        } => {
+            let name = control::pick_name(name);
+            let v = control::request(&name, &json!({"cmd": "dns", "network": network}))
+                .map_err(|e| e.to_string())?;
+            if json {
+                println!("{v}");
+            } else {
+                print!("{}", shunt_switch::host::names::listing_text(&v));
             }
             Ok(())
         }

@@ -221,6 +221,29 @@ impl HostLink {
     }
 }
 
+/// `shunt dns --json`: the names served, one object per (network, name):
+/// `{ "name", "network", "type": "host"|"alias", "addresses": [..], "also": [..] }`.
+pub fn dns_json(
+    host: Option<&HostLink>,
+    network: Option<&str>,
+) -> Result<serde_json::Value, String> {
+    let Some(h) = host else {
+        return Ok(serde_json::Value::Array(Vec::new()));
+    };
+    let names = h.names.load();
+    let filter = match network {
+        Some(n) => Some(
+            names
+                .nets
+                .iter()
+                .position(|x| x.network == n.to_ascii_lowercase())
+                .ok_or_else(|| format!("no network named {n:?}"))?,
+        ),
+        None => None,
+    };
+    Ok(serde_json::Value::Array(names::listing(&names, filter)))
+}
+
 /// The switch's MAC on network `net`: locally administered, derived from
 /// the switch name so that two switches (say, VXLAN peers) differ.
 pub fn switch_mac(switch_name: &str, net: u16) -> [u8; 6] {

@@ -110,10 +110,14 @@ impl Names {
                 };
                 let host = h.name.to_ascii_lowercase();
                 let zone = net.domain.clone().unwrap_or_else(|| net.network.clone());
-                let names =
-                    std::iter::once((host.clone(), NameKind::Host)).chain(h.aliases.iter().map(
-                        |a| (a.trim_end_matches('.').to_ascii_lowercase(), NameKind::Alias),
-                    ));
+                let names = std::iter::once((host.clone(), NameKind::Host)).chain(
+                    h.aliases.iter().map(|a| {
+                        (
+                            a.trim_end_matches('.').to_ascii_lowercase(),
+                            NameKind::Alias,
+                        )
+                    }),
+                );
                 for (name, kind) in names {
                     if name.is_empty() || name.contains('.') {
                         continue;
@@ -311,4 +315,51 @@ pub fn listing(names: &Names, filter: Option<usize>) -> Vec<serde_json::Value> {
         }
     }
     rows
+}
+
+/// `shunt dns` without `--json`: a table.
+pub fn listing_text(v: &serde_json::Value) -> String {
+    let rows: Vec<[String; 4]> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    let s = |k: &str| r.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
+                    let addrs = r
+                        .get("addresses")
+                        .and_then(|x| x.as_array())
+                        .map(|x| {
+                            x.iter()
+                                .filter_map(|a| a.as_str())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default();
+                    [s("network"), s("name"), s("type"), addrs]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let head = ["NETWORK", "NAME", "TYPE", "ADDRESSES"];
+    let mut w = head.map(|h| h.len());
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; 4]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            l.push_str(&format!("{c:<width$}  ", width = w[i]));
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(head);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3]]);
+    }
+    out.push_str(&format!("{} names\n", rows.len()));
+    out
 }

@@ -132,14 +132,8 @@ struct Host {
 }
 
 fn udp_socket() -> udp::Socket<'static> {
-    let rx = udp::PacketBuffer::new(
-        vec![udp::PacketMetadata::EMPTY; 512],
-        vec![0u8; 512 * 1024],
-    );
-    let tx = udp::PacketBuffer::new(
-        vec![udp::PacketMetadata::EMPTY; 512],
-        vec![0u8; 512 * 1024],
-    );
+    let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 512], vec![0u8; 512 * 1024]);
+    let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 512], vec![0u8; 512 * 1024]);
     udp::Socket::new(rx, tx)
 }
 
@@ -231,7 +225,10 @@ impl Host {
         while !stop() {
             let wait = self.wait_ms();
             {
-                let mut fds = [PollFd::new(self.link.to_host_event.as_fd(), PollFlags::POLLIN)];
+                let mut fds = [PollFd::new(
+                    self.link.to_host_event.as_fd(),
+                    PollFlags::POLLIN,
+                )];
                 let t = PollTimeout::try_from(wait).unwrap_or(PollTimeout::ZERO);
                 let _ = poll(&mut fds, t);
             }
@@ -401,11 +398,13 @@ impl Host {
         let link = Arc::clone(&self.link);
         let c = link.net_counters.get(net as usize)?;
         c.dns_queries.add(1);
-        let reply = |data| Some(Out::Dns {
-            stack: i,
-            to: client,
-            data,
-        });
+        let reply = |data| {
+            Some(Out::Dns {
+                stack: i,
+                to: client,
+                data,
+            })
+        };
         let q = match dns::parse_query(data) {
             Ok(q) => q,
             Err(m) => {
