@@ -523,3 +523,131 @@ pub fn pids_with_arg(needle: &str) -> Vec<i32> {
         })
         .collect()
 }
+
+impl Switch {
+    /// Brings up a switch from a TOML text of the test's own; `namespaces`
+    /// are those the test expects it to create (cleaned on drop too).
+    pub fn up_toml(name: &str, toml: &str, namespaces: &[String]) -> Result<Switch, String> {
+        clean_leftovers(name, namespaces);
+        let file =
+            std::env::temp_dir().join(format!("shunt-e2e-{name}-{}.toml", std::process::id()));
+        std::fs::write(&file, toml).map_err(|e| format!("{}: {e}", file.display()))?;
+        let sw = Switch {
+            name: name.to_string(),
+            file,
+            hosts: namespaces.to_vec(),
+            down_done: false,
+        };
+        sw.up_again()?;
+        Ok(sw)
+    }
+
+    /// A control command that prints text (`attach`, `detach`, ...).
+    pub fn cmd(&self, args: &[&str]) -> Result<String, String> {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["--name", &self.name]);
+        run_timeout(SHUNT, &a, Duration::from_secs(30))
+    }
+}
+
+/// A real tcpdump on an interface inside a namespace, writing a pcap file.
+/// Unlike a packet socket it gives back VLAN tags the kernel took off the
+/// frame (libpcap puts them back from the packet's metadata).
+pub struct Tcpdump {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Tcpdump {
+    pub fn start(netns: &str, ifname: &str) -> Result<Tcpdump, String> {
+        use std::io::BufRead;
+        let file = std::env::temp_dir().join(format!(
+            "shunt-e2e-{netns}-{ifname}-{}.pcap",
+            std::process::id()
+        ));
+        let path = file.to_string_lossy().into_owned();
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                netns,
+                "tcpdump",
+                "-i",
+                ifname,
+                "-Q",
+                "in",
+                "-U",
+                "-nn",
+                "--immediate-mode",
+                "-s",
+                "256",
+                "-w",
+                &path,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting tcpdump in {netns}: {e}"))?;
+        let stderr = child.stderr.take().ok_or("tcpdump has no stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("listening on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let td = Tcpdump { child, file };
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|_| format!("tcpdump on {netns}/{ifname} did not start listening"))?;
+        Ok(td)
+    }
+
+    /// Stops the capture and returns the frames it saw.
+    pub fn stop(mut self) -> Result<Vec<Vec<u8>>, String> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let bytes =
+            std::fs::read(&self.file).map_err(|e| format!("{}: {e}", self.file.display()))?;
+        read_pcap(&bytes)
+    }
+}
+
+impl Drop for Tcpdump {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// The frames of a classic pcap file (little-endian, Ethernet).
+pub fn read_pcap(b: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    if b.len() < 24 || b[0..4] != [0xd4, 0xc3, 0xb2, 0xa1] {
+        return Err("not a little-endian pcap file".into());
+    }
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= b.len() {
+        let incl = u32::from_le_bytes([b[at + 8], b[at + 9], b[at + 10], b[at + 11]]) as usize;
+        at += 16;
+        let Some(frame) = b.get(at..at + incl) else {
+            break;
+        };
+        out.push(frame.to_vec());
+        at += incl;
+    }
+    Ok(out)
+}

@@ -11,6 +11,7 @@
 
 mod harness;
 mod l2;
+mod vlan;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -19,6 +20,7 @@ fn main() {
     let skip = harness::prerequisites().err();
     let trials = l2::tests()
         .into_iter()
+        .chain(vlan::tests())
         .map(|(name, test)| match &skip {
             Some(reason) => {
                 println!("skipped: {name}: {reason}");
