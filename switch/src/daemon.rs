@@ -362,6 +362,7 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, String>
         .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
     rt.port_generation.fetch_add(1, Relaxed);
     eprintln!("shunt: attached {port_name} ({ifname} in {host})");
+    crate::host::topology_changed(rt.host.as_deref(), &topo);
     Ok(format!(
         "attached {host} to {network}: port {port_name}, {ifname} in {host}{}",
         ip.map(|i| format!(" with {i}")).unwrap_or_default()
@@ -390,6 +391,7 @@ pub fn detach_host(rt: &Runtime, host: &str, network: &str) -> Result<String, St
     rt.port_generation.fetch_add(1, Relaxed);
     let flushed = rt.fdb.flush_port(id as u16);
     eprintln!("shunt: detached {port_name}; {flushed} learned entries flushed");
+    crate::host::topology_changed(rt.host.as_deref(), &topo);
     Ok(format!(
         "detached {host} from {network}; {flushed} learned entries flushed"
     ))

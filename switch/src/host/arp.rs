@@ -91,6 +91,12 @@ impl ArpTable {
         }
     }
 
+    pub fn remove(&mut self, net: u16, ip: Ipv4Addr) {
+        if self.map.remove(&(net, ip)).is_some() {
+            self.dirty = true;
+        }
+    }
+
     /// True once after something changed.
     pub fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)

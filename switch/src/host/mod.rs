@@ -221,6 +221,18 @@ impl HostLink {
     }
 }
 
+/// The topology changed at run time (a host attached or detached): serve
+/// its names from the next query on, take its ARP entries, and write the
+/// resolver configuration of hosts that are new.
+pub fn topology_changed(host: Option<&HostLink>, topo: &crate::config::Topology) {
+    if let Some(h) = host {
+        h.set_names(names::Names::from_topology(topo));
+    }
+    if let Err(e) = resolv::write(topo) {
+        eprintln!("shunt: writing /etc/netns/HOST/resolv.conf: {e}");
+    }
+}
+
 /// `shunt dns --json`: the names served, one object per (network, name):
 /// `{ "name", "network", "type": "host"|"alias", "addresses": [..], "also": [..] }`.
 pub fn dns_json(

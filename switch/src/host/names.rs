@@ -57,6 +57,10 @@ pub struct NetNames {
 #[derive(Debug, Clone, Default)]
 pub struct Names {
     pub nets: Vec<NetNames>,
+    /// ARP suppression entries the topology gives: (network, ip, mac) of
+    /// every host address on a network with `arp_suppress`. The host
+    /// thread swaps them into its ARP table when the names change.
+    pub arp: Vec<(u16, Ipv4Addr, [u8; 6])>,
 }
 
 /// A host as the name table sees it: its name, aliases, and its address on
@@ -85,7 +89,19 @@ impl Names {
                     .collect(),
             })
             .collect();
-        Names::build(topo, &hosts)
+        let mut names = Names::build(topo, &hosts);
+        for h in &topo.hosts {
+            for l in &h.links {
+                let suppress = topo
+                    .networks
+                    .get(l.network)
+                    .is_some_and(|n| n.arp_suppress);
+                if let (true, Some(ip)) = (suppress, l.ip) {
+                    names.arp.push((l.network as u16, ip.addr, l.mac));
+                }
+            }
+        }
+        names
     }
 
     /// The names of the topology's networks with `hosts` on them (the
@@ -142,7 +158,10 @@ impl Names {
                 }
             }
         }
-        Names { nets }
+        Names {
+            nets,
+            arp: Vec::new(),
+        }
     }
 }
 

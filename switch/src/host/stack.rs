@@ -48,10 +48,8 @@ const MAX_WAIT_MS: u64 = 100;
 pub struct HostConfig {
     /// Per network id: the switch's address with the subnet's prefix.
     pub addresses: Vec<Option<Ipv4Net>>,
-    /// The names to serve at start.
+    /// The names to serve at start (with the topology's ARP entries).
     pub names: Names,
-    /// ARP suppression entries known at start: (network, ip, mac).
-    pub arp: Vec<(u16, Ipv4Addr, [u8; 6])>,
 }
 
 impl HostConfig {
@@ -64,19 +62,9 @@ impl HostConfig {
                 n.address.map(|addr| Ipv4Net { addr, prefix })
             })
             .collect();
-        let mut arp = Vec::new();
-        for h in &topo.hosts {
-            for l in &h.links {
-                let suppress = topo.networks.get(l.network).is_some_and(|n| n.arp_suppress);
-                if let (true, Some(ip)) = (suppress, l.ip) {
-                    arp.push((l.network as u16, ip.addr, l.mac));
-                }
-            }
-        }
         HostConfig {
             addresses,
             names: Names::from_topology(topo),
-            arp,
         }
     }
 }
@@ -123,6 +111,8 @@ struct Host {
     /// Network id -> index in `stacks`.
     by_net: HashMap<u16, usize>,
     arp: ArpTable,
+    /// The names (and topology ARP entries) last taken into `arp`.
+    names_seen: Arc<Names>,
     rotation: Rotation,
     pending: HashMap<u16, Pending>,
     next_id: u16,
@@ -193,23 +183,20 @@ impl Host {
                 fwd,
             });
         }
-        let mut arp = ArpTable::default();
-        for (net, ip, mac) in cfg.arp {
-            arp.insert(net, ip, mac);
-        }
         link.set_names(cfg.names);
         let mut host = Host {
             link,
             stacks,
             by_net,
-            arp,
+            arp: ArpTable::default(),
+            names_seen: Arc::new(Names::default()),
             rotation: Rotation::default(),
             pending: HashMap::new(),
             next_id: (seed as u16) | 1,
             started,
             sent: 0,
         };
-        host.publish_arp();
+        host.names_changed();
         Ok(host)
     }
 
@@ -258,6 +245,7 @@ impl Host {
 
     /// One round: snooped ARP, frames in, smoltcp, sockets, frames out.
     fn round(&mut self) {
+        self.names_changed();
         while let Some((net, ip, mac)) = self.link.snoop.pop() {
             // Never let a host claim the switch's own address.
             if self.link.nets.get(net as usize).and_then(|n| n.ip) != Some(ip) {
@@ -307,6 +295,25 @@ impl Host {
         if sent > 0 {
             HostLink::signal(&self.link.from_host_event);
         }
+    }
+
+    /// Takes the topology's ARP entries of a new name table: entries of
+    /// hosts that went away are forgotten, new ones known at once.
+    fn names_changed(&mut self) {
+        let cur = self.link.names.load_full();
+        if Arc::ptr_eq(&cur, &self.names_seen) {
+            return;
+        }
+        for &(net, ip, _) in &self.names_seen.arp {
+            if !cur.arp.iter().any(|&(n, i, _)| n == net && i == ip) {
+                self.arp.remove(net, ip);
+            }
+        }
+        for &(net, ip, mac) in &cur.arp {
+            self.arp.insert(net, ip, mac);
+        }
+        self.names_seen = cur;
+        self.publish_arp();
     }
 
     fn publish_arp(&mut self) {
