@@ -267,3 +267,6 @@ pub fn switch_mac(switch_name: &str, net: u16) -> [u8; 6] {
     let n = net.to_be_bytes();
     [0x02, 0x53, h[0], h[1], n[0], n[1]]
 }
+
+#[cfg(test)]
+mod tests;

@@ -92,10 +92,7 @@ impl Names {
         let mut names = Names::build(topo, &hosts);
         for h in &topo.hosts {
             for l in &h.links {
-                let suppress = topo
-                    .networks
-                    .get(l.network)
-                    .is_some_and(|n| n.arp_suppress);
+                let suppress = topo.networks.get(l.network).is_some_and(|n| n.arp_suppress);
                 if let (true, Some(ip)) = (suppress, l.ip) {
                     names.arp.push((l.network as u16, ip.addr, l.mac));
                 }

@@ -404,7 +404,7 @@ impl Host {
     fn answer(&mut self, i: usize, net: u16, data: &[u8], client: IpEndpoint) -> Option<Out> {
         let link = Arc::clone(&self.link);
         let c = link.net_counters.get(net as usize)?;
-        c.dns_queries.add(1);
+        let names = link.names.load();
         let reply = |data| {
             Some(Out::Dns {
                 stack: i,
@@ -412,64 +412,21 @@ impl Host {
                 data,
             })
         };
-        let q = match dns::parse_query(data) {
-            Ok(q) => q,
-            Err(m) => {
-                c.dns_malformed.add(1);
-                return match m.header {
-                    Some((id, flags)) if m.why != dns::Why::Response => {
-                        reply(dns::build_error(id, flags, dns::RCODE_FORMERR))
+        match respond(&names, net, data, &mut self.rotation, c) {
+            Reply::Send(msg) => reply(msg),
+            Reply::Nothing => None,
+            Reply::Forward { upstream, query } => {
+                match self.forward(i, client, upstream, data, query) {
+                    Ok(o) => {
+                        c.dns_forwarded.add(1);
+                        Some(o)
                     }
-                    _ => None,
-                };
+                    Err(q) => {
+                        c.dns_servfail.add(1);
+                        reply(dns::build_answer(&q, servfail(), &[]).0)
+                    }
+                }
             }
-        };
-        let names = link.names.load();
-        let upstream = names
-            .nets
-            .get(net as usize)
-            .and_then(|n| n.upstream)
-            .is_some();
-        let flags = |rcode, authoritative| AnswerFlags {
-            rcode,
-            authoritative,
-            recursion_available: upstream,
-            ttl: names::TTL,
-        };
-        if q.opcode() != 0 {
-            c.dns_notimp.add(1);
-            return reply(dns::build_error(q.id, q.flags, dns::RCODE_NOTIMP));
-        }
-        if q.edns.is_some_and(|e| e.version != 0) {
-            return reply(dns::build_answer(&q, flags(dns::RCODE_BADVERS, false), &[]).0);
-        }
-        match names::decide(&names, net, &q, &mut self.rotation) {
-            Decision::Answer { rcode, records } => {
-                if rcode == dns::RCODE_NXDOMAIN {
-                    c.dns_nxdomain.add(1);
-                } else {
-                    c.dns_answered.add(1);
-                }
-                let (msg, truncated) = dns::build_answer(&q, flags(rcode, true), &records);
-                if truncated {
-                    c.dns_truncated.add(1);
-                }
-                reply(msg)
-            }
-            Decision::ServFail => {
-                c.dns_servfail.add(1);
-                reply(dns::build_answer(&q, flags(dns::RCODE_SERVFAIL, false), &[]).0)
-            }
-            Decision::Forward(up) => match self.forward(i, client, up, data, q) {
-                Ok(o) => {
-                    c.dns_forwarded.add(1);
-                    Some(o)
-                }
-                Err(q) => {
-                    c.dns_servfail.add(1);
-                    reply(dns::build_answer(&q, flags(dns::RCODE_SERVFAIL, false), &[]).0)
-                }
-            },
         }
     }
 
@@ -570,17 +527,87 @@ impl Host {
                 c.dns_upstream_timeout.add(1);
                 c.dns_servfail.add(1);
             }
-            let f = AnswerFlags {
-                rcode: dns::RCODE_SERVFAIL,
-                authoritative: false,
-                recursion_available: true,
-                ttl: 0,
-            };
             out.push(Out::Dns {
                 stack: p.from,
                 to: p.client,
-                data: dns::build_answer(&p.query, f, &[]).0,
+                data: dns::build_answer(&p.query, servfail(), &[]).0,
             });
         }
+    }
+}
+
+fn servfail() -> AnswerFlags {
+    AnswerFlags {
+        rcode: dns::RCODE_SERVFAIL,
+        authoritative: false,
+        recursion_available: true,
+        ttl: 0,
+    }
+}
+
+/// What the responder does with one datagram.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Send this answer back.
+    Send(Vec<u8>),
+    /// Ask `upstream` (the caller forwards and relays the answer).
+    Forward { upstream: Ipv4Addr, query: Query },
+    /// Say nothing (unreadable, or a response).
+    Nothing,
+}
+
+/// The responder's decision for one datagram `data` that arrived on
+/// network `net`, counted in `c`. Pure apart from the counters and the
+/// rotation, so the tests drive it with byte arrays.
+pub fn respond(names: &Names, net: u16, data: &[u8], rot: &mut Rotation, c: &NetCounters) -> Reply {
+    c.dns_queries.add(1);
+    let q = match dns::parse_query(data) {
+        Ok(q) => q,
+        Err(m) => {
+            c.dns_malformed.add(1);
+            return match m.header {
+                Some((id, flags)) if m.why != dns::Why::Response => {
+                    Reply::Send(dns::build_error(id, flags, dns::RCODE_FORMERR))
+                }
+                _ => Reply::Nothing,
+            };
+        }
+    };
+    let upstream = names
+        .nets
+        .get(net as usize)
+        .and_then(|n| n.upstream)
+        .is_some();
+    let flags = |rcode, authoritative| AnswerFlags {
+        rcode,
+        authoritative,
+        recursion_available: upstream,
+        ttl: names::TTL,
+    };
+    if q.opcode() != 0 {
+        c.dns_notimp.add(1);
+        return Reply::Send(dns::build_error(q.id, q.flags, dns::RCODE_NOTIMP));
+    }
+    if q.edns.is_some_and(|e| e.version != 0) {
+        return Reply::Send(dns::build_answer(&q, flags(dns::RCODE_BADVERS, false), &[]).0);
+    }
+    match names::decide(names, net, &q, rot) {
+        Decision::Answer { rcode, records } => {
+            if rcode == dns::RCODE_NXDOMAIN {
+                c.dns_nxdomain.add(1);
+            } else {
+                c.dns_answered.add(1);
+            }
+            let (msg, truncated) = dns::build_answer(&q, flags(rcode, true), &records);
+            if truncated {
+                c.dns_truncated.add(1);
+            }
+            Reply::Send(msg)
+        }
+        Decision::ServFail => {
+            c.dns_servfail.add(1);
+            Reply::Send(dns::build_answer(&q, flags(dns::RCODE_SERVFAIL, false), &[]).0)
+        }
+        Decision::Forward(upstream) => Reply::Forward { upstream, query: q },
     }
 }
