@@ -1,7 +1,10 @@
 //! Ports: the ways frames enter and leave the switch. One file per kind.
 
+pub mod afxdp;
 pub mod tap;
+pub mod xdp_loader;
 
+pub use afxdp::{AfXdpError, AfXdpPort, AfXdpStats, SharedUmem, TxError};
 pub use tap::{Tap, TapError};
 
 use std::io;

@@ -224,7 +224,7 @@ impl XskProgram {
         let insns = program(map.as_raw_fd());
         let license = c"Dual MIT/GPL";
         let mut log = vec![0u8; 0];
-        let mut attempt = |log: &mut Vec<u8>| {
+        let attempt = |log: &mut Vec<u8>| {
             let mut attr = ProgLoadAttr {
                 prog_type: BPF_PROG_TYPE_XDP,
                 insn_cnt: insns.len() as u32,

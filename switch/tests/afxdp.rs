@@ -1,0 +1,500 @@
+//! The AF_XDP port on its own, on veth pairs this test creates: receive and
+//! transmit in native and generic mode, two ports sharing a UMEM forwarding
+//! between two veths, the fallback of `auto`, oversize frames, quick
+//! re-open (EBUSY retry), and no XDP program left behind after drop or after
+//! `kill -9`.
+//!
+//! Needs root (namespaces, veth, AF_XDP). A test that cannot run prints
+//! `skipped: <reason>` and returns; the end-to-end suite runs the behaviour
+//! tests per port kind with its own harness.
+//!
+//! Devices: `axt<N>a` (root namespace, the port's side) and `axt<N>b`
+//! (inside namespace `axt<N>ns`), one N per test, removed by a Drop guard.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shunt_switch::config::XdpMode;
+use shunt_switch::port::afxdp::{AfXdpPort, SharedUmem, TxError, FRAME_SIZE};
+use shunt_tools::{FrameBuilder, MacAddr, Marker, RawPort};
+
+fn sh(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Why these tests cannot run here, if they cannot.
+fn cannot_run() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root (needs namespaces, veth and AF_XDP)".into());
+    }
+    if sh(&["ip", "-V"]).is_err() {
+        return Some("no `ip` command".into());
+    }
+    // SAFETY: plain socket(2); the descriptor is closed right away.
+    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW, 0) };
+    if fd < 0 {
+        return Some(format!(
+            "no AF_XDP sockets: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    None
+}
+
+macro_rules! skip_unless_able {
+    () => {
+        if let Some(reason) = cannot_run() {
+            println!("skipped: {reason}");
+            return;
+        }
+    };
+}
+
+/// A veth pair: `a` stays in the root namespace, `b` goes into `ns`.
+/// Dropping it deletes both (and the namespace), also when a test fails.
+struct Veth {
+    a: String,
+    b: String,
+    ns: String,
+}
+
+impl Veth {
+    fn new(n: u32) -> Veth {
+        let v = Veth {
+            a: format!("axt{n}a"),
+            b: format!("axt{n}b"),
+            ns: format!("axt{n}ns"),
+        };
+        v.cleanup();
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["ip", "netns", "add", &v.ns],
+            vec![
+                "ip", "link", "add", &v.a, "type", "veth", "peer", "name", &v.b,
+            ],
+            vec!["ip", "link", "set", &v.b, "netns", &v.ns],
+            vec!["ip", "link", "set", &v.a, "up"],
+            vec![
+                "ip", "netns", "exec", &v.ns, "ip", "link", "set", &v.b, "up",
+            ],
+        ];
+        for s in steps {
+            if let Err(e) = sh(&s) {
+                panic!("setting up veth {}/{}: {e}", v.a, v.b);
+            }
+        }
+        // Less noise (IPv6 router solicitations); fine if it fails.
+        let _ = sh(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{}.disable_ipv6=1", v.a),
+        ]);
+        let _ = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &v.ns,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{}.disable_ipv6=1", v.b),
+        ]);
+        v
+    }
+
+    fn set_mtu(&self, mtu: u32) {
+        let m = mtu.to_string();
+        sh(&["ip", "link", "set", &self.a, "mtu", &m]).expect("mtu a");
+        sh(&[
+            "ip", "netns", "exec", &self.ns, "ip", "link", "set", &self.b, "mtu", &m,
+        ])
+        .expect("mtu b");
+    }
+
+    fn cleanup(&self) {
+        let _ = sh(&["ip", "link", "del", &self.a]);
+        let _ = sh(&["ip", "netns", "del", &self.ns]);
+    }
+
+    /// The namespace side, for sending and capturing raw frames.
+    fn peer(&self) -> RawPort {
+        RawPort::open(&self.ns, &self.b).expect("raw socket in the namespace")
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// Does `ip -d link show dev X` show an XDP program?
+fn has_xdp(ifname: &str) -> bool {
+    let out = sh(&["ip", "-d", "link", "show", "dev", ifname]).unwrap_or_default();
+    out.contains("prog/xdp") || out.contains(" xdp")
+}
+
+fn wait_no_xdp(ifname: &str, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if !has_xdp(ifname) {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const SRC: MacAddr = MacAddr([0x02, 0xa7, 0, 0, 0, 1]);
+const DST: MacAddr = MacAddr([0x02, 0xa7, 0, 0, 0, 2]);
+
+fn frame(test: u32, seq: u32, len: usize) -> Vec<u8> {
+    FrameBuilder::new(DST, SRC)
+        .ethertype(0x88b5)
+        .marker(Marker::new(test, seq))
+        .pad_to(len)
+        .build()
+}
+
+/// Receives on `port` until `n` frames of `test` came or `within` passed;
+/// returns their sequence numbers.
+fn recv_markers(port: &mut AfXdpPort, test: u32, n: usize, within: Duration) -> Vec<u32> {
+    let end = Instant::now() + within;
+    let mut seqs = Vec::new();
+    while seqs.len() < n && Instant::now() < end {
+        let got = port.recv_batch(64, |f| {
+            if let Some(m) = Marker::in_frame(f) {
+                if m.test_id == test {
+                    seqs.push(m.seq);
+                }
+            }
+        });
+        if got == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    seqs
+}
+
+fn open(ifname: &str, mode: XdpMode, umem: &SharedUmem) -> AfXdpPort {
+    match AfXdpPort::open(ifname, mode, umem) {
+        Ok(p) => p,
+        Err(e) => panic!("open {ifname} {mode:?}: {e}"),
+    }
+}
+
+fn receive_in(mode: XdpMode, n: u32, expect_mode: &str) {
+    let veth = Veth::new(n);
+    let umem = SharedUmem::new(1).expect("umem");
+    let mut port = open(&veth.a, mode, &umem);
+    println!("{}", port.summary());
+    assert_eq!(port.mode(), expect_mode);
+    assert!(has_xdp(&veth.a), "no XDP program on {} while open", veth.a);
+    let mut peer = veth.peer();
+    let test = 100 + n;
+    for seq in 0..50 {
+        peer.send(&frame(test, seq, 60))
+            .expect("send from namespace");
+    }
+    let mut seqs = recv_markers(&mut port, test, 50, Duration::from_secs(3));
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..50).collect::<Vec<_>>(), "frames received");
+    drop(port);
+    assert!(
+        wait_no_xdp(&veth.a, Duration::from_secs(2)),
+        "XDP program left on {} after drop",
+        veth.a
+    );
+}
+
+fn transmit_in(mode: XdpMode, n: u32) {
+    let veth = Veth::new(n);
+    let umem = SharedUmem::new(1).expect("umem");
+    let mut port = open(&veth.a, mode, &umem);
+    let mut peer = veth.peer();
+    let test = 200 + n;
+    // 300 frames: more than one sendto batch (32 in copy mode), gathered
+    // from two parts (as a caller pushing a VLAN tag would).
+    for seq in 0..300 {
+        let f = frame(test, seq, 64 + (seq as usize % 200));
+        let (head, rest) = f.split_at(12);
+        loop {
+            match port.send(&[head, rest]) {
+                Ok(()) => break,
+                Err(TxError::Full) => port.flush(),
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+        if seq % 64 == 63 {
+            port.flush();
+        }
+    }
+    let end = Instant::now() + Duration::from_secs(2);
+    while port.tx_in_flight() > 0 && Instant::now() < end {
+        port.flush();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(port.tx_in_flight(), 0, "completions reaped");
+    let mut seqs: Vec<u32> = peer
+        .markers_for(Duration::from_millis(500), test)
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (0..300).collect::<Vec<_>>(),
+        "frames seen in the namespace"
+    );
+    assert_eq!(
+        port.send(&[&vec![0u8; FRAME_SIZE as usize + 1]]),
+        Err(TxError::Oversize)
+    );
+}
+
+#[test]
+fn receive_native() {
+    skip_unless_able!();
+    receive_in(XdpMode::Native, 1, "native-copy");
+}
+
+#[test]
+fn receive_generic() {
+    skip_unless_able!();
+    receive_in(XdpMode::Generic, 2, "generic-copy");
+}
+
+#[test]
+fn transmit_native() {
+    skip_unless_able!();
+    transmit_in(XdpMode::Native, 3);
+}
+
+#[test]
+fn transmit_generic() {
+    skip_unless_able!();
+    transmit_in(XdpMode::Generic, 4);
+}
+
+#[test]
+fn auto_is_native_on_veth() {
+    skip_unless_able!();
+    receive_in(XdpMode::Auto, 5, "native-copy");
+}
+
+/// MTU 9000 on veth: native XDP refuses it, auto falls back to generic; a
+/// frame larger than a UMEM frame is dropped by the kernel and shows up as
+/// oversize; normal frames still come through.
+#[test]
+fn auto_falls_back_and_counts_oversize() {
+    skip_unless_able!();
+    let veth = Veth::new(6);
+    veth.set_mtu(9000);
+    let umem = SharedUmem::new(1).expect("umem");
+    let mut port = open(&veth.a, XdpMode::Auto, &umem);
+    println!("{}", port.summary());
+    assert_eq!(port.mode(), "generic-copy");
+    assert!(port.summary().contains("WARNING"), "{}", port.summary());
+    let mut peer = veth.peer();
+    peer.send(&frame(306, 0, port.max_frame() + 1))
+        .expect("send big");
+    peer.send(&frame(306, 1, port.max_frame()))
+        .expect("send max");
+    peer.send(&frame(306, 2, 60)).expect("send small");
+    let mut seqs = recv_markers(&mut port, 306, 2, Duration::from_secs(3));
+    seqs.sort_unstable();
+    assert_eq!(seqs, vec![1, 2]);
+    let stats = port.stats();
+    assert_eq!(stats.oversize, 1, "{stats:?}");
+}
+
+#[test]
+fn native_refuses_jumbo_veth_with_a_clear_error() {
+    skip_unless_able!();
+    let veth = Veth::new(7);
+    veth.set_mtu(9000);
+    let umem = SharedUmem::new(1).expect("umem");
+    let err = AfXdpPort::open(&veth.a, XdpMode::Native, &umem).expect_err("native on MTU 9000");
+    let msg = err.to_string();
+    assert!(msg.contains(&veth.a) && msg.contains("native"), "{msg}");
+    assert!(!has_xdp(&veth.a), "failed open left a program");
+    // The partition came back: a generic open on the same UMEM works.
+    let port = open(&veth.a, XdpMode::Generic, &umem);
+    assert_eq!(port.mode(), "generic-copy");
+}
+
+/// Two ports on one UMEM (disjoint frame partitions), forwarding frames
+/// from one veth to the other in a loop, both directions.
+#[test]
+fn shared_umem_forwarding() {
+    skip_unless_able!();
+    let v1 = Veth::new(8);
+    let v2 = Veth::new(9);
+    let umem = SharedUmem::new(2).expect("umem");
+    let mut p1 = open(&v1.a, XdpMode::Native, &umem);
+    let mut p2 = open(&v2.a, XdpMode::Generic, &umem);
+    let (lo1, hi1) = p1.frame_range();
+    let (lo2, hi2) = p2.frame_range();
+    assert!(hi1 <= lo2 || hi2 <= lo1, "partitions overlap");
+    assert!(AfXdpPort::open(&v1.a, XdpMode::Generic, &umem).is_err());
+    let mut h1 = v1.peer();
+    let mut h2 = v2.peer();
+    for seq in 0..500 {
+        h1.send(&frame(308, seq, 60 + seq as usize % 1000))
+            .expect("send 1");
+    }
+    for seq in 0..500 {
+        h2.send(&frame(309, seq, 60)).expect("send 2");
+    }
+    let end = Instant::now() + Duration::from_secs(2);
+    let (mut fwd12, mut fwd21, mut full) = (0, 0, 0);
+    while Instant::now() < end {
+        let mut moved = p1.recv_batch(64, |f| match p2.send(&[f]) {
+            Ok(()) => fwd12 += 1,
+            Err(_) => full += 1,
+        });
+        moved += p2.recv_batch(64, |f| match p1.send(&[f]) {
+            Ok(()) => fwd21 += 1,
+            Err(_) => full += 1,
+        });
+        p1.flush();
+        p2.flush();
+        if moved == 0 {
+            if fwd12 >= 500 && fwd21 >= 500 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    for _ in 0..100 {
+        p1.flush();
+        p2.flush();
+        if p1.tx_in_flight() == 0 && p2.tx_in_flight() == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(full, 0);
+    let seen2 = h2.markers_for(Duration::from_millis(300), 308);
+    let seen1 = h1.markers_for(Duration::from_millis(300), 309);
+    assert_eq!(seen2.len(), 500, "forwarded 1->2 (loop counted {fwd12})");
+    assert_eq!(seen1.len(), 500, "forwarded 2->1 (loop counted {fwd21})");
+}
+
+/// Open, drop, open again at once, several times, native and generic: the
+/// previous socket and link may still be going away (EBUSY), open retries.
+#[test]
+fn reopen_right_after_close() {
+    skip_unless_able!();
+    let veth = Veth::new(10);
+    let umem = SharedUmem::new(1).expect("umem");
+    for i in 0..6 {
+        let mode = if i % 2 == 0 {
+            XdpMode::Native
+        } else {
+            XdpMode::Generic
+        };
+        let mut port = open(&veth.a, mode, &umem);
+        let mut peer = veth.peer();
+        peer.send(&frame(310, i, 60)).expect("send");
+        let seqs = recv_markers(&mut port, 310, 1, Duration::from_secs(2));
+        assert_eq!(seqs, vec![i], "round {i} ({})", port.mode());
+    }
+    assert!(wait_no_xdp(&veth.a, Duration::from_secs(2)));
+}
+
+#[test]
+fn umem_full_is_an_error() {
+    skip_unless_able!();
+    let v1 = Veth::new(11);
+    let v2 = Veth::new(12);
+    let umem = SharedUmem::new(1).expect("umem");
+    let _p1 = open(&v1.a, XdpMode::Generic, &umem);
+    let err = AfXdpPort::open(&v2.a, XdpMode::Generic, &umem).expect_err("second port");
+    assert!(err.to_string().contains("room for 1"), "{err}");
+    let err = AfXdpPort::open("axt-nonexistent", XdpMode::Generic, &umem).expect_err("no iface");
+    assert!(err.to_string().contains("axt-nonexistent"), "{err}");
+}
+
+/// Run by `killed_process_leaves_no_program` in a child process: attach,
+/// say so, wait to be killed.
+#[test]
+#[ignore = "helper: run in a child process by killed_process_leaves_no_program"]
+fn child_holds_a_port() {
+    let (Ok(ifname), Ok(mode)) = (
+        std::env::var("AXT_CHILD_IF"),
+        std::env::var("AXT_CHILD_MODE"),
+    ) else {
+        println!("skipped: helper, needs AXT_CHILD_IF and AXT_CHILD_MODE");
+        return;
+    };
+    let mode = if mode == "native" {
+        XdpMode::Native
+    } else {
+        XdpMode::Generic
+    };
+    let umem = SharedUmem::new(1).expect("umem");
+    let _port = open(&ifname, mode, &umem);
+    println!("AXT-READY");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn killed_process_leaves_no_program() {
+    skip_unless_able!();
+    let veth = Veth::new(13);
+    let exe = std::env::current_exe().expect("test binary");
+    for mode in ["native", "generic"] {
+        let mut child = Command::new(&exe)
+            .args([
+                "child_holds_a_port",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("AXT_CHILD_IF", &veth.a)
+            .env("AXT_CHILD_MODE", mode)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn child");
+        let stdout = child.stdout.take().expect("child stdout");
+        let ready = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("AXT-READY"));
+        if !ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child did not attach ({mode})");
+        }
+        assert!(has_xdp(&veth.a), "child attached no program ({mode})");
+        // SIGKILL: no destructor runs.
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+        assert!(
+            wait_no_xdp(&veth.a, Duration::from_secs(3)),
+            "XDP program left on {} after kill -9 ({mode})",
+            veth.a
+        );
+        // And the interface can be taken again right away.
+        let umem = SharedUmem::new(1).expect("umem");
+        let port = open(&veth.a, XdpMode::Native, &umem);
+        drop(port);
+    }
+}
