@@ -9,6 +9,7 @@
 //! Each test uses names of its own (see harness.rs) and cleans up after
 //! itself also when it fails or panics.
 
+mod dns;
 mod harness;
 mod l2;
 mod vlan;
@@ -20,6 +21,7 @@ fn main() {
     let skip = harness::prerequisites().err();
     let trials = l2::tests()
         .into_iter()
+        .chain(dns::tests())
         .chain(vlan::tests())
         .map(|(name, test)| match &skip {
             Some(reason) => {
