@@ -155,7 +155,36 @@ pub struct Network {
     pub dns_upstream: Option<Ipv4Addr>,
     /// Answer ARP requests for known hosts instead of flooding them.
     pub arp_suppress: bool,
+    /// A macvlan-style network: hosts hang off a parent port by MAC.
+    pub macvlan: Option<Macvlan>,
     pub line: usize,
+}
+
+/// The Linux macvlan modes (ip-link(8)), decided per network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacvlanMode {
+    Bridge,
+    Vepa,
+    Private,
+    Passthru,
+}
+
+impl MacvlanMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MacvlanMode::Bridge => "bridge",
+            MacvlanMode::Vepa => "vepa",
+            MacvlanMode::Private => "private",
+            MacvlanMode::Passthru => "passthru",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Macvlan {
+    /// The parent port (index into `Topology::ports`).
+    pub parent: usize,
+    pub mode: MacvlanMode,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +304,9 @@ struct RawNetwork {
     domain: Option<Spanned<String>>,
     dns_upstream: Option<Spanned<String>>,
     arp_suppress: Option<bool>,
+    kind: Option<Spanned<String>>,
+    parent: Option<Spanned<String>>,
+    macvlan_mode: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -505,6 +537,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
                 .map(|d| d.get_ref().trim_end_matches('.').to_ascii_lowercase()),
             dns_upstream,
             arp_suppress: n.arp_suppress.unwrap_or(false),
+            macvlan: None,
             line,
         });
     }
@@ -909,6 +942,104 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         });
     }
 
+    // macvlan networks: their parent must be a port that carries them.
+    let mut macvlans = Vec::new();
+    for (ni, rn) in raw.network.iter().enumerate() {
+        let rn = rn.get_ref();
+        let kind = rn
+            .kind
+            .as_ref()
+            .map(|k| k.get_ref().as_str())
+            .unwrap_or("bridge");
+        match kind {
+            "bridge" => {
+                if let Some(p) = rn.parent.as_ref().or(rn.macvlan_mode.as_ref()) {
+                    return ctx.err(
+                        p.span(),
+                        "`parent` and `macvlan_mode` are for networks of kind = \"macvlan\"",
+                    );
+                }
+                continue;
+            }
+            "macvlan" => {}
+            other => {
+                let span = rn.kind.as_ref().map(|k| k.span()).unwrap_or(rn.name.span());
+                return ctx.err(
+                    span,
+                    format!("kind {other:?} is not one of \"bridge\", \"macvlan\""),
+                );
+            }
+        }
+        let Some(parent) = &rn.parent else {
+            return ctx.err(
+                rn.name.span(),
+                format!(
+                    "macvlan network {:?} needs a `parent` port",
+                    rn.name.get_ref()
+                ),
+            );
+        };
+        let Some(pi) = ports
+            .iter()
+            .position(|p| &p.name == parent.get_ref() && p.host.is_none())
+        else {
+            return ctx.err(
+                parent.span(),
+                format!(
+                    "parent {:?} is not a [[port]] of this topology",
+                    parent.get_ref()
+                ),
+            );
+        };
+        let carries = match &ports[pi].mode {
+            PortMode::Access { network } => *network == ni,
+            PortMode::Trunk { allowed, native } => allowed.contains(&ni) || *native == Some(ni),
+        };
+        if !carries {
+            return ctx.err(parent.span(), format!(
+                "parent port {:?} does not carry network {:?}: list it in the port's `networks` (tagged with the network's vlan, like a parent eth0.10), or make it the port's `network` or `native`",
+                parent.get_ref(), rn.name.get_ref()));
+        }
+        let mode = match rn.macvlan_mode.as_ref().map(|m| m.get_ref().as_str()) {
+            None | Some("bridge") => MacvlanMode::Bridge,
+            Some("vepa") => MacvlanMode::Vepa,
+            Some("private") => MacvlanMode::Private,
+            Some("passthru") => MacvlanMode::Passthru,
+            Some(other) => {
+                let span = rn
+                    .macvlan_mode
+                    .as_ref()
+                    .map(|m| m.span())
+                    .unwrap_or(rn.name.span());
+                return ctx.err(span, format!("macvlan_mode {other:?} is not one of \"bridge\", \"vepa\", \"private\", \"passthru\""));
+            }
+        };
+        for (qi, q) in ports.iter().enumerate() {
+            let member = match &q.mode {
+                PortMode::Access { network } => *network == ni,
+                PortMode::Trunk { allowed, native } => allowed.contains(&ni) || *native == Some(ni),
+            };
+            if member && qi != pi && q.host.is_none() {
+                return ctx.err(
+                    rn.name.span(),
+                    format!(
+                        "port {:?} carries macvlan network {:?}: only its parent and its hosts may",
+                        q.name,
+                        rn.name.get_ref()
+                    ),
+                );
+            }
+        }
+        let nhosts = hosts
+            .iter()
+            .filter(|h| h.links.iter().any(|l| l.network == ni))
+            .count();
+        if mode == MacvlanMode::Passthru && nhosts > 1 {
+            return ctx.err(rn.name.span(), format!("macvlan_mode \"passthru\" gives the parent to a single host; network {:?} has {nhosts}", rn.name.get_ref()));
+        }
+        macvlans.push((ni, Macvlan { parent: pi, mode }));
+    }
+
     // [[fdb]]
     let mut fdb = Vec::new();
     for fs in &raw.fdb {
@@ -979,6 +1110,9 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
             line: 1,
             message: "the topology defines no [[network]]".into(),
         });
+    }
+    for (ni, m) in macvlans {
+        networks[ni].macvlan = Some(m);
     }
     Ok(Topology {
         switch,

@@ -355,6 +355,9 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, String>
         netns: Some(host.to_string()),
         line: 0,
     });
+    if topo.networks[ni].macvlan.is_some() {
+        let _ = rt.fdb.add_static(ni as u16, &mac, id as u16);
+    }
     rt.taps[id].store(Some(Arc::new(tap)));
     rt.port_worker[id].store(id % rt.counters.len(), Relaxed);
     rt.port_up[id].store(true, Relaxed);
@@ -381,7 +384,9 @@ pub fn detach_host(rt: &Runtime, host: &str, network: &str) -> Result<String, St
         .ok_or_else(|| format!("host {host:?} is not on network {network:?}"))?;
     let ni = topo.network_index(network).unwrap_or(usize::MAX);
     topo.ports[id].removed = true;
+    let mut removed_link = None;
     if let Some(h) = topo.hosts.iter_mut().find(|h| h.name == host) {
+        removed_link = h.links.iter().find(|l| l.network == ni).cloned();
         h.links.retain(|l| l.network != ni);
     }
     rt.port_up[id].store(false, Relaxed);
@@ -390,6 +395,11 @@ pub fn detach_host(rt: &Runtime, host: &str, network: &str) -> Result<String, St
     rt.taps[id].store(None);
     rt.port_generation.fetch_add(1, Relaxed);
     let flushed = rt.fdb.flush_port(id as u16);
+    if let Some(l) = removed_link {
+        if topo.networks[ni].macvlan.is_some() {
+            rt.fdb.remove(ni as u16, &l.mac);
+        }
+    }
     eprintln!("shunt: detached {port_name}; {flushed} learned entries flushed");
     crate::host::topology_changed(rt.host.as_deref(), &topo);
     Ok(format!(
@@ -496,6 +506,20 @@ fn serve(
                 "static entry on line {}: {e}",
                 s.line
             )));
+        }
+    }
+    // Hosts of macvlan networks are known by their fixed MACs.
+    for h in &topo.hosts {
+        for l in h
+            .links
+            .iter()
+            .filter(|l| topo.networks[l.network].macvlan.is_some())
+        {
+            let port = format!("{}.{}", h.name, topo.networks[l.network].name);
+            if let Some(pi) = topo.port_index(&port) {
+                fdb.add_static(l.network as u16, &l.mac, pi as u16)
+                    .map_err(|e| UpError::Start(format!("macvlan host {port}: {e}")))?;
+            }
         }
     }
     let nports = topo.ports.len();

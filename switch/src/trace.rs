@@ -214,6 +214,14 @@ pub fn describe(
             Some(d.name().to_string()),
             format!("dropped ({}): {}", d.name(), drop_words(d)),
         ),
+        Verdict::Macvlan { cause, .. } => (
+            "flood",
+            Some(cause.name().to_string()),
+            format!(
+                "{} in macvlan network {net_s}: sent to {outs}",
+                cause.name()
+            ),
+        ),
         Verdict::Local => (
             "local",
             None,

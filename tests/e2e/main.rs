@@ -12,6 +12,7 @@
 mod dns;
 mod harness;
 mod l2;
+mod macvlan;
 mod vlan;
 
 use libtest_mimic::{Arguments, Trial};
@@ -23,6 +24,7 @@ fn main() {
         .into_iter()
         .chain(dns::tests())
         .chain(vlan::tests())
+        .chain(macvlan::tests())
         .map(|(name, test)| match &skip {
             Some(reason) => {
                 println!("skipped: {name}: {reason}");

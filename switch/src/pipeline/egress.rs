@@ -56,6 +56,30 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, tx: &mut TxQueues) {
                     batch.meta[i].verdict = Verdict::Drop(DropReason::NoDestination);
                 }
             }
+            Verdict::Macvlan { parent, except, .. } => {
+                let Some(n) = ctx.plan.nets.get(net) else {
+                    continue;
+                };
+                let mvparent = n.macvlan.map(|(_, p)| p).unwrap_or(NO_NET);
+                let mut sent = 0;
+                for &p in &n.members {
+                    if p == ingress || p == except || (p == mvparent && !parent) || !port_up(ctx, p)
+                    {
+                        continue;
+                    }
+                    tx.push(
+                        p,
+                        TxEntry {
+                            frame: i as u8,
+                            vid: ctx.plan.ports[p as usize].egress_vid[net],
+                        },
+                    );
+                    sent += 1;
+                }
+                if sent == 0 {
+                    batch.meta[i].verdict = Verdict::Drop(DropReason::NoDestination);
+                }
+            }
             Verdict::Drop(_) | Verdict::Pending | Verdict::Local => {}
         }
         if let Verdict::Drop(r) = batch.meta[i].verdict {

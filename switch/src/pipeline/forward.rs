@@ -16,6 +16,23 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
         let mut dst = [0u8; 6];
         dst.copy_from_slice(&f[0..6]);
         let net = batch.meta[i].net;
+        if let Some(&(mode, parent)) = ctx
+            .plan
+            .nets
+            .get(net as usize)
+            .and_then(|n| n.macvlan.as_ref())
+        {
+            let mut src = [0u8; 6];
+            src.copy_from_slice(&f[6..12]);
+            let v = super::macvlan::decide(ctx, net, mode, parent, ingress, &dst, &src);
+            match v {
+                Verdict::Macvlan { cause, .. } => c.flooded[cause as usize].add(1),
+                Verdict::Flood(cause) => c.flooded[cause as usize].add(1),
+                _ => {}
+            }
+            batch.meta[i].verdict = v;
+            continue;
+        }
         let v = if dst[0] & 1 != 0 {
             if dst == [0xff; 6] {
                 Verdict::Flood(FloodCause::Broadcast)

@@ -34,7 +34,13 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, now_ms: u64) {
             batch.meta[i].verdict = Verdict::Drop(DropReason::SrcMulticast);
             continue;
         }
-        if !port.learning {
+        // macvlan networks deliver by the hosts' fixed MACs: no learning.
+        let macvlan = ctx
+            .plan
+            .nets
+            .get(batch.meta[i].net as usize)
+            .is_some_and(|n| n.macvlan.is_some());
+        if !port.learning || macvlan {
             batch.meta[i].learned = Learned::Disabled;
             continue;
         }

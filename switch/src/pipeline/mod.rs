@@ -17,6 +17,7 @@ pub mod egress;
 pub mod forward;
 pub mod learn;
 pub mod local;
+pub mod macvlan;
 pub mod plan;
 
 pub use plan::{NetPlan, Plan, PortPlan, NO_NET};
@@ -46,6 +47,13 @@ pub enum Verdict {
     Flood(FloodCause),
     /// For the switch itself: handed to the host stack.
     Local,
+    /// A macvlan network's multicast: to its hosts (except `except`), and
+    /// to the parent when `parent`.
+    Macvlan {
+        cause: FloodCause,
+        parent: bool,
+        except: u16,
+    },
 }
 
 /// Per-frame metadata written by the stages.

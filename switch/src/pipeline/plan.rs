@@ -1,7 +1,7 @@
 //! The forwarding plan: what the control plane decided about ports and
 //! networks, in the shape the stages read fastest. Immutable once built.
 
-use crate::config::{PortMode, Topology};
+use crate::config::{MacvlanMode, PortMode, Topology};
 
 pub const NO_NET: u16 = u16::MAX;
 
@@ -29,6 +29,8 @@ pub struct NetPlan {
     pub vlan: Option<u16>,
     /// Ports carrying this network, in port order: the flood list.
     pub members: Vec<u16>,
+    /// macvlan-style network: its mode and parent port.
+    pub macvlan: Option<(MacvlanMode, u16)>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +49,7 @@ impl Plan {
                 name: n.name.clone(),
                 vlan: n.vlan,
                 members: Vec::new(),
+                macvlan: n.macvlan.map(|m| (m.mode, m.parent as u16)),
             })
             .collect();
         let mut ports = Vec::with_capacity(t.ports.len());
