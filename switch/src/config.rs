@@ -11,6 +11,9 @@ use toml::Spanned;
 
 pub const DEFAULT_NAME: &str = "shunt";
 pub const DEFAULT_MTU: u16 = 1500;
+/// The largest MTU a port may have: a frame (with a VLAN tag) must fit a
+/// frame buffer slot after its headroom (pipeline::MAX_FRAME).
+pub const MAX_MTU: i64 = 3800;
 
 /// The built-in topology of `shunt up` without a file (TOPOLOGY.md).
 pub const DEFAULT_TOPOLOGY: &str = r#"# shunt's default topology: three hosts on one network.
@@ -220,6 +223,9 @@ pub struct PortCfg {
     pub mtu: u16,
     /// The host this port plugs in (host ports `H.N`).
     pub host: Option<String>,
+    /// A host port on a veth (`link = "veth"`): the end in the switch's
+    /// namespace that AF_XDP attaches to (named at bring-up).
+    pub outer: Option<String>,
     /// Detached at run time: the id stays taken, the port carries nothing.
     pub removed: bool,
     /// The namespace the TAP device lives in: the host's, a `[[port]]`'s
@@ -320,6 +326,7 @@ struct RawHost {
     link: Option<Spanned<String>>,
     ipv6: Option<bool>,
     mtu: Option<Spanned<i64>>,
+    xdp_mode: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -644,14 +651,31 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
             );
         }
         let mtu = match &h.mtu {
-            Some(m) => int_in(&ctx, "mtu", m, 68, 9000)? as u16,
+            Some(m) => int_in(&ctx, "mtu", m, 68, MAX_MTU)? as u16,
             None => DEFAULT_MTU,
+        };
+        let mut veth = false;
+        let host_xdp_mode = match h.xdp_mode.as_ref().map(|k| k.get_ref().as_str()) {
+            None | Some("auto") => XdpMode::Auto,
+            Some("native") => XdpMode::Native,
+            Some("generic") => XdpMode::Generic,
+            Some(other) => {
+                return ctx.err(
+                    h.xdp_mode.as_ref().map(|k| k.span()).unwrap_or(hs.span()),
+                    format!("xdp_mode {other:?} is not one of \"native\", \"generic\", \"auto\""),
+                )
+            }
         };
         if let Some(l) = &h.link {
             match l.get_ref().as_str() {
                 "tap" => {}
-                "veth" => return ctx.err(l.span(), "link = \"veth\" needs AF_XDP ports, which this build does not have yet; use \"tap\""),
-                other => return ctx.err(l.span(), format!("link {other:?} is not one of \"tap\", \"veth\"")),
+                "veth" => veth = true,
+                other => {
+                    return ctx.err(
+                        l.span(),
+                        format!("link {other:?} is not one of \"tap\", \"veth\""),
+                    )
+                }
             }
         }
         let mut links = Vec::new();
@@ -758,15 +782,16 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
             });
             ports.push(PortCfg {
                 name: format!("{name}.{nname}"),
-                kind: PortKind::Tap,
+                kind: if veth { PortKind::Afxdp } else { PortKind::Tap },
                 interface: format!("eth{i}"),
-                xdp_mode: XdpMode::Auto,
+                xdp_mode: host_xdp_mode,
                 mode: PortMode::Access { network: ni },
                 learning: true,
                 flood_unknown: true,
                 flood_multicast: true,
                 mtu,
                 host: Some(name.clone()),
+                outer: None,
                 removed: false,
                 netns: Some(name.clone()),
                 line,
@@ -805,10 +830,10 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         let kind = match p.kind.as_ref().map(|k| k.get_ref().as_str()) {
             None | Some("tap") => PortKind::Tap,
             Some("afxdp") => {
-                return ctx.err(
-                    p.kind.as_ref().map(|k| k.span()).unwrap_or(ps.span()),
-                    "kind = \"afxdp\" is not available in this build yet; use \"tap\"",
-                )
+                if p.interface.is_none() {
+                    return ctx.err(ps.span(), format!("afxdp port {name:?} needs `interface`: the existing interface it attaches to"));
+                }
+                PortKind::Afxdp
             }
             Some(other) => {
                 return ctx.err(
@@ -903,7 +928,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
             return ctx.err(p.interface.as_ref().map(|i| i.span()).unwrap_or(ps.span()), format!("interface {interface:?}: a bare TAP port must not take the name of an existing interface of the machine"));
         }
         let mtu = match &p.mtu {
-            Some(m) => int_in(&ctx, "mtu", m, 68, 9000)? as u16,
+            Some(m) => int_in(&ctx, "mtu", m, 68, MAX_MTU)? as u16,
             None => DEFAULT_MTU,
         };
         let netns = match &p.namespace {
@@ -936,6 +961,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
             flood_multicast: p.flood_multicast.unwrap_or(true),
             mtu,
             host: None,
+            outer: None,
             removed: false,
             netns,
             line,

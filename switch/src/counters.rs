@@ -37,6 +37,7 @@ drop_reasons! {
     PortDown => "port_down": "the egress port is down",
     TxFull => "tx_full": "the egress port's transmit queue was full",
     TxError => "tx_error": "the egress port refused the frame",
+    HandoffFull => "handoff_full": "the queue to the worker that owns the egress AF_XDP port was full",
     FdbFull => "fdb_full": "source not learned: the FDB is full (the frame itself is forwarded)",
     VlanNotAllowed => "vlan_not_allowed": "VLAN tag not allowed on the ingress port",
     VlanUntagged => "vlan_untagged": "untagged frame on a trunk port without a native network",

@@ -6,7 +6,7 @@ use crate::config::{fmt_mac, PortKind, Topology};
 use crate::control;
 use crate::host::{switch_mac, HostLink, NetAddr};
 use crate::netns::{self, NetnsError};
-use crate::port::{Tap, TapError};
+use crate::port::{AfXdpPort, Device, Tap, TapError};
 use crate::runtime::Runtime;
 use crate::worker::Worker;
 use serde::{Deserialize, Serialize};
@@ -177,27 +177,112 @@ fn plug_tap(
 }
 
 /// Creates the namespaces and TAP devices. Returns the TAPs by port id.
-fn build(topo: &Topology) -> Result<Vec<Tap>, UpError> {
-    let mut taps: Vec<Option<Tap>> = topo.ports.iter().map(|_| None).collect();
-    for h in &topo.hosts {
+/// Creates a veth pair for `port`: one end in namespace `ns` as `ifname`
+/// (MAC, MTU, address, up), the other in the switch's namespace, where an
+/// AF_XDP socket attaches to it. Returns the outer name.
+fn plug_veth(
+    ns: &str,
+    ifname: &str,
+    mac: &[u8; 6],
+    mtu: u16,
+    ip: Option<crate::config::Ipv4Net>,
+) -> Result<String, UpError> {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let outer = format!("shv{:x}x{}", std::process::id(), SEQ.fetch_add(1, Relaxed));
+    // The outer end takes frames larger than the port's MTU, so that the
+    // switch sees them and counts them (oversize) instead of the kernel
+    // dropping them unseen; 3000 stays under veth's limit for native XDP.
+    let outer_mtu = mtu.max(3000).to_string();
+    let mtu = mtu.to_string();
+    netns::ip(&[
+        "link", "add", &outer, "mtu", &outer_mtu, "type", "veth", "peer", "name", ifname, "netns",
+        ns,
+    ])
+    .map_err(nerr(ns))?;
+    netns::ip(&[
+        "-n",
+        ns,
+        "link",
+        "set",
+        "dev",
+        ifname,
+        "address",
+        &fmt_mac(mac),
+        "mtu",
+        &mtu,
+        "up",
+    ])
+    .map_err(nerr(ns))?;
+    if let Some(ip) = ip {
+        netns::ip(&["-n", ns, "addr", "add", &ip.to_string(), "dev", ifname]).map_err(nerr(ns))?;
+    }
+    netns::ip(&["link", "set", "dev", &outer, "up"]).map_err(nerr(ns))?;
+    Ok(outer)
+}
+
+/// Opens an AF_XDP port on `ifname`, saying at start-up which mode it got
+/// and the largest frame it carries.
+fn open_afxdp(
+    port: &str,
+    ifname: &str,
+    mode: crate::config::XdpMode,
+    umem: &crate::port::SharedUmem,
+) -> Result<Device, UpError> {
+    let x = AfXdpPort::open(ifname, mode, umem)
+        .map_err(|e| UpError::Start(format!("port {port}: {e}")))?;
+    eprintln!("shunt: port {port}: {}", x.summary());
+    Ok(Device::AfXdp(Box::new(x)))
+}
+
+/// Creates the namespaces and devices. Returns the devices by port id, and
+/// the outer interface of each host port that is a veth.
+fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
+    let mut devs: Vec<Option<Device>> = topo.ports.iter().map(|_| None).collect();
+    let n_xdp = topo
+        .ports
+        .iter()
+        .filter(|p| p.kind == PortKind::Afxdp)
+        .count();
+    // Spare partitions for ports attached later.
+    let umem = if n_xdp > 0 {
+        Some(crate::port::SharedUmem::new(n_xdp + 4).map_err(|e| UpError::Start(e.to_string()))?)
+    } else {
+        None
+    };
+    let hosts = topo.hosts.clone();
+    for h in &hosts {
         make_namespace(&h.name, h.ipv6)?;
         for link in &h.links {
             let port = format!("{}.{}", h.name, topo.networks[link.network].name);
-            let tap = plug_tap(
-                &port,
-                &h.name,
-                &link.ifname,
-                Some(&link.mac),
-                h.mtu,
-                link.ip,
-            )?;
-            if let Some(pi) = topo.port_index(&port) {
-                taps[pi] = Some(tap);
+            let Some(pi) = topo.port_index(&port) else {
+                continue;
+            };
+            if topo.ports[pi].kind == PortKind::Afxdp {
+                let outer = plug_veth(&h.name, &link.ifname, &link.mac, h.mtu, link.ip)?;
+                let Some(umem) = &umem else { continue };
+                devs[pi] = Some(open_afxdp(&port, &outer, topo.ports[pi].xdp_mode, umem)?);
+                topo.ports[pi].outer = Some(outer);
+            } else {
+                let tap = plug_tap(
+                    &port,
+                    &h.name,
+                    &link.ifname,
+                    Some(&link.mac),
+                    h.mtu,
+                    link.ip,
+                )?;
+                devs[pi] = Some(Device::Tap(tap));
             }
         }
     }
     for (pi, p) in topo.ports.iter().enumerate() {
-        if p.host.is_some() || p.kind != PortKind::Tap {
+        if p.host.is_some() {
+            continue;
+        }
+        if p.kind == PortKind::Afxdp {
+            if let Some(umem) = &umem {
+                devs[pi] = Some(open_afxdp(&p.name, &p.interface, p.xdp_mode, umem)?);
+            }
             continue;
         }
         if let Some(ns) = &p.netns {
@@ -206,7 +291,14 @@ fn build(topo: &Topology) -> Result<Vec<Tap>, UpError> {
             if !netns::exists(ns) {
                 make_namespace(ns, false)?;
             }
-            taps[pi] = Some(plug_tap(&p.name, ns, &p.interface, None, p.mtu, None)?);
+            devs[pi] = Some(Device::Tap(plug_tap(
+                &p.name,
+                ns,
+                &p.interface,
+                None,
+                p.mtu,
+                None,
+            )?));
             continue;
         }
         let tap = Tap::open(&p.interface).map_err(|source| UpError::Tap {
@@ -215,9 +307,9 @@ fn build(topo: &Topology) -> Result<Vec<Tap>, UpError> {
         })?;
         netns::ip(&["link", "set", &p.interface, "mtu", &p.mtu.to_string(), "up"])
             .map_err(nerr(&p.name))?;
-        taps[pi] = Some(tap);
+        devs[pi] = Some(Device::Tap(tap));
     }
-    taps.into_iter()
+    devs.into_iter()
         .enumerate()
         .map(|(i, t)| {
             t.ok_or_else(|| UpError::Start(format!("port {} has no device", topo.ports[i].name)))
@@ -351,6 +443,7 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, String>
         flood_multicast: true,
         mtu,
         host: Some(host.to_string()),
+        outer: None,
         removed: false,
         netns: Some(host.to_string()),
         line: 0,
@@ -468,7 +561,8 @@ pub fn run(topo: Topology) -> Result<(), UpError> {
             resolv_dirs: crate::host::resolv::dirs(&topo),
         },
     )?;
-    let taps = match build(&topo) {
+    let mut topo = topo;
+    let taps = match build(&mut topo) {
         Ok(t) => t,
         Err(e) => {
             teardown(&topo, &owned);
@@ -490,7 +584,7 @@ pub fn run(topo: Topology) -> Result<(), UpError> {
 
 fn serve(
     topo: Topology,
-    taps: Vec<Tap>,
+    taps: Vec<Device>,
     sigs: nix::sys::signal::SigSet,
     owned: Vec<String>,
     owned_now: &mut Vec<String>,
@@ -550,7 +644,12 @@ fn serve(
     };
     let aging_secs = topo.switch.fdb_aging_secs;
     let (nhosts, nnets) = (topo.hosts.len(), topo.networks.len());
-    let rt = Arc::new(Runtime::new(topo, fdb, taps, nworkers, host, owned));
+    let rt = Arc::new(
+        Runtime::new(topo, fdb, taps, nworkers, host, owned).map_err(|source| UpError::Io {
+            what: "creating the workers' queues".into(),
+            source,
+        })?,
+    );
     let listener = control::bind(&name)?;
 
     let mut handles = Vec::new();
@@ -590,6 +689,46 @@ fn serve(
             })
             .map_err(|source| UpError::Io {
                 what: "starting the ager".into(),
+                source,
+            })?;
+    }
+    // An AF_XDP socket says nothing when its interface goes away (a host's
+    // namespace deleted takes its veth with it): watch the links instead.
+    {
+        let rt = Arc::clone(&rt);
+        std::thread::Builder::new()
+            .name("shunt-links".into())
+            .spawn(move || {
+                while !rt.stop.load(Relaxed) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    let gone: Vec<(u16, String)> = {
+                        let topo = rt.topo();
+                        topo.ports
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, p)| {
+                                !p.removed
+                                    && p.kind == PortKind::Afxdp
+                                    && rt.port_up[*i].load(Relaxed)
+                            })
+                            .map(|(i, p)| {
+                                (
+                                    i as u16,
+                                    p.outer.clone().unwrap_or_else(|| p.interface.clone()),
+                                )
+                            })
+                            .filter(|(_, ifname)| {
+                                !std::path::Path::new("/sys/class/net").join(ifname).exists()
+                            })
+                            .collect()
+                    };
+                    for (p, ifname) in gone {
+                        rt.port_gone(p, &format!("interface {ifname} went away"));
+                    }
+                }
+            })
+            .map_err(|source| UpError::Io {
+                what: "starting the link monitor".into(),
                 source,
             })?;
     }

@@ -8,16 +8,39 @@
 use crate::config::Topology;
 use crate::counters::WorkerCounters;
 use crate::pipeline::Plan;
+use crate::port::AfXdpPort;
 use crate::port::Tap;
 use crate::trace::Tracer;
 use arc_swap::{ArcSwap, ArcSwapOption};
+use crossbeam_queue::ArrayQueue;
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use shunt_tables::Fdb;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// Port ids are below this; the host stack's pseudo port is `MAX_PORTS`.
 pub const MAX_PORTS: usize = 1024;
+
+/// What a port id is backed by (`Runtime::port_kind`).
+pub const KIND_NONE: u8 = 0;
+pub const KIND_TAP: u8 = 1;
+pub const KIND_AFXDP: u8 = 2;
+
+/// Frames per cross-worker queue (AF_XDP ports transmit only from the
+/// worker that owns their rings).
+pub const HANDOFF_QUEUE: usize = 256;
+/// Largest frame handed from worker to worker.
+pub const HANDOFF_FRAME: usize = 4096;
+
+/// A frame for another worker's AF_XDP port, copied (the rings of a socket
+/// have one producer).
+#[derive(Clone, Copy)]
+pub struct Handoff {
+    pub port: u16,
+    pub len: u16,
+    pub data: [u8; HANDOFF_FRAME],
+}
 
 pub struct Runtime {
     topo: Mutex<Topology>,
@@ -30,6 +53,16 @@ pub struct Runtime {
     pub port_up: Box<[AtomicBool]>,
     /// Which worker receives from each port.
     pub port_worker: Box<[AtomicUsize]>,
+    /// `KIND_TAP`, `KIND_AFXDP` or `KIND_NONE`, by port id.
+    pub port_kind: Box<[AtomicU8]>,
+    /// New AF_XDP ports, per worker: the owner takes them when the port
+    /// generation changes (lock-free hand-over of the socket and its rings).
+    pub inbox: Vec<ArrayQueue<(u16, Box<AfXdpPort>)>>,
+    /// Frames for another worker's AF_XDP port: `handoff[from][to]`, each
+    /// with one producer and one consumer. Full is a counted drop.
+    pub handoff: Vec<Vec<ArrayQueue<Handoff>>>,
+    /// Per worker: written after a batch that handed frames to it.
+    pub wake: Vec<EventFd>,
     /// Bumped when a port comes, goes, or goes down, so workers rebuild
     /// their poll sets.
     pub port_generation: AtomicU64,
@@ -52,19 +85,38 @@ impl Runtime {
     pub fn new(
         topo: Topology,
         fdb: Fdb,
-        taps: Vec<Tap>,
+        devices: Vec<crate::port::Device>,
         nworkers: usize,
         host: Option<Arc<crate::host::HostLink>>,
         owned_namespaces: Vec<String>,
-    ) -> Runtime {
+    ) -> std::io::Result<Runtime> {
         let plan = Plan::from_topology(&topo);
-        let n = taps.len();
-        let mut slots: Vec<ArcSwapOption<Tap>> = taps
-            .into_iter()
-            .map(|t| ArcSwapOption::from_pointee(t))
-            .collect();
+        let n = devices.len();
+        let nworkers = nworkers.max(1);
+        let inbox: Vec<ArrayQueue<(u16, Box<AfXdpPort>)>> =
+            (0..nworkers).map(|_| ArrayQueue::new(MAX_PORTS)).collect();
+        let kinds: Box<[AtomicU8]> = (0..MAX_PORTS).map(|_| AtomicU8::new(KIND_NONE)).collect();
+        let mut slots: Vec<ArcSwapOption<Tap>> = Vec::with_capacity(MAX_PORTS);
+        for (p, d) in devices.into_iter().enumerate() {
+            match d {
+                crate::port::Device::Tap(t) => {
+                    kinds[p].store(KIND_TAP, Relaxed);
+                    slots.push(ArcSwapOption::from_pointee(t));
+                }
+                crate::port::Device::AfXdp(x) => {
+                    kinds[p].store(KIND_AFXDP, Relaxed);
+                    slots.push(ArcSwapOption::empty());
+                    // Fresh queues of MAX_PORTS slots: cannot be full.
+                    let _ = inbox[p % nworkers].push((p as u16, x));
+                }
+            }
+        }
         slots.resize_with(MAX_PORTS, ArcSwapOption::empty);
-        Runtime {
+        let ev = || {
+            EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+                .map_err(std::io::Error::from)
+        };
+        Ok(Runtime {
             name: topo.switch.name.clone(),
             bare: topo.switch.bare,
             plan: ArcSwap::from_pointee(plan),
@@ -72,10 +124,22 @@ impl Runtime {
             taps: slots.into_boxed_slice(),
             port_up: (0..MAX_PORTS).map(|p| AtomicBool::new(p < n)).collect(),
             port_worker: (0..MAX_PORTS)
-                .map(|p| AtomicUsize::new(p % nworkers.max(1)))
+                .map(|p| AtomicUsize::new(p % nworkers))
                 .collect(),
+            port_kind: kinds,
+            inbox,
+            handoff: (0..nworkers)
+                .map(|_| {
+                    (0..nworkers)
+                        .map(|_| ArrayQueue::new(HANDOFF_QUEUE))
+                        .collect()
+                })
+                .collect(),
+            wake: (0..nworkers)
+                .map(|_| ev())
+                .collect::<std::io::Result<_>>()?,
             port_generation: AtomicU64::new(0),
-            counters: (0..nworkers.max(1))
+            counters: (0..nworkers)
                 .map(|_| Arc::new(WorkerCounters::new(MAX_PORTS + 1)))
                 .collect(),
             tracer: Tracer::new(),
@@ -86,7 +150,7 @@ impl Runtime {
             host_port: MAX_PORTS as u16,
             owned_namespaces: Mutex::new(owned_namespaces),
             topo: Mutex::new(topo),
-        }
+        })
     }
 
     /// The topology as it is now (control path only: this locks).

@@ -2,21 +2,39 @@
 //! A worker polls its ports, takes up to a batch from each ready one, runs
 //! the pipeline over the batch and flushes the transmit queues once.
 //!
+//! ```text
+//!   TAP / AF_XDP rx ──> batch ──> pipeline ──> tx queues ──flush──> own ports
+//!                                                   │
+//!                                                   └──> handoff[me][owner] ──> owner's AF_XDP port
+//! ```
+//!
 //! TAP ports can be written by any thread (the kernel serialises writes on
-//! a TAP), so a worker transmits directly on a port another worker
-//! receives from; counters stay per worker, single writer. The plan is
-//! loaded once per batch, so ports attached or detached at run time take
-//! effect between batches without stopping anyone.
+//! a TAP), so a worker transmits directly on a TAP another worker receives
+//! from. An AF_XDP socket's rings have one producer: only the worker that
+//! owns the port transmits on it; frames for it from other workers cross
+//! through a bounded single-producer/single-consumer queue (full is a
+//! counted drop, `handoff_full`) and one eventfd write per batch wakes the
+//! owner. Counters stay per worker, single writer. The plan is loaded once
+//! per batch, so ports attached or detached at run time take effect between
+//! batches without stopping anyone.
 
 use crate::counters::{DropReason, WorkerCounters};
 use crate::host::HostLink;
 use crate::pipeline::{self, classify::TPID_8021Q, local, Batch, Context, TxQueues, BATCH};
-use crate::port::{self, Tap};
-use crate::runtime::Runtime;
+use crate::port::{self, AfXdpPort, Tap, TxError};
+use crate::runtime::{Handoff, Runtime, HANDOFF_FRAME, KIND_AFXDP, KIND_TAP, MAX_PORTS};
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+
+/// What a poll set entry stands for.
+enum Src {
+    Tap(u16, Arc<Tap>),
+    Xdp(u16),
+    Wake,
+    Host,
+}
 
 pub struct Worker {
     pub id: usize,
@@ -25,6 +43,12 @@ pub struct Worker {
     batch: Batch,
     tx: TxQueues,
     core: Option<core_affinity::CoreId>,
+    /// The AF_XDP ports this worker owns, by port id.
+    xdp: Vec<Option<Box<AfXdpPort>>>,
+    /// Owned AF_XDP ports with frames queued since their last flush.
+    xdp_dirty: Vec<u16>,
+    /// Workers this batch handed frames to (to wake them once).
+    woke: Vec<bool>,
 }
 
 const POLL_MS: i32 = 100;
@@ -33,6 +57,7 @@ impl Worker {
     pub fn new(id: usize, rt: Arc<Runtime>, core: Option<core_affinity::CoreId>) -> Worker {
         let n = rt.max_ports;
         let counters = Arc::clone(&rt.counters[id]);
+        let nworkers = rt.counters.len();
         Worker {
             id,
             rt,
@@ -40,6 +65,9 @@ impl Worker {
             batch: Batch::new(),
             tx: TxQueues::new(n),
             core,
+            xdp: (0..MAX_PORTS).map(|_| None).collect(),
+            xdp_dirty: Vec::with_capacity(MAX_PORTS),
+            woke: vec![false; nworkers],
         }
     }
 
@@ -54,28 +82,46 @@ impl Worker {
         }
         let rt = Arc::clone(&self.rt);
         // The poll set, rebuilt only when a port comes, goes or goes down.
-        // The Arc keeps each descriptor open while it is in the set.
-        let mut rx: Vec<(u16, Arc<Tap>)> = Vec::new();
+        // The Arc keeps each TAP descriptor open while it is in the set.
+        let mut srcs: Vec<Src> = Vec::new();
         let mut fds: Vec<libc::pollfd> = Vec::new();
         let mut seen_gen = u64::MAX;
         while !rt.stop.load(Relaxed) {
             let gen = rt.port_generation.load(Relaxed);
             if gen != seen_gen {
                 seen_gen = gen;
-                rx.clear();
-                for p in 0..rt.taps.len() {
-                    if rt.port_worker[p].load(Relaxed) == self.id && rt.port_up[p].load(Relaxed) {
-                        if let Some(t) = rt.taps[p].load_full() {
-                            rx.push((p as u16, t));
+                self.adopt_ports();
+                srcs.clear();
+                fds.clear();
+                for p in 0..MAX_PORTS {
+                    if rt.port_worker[p].load(Relaxed) != self.id || !rt.port_up[p].load(Relaxed) {
+                        continue;
+                    }
+                    match rt.port_kind[p].load(Relaxed) {
+                        KIND_TAP => {
+                            if let Some(t) = rt.taps[p].load_full() {
+                                fds.push(port::pollfd(t.as_fd().as_raw_fd()));
+                                srcs.push(Src::Tap(p as u16, t));
+                            }
                         }
+                        KIND_AFXDP => {
+                            if let Some(x) = &self.xdp[p] {
+                                fds.push(port::pollfd(x.as_fd().as_raw_fd()));
+                                srcs.push(Src::Xdp(p as u16));
+                            }
+                        }
+                        _ => {}
                     }
                 }
-                fds.clear();
-                fds.extend(rx.iter().map(|(_, t)| port::pollfd(t.as_fd().as_raw_fd())));
+                if rt.counters.len() > 1 {
+                    fds.push(port::pollfd(rt.wake[self.id].as_fd().as_raw_fd()));
+                    srcs.push(Src::Wake);
+                }
                 // Worker 0 also sends what the host stack produces.
                 if self.id == 0 {
                     if let Some(h) = &rt.host {
                         fds.push(port::pollfd(h.from_host_event.as_raw_fd()));
+                        srcs.push(Src::Host);
                     }
                 }
             }
@@ -89,27 +135,55 @@ impl Worker {
                     continue;
                 }
             }
-            for (i, &(p, ref tap)) in rx.iter().enumerate() {
+            for (i, src) in srcs.iter().enumerate() {
                 let rev = fds[i].revents;
-                if rev & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-                    rt.port_gone(p, "the device went away (its namespace was deleted?)");
+                if rev == 0 {
                     continue;
                 }
-                if rev & libc::POLLIN != 0 {
-                    self.drain(p, tap);
+                let broken = rev & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0;
+                match src {
+                    Src::Tap(p, _) | Src::Xdp(p) if broken => {
+                        rt.port_gone(*p, "the device went away (its namespace was deleted?)");
+                    }
+                    Src::Tap(p, tap) => self.drain(*p, Some(tap)),
+                    Src::Xdp(p) => self.drain(*p, None),
+                    Src::Wake => {
+                        let _ = rt.wake[self.id].read();
+                        self.take_handoffs();
+                    }
+                    Src::Host => self.from_host(),
                 }
             }
-            if fds.len() > rx.len() && fds[rx.len()].revents & libc::POLLIN != 0 {
-                self.from_host();
+        }
+    }
+
+    /// Takes the AF_XDP ports handed to this worker, and lets go of those
+    /// that went down or were detached (dropping one detaches its XDP
+    /// program).
+    fn adopt_ports(&mut self) {
+        while let Some((p, x)) = self.rt.inbox[self.id].pop() {
+            if let Some(slot) = self.xdp.get_mut(p as usize) {
+                *slot = Some(x);
+            }
+        }
+        for p in 0..MAX_PORTS {
+            if self.xdp[p].is_some()
+                && (!self.rt.port_up[p].load(Relaxed)
+                    || self.rt.port_kind[p].load(Relaxed) != KIND_AFXDP)
+            {
+                self.xdp[p] = None;
             }
         }
     }
 
     /// Takes batches from port `p` until it has nothing more (at most a few
     /// batches, so one busy port cannot starve the others).
-    fn drain(&mut self, p: u16, tap: &Tap) {
+    fn drain(&mut self, p: u16, tap: Option<&Tap>) {
         for _ in 0..4 {
-            let n = self.receive(p, tap);
+            let n = match tap {
+                Some(t) => self.receive_tap(p, t),
+                None => self.receive_xdp(p),
+            };
             if n == 0 {
                 return;
             }
@@ -185,7 +259,7 @@ impl Worker {
         }
     }
 
-    fn receive(&mut self, p: u16, tap: &Tap) -> usize {
+    fn receive_tap(&mut self, p: u16, tap: &Tap) -> usize {
         self.batch.clear();
         while self.batch.count < BATCH {
             let i = self.batch.count;
@@ -205,20 +279,40 @@ impl Worker {
         self.batch.count
     }
 
+    /// AF_XDP receive: the port tops up its fill ring, then each frame is
+    /// copied into a batch slot (slots have headroom; UMEM frames are the
+    /// port's own) and its UMEM frame goes straight back to the fill ring.
+    fn receive_xdp(&mut self, p: u16) -> usize {
+        self.batch.clear();
+        let Some(x) = self.xdp.get_mut(p as usize).and_then(|x| x.as_mut()) else {
+            return 0;
+        };
+        let batch = &mut self.batch;
+        let c = &self.counters.ports[p as usize];
+        x.recv_batch(BATCH, |bytes| {
+            if !batch.push(bytes) {
+                // Longer than a slot: counted, never cut and forwarded.
+                c.rx_frames.add(1);
+                c.rx_bytes.add(bytes.len() as u64);
+                c.drops[DropReason::Oversize as usize].add(1);
+            }
+        });
+        self.batch.count
+    }
+
     /// Writes every queued frame, pushing or popping the VLAN tag through
     /// the gather list rather than by moving bytes.
     fn flush(&mut self) {
         for &p in &self.tx.dirty {
             let pc = &self.counters.ports[p as usize];
             let queue = &self.tx.queues[p as usize];
+            if !self.rt.port_up[p as usize].load(Relaxed) {
+                pc.drops[DropReason::PortDown as usize].add(queue.len() as u64);
+                continue;
+            }
+            let kind = self.rt.port_kind.get(p as usize).map(|k| k.load(Relaxed));
             let guard = self.rt.taps.get(p as usize).map(|t| t.load());
-            let tap = match guard.as_ref().and_then(|g| g.as_ref()) {
-                Some(t) if self.rt.port_up[p as usize].load(Relaxed) => t,
-                _ => {
-                    pc.drops[DropReason::PortDown as usize].add(queue.len() as u64);
-                    continue;
-                }
-            };
+            let tap = guard.as_ref().and_then(|g| g.as_ref());
             for e in queue {
                 let i = e.frame as usize;
                 let f = self.batch.frame(i);
@@ -228,31 +322,130 @@ impl Worker {
                 let [t0, t1] = TPID_8021Q.to_be_bytes();
                 let [t2, t3] = tci.to_be_bytes();
                 let tag = [t0, t1, t2, t3];
-                let tagged = [
-                    IoSlice::new(&f[..12]),
-                    IoSlice::new(&tag),
-                    IoSlice::new(rest),
-                ];
-                let plain = [IoSlice::new(&f[..12]), IoSlice::new(rest)];
-                let parts: &[IoSlice] = if e.vid != 0 { &tagged } else { &plain };
-                match tap.send(parts) {
-                    Ok(n) => {
-                        pc.tx_frames.add(1);
-                        pc.tx_bytes.add(n as u64);
+                let parts: [&[u8]; 3] = if e.vid != 0 {
+                    [&f[..12], &tag, rest]
+                } else {
+                    [&f[..12], rest, &[]]
+                };
+                match (kind, tap) {
+                    (Some(KIND_TAP), Some(tap)) => {
+                        let iov = [
+                            IoSlice::new(parts[0]),
+                            IoSlice::new(parts[1]),
+                            IoSlice::new(parts[2]),
+                        ];
+                        let iov: &[IoSlice] = if e.vid != 0 { &iov } else { &iov[..2] };
+                        match tap.send(iov) {
+                            Ok(n) => {
+                                pc.tx_frames.add(1);
+                                pc.tx_bytes.add(n as u64);
+                            }
+                            Err(err) => match err.raw_os_error() {
+                                Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
+                                    pc.drops[DropReason::TxFull as usize].add(1)
+                                }
+                                Some(libc::EIO) | Some(libc::EBADFD) | Some(libc::ENODEV) => {
+                                    pc.drops[DropReason::PortDown as usize].add(1);
+                                    self.rt.port_gone(p, &format!("write failed: {err}"));
+                                }
+                                _ => pc.drops[DropReason::TxError as usize].add(1),
+                            },
+                        }
                     }
-                    Err(err) => match err.raw_os_error() {
-                        Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
-                            pc.drops[DropReason::TxFull as usize].add(1)
+                    (Some(KIND_AFXDP), _) => {
+                        if let Some(x) = self.xdp.get_mut(p as usize).and_then(|x| x.as_mut()) {
+                            xdp_send(x, p, &parts, pc, &mut self.xdp_dirty);
+                        } else {
+                            // Another worker owns this port's rings.
+                            let owner = self.rt.port_worker[p as usize].load(Relaxed);
+                            let len: usize = parts.iter().map(|x| x.len()).sum();
+                            if len > HANDOFF_FRAME {
+                                pc.drops[DropReason::Oversize as usize].add(1);
+                                continue;
+                            }
+                            let mut h = Handoff {
+                                port: p,
+                                len: len as u16,
+                                data: [0; HANDOFF_FRAME],
+                            };
+                            let mut at = 0;
+                            for part in parts {
+                                h.data[at..at + part.len()].copy_from_slice(part);
+                                at += part.len();
+                            }
+                            match self.rt.handoff[self.id].get(owner).map(|q| q.push(h)) {
+                                Some(Ok(())) => {
+                                    if let Some(w) = self.woke.get_mut(owner) {
+                                        *w = true;
+                                    }
+                                }
+                                _ => pc.drops[DropReason::HandoffFull as usize].add(1),
+                            }
                         }
-                        Some(libc::EIO) | Some(libc::EBADFD) | Some(libc::ENODEV) => {
-                            pc.drops[DropReason::PortDown as usize].add(1);
-                            self.rt.port_gone(p, &format!("write failed: {err}"));
-                        }
-                        _ => pc.drops[DropReason::TxError as usize].add(1),
-                    },
+                    }
+                    _ => pc.drops[DropReason::PortDown as usize].add(1),
                 }
             }
         }
         self.tx.clear();
+        self.kick();
+    }
+
+    /// Once per batch: AF_XDP ports transmit what was queued, and workers
+    /// that were handed frames are woken (one eventfd write each).
+    fn kick(&mut self) {
+        for &p in &self.xdp_dirty {
+            if let Some(x) = self.xdp.get_mut(p as usize).and_then(|x| x.as_mut()) {
+                x.flush();
+            }
+        }
+        self.xdp_dirty.clear();
+        for (w, woke) in self.woke.iter_mut().enumerate() {
+            if *woke {
+                *woke = false;
+                let _ = self.rt.wake[w].write(1);
+            }
+        }
+    }
+
+    /// Sends the frames other workers handed over for this worker's AF_XDP
+    /// ports.
+    fn take_handoffs(&mut self) {
+        for from in 0..self.rt.handoff.len() {
+            while let Some(h) = self.rt.handoff[from][self.id].pop() {
+                let p = h.port;
+                let pc = &self.counters.ports[p as usize];
+                let data = &h.data[..(h.len as usize).min(HANDOFF_FRAME)];
+                match self.xdp.get_mut(p as usize).and_then(|x| x.as_mut()) {
+                    Some(x) if self.rt.port_up[p as usize].load(Relaxed) => {
+                        xdp_send(x, p, &[data], pc, &mut self.xdp_dirty)
+                    }
+                    _ => pc.drops[DropReason::PortDown as usize].add(1),
+                }
+            }
+        }
+        self.kick();
+    }
+}
+
+#[inline]
+fn xdp_send(
+    x: &mut AfXdpPort,
+    p: u16,
+    parts: &[&[u8]],
+    pc: &crate::counters::PortCounters,
+    dirty: &mut Vec<u16>,
+) {
+    match x.send(parts) {
+        Ok(()) => {
+            let len: usize = parts.iter().map(|x| x.len()).sum();
+            pc.tx_frames.add(1);
+            pc.tx_bytes.add(len as u64);
+            if !dirty.contains(&p) {
+                dirty.push(p);
+            }
+        }
+        Err(TxError::Full) => pc.drops[DropReason::TxFull as usize].add(1),
+        Err(TxError::Oversize) => pc.drops[DropReason::Oversize as usize].add(1),
     }
 }

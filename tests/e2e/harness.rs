@@ -156,6 +156,68 @@ pub fn socket_path(switch: &str) -> PathBuf {
 
 /// Three digits that tell this run of the suite from another one running at
 /// the same time on the machine (namespace names are global).
+/// How a behaviour test runs: the port kind of its hosts and the number of
+/// workers. The foundation's suite is written once and run per variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variant {
+    /// Goes into names, so that variants of one test can run at once.
+    pub idx: u8,
+    /// `tap`, or `veth` (an AF_XDP port on the veth's outer end).
+    pub link: &'static str,
+    pub xdp_mode: &'static str,
+    pub workers: u8,
+}
+
+pub const VARIANTS: [Variant; 4] = [
+    Variant {
+        idx: 0,
+        link: "tap",
+        xdp_mode: "auto",
+        workers: 1,
+    },
+    Variant {
+        idx: 1,
+        link: "tap",
+        xdp_mode: "auto",
+        workers: 2,
+    },
+    Variant {
+        idx: 2,
+        link: "veth",
+        xdp_mode: "native",
+        workers: 1,
+    },
+    Variant {
+        idx: 3,
+        link: "veth",
+        xdp_mode: "generic",
+        workers: 2,
+    },
+];
+
+impl Variant {
+    /// A suffix for trial names: `[tap,w1]`, `[afxdp-native,w2]`.
+    pub fn label(&self) -> String {
+        match self.link {
+            "veth" => format!("[afxdp-{},w{}]", self.xdp_mode, self.workers),
+            _ => format!("[tap,w{}]", self.workers),
+        }
+    }
+}
+
+thread_local! {
+    static VARIANT: std::cell::Cell<Variant> = const { std::cell::Cell::new(VARIANTS[0]) };
+}
+
+/// The variant the running test was started with.
+pub fn variant() -> Variant {
+    VARIANT.with(|v| v.get())
+}
+
+pub fn set_variant(v: Variant) {
+    VARIANT.with(|c| c.set(v));
+}
+
 pub fn run_id() -> u32 {
     std::process::id() % 1000
 }
@@ -195,7 +257,7 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(tag: u8, n: usize) -> Topology {
-        let switch = format!("se{tag:02}{:03}", run_id());
+        let switch = format!("se{tag:02}{}{:03}", variant().idx, run_id());
         let hosts = (0..n)
             .map(|i| Host {
                 name: format!("{switch}{}", (b'a' + i as u8) as char),
@@ -229,7 +291,11 @@ impl Topology {
     }
 
     pub fn toml(&self) -> String {
-        let mut s = format!("[switch]\nname = \"{}\"\nworkers = 1\n", self.switch);
+        let v = variant();
+        let mut s = format!(
+            "[switch]\nname = \"{}\"\nworkers = {}\n",
+            self.switch, v.workers
+        );
         if let Some(a) = self.aging_secs {
             s += &format!("fdb_aging_secs = {a}\n");
         }
@@ -242,8 +308,8 @@ impl Topology {
         );
         for h in &self.hosts {
             s += &format!(
-                "\n[[host]]\nname = \"{}\"\nnetworks = [\"lan\"]\nip = [\"{}\"]\nmac = [\"{}\"]\n",
-                h.name, h.cidr, h.mac
+                "\n[[host]]\nname = \"{}\"\nnetworks = [\"lan\"]\nip = [\"{}\"]\nmac = [\"{}\"]\nlink = \"{}\"\nxdp_mode = \"{}\"\n",
+                h.name, h.cidr, h.mac, v.link, v.xdp_mode
             );
         }
         for (mac, port) in &self.statics {

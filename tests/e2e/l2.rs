@@ -916,9 +916,14 @@ fn counters_exact() -> TestResult {
             continue;
         };
         let s = |k: &str| pj.get(k).and_then(|v| v.as_str()).unwrap_or("");
-        if s("kind") != "tap" || s("mode") != "access" {
+        let kind = if crate::harness::variant().link == "veth" {
+            "afxdp"
+        } else {
+            "tap"
+        };
+        if s("kind") != kind || s("mode") != "access" {
             errors.push(format!(
-                "ports {}: want kind tap, mode access: {pj}",
+                "ports {}: want kind {kind}, mode access: {pj}",
                 h.port()
             ));
         }
@@ -1028,6 +1033,25 @@ fn bring_up_teardown_and_kill9() -> TestResult {
         wait_gone(pids[0]),
         "switch process {} survived kill -9",
         pids[0]
+    );
+    // The XDP programs were attached through BPF links: the kernel detached
+    // them when the process died, though its veths are still there.
+    let prefix = format!("shv{:x}x", pids[0]);
+    let links = run("ip", &["-d", "-o", "link", "show"])?;
+    let ours: Vec<&str> = links
+        .lines()
+        .filter(|l| l.contains(&format!(": {prefix}")))
+        .collect();
+    if crate::harness::variant().link == "veth" {
+        ensure!(
+            !ours.is_empty(),
+            "no veth {prefix}* of the killed switch found (the check would prove nothing)"
+        );
+    }
+    let with_xdp: Vec<&&str> = ours.iter().filter(|l| l.contains("xdp")).collect();
+    ensure!(
+        with_xdp.is_empty(),
+        "XDP program left after kill -9: {with_xdp:?}"
     );
 
     // ... and `up` cleans it.

@@ -20,15 +20,42 @@ use libtest_mimic::{Arguments, Trial};
 fn main() {
     let args = Arguments::from_args();
     let skip = harness::prerequisites().err();
-    let trials = l2::tests()
+    let skip_xdp = skip.clone().or_else(|| afxdp_available().err());
+    let mut tests: Vec<(
+        String,
+        Box<dyn FnOnce() -> harness::TestResult + Send>,
+        Option<String>,
+    )> = Vec::new();
+    // The foundation's behaviour suite, once per port kind and worker count.
+    for v in harness::VARIANTS {
+        for (name, test) in l2::tests() {
+            let why = if v.link == "veth" {
+                skip_xdp.clone()
+            } else {
+                skip.clone()
+            };
+            tests.push((
+                format!("{name}{}", v.label()),
+                Box::new(move || {
+                    harness::set_variant(v);
+                    test()
+                }),
+                why,
+            ));
+        }
+    }
+    for (name, test) in dns::tests()
         .into_iter()
-        .chain(dns::tests())
         .chain(vlan::tests())
         .chain(macvlan::tests())
-        .map(|(name, test)| match &skip {
+    {
+        tests.push((name.to_string(), Box::new(test), skip.clone()));
+    }
+    let trials = tests
+        .into_iter()
+        .map(|(name, test, why)| match why {
             Some(reason) => {
                 println!("skipped: {name}: {reason}");
-                let reason = reason.clone();
                 Trial::test(name, move || Err(format!("skipped: {reason}").into()))
                     .with_ignored_flag(true)
             }
@@ -36,4 +63,27 @@ fn main() {
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// AF_XDP on a veth of our own: the variants that need it are skipped when
+/// the kernel cannot give it.
+fn afxdp_available() -> Result<(), String> {
+    use shunt_switch::config::XdpMode;
+    use shunt_switch::port::{AfXdpPort, SharedUmem};
+    let a = format!("shxprobe{}", std::process::id() % 100000);
+    let b = format!("{a}b");
+    harness::run(
+        "ip",
+        &["link", "add", &a, "type", "veth", "peer", "name", &b],
+    )?;
+    let result = (|| {
+        harness::run("ip", &["link", "set", &a, "up"])?;
+        harness::run("ip", &["link", "set", &b, "up"])?;
+        let umem = SharedUmem::new(1).map_err(|e| format!("AF_XDP UMEM: {e}"))?;
+        AfXdpPort::open(&a, XdpMode::Generic, &umem)
+            .map(|_| ())
+            .map_err(|e| format!("AF_XDP unavailable: {e}"))
+    })();
+    let _ = harness::run("ip", &["link", "del", &a]);
+    result
 }

@@ -32,7 +32,7 @@ use std::sync::atomic::AtomicBool;
 pub const BATCH: usize = 64;
 /// Bytes per slot; a frame starts after `HEADROOM` so that headers
 /// (a VLAN tag, a VXLAN encapsulation) can be prepended in place.
-pub const SLOT: usize = 2048;
+pub const SLOT: usize = 4096;
 pub const HEADROOM: usize = 192;
 /// The largest frame a slot takes; a longer one is cut and counted oversize.
 pub const MAX_FRAME: usize = SLOT - HEADROOM;

@@ -7,6 +7,12 @@ pub mod xdp_loader;
 pub use afxdp::{AfXdpError, AfXdpPort, AfXdpStats, SharedUmem, TxError};
 pub use tap::{Tap, TapError};
 
+/// What backs a port when the switch starts.
+pub enum Device {
+    Tap(Tap),
+    AfXdp(Box<AfXdpPort>),
+}
+
 use std::io;
 use std::os::fd::RawFd;
 
