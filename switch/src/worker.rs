@@ -151,7 +151,7 @@ impl Worker {
                         let _ = rt.wake[self.id].read();
                         self.take_handoffs();
                     }
-                    Src::Host => self.from_host(),
+                    Src::Host => self.send_host_output(),
                 }
             }
         }
@@ -235,7 +235,7 @@ impl Worker {
     }
 
     /// Sends what the host stack produced, a batch at a time.
-    fn from_host(&mut self) {
+    fn send_host_output(&mut self) {
         let rt = Arc::clone(&self.rt);
         let Some(h) = rt.host.as_deref() else { return };
         HostLink::clear(&h.from_host_event);
@@ -373,13 +373,16 @@ impl Worker {
                                 h.data[at..at + part.len()].copy_from_slice(part);
                                 at += part.len();
                             }
-                            match self.rt.handoff[self.id].get(owner).map(|q| q.push(h)) {
-                                Some(Ok(())) => {
-                                    if let Some(w) = self.woke.get_mut(owner) {
-                                        *w = true;
-                                    }
+                            let pushed = match self.rt.handoff[self.id].get(owner) {
+                                Some(q) => q.push(h).is_ok(),
+                                None => false,
+                            };
+                            if pushed {
+                                if let Some(w) = self.woke.get_mut(owner) {
+                                    *w = true;
                                 }
-                                _ => pc.drops[DropReason::HandoffFull as usize].add(1),
+                            } else {
+                                pc.drops[DropReason::HandoffFull as usize].add(1);
                             }
                         }
                     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::ensure;
 use crate::harness::{exec, run_id, run_timeout, Switch, Tcpdump, TestResult, SHUNT};
 
-pub fn tests() -> Vec<(&'static str, fn() -> TestResult)> {
+pub fn tests() -> Vec<crate::l2::Test> {
     vec![
         ("dns::names_answered", names_answered),
         (

@@ -17,15 +17,18 @@ mod vlan;
 
 use libtest_mimic::{Arguments, Trial};
 
+/// A trial: its name, its body, and why it cannot run here (if so).
+type Case = (
+    String,
+    Box<dyn FnOnce() -> harness::TestResult + Send>,
+    Option<String>,
+);
+
 fn main() {
     let args = Arguments::from_args();
     let skip = harness::prerequisites().err();
     let skip_xdp = skip.clone().or_else(|| afxdp_available().err());
-    let mut tests: Vec<(
-        String,
-        Box<dyn FnOnce() -> harness::TestResult + Send>,
-        Option<String>,
-    )> = Vec::new();
+    let mut tests: Vec<Case> = Vec::new();
     // The foundation's behaviour suite, once per port kind and worker count.
     for v in harness::VARIANTS {
         for (name, test) in l2::tests() {
