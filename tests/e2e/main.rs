@@ -13,6 +13,7 @@ mod dns;
 mod harness;
 mod l2;
 mod macvlan;
+mod trace;
 mod vlan;
 
 use libtest_mimic::{Arguments, Trial};
@@ -51,6 +52,7 @@ fn main() {
         .into_iter()
         .chain(vlan::tests())
         .chain(macvlan::tests())
+        .chain(trace::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }
