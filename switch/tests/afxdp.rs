@@ -498,3 +498,101 @@ fn killed_process_leaves_no_program() {
         drop(port);
     }
 }
+
+fn counter(ns: &str, ifname: &str, what: &str) -> u64 {
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "cat",
+        &format!("/sys/class/net/{ifname}/statistics/{what}"),
+    ])
+    .ok()
+    .and_then(|s| s.trim().parse().ok())
+    .unwrap_or(0)
+}
+
+/// Raw forwarding rate between two veths through two ports on one UMEM, one
+/// thread in a tight loop (copy mode): trafgen floods 60-byte frames into
+/// the first veth from its namespace; we count what the port forwards and
+/// what arrives at the far end. Not a pass/fail test; run it with
+/// `cargo test --release -p shunt-switch --test afxdp -- --ignored forwarding_rate --nocapture`
+/// (AXT_BENCH_MODE=native|generic, AXT_BENCH_SECS=5).
+#[test]
+#[ignore = "benchmark: prints a rate"]
+fn forwarding_rate() {
+    skip_unless_able!();
+    if Command::new("trafgen").arg("-v").output().is_err() {
+        println!("skipped: no trafgen (netsniff-ng)");
+        return;
+    }
+    let mode = match std::env::var("AXT_BENCH_MODE").as_deref() {
+        Ok("generic") => XdpMode::Generic,
+        _ => XdpMode::Native,
+    };
+    let secs: u64 = std::env::var("AXT_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let v1 = Veth::new(20);
+    let v2 = Veth::new(21);
+    let umem = SharedUmem::new(2).expect("umem");
+    let mut p1 = open(&v1.a, mode, &umem);
+    let mut p2 = open(&v2.a, mode, &umem);
+    let mut gen = Command::new("ip")
+        .args(["netns", "exec", &v1.ns, "timeout", &(secs + 2).to_string()])
+        .args(["taskset", "-c", "0"])
+        .args(["trafgen", "--dev", &v1.b, "--cpus", "1", "-Q"])
+        .arg("{ 0x02,0xa7,0,0,0,2, 0x02,0xa7,0,0,0,1, c16(0x88b5), fill(0x00, 46) }")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("trafgen");
+    // The generator on CPU 0, the forwarding loop on the last CPU.
+    if let Some(last) = core_affinity::get_core_ids().and_then(|c| c.last().copied()) {
+        core_affinity::set_for_current(last);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // Drain what queued up meanwhile (the rings overflowed: not counted).
+    while p1.recv_batch(64, |_| ()) > 0 {}
+    let sent0 = counter(&v1.ns, &v1.b, "tx_packets");
+    let arrived0 = counter(&v2.ns, &v2.b, "rx_packets");
+    while p1.recv_batch(64, |_| ()) > 0 {}
+    let before = p1.stats();
+    let (mut fwd, mut full, mut batches, mut empty) = (0u64, 0u64, 0u64, 0u64);
+    let start = Instant::now();
+    let end = start + Duration::from_secs(secs);
+    while Instant::now() < end {
+        let n = p1.recv_batch(64, |f| match p2.send(&[f]) {
+            Ok(()) => fwd += 1,
+            Err(_) => full += 1,
+        });
+        p2.flush();
+        batches += 1;
+        if n == 0 {
+            empty += 1;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let after = p1.stats();
+    let sent = counter(&v1.ns, &v1.b, "tx_packets") - sent0;
+    let arrived = counter(&v2.ns, &v2.b, "rx_packets") - arrived0;
+    let _ = gen.kill();
+    let _ = gen.wait();
+    let dropped = after.rx_dropped - before.rx_dropped;
+    let fill_empty = after.rx_fill_ring_empty - before.rx_fill_ring_empty;
+    println!(
+        "forwarding_rate {} -> {}: offered {:.0} f/s, forwarded {:.0} f/s, arrived {:.0} f/s, tx_full {}, batches {} ({} empty), kernel rx drops {} (fill ring empty {})",
+        p1.mode(),
+        p2.mode(),
+        sent as f64 / elapsed,
+        fwd as f64 / elapsed,
+        arrived as f64 / elapsed,
+        full,
+        batches,
+        empty,
+        dropped,
+        fill_empty
+    );
+}

@@ -41,7 +41,7 @@ use crate::config::XdpMode;
 /// Size of one UMEM frame (one page: what veth and most drivers want).
 pub const FRAME_SIZE: u32 = 4096;
 /// Entries of each of the four rings of a port.
-pub const RING_SIZE: u32 = 1024;
+pub const RING_SIZE: u32 = 2048;
 /// Frames a port owns: a full receive side plus a full transmit side.
 pub const FRAMES_PER_PORT: u32 = 2 * RING_SIZE;
 /// What the kernel keeps in front of a received frame (XDP_PACKET_HEADROOM).
@@ -167,7 +167,7 @@ impl std::fmt::Debug for SharedUmem {
 
 impl SharedUmem {
     /// Maps an area for `ports` AF_XDP ports ([`FRAMES_PER_PORT`] frames of
-    /// [`FRAME_SIZE`] bytes each: 8 MiB per port). The pages are pinned by
+    /// [`FRAME_SIZE`] bytes each: 16 MiB per port). The pages are pinned by
     /// the kernel when a port registers them; root's CAP_IPC_LOCK keeps that
     /// out of RLIMIT_MEMLOCK.
     pub fn new(ports: usize) -> Result<SharedUmem, AfXdpError> {
