@@ -60,6 +60,22 @@ fn known_unicast(c: &mut Criterion) {
                 black_box(rig.run(0, NOW))
             })
         });
+        // An experiment, not the switch: the same with every frame's two
+        // FDB buckets (source and destination) loaded for the whole batch
+        // before the pipeline runs, as a stage could do (docs/PERF.md).
+        let mut b = 0;
+        g.bench_function(BenchmarkId::new("prefetched", label), |bench| {
+            bench.iter(|| {
+                let p = &pairs[b * BATCH..(b + 1) * BATCH];
+                rig.readdress(p);
+                for (d, s) in p {
+                    rig.fdb.prefetch(NET0, s);
+                    rig.fdb.prefetch(NET0, d);
+                }
+                b = (b + 1) % BATCHES;
+                black_box(rig.run(0, NOW))
+            })
+        });
         // The receive step alone, for subtraction.
         let mut b = 0;
         g.bench_function(BenchmarkId::new("rx_only", label), |bench| {

@@ -1,5 +1,6 @@
 //! shunt: a userspace Ethernet switch. See docs/ and DESIGN.md.
 
+pub mod bench;
 pub mod config;
 pub mod control;
 pub mod counters;

@@ -113,6 +113,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Measure forwarding rate, loss and latency through shunt (and the Linux bridge).
+    Bench(shunt_switch::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -267,6 +269,7 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Cmd::Bench(args) => shunt_switch::bench::run(args).map_err(|e| e.to_string()),
         Cmd::Trace {
             name,
             port,

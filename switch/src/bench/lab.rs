@@ -1,0 +1,430 @@
+//! The bench topology and its clean-up.
+//!
+//! ```text
+//!                 +--------------- shunt (child: `shunt up`, workers on core 1) ---+
+//!   shb-gen       |  port gen: TAP shb-tg               port sink: TAP shb-ts      |   shb-sink
+//!   (generator,   +------------------------------------------------------------------+   (sink)
+//!    core 0)      shb-bg == shb-bgp --- shb-br0 (kernel bridge) --- shb-bsp == shb-bs
+//!                 shb-dg ===================== direct veth ===================== shb-ds
+//! ```
+//!
+//! The two namespaces are ours; the switch puts its TAPs into them
+//! (`[[port]] namespace`) and leaves them when it stops. Everything is
+//! removed when the [`Lab`] is dropped: on success, on error, on Ctrl-C.
+
+use super::{BenchError, PortKind};
+use crate::netns;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const GEN_NS: &str = "shb-gen";
+pub const SINK_NS: &str = "shb-sink";
+pub const BRIDGE: &str = "shb-br0";
+/// The switch's name: its control socket and devices derive from it.
+pub const SWITCH: &str = "shb";
+
+/// One way from the generator to the sink: the interface to send on and
+/// the one to count at.
+#[derive(Debug, Clone)]
+pub struct Path {
+    pub gen_if: String,
+    pub sink_if: String,
+    pub gen_mac: [u8; 6],
+    pub sink_mac: [u8; 6],
+}
+
+fn ip(args: &[&str]) -> Result<String, BenchError> {
+    netns::ip(args).map_err(|e| BenchError::Setup(e.to_string()))
+}
+
+/// A MAC address of an interface, from `ip -j link show`.
+pub fn mac_of(ns: &str, ifname: &str) -> Result<[u8; 6], BenchError> {
+    let out = ip(&["-n", ns, "-j", "link", "show", "dev", ifname])?;
+    let v: serde_json::Value = serde_json::from_str(&out)
+        .map_err(|e| BenchError::Setup(format!("parsing `ip -j link show {ifname}`: {e}")))?;
+    let s = v[0]["address"].as_str().unwrap_or_default();
+    crate::config::parse_mac(s)
+        .ok_or_else(|| BenchError::Setup(format!("interface {ifname} in {ns} has no MAC ({s:?})")))
+}
+
+/// Frames received and sent by an interface, from `ip -s -j link show`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IfStats {
+    pub rx_packets: u64,
+}
+
+pub fn if_stats(ns: &str, ifname: &str) -> Result<IfStats, BenchError> {
+    let out = ip(&["-n", ns, "-s", "-j", "link", "show", "dev", ifname])?;
+    let v: serde_json::Value = serde_json::from_str(&out)
+        .map_err(|e| BenchError::Setup(format!("parsing `ip -s -j link show {ifname}`: {e}")))?;
+    let s = &v[0]["stats64"];
+    let g = |d: &str, k: &str| s[d][k].as_u64().unwrap_or(0);
+    Ok(IfStats {
+        rx_packets: g("rx", "packets"),
+    })
+}
+
+/// Everything the benchmark created; dropping it removes all of it.
+pub struct Lab {
+    namespaces: bool,
+    bridge: bool,
+    switch: Option<SwitchChild>,
+    topo_file: Option<PathBuf>,
+}
+
+impl Lab {
+    /// Removes what an earlier run killed with SIGKILL may have left, then
+    /// creates the two namespaces, the kernel bridge path and the direct
+    /// veth pair.
+    pub fn new(tcp: bool) -> Result<Lab, BenchError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(BenchError::NotRoot);
+        }
+        cleanup_stale();
+        let mut lab = Lab {
+            namespaces: true,
+            bridge: false,
+            switch: None,
+            topo_file: None,
+        };
+        for ns in [GEN_NS, SINK_NS] {
+            ip(&["netns", "add", ns])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            // No IPv6: no router solicitations or DAD frames in the counts.
+            let _ = netns::run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    ns,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.all.disable_ipv6=1",
+                ],
+            );
+            let _ = netns::run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    ns,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.default.disable_ipv6=1",
+                ],
+            );
+        }
+        // The direct pair: the generator's ceiling.
+        ip(&[
+            "link", "add", "shb-dg", "netns", GEN_NS, "type", "veth", "peer", "name", "shb-ds",
+            "netns", SINK_NS,
+        ])?;
+        // The kernel bridge path.
+        ip(&["link", "add", BRIDGE, "type", "bridge"])?;
+        lab.bridge = true;
+        ip(&[
+            "link", "add", "shb-bgp", "type", "veth", "peer", "name", "shb-bg", "netns", GEN_NS,
+        ])?;
+        ip(&[
+            "link", "add", "shb-bsp", "type", "veth", "peer", "name", "shb-bs", "netns", SINK_NS,
+        ])?;
+        for p in ["shb-bgp", "shb-bsp"] {
+            ip(&["link", "set", p, "master", BRIDGE])?;
+            ip(&["link", "set", p, "up"])?;
+        }
+        ip(&["link", "set", BRIDGE, "up"])?;
+        for (ns, ifs) in [
+            (GEN_NS, ["shb-dg", "shb-bg"]),
+            (SINK_NS, ["shb-ds", "shb-bs"]),
+        ] {
+            for i in ifs {
+                ip(&["-n", ns, "link", "set", i, "up"])?;
+            }
+        }
+        if tcp {
+            ip(&[
+                "-n",
+                GEN_NS,
+                "addr",
+                "add",
+                "10.199.2.1/24",
+                "dev",
+                "shb-bg",
+            ])?;
+            ip(&[
+                "-n",
+                SINK_NS,
+                "addr",
+                "add",
+                "10.199.2.2/24",
+                "dev",
+                "shb-bs",
+            ])?;
+        }
+        Ok(lab)
+    }
+
+    pub fn path(&self, gen_if: &str, sink_if: &str) -> Result<Path, BenchError> {
+        Ok(Path {
+            gen_if: gen_if.into(),
+            sink_if: sink_if.into(),
+            gen_mac: mac_of(GEN_NS, gen_if)?,
+            sink_mac: mac_of(SINK_NS, sink_if)?,
+        })
+    }
+
+    /// Moves the kernel bridge's work off the generator's core: RPS on the
+    /// bridge port facing the generator steers its frames to `cpu`. `None`
+    /// restores the default (no RPS: all on the generator's core).
+    pub fn bridge_rps(&self, cpu: Option<usize>) -> Result<(), BenchError> {
+        let mask = cpu
+            .map(|c| format!("{:x}", 1u64 << c))
+            .unwrap_or_else(|| "0".into());
+        let f = "/sys/class/net/shb-bgp/queues/rx-0/rps_cpus";
+        std::fs::write(f, &mask)
+            .map_err(|e| BenchError::Setup(format!("writing {mask} to {f}: {e}")))
+    }
+
+    /// Starts `shunt up` with a topology of two ports into the namespaces,
+    /// its workers pinned to `cores`; returns once it forwards.
+    pub fn start_switch(
+        &mut self,
+        kind: PortKind,
+        workers: usize,
+        cores: &[usize],
+        bare: bool,
+        tcp: bool,
+    ) -> Result<Path, BenchError> {
+        self.stop_switch();
+        let topo = topology(kind, workers, bare)?;
+        let file = std::env::temp_dir().join(format!("shunt-bench-{}.toml", std::process::id()));
+        std::fs::write(&file, topo)
+            .map_err(|e| BenchError::Setup(format!("writing {}: {e}", file.display())))?;
+        self.topo_file = Some(file.clone());
+        let exe = std::env::current_exe()
+            .map_err(|e| BenchError::Setup(format!("finding the shunt binary: {e}")))?;
+        let cpus = cores
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut child = Command::new("taskset")
+            .args(["-c", &cpus])
+            .arg(&exe)
+            .arg("up")
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            // Its own process group: Ctrl-C reaches the bench, which stops
+            // the switch itself, in order.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| {
+                BenchError::Setup(format!(
+                    "starting `taskset -c {cpus} shunt up` (is util-linux installed?): {e}"
+                ))
+            })?;
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let (tx, rx) = mpsc::channel();
+        if let Some(err) = child.stderr.take() {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    if line.contains("is up") {
+                        let _ = tx.send(());
+                    }
+                    if let Ok(mut l) = log.lock() {
+                        if l.len() > 50 {
+                            l.remove(0);
+                        }
+                        l.push(line);
+                    }
+                }
+            });
+        }
+        self.switch = Some(SwitchChild {
+            child,
+            log: Arc::clone(&log),
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
+                break;
+            }
+            let exited = self
+                .switch
+                .as_mut()
+                .and_then(|s| s.child.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline || super::interrupted() {
+                let said = log.lock().map(|l| l.join("\n")).unwrap_or_default();
+                return Err(BenchError::Switch(format!(
+                    "shunt up {} did not come up{}:\n{said}",
+                    file.display(),
+                    exited.map(|s| format!(" ({s})")).unwrap_or_default()
+                )));
+            }
+        }
+        let (g, s) = match kind {
+            PortKind::Tap => ("shb-tg", "shb-ts"),
+            PortKind::Afxdp => ("shb-xg", "shb-xs"),
+        };
+        if tcp {
+            let _ = ip(&["-n", GEN_NS, "addr", "replace", "10.199.1.1/24", "dev", g]);
+            let _ = ip(&["-n", SINK_NS, "addr", "replace", "10.199.1.2/24", "dev", s]);
+        }
+        self.path(g, s)
+    }
+
+    /// What the switch said last (for error reports).
+    pub fn switch_log(&self) -> String {
+        self.switch
+            .as_ref()
+            .and_then(|s| s.log.lock().ok().map(|l| l.join("\n")))
+            .unwrap_or_default()
+    }
+
+    /// True while the switch child runs.
+    pub fn switch_alive(&mut self) -> bool {
+        self.switch
+            .as_mut()
+            .is_some_and(|s| matches!(s.child.try_wait(), Ok(None)))
+    }
+
+    pub fn stop_switch(&mut self) {
+        if let Some(mut s) = self.switch.take() {
+            s.stop();
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.stop_switch();
+        if let Some(f) = self.topo_file.take() {
+            let _ = std::fs::remove_file(f);
+        }
+        for dev in ["shb-xgp", "shb-xsp"] {
+            if std::path::Path::new("/sys/class/net").join(dev).exists() {
+                let _ = netns::ip(&["link", "del", dev]);
+            }
+        }
+        if self.bridge {
+            let _ = netns::ip(&["link", "del", "shb-bgp"]);
+            let _ = netns::ip(&["link", "del", "shb-bsp"]);
+            let _ = netns::ip(&["link", "del", BRIDGE]);
+        }
+        if self.namespaces {
+            for ns in [GEN_NS, SINK_NS] {
+                if netns::exists(ns) {
+                    let _ = netns::del(ns);
+                }
+            }
+        }
+    }
+}
+
+/// Leftovers of a run that could not clean up (SIGKILL, power loss).
+fn cleanup_stale() {
+    let _ = Command::new(std::env::current_exe().unwrap_or_else(|_| "shunt".into()))
+        .args(["down", SWITCH])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    for dev in ["shb-bgp", "shb-bsp", "shb-xgp", "shb-xsp", BRIDGE] {
+        let _ = netns::ip(&["link", "del", dev]);
+    }
+    for ns in [GEN_NS, SINK_NS] {
+        if netns::exists(ns) {
+            let _ = netns::del(ns);
+        }
+    }
+}
+
+struct SwitchChild {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl SwitchChild {
+    /// SIGTERM (shunt removes its devices), then SIGKILL after 10 s.
+    fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The switch's topology: one network, two access ports, the generator's
+/// (port 0) and the sink's (port 1), so that `bare` (port i to port i^1)
+/// sends the generator's frames to the sink.
+pub fn topology(kind: PortKind, workers: usize, bare: bool) -> Result<String, BenchError> {
+    let mut t = format!(
+        "# Generated by `shunt bench`.\n[switch]\nname = \"{SWITCH}\"\nworkers = {workers}\n{}\n\
+         [[network]]\nname = \"bench\"\n",
+        if bare { "bare = true\n" } else { "" }
+    );
+    match kind {
+        PortKind::Tap => {
+            for (name, ifname, ns) in [("gen", "shb-tg", GEN_NS), ("sink", "shb-ts", SINK_NS)] {
+                t.push_str(&format!(
+                    "\n[[port]]\nname = \"{name}\"\nkind = \"tap\"\ninterface = \"{ifname}\"\n\
+                     namespace = \"{ns}\"\nmode = \"access\"\nnetwork = \"bench\"\n"
+                ));
+            }
+        }
+        PortKind::Afxdp => {
+            if !super::AFXDP_READY {
+                return Err(BenchError::Unavailable(
+                    "--port-kind afxdp: AF_XDP ports are not available in shunt yet; use --port-kind tap".into(),
+                ));
+            }
+            // Veth pairs: the inner ends in the namespaces (shb-xg, shb-xs),
+            // the outer ends attached by the switch with AF_XDP.
+            for (name, outer, inner, ns) in [
+                ("gen", "shb-xgp", "shb-xg", GEN_NS),
+                ("sink", "shb-xsp", "shb-xs", SINK_NS),
+            ] {
+                let _ = netns::ip(&["link", "del", outer]);
+                ip(&[
+                    "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", ns,
+                ])?;
+                ip(&["link", "set", outer, "up"])?;
+                ip(&["-n", ns, "link", "set", inner, "up"])?;
+                t.push_str(&format!(
+                    "\n[[port]]\nname = \"{name}\"\nkind = \"afxdp\"\ninterface = \"{outer}\"\n\
+                     mode = \"access\"\nnetwork = \"bench\"\n"
+                ));
+            }
+        }
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_topologies_parse() {
+        for bare in [false, true] {
+            let t = topology(PortKind::Tap, 1, bare).expect("tap topology");
+            let topo = crate::config::parse("bench.toml", &t).expect("parses");
+            assert_eq!(topo.ports.len(), 2);
+            assert_eq!(topo.switch.bare, bare);
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! `shunt bench`: how fast is this switch, and how does it compare to the
+//! Linux bridge, here, now (issue 4; docs/PERF.md).
+//!
+//! It builds its own topology ([`lab`]): a generator namespace and a sink
+//! namespace, joined three ways: through shunt (a child `shunt up` with two
+//! ports), through a kernel bridge (veth pairs), and directly (a veth pair:
+//! the generator's own ceiling). For each frame size it offers traffic
+//! with its own AF_PACKET generator ([`traffic`]) pinned to one core, the
+//! switch's workers pinned to the others, and reports the forwarding rate
+//! and loss, optionally the RFC 2544 zero-loss throughput, and latency
+//! percentiles at a fraction of the measured rate.
+
+mod lab;
+mod plot;
+mod raw;
+mod traffic;
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
+use traffic::{fmt_rate, Latency, Progress, Trial};
+
+/// Flip when the AF_XDP port can be driven by a topology file: the bench
+/// then attaches veth pairs with `kind = "afxdp"` ports (lab::topology).
+pub const AFXDP_READY: bool = false;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(
+        "shunt bench needs root (it creates namespaces, veth pairs and a bridge): run it with sudo"
+    )]
+    NotRoot,
+    #[error("setting up the bench topology: {0}")]
+    Setup(String),
+    #[error("the switch under test: {0}")]
+    Switch(String),
+    #[error("traffic: {0}")]
+    Traffic(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("interrupted; everything the bench created was removed")]
+    Interrupted,
+    #[error("writing {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortKind {
+    Tap,
+    Afxdp,
+}
+
+/// `shunt bench` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Frame sizes in bytes, FCS included (64..=1518).
+    #[arg(long, value_delimiter = ',', default_value = "64,512,1518")]
+    pub sizes: Vec<usize>,
+    /// Seconds per trial.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Kind of the switch's two ports.
+    #[arg(long, value_enum, default_value_t = PortKind::Tap)]
+    pub port_kind: PortKind,
+    /// Worker threads of the switch under test.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Also run the same traffic through a Linux bridge (default, and with
+    /// RPS moving its work off the generator's core) and give the ratios.
+    #[arg(long)]
+    pub vs_linux_bridge: bool,
+    /// Also run the same ports with no switching logic (port 0 to port 1).
+    #[arg(long)]
+    pub bare: bool,
+    /// RFC 2544 zero-loss throughput: binary search on the offered rate.
+    #[arg(long)]
+    pub rfc2544: bool,
+    /// Latency is measured at this fraction of each path's forwarding rate
+    /// (0 turns latency off).
+    #[arg(long, default_value_t = 0.5)]
+    pub latency_at: f64,
+    /// TCP throughput with iperf3, through shunt (and the bridge with --vs-linux-bridge).
+    #[arg(long)]
+    pub tcp: bool,
+    /// The generator's core; the switch's workers get the other cores.
+    #[arg(long, default_value_t = 0)]
+    pub gen_core: usize,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Write an SVG chart: rate by frame size, latency distribution.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<String>,
+    /// No progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// True once SIGINT or SIGTERM arrived: loops stop, guards clean up.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Relaxed)
+}
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Relaxed);
+}
+
+fn catch_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for s in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic (async-signal-safe).
+        let _ = unsafe { sigaction(s, &act) };
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu: String,
+    pub kernel: String,
+    pub load_1min: f64,
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let load_1min = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0);
+    Machine {
+        nproc: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        cpu,
+        kernel,
+        load_1min,
+    }
+}
+
+/// One path's results at one frame size.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathResult {
+    /// "shunt", "bare", "linux-bridge", "linux-bridge-rps".
+    pub path: String,
+    /// As fast as the generator can offer.
+    pub max: Trial,
+    pub bits_per_s: f64,
+    /// The path took (nearly) all the generator offered: the generator, not
+    /// the path, was the limit, and the path may do more.
+    pub generator_limited: bool,
+    pub rfc2544_fps: Option<f64>,
+    pub latency: Option<Latency>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SizeResult {
+    pub size: usize,
+    /// The generator into the sink over a direct veth pair, no switch.
+    pub generator_ceiling: Trial,
+    pub paths: Vec<PathResult>,
+    /// Forwarding-rate ratios, e.g. "shunt/linux-bridge".
+    pub ratios: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tcp {
+    pub path: String,
+    pub gbit_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub machine: Machine,
+    pub port_kind: PortKind,
+    pub workers: usize,
+    pub generator_core: usize,
+    pub switch_cores: Vec<usize>,
+    pub trial_seconds: f64,
+    pub latency_fraction: f64,
+    pub sizes: Vec<SizeResult>,
+    pub tcp: Vec<Tcp>,
+    pub notes: Vec<String>,
+}
+
+/// Runs the benchmark and prints the report.
+pub fn run(args: BenchArgs) -> Result<(), BenchError> {
+    if let Some(&s) = args.sizes.iter().find(|&&s| !(64..=1518).contains(&s)) {
+        return Err(BenchError::Usage(format!(
+            "--sizes: {s} is not a frame size in 64..=1518"
+        )));
+    }
+    if !(args.duration > 0.0 && args.duration <= 3600.0) {
+        return Err(BenchError::Usage(
+            "--duration: give seconds in (0, 3600]".into(),
+        ));
+    }
+    if !(0.0..=1.0).contains(&args.latency_at) {
+        return Err(BenchError::Usage(
+            "--latency-at: give a fraction in [0, 1]".into(),
+        ));
+    }
+    if args.workers == 0 || args.workers > 64 {
+        return Err(BenchError::Usage("--workers: give 1..=64".into()));
+    }
+    if args.port_kind == PortKind::Afxdp && !AFXDP_READY {
+        return Err(BenchError::Unavailable(
+            "--port-kind afxdp: not available yet (the AF_XDP port is being integrated into shunt); use --port-kind tap".into(),
+        ));
+    }
+    catch_signals();
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let gen_core = args.gen_core.min(ncpu - 1);
+    let mut switch_cores: Vec<usize> = (0..ncpu)
+        .filter(|&c| c != gen_core)
+        .take(args.workers)
+        .collect();
+    if switch_cores.is_empty() {
+        switch_cores.push(gen_core);
+    }
+    let report = measure(&args, gen_core, &switch_cores)?;
+    if args.json {
+        let s = serde_json::to_string_pretty(&report)
+            .map_err(|e| BenchError::Traffic(format!("encoding the report: {e}")))?;
+        println!("{s}");
+    } else {
+        print!("{}", text(&report));
+    }
+    if let Some(f) = &args.plot {
+        std::fs::write(f, plot::svg(&report)).map_err(|source| BenchError::Write {
+            path: f.clone(),
+            source,
+        })?;
+        if !args.json {
+            println!("chart: {f}");
+        }
+    }
+    Ok(())
+}
+
+fn check() -> Result<(), BenchError> {
+    if interrupted() {
+        return Err(BenchError::Interrupted);
+    }
+    Ok(())
+}
+
+fn measure(
+    args: &BenchArgs,
+    gen_core: usize,
+    switch_cores: &[usize],
+) -> Result<Report, BenchError> {
+    let dur = Duration::from_secs_f64(args.duration);
+    let core = Some(gen_core);
+    let q = args.quiet;
+    let mut notes = Vec::new();
+    let mut lab = lab::Lab::new(args.tcp)?;
+    let mut sizes: Vec<SizeResult> = Vec::new();
+
+    // The generator's own ceiling: no switch between it and the sink.
+    let direct = lab.path("shb-dg", "shb-ds")?;
+    for &size in &args.sizes {
+        check()?;
+        let label = format!("{size} B: generator ceiling (direct veth)");
+        let t = traffic::trial(
+            &direct,
+            size,
+            None,
+            dur,
+            core,
+            &Progress {
+                label: &label,
+                quiet: q,
+            },
+        )?;
+        sizes.push(SizeResult {
+            size,
+            generator_ceiling: t,
+            paths: Vec::new(),
+            ratios: Vec::new(),
+        });
+    }
+
+    let mut tcp = Vec::new();
+    if args.vs_linux_bridge {
+        let br = lab.path("shb-bg", "shb-bs")?;
+        traffic::announce_sink(&br)?;
+        let rps_core = switch_cores.first().copied().filter(|&c| c != gen_core);
+        for (name, rps) in [("linux-bridge", None), ("linux-bridge-rps", rps_core)] {
+            if name == "linux-bridge-rps" && rps.is_none() {
+                notes.push("linux-bridge-rps skipped: no core other than the generator's".into());
+                continue;
+            }
+            lab.bridge_rps(rps)?;
+            for sr in sizes.iter_mut() {
+                check()?;
+                sr.paths
+                    .push(run_path(args, &br, name, sr.size, dur, core)?);
+            }
+        }
+        lab.bridge_rps(None)?;
+        if args.tcp {
+            check()?;
+            if !q {
+                eprint!("\r\x1b[Ktcp: iperf3 through the linux bridge");
+            }
+            tcp.push(Tcp {
+                path: "linux-bridge".into(),
+                gbit_per_s: traffic::iperf3("10.199.2.2", dur.as_secs().max(2), core)? / 1e9,
+            });
+        }
+    }
+
+    let modes: &[(&str, bool)] = if args.bare {
+        &[("shunt", false), ("bare", true)]
+    } else {
+        &[("shunt", false)]
+    };
+    for &(name, bare) in modes {
+        check()?;
+        if !q {
+            eprint!("\r\x1b[Kstarting the switch ({name})");
+        }
+        let path = lab.start_switch(args.port_kind, args.workers, switch_cores, bare, args.tcp)?;
+        traffic::announce_sink(&path)?;
+        for sr in sizes.iter_mut() {
+            check()?;
+            let r = run_path(args, &path, name, sr.size, dur, core);
+            if !lab.switch_alive() {
+                return Err(BenchError::Switch(format!(
+                    "the switch stopped during the run:\n{}",
+                    lab.switch_log()
+                )));
+            }
+            sr.paths.push(r?);
+        }
+        if args.tcp && !bare {
+            if !q {
+                eprint!("\r\x1b[Ktcp: iperf3 through shunt");
+            }
+            tcp.push(Tcp {
+                path: "shunt".into(),
+                gbit_per_s: traffic::iperf3("10.199.1.2", dur.as_secs().max(2), core)? / 1e9,
+            });
+        }
+        lab.stop_switch();
+    }
+    traffic::clear_progress(q);
+
+    for sr in sizes.iter_mut() {
+        let fps = |n: &str| sr.paths.iter().find(|p| p.path == n).map(|p| p.max.fps);
+        let mut ratios = Vec::new();
+        for (a, b) in [
+            ("shunt", "linux-bridge"),
+            ("shunt", "linux-bridge-rps"),
+            ("shunt", "bare"),
+        ] {
+            if let (Some(x), Some(y)) = (fps(a), fps(b)) {
+                if y > 0.0 {
+                    ratios.push((format!("{a}/{b}"), x / y));
+                }
+            }
+        }
+        sr.ratios = ratios;
+    }
+    if sizes
+        .iter()
+        .flat_map(|s| &s.paths)
+        .any(|p| p.generator_limited)
+    {
+        notes.push("generator_limited: the path took (nearly) all the generator offered, so its rate is a lower bound".into());
+    }
+    Ok(Report {
+        machine: machine(),
+        port_kind: args.port_kind,
+        workers: args.workers,
+        generator_core: gen_core,
+        switch_cores: switch_cores.to_vec(),
+        trial_seconds: args.duration,
+        latency_fraction: args.latency_at,
+        sizes,
+        tcp,
+        notes,
+    })
+}
+
+fn run_path(
+    args: &BenchArgs,
+    path: &lab::Path,
+    name: &str,
+    size: usize,
+    dur: Duration,
+    core: Option<usize>,
+) -> Result<PathResult, BenchError> {
+    let q = args.quiet;
+    let label = format!("{size} B: {name}");
+    let max = traffic::trial(
+        path,
+        size,
+        None,
+        dur,
+        core,
+        &Progress {
+            label: &label,
+            quiet: q,
+        },
+    )?;
+    let generator_limited = max.loss_ratio < 0.01;
+    let rfc2544_fps = if args.rfc2544 {
+        if max.loss == 0 {
+            Some(max.fps)
+        } else {
+            Some(traffic::rfc2544(path, size, max.offered_fps, dur, core, &label, q)?.0)
+        }
+    } else {
+        None
+    };
+    let latency = if args.latency_at > 0.0 && max.fps > 0.0 {
+        let rate = args.latency_at * max.fps;
+        let label = format!("{size} B: {name} latency");
+        Some(traffic::latency(
+            path,
+            size,
+            rate,
+            dur,
+            core,
+            &Progress {
+                label: &label,
+                quiet: q,
+            },
+        )?)
+    } else {
+        None
+    };
+    if interrupted() {
+        return Err(BenchError::Interrupted);
+    }
+    Ok(PathResult {
+        path: name.into(),
+        bits_per_s: max.fps * size as f64 * 8.0,
+        max,
+        generator_limited,
+        rfc2544_fps,
+        latency,
+    })
+}
+
+fn text(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let m = &r.machine;
+    let _ = writeln!(
+        o,
+        "shunt bench: {} ports, {} worker(s) on core(s) {:?}, generator on core {}, {} s per trial",
+        match r.port_kind {
+            PortKind::Tap => "tap",
+            PortKind::Afxdp => "afxdp",
+        },
+        r.workers,
+        r.switch_cores,
+        r.generator_core,
+        r.trial_seconds
+    );
+    let _ = writeln!(
+        o,
+        "machine: {} cores, {}, kernel {}, load average {:.2} at the end",
+        m.nproc, m.cpu, m.kernel, m.load_1min
+    );
+    for s in &r.sizes {
+        let _ = writeln!(o, "\n{}-byte frames", s.size);
+        let _ = writeln!(
+            o,
+            "  {:<18} {:>12} {:>12} {:>10} {:>8}  notes",
+            "path", "offered", "forwarded", "Mbit/s", "loss"
+        );
+        let c = &s.generator_ceiling;
+        let _ = writeln!(
+            o,
+            "  {:<18} {:>12} {:>12} {:>10.1} {:>7.2}%  direct veth, no switch",
+            "generator ceiling",
+            fmt_rate(c.offered_fps),
+            fmt_rate(c.fps),
+            c.fps * s.size as f64 * 8.0 / 1e6,
+            c.loss_ratio * 100.0
+        );
+        for p in &s.paths {
+            let mut notes = Vec::new();
+            if p.generator_limited {
+                notes.push("generator-limited".to_string());
+            }
+            if let Some(t) = p.rfc2544_fps {
+                notes.push(format!("rfc2544 zero-loss {}", fmt_rate(t)));
+            }
+            let _ = writeln!(
+                o,
+                "  {:<18} {:>12} {:>12} {:>10.1} {:>7.2}%  {}",
+                p.path,
+                fmt_rate(p.max.offered_fps),
+                fmt_rate(p.max.fps),
+                p.bits_per_s / 1e6,
+                p.max.loss_ratio * 100.0,
+                notes.join(", ")
+            );
+        }
+        let lat: Vec<_> = s
+            .paths
+            .iter()
+            .filter_map(|p| p.latency.as_ref().map(|l| (p, l)))
+            .collect();
+        if !lat.is_empty() {
+            let _ = writeln!(
+                o,
+                "  latency (µs) at {:.0}% of each path's forwarding rate:",
+                r.latency_fraction * 100.0
+            );
+            let _ = writeln!(
+                o,
+                "  {:<18} {:>11} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8}",
+                "path", "rate", "p50", "p90", "p99", "p99.9", "max", "lost"
+            );
+            for (p, l) in lat {
+                let _ = writeln!(
+                    o,
+                    "  {:<18} {:>11} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>8}",
+                    p.path,
+                    fmt_rate(l.rate_fps),
+                    l.p50_us,
+                    l.p90_us,
+                    l.p99_us,
+                    l.p999_us,
+                    l.max_us,
+                    l.lost
+                );
+            }
+        }
+        for (name, v) in &s.ratios {
+            let _ = writeln!(o, "  {name}: {v:.2}x");
+        }
+    }
+    if !r.tcp.is_empty() {
+        let _ = writeln!(o, "\nTCP (iperf3, one stream)");
+        for t in &r.tcp {
+            let _ = writeln!(o, "  {:<18} {:>8.2} Gbit/s", t.path, t.gbit_per_s);
+        }
+    }
+    for n in &r.notes {
+        let _ = writeln!(o, "note: {n}");
+    }
+    o
+}

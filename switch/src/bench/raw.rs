@@ -1,0 +1,314 @@
+//! AF_PACKET sockets for the benchmark's own generator and timestamping
+//! receiver: a sender that hands frames to the driver in batches
+//! (`sendmmsg`, qdisc bypassed, as trafgen does), and a receiver that reads
+//! the kernel's receive timestamp of each frame (`SO_TIMESTAMPNS`), so the
+//! receiving thread's own scheduling delay is not part of the latency.
+
+use crate::netns;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// Nanoseconds of CLOCK_REALTIME, the clock of `SO_TIMESTAMPNS` (shared by
+/// every namespace, like CLOCK_MONOTONIC).
+pub fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A raw packet socket bound to one interface of one namespace.
+pub struct PacketSocket {
+    fd: OwnedFd,
+}
+
+fn setsockopt_int(fd: &OwnedFd, level: i32, name: i32, val: i32) -> io::Result<()> {
+    // SAFETY: the option value is an int that lives across the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            &val as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn open_bound(ifname: &str, protocol: u16) -> io::Result<OwnedFd> {
+    let cname = std::ffi::CString::new(ifname).map_err(io::Error::other)?;
+    // SAFETY: a NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if ifindex == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let proto = protocol.to_be();
+    // SAFETY: plain socket creation; the descriptor is owned right after.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: an all-zero sockaddr_ll is valid; the fields we need are set.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: `sll` is a valid sockaddr_ll of the size given.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+fn in_ns<T: Send>(
+    ns: &str,
+    what: &str,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> Result<T, String> {
+    match netns::in_netns(ns, f) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what} in namespace {ns}: {e}")),
+        Err(e) => Err(format!("{what}: {e}")),
+    }
+}
+
+impl PacketSocket {
+    /// A socket that only sends (protocol 0 receives nothing), bypassing the
+    /// qdisc: frames go straight to the driver, as trafgen sends them.
+    pub fn sender(ns: &str, ifname: &str) -> Result<PacketSocket, String> {
+        let fd = in_ns(ns, &format!("opening a packet socket on {ifname}"), || {
+            let fd = open_bound(ifname, 0)?;
+            setsockopt_int(&fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)?;
+            let _ = setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20);
+            Ok(fd)
+        })?;
+        Ok(PacketSocket { fd })
+    }
+
+    /// A socket that receives the IPv4 frames of `ifname` with their kernel
+    /// receive time.
+    pub fn stamped_receiver(ns: &str, ifname: &str) -> Result<PacketSocket, String> {
+        let fd = in_ns(ns, &format!("opening a packet socket on {ifname}"), || {
+            let fd = open_bound(ifname, libc::ETH_P_IP as u16)?;
+            setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
+            let _ = setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 16 << 20);
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 100_000,
+            };
+            // SAFETY: a valid timeval of the size given.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    &tv as *const libc::timeval as *const libc::c_void,
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                )
+            };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(fd)
+        })?;
+        Ok(PacketSocket { fd })
+    }
+
+    /// Sends `count` copies of `frame` in one `sendmmsg`. Returns how many
+    /// the kernel took (a full driver queue takes fewer).
+    pub fn send_copies(&self, frame: &[u8], count: usize, scratch: &mut SendScratch) -> usize {
+        let n = count.min(scratch.iov.len());
+        for i in 0..n {
+            scratch.iov[i] = libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            };
+            // SAFETY: an all-zero msghdr is valid; only the vector is set.
+            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+            hdr.msg_iov = &mut scratch.iov[i];
+            hdr.msg_iovlen = 1;
+            scratch.msgs[i] = libc::mmsghdr {
+                msg_hdr: hdr,
+                msg_len: 0,
+            };
+        }
+        // SAFETY: `msgs[..n]` point at `iov[..n]`, which point at `frame`;
+        // all outlive the call, and the kernel only reads them.
+        let r = unsafe {
+            libc::sendmmsg(
+                self.fd.as_raw_fd(),
+                scratch.msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                0,
+            )
+        };
+        if r < 0 {
+            0
+        } else {
+            r as usize
+        }
+    }
+
+    /// Sends one frame. False if the kernel refused it.
+    pub fn send_one(&self, frame: &[u8]) -> bool {
+        // SAFETY: `frame` is valid for reads of its length during the call.
+        let r = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+                0,
+            )
+        };
+        r == frame.len() as isize
+    }
+
+    /// Receives one frame into `buf`; returns its length and its kernel
+    /// receive time (CLOCK_REALTIME ns), or None on the 100 ms timeout.
+    pub fn recv_stamped(&self, buf: &mut [u8]) -> io::Result<Option<(usize, u64)>> {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        let mut cbuf = [0u64; 16];
+        // SAFETY: an all-zero msghdr is valid; the fields set point at
+        // buffers that outlive the call.
+        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+        hdr.msg_controllen = std::mem::size_of_val(&cbuf);
+        // SAFETY: `hdr` is valid as set up above.
+        let r = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut hdr, 0) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+                _ => Err(e),
+            };
+        }
+        let mut stamp = 0;
+        // SAFETY: walking the control messages the kernel wrote into
+        // `cbuf`, within `msg_controllen`, with the libc macros.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&hdr);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_TIMESTAMPNS {
+                    let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                    stamp = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+                }
+                c = libc::CMSG_NXTHDR(&hdr, c);
+            }
+        }
+        Ok(Some((r as usize, stamp)))
+    }
+}
+
+/// The vectors `sendmmsg` needs, allocated once per sender.
+pub struct SendScratch {
+    iov: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+}
+
+impl SendScratch {
+    pub fn new(batch: usize) -> SendScratch {
+        SendScratch {
+            iov: (0..batch)
+                .map(|_| libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                })
+                .collect(),
+            // SAFETY: an all-zero mmsghdr is valid (null pointers, zero lengths).
+            msgs: (0..batch).map(|_| unsafe { std::mem::zeroed() }).collect(),
+        }
+    }
+}
+
+/// Where the timestamp sits in a benchmark frame (after Ethernet, IPv4, UDP).
+pub const STAMP_AT: usize = 14 + 20 + 8;
+/// Marks a timestamped frame (the two bytes before the stamp).
+pub const STAMP_MAGIC: [u8; 2] = *b"SB";
+
+/// A UDP/IPv4 frame of `size` bytes on the wire (FCS included, so the
+/// buffer is `size - 4` long) from `src` to `dst`. The addresses are not
+/// the sink's: the sink's kernel drops the frames without answering.
+pub fn udp_frame(size: usize, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    let len = size.max(64) - 4;
+    let mut f = vec![0u8; len];
+    f[0..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&src);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let ip_len = (len - 14) as u16;
+    let ip = &mut f[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&[198, 18, 0, 1]); // RFC 2544 benchmarking range
+    ip[16..20].copy_from_slice(&[198, 19, 0, 2]);
+    let mut sum = 0u32;
+    for c in ip.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let udp = &mut f[34..42];
+    udp[0..2].copy_from_slice(&49184u16.to_be_bytes());
+    udp[2..4].copy_from_slice(&7u16.to_be_bytes());
+    udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    f
+}
+
+/// Writes the send time into a frame made by [`udp_frame`].
+#[inline]
+pub fn stamp(frame: &mut [u8], ns: u64) {
+    frame[STAMP_AT - 2..STAMP_AT].copy_from_slice(&STAMP_MAGIC);
+    frame[STAMP_AT..STAMP_AT + 8].copy_from_slice(&ns.to_be_bytes());
+}
+
+/// The send time of a stamped frame, if it is one.
+#[inline]
+pub fn read_stamp(frame: &[u8]) -> Option<u64> {
+    let m = frame.get(STAMP_AT - 2..STAMP_AT)?;
+    if m != STAMP_MAGIC {
+        return None;
+    }
+    let b = frame.get(STAMP_AT..STAMP_AT + 8)?;
+    Some(u64::from_be_bytes(b.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_sizes_and_stamp() {
+        for size in [64, 512, 1518] {
+            let mut f = udp_frame(size, [2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1]);
+            assert_eq!(f.len(), size - 4);
+            assert_eq!(read_stamp(&f), None);
+            stamp(&mut f, 123_456_789);
+            assert_eq!(read_stamp(&f), Some(123_456_789));
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! Offering traffic and measuring what arrives.
+//!
+//! A trial sends one frame size at a rate (or as fast as the generator can)
+//! for a while from the generator's namespace, then counts what the sink's
+//! interface received (`ip -s -j link`): the forwarding rate is received
+//! frames over the sending time, the loss is sent minus received.
+//! A latency trial sends timestamped frames one at a time, evenly paced,
+//! and a receiver in the sink's namespace takes each frame's kernel receive
+//! time: latency = receive time - send time (one clock for all namespaces).
+
+use super::lab::{if_stats, Path, GEN_NS, SINK_NS};
+use super::raw::{self, PacketSocket, SendScratch};
+use super::{interrupted, BenchError};
+use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Frames per `sendmmsg` when sending as fast as possible or paced.
+const SEND_BATCH: usize = 32;
+/// Time allowed for frames in flight to arrive after the generator stops.
+const DRAIN: Duration = Duration::from_millis(150);
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Trial {
+    /// Frames the generator handed to the kernel.
+    pub sent: u64,
+    /// Frames the sink's interface received.
+    pub received: u64,
+    pub seconds: f64,
+    /// Offered rate: sent / seconds.
+    pub offered_fps: f64,
+    /// Forwarding rate: received / seconds.
+    pub fps: f64,
+    pub loss: u64,
+    pub loss_ratio: f64,
+}
+
+/// Teaches the switch (or bridge) where the sink is: a few broadcast frames
+/// from the sink's interface.
+pub fn announce_sink(path: &Path) -> Result<(), BenchError> {
+    let s = PacketSocket::sender(SINK_NS, &path.sink_if).map_err(BenchError::Traffic)?;
+    let f = raw::udp_frame(64, [0xff; 6], path.sink_mac);
+    for _ in 0..3 {
+        s.send_one(&f);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    Ok(())
+}
+
+/// Progress shown on stderr while a trial runs.
+pub struct Progress<'a> {
+    pub label: &'a str,
+    pub quiet: bool,
+}
+
+/// Sends `size`-byte frames along `path` at `rate` frames/s (None: as fast
+/// as possible) for `dur`, with the sending thread pinned to `core`.
+pub fn trial(
+    path: &Path,
+    size: usize,
+    rate: Option<f64>,
+    dur: Duration,
+    core: Option<usize>,
+    progress: &Progress,
+) -> Result<Trial, BenchError> {
+    let sock = PacketSocket::sender(GEN_NS, &path.gen_if).map_err(BenchError::Traffic)?;
+    let frame = raw::udp_frame(size, path.sink_mac, path.gen_mac);
+    let before = if_stats(SINK_NS, &path.sink_if)?;
+    let sent = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let seconds = std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            pin(core);
+            let mut scratch = SendScratch::new(SEND_BATCH);
+            let t0 = Instant::now();
+            let mut n: u64 = 0;
+            while !interrupted() {
+                let now = t0.elapsed();
+                if now >= dur {
+                    break;
+                }
+                if let Some(r) = rate {
+                    // Pace: batch k leaves at k * SEND_BATCH / r.
+                    let due = Duration::from_secs_f64(n as f64 / r);
+                    if due > now {
+                        spin_until(t0 + due);
+                        continue;
+                    }
+                }
+                n += sock.send_copies(&frame, SEND_BATCH, &mut scratch) as u64;
+                sent.store(n, Relaxed);
+            }
+            done.store(true, Relaxed);
+            t0.elapsed().as_secs_f64()
+        });
+        while !done.load(Relaxed) && !interrupted() {
+            std::thread::sleep(Duration::from_millis(250));
+            show(progress, start, sent.load(Relaxed), rate);
+        }
+        sender.join().unwrap_or(0.0)
+    });
+    std::thread::sleep(DRAIN);
+    let after = if_stats(SINK_NS, &path.sink_if)?;
+    let sent = sent.load(Relaxed);
+    let received = after.rx_packets.saturating_sub(before.rx_packets);
+    let seconds = seconds.max(1e-9);
+    let loss = sent.saturating_sub(received);
+    Ok(Trial {
+        sent,
+        received,
+        seconds,
+        offered_fps: sent as f64 / seconds,
+        fps: received as f64 / seconds,
+        loss,
+        loss_ratio: if sent == 0 {
+            0.0
+        } else {
+            loss as f64 / sent as f64
+        },
+    })
+}
+
+fn show(p: &Progress, start: Instant, sent: u64, rate: Option<f64>) {
+    if p.quiet {
+        return;
+    }
+    let t = start.elapsed().as_secs_f64();
+    let r = rate
+        .map(|r| format!(" (paced at {})", fmt_rate(r)))
+        .unwrap_or_default();
+    eprint!("\r\x1b[K{}: {:.1} s, {} frames sent{}", p.label, t, sent, r);
+}
+
+pub fn clear_progress(quiet: bool) {
+    if !quiet {
+        eprint!("\r\x1b[K");
+    }
+}
+
+pub fn fmt_rate(fps: f64) -> String {
+    if fps >= 1e6 {
+        format!("{:.2} Mfps", fps / 1e6)
+    } else {
+        format!("{:.1} kfps", fps / 1e3)
+    }
+}
+
+/// RFC 2544 §26.1 throughput: the highest rate with no loss, by binary
+/// search between 0 and `high` (a rate known to lose, or the generator's
+/// ceiling), to within 1% or `max_trials` trials.
+pub fn rfc2544(
+    path: &Path,
+    size: usize,
+    high: f64,
+    dur: Duration,
+    core: Option<usize>,
+    label: &str,
+    quiet: bool,
+) -> Result<(f64, Vec<(f64, Trial)>), BenchError> {
+    let max_trials = 10;
+    let (mut lo, mut hi) = (0.0f64, high);
+    let mut tried = Vec::new();
+    let mut rate = high;
+    for k in 0..max_trials {
+        if interrupted() {
+            break;
+        }
+        let lbl = format!("{label} rfc2544 trial {} at {}", k + 1, fmt_rate(rate));
+        let t = trial(
+            path,
+            size,
+            Some(rate),
+            dur,
+            core,
+            &Progress { label: &lbl, quiet },
+        )?;
+        tried.push((rate, t));
+        if t.loss == 0 {
+            lo = rate;
+            if k == 0 {
+                break; // no loss at the top: that is the answer
+            }
+        } else {
+            hi = rate;
+        }
+        if hi - lo <= 0.01 * hi {
+            break;
+        }
+        rate = (lo + hi) / 2.0;
+    }
+    Ok((lo, tried))
+}
+
+/// Latency percentiles of one run, in microseconds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Latency {
+    pub rate_fps: f64,
+    pub samples: u64,
+    pub lost: u64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    /// (latency µs, fraction of samples at or below it), for the plot.
+    #[serde(skip)]
+    pub cdf: Vec<(f64, f64)>,
+}
+
+/// Sends timestamped frames one at a time at `rate` for `dur` and records
+/// each one's latency.
+pub fn latency(
+    path: &Path,
+    size: usize,
+    rate: f64,
+    dur: Duration,
+    core: Option<usize>,
+    progress: &Progress,
+) -> Result<Latency, BenchError> {
+    let tx = PacketSocket::sender(GEN_NS, &path.gen_if).map_err(BenchError::Traffic)?;
+    let rx = PacketSocket::stamped_receiver(SINK_NS, &path.sink_if).map_err(BenchError::Traffic)?;
+    let mut frame = raw::udp_frame(size, path.sink_mac, path.gen_mac);
+    let done = AtomicBool::new(false);
+    let sent = AtomicU64::new(0);
+    let start = Instant::now();
+    let rate = rate.max(1.0);
+    let (hist, sent_n) = std::thread::scope(|s| -> Result<(Histogram<u64>, u64), BenchError> {
+        let receiver = s.spawn(|| -> Result<Histogram<u64>, String> {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)
+                .map_err(|e| format!("latency histogram: {e}"))?;
+            let mut buf = vec![0u8; 2048];
+            let mut idle_since: Option<Instant> = None;
+            loop {
+                match rx.recv_stamped(&mut buf) {
+                    Ok(Some((n, at))) => {
+                        idle_since = None;
+                        if let Some(t) = raw::read_stamp(&buf[..n]) {
+                            let _ = h.record(at.saturating_sub(t).max(1));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(format!("receiving on {}: {e}", path.sink_if)),
+                }
+                if done.load(Relaxed) {
+                    let t = *idle_since.get_or_insert_with(Instant::now);
+                    if t.elapsed() > DRAIN || h.len() >= sent.load(Relaxed) {
+                        return Ok(h);
+                    }
+                }
+            }
+        });
+        let sender = s.spawn(|| {
+            pin(core);
+            let t0 = Instant::now();
+            let mut n = 0u64;
+            while !interrupted() && t0.elapsed() < dur {
+                spin_until(t0 + Duration::from_secs_f64(n as f64 / rate));
+                raw::stamp(&mut frame, raw::realtime_ns());
+                if tx.send_one(&frame) {
+                    n += 1;
+                    sent.store(n, Relaxed);
+                }
+            }
+            done.store(true, Relaxed);
+            n
+        });
+        while !done.load(Relaxed) && !interrupted() {
+            std::thread::sleep(Duration::from_millis(250));
+            show(progress, start, sent.load(Relaxed), Some(rate));
+        }
+        let n = sender.join().unwrap_or(0);
+        done.store(true, Relaxed);
+        let h = receiver
+            .join()
+            .map_err(|_| BenchError::Traffic("latency receiver panicked".into()))?
+            .map_err(BenchError::Traffic)?;
+        Ok((h, n))
+    })?;
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let mut cdf = Vec::new();
+    for v in hist.iter_quantiles(2) {
+        cdf.push((
+            v.value_iterated_to() as f64 / 1000.0,
+            v.quantile_iterated_to(),
+        ));
+    }
+    Ok(Latency {
+        rate_fps: rate,
+        samples: hist.len(),
+        lost: sent_n.saturating_sub(hist.len()),
+        p50_us: us(0.5),
+        p90_us: us(0.9),
+        p99_us: us(0.99),
+        p999_us: us(0.999),
+        max_us: hist.max() as f64 / 1000.0,
+        cdf,
+    })
+}
+
+fn spin_until(t: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= t {
+            return;
+        }
+        if t - now > Duration::from_micros(500) {
+            std::thread::sleep(Duration::from_micros(200));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+fn pin(core: Option<usize>) {
+    if let Some(c) = core {
+        core_affinity::set_for_current(core_affinity::CoreId { id: c });
+    }
+}
+
+/// TCP throughput with iperf3 from the generator's namespace (client, on
+/// `core`) to a server in the sink's namespace, at `server_ip`.
+pub fn iperf3(server_ip: &str, secs: u64, core: Option<usize>) -> Result<f64, BenchError> {
+    use std::process::{Command, Stdio};
+    let mut server = Command::new("ip")
+        .args([
+            "netns", "exec", SINK_NS, "iperf3", "-s", "-1", "-B", server_ip,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            BenchError::Traffic(format!("starting iperf3 -s (is iperf3 installed?): {e}"))
+        })?;
+    std::thread::sleep(Duration::from_millis(300));
+    let mut args: Vec<String> = vec!["netns".into(), "exec".into(), GEN_NS.into()];
+    if let Some(c) = core {
+        args.extend(["taskset".into(), "-c".into(), c.to_string()]);
+    }
+    args.extend(
+        [
+            "iperf3",
+            "-J",
+            "-c",
+            server_ip,
+            "-t",
+            &secs.max(1).to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let out = Command::new("ip").args(&args).output();
+    let _ = server.kill();
+    let _ = server.wait();
+    let out = out.map_err(|e| BenchError::Traffic(format!("running iperf3 -c: {e}")))?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| BenchError::Traffic(format!("iperf3 -J output: {e}")))?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .ok_or_else(|| {
+            BenchError::Traffic(format!(
+                "iperf3 to {server_ip} gave no result: {}",
+                v["error"].as_str().unwrap_or("no error message")
+            ))
+        })
+}
