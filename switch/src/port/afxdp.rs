@@ -409,7 +409,7 @@ impl AfXdpPort {
         let sock = Socket::with_shared(&info, &xumem)
             .map_err(os_err)
             .map_err(setup("create the XDP socket", ""))?;
-        let device = xumem
+        let mut device = xumem
             .fq_cq(&sock)
             .map_err(os_err)
             .map_err(setup("set up the fill and completion rings", ""))?;
@@ -456,6 +456,13 @@ impl AfXdpPort {
                 )(e))
             }
         }
+        // Fill the fill ring before the program sends anything our way.
+        let lo = partition.first_addr();
+        let hi = lo + u64::from(FRAMES_PER_PORT) * u64::from(FRAME_SIZE);
+        let mut free = Vec::with_capacity(FRAMES_PER_PORT as usize);
+        free.extend((0..u64::from(FRAMES_PER_PORT)).map(|i| lo + i * u64::from(FRAME_SIZE)));
+        let rx_out = fill_from(&mut device, &mut free, 0);
+
         // SAFETY: the descriptor belongs to `device`/`xumem`, which live as
         // long as the port; it is only borrowed for the map update.
         let xsk_fd = unsafe { BorrowedFd::borrow_raw(device.as_raw_fd()) };
@@ -521,13 +528,9 @@ impl AfXdpPort {
             (Hook::Generic, true) => "generic-zerocopy",
         };
 
-        let lo = partition.first_addr();
-        let hi = lo + u64::from(FRAMES_PER_PORT) * u64::from(FRAME_SIZE);
-        let mut free = Vec::with_capacity(FRAMES_PER_PORT as usize);
-        free.extend((0..u64::from(FRAMES_PER_PORT)).map(|i| lo + i * u64::from(FRAME_SIZE)));
         let base = partition.area.base;
 
-        let mut port = AfXdpPort {
+        let port = AfXdpPort {
             link,
             rx,
             tx,
@@ -543,12 +546,11 @@ impl AfXdpPort {
             lo,
             hi,
             free,
-            rx_out: 0,
+            rx_out,
             tx_out: 0,
             tx_queued: 0,
             bad_kernel_descs: 0,
         };
-        port.refill();
         Ok(port)
     }
 
@@ -615,23 +617,7 @@ impl AfXdpPort {
     /// Puts free frames into the fill ring until the receive side holds
     /// RING_SIZE frames (or the free list or the ring runs out).
     fn refill(&mut self) {
-        let want = (RING_SIZE - self.rx_out).min(self.free.len() as u32);
-        if want == 0 {
-            return;
-        }
-        let mut writer = self.device.fill(want);
-        let cap = writer.capacity() as usize;
-        if cap == 0 {
-            return;
-        }
-        let start = self.free.len() - cap;
-        // Exactly `cap` items: WriteFill::insert zips the iterator with its
-        // slots, and an iterator longer than the slots would lose one item.
-        let n = writer.insert(self.free[start..].iter().copied()) as usize;
-        writer.commit();
-        drop(writer);
-        self.free.truncate(self.free.len() - n);
-        self.rx_out += n as u32;
+        self.rx_out += fill_from(&mut self.device, &mut self.free, self.rx_out);
     }
 
     /// Receives up to `max` frames: tops up the fill ring first, then hands
@@ -808,6 +794,29 @@ impl AsFd for AfXdpPort {
     fn as_fd(&self) -> BorrowedFd<'_> {
         AfXdpPort::as_fd(self)
     }
+}
+
+/// Moves free frames into the fill ring until the receive side (`rx_out`
+/// frames in the fill and receive rings) holds RING_SIZE frames, or the free
+/// list or the ring runs out. Returns how many frames it moved.
+fn fill_from(device: &mut DeviceQueue, free: &mut Vec<u64>, rx_out: u32) -> u32 {
+    let want = RING_SIZE.saturating_sub(rx_out).min(free.len() as u32);
+    if want == 0 {
+        return 0;
+    }
+    let mut writer = device.fill(want);
+    let cap = writer.capacity() as usize;
+    if cap == 0 {
+        return 0;
+    }
+    let start = free.len() - cap;
+    // Exactly `cap` items: WriteFill::insert zips the iterator with its
+    // slots, and an iterator longer than the slots would lose one item.
+    let n = writer.insert(free[start..].iter().copied());
+    writer.commit();
+    drop(writer);
+    free.truncate(free.len() - n as usize);
+    n
 }
 
 /// One `sendto(fd, NULL, 0, MSG_DONTWAIT)`: makes the kernel transmit from
