@@ -36,23 +36,15 @@ fn sh(args: &[&str]) -> Result<String, String> {
 
 /// Why these tests cannot run here, if they cannot.
 fn cannot_run() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return Some("not root (needs namespaces, veth and AF_XDP)".into());
     }
     if sh(&["ip", "-V"]).is_err() {
         return Some("no `ip` command".into());
     }
-    // SAFETY: plain socket(2); the descriptor is closed right away.
-    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW, 0) };
-    if fd < 0 {
-        return Some(format!(
-            "no AF_XDP sockets: {}",
-            std::io::Error::last_os_error()
-        ));
+    if let Err(e) = shunt_switch::port::afxdp::available() {
+        return Some(format!("no AF_XDP sockets: {e}"));
     }
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
     None
 }
 

@@ -796,6 +796,20 @@ impl AsFd for AfXdpPort {
     }
 }
 
+/// Whether this kernel and this process can create AF_XDP sockets (for a
+/// test's or a start-up check's "skipped"/"unavailable" message).
+pub fn available() -> io::Result<()> {
+    // SAFETY: plain socket(2); on success the descriptor is handed to an
+    // OwnedFd, which closes it.
+    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor nobody else owns.
+    drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    Ok(())
+}
+
 /// Moves free frames into the fill ring until the receive side (`rx_out`
 /// frames in the fill and receive rings) holds RING_SIZE frames, or the free
 /// list or the ring runs out. Returns how many frames it moved.
