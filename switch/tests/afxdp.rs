@@ -570,7 +570,11 @@ fn forwarding_rate() {
     let after = p1.stats();
     let sent = counter(&v1.ns, &v1.b, "tx_packets") - sent0;
     let arrived = counter(&v2.ns, &v2.b, "rx_packets") - arrived0;
-    let _ = gen.kill();
+    // SIGTERM, which `timeout` passes on to trafgen (SIGKILL would not).
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gen.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
     let _ = gen.wait();
     let dropped = after.rx_dropped - before.rx_dropped;
     let fill_empty = after.rx_fill_ring_empty - before.rx_fill_ring_empty;
