@@ -22,7 +22,7 @@ use traffic::{fmt_rate, Latency, Progress, Trial};
 
 /// Flip when the AF_XDP port can be driven by a topology file: the bench
 /// then attaches veth pairs with `kind = "afxdp"` ports (lab::topology).
-pub const AFXDP_READY: bool = false;
+pub const AFXDP_READY: bool = true;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {

@@ -9,7 +9,7 @@
 //! time: latency = receive time - send time (one clock for all namespaces).
 
 use super::lab::{if_stats, Path, GEN_NS, SINK_NS};
-use super::raw::{self, PacketSocket, SendScratch};
+use super::raw::{self, PacketSocket, TxRing};
 use super::{interrupted, BenchError};
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -65,8 +65,8 @@ pub fn trial(
     core: Option<usize>,
     progress: &Progress,
 ) -> Result<Trial, BenchError> {
-    let sock = PacketSocket::sender(GEN_NS, &path.gen_if).map_err(BenchError::Traffic)?;
     let frame = raw::udp_frame(size, path.sink_mac, path.gen_mac);
+    let mut ring = TxRing::new(GEN_NS, &path.gen_if, &frame).map_err(BenchError::Traffic)?;
     let before = if_stats(SINK_NS, &path.sink_if)?;
     let sent = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -74,7 +74,6 @@ pub fn trial(
     let seconds = std::thread::scope(|s| {
         let sender = s.spawn(|| {
             pin(core);
-            let mut scratch = SendScratch::new(SEND_BATCH);
             let t0 = Instant::now();
             let mut n: u64 = 0;
             while !interrupted() {
@@ -90,7 +89,7 @@ pub fn trial(
                         continue;
                     }
                 }
-                n += sock.send_copies(&frame, SEND_BATCH, &mut scratch) as u64;
+                n += ring.send(SEND_BATCH, None) as u64;
                 sent.store(n, Relaxed);
             }
             done.store(true, Relaxed);
