@@ -9,6 +9,10 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use toml::Spanned;
 
+mod vtep;
+use vtep::vtep_section;
+pub use vtep::VXLAN_OVERHEAD;
+
 pub const DEFAULT_NAME: &str = "shunt";
 pub const DEFAULT_MTU: u16 = 1500;
 /// The largest MTU a port may have: a frame (with a VLAN tag) must fit a
@@ -160,6 +164,10 @@ pub struct Network {
     pub arp_suppress: bool,
     /// A macvlan-style network: hosts hang off a parent port by MAC.
     pub macvlan: Option<Macvlan>,
+    /// Carried over VXLAN with this VNI (needs a `[vtep]`).
+    pub vni: Option<u32>,
+    /// The remote VTEPs that get a copy of each flooded frame.
+    pub vtep_peers: Vec<Ipv4Addr>,
     pub line: usize,
 }
 
@@ -263,6 +271,30 @@ pub struct Topology {
     /// then the `[[port]]` tables.
     pub ports: Vec<PortCfg>,
     pub fdb: Vec<StaticFdb>,
+    /// The switch as a VXLAN tunnel endpoint (docs/vxlan.md).
+    pub vtep: Option<Vtep>,
+}
+
+/// Most remote VTEPs a topology may name.
+pub const MAX_VTEPS: usize = 64;
+
+/// `[vtep]`: the switch's VXLAN tunnel endpoint.
+#[derive(Debug, Clone)]
+pub struct Vtep {
+    /// The underlay port (index into `Topology::ports`, `mode = "underlay"`).
+    pub port: usize,
+    /// The VTEP's address on the underlay, with its prefix.
+    pub address: Ipv4Net,
+    /// The next hop towards remote VTEPs outside `address`'s prefix.
+    pub gateway: Option<Ipv4Addr>,
+    pub udp_port: u16,
+    pub ttl: u8,
+    /// Every remote VTEP named (networks' peers, then static entries), each
+    /// once: remote `k` is FDB port `pipeline::vxlan::VTEP_BASE + k`.
+    pub remotes: Vec<Ipv4Addr>,
+    /// Static entries behind a remote VTEP: (network, MAC, remote index).
+    pub fdb: Vec<(usize, Mac, usize)>,
+    pub line: usize,
 }
 
 impl Topology {
@@ -288,6 +320,17 @@ struct RawFile {
     port: Vec<Spanned<RawPort>>,
     #[serde(default)]
     fdb: Vec<Spanned<RawFdb>>,
+    vtep: Option<Spanned<RawVtep>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVtep {
+    port: Spanned<String>,
+    address: Spanned<String>,
+    gateway: Option<Spanned<String>>,
+    udp_port: Option<Spanned<i64>>,
+    ttl: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +356,8 @@ struct RawNetwork {
     kind: Option<Spanned<String>>,
     parent: Option<Spanned<String>>,
     macvlan_mode: Option<Spanned<String>>,
+    vni: Option<Spanned<i64>>,
+    vtep_peers: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -352,7 +397,8 @@ struct RawPort {
 struct RawFdb {
     network: Spanned<String>,
     mac: Spanned<String>,
-    port: Spanned<String>,
+    port: Option<Spanned<String>>,
+    vtep: Option<Spanned<String>>,
 }
 
 struct Ctx<'a> {
@@ -412,6 +458,21 @@ fn int_in(ctx: &Ctx, what: &str, v: &Spanned<i64>, min: i64, max: i64) -> Result
     Ok(x)
 }
 
+/// Checks a switch name given on the command line (`shunt up --name`).
+pub fn check_switch_name(n: &str) -> Result<(), String> {
+    let ok = !n.is_empty()
+        && n.len() <= 12
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "switch name {n:?} is not valid: use 1 to 12 letters, digits, '-' or '_'"
+        ))
+    }
+}
+
 pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
     let ctx = Ctx { file, src };
     let raw: RawFile = match toml::from_str(src) {
@@ -441,7 +502,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         if let Some(n) = &s.name {
             check_name(&ctx, "switch", n)?;
             if n.get_ref().len() > 12 {
-                return ctx.err(n.span(), "switch name is longer than 12 characters (it prefixes device names, which the kernel limits to 15)");
+                return ctx.err(n.span(), "switch name is longer than 12 characters (it names the control socket and files under /run/shunt; keep it short)");
             }
             switch.name = n.get_ref().clone();
         }
@@ -545,6 +606,8 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
             dns_upstream,
             arp_suppress: n.arp_suppress.unwrap_or(false),
             macvlan: None,
+            vni: None,
+            vtep_peers: Vec::new(),
             line,
         });
     }
@@ -904,10 +967,24 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
                 }
                 PortMode::Trunk { allowed, native }
             }
+            "underlay" => {
+                if p.network.is_some() || p.networks.is_some() || p.native.is_some() {
+                    return ctx.err(
+                        ps.span(),
+                        format!("underlay port {name:?} carries no network: it takes no `network`, `networks` or `native`"),
+                    );
+                }
+                // A trunk of no network: classify would drop everything;
+                // the VTEP's decapsulation takes its frames first.
+                PortMode::Trunk {
+                    allowed: Vec::new(),
+                    native: None,
+                }
+            }
             other => {
                 return ctx.err(
                     p.mode.as_ref().map(|m| m.span()).unwrap_or(ps.span()),
-                    format!("mode {other:?} is not one of \"access\", \"trunk\""),
+                    format!("mode {other:?} is not one of \"access\", \"trunk\", \"underlay\""),
                 )
             }
         };
@@ -1068,6 +1145,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
 
     // [[fdb]]
     let mut fdb = Vec::new();
+    let mut vtep_fdb = Vec::new();
     for fs in &raw.fdb {
         let line = ctx.line(fs.span().start);
         let f = fs.get_ref();
@@ -1090,8 +1168,17 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
                 )
             }
         };
-        let Some(port) = ports.iter().position(|p| &p.name == f.port.get_ref()) else {
-            return ctx.err(f.port.span(), format!("static entry names port {:?}, which is not defined (host ports are named HOST.NETWORK)", f.port.get_ref()));
+        let port_s = match (&f.port, &f.vtep) {
+            (Some(p), None) => p,
+            (None, Some(v)) => {
+                // Checked with the [vtep] below.
+                vtep_fdb.push((network, mac, v.clone(), f.mac.span()));
+                continue;
+            }
+            _ => return ctx.err(fs.span(), "static entry needs either `port` or `vtep`"),
+        };
+        let Some(port) = ports.iter().position(|p| &p.name == port_s.get_ref()) else {
+            return ctx.err(port_s.span(), format!("static entry names port {:?}, which is not defined (host ports are named HOST.NETWORK)", port_s.get_ref()));
         };
         let carries = match &ports[port].mode {
             PortMode::Access { network: n } => *n == network,
@@ -1101,10 +1188,10 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         };
         if !carries {
             return ctx.err(
-                f.port.span(),
+                port_s.span(),
                 format!(
                     "port {:?} does not carry network {:?}",
-                    f.port.get_ref(),
+                    port_s.get_ref(),
                     f.network.get_ref()
                 ),
             );
@@ -1140,12 +1227,14 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
     for (ni, m) in macvlans {
         networks[ni].macvlan = Some(m);
     }
+    let vtep = vtep_section(&ctx, &raw, &mut networks, &mut hosts, &mut ports, vtep_fdb)?;
     Ok(Topology {
         switch,
         networks,
         hosts,
         ports,
         fdb,
+        vtep,
     })
 }
 

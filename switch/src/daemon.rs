@@ -361,9 +361,14 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, String>
                 let st = State {
                     pid: std::process::id(),
                     namespaces: owned.clone(),
-                    resolv_dirs: read_state(&rt.name)
-                        .map(|s| s.resolv_dirs)
-                        .unwrap_or_default(),
+                    resolv_dirs: {
+                        // The host's resolver folder, written once it is attached.
+                        let mut d = read_state(&rt.name)
+                            .map(|s| s.resolv_dirs)
+                            .unwrap_or_default();
+                        d.push(crate::host::resolv::dir(host).display().to_string());
+                        d
+                    },
                 };
                 let _ = write_state(&rt.name, &st);
             }
@@ -452,6 +457,7 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, String>
         let _ = rt.fdb.add_static(ni as u16, &mac, id as u16);
     }
     rt.taps[id].store(Some(Arc::new(tap)));
+    rt.port_kind[id].store(crate::runtime::KIND_TAP, Relaxed);
     rt.port_worker[id].store(id % rt.counters.len(), Relaxed);
     rt.port_up[id].store(true, Relaxed);
     rt.plan
@@ -486,7 +492,13 @@ pub fn detach_host(rt: &Runtime, host: &str, network: &str) -> Result<String, St
     rt.plan
         .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
     rt.taps[id].store(None);
+    rt.port_kind[id].store(crate::runtime::KIND_NONE, Relaxed);
     rt.port_generation.fetch_add(1, Relaxed);
+    // Remove the device now rather than when the last worker lets go of
+    // its descriptor, so the host can be attached again at once.
+    if let Some(l) = &removed_link {
+        let _ = netns::ip(&["-n", host, "link", "del", "dev", &l.ifname]);
+    }
     let flushed = rt.fdb.flush_port(id as u16);
     if let Some(l) = removed_link {
         if topo.networks[ni].macvlan.is_some() {
@@ -577,8 +589,17 @@ pub fn run(topo: Topology) -> Result<(), UpError> {
         });
     }
     let mut owned_now = owned.clone();
-    let result = serve(topo.clone(), taps, sigs, owned, &mut owned_now);
-    teardown(&topo, &owned_now);
+    let mut final_topo = topo.clone();
+    let result = serve(
+        topo.clone(),
+        taps,
+        sigs,
+        owned,
+        &mut owned_now,
+        &mut final_topo,
+    );
+    // Hosts attached at run time are in the final topology.
+    teardown(&final_topo, &owned_now);
     result
 }
 
@@ -588,6 +609,7 @@ fn serve(
     sigs: nix::sys::signal::SigSet,
     owned: Vec<String>,
     owned_now: &mut Vec<String>,
+    final_topo: &mut Topology,
 ) -> Result<(), UpError> {
     let name = topo.switch.name.clone();
     let fdb = Fdb::new(FdbConfig {
@@ -600,6 +622,15 @@ fn serve(
                 "static entry on line {}: {e}",
                 s.line
             )));
+        }
+    }
+    // Static entries behind remote VTEPs.
+    if let Some(v) = &topo.vtep {
+        for &(net, mac, k) in &v.fdb {
+            let port = crate::pipeline::vxlan::VTEP_BASE + k as u16;
+            fdb.add_static(net as u16, &mac, port).map_err(|e| {
+                UpError::Start(format!("static entry behind VTEP {}: {e}", v.remotes[k]))
+            })?;
         }
     }
     // Hosts of macvlan networks are known by their fixed MACs.
@@ -619,10 +650,11 @@ fn serve(
     let nports = topo.ports.len();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let nworkers = topo.switch.workers.clamp(1, nports.max(1));
-    let host = if topo
-        .networks
-        .iter()
-        .any(|n| n.address.is_some() || n.arp_suppress)
+    let host = if topo.vtep.is_some()
+        || topo
+            .networks
+            .iter()
+            .any(|n| n.address.is_some() || n.arp_suppress)
     {
         let nets = topo
             .networks
@@ -634,10 +666,19 @@ fn serve(
                 arp_suppress: n.arp_suppress,
             })
             .collect();
-        let link = HostLink::new(nets, nworkers).map_err(|source| UpError::Io {
+        let mut link = HostLink::new(nets, nworkers).map_err(|source| UpError::Io {
             what: "creating the host stack's queues".into(),
             source,
         })?;
+        if let Some(v) = &topo.vtep {
+            let mac = crate::pipeline::vxlan::underlay_mac(&name);
+            link.underlay = Some(crate::host::underlay::Underlay::new(v, mac).map_err(
+                |source| UpError::Io {
+                    what: "creating the VXLAN underlay's queue".into(),
+                    source,
+                },
+            )?);
+        }
         Some(Arc::new(link))
     } else {
         None
@@ -674,6 +715,13 @@ fn serve(
                 source,
             })?;
         handles.push(h);
+        let rt2 = Arc::clone(&rt);
+        let ul = crate::host::underlay::spawn(Arc::clone(link), move || rt2.stop.load(Relaxed))
+            .map_err(|source| UpError::Io {
+                what: "starting the VXLAN underlay thread".into(),
+                source,
+            })?;
+        handles.extend(ul);
     }
     // Ageing beside the workers, never stopping them.
     {
@@ -766,6 +814,7 @@ fn serve(
     for h in handles {
         let _ = h.join();
     }
+    *final_topo = rt.topo().clone();
     *owned_now = rt
         .owned_namespaces
         .lock()
@@ -777,7 +826,7 @@ fn serve(
 
 /// `shunt up --detach`: starts the switch as a background process and
 /// returns once it answers on its control socket.
-pub fn detach(name: &str, file: Option<&str>) -> Result<u32, UpError> {
+pub fn detach(name: &str, file: Option<&str>, name_arg: Option<&str>) -> Result<u32, UpError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(UpError::NotRoot);
     }
@@ -801,6 +850,9 @@ pub fn detach(name: &str, file: Option<&str>) -> Result<u32, UpError> {
     cmd.arg("up");
     if let Some(f) = file {
         cmd.arg(f);
+    }
+    if let Some(n) = name_arg {
+        cmd.args(["--name", n]);
     }
     use std::os::unix::process::CommandExt;
     let mut child = cmd

@@ -6,6 +6,16 @@ use shunt_switch::{config, control, daemon};
 use std::io::Write;
 use std::process::ExitCode;
 
+/// `println!` that ends quietly when stdout is closed (`shunt fdb | head`).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "shunt",
@@ -29,6 +39,9 @@ enum Cmd {
         /// Only check the file and print what it would create.
         #[arg(long)]
         check: bool,
+        /// Switch name, instead of the file's `[switch] name`.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Stop the switch and remove everything `up` created.
     Down {
@@ -40,6 +53,9 @@ enum Cmd {
     /// Run CMD inside a host's network namespace.
     Exec {
         host: String,
+        /// Only if HOST is a host of this switch.
+        #[arg(long)]
+        name: Option<String>,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         cmd: Vec<String>,
     },
@@ -150,8 +166,13 @@ fn run(cli: Cli) -> Result<(), String> {
             file,
             detach,
             check,
+            name,
         } => {
-            let topo = load(file.as_deref())?;
+            let mut topo = load(file.as_deref())?;
+            if let Some(n) = &name {
+                config::check_switch_name(n)?;
+                topo.switch.name = n.clone();
+            }
             if check {
                 print_plan(&topo);
                 return Ok(());
@@ -166,9 +187,9 @@ fn run(cli: Cli) -> Result<(), String> {
                     ),
                     None => None,
                 };
-                let pid =
-                    daemon::detach(&topo.switch.name, abs.as_deref()).map_err(|e| e.to_string())?;
-                println!(
+                let pid = daemon::detach(&topo.switch.name, abs.as_deref(), name.as_deref())
+                    .map_err(|e| e.to_string())?;
+                out!(
                     "switch {:?} is up (pid {pid}); log: {}",
                     topo.switch.name,
                     daemon::log_path(&topo.switch.name).display()
@@ -181,10 +202,20 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Down { name, name_opt } => {
             let name = control::pick_name(name.or(name_opt));
             let msg = daemon::down(&name).map_err(|e| e.to_string())?;
-            println!("{msg}");
+            out!("{msg}");
             Ok(())
         }
-        Cmd::Exec { host, cmd } => {
+        Cmd::Exec { host, name, cmd } => {
+            if let Some(n) = name {
+                let v =
+                    control::request(&n, &json!({"cmd": "ports"})).map_err(|e| e.to_string())?;
+                let ours = v
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|p| p["host"].as_str() == Some(host.as_str())));
+                if !ours {
+                    return Err(format!("{host:?} is not a host of switch {n:?}"));
+                }
+            }
             if !shunt_switch::netns::exists(&host) {
                 return Err(format!(
                     "no host {host:?} (no network namespace of that name); is the switch up?"
@@ -213,7 +244,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 &json!({"cmd": cmd_name, "host": host, "network": network}),
             )
             .map_err(|e| e.to_string())?;
-            println!(
+            out!(
                 "{}",
                 v.get("message").and_then(Value::as_str).unwrap_or("ok")
             );
@@ -223,7 +254,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let name = control::pick_name(name);
             let v = control::request(&name, &json!({"cmd": "ports"})).map_err(|e| e.to_string())?;
             if json {
-                println!("{v}");
+                out!("{v}");
             } else {
                 print_ports(&v);
             }
@@ -238,7 +269,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let v = control::request(&name, &json!({"cmd": "fdb", "network": network}))
                 .map_err(|e| e.to_string())?;
             if json {
-                println!("{v}");
+                out!("{v}");
             } else {
                 print_fdb(&v);
             }
@@ -253,7 +284,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let v = control::request(&name, &json!({"cmd": "dns", "network": network}))
                 .map_err(|e| e.to_string())?;
             if json {
-                println!("{v}");
+                out!("{v}");
             } else {
                 print!("{}", shunt_switch::host::names::listing_text(&v));
             }
@@ -263,7 +294,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let name = control::pick_name(name);
             let v = control::request(&name, &json!({"cmd": "stats"})).map_err(|e| e.to_string())?;
             if json {
-                println!("{v}");
+                out!("{v}");
             } else {
                 print_stats(&v);
             }
@@ -332,7 +363,7 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
         for (i, c) in cells.iter().enumerate() {
             out.push_str(&format!("{:<width$}  ", c, width = w[i]));
         }
-        println!("{}", out.trim_end());
+        out!("{}", out.trim_end());
     };
     line(headers.iter().map(|h| h.to_uppercase()).collect());
     for r in rows {
@@ -413,7 +444,7 @@ fn print_fdb(v: &Value) {
         .unwrap_or_default();
     let n = rows.len();
     table(&["network", "vlan", "mac", "port", "type", "age(s)"], rows);
-    println!("{n} entries");
+    out!("{n} entries");
 }
 
 fn print_stats(v: &Value) {
@@ -462,7 +493,7 @@ fn print_stats(v: &Value) {
         ],
         rows,
     );
-    println!(
+    out!(
         "fdb: {} entries (capacity {})",
         s(&v["fdb"], "entries"),
         s(&v["fdb"], "capacity")
@@ -470,12 +501,15 @@ fn print_stats(v: &Value) {
 }
 
 fn print_plan(t: &config::Topology) {
-    println!(
+    out!(
         "switch {:?}: {} worker(s), fdb ageing {} s, at most {} entries",
-        t.switch.name, t.switch.workers, t.switch.fdb_aging_secs, t.switch.fdb_max_entries
+        t.switch.name,
+        t.switch.workers,
+        t.switch.fdb_aging_secs,
+        t.switch.fdb_max_entries
     );
     for n in &t.networks {
-        println!(
+        out!(
             "network {}: vlan {}, subnet {}, switch address {}",
             n.name,
             n.vlan.map(|v| v.to_string()).unwrap_or("-".into()),
@@ -485,7 +519,7 @@ fn print_plan(t: &config::Topology) {
     }
     for h in &t.hosts {
         for l in &h.links {
-            println!(
+            out!(
                 "host {}: {} in {} with {} {}",
                 h.name,
                 l.ifname,
@@ -496,6 +530,6 @@ fn print_plan(t: &config::Topology) {
         }
     }
     for p in t.ports.iter().filter(|p| p.host.is_none()) {
-        println!("port {}: {} on {}", p.name, p.kind.as_str(), p.interface);
+        out!("port {}: {} on {}", p.name, p.kind.as_str(), p.interface);
     }
 }

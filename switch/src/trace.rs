@@ -10,7 +10,8 @@ use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 pub const MAX_OUT: usize = 32;
-const PORT_WORDS: usize = 16; // 1024 ports
+// 1024 ports and the host stack's pseudo port (1024).
+const PORT_WORDS: usize = 17;
 
 #[derive(Debug, Clone, Copy)]
 pub struct TraceRecord {
@@ -25,6 +26,8 @@ pub struct TraceRecord {
     pub verdict: Verdict,
     pub out: [(u16, u16); MAX_OUT],
     pub n_out: u16,
+    /// The network's VXLAN VNI (0: none).
+    pub vni: u32,
 }
 
 pub struct Tracer {
@@ -84,7 +87,7 @@ impl Tracer {
     }
 
     /// Called once per batch while active.
-    pub fn record_batch(&self, _ctx: &Context, ingress: u16, batch: &Batch, tx: &TxQueues) {
+    pub fn record_batch(&self, ctx: &Context, ingress: u16, batch: &Batch, tx: &TxQueues) {
         if !self.wants(ingress) {
             return;
         }
@@ -92,7 +95,8 @@ impl Tracer {
             let f = batch.frame(i);
             let m = &batch.meta[i];
             let mut r = TraceRecord {
-                ingress,
+                // A decapsulated frame came in from its remote VTEP.
+                ingress: crate::pipeline::vxlan::from(ingress, m),
                 net: m.net,
                 vid_in: None,
                 src: [0; 6],
@@ -103,6 +107,12 @@ impl Tracer {
                 verdict: m.verdict,
                 out: [(0, 0); MAX_OUT],
                 n_out: 0,
+                vni: ctx
+                    .plan
+                    .nets
+                    .get(m.net as usize)
+                    .and_then(|n| n.vni)
+                    .unwrap_or(0),
             };
             if f.len() >= 14 {
                 r.dst.copy_from_slice(&f[0..6]);
@@ -189,6 +199,16 @@ pub fn describe(
         .join(", ");
     let net_s = network.clone().unwrap_or_else(|| "-".into());
     let (action, reason, decision) = match r.verdict {
+        Verdict::Unicast(p) if crate::pipeline::vxlan::is_vtep(p) => (
+            "forward",
+            None,
+            format!(
+                "destination {} learned behind VTEP {}: encapsulated, VNI {}",
+                mac(&r.dst),
+                port_name(p).trim_start_matches("vxlan:"),
+                r.vni
+            ),
+        ),
         Verdict::Unicast(_) => (
             "forward",
             None,
@@ -232,6 +252,11 @@ pub fn describe(
     let vlan_s = match r.vid_in {
         Some(v) => format!(" tagged {v}"),
         None => " untagged".to_string(),
+    };
+    let vlan_s = if crate::pipeline::vxlan::is_vtep(r.ingress) {
+        format!(" decapsulated, VNI {}", r.vni)
+    } else {
+        vlan_s
     };
     let text = format!(
         "{ingress}: {} > {} type 0x{:04x} len {}{vlan_s}, network {net_s}; {learning}; {decision}",

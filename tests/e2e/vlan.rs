@@ -508,6 +508,7 @@ name = "{sw}"
 [[network]]
 name = "lan"
 subnet = "10.78.43.0/24"
+address = "10.78.43.254"
 [[host]]
 name = "{sw}a"
 networks = ["lan"]
@@ -516,7 +517,7 @@ name = "{sw}b"
 networks = ["lan"]
 "#
     );
-    // No switch address on lan: a is .1, b is .2, the attached host .3.
+    // The switch is .254: a is .1, b is .2, the attached host .3.
     let new = format!("{sw}c");
     let ns = vec![format!("{sw}a"), format!("{sw}b"), new.clone()];
     let mut swg = Switch::up_toml(&sw, &toml, &ns)?;
@@ -571,6 +572,19 @@ networks = ["lan"]
         ping(&new, "10.78.43.1").is_err(),
         "detached host still reaches a"
     );
+    // Attached again straight away: the old device is gone already.
+    swg.cmd(&["detach", &ns[1], "lan"])?;
+    swg.cmd(&["attach", &ns[1], "lan"])?;
+    ping(&ns[0], "10.78.43.2")?;
+    let resolv = format!("/etc/netns/{new}");
+    ensure!(
+        std::path::Path::new(&resolv).exists(),
+        "no resolver folder {resolv} for the attached host"
+    );
     swg.down()?;
+    ensure!(
+        !std::path::Path::new(&resolv).exists(),
+        "resolver folder {resolv} of the attached host left after down"
+    );
     Ok(())
 }

@@ -31,12 +31,17 @@ pub struct NetPlan {
     pub members: Vec<u16>,
     /// macvlan-style network: its mode and parent port.
     pub macvlan: Option<(MacvlanMode, u16)>,
+    /// VXLAN: the network's VNI, and its peer VTEPs (port ids) to flood to.
+    pub vni: Option<u32>,
+    pub peers: Vec<u16>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub ports: Vec<PortPlan>,
     pub nets: Vec<NetPlan>,
+    /// The VTEP, when the topology has one.
+    pub vxlan: Option<super::vxlan::VxlanPlan>,
 }
 
 impl Plan {
@@ -50,6 +55,13 @@ impl Plan {
                 vlan: n.vlan,
                 members: Vec::new(),
                 macvlan: n.macvlan.map(|m| (m.mode, m.parent as u16)),
+                vni: n.vni,
+                peers: n
+                    .vtep_peers
+                    .iter()
+                    .filter_map(|ip| t.vtep.as_ref()?.remotes.iter().position(|r| r == ip))
+                    .map(|k| super::vxlan::VTEP_BASE + k as u16)
+                    .collect(),
             })
             .collect();
         let mut ports = Vec::with_capacity(t.ports.len());
@@ -89,9 +101,11 @@ impl Plan {
                 learning: p.learning,
                 flood_unknown: p.flood_unknown,
                 flood_multicast: p.flood_multicast,
-                max_frame: p.mtu as usize + 14 + if trunk { 4 } else { 0 },
+                // classify adds the tag's 4 bytes for tagged frames.
+                max_frame: p.mtu as usize + 14,
             });
         }
-        Plan { ports, nets }
+        let vxlan = super::vxlan::VxlanPlan::from_topology(t);
+        Plan { ports, nets, vxlan }
     }
 }

@@ -1,10 +1,10 @@
 //! TAP ports: one file descriptor per device, non-blocking, one read or one
 //! write system call per frame (the kernel's TAP interface offers no batch).
 //!
-//! A TAP that plugs in a host is created from inside the host's namespace
-//! (see `netns::in_netns`), so it is born there as `eth0` and needs no
-//! temporary name in the root namespace. The descriptor keeps working from
-//! the switch's own namespace.
+//! A TAP that plugs in a host is created in the switch's namespace under a
+//! temporary name and then moved into the host's namespace as `eth0`
+//! (daemon.rs): a TAP opened inside the host's namespace would keep that
+//! namespace alive. The descriptor keeps working across the move.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read, Write};
