@@ -19,8 +19,12 @@ pub mod learn;
 pub mod local;
 pub mod macvlan;
 pub mod plan;
+pub mod vxlan;
 
 pub use plan::{NetPlan, Plan, PortPlan, NO_NET};
+
+#[cfg(test)]
+mod tests;
 
 use crate::counters::{DropReason, FloodCause, WorkerCounters};
 use crate::host::HostLink;
@@ -70,6 +74,11 @@ pub struct Meta {
     pub verdict: Verdict,
     /// What learn did, for the trace.
     pub learned: learn::Learned,
+    /// Where the frame starts in its slot (`HEADROOM` as received; more
+    /// after VXLAN decapsulation moved it to the inner frame).
+    pub start: u16,
+    /// The remote VTEP port the frame came from (`vxlan::NO_VTEP`: none).
+    pub vtep: u16,
 }
 
 impl Meta {
@@ -80,6 +89,8 @@ impl Meta {
         pcp_dei: 0,
         verdict: Verdict::Pending,
         learned: learn::Learned::Nothing,
+        start: HEADROOM as u16,
+        vtep: vxlan::NO_VTEP,
     };
 }
 
@@ -112,11 +123,13 @@ impl Batch {
         &mut self.buf[start..start + MAX_FRAME]
     }
 
-    /// Frame `i` as received.
+    /// Frame `i` (from where its `Meta::start` says).
     #[inline]
     pub fn frame(&self, i: usize) -> &[u8] {
-        let start = i * SLOT + HEADROOM;
-        let len = (self.meta[i].len as usize).min(MAX_FRAME);
+        let m = &self.meta[i];
+        let off = (m.start as usize).min(SLOT);
+        let start = i * SLOT + off;
+        let len = (m.len as usize).min(SLOT - off);
         &self.buf[start..start + len]
     }
 
@@ -217,9 +230,17 @@ pub fn process(
         c.rx_frames.add(1);
         c.rx_bytes.add(batch.meta[i].len as u64);
     }
-    classify::run(ctx, ingress, batch);
+    let mut delivered = 0;
+    match &ctx.plan.vxlan {
+        // The underlay carries no network: its frames are decapsulated
+        // (or go to its ARP handler, or are dropped) instead of classified.
+        Some(v) if v.underlay == ingress => {
+            vxlan::decap_run(ctx, v, batch);
+        }
+        _ => classify::run(ctx, ingress, batch),
+    }
     learn::run(ctx, ingress, batch, now_ms);
-    let delivered = local::run(ctx, ctx.worker, batch);
+    delivered += local::run(ctx, ctx.worker, batch);
     forward::run(ctx, ingress, batch);
     egress::run(ctx, ingress, batch, tx);
     // One check per batch when no trace is active.
@@ -240,6 +261,7 @@ pub fn process_host(ctx: &Context, host_port: u16, batch: &mut Batch, tx: &mut T
             batch.meta[i].verdict = Verdict::Drop(DropReason::Runt);
         }
     }
+    vxlan::host_output(ctx, batch, tx);
     forward::run(ctx, host_port, batch);
     egress::run(ctx, host_port, batch, tx);
     if ctx.tracer.active() {
