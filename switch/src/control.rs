@@ -121,6 +121,27 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
             }
         }
         "stats" => reply(&mut out, &stats_json(rt)),
+        // {"cmd": "fdb_delete", "network": N, "mac": M}: forgets one entry
+        // (a learned one comes back with the next frame from that MAC).
+        "fdb_delete" => {
+            let net = req.get("network").and_then(Value::as_str).unwrap_or("");
+            let mac = req.get("mac").and_then(Value::as_str).unwrap_or("");
+            let ni = rt.topo().network_index(net);
+            match (ni, crate::config::parse_mac(mac)) {
+                (Some(ni), Some(m)) => {
+                    let removed = rt.fdb.remove(ni as u16, &m);
+                    reply(&mut out, &json!({"ok": true, "removed": removed}))
+                }
+                (None, _) => reply(
+                    &mut out,
+                    &json!({"error": format!("no network named {net:?}")}),
+                ),
+                (_, None) => reply(
+                    &mut out,
+                    &json!({"error": format!("{mac:?} is not a MAC address")}),
+                ),
+            }
+        }
         "trace" => trace(&mut out, rt, &req),
         "dns" => {
             let net = req.get("network").and_then(Value::as_str);
@@ -213,11 +234,12 @@ pub fn ports_json(rt: &Runtime) -> Value {
                     .map(Value::from)
                     .collect(),
             };
+            let underlay = topo.vtep.as_ref().is_some_and(|v| v.port == i);
             json!({
                 "name": p.name,
                 "kind": p.kind.as_str(),
                 "worker": rt.port_worker.get(i).map(|w| w.load(Relaxed)).unwrap_or(0),
-                "mode": mode,
+                "mode": if underlay { "underlay" } else { mode },
                 "up": rt.port_up[i].load(Relaxed),
                 "networks": nets,
                 "native": native,
@@ -252,12 +274,16 @@ pub fn fdb_json(rt: &Runtime, network: Option<&str>) -> Result<Value, String> {
         .iter()
         .filter_map(|(net, mac, e)| {
             let n = topo.networks.get(*net as usize)?;
-            let port = plan.ports.get(e.port as usize)?;
+            let port = match plan.ports.get(e.port as usize) {
+                Some(p) => p.name.clone(),
+                // Learned behind a remote VTEP.
+                None => format!("vxlan:{}", plan.vxlan.as_ref()?.remote(e.port)?),
+            };
             Some(json!({
                 "network": n.name,
                 "vlan": n.vlan,
                 "mac": fmt_mac(mac),
-                "port": port.name,
+                "port": port,
                 "static": e.is_static,
                 "age_secs": if e.is_static { 0.0 } else { now.saturating_sub(e.last_seen_ms) as f64 / 1000.0 },
             }))
@@ -300,11 +326,13 @@ pub fn stats_json(rt: &Runtime) -> Value {
             }),
         );
     }
+    let vteps = vteps_json(rt, &mut total);
     let mut drops = Map::new();
     for r in DropReason::ALL {
         drops.insert(r.name().to_string(), total[*r as usize].into());
     }
     json!({
+        "vteps": vteps,
         "ports": ports,
         "drops": drops,
         "fdb": { "entries": rt.fdb.len(), "capacity": topo.switch.fdb_max_entries },
@@ -313,6 +341,44 @@ pub fn stats_json(rt: &Runtime) -> Value {
             topo.networks.get(i).map(|n| n.name.clone()).unwrap_or_default()
         })),
     })
+}
+
+/// `shunt stats --json` "vteps": per remote VTEP address, what went to it
+/// and came from it, its next hop, and the drops of frames towards it
+/// (added to `total`).
+fn vteps_json(rt: &Runtime, total: &mut [u64; DropReason::COUNT]) -> Value {
+    let plan = rt.plan.load();
+    let Some(v) = plan.vxlan.as_ref() else {
+        return Value::Object(Map::new());
+    };
+    let ul = rt.host.as_deref().and_then(|h| h.underlay.as_ref());
+    let mut out = Map::new();
+    for (k, ip) in v.remotes.iter().enumerate() {
+        let port = crate::pipeline::vxlan::VTEP_BASE as usize + k;
+        let t = sum_port(&rt.counters, port);
+        let mut drops = Map::new();
+        for r in DropReason::ALL {
+            let n = t.drops[*r as usize];
+            total[*r as usize] += n;
+            if n > 0 {
+                drops.insert(r.name().to_string(), n.into());
+            }
+        }
+        out.insert(
+            ip.to_string(),
+            json!({
+                "rx_frames": t.rx_frames,
+                "tx_frames": t.tx_frames,
+                "rx_bytes": t.rx_bytes,
+                "tx_bytes": t.tx_bytes,
+                "learned": t.learned,
+                "drops": drops,
+                "nexthop": ul.and_then(|u| u.nexthop_of(*ip)).map(|a| a.to_string()),
+                "nexthop_mac": ul.and_then(|u| u.nexthop_mac(k)).map(|m| fmt_mac(&m)),
+            }),
+        );
+    }
+    Value::Object(out)
 }
 
 fn trace(out: &mut UnixStream, rt: &Runtime, req: &Value) -> std::io::Result<()> {

@@ -45,6 +45,16 @@ drop_reasons! {
     HostQueueFull => "host_queue_full": "the queue to the switch's host stack was full",
     MacvlanUnknown => "macvlan_unknown": "unicast from a macvlan parent to a MAC no host has (never flooded)",
     MacvlanFiltered => "macvlan_filtered": "multicast a macvlan host sent, back from the parent: its mode delivers it to no host",
+    UnderlayOther => "underlay_other": "on the VXLAN underlay but neither ARP nor VXLAN to the VTEP's address and UDP port",
+    VxlanFragment => "vxlan_fragment": "a fragment of an IPv4 packet to the VTEP (VXLAN is never reassembled)",
+    VxlanShort => "vxlan_short": "UDP to the VTEP port too short for a VXLAN header, or its length field disagrees",
+    VxlanFlags => "vxlan_flags": "VXLAN header without the I flag (the VNI is not valid)",
+    VxlanUnknownVni => "vxlan_unknown_vni": "VXLAN with a VNI no network of this switch has",
+    VxlanUnknownVtep => "vxlan_unknown_vtep": "VXLAN from an address that is not a configured remote VTEP",
+    VxlanInnerShort => "vxlan_inner_short": "the frame inside the VXLAN packet is shorter than an Ethernet header",
+    VxlanInnerTagged => "vxlan_inner_tagged": "the frame inside the VXLAN packet carries a VLAN tag (RFC 7348 section 6.1)",
+    VxlanNoNexthop => "vxlan_no_nexthop": "the underlay next hop towards the remote VTEP is not resolved (ARP) yet",
+    VxlanTooBig => "vxlan_too_big": "the frame with its VXLAN encapsulation exceeds the underlay MTU",
 }
 
 impl DropReason {

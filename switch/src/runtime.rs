@@ -22,6 +22,10 @@ use std::time::Instant;
 /// Port ids are below this; the host stack's pseudo port is `MAX_PORTS`.
 pub const MAX_PORTS: usize = 1024;
 
+/// Counter and transmit queue slots: the ports, the host stack's pseudo
+/// port, then one per remote VXLAN VTEP (`pipeline::vxlan::VTEP_BASE`).
+pub const COUNTER_SLOTS: usize = MAX_PORTS + 1 + crate::config::MAX_VTEPS;
+
 /// What a port id is backed by (`Runtime::port_kind`).
 pub const KIND_NONE: u8 = 0;
 pub const KIND_TAP: u8 = 1;
@@ -140,12 +144,12 @@ impl Runtime {
                 .collect::<std::io::Result<_>>()?,
             port_generation: AtomicU64::new(0),
             counters: (0..nworkers)
-                .map(|_| Arc::new(WorkerCounters::new(MAX_PORTS + 1)))
+                .map(|_| Arc::new(WorkerCounters::new(COUNTER_SLOTS)))
                 .collect(),
             tracer: Tracer::new(),
             stop: AtomicBool::new(false),
             started: Instant::now(),
-            max_ports: MAX_PORTS + 1,
+            max_ports: COUNTER_SLOTS,
             host,
             host_port: MAX_PORTS as u16,
             owned_namespaces: Mutex::new(owned_namespaces),
@@ -169,6 +173,12 @@ impl Runtime {
         match self.plan.load().ports.get(port as usize) {
             Some(p) => p.name.clone(),
             None if port == self.host_port => "switch".to_string(),
+            None if crate::pipeline::vxlan::is_vtep(port) => {
+                match self.plan.load().vxlan.as_ref().and_then(|v| v.remote(port)) {
+                    Some(ip) => format!("vxlan:{ip}"),
+                    None => format!("vxlan:{port}"),
+                }
+            }
             None => format!("port{port}"),
         }
     }

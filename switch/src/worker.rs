@@ -20,7 +20,7 @@
 
 use crate::counters::{DropReason, WorkerCounters};
 use crate::host::HostLink;
-use crate::pipeline::{self, classify::TPID_8021Q, local, Batch, Context, TxQueues, BATCH};
+use crate::pipeline::{self, classify::TPID_8021Q, local, vxlan, Batch, Context, TxQueues, BATCH};
 use crate::port::{self, AfXdpPort, Tap, TxError};
 use crate::runtime::{Handoff, Runtime, HANDOFF_FRAME, KIND_AFXDP, KIND_TAP, MAX_PORTS};
 use std::io::{self, IoSlice};
@@ -301,17 +301,30 @@ impl Worker {
     }
 
     /// Writes every queued frame, pushing or popping the VLAN tag through
-    /// the gather list rather than by moving bytes.
+    /// the gather list rather than by moving bytes. A remote VTEP's queue
+    /// leaves through the underlay port, each frame behind an outer header
+    /// built on the stack: [outer, inner frame without its tag].
     fn flush(&mut self) {
+        let plan = self.rt.plan.load();
+        let underlay = self.rt.host.as_deref().and_then(|h| h.underlay.as_ref());
         for &p in &self.tx.dirty {
             let pc = &self.counters.ports[p as usize];
             let queue = &self.tx.queues[p as usize];
-            if !self.rt.port_up[p as usize].load(Relaxed) {
+            let vx = plan.vxlan.as_ref().filter(|_| vxlan::is_vtep(p));
+            // The device the frames leave by (the underlay for a VTEP).
+            let dev = vx.map(|v| v.underlay).unwrap_or(p);
+            let dc = &self.counters.ports[dev as usize];
+            if !self
+                .rt
+                .port_up
+                .get(dev as usize)
+                .is_some_and(|u| u.load(Relaxed))
+            {
                 pc.drops[DropReason::PortDown as usize].add(queue.len() as u64);
                 continue;
             }
-            let kind = self.rt.port_kind.get(p as usize).map(|k| k.load(Relaxed));
-            let guard = self.rt.taps.get(p as usize).map(|t| t.load());
+            let kind = self.rt.port_kind.get(dev as usize).map(|k| k.load(Relaxed));
+            let guard = self.rt.taps.get(dev as usize).map(|t| t.load());
             let tap = guard.as_ref().and_then(|g| g.as_ref());
             for e in queue {
                 let i = e.frame as usize;
@@ -322,10 +335,23 @@ impl Worker {
                 let [t0, t1] = TPID_8021Q.to_be_bytes();
                 let [t2, t3] = tci.to_be_bytes();
                 let tag = [t0, t1, t2, t3];
-                let parts: [&[u8]; 3] = if e.vid != 0 {
-                    [&f[..12], &tag, rest]
+                let outer;
+                let (parts, nparts): ([&[u8]; 3], usize) = if let Some(v) = vx {
+                    let vni = plan.nets.get(m.net as usize).and_then(|n| n.vni);
+                    match vxlan::outer_header(v, underlay, p, vni, f, m.tag_len as usize) {
+                        Ok(h) => {
+                            outer = h;
+                            ([&outer, &f[..12], rest], 3)
+                        }
+                        Err(r) => {
+                            pc.drops[r as usize].add(1);
+                            continue;
+                        }
+                    }
+                } else if e.vid != 0 {
+                    ([&f[..12], &tag, rest], 3)
                 } else {
-                    [&f[..12], rest, &[]]
+                    ([&f[..12], rest, &[]], 2)
                 };
                 match (kind, tap) {
                     (Some(KIND_TAP), Some(tap)) => {
@@ -334,11 +360,14 @@ impl Worker {
                             IoSlice::new(parts[1]),
                             IoSlice::new(parts[2]),
                         ];
-                        let iov: &[IoSlice] = if e.vid != 0 { &iov } else { &iov[..2] };
-                        match tap.send(iov) {
+                        match tap.send(&iov[..nparts]) {
                             Ok(n) => {
                                 pc.tx_frames.add(1);
                                 pc.tx_bytes.add(n as u64);
+                                if dev != p {
+                                    dc.tx_frames.add(1);
+                                    dc.tx_bytes.add(n as u64);
+                                }
                             }
                             Err(err) => match err.raw_os_error() {
                                 Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
@@ -346,25 +375,29 @@ impl Worker {
                                 }
                                 Some(libc::EIO) | Some(libc::EBADFD) | Some(libc::ENODEV) => {
                                     pc.drops[DropReason::PortDown as usize].add(1);
-                                    self.rt.port_gone(p, &format!("write failed: {err}"));
+                                    self.rt.port_gone(dev, &format!("write failed: {err}"));
                                 }
                                 _ => pc.drops[DropReason::TxError as usize].add(1),
                             },
                         }
                     }
                     (Some(KIND_AFXDP), _) => {
-                        if let Some(x) = self.xdp.get_mut(p as usize).and_then(|x| x.as_mut()) {
-                            xdp_send(x, p, &parts, pc, &mut self.xdp_dirty);
+                        let parts = &parts[..nparts];
+                        if let Some(x) = self.xdp.get_mut(dev as usize).and_then(|x| x.as_mut()) {
+                            if xdp_send(x, dev, parts, pc, &mut self.xdp_dirty) && dev != p {
+                                dc.tx_frames.add(1);
+                                dc.tx_bytes.add(parts.iter().map(|x| x.len() as u64).sum());
+                            }
                         } else {
                             // Another worker owns this port's rings.
-                            let owner = self.rt.port_worker[p as usize].load(Relaxed);
+                            let owner = self.rt.port_worker[dev as usize].load(Relaxed);
                             let len: usize = parts.iter().map(|x| x.len()).sum();
                             if len > HANDOFF_FRAME {
                                 pc.drops[DropReason::Oversize as usize].add(1);
                                 continue;
                             }
                             let mut h = Handoff {
-                                port: p,
+                                port: dev,
                                 len: len as u16,
                                 data: [0; HANDOFF_FRAME],
                             };
@@ -421,7 +454,7 @@ impl Worker {
                 let data = &h.data[..(h.len as usize).min(HANDOFF_FRAME)];
                 match self.xdp.get_mut(p as usize).and_then(|x| x.as_mut()) {
                     Some(x) if self.rt.port_up[p as usize].load(Relaxed) => {
-                        xdp_send(x, p, &[data], pc, &mut self.xdp_dirty)
+                        xdp_send(x, p, &[data], pc, &mut self.xdp_dirty);
                     }
                     _ => pc.drops[DropReason::PortDown as usize].add(1),
                 }
@@ -438,7 +471,7 @@ fn xdp_send(
     parts: &[&[u8]],
     pc: &crate::counters::PortCounters,
     dirty: &mut Vec<u16>,
-) {
+) -> bool {
     match x.send(parts) {
         Ok(()) => {
             let len: usize = parts.iter().map(|x| x.len()).sum();
@@ -447,8 +480,15 @@ fn xdp_send(
             if !dirty.contains(&p) {
                 dirty.push(p);
             }
+            true
         }
-        Err(TxError::Full) => pc.drops[DropReason::TxFull as usize].add(1),
-        Err(TxError::Oversize) => pc.drops[DropReason::Oversize as usize].add(1),
+        Err(TxError::Full) => {
+            pc.drops[DropReason::TxFull as usize].add(1);
+            false
+        }
+        Err(TxError::Oversize) => {
+            pc.drops[DropReason::Oversize as usize].add(1);
+            false
+        }
     }
 }

@@ -15,6 +15,7 @@ mod l2;
 mod macvlan;
 mod trace;
 mod vlan;
+mod vxlan;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -53,6 +54,7 @@ fn main() {
         .chain(vlan::tests())
         .chain(macvlan::tests())
         .chain(trace::tests())
+        .chain(vxlan::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }

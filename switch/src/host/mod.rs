@@ -15,6 +15,7 @@ pub mod dns;
 pub mod names;
 pub mod resolv;
 pub mod stack;
+pub mod underlay;
 
 use crate::counters::Counter;
 use arc_swap::ArcSwap;
@@ -147,6 +148,8 @@ pub struct HostLink {
     pub net_counters: Box<[NetCounters]>,
     /// The names the DNS responder serves; replaced whole (`set_names`).
     pub names: ArcSwap<names::Names>,
+    /// The VXLAN underlay's ARP and next hops, when there is a `[vtep]`.
+    pub underlay: Option<underlay::Underlay>,
 }
 
 impl HostLink {
@@ -167,6 +170,7 @@ impl HostLink {
             arp: ArcSwap::from_pointee(HashMap::new()),
             snoop: ArrayQueue::new(QUEUE),
             counters: (0..workers).map(|_| HostCounters::default()).collect(),
+            underlay: None,
         })
     }
 

@@ -52,6 +52,10 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, tx: &mut TxQueues) {
                         sent += 1;
                     }
                 }
+                // Head-end replication, never from a VTEP back to VTEPs.
+                if m.vtep == super::vxlan::NO_VTEP {
+                    sent += super::vxlan::flood_peers(ctx, net, i, tx);
+                }
                 if sent == 0 {
                     batch.meta[i].verdict = Verdict::Drop(DropReason::NoDestination);
                 }
@@ -90,6 +94,11 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, tx: &mut TxQueues) {
 
 #[inline]
 fn egress_vid(ctx: &Context, port: u16, net: usize) -> u16 {
+    // Remote VTEPs carry networks with a VNI, untagged inside VXLAN.
+    if super::vxlan::is_vtep(port) {
+        let vni = ctx.plan.nets.get(net).and_then(|n| n.vni);
+        return if vni.is_some() { 0 } else { NO_NET };
+    }
     ctx.plan
         .ports
         .get(port as usize)

@@ -43,8 +43,15 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
                 Verdict::Flood(FloodCause::Multicast)
             }
         } else {
+            let from = super::vxlan::from(ingress, &batch.meta[i]);
             match ctx.fdb.lookup(net, &dst) {
-                Some(e) if e.port == ingress => Verdict::Drop(DropReason::SamePort),
+                // Split horizon: from a VTEP, never back to a VTEP.
+                Some(e)
+                    if e.port == from
+                        || (super::vxlan::is_vtep(from) && super::vxlan::is_vtep(e.port)) =>
+                {
+                    Verdict::Drop(DropReason::SamePort)
+                }
                 Some(e) if port_up(ctx, e.port) => Verdict::Unicast(e.port),
                 _ => Verdict::Flood(FloodCause::UnknownUnicast),
             }
@@ -58,6 +65,11 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
 
 #[inline]
 pub fn port_up(ctx: &Context, port: u16) -> bool {
+    // A remote VTEP is reachable while the underlay port is up.
+    let port = match &ctx.plan.vxlan {
+        Some(v) if super::vxlan::is_vtep(port) => v.underlay,
+        _ => port,
+    };
     ctx.port_up
         .get(port as usize)
         .is_some_and(|u| u.load(Relaxed))

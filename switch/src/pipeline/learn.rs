@@ -45,7 +45,9 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, now_ms: u64) {
             continue;
         }
         let net = batch.meta[i].net;
-        batch.meta[i].learned = match ctx.fdb.learn(net, &src, ingress, now_ms) {
+        // A frame from a remote VTEP is learned behind that VTEP.
+        let from = super::vxlan::from(ingress, &batch.meta[i]);
+        batch.meta[i].learned = match ctx.fdb.learn(net, &src, from, now_ms) {
             Learn::New => {
                 c.learned.add(1);
                 Learned::New

@@ -1,0 +1,298 @@
+//! underlay: the VTEP's own small IPv4 host on the underlay port. It
+//! answers ARP for the VTEP address and resolves, with ARP, the next hop
+//! towards each remote VTEP (the remote itself inside the VTEP's prefix,
+//! else the gateway), then refreshes it periodically; a reply or a
+//! gratuitous ARP with a new MAC takes effect at once.
+//!
+//! ```text
+//!  workers --ARP frames (rx)--> underlay thread --ARP replies/requests--> from_host --> worker 0 --> underlay port
+//!                                    |
+//!                                    \--> next-hop MAC per remote VTEP (atomics) <-- read by the encapsulation
+//! ```
+//!
+//! Plain ARP is all the underlay needs, so this is a few lines of its own
+//! rather than a smoltcp `Interface` (docs/vxlan.md says why).
+
+use super::{HostLink, HostPkt};
+use crate::config::{Ipv4Net, Vtep};
+use crate::counters::Counter;
+use crate::pipeline::vxlan::UNDERLAY_NET;
+use crossbeam_queue::ArrayQueue;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Unresolved next hops are asked for this often.
+const RETRY: Duration = Duration::from_secs(1);
+/// Resolved next hops are asked for again this often (a changed MAC is
+/// also taken from any ARP frame the next hop sends).
+const REFRESH: Duration = Duration::from_secs(30);
+const RESOLVED: u64 = 1 << 48;
+
+/// What workers and the underlay thread share.
+pub struct Underlay {
+    pub port: u16,
+    pub mac: [u8; 6],
+    pub addr: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    pub remotes: Box<[Ipv4Addr]>,
+    /// Per remote VTEP: its next hop's MAC | `RESOLVED`, or 0.
+    nexthop: Box<[AtomicU64]>,
+    /// ARP frames from the underlay port, for this thread.
+    pub rx: ArrayQueue<HostPkt>,
+    pub rx_event: EventFd,
+    /// Written by the underlay thread only.
+    pub arp_requests_sent: Counter,
+    pub arp_replies_sent: Counter,
+    pub arp_received: Counter,
+    pub tx_dropped_full: Counter,
+}
+
+impl std::fmt::Debug for Underlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Underlay({} on port {})", self.addr, self.port)
+    }
+}
+
+impl Underlay {
+    pub fn new(v: &Vtep, mac: [u8; 6]) -> std::io::Result<Underlay> {
+        Ok(Underlay {
+            port: v.port as u16,
+            mac,
+            addr: v.address,
+            gateway: v.gateway,
+            remotes: v.remotes.clone().into_boxed_slice(),
+            nexthop: v.remotes.iter().map(|_| AtomicU64::new(0)).collect(),
+            rx: ArrayQueue::new(256),
+            rx_event: EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?,
+            arp_requests_sent: Counter::default(),
+            arp_replies_sent: Counter::default(),
+            arp_received: Counter::default(),
+            tx_dropped_full: Counter::default(),
+        })
+    }
+
+    /// The MAC to send frames for remote VTEP `k` to, once resolved.
+    #[inline]
+    pub fn nexthop_mac(&self, k: usize) -> Option<[u8; 6]> {
+        let v = self.nexthop.get(k)?.load(Relaxed);
+        if v & RESOLVED == 0 {
+            return None;
+        }
+        let b = v.to_be_bytes();
+        Some([b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
+
+    /// The next hop towards remote VTEP `ip`.
+    pub fn nexthop_of(&self, ip: Ipv4Addr) -> Option<Ipv4Addr> {
+        if self.addr.contains(ip) {
+            Some(ip)
+        } else {
+            self.gateway
+        }
+    }
+
+    /// Next hops by address, resolved or not (control path).
+    pub fn neighbours(&self) -> Vec<(Ipv4Addr, Ipv4Addr, Option<[u8; 6]>)> {
+        self.remotes
+            .iter()
+            .enumerate()
+            .filter_map(|(k, r)| Some((*r, self.nexthop_of(*r)?, self.nexthop_mac(k))))
+            .collect()
+    }
+
+    fn set(&self, nh: Ipv4Addr, mac: [u8; 6]) {
+        let mut b = [0u8; 8];
+        b[2..].copy_from_slice(&mac);
+        let v = u64::from_be_bytes(b) | RESOLVED;
+        for (k, r) in self.remotes.iter().enumerate() {
+            if self.nexthop_of(*r) == Some(nh) {
+                self.nexthop[k].store(v, Relaxed);
+            }
+        }
+    }
+}
+
+/// An Ethernet + ARP frame (42 bytes).
+pub fn arp_frame(
+    op: u16,
+    src_mac: [u8; 6],
+    src_ip: Ipv4Addr,
+    dst_mac: [u8; 6],
+    target_mac: [u8; 6],
+    target_ip: Ipv4Addr,
+) -> [u8; 42] {
+    let mut f = [0u8; 42];
+    f[0..6].copy_from_slice(&dst_mac);
+    f[6..12].copy_from_slice(&src_mac);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, op as u8]);
+    f[22..28].copy_from_slice(&src_mac);
+    f[28..32].copy_from_slice(&src_ip.octets());
+    f[32..38].copy_from_slice(&target_mac);
+    f[38..42].copy_from_slice(&target_ip.octets());
+    f
+}
+
+/// One ARP frame from the underlay: (op, sender MAC, sender IP, target IP).
+fn parse_arp(f: &[u8]) -> Option<(u16, [u8; 6], Ipv4Addr, Ipv4Addr)> {
+    let a = f.get(14..42)?;
+    if a[0..6] != [0, 1, 8, 0, 6, 4] {
+        return None;
+    }
+    let op = u16::from_be_bytes([a[6], a[7]]);
+    let sha = [a[8], a[9], a[10], a[11], a[12], a[13]];
+    let spa = Ipv4Addr::new(a[14], a[15], a[16], a[17]);
+    let tpa = Ipv4Addr::new(a[24], a[25], a[26], a[27]);
+    Some((op, sha, spa, tpa))
+}
+
+struct Thread {
+    link: Arc<HostLink>,
+    /// Next hop -> when it was last asked for.
+    asked: HashMap<Ipv4Addr, Instant>,
+    /// Next hop -> its MAC, as last heard.
+    known: HashMap<Ipv4Addr, [u8; 6]>,
+}
+
+impl Thread {
+    fn ul(&self) -> Option<&Underlay> {
+        self.link.underlay.as_ref()
+    }
+
+    fn send(&self, frame: &[u8]) {
+        let Some(ul) = self.ul() else { return };
+        match HostPkt::gather(UNDERLAY_NET, &[frame]) {
+            Some(p) if self.link.from_host.push(p).is_ok() => {
+                HostLink::signal(&self.link.from_host_event);
+            }
+            _ => ul.tx_dropped_full.add(1),
+        }
+    }
+
+    fn receive(&mut self) {
+        let Some(ul) = self.link.underlay.as_ref() else {
+            return;
+        };
+        HostLink::clear(&ul.rx_event);
+        let mut replies = Vec::new();
+        while let Some(p) = ul.rx.pop() {
+            ul.arp_received.add(1);
+            let Some((op, sha, spa, tpa)) = parse_arp(p.frame()) else {
+                continue;
+            };
+            let wanted = ul.remotes.iter().any(|r| ul.nexthop_of(*r) == Some(spa));
+            if wanted && sha[0] & 1 == 0 && self.known.get(&spa) != Some(&sha) {
+                self.known.insert(spa, sha);
+                ul.set(spa, sha);
+            }
+            if op == 1 && tpa == ul.addr.addr && !spa.is_unspecified() {
+                replies.push(arp_frame(2, ul.mac, ul.addr.addr, sha, sha, spa));
+            }
+        }
+        for r in replies {
+            self.send(&r);
+            if let Some(ul) = self.ul() {
+                ul.arp_replies_sent.add(1);
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let Some(ul) = self.link.underlay.as_ref() else {
+            return;
+        };
+        let mut hops: Vec<Ipv4Addr> = ul
+            .remotes
+            .iter()
+            .filter_map(|r| ul.nexthop_of(*r))
+            .collect();
+        hops.sort_unstable();
+        hops.dedup();
+        let mut ask = Vec::new();
+        for nh in hops {
+            let every = if self.known.contains_key(&nh) {
+                REFRESH
+            } else {
+                RETRY
+            };
+            if self
+                .asked
+                .get(&nh)
+                .is_none_or(|t| now.duration_since(*t) >= every)
+            {
+                self.asked.insert(nh, now);
+                ask.push(arp_frame(1, ul.mac, ul.addr.addr, [0xff; 6], [0; 6], nh));
+            }
+        }
+        for f in ask {
+            self.send(&f);
+            if let Some(ul) = self.ul() {
+                ul.arp_requests_sent.add(1);
+            }
+        }
+    }
+}
+
+/// Starts the underlay thread (when the link has an underlay). It runs
+/// until `stop()` says so.
+pub fn spawn(
+    link: Arc<HostLink>,
+    stop: impl Fn() -> bool + Send + 'static,
+) -> std::io::Result<Option<JoinHandle<()>>> {
+    if link.underlay.is_none() {
+        return Ok(None);
+    }
+    let mut t = Thread {
+        link,
+        asked: HashMap::new(),
+        known: HashMap::new(),
+    };
+    std::thread::Builder::new()
+        .name("shunt-underlay".into())
+        .spawn(move || {
+            while !stop() {
+                let Some(ul) = t.link.underlay.as_ref() else {
+                    return;
+                };
+                let mut fds = [PollFd::new(ul.rx_event.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(100u16));
+                t.receive();
+                t.tick(Instant::now());
+            }
+        })
+        .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arp_frames_parse_back() {
+        let f = arp_frame(
+            1,
+            [2, 0, 0, 0, 0, 1],
+            Ipv4Addr::new(192, 0, 2, 1),
+            [0xff; 6],
+            [0; 6],
+            Ipv4Addr::new(192, 0, 2, 2),
+        );
+        assert_eq!(
+            parse_arp(&f),
+            Some((
+                1,
+                [2, 0, 0, 0, 0, 1],
+                Ipv4Addr::new(192, 0, 2, 1),
+                Ipv4Addr::new(192, 0, 2, 2)
+            ))
+        );
+        assert_eq!(parse_arp(&f[..41]), None);
+    }
+}

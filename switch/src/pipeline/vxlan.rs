@@ -1,0 +1,462 @@
+//! vxlan: the switch as a VXLAN tunnel endpoint (RFC 7348, docs/vxlan.md).
+//!
+//! ```text
+//!  underlay port rx --> decap --(inner frame, network of its VNI, from VTEP k)--> learn --> forward --> egress
+//!        |                 \--ARP--> host::underlay (answers for the VTEP address, resolves next hops)
+//!        \--anything else: dropped with a reason
+//!
+//!  egress --> queue of remote VTEP k (a port id above the host's pseudo port)
+//!         --> flush: [50-byte outer header on the stack, inner frame without its tag] --> underlay port
+//! ```
+//!
+//! Remote VTEPs are FDB port ids `VTEP_BASE + k`, so learning, ageing and
+//! flushing treat them as ports. Decapsulation moves the frame's start in
+//! its slot (no copy); encapsulation is a gather list, so the inner frame is
+//! never moved either. Split horizon: a frame that came from a VTEP never
+//! goes back to a VTEP.
+
+use super::{Batch, Context, Meta, TxEntry, TxQueues, Verdict, NO_NET};
+use crate::config::Topology;
+use crate::counters::DropReason;
+use crate::host::underlay::Underlay;
+use crate::host::HostPkt;
+use shunt_parsers::vxlan::{emit_vxlan_encap, entropy_port, VxlanEncap, ENCAP_LEN, FLAG_I};
+use shunt_parsers::MacAddr;
+use std::net::Ipv4Addr;
+
+/// FDB port id of remote VTEP 0 (the host stack's pseudo port is `MAX_PORTS`).
+pub const VTEP_BASE: u16 = crate::runtime::MAX_PORTS as u16 + 1;
+/// `Meta::vtep` of a frame that did not come from a VTEP.
+pub const NO_VTEP: u16 = u16::MAX;
+/// The network id of frames between the underlay and its ARP handler.
+pub const UNDERLAY_NET: u16 = u16::MAX - 1;
+/// Outer header bytes.
+pub const OVERHEAD: usize = ENCAP_LEN;
+
+const ETH_IPV4: u16 = 0x0800;
+const ETH_ARP: u16 = 0x0806;
+
+/// What the stages need to know about the VTEP.
+#[derive(Debug, Clone)]
+pub struct VxlanPlan {
+    /// The underlay port.
+    pub underlay: u16,
+    /// Our MAC and address on the underlay.
+    pub mac: [u8; 6],
+    pub addr: Ipv4Addr,
+    pub udp_port: u16,
+    pub ttl: u8,
+    /// Longest outer frame: the underlay's MTU + 14.
+    pub max_outer: usize,
+    /// Remote VTEP k is port `VTEP_BASE + k`.
+    pub remotes: Vec<Ipv4Addr>,
+    /// (VNI, network), sorted by VNI.
+    pub vni_net: Vec<(u32, u16)>,
+}
+
+impl VxlanPlan {
+    pub fn from_topology(t: &Topology) -> Option<VxlanPlan> {
+        let v = t.vtep.as_ref()?;
+        let mut vni_net: Vec<(u32, u16)> = t
+            .networks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.vni.map(|vni| (vni, i as u16)))
+            .collect();
+        vni_net.sort_unstable();
+        Some(VxlanPlan {
+            underlay: v.port as u16,
+            mac: underlay_mac(&t.switch.name),
+            addr: v.address.addr,
+            udp_port: v.udp_port,
+            ttl: v.ttl,
+            max_outer: t.ports.get(v.port).map(|p| p.mtu as usize).unwrap_or(1500) + 14,
+            remotes: v.remotes.clone(),
+            vni_net,
+        })
+    }
+
+    #[inline]
+    fn net_of(&self, vni: u32) -> Option<u16> {
+        self.vni_net
+            .binary_search_by_key(&vni, |x| x.0)
+            .ok()
+            .map(|i| self.vni_net[i].1)
+    }
+
+    #[inline]
+    fn remote_of(&self, ip: [u8; 4]) -> Option<usize> {
+        let ip = Ipv4Addr::from(ip);
+        self.remotes.iter().position(|r| *r == ip)
+    }
+
+    /// The remote VTEP's address, for port id `port`.
+    pub fn remote(&self, port: u16) -> Option<Ipv4Addr> {
+        remote_index(port).and_then(|k| self.remotes.get(k).copied())
+    }
+}
+
+/// The switch's MAC on the underlay (locally administered, from its name).
+pub fn underlay_mac(switch_name: &str) -> [u8; 6] {
+    crate::host::switch_mac(switch_name, UNDERLAY_NET)
+}
+
+/// Remote index of a VTEP port id.
+#[inline]
+pub fn remote_index(port: u16) -> Option<usize> {
+    port.checked_sub(VTEP_BASE).map(usize::from)
+}
+
+#[inline]
+pub fn is_vtep(port: u16) -> bool {
+    port >= VTEP_BASE && port != NO_VTEP
+}
+
+/// The port a frame came from: its VTEP, or the batch's ingress port.
+#[inline]
+pub fn from(ingress: u16, m: &Meta) -> u16 {
+    if m.vtep != NO_VTEP {
+        m.vtep
+    } else {
+        ingress
+    }
+}
+
+/// What a frame on the underlay is.
+enum Seen {
+    Arp,
+    Vxlan {
+        net: u16,
+        remote: usize,
+        inner_off: usize,
+        inner_len: usize,
+    },
+}
+
+#[inline]
+fn be16(b: &[u8], at: usize) -> u16 {
+    match b.get(at..at + 2) {
+        Some(x) => u16::from_be_bytes([x[0], x[1]]),
+        None => 0,
+    }
+}
+
+/// Classifies one frame from the underlay. Never panics: every index is
+/// checked.
+#[inline]
+fn parse(v: &VxlanPlan, f: &[u8]) -> Result<Seen, DropReason> {
+    if f.len() < 14 {
+        return Err(DropReason::Runt);
+    }
+    match be16(f, 12) {
+        ETH_ARP => return Ok(Seen::Arp),
+        ETH_IPV4 => {}
+        _ => return Err(DropReason::UnderlayOther),
+    }
+    let ip = &f[14..];
+    if ip.len() < 20 || ip[0] >> 4 != 4 {
+        return Err(DropReason::UnderlayOther);
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(be16(ip, 2));
+    if ihl < 20 || total < ihl || total > ip.len() {
+        return Err(DropReason::UnderlayOther);
+    }
+    // Ethernet padding after the IP packet is not ours.
+    let ip = &ip[..total];
+    if ip[9] != 17 || ip[16..20] != v.addr.octets() {
+        return Err(DropReason::UnderlayOther);
+    }
+    if be16(ip, 6) & 0x3fff != 0 {
+        return Err(DropReason::VxlanFragment);
+    }
+    let udp = &ip[ihl..];
+    if udp.len() < 4 || be16(udp, 2) != v.udp_port {
+        return Err(DropReason::UnderlayOther);
+    }
+    let udp_len = usize::from(be16(udp, 4));
+    if udp.len() < 8 + 8 || udp_len < 8 + 8 || udp_len > udp.len() {
+        return Err(DropReason::VxlanShort);
+    }
+    let vx = &udp[8..udp_len];
+    if vx[0] & FLAG_I == 0 {
+        return Err(DropReason::VxlanFlags);
+    }
+    let vni = u32::from_be_bytes([0, vx[4], vx[5], vx[6]]);
+    let net = v.net_of(vni).ok_or(DropReason::VxlanUnknownVni)?;
+    let remote = v
+        .remote_of([ip[12], ip[13], ip[14], ip[15]])
+        .ok_or(DropReason::VxlanUnknownVtep)?;
+    let inner = &vx[8..];
+    if inner.len() < 14 {
+        return Err(DropReason::VxlanInnerShort);
+    }
+    if matches!(be16(inner, 12), 0x8100 | 0x88a8) {
+        return Err(DropReason::VxlanInnerTagged);
+    }
+    Ok(Seen::Vxlan {
+        net,
+        remote,
+        inner_off: 14 + ihl + 16,
+        inner_len: inner.len(),
+    })
+}
+
+/// The decap stage, for a batch from the underlay port (instead of
+/// classify). Returns how many ARP frames went to the underlay's handler.
+pub fn decap_run(ctx: &Context, v: &VxlanPlan, batch: &mut Batch) -> usize {
+    let ul = ctx.host.and_then(|h| h.underlay.as_ref());
+    let mut to_arp = 0;
+    for i in 0..batch.count {
+        let verdict = match parse(v, batch.frame(i)) {
+            Ok(Seen::Vxlan {
+                net,
+                remote,
+                inner_off,
+                inner_len,
+            }) => {
+                let vtep = VTEP_BASE + remote as u16;
+                let m = &mut batch.meta[i];
+                m.start = m.start.saturating_add(inner_off as u16);
+                m.len = inner_len as u16;
+                m.net = net;
+                m.tag_len = 0;
+                m.pcp_dei = 0;
+                m.vtep = vtep;
+                if let Some(c) = ctx.counters.ports.get(vtep as usize) {
+                    c.rx_frames.add(1);
+                    c.rx_bytes.add(inner_len as u64);
+                }
+                continue;
+            }
+            Ok(Seen::Arp) => match ul {
+                Some(ul) => match HostPkt::gather(UNDERLAY_NET, &[batch.frame(i)]) {
+                    Some(p) if ul.rx.push(p).is_ok() => {
+                        to_arp += 1;
+                        Verdict::Local
+                    }
+                    _ => Verdict::Drop(DropReason::HostQueueFull),
+                },
+                None => Verdict::Drop(DropReason::UnderlayOther),
+            },
+            Err(r) => Verdict::Drop(r),
+        };
+        batch.meta[i].verdict = verdict;
+    }
+    if to_arp > 0 {
+        if let Some(ul) = ul {
+            crate::host::HostLink::signal(&ul.rx_event);
+        }
+    }
+    to_arp
+}
+
+/// Frames the underlay's ARP handler wants sent (network `UNDERLAY_NET`)
+/// go straight to the underlay port, untagged.
+pub fn host_output(ctx: &Context, batch: &mut Batch, tx: &mut TxQueues) {
+    let Some(v) = &ctx.plan.vxlan else { return };
+    for i in 0..batch.count {
+        if batch.meta[i].net == UNDERLAY_NET && batch.meta[i].verdict == Verdict::Pending {
+            batch.meta[i].verdict = Verdict::Local;
+            batch.meta[i].net = NO_NET;
+            tx.push(
+                v.underlay,
+                TxEntry {
+                    frame: i as u8,
+                    vid: 0,
+                },
+            );
+        }
+    }
+}
+
+/// Head-end replication: one copy of frame `i` for each peer VTEP of
+/// network `net`. Returns how many were queued.
+#[inline]
+pub fn flood_peers(ctx: &Context, net: usize, i: usize, tx: &mut TxQueues) -> usize {
+    let Some(n) = ctx.plan.nets.get(net) else {
+        return 0;
+    };
+    if !underlay_up(ctx) {
+        return 0;
+    }
+    for &p in &n.peers {
+        tx.push(
+            p,
+            TxEntry {
+                frame: i as u8,
+                vid: 0,
+            },
+        );
+    }
+    n.peers.len()
+}
+
+#[inline]
+pub fn underlay_up(ctx: &Context) -> bool {
+    ctx.plan
+        .vxlan
+        .as_ref()
+        .is_some_and(|v| super::forward::port_up(ctx, v.underlay))
+}
+
+/// A hash of the inner frame's addresses (MACs, and IPv4 addresses and
+/// ports when there are some): the outer UDP source port, for ECMP.
+#[inline]
+fn flow_hash(f: &[u8], tag_len: usize) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut mix = |b: &[u8]| {
+        for &x in b {
+            h = (h ^ u32::from(x)).wrapping_mul(0x0100_0193);
+        }
+    };
+    mix(f.get(..12).unwrap_or(&[]));
+    let l3 = 14 + tag_len;
+    if be16(f, 12 + tag_len) == ETH_IPV4 {
+        if let Some(ip) = f.get(l3..l3 + 20) {
+            mix(&ip[12..20]);
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            if matches!(ip[9], 6 | 17) {
+                mix(f.get(l3 + ihl..l3 + ihl + 4).unwrap_or(&[]));
+            }
+        }
+    }
+    h ^ (h >> 16)
+}
+
+/// The 50 bytes to send in front of the inner frame `f` (whose tag of
+/// `tag_len` bytes is left out) to remote VTEP port `vtep`, or why not.
+#[inline]
+pub fn outer_header(
+    v: &VxlanPlan,
+    ul: Option<&Underlay>,
+    vtep: u16,
+    vni: Option<u32>,
+    f: &[u8],
+    tag_len: usize,
+) -> Result<[u8; OVERHEAD], DropReason> {
+    let (Some(k), Some(vni)) = (remote_index(vtep), vni) else {
+        return Err(DropReason::NoDestination);
+    };
+    let Some(&dst_ip) = v.remotes.get(k) else {
+        return Err(DropReason::NoDestination);
+    };
+    let inner_len = f.len().saturating_sub(tag_len);
+    if inner_len + OVERHEAD > v.max_outer {
+        return Err(DropReason::VxlanTooBig);
+    }
+    let dst_mac = ul
+        .and_then(|u| u.nexthop_mac(k))
+        .ok_or(DropReason::VxlanNoNexthop)?;
+    let encap = VxlanEncap {
+        src_mac: MacAddr(v.mac),
+        dst_mac: MacAddr(dst_mac),
+        src_ip: v.addr,
+        dst_ip,
+        src_port: entropy_port(flow_hash(f, tag_len)),
+        dst_port: v.udp_port,
+        ttl: v.ttl,
+        vni,
+        ident: 0,
+        dont_frag: true,
+    };
+    let mut hdr = [0u8; OVERHEAD];
+    emit_vxlan_encap(&mut hdr, &encap, inner_len).map_err(|_| DropReason::VxlanTooBig)?;
+    Ok(hdr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> VxlanPlan {
+        VxlanPlan {
+            underlay: 3,
+            mac: [2, 0, 0, 0, 0, 1],
+            addr: Ipv4Addr::new(192, 0, 2, 1),
+            udp_port: 4789,
+            ttl: 64,
+            max_outer: 1514,
+            remotes: vec![Ipv4Addr::new(192, 0, 2, 2)],
+            vni_net: vec![(1000, 0)],
+        }
+    }
+
+    fn frame(vni: u32, flags: u8, inner: &[u8]) -> Vec<u8> {
+        let mut hdr = [0u8; 50];
+        let e = VxlanEncap {
+            src_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+            dst_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            src_ip: Ipv4Addr::new(192, 0, 2, 2),
+            dst_ip: Ipv4Addr::new(192, 0, 2, 1),
+            src_port: 50000,
+            dst_port: 4789,
+            ttl: 64,
+            vni,
+            ident: 0,
+            dont_frag: false,
+        };
+        emit_vxlan_encap(&mut hdr, &e, inner.len()).unwrap();
+        hdr[42] = flags;
+        let mut f = hdr.to_vec();
+        f.extend_from_slice(inner);
+        f
+    }
+
+    fn reason(f: &[u8]) -> Option<DropReason> {
+        parse(&plan(), f).err()
+    }
+
+    #[test]
+    fn decap_checks_each_field() {
+        let inner = [0x02u8; 60];
+        match parse(&plan(), &frame(1000, 0x08, &inner)) {
+            Ok(Seen::Vxlan {
+                net,
+                remote,
+                inner_off,
+                inner_len,
+            }) => assert_eq!((net, remote, inner_off, inner_len), (0, 0, 50, 60)),
+            _ => panic!("not decapsulated"),
+        }
+        assert_eq!(
+            reason(&frame(1000, 0, &inner)),
+            Some(DropReason::VxlanFlags)
+        );
+        assert_eq!(
+            reason(&frame(7, 8, &inner)),
+            Some(DropReason::VxlanUnknownVni)
+        );
+        assert_eq!(
+            reason(&frame(1000, 8, &inner[..13])),
+            Some(DropReason::VxlanInnerShort)
+        );
+        let mut tagged = inner;
+        tagged[12] = 0x81;
+        tagged[13] = 0;
+        assert_eq!(
+            reason(&frame(1000, 8, &tagged)),
+            Some(DropReason::VxlanInnerTagged)
+        );
+        // Every prefix is refused with a reason, never a panic.
+        let full = frame(1000, 8, &inner);
+        for n in 0..full.len() {
+            assert!(parse(&plan(), &full[..n]).is_err(), "prefix {n}");
+        }
+    }
+
+    #[test]
+    fn encap_round_trips() {
+        let inner = [0x02u8; 60];
+        let ul = None;
+        assert_eq!(
+            outer_header(&plan(), ul, VTEP_BASE, Some(1000), &inner, 0).err(),
+            Some(DropReason::VxlanNoNexthop)
+        );
+        let big = [0x02u8; 1500];
+        assert_eq!(
+            outer_header(&plan(), ul, VTEP_BASE, Some(1000), &big, 0).err(),
+            Some(DropReason::VxlanTooBig)
+        );
+    }
+}
