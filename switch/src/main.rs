@@ -250,56 +250,25 @@ fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
-        Cmd::Ports { name, json } => {
-            let name = control::pick_name(name);
-            let v = control::request(&name, &json!({"cmd": "ports"})).map_err(|e| e.to_string())?;
-            if json {
-                out!("{v}");
-            } else {
-                print_ports(&v);
-            }
-            Ok(())
-        }
+        Cmd::Ports { name, json } => show(name, json!({"cmd": "ports"}), json, print_ports),
         Cmd::Fdb {
             name,
             network,
             json,
-        } => {
-            let name = control::pick_name(name);
-            let v = control::request(&name, &json!({"cmd": "fdb", "network": network}))
-                .map_err(|e| e.to_string())?;
-            if json {
-                out!("{v}");
-            } else {
-                print_fdb(&v);
-            }
-            Ok(())
-        }
+        } => show(
+            name,
+            json!({"cmd": "fdb", "network": network}),
+            json,
+            print_fdb,
+        ),
         Cmd::Dns {
             name,
             network,
             json,
-        } => {
-            let name = control::pick_name(name);
-            let v = control::request(&name, &json!({"cmd": "dns", "network": network}))
-                .map_err(|e| e.to_string())?;
-            if json {
-                out!("{v}");
-            } else {
-                print!("{}", shunt_switch::host::names::listing_text(&v));
-            }
-            Ok(())
-        }
-        Cmd::Stats { name, json } => {
-            let name = control::pick_name(name);
-            let v = control::request(&name, &json!({"cmd": "stats"})).map_err(|e| e.to_string())?;
-            if json {
-                out!("{v}");
-            } else {
-                print_stats(&v);
-            }
-            Ok(())
-        }
+        } => show(name, json!({"cmd": "dns", "network": network}), json, |v| {
+            print!("{}", shunt_switch::host::names::listing_text(v))
+        }),
+        Cmd::Stats { name, json } => show(name, json!({"cmd": "stats"}), json, print_stats),
         Cmd::Bench(args) => shunt_switch::bench::run(args).map_err(|e| e.to_string()),
         Cmd::Trace {
             name,
@@ -341,6 +310,18 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Asks the switch one question and prints the answer as JSON or as text.
+fn show(name: Option<String>, req: Value, json: bool, text: impl Fn(&Value)) -> Result<(), String> {
+    let name = control::pick_name(name);
+    let v = control::request(&name, &req).map_err(|e| e.to_string())?;
+    if json {
+        out!("{v}");
+    } else {
+        text(&v);
+    }
+    Ok(())
 }
 
 fn s(v: &Value, k: &str) -> String {
