@@ -107,7 +107,8 @@ impl Underlay {
             .collect()
     }
 
-    fn set(&self, nh: Ipv4Addr, mac: [u8; 6]) {
+    /// Records the MAC of next hop `nh` for every remote VTEP behind it.
+    pub fn set_nexthop(&self, nh: Ipv4Addr, mac: [u8; 6]) {
         let mut b = [0u8; 8];
         b[2..].copy_from_slice(&mac);
         let v = u64::from_be_bytes(b) | RESOLVED;
@@ -190,7 +191,7 @@ impl Thread {
             let wanted = ul.remotes.iter().any(|r| ul.nexthop_of(*r) == Some(spa));
             if wanted && sha[0] & 1 == 0 && self.known.get(&spa) != Some(&sha) {
                 self.known.insert(spa, sha);
-                ul.set(spa, sha);
+                ul.set_nexthop(spa, sha);
             }
             if op == 1 && tpa == ul.addr.addr && !spa.is_unspecified() {
                 replies.push(arp_frame(2, ul.mac, ul.addr.addr, sha, sha, spa));
