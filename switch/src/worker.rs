@@ -414,6 +414,12 @@ impl Worker {
                                 if let Some(w) = self.woke.get_mut(owner) {
                                     *w = true;
                                 }
+                                // The owner counts the underlay's tx; the
+                                // remote VTEP's is counted here.
+                                if dev != p {
+                                    pc.tx_frames.add(1);
+                                    pc.tx_bytes.add(len as u64);
+                                }
                             } else {
                                 pc.drops[DropReason::HandoffFull as usize].add(1);
                             }
