@@ -130,18 +130,31 @@ impl RawPort {
         &self.ifname
     }
 
-    /// Send one frame as it is (no padding, no FCS).
+    /// Send one frame as it is (no padding, no FCS). ENOBUFS (the
+    /// device's queue was full for a moment, as on a loaded machine) is
+    /// retried a few times before it is an error.
     pub fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        match self.tx.send_to(frame, None) {
+        let mut tries = 0;
+        loop {
+            match self.tx.send_to(frame, None) {
+                Some(Err(e))
+                    if e.raw_os_error() == Some(nix::errno::Errno::ENOBUFS as i32)
+                        && tries < 20 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => return Self::sent(other, frame.len(), &self.netns, &self.ifname),
+            }
+        }
+    }
+
+    fn sent(r: Option<io::Result<()>>, len: usize, netns: &str, ifname: &str) -> io::Result<()> {
+        match r {
             Some(result) => result.map_err(|e| {
                 io::Error::new(
                     e.kind(),
-                    format!(
-                        "send {} bytes on {}/{}: {e}",
-                        frame.len(),
-                        self.netns,
-                        self.ifname
-                    ),
+                    format!("send {len} bytes on {netns}/{ifname}: {e}"),
                 )
             }),
             None => Err(io::Error::other("send: frame larger than the write buffer")),
