@@ -47,6 +47,9 @@ pub struct Worker {
     xdp: Vec<Option<Box<AfXdpPort>>>,
     /// Owned AF_XDP ports with frames queued since their last flush.
     xdp_dirty: Vec<u16>,
+    /// Owned AF_XDP ports whose transmit ring still holds frames after a
+    /// flush (the kernel was busy): flushed again on the next loop turn.
+    xdp_pending: Vec<u16>,
     /// Workers this batch handed frames to (to wake them once).
     woke: Vec<bool>,
 }
@@ -67,6 +70,7 @@ impl Worker {
             core,
             xdp: (0..MAX_PORTS).map(|_| None).collect(),
             xdp_dirty: Vec::with_capacity(MAX_PORTS),
+            xdp_pending: Vec::with_capacity(MAX_PORTS),
             woke: vec![false; nworkers],
         }
     }
@@ -125,7 +129,18 @@ impl Worker {
                     }
                 }
             }
-            match port::poll(&mut fds, POLL_MS) {
+            // Frames left in a transmit ring must not wait for new traffic.
+            let timeout = if self.xdp_pending.is_empty() {
+                POLL_MS
+            } else {
+                1
+            };
+            if !self.xdp_pending.is_empty() {
+                // Nothing else is queued between batches: flush these again.
+                self.xdp_dirty.append(&mut self.xdp_pending);
+                self.kick();
+            }
+            match port::poll(&mut fds, timeout) {
                 Ok(0) => continue,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -439,6 +454,9 @@ impl Worker {
         for &p in &self.xdp_dirty {
             if let Some(x) = self.xdp.get_mut(p as usize).and_then(|x| x.as_mut()) {
                 x.flush();
+                if x.tx_in_flight() > 0 && !self.xdp_pending.contains(&p) {
+                    self.xdp_pending.push(p);
+                }
             }
         }
         self.xdp_dirty.clear();
