@@ -114,11 +114,11 @@ impl PacketSocket {
         Ok(PacketSocket { fd })
     }
 
-    /// A socket that receives the IPv4 frames of `ifname` with their kernel
-    /// receive time.
+    /// A socket that receives every frame of `ifname` with its kernel
+    /// receive time (ETH_P_ALL: it sees frames before tc ingress drops them).
     pub fn stamped_receiver(ns: &str, ifname: &str) -> Result<PacketSocket, String> {
         let fd = in_ns(ns, &format!("opening a packet socket on {ifname}"), || {
-            let fd = open_bound(ifname, libc::ETH_P_IP as u16)?;
+            let fd = open_bound(ifname, libc::ETH_P_ALL as u16)?;
             setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
             let _ = setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 16 << 20);
             let tv = libc::timeval {

@@ -16,8 +16,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Frames per `sendmmsg` when sending as fast as possible or paced.
-const SEND_BATCH: usize = 32;
+/// Frames handed to the kernel per `send` when paced: small, so that the
+/// rate is smooth.
+const PACED_BATCH: usize = 32;
+/// ... and when sending as fast as possible: large, so that one system
+/// call moves many frames (trafgen flushes only when its ring is full).
+const FLOOD_BATCH: usize = 1024;
 /// Time allowed for frames in flight to arrive after the generator stops.
 const DRAIN: Duration = Duration::from_millis(150);
 
@@ -82,14 +86,19 @@ pub fn trial(
                     break;
                 }
                 if let Some(r) = rate {
-                    // Pace: batch k leaves at k * SEND_BATCH / r.
+                    // Pace: frame n leaves at n / r.
                     let due = Duration::from_secs_f64(n as f64 / r);
                     if due > now {
                         spin_until(t0 + due);
                         continue;
                     }
                 }
-                n += ring.send(SEND_BATCH, None) as u64;
+                let batch = if rate.is_some() {
+                    PACED_BATCH
+                } else {
+                    FLOOD_BATCH
+                };
+                n += ring.send(batch, None) as u64;
                 sent.store(n, Relaxed);
             }
             done.store(true, Relaxed);
@@ -228,6 +237,10 @@ pub fn latency(
     let rate = rate.max(1.0);
     let (hist, sent_n) = std::thread::scope(|s| -> Result<(Histogram<u64>, u64), BenchError> {
         let receiver = s.spawn(|| -> Result<Histogram<u64>, String> {
+            // On the generator's core, not the switch's: the switch's core
+            // must be the switch's alone. The kernel's receive time is
+            // taken before this thread runs, so its delay does not count.
+            pin(core);
             let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)
                 .map_err(|e| format!("latency histogram: {e}"))?;
             let mut buf = vec![0u8; 2048];
@@ -255,8 +268,22 @@ pub fn latency(
             pin(core);
             let t0 = Instant::now();
             let mut n = 0u64;
+            // Frame n leaves at base + n / rate; a sender that fell behind
+            // (descheduled) starts a new schedule rather than bursting.
+            let mut base = t0;
+            let mut k = 0u64;
             while !interrupted() && t0.elapsed() < dur {
-                spin_until(t0 + Duration::from_secs_f64(n as f64 / rate));
+                let due = base + Duration::from_secs_f64(k as f64 / rate);
+                let now = Instant::now();
+                if now > due + Duration::from_micros(50) {
+                    base = now;
+                    k = 0;
+                }
+                while Instant::now() < due {
+                    // The receiver shares this core: let it run.
+                    std::thread::yield_now();
+                }
+                k += 1;
                 raw::stamp(&mut frame, raw::realtime_ns());
                 if tx.send_one(&frame) {
                     n += 1;
