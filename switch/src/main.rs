@@ -76,6 +76,10 @@ enum Cmd {
         network: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Forget the entry of this MAC in --network (a learned one returns with
+        /// the next frame from it).
+        #[arg(long, value_name = "MAC", requires = "network")]
+        delete: Option<String>,
     },
     /// Counters per port: frames, bytes, floods by cause, drops by reason.
     Stats {
@@ -254,7 +258,27 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Fdb {
             name,
             network,
+            json: _,
+            delete: Some(mac),
+        } => {
+            let name = control::pick_name(name);
+            let req = json!({"cmd": "fdb_delete", "network": network, "mac": mac});
+            let v = control::request(&name, &req).map_err(|e| e.to_string())?;
+            if v["removed"].as_bool() == Some(true) {
+                out!("removed {mac} from the FDB");
+                Ok(())
+            } else {
+                Err(format!(
+                    "no entry for {mac} in network {}",
+                    network.unwrap_or_default()
+                ))
+            }
+        }
+        Cmd::Fdb {
+            name,
+            network,
             json,
+            delete: None,
         } => show(
             name,
             json!({"cmd": "fdb", "network": network}),
