@@ -28,6 +28,14 @@ pub const BRIDGE: &str = "shb-br0";
 /// The switch's name: its control socket and devices derive from it.
 pub const SWITCH: &str = "shb";
 
+/// The MAC address the generator sends to. Not the sink interface's own:
+/// the sink's kernel takes the frames as "for another host" and drops them
+/// at once (`ip_rcv`), without a route lookup per frame; the interface
+/// counts them first, and packet sockets still see them. The sink
+/// announces this address (`traffic::announce_sink`) so that the switches
+/// learn where it is.
+pub const SINK_STATION: [u8; 6] = [0x02, 0x5b, 0, 0, 0, 0x02];
+
 /// One way from the generator to the sink: the interface to send on and
 /// the one to count at.
 #[derive(Debug, Clone)]
@@ -174,7 +182,7 @@ impl Lab {
             gen_if: gen_if.into(),
             sink_if: sink_if.into(),
             gen_mac: mac_of(GEN_NS, gen_if)?,
-            sink_mac: mac_of(SINK_NS, sink_if)?,
+            sink_mac: SINK_STATION,
         })
     }
 
@@ -274,7 +282,6 @@ impl Lab {
             PortKind::Tap => ("shb-tg", "shb-ts"),
             PortKind::Afxdp => ("shb-xg", "shb-xs"),
         };
-        sink_drop(s);
         if tcp {
             let _ = ip(&["-n", GEN_NS, "addr", "replace", "10.199.1.1/24", "dev", g]);
             let _ = ip(&["-n", SINK_NS, "addr", "replace", "10.199.1.2/24", "dev", s]);
@@ -288,6 +295,11 @@ impl Lab {
             .as_ref()
             .and_then(|s| s.log.lock().ok().map(|l| l.join("\n")))
             .unwrap_or_default()
+    }
+
+    /// The switch child's process id, while it runs.
+    pub fn switch_pid(&self) -> Option<u32> {
+        self.switch.as_ref().map(|s| s.child.id())
     }
 
     /// True while the switch child runs.
@@ -327,42 +339,6 @@ impl Drop for Lab {
                 }
             }
         }
-    }
-}
-
-/// Makes the sink cheap: its interface drops the benchmark's frames at tc
-/// ingress, after the driver counted them and packet sockets (the latency
-/// receiver) saw them, before the IP stack would look up a route for each.
-/// TCP (`--tcp`) is left alone. Best effort: without tc the IP stack drops
-/// them, which costs the sink's core more.
-fn sink_drop(ifname: &str) {
-    let tc = |args: &[&str]| {
-        let mut a = vec!["netns", "exec", SINK_NS, "tc"];
-        a.extend_from_slice(args);
-        netns::run("ip", &a)
-    };
-    let ok = tc(&["qdisc", "add", "dev", ifname, "clsact"]).and_then(|_| {
-        tc(&[
-            "filter",
-            "add",
-            "dev",
-            ifname,
-            "ingress",
-            "protocol",
-            "ip",
-            "prio",
-            "1",
-            "u32",
-            "match",
-            "ip",
-            "dst",
-            "198.19.0.2/32",
-            "action",
-            "drop",
-        ])
-    });
-    if let Err(e) = ok {
-        eprintln!("shunt bench: no tc drop at the sink ({e}); the sink's IP stack drops the frames instead");
     }
 }
 

@@ -169,9 +169,12 @@ pub struct PathResult {
     /// As fast as the generator can offer.
     pub max: Trial,
     pub bits_per_s: f64,
-    /// The path took (nearly) all the generator offered: the generator, not
-    /// the path, was the limit, and the path may do more.
+    /// The path took (nearly) all the generator offered while the switch
+    /// had CPU to spare (or, for the bridge, while the generator offered
+    /// its ceiling): the generator, not the path, was the limit.
     pub generator_limited: bool,
+    /// What limited the rate, in words.
+    pub limit: String,
     pub rfc2544_fps: Option<f64>,
     pub latency: Option<Latency>,
 }
@@ -293,6 +296,7 @@ fn measure(
             None,
             dur,
             core,
+            None,
             &Progress {
                 label: &label,
                 quiet: q,
@@ -319,8 +323,7 @@ fn measure(
             lab.bridge_rps(rps)?;
             for sr in sizes.iter_mut() {
                 check()?;
-                sr.paths
-                    .push(run_path(args, &br, name, sr.size, dur, core)?);
+                sr.paths.push(run_path(args, &br, name, sr, core, None)?);
             }
         }
         lab.bridge_rps(None)?;
@@ -350,7 +353,7 @@ fn measure(
         traffic::announce_sink(&path)?;
         for sr in sizes.iter_mut() {
             check()?;
-            let r = run_path(args, &path, name, sr.size, dur, core);
+            let r = run_path(args, &path, name, sr, core, lab.switch_pid());
             if !lab.switch_alive() {
                 return Err(BenchError::Switch(format!(
                     "the switch stopped during the run:\n{}",
@@ -391,9 +394,9 @@ fn measure(
     if sizes
         .iter()
         .flat_map(|s| &s.paths)
-        .any(|p| p.generator_limited)
+        .any(|p| p.generator_limited && p.max.switch_cpu.is_some())
     {
-        notes.push("generator_limited: the path took (nearly) all the generator offered, so its rate is a lower bound".into());
+        notes.push("where the generator was the limit, the switch's rate is a lower bound: it took all that was offered with CPU to spare".into());
     }
     Ok(Report {
         machine: machine(),
@@ -413,11 +416,13 @@ fn run_path(
     args: &BenchArgs,
     path: &lab::Path,
     name: &str,
-    size: usize,
-    dur: Duration,
+    sr: &SizeResult,
     core: Option<usize>,
+    switch_pid: Option<u32>,
 ) -> Result<PathResult, BenchError> {
     let q = args.quiet;
+    let (size, ceiling) = (sr.size, sr.generator_ceiling.offered_fps);
+    let dur = Duration::from_secs_f64(args.duration);
     let label = format!("{size} B: {name}");
     let max = traffic::trial(
         path,
@@ -425,17 +430,41 @@ fn run_path(
         None,
         dur,
         core,
+        switch_pid,
         &Progress {
             label: &label,
             quiet: q,
         },
     )?;
-    let generator_limited = max.loss_ratio < 0.01;
+    let took_all = max.loss_ratio < 0.01;
+    let limit = match max.switch_cpu {
+        Some(c) if c >= 0.9 => format!("the switch (its core {:.0}% busy)", c * 100.0),
+        Some(c) if took_all => format!("the generator (switch core {:.0}% busy)", c * 100.0),
+        Some(c) => format!("the switch's ports (switch core {:.0}% busy)", c * 100.0),
+        None if !took_all => "the bridge (frames lost)".into(),
+        None if max.offered_fps >= 0.9 * ceiling => "the generator".into(),
+        None => "the generator's core, which also does the bridge's work".into(),
+    };
+    let generator_limited = limit.starts_with("the generator");
     let rfc2544_fps = if args.rfc2544 {
         if max.loss == 0 {
             Some(max.fps)
         } else {
-            Some(traffic::rfc2544(path, size, max.offered_fps, dur, core, &label, q)?.0)
+            Some(
+                traffic::rfc2544(
+                    path,
+                    size,
+                    max.offered_fps,
+                    dur,
+                    core,
+                    switch_pid,
+                    &Progress {
+                        label: &label,
+                        quiet: q,
+                    },
+                )?
+                .0,
+            )
         }
     } else {
         None
@@ -465,6 +494,7 @@ fn run_path(
         bits_per_s: max.fps * size as f64 * 8.0,
         max,
         generator_limited,
+        limit,
         rfc2544_fps,
         latency,
     })
@@ -510,9 +540,7 @@ fn text(r: &Report) -> String {
         );
         for p in &s.paths {
             let mut notes = Vec::new();
-            if p.generator_limited {
-                notes.push("generator-limited".to_string());
-            }
+            notes.push(format!("limit: {}", p.limit));
             if let Some(t) = p.rfc2544_fps {
                 notes.push(format!("rfc2544 zero-loss {}", fmt_rate(t)));
             }

@@ -115,7 +115,7 @@ impl PacketSocket {
     }
 
     /// A socket that receives every frame of `ifname` with its kernel
-    /// receive time (ETH_P_ALL: it sees frames before tc ingress drops them).
+    /// receive time (ETH_P_ALL: also frames addressed to another host).
     pub fn stamped_receiver(ns: &str, ifname: &str) -> Result<PacketSocket, String> {
         let fd = in_ns(ns, &format!("opening a packet socket on {ifname}"), || {
             let fd = open_bound(ifname, libc::ETH_P_ALL as u16)?;
@@ -376,6 +376,7 @@ pub const STAMP_MAGIC: [u8; 2] = *b"SB";
 /// A UDP/IPv4 frame of `size` bytes on the wire (FCS included, so the
 /// buffer is `size - 4` long) from `src` to `dst`. The addresses are not
 /// the sink's: the sink's kernel drops the frames without answering.
+/// (The destination MAC is not the sink's either: see `lab::SINK_STATION`.)
 pub fn udp_frame(size: usize, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
     let len = size.max(64) - 4;
     let mut f = vec![0u8; len];

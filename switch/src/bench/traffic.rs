@@ -38,6 +38,22 @@ pub struct Trial {
     pub fps: f64,
     pub loss: u64,
     pub loss_ratio: f64,
+    /// CPU the switch process used while the generator sent, in cores
+    /// (1.0: one core busy all the time). None for the kernel paths.
+    pub switch_cpu: Option<f64>,
+}
+
+/// CPU time of process `pid`, all threads, in seconds (/proc/PID/stat).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at ')'.
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / hz.max(1.0))
 }
 
 /// Teaches the switch (or bridge) where the sink is: a few broadcast frames
@@ -67,11 +83,13 @@ pub fn trial(
     rate: Option<f64>,
     dur: Duration,
     core: Option<usize>,
+    switch_pid: Option<u32>,
     progress: &Progress,
 ) -> Result<Trial, BenchError> {
     let frame = raw::udp_frame(size, path.sink_mac, path.gen_mac);
     let mut ring = TxRing::new(GEN_NS, &path.gen_if, &frame).map_err(BenchError::Traffic)?;
     let before = if_stats(SINK_NS, &path.sink_if)?;
+    let cpu_before = switch_pid.and_then(cpu_seconds);
     let sent = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
@@ -110,6 +128,7 @@ pub fn trial(
         }
         sender.join().unwrap_or(0.0)
     });
+    let cpu_after = switch_pid.and_then(cpu_seconds);
     std::thread::sleep(DRAIN);
     let after = if_stats(SINK_NS, &path.sink_if)?;
     let sent = sent.load(Relaxed);
@@ -128,6 +147,7 @@ pub fn trial(
         } else {
             loss as f64 / sent as f64
         },
+        switch_cpu: cpu_before.zip(cpu_after).map(|(a, b)| (b - a) / seconds),
     })
 }
 
@@ -165,9 +185,10 @@ pub fn rfc2544(
     high: f64,
     dur: Duration,
     core: Option<usize>,
-    label: &str,
-    quiet: bool,
+    switch_pid: Option<u32>,
+    progress: &Progress,
 ) -> Result<(f64, Vec<(f64, Trial)>), BenchError> {
+    let (label, quiet) = (progress.label, progress.quiet);
     let max_trials = 10;
     let (mut lo, mut hi) = (0.0f64, high);
     let mut tried = Vec::new();
@@ -183,6 +204,7 @@ pub fn rfc2544(
             Some(rate),
             dur,
             core,
+            switch_pid,
             &Progress { label: &lbl, quiet },
         )?;
         tried.push((rate, t));
