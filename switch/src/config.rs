@@ -1308,4 +1308,57 @@ mod tests {
         assert!(e.message.contains("no vlan"), "{e}");
         assert_eq!(e.line, 6);
     }
+
+    const VTEP: &str = "[vtep]\nport = \"ul0\"\naddress = \"192.0.2.1/24\"\n[[port]]\nname = \"ul0\"\nmode = \"underlay\"\n";
+
+    #[test]
+    fn vxlan_keys() {
+        let t = parse(
+            "t",
+            &format!("[[network]]\nname='n'\nvni=1000\nvtep_peers=['192.0.2.2','192.0.2.3']\n[[host]]\nname='h'\nnetworks=['n']\n{VTEP}[[fdb]]\nnetwork='n'\nmac='02:00:00:00:00:99'\nvtep='192.0.2.3'\n"),
+        )
+        .expect("vxlan topology parses");
+        assert_eq!(t.networks[0].vni, Some(1000));
+        assert_eq!(t.networks[0].vtep_peers.len(), 2);
+        // Hosts on a VXLAN network get the underlay MTU minus 50.
+        assert_eq!(t.hosts[0].mtu, 1450);
+    }
+
+    #[test]
+    fn vxlan_errors_name_the_line() {
+        // A vni without [vtep].
+        let e = err("[[network]]\nname='n'\nvni=1000\n");
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("[vtep]"), "{e}");
+        // A peer outside the prefix with no gateway.
+        let e = err(&format!(
+            "[[network]]\nname='n'\nvni=7\nvtep_peers=['198.51.100.9']\n{VTEP}"
+        ));
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("gateway"), "{e}");
+        // The same VNI twice.
+        let e = err(&format!(
+            "[[network]]\nname='a'\nvni=7\n[[network]]\nname='b'\nvni=7\n{VTEP}"
+        ));
+        assert_eq!(e.line, 6, "{e}");
+        // [vtep] naming a port that is not an underlay.
+        let e = err("[vtep]\nport = \"p\"\naddress = \"192.0.2.1/24\"\n[[network]]\nname='n'\n[[port]]\nname='p'\nnetwork='n'\n");
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("underlay"), "{e}");
+        // A VNI out of range.
+        let e = err(&format!("[[network]]\nname='n'\nvni=16777216\n{VTEP}"));
+        assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn macvlan_errors() {
+        // The parent must carry the network.
+        let e = err("[[network]]\nname='mv'\nkind='macvlan'\nparent='up'\n[[network]]\nname='x'\n[[port]]\nname='up'\nnetwork='x'\n");
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("does not carry"), "{e}");
+        // passthru takes one host.
+        let e = err("[[network]]\nname='mv'\nkind='macvlan'\nparent='up'\nmacvlan_mode='passthru'\n[[host]]\nname='a'\nnetworks=['mv']\n[[host]]\nname='b'\nnetworks=['mv']\n[[port]]\nname='up'\nnetwork='mv'\n");
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("single host"), "{e}");
+    }
 }
