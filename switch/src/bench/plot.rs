@@ -148,7 +148,8 @@ fn latency(o: &mut String, r: &Report) {
         .max(0.1);
     let hi = lats.iter().map(|(_, l)| l.max_us).fold(lo * 10.0, f64::max);
     let (llo, lhi) = (lo.log10().floor(), hi.log10().ceil());
-    let xs = |us: f64| x0 + pw * ((us.max(lo).log10() - llo) / (lhi - llo));
+    let floor = 10f64.powf(llo);
+    let xs = |us: f64| x0 + pw * ((us.max(floor).log10() - llo) / (lhi - llo));
     let mut d = llo;
     while d <= lhi {
         let x = xs(10f64.powf(d));
