@@ -438,6 +438,12 @@ fn run_path(
     )?;
     let took_all = max.loss_ratio < 0.01;
     let limit = match max.switch_cpu {
+        // AF_XDP workers poll without sleeping: their CPU says nothing, and
+        // the veth's XDP receive (the copy into the UMEM) runs on the
+        // generator's core.
+        Some(_) if args.port_kind == PortKind::Afxdp && took_all => {
+            "the generator's core, which also runs the XDP receive into the switch".into()
+        }
         Some(c) if c >= 0.9 => format!("the switch (its core {:.0}% busy)", c * 100.0),
         Some(c) if took_all => format!("the generator (switch core {:.0}% busy)", c * 100.0),
         Some(c) => format!("the switch's ports (switch core {:.0}% busy)", c * 100.0),

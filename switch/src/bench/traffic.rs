@@ -176,9 +176,9 @@ pub fn fmt_rate(fps: f64) -> String {
     }
 }
 
-/// RFC 2544 §26.1 throughput: the highest rate with no loss, by binary
-/// search between 0 and `high` (a rate known to lose, or the generator's
-/// ceiling), to within 1% or `max_trials` trials.
+/// RFC 2544 §26.1 throughput: the highest rate offered in full with no
+/// loss, by binary search between 0 and `high` (a rate known to lose, or
+/// the generator's ceiling), to within 1% or `max_trials` trials.
 pub fn rfc2544(
     path: &Path,
     size: usize,
@@ -208,7 +208,9 @@ pub fn rfc2544(
             &Progress { label: &lbl, quiet },
         )?;
         tried.push((rate, t));
-        if t.loss == 0 {
+        // A pass needs no loss *and* the rate actually offered: a TAP that
+        // pushes back on the generator loses nothing but slows it down.
+        if t.loss == 0 && t.offered_fps >= 0.99 * rate {
             lo = rate;
             if k == 0 {
                 break; // no loss at the top: that is the answer
