@@ -12,7 +12,6 @@
 
 mod lab;
 mod plot;
-mod raw;
 mod traffic;
 
 use serde::Serialize;
@@ -109,21 +108,8 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Relaxed)
 }
 
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Relaxed);
-}
-
 fn catch_signals() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let act = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for s in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic (async-signal-safe).
-        let _ = unsafe { sigaction(s, &act) };
-    }
+    crate::port::sys::on_interrupt(&INTERRUPTED);
 }
 
 #[derive(Debug, Clone, Serialize)]

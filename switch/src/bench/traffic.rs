@@ -9,8 +9,8 @@
 //! time: latency = receive time - send time (one clock for all namespaces).
 
 use super::lab::{if_stats, Path, GEN_NS, SINK_NS};
-use super::raw::{self, PacketSocket, TxRing};
 use super::{interrupted, BenchError};
+use crate::port::packet::{self as raw, PacketSocket, TxRing};
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -51,8 +51,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let hz = crate::port::sys::clock_ticks() as f64;
     Some((utime + stime) / hz.max(1.0))
 }
 

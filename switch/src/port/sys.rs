@@ -1,0 +1,68 @@
+//! Thin wrappers over the system calls the rest of the switch needs, so
+//! that every `unsafe` of the switch stays under port/.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// Waits for any of `fds` (read readiness), at most `timeout_ms`. A thin
+/// wrapper so that workers keep plain descriptors, without lifetimes, in
+/// poll sets they rebuild when ports come and go.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: `fds` is a valid, exclusively borrowed array of `pollfd` of
+    // the length passed; poll(2) writes only their `revents` fields.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// A `pollfd` asking for read readiness on `fd`.
+pub fn pollfd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// The kernel's clock ticks per second (for /proc CPU times).
+pub fn clock_ticks() -> i64 {
+    // SAFETY: sysconf has no preconditions and touches no memory of ours.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz
+    } else {
+        100
+    }
+}
+
+static INTERRUPT_FLAG: std::sync::OnceLock<&'static AtomicBool> = std::sync::OnceLock::new();
+
+extern "C" fn on_signal(_: libc::c_int) {
+    if let Some(f) = INTERRUPT_FLAG.get() {
+        f.store(true, Relaxed);
+    }
+}
+
+/// Sets `flag` when SIGINT or SIGTERM arrives (instead of dying), so that
+/// loops stop and guards clean up. Once per process.
+pub fn on_interrupt(flag: &'static AtomicBool) {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    if INTERRUPT_FLAG.set(flag).is_err() {
+        return;
+    }
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for s in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only reads a OnceLock that was set before it
+        // was installed and stores to an atomic: async-signal-safe.
+        let _ = unsafe { sigaction(s, &act) };
+    }
+}
