@@ -77,6 +77,11 @@ pub struct BenchArgs {
     /// Also run the same ports with no switching logic (port 0 to port 1).
     #[arg(long)]
     pub bare: bool,
+    /// Carry the traffic over VXLAN: the switch encapsulates every frame to
+    /// a Linux kernel VTEP in the sink's namespace, which decapsulates it;
+    /// the sink counts at that VTEP (vx0).
+    #[arg(long)]
+    pub vxlan: bool,
     /// RFC 2544 zero-loss throughput: binary search on the offered rate.
     #[arg(long)]
     pub rfc2544: bool,
@@ -325,7 +330,17 @@ fn measure(
         }
     }
 
-    let modes: &[(&str, bool)] = if args.bare {
+    if args.vxlan && (args.bare || args.tcp) {
+        notes.push(
+            "--vxlan: no bare or TCP run over VXLAN (bare forwards raw frames, with no encapsulation)".into(),
+        );
+    }
+    if args.vxlan {
+        notes.push(
+            "--vxlan: shunt's sink port is its VTEP underlay (VNI 1000, 192.0.2.1 -> 192.0.2.2); the kernel VTEP in shb-sink decapsulates; counted at vx0".into(),
+        );
+    }
+    let modes: &[(&str, bool)] = if args.bare && !args.vxlan {
         &[("shunt", false), ("bare", true)]
     } else {
         &[("shunt", false)]
@@ -335,7 +350,14 @@ fn measure(
         if !q {
             eprint!("\r\x1b[Kstarting the switch ({name})");
         }
-        let path = lab.start_switch(args.port_kind, args.workers, switch_cores, bare, args.tcp)?;
+        let path = lab.start_switch(
+            args.port_kind,
+            args.workers,
+            switch_cores,
+            bare,
+            args.tcp && !args.vxlan,
+            args.vxlan,
+        )?;
         traffic::announce_sink(&path)?;
         for sr in sizes.iter_mut() {
             check()?;
@@ -348,7 +370,7 @@ fn measure(
             }
             sr.paths.push(r?);
         }
-        if args.tcp && !bare {
+        if args.tcp && !bare && !args.vxlan {
             if !q {
                 eprint!("\r\x1b[Ktcp: iperf3 through shunt");
             }
