@@ -107,6 +107,24 @@ fn expect_seen(what: &str, hosts: &[Host], got: &[usize], want: &[usize]) -> Res
     }
 }
 
+/// Sends frames `seqs` from host `from` to `dst` with source `src`, and
+/// checks how many each host saw.
+#[allow(clippy::too_many_arguments)]
+fn flow(
+    sn: &mut [RawPort],
+    hosts: &[Host],
+    tag: u8,
+    from: usize,
+    (dst, src): (MacAddr, MacAddr),
+    seqs: Range<u32>,
+    what: &str,
+    want: &[usize],
+) -> Result<(), String> {
+    send_n(&mut sn[from], tag, dst, src, seqs.clone())?;
+    let got = seen(sn, tag, seqs);
+    expect_seen(what, hosts, &got, want)
+}
+
 fn three(tag: u8) -> Topology {
     Topology::new(tag, 3)
 }
@@ -168,12 +186,14 @@ fn learning_stops_flooding() -> TestResult {
     let s0 = sw.stats()?;
 
     // c has never sent: its MAC is unknown, frames to it are flooded.
-    send_n(&mut sn[0], tag, c.mac, a.mac, 0..10)?;
-    let got = seen(&mut sn, tag, 0..10);
-    expect_seen(
-        "10 frames a -> c's unknown MAC (flooded)",
+    flow(
+        &mut sn,
         &topo.hosts,
-        &got,
+        tag,
+        0,
+        (c.mac, a.mac),
+        0..10,
+        "10 frames a -> c's unknown MAC (flooded)",
         &[0, 10, 10],
     )?;
     let s1 = sw.stats()?;
@@ -185,9 +205,16 @@ fn learning_stops_flooding() -> TestResult {
     );
 
     // c speaks once (to a, whose MAC is known by now: a gets it alone).
-    send_n(&mut sn[2], tag, a.mac, c.mac, 100..101)?;
-    let got = seen(&mut sn, tag, 100..101);
-    expect_seen("c -> a after a was learned", &topo.hosts, &got, &[1, 0, 0])?;
+    flow(
+        &mut sn,
+        &topo.hosts,
+        tag,
+        2,
+        (a.mac, c.mac),
+        100..101,
+        "c -> a after a was learned",
+        &[1, 0, 0],
+    )?;
 
     let fdb = sw.fdb()?;
     let e = fdb
@@ -208,12 +235,14 @@ fn learning_stops_flooding() -> TestResult {
 
     // Now frames to c go to c only.
     let s2 = sw.stats()?;
-    send_n(&mut sn[0], tag, c.mac, a.mac, 200..210)?;
-    let got = seen(&mut sn, tag, 200..210);
-    expect_seen(
-        "10 frames a -> c after c was learned",
+    flow(
+        &mut sn,
         &topo.hosts,
-        &got,
+        tag,
+        0,
+        (c.mac, a.mac),
+        200..210,
+        "10 frames a -> c after c was learned",
         &[0, 0, 10],
     )?;
     let s3 = sw.stats()?;
@@ -275,12 +304,14 @@ fn ageing_resumes_flooding() -> TestResult {
 
     // Flooding resumes.
     settle(&mut sn);
-    send_n(&mut sn[0], tag, c.mac, a.mac, 5000..5010)?;
-    let got = seen(&mut sn, tag, 5000..5010);
-    expect_seen(
-        "10 frames a -> c after c's entry aged out (flooded again)",
+    flow(
+        &mut sn,
         &topo.hosts,
-        &got,
+        tag,
+        0,
+        (c.mac, a.mac),
+        5000..5010,
+        "10 frames a -> c after c's entry aged out (flooded again)",
         &[0, 10, 10],
     )?;
     Ok(())
@@ -375,12 +406,14 @@ fn split_horizon() -> TestResult {
     // m is learned on a's port; then a sends to m: destination on the
     // ingress port, dropped as same_port.
     let m = MacAddr::local(tag, 0, 0x77);
-    send_n(&mut sn[0], tag, MacAddr::BROADCAST, m, 300..301)?;
-    let got = seen(&mut sn, tag, 300..301);
-    expect_seen(
-        "broadcast from m (on a's port)",
+    flow(
+        &mut sn,
         &topo.hosts,
-        &got,
+        tag,
+        0,
+        (MacAddr::BROADCAST, m),
+        300..301,
+        "broadcast from m (on a's port)",
         &[0, 1, 1],
     )?;
     let fdb = sw.fdb()?;
@@ -391,12 +424,14 @@ fn split_horizon() -> TestResult {
         fdb.port_of(m)
     );
     let s0 = sw.stats()?;
-    send_n(&mut sn[0], tag, m, a.mac, 400..410)?;
-    let got = seen(&mut sn, tag, 400..410);
-    expect_seen(
-        "10 frames a -> m (m is on a's own port)",
+    flow(
+        &mut sn,
         &topo.hosts,
-        &got,
+        tag,
+        0,
+        (m, a.mac),
+        400..410,
+        "10 frames a -> m (m is on a's own port)",
         &[0, 0, 0],
     )?;
     let s1 = sw.stats()?;
@@ -442,12 +477,14 @@ fn mac_move_and_static_entries() -> TestResult {
         b.port()
     );
     settle(&mut sn);
-    send_n(&mut sn[2], tag, m, c.mac, 100..110)?;
-    let got = seen(&mut sn, tag, 100..110);
-    expect_seen(
-        "10 frames c -> M after M moved to b",
+    flow(
+        &mut sn,
         &topo.hosts,
-        &got,
+        tag,
+        2,
+        (m, c.mac),
+        100..110,
+        "10 frames c -> M after M moved to b",
         &[0, 10, 0],
     )?;
 
@@ -471,12 +508,14 @@ fn mac_move_and_static_entries() -> TestResult {
         "static entry moved after a sent from {s_mac}: want port {c_port} static, got {e:?}"
     );
     settle(&mut sn);
-    send_n(&mut sn[0], tag, s_mac, a.mac, 300..310)?;
-    let got = seen(&mut sn, tag, 300..310);
-    expect_seen(
-        "10 frames a -> static MAC (on c)",
+    flow(
+        &mut sn,
         &topo.hosts,
-        &got,
+        tag,
+        0,
+        (s_mac, a.mac),
+        300..310,
+        "10 frames a -> static MAC (on c)",
         &[0, 0, 10],
     )?;
 
@@ -497,12 +536,14 @@ fn mac_move_and_static_entries() -> TestResult {
         fdb.find(m)
     );
     settle(&mut sn);
-    send_n(&mut sn[0], tag, s_mac, a.mac, 400..410)?;
-    let got = seen(&mut sn, tag, 400..410);
-    expect_seen(
-        "10 frames a -> static MAC after ageing time",
+    flow(
+        &mut sn,
         &topo.hosts,
-        &got,
+        tag,
+        0,
+        (s_mac, a.mac),
+        400..410,
+        "10 frames a -> static MAC after ageing time",
         &[0, 0, 10],
     )?;
     Ok(())
@@ -572,24 +613,35 @@ fn fdb_full() -> TestResult {
     );
 
     // Frames to a MAC that could not be learned are flooded.
-    send_n(&mut sn[2], tag, m2, c.mac, 100..110)?;
-    let got = seen(&mut sn, tag, 100..110);
-    expect_seen(
-        "10 frames c -> unlearned m2 (flooded)",
+    flow(
+        &mut sn,
         &topo.hosts,
-        &got,
+        tag,
+        2,
+        (m2, c.mac),
+        100..110,
+        "10 frames c -> unlearned m2 (flooded)",
         &[10, 10, 0],
     )?;
     // Existing entries keep forwarding.
-    send_n(&mut sn[2], tag, b.mac, c.mac, 200..210)?;
-    let got = seen(&mut sn, tag, 200..210);
-    expect_seen("10 frames c -> b (known)", &topo.hosts, &got, &[0, 10, 0])?;
-    send_n(&mut sn[2], tag, m1, c.mac, 300..310)?;
-    let got = seen(&mut sn, tag, 300..310);
-    expect_seen(
-        "10 frames c -> m1 (known, on a)",
+    flow(
+        &mut sn,
         &topo.hosts,
-        &got,
+        tag,
+        2,
+        (b.mac, c.mac),
+        200..210,
+        "10 frames c -> b (known)",
+        &[0, 10, 0],
+    )?;
+    flow(
+        &mut sn,
+        &topo.hosts,
+        tag,
+        2,
+        (m1, c.mac),
+        300..310,
+        "10 frames c -> m1 (known, on a)",
         &[10, 0, 0],
     )?;
     Ok(())
