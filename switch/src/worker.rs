@@ -225,9 +225,10 @@ impl Worker {
             }
             self.flush();
             self.counters.batches.add(1);
-            if n < BATCH {
-                return;
-            }
+            // A short batch does not end the turn: frames that arrived
+            // while this one was processed are taken now, without a poll(2)
+            // in between (the receive that finds nothing ends it). Measured:
+            // TAP forwarding went from 0.85x to 0.96-1.00x of `--bare`.
         }
     }
 
