@@ -13,6 +13,7 @@ mod dns;
 mod harness;
 mod l2;
 mod macvlan;
+mod mixed;
 mod trace;
 mod vlan;
 mod vxlan;
@@ -57,6 +58,10 @@ fn main() {
         .chain(vxlan::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
+    }
+    // These need AF_XDP as well.
+    for (name, test) in mixed::tests() {
+        tests.push((name.to_string(), Box::new(test), skip_xdp.clone()));
     }
     let trials = tests
         .into_iter()
