@@ -26,6 +26,10 @@ pub fn tests() -> Vec<crate::l2::Test> {
         ("dns::garbage_then_answers", garbage_then_answers),
         ("dns::forwarded_to_upstream", forwarded_to_upstream),
         ("dns::arp_suppression", arp_suppression),
+        (
+            "dns::attached_hosts_appear_at_once",
+            attached_hosts_appear_at_once,
+        ),
     ]
 }
 
@@ -422,5 +426,45 @@ fn arp_suppression() -> TestResult {
         .as_u64()
         .unwrap_or(0);
     ensure!(n >= 1, "arp_suppressed = {n}: {}", st.0["host"]);
+    Ok(())
+}
+
+/// A host attached at run time is answered at once, on its network only,
+/// with a resolver file of its own; once detached, its name is gone.
+fn attached_hosts_appear_at_once() -> TestResult {
+    let l = lab(7, "", "")?;
+    let d = format!("{}d", l.sw.name);
+    let out = l.sw.cmd(&["attach", &d, "lan"])?;
+    // IPAM: the next free address after a (.11) and b (.12) is .2.
+    let ip = out
+        .split(" with ")
+        .nth(1)
+        .and_then(|x| x.split('/').next())
+        .ok_or_else(|| format!("attach said: {out}"))?
+        .to_string();
+    let r = dig(&l.a, &l.gw, &[&d, "A"])?;
+    ensure!(
+        r.status == "NOERROR" && r.answers == vec![ip.clone()],
+        "{d} A right after attach: {r:?}"
+    );
+    let r = dig(&l.c, &l.gw_blue, &[&d, "A"])?;
+    ensure!(
+        r.status != "NOERROR" || r.answers.is_empty(),
+        "{d} answered on blue: {r:?}"
+    );
+    ensure!(
+        std::path::Path::new(&format!("/etc/netns/{d}/resolv.conf")).exists(),
+        "no resolv.conf for the attached host"
+    );
+    // The new host resolves names itself, through the switch.
+    let out = exec(&d, &["getent", "hosts", &l.b])?;
+    ensure!(
+        out.contains(&l.ip_b),
+        "getent hosts {} from {d}: {out}",
+        l.b
+    );
+    l.sw.cmd(&["detach", &d, "lan"])?;
+    let r = dig(&l.a, &l.gw, &[&format!("{d}.{}", l.domain), "A"])?;
+    ensure!(r.status == "NXDOMAIN", "{d} after detach: {r:?}");
     Ok(())
 }
