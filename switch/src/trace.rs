@@ -284,3 +284,94 @@ pub fn describe(
 fn drop_words(d: DropReason) -> &'static str {
     d.explain()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::MAX_PORTS;
+
+    fn record(verdict: Verdict, outs: &[(u16, u16)]) -> TraceRecord {
+        let mut r = TraceRecord {
+            ingress: 0,
+            net: 0,
+            vid_in: None,
+            src: [2, 0, 0, 0, 0, 0xa],
+            dst: [2, 0, 0, 0, 0, 0xb],
+            ethertype: 0x0800,
+            len: 98,
+            learned: Learned::Refreshed,
+            verdict,
+            out: [(0, 0); MAX_OUT],
+            n_out: outs.len() as u16,
+            vni: 1000,
+        };
+        r.out[..outs.len()].copy_from_slice(outs);
+        r
+    }
+
+    fn words(r: &TraceRecord) -> TraceLine {
+        let vtep = (MAX_PORTS + 1) as u16;
+        let port = move |p: u16| match p {
+            0 => "h1.lan".to_string(),
+            1 => "h2.lan".to_string(),
+            2 => "t".to_string(),
+            p if p == vtep => "vxlan:192.0.2.2".to_string(),
+            p => format!("port{p}"),
+        };
+        describe(r, &port, &|_| "lan".to_string())
+    }
+
+    #[test]
+    fn decisions_read_as_plain_words() {
+        let l = words(&record(Verdict::Unicast(1), &[(1, 0)]));
+        assert!(
+            l.text
+                .ends_with("destination 02:00:00:00:00:0b learned in lan: sent to h2.lan"),
+            "{}",
+            l.text
+        );
+        assert!(l
+            .text
+            .contains("source 02:00:00:00:00:0a already known on h1.lan"));
+        let l = words(&record(
+            Verdict::Flood(FloodCause::UnknownUnicast),
+            &[(1, 0), (2, 10)],
+        ));
+        assert!(
+            l.text.ends_with(
+                "destination 02:00:00:00:00:0b unknown in lan: flooded to h2.lan, t (tagged 10)"
+            ),
+            "{}",
+            l.text
+        );
+        assert_eq!(l.reason.as_deref(), Some("unknown_unicast"));
+        assert_eq!(l.out[1].vlan, Some(10));
+        let l = words(&record(Verdict::Drop(DropReason::SamePort), &[]));
+        assert!(
+            l.text
+                .ends_with("dropped (same_port): destination learned on the ingress port"),
+            "{}",
+            l.text
+        );
+        assert_eq!(
+            (l.action.as_str(), l.reason.as_deref()),
+            ("drop", Some("same_port"))
+        );
+    }
+
+    #[test]
+    fn vxlan_decisions_name_the_vtep_and_vni() {
+        let vtep = (MAX_PORTS + 1) as u16;
+        let l = words(&record(Verdict::Unicast(vtep), &[(vtep, 0)]));
+        assert!(
+            l.text.contains("destination 02:00:00:00:00:0b learned behind VTEP 192.0.2.2: encapsulated, VNI 1000"),
+            "{}",
+            l.text
+        );
+        let mut r = record(Verdict::Unicast(0), &[(0, 0)]);
+        r.ingress = vtep;
+        let l = words(&r);
+        assert!(l.text.starts_with("vxlan:192.0.2.2:"), "{}", l.text);
+        assert!(l.text.contains("decapsulated, VNI 1000"), "{}", l.text);
+    }
+}
