@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests, and the end-to-end
 # tests with real namespaces (root needed; without root they say skipped).
+# Ends with one line that sums every test binary's result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace 2>&1 | tee "$log" || status=$?
+# "ignored" covers the tests that said "skipped" (and the benchmarks that
+# only run on request).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) {
+        if ($(i+1) ~ /^passed;?$/) p += $i;
+        if ($(i+1) ~ /^failed;?$/) f += $i;
+        if ($(i+1) ~ /^ignored;?$/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
