@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: brings up the default topology (h1, h2, h3 on network lan,
-# 10.0.0.0/24), pings between all hosts, shows what the switch learned and
+# 10.0.0.0/24), pings between all hosts (and by name, through the switch's
+# DNS), shows what the switch learned and
 # counted, traces a ping, and takes everything down again.
 # Keep it running afterwards with: scripts/demo.sh --keep
 set -euo pipefail
@@ -22,7 +23,10 @@ for a in h1 h2 h3; do
     $shunt exec "$a" ping -c 1 -W 1 -q "$b" >/dev/null && echo "$a -> $b: ok" || { echo "$a -> $b: FAILED"; exit 1; }
   done
 done
+# Names resolve through the switch's own DNS responder (10.0.0.1).
+$shunt exec h1 ping -c 1 -W 1 -q h2 >/dev/null && echo "h1 -> h2 (by name): ok" || { echo "h1 -> h2 (by name): FAILED"; exit 1; }
 set -x
+$shunt dns
 $shunt fdb
 $shunt stats
 { set +x; } 2>/dev/null
