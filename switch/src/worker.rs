@@ -346,7 +346,13 @@ impl Worker {
                 let i = e.frame as usize;
                 let f = self.batch.frame(i);
                 let m = &self.batch.meta[i];
-                let rest = &f[12 + m.tag_len as usize..];
+                // Classify let no frame this short through; `--bare` does
+                // not classify, so check rather than trust.
+                let (Some(head), Some(rest)) = (f.get(..12), f.get(12 + m.tag_len as usize..))
+                else {
+                    pc.drops[DropReason::Runt as usize].add(1);
+                    continue;
+                };
                 let tci = (u16::from(m.pcp_dei) << 8) | e.vid;
                 let [t0, t1] = TPID_8021Q.to_be_bytes();
                 let [t2, t3] = tci.to_be_bytes();
@@ -357,7 +363,7 @@ impl Worker {
                     match vxlan::outer_header(v, underlay, p, vni, f, m.tag_len as usize) {
                         Ok(h) => {
                             outer = h;
-                            ([&outer, &f[..12], rest], 3)
+                            ([&outer, head, rest], 3)
                         }
                         Err(r) => {
                             pc.drops[r as usize].add(1);
@@ -365,9 +371,9 @@ impl Worker {
                         }
                     }
                 } else if e.vid != 0 {
-                    ([&f[..12], &tag, rest], 3)
+                    ([head, &tag, rest], 3)
                 } else {
-                    ([&f[..12], rest, &[]], 2)
+                    ([head, rest, &[]], 2)
                 };
                 match (kind, tap) {
                     (Some(KIND_TAP), Some(tap)) => {
