@@ -14,12 +14,12 @@ need=()
 declare -A pkg=(
   [ip]=iproute2 [ping]=iputils-ping [arping]=iputils-arping [tcpdump]=tcpdump
   [dig]=dnsutils [iperf3]=iperf3 [trafgen]=netsniff-ng [dnsperf]=dnsperf
-  [bridge]=iproute2
+  [bridge]=iproute2 [sysctl]=procps [taskset]=util-linux
 )
 for cmd in "${!pkg[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || need+=("${pkg[$cmd]}")
 done
-/usr/bin/python3 -c 'import scapy' >/dev/null 2>&1 || need+=(python3-scapy)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
   echo "setup: installing ${need[*]}"
