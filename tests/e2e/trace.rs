@@ -7,12 +7,15 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::ensure;
-use crate::harness::{Switch, TestResult, Topology, SHUNT};
+use crate::harness::{exec, run_id, Switch, TestResult, Topology, SHUNT};
 use crate::l2::Test;
 use shunt_tools::{FrameBuilder, MacAddr, RawPort};
 
 pub fn tests() -> Vec<Test> {
-    vec![("trace::unicast_flood_drop", unicast_flood_drop)]
+    vec![
+        ("trace::unicast_flood_drop", unicast_flood_drop),
+        ("trace::host_stack_frames", host_stack_frames),
+    ]
 }
 
 /// Runs `shunt trace` on `port` for `count` frames while `send` runs;
@@ -29,13 +32,15 @@ fn traced(
         "trace",
         "--name",
         &sw.name,
-        "--port",
-        port,
         "--count",
         &count_s,
         "--seconds",
         "10",
     ];
+    // An empty port: trace every port.
+    if !port.is_empty() {
+        args.extend(["--port", port]);
+    }
     if json {
         args.push("--json");
     }
@@ -171,5 +176,32 @@ fn unicast_flood_drop() -> TestResult {
             );
         }
     }
+    Ok(())
+}
+
+/// Frames to and from the switch's own address show in the trace: the
+/// detour to the host stack, and the replies entering on "switch".
+fn host_stack_frames() -> TestResult {
+    let sw = format!("st1{:03}", run_id());
+    let toml = format!(
+        "[switch]\nname = \"{sw}\"\nworkers = 1\n[[network]]\nname = \"lan\"\nsubnet = \"10.75.1.0/24\"\naddress = \"10.75.1.1\"\n[[host]]\nname = \"{sw}a\"\nnetworks = [\"lan\"]\n"
+    );
+    let host = format!("{sw}a");
+    let s = Switch::up_toml(&sw, &toml, std::slice::from_ref(&host))?;
+    let lines = traced(&s, "", 4, false, &mut || {
+        exec(&host, &["ping", "-c", "2", "-W", "2", "-q", "10.75.1.1"]).map(|_| ())
+    })?;
+    ensure!(
+        lines
+            .iter()
+            .any(|l| l.contains("for the switch itself: handed to its host stack")),
+        "no detour in the trace: {lines:?}"
+    );
+    ensure!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("switch:") && l.contains(&format!("sent to {host}.lan"))),
+        "no frame from the host stack in the trace: {lines:?}"
+    );
     Ok(())
 }
