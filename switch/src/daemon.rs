@@ -111,6 +111,7 @@ pub fn clean_stale(name: &str) -> Result<Vec<String>, UpError> {
     if std::fs::remove_file(control::socket_path(name)).is_ok() {
         removed.push("control socket".into());
     }
+
     Ok(removed)
 }
 
@@ -524,7 +525,8 @@ fn teardown(topo: &Topology, owned: &[String]) {
     let name = &topo.switch.name;
     let _ = std::fs::remove_file(control::socket_path(name));
     let _ = std::fs::remove_file(state_path(name));
-    let _ = std::fs::remove_file(log_path(name));
+    // The log stays: when a detached switch fails to come up, `shunt up`
+    // shows it; `shunt down` removes it once the switch has stopped.
 }
 
 /// Runs the switch in the foreground until SIGINT, SIGTERM or `shunt down`.
@@ -869,6 +871,8 @@ pub fn detach(name: &str, file: Option<&str>, name_arg: Option<&str>) -> Result<
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(log_path(name)).unwrap_or_default();
+            // Said here, so not left behind in /run/shunt.
+            let _ = std::fs::remove_file(log_path(name));
             return Err(UpError::Start(format!(
                 "it exited ({status}):\n{}",
                 log.trim()
@@ -909,12 +913,16 @@ pub fn down(name: &str) -> Result<String, UpError> {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+            let _ = std::fs::remove_file(log_path(name));
             Ok(format!(
                 "switch {name:?} stopped; its namespaces and devices are gone"
             ))
         }
         Err(control::ControlError::NotRunning { .. }) => {
             let removed = clean_stale(name)?;
+            // The log of a switch that failed to come up (kept so that
+            // `shunt up` could show it).
+            let _ = std::fs::remove_file(log_path(name));
             if removed.is_empty() {
                 Ok(format!(
                     "switch {name:?} is not running; nothing to clean up"

@@ -3,14 +3,17 @@
 //! other, and each port is what it says.
 
 use crate::ensure;
-use crate::harness::{ping, run_id, Switch, TestResult};
+use crate::harness::{netns_exists, output_timeout, ping, run_id, Switch, TestResult, SHUNT};
 use crate::l2::Test;
 
 pub fn tests() -> Vec<Test> {
-    vec![(
-        "mixed::tap_and_afxdp_side_by_side",
-        tap_and_afxdp_side_by_side,
-    )]
+    vec![
+        (
+            "mixed::tap_and_afxdp_side_by_side",
+            tap_and_afxdp_side_by_side,
+        ),
+        ("mixed::failed_start_says_why", failed_start_says_why),
+    ]
 }
 
 fn tap_and_afxdp_side_by_side() -> TestResult {
@@ -68,5 +71,45 @@ xdp_mode = "generic"
         }
     }
     s.down()?;
+    Ok(())
+}
+
+/// A switch that cannot start (an AF_XDP port on an interface that does
+/// not exist) says why, and leaves nothing behind: no namespace, no socket,
+/// no log.
+fn failed_start_says_why() -> TestResult {
+    let sw = format!("sm8{:03}", run_id());
+    let host = format!("{sw}a");
+    let toml = format!(
+        "[switch]\nname = \"{sw}\"\n[[network]]\nname = \"n\"\n[[host]]\nname = \"{host}\"\nnetworks = [\"n\"]\n\
+         [[port]]\nname = \"up\"\nkind = \"afxdp\"\ninterface = \"{sw}nosuch\"\nnetwork = \"n\"\n"
+    );
+    let file = std::env::temp_dir().join(format!("shunt-e2e-{sw}.toml"));
+    std::fs::write(&file, toml).map_err(|e| e.to_string())?;
+    let f = file.to_string_lossy().into_owned();
+    let out = output_timeout(
+        SHUNT,
+        &["up", &f, "--detach"],
+        std::time::Duration::from_secs(60),
+    );
+    let _ = std::fs::remove_file(&file);
+    let out = out?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "shunt up succeeded: {err}");
+    ensure!(
+        err.contains("no such interface") && err.contains(&format!("{sw}nosuch")),
+        "the error does not say why: {err}"
+    );
+    ensure!(!netns_exists(&host), "namespace {host} left behind");
+    for leftover in [
+        format!("/run/shunt/{sw}.sock"),
+        format!("/run/shunt/{sw}.log"),
+        format!("/run/shunt/{sw}.state"),
+    ] {
+        ensure!(
+            !std::path::Path::new(&leftover).exists(),
+            "{leftover} left behind"
+        );
+    }
     Ok(())
 }
