@@ -106,28 +106,10 @@ impl Lab {
             ip(&["netns", "add", ns])?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
             // No IPv6: no router solicitations or DAD frames in the counts.
-            let _ = netns::run(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    ns,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv6.conf.all.disable_ipv6=1",
-                ],
-            );
-            let _ = netns::run(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    ns,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv6.conf.default.disable_ipv6=1",
-                ],
-            );
+            for k in ["all", "default"] {
+                let set = format!("net.ipv6.conf.{k}.disable_ipv6=1");
+                let _ = netns::run("ip", &["netns", "exec", ns, "sysctl", "-qw", &set]);
+            }
         }
         // The direct pair: the generator's ceiling.
         ip(&[
