@@ -10,11 +10,10 @@
 //! a host namespace (`...x1`, `...x2`). Captures run on the remote VTEPs'
 //! underlay interface, so they count encapsulated copies.
 
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::ensure;
-use crate::harness::{exec, ping, run, run_id, Switch, Tcpdump, TestResult};
+use crate::harness::{exec, ping, run, run_id, Switch, Tcpdump, TestResult, SHUNT};
 use crate::l2::Test;
 use serde_json::Value;
 use shunt_tools::{FrameBuilder, MacAddr, RawPort};
@@ -125,19 +124,6 @@ fn kernel_vtep(
         ip(x, &format!("addr add {host_ip}/24 dev eth0"))?;
     }
     Ok(())
-}
-
-/// A control request on the switch's socket (for what has no command).
-fn control(sw: &str, req: &Value) -> Result<Value, String> {
-    use std::io::{BufRead, BufReader, Write};
-    let mut s = UnixStream::connect(crate::harness::socket_path(sw)).map_err(|e| e.to_string())?;
-    s.write_all(format!("{req}\n").as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    BufReader::new(s)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    serde_json::from_str(&line).map_err(|e| format!("{e}: {line}"))
 }
 
 /// Waits until the switch resolved the next hop of each VTEP in `ips`.
@@ -359,11 +345,19 @@ fn kernel_vteps() -> TestResult {
         "to learned x1: {n1} at its VTEP, {n2} at the other (want 10, 0)"
     );
     // Deleting the entry restores flooding.
-    let v = control(
-        &sw,
-        &serde_json::json!({"cmd": "fdb_delete", "network": "ovl", "mac": mac_s(x1_mac)}),
+    let out = run(
+        SHUNT,
+        &[
+            "fdb",
+            "--name",
+            &sw,
+            "--network",
+            "ovl",
+            "--delete",
+            &mac_s(x1_mac),
+        ],
     )?;
-    ensure!(v["removed"] == true, "fdb_delete: {v}");
+    ensure!(out.contains("removed"), "shunt fdb --delete: {out}");
     let caps = capture(&[&r1, &r2], || send(&a, mac(tag, 0, 0x0a), x1_mac, 10))?;
     let (n1, n2) = (
         vxlan_to(&caps[0], x1_mac).len(),
