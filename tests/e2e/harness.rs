@@ -44,7 +44,10 @@ pub fn prerequisites() -> Result<(), String> {
     if !Path::new("/dev/net/tun").exists() {
         return Err("/dev/net/tun is missing".into());
     }
-    for tool in ["ip", "ping"] {
+    // The real tools the tests drive; scripts/setup.sh installs them.
+    for tool in [
+        "ip", "ping", "tcpdump", "dig", "arping", "bridge", "iperf3", "sysctl",
+    ] {
         if !on_path(tool) {
             return Err(format!("`{tool}` is not on PATH"));
         }
