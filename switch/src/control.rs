@@ -318,6 +318,7 @@ pub fn stats_json(rt: &Runtime) -> Value {
                 "tx_frames": t.tx_frames,
                 "rx_bytes": t.rx_bytes,
                 "tx_bytes": t.tx_bytes,
+                "tx_zero_copy": t.tx_zero_copy,
                 "flooded": flooded,
                 "drops": drops,
                 "learned": t.learned,

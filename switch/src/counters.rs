@@ -110,6 +110,9 @@ pub struct PortCounters {
     pub rx_bytes: Counter,
     pub tx_frames: Counter,
     pub tx_bytes: Counter,
+    /// Of `tx_frames`, those an AF_XDP port sent as the UMEM frame they
+    /// arrived in (no copy).
+    pub tx_zero_copy: Counter,
     pub flooded: [Counter; 3],
     pub drops: [Counter; DropReason::COUNT],
     pub learned: Counter,
@@ -144,6 +147,7 @@ pub struct PortTotals {
     pub rx_bytes: u64,
     pub tx_frames: u64,
     pub tx_bytes: u64,
+    pub tx_zero_copy: u64,
     pub flooded: [u64; 3],
     pub drops: [u64; DropReason::COUNT],
     pub learned: u64,
@@ -158,6 +162,7 @@ pub fn sum_port(workers: &[std::sync::Arc<WorkerCounters>], port: usize) -> Port
         t.rx_bytes += p.rx_bytes.get();
         t.tx_frames += p.tx_frames.get();
         t.tx_bytes += p.tx_bytes.get();
+        t.tx_zero_copy += p.tx_zero_copy.get();
         t.learned += p.learned.get();
         t.moved += p.moved.get();
         for i in 0..3 {

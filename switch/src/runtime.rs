@@ -34,16 +34,18 @@ pub const KIND_AFXDP: u8 = 2;
 /// Frames per cross-worker queue (AF_XDP ports transmit only from the
 /// worker that owns their rings).
 pub const HANDOFF_QUEUE: usize = 256;
-/// Largest frame handed from worker to worker.
-pub const HANDOFF_FRAME: usize = 4096;
 
-/// A frame for another worker's AF_XDP port, copied (the rings of a socket
-/// have one producer).
-#[derive(Clone, Copy)]
+/// A frame for another worker's AF_XDP port: the UMEM frame itself (the
+/// rings of a socket have one producer, so the owner puts it on the
+/// transmit ring), with where its bytes are.
 pub struct Handoff {
     pub port: u16,
+    pub start: u16,
     pub len: u16,
-    pub data: [u8; HANDOFF_FRAME],
+    pub frame: crate::port::UmemFrame,
+    /// Whether the sender copied the frame into this UMEM frame (it came
+    /// from a TAP, the host stack, or was one copy of a flood).
+    pub copied: bool,
 }
 
 pub struct Runtime {
@@ -59,11 +61,16 @@ pub struct Runtime {
     pub port_worker: Box<[AtomicUsize]>,
     /// `KIND_TAP`, `KIND_AFXDP` or `KIND_NONE`, by port id.
     pub port_kind: Box<[AtomicU8]>,
+    /// The frame memory of the AF_XDP ports (None without any): its pool
+    /// gives frames for copies bound for another worker's port, and takes
+    /// back frames that cannot be sent.
+    pub umem: Option<crate::port::SharedUmem>,
     /// New AF_XDP ports, per worker: the owner takes them when the port
     /// generation changes (lock-free hand-over of the socket and its rings).
     pub inbox: Vec<ArrayQueue<(u16, Box<AfXdpPort>)>>,
     /// Frames for another worker's AF_XDP port: `handoff[from][to]`, each
     /// with one producer and one consumer. Full is a counted drop.
+    /// (Frames still queued when the switch stops are freed with the UMEM.)
     pub handoff: Vec<Vec<ArrayQueue<Handoff>>>,
     /// Per worker: written after a batch that handed frames to it.
     pub wake: Vec<EventFd>,
@@ -101,6 +108,7 @@ impl Runtime {
             (0..nworkers).map(|_| ArrayQueue::new(MAX_PORTS)).collect();
         let kinds: Box<[AtomicU8]> = (0..MAX_PORTS).map(|_| AtomicU8::new(KIND_NONE)).collect();
         let mut slots: Vec<ArcSwapOption<Tap>> = Vec::with_capacity(MAX_PORTS);
+        let mut umem = None;
         for (p, d) in devices.into_iter().enumerate() {
             match d {
                 crate::port::Device::Tap(t) => {
@@ -109,6 +117,7 @@ impl Runtime {
                 }
                 crate::port::Device::AfXdp(x) => {
                     kinds[p].store(KIND_AFXDP, Relaxed);
+                    umem.get_or_insert_with(|| x.umem());
                     slots.push(ArcSwapOption::empty());
                     // Fresh queues of MAX_PORTS slots: cannot be full.
                     let _ = inbox[p % nworkers].push((p as u16, x));
@@ -131,6 +140,7 @@ impl Runtime {
                 .map(|p| AtomicUsize::new(p % nworkers))
                 .collect(),
             port_kind: kinds,
+            umem,
             inbox,
             handoff: (0..nworkers)
                 .map(|_| {

@@ -21,8 +21,8 @@
 use crate::counters::{DropReason, WorkerCounters};
 use crate::host::HostLink;
 use crate::pipeline::{self, classify::TPID_8021Q, local, vxlan, Batch, Context, TxQueues, BATCH};
-use crate::port::{self, AfXdpPort, Tap, TxError};
-use crate::runtime::{Handoff, Runtime, HANDOFF_FRAME, KIND_AFXDP, KIND_TAP, MAX_PORTS};
+use crate::port::{self, AfXdpPort, Tap, TxError, UmemFrame};
+use crate::runtime::{Handoff, Runtime, KIND_AFXDP, KIND_TAP, MAX_PORTS};
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::Ordering::Relaxed;
@@ -223,7 +223,7 @@ impl Worker {
                     HostLink::signal(&h.to_host_event);
                 }
             }
-            self.flush();
+            self.flush(p);
             self.counters.batches.add(1);
             // A short batch does not end the turn: frames that arrived
             // while this one was processed are taken now, without a poll(2)
@@ -247,7 +247,7 @@ impl Worker {
                 },
             );
         }
-        self.flush();
+        self.flush(p);
     }
 
     /// Sends what the host stack produced, a batch at a time.
@@ -271,7 +271,7 @@ impl Worker {
                 worker: self.id,
             };
             pipeline::process_host(&ctx, rt.host_port, &mut self.batch, &mut self.tx);
-            self.flush();
+            self.flush(rt.host_port);
         }
     }
 
@@ -295,85 +295,141 @@ impl Worker {
         self.batch.count
     }
 
-    /// AF_XDP receive: the port tops up its fill ring, then each frame is
-    /// copied into a batch slot (slots have headroom; UMEM frames are the
-    /// port's own) and its UMEM frame goes straight back to the fill ring.
+    /// AF_XDP receive without a copy: the port tops up its fill ring, then
+    /// each batch slot is made to show the UMEM frame the kernel received
+    /// into (the slot holds it until the frame is sent on or recycled).
     fn receive_xdp(&mut self, p: u16) -> usize {
         self.batch.clear();
         let Some(x) = self.xdp.get_mut(p as usize).and_then(|x| x.as_mut()) else {
             return 0;
         };
         let batch = &mut self.batch;
-        let c = &self.counters.ports[p as usize];
-        x.recv_batch(BATCH, |bytes| {
-            if !batch.push(bytes) {
-                // Longer than a slot: counted, never cut and forwarded.
-                c.rx_frames.add(1);
-                c.rx_bytes.add(bytes.len() as u64);
-                c.drops[DropReason::Oversize as usize].add(1);
-            }
+        let n = x.recv_into(&mut batch.slots, 0, |i, off, len| {
+            batch.meta[i] = pipeline::Meta {
+                len,
+                start: off,
+                ..pipeline::Meta::EMPTY
+            };
         });
-        self.batch.count
+        self.batch.count = n;
+        n
     }
 
-    /// Writes every queued frame, pushing or popping the VLAN tag through
-    /// the gather list rather than by moving bytes. A remote VTEP's queue
-    /// leaves through the underlay port, each frame behind an outer header
-    /// built on the stack: [outer, inner frame without its tag].
-    fn flush(&mut self) {
-        let plan = self.rt.plan.load();
-        let underlay = self.rt.host.as_deref().and_then(|h| h.underlay.as_ref());
+    /// After a batch: UMEM frames the batch still holds (dropped, flooded
+    /// by copies, sent to a TAP or the host stack) go back to the ingress
+    /// port's cache, where its fill ring finds them.
+    fn recycle_batch(&mut self, ingress: u16) {
+        let x = self.xdp.get_mut(ingress as usize).and_then(|x| x.as_mut());
+        match x {
+            Some(x) => {
+                for i in 0..self.batch.count {
+                    if let Some(f) = self.batch.slots.take(i) {
+                        x.recycle(f);
+                    }
+                }
+            }
+            None => self.batch.slots.release_all(),
+        }
+    }
+
+    /// Writes every queued frame. A frame's last copy bound for an AF_XDP
+    /// port, when the frame sits in a UMEM frame, travels as that frame:
+    /// its tag is pushed, popped or rewritten and a VXLAN header written in
+    /// front of it in place, and its address goes on the transmit ring (or
+    /// to the owning worker). Every other copy is gathered from the slot:
+    /// [outer header, head, tag, rest] into a TAP write or a fresh UMEM
+    /// frame. Then the frames left are recycled.
+    fn flush(&mut self, ingress: u16) {
+        let rt = Arc::clone(&self.rt);
+        let counters = Arc::clone(&self.counters);
+        let plan = rt.plan.load();
+        let underlay = rt.host.as_deref().and_then(|h| h.underlay.as_ref());
+        // Copies queued per frame: the last one may be the frame itself.
+        let mut uses = [0u16; BATCH];
         for &p in &self.tx.dirty {
-            let pc = &self.counters.ports[p as usize];
-            let queue = &self.tx.queues[p as usize];
+            for e in &self.tx.queues[p as usize] {
+                uses[e.frame as usize] += 1;
+            }
+        }
+        for di in 0..self.tx.dirty.len() {
+            let p = self.tx.dirty[di];
+            let pc = &counters.ports[p as usize];
             let vx = plan.vxlan.as_ref().filter(|_| vxlan::is_vtep(p));
             // The device the frames leave by (the underlay for a VTEP).
             let dev = vx.map(|v| v.underlay).unwrap_or(p);
-            let dc = &self.counters.ports[dev as usize];
-            if !self
-                .rt
+            let dc = &counters.ports[dev as usize];
+            let queued = self.tx.queues[p as usize].len();
+            if !rt
                 .port_up
                 .get(dev as usize)
                 .is_some_and(|u| u.load(Relaxed))
             {
-                pc.drops[DropReason::PortDown as usize].add(queue.len() as u64);
+                pc.drops[DropReason::PortDown as usize].add(queued as u64);
+                for e in &self.tx.queues[p as usize] {
+                    uses[e.frame as usize] -= 1;
+                }
                 continue;
             }
-            let kind = self.rt.port_kind.get(dev as usize).map(|k| k.load(Relaxed));
-            let guard = self.rt.taps.get(dev as usize).map(|t| t.load());
+            let kind = rt.port_kind.get(dev as usize).map(|k| k.load(Relaxed));
+            let guard = rt.taps.get(dev as usize).map(|t| t.load());
             let tap = guard.as_ref().and_then(|g| g.as_ref());
-            for e in queue {
+            for qi in 0..queued {
+                let e = self.tx.queues[p as usize][qi];
                 let i = e.frame as usize;
+                uses[i] = uses[i].saturating_sub(1);
+                let m = self.batch.meta[i];
                 let f = self.batch.frame(i);
-                let m = &self.batch.meta[i];
                 // Classify let no frame this short through; `--bare` does
                 // not classify, so check rather than trust.
-                let (Some(head), Some(rest)) = (f.get(..12), f.get(12 + m.tag_len as usize..))
-                else {
+                if f.len() < 12 + m.tag_len as usize {
                     pc.drops[DropReason::Runt as usize].add(1);
                     continue;
-                };
+                }
                 let tci = (u16::from(m.pcp_dei) << 8) | e.vid;
                 let [t0, t1] = TPID_8021Q.to_be_bytes();
                 let [t2, t3] = tci.to_be_bytes();
                 let tag = [t0, t1, t2, t3];
-                let outer;
-                let (parts, nparts): ([&[u8]; 3], usize) = if let Some(v) = vx {
-                    let vni = plan.nets.get(m.net as usize).and_then(|n| n.vni);
-                    match vxlan::outer_header(v, underlay, p, vni, f, m.tag_len as usize) {
-                        Ok(h) => {
-                            outer = h;
-                            ([&outer, head, rest], 3)
+                let outer = match vx {
+                    Some(v) => {
+                        let vni = plan.nets.get(m.net as usize).and_then(|n| n.vni);
+                        match vxlan::outer_header(v, underlay, p, vni, f, m.tag_len as usize) {
+                            Ok(h) => Some(h),
+                            Err(r) => {
+                                pc.drops[r as usize].add(1);
+                                continue;
+                            }
                         }
-                        Err(r) => {
-                            pc.drops[r as usize].add(1);
+                    }
+                    None => None,
+                };
+                let new_tag = (outer.is_none() && e.vid != 0).then_some(tag);
+                if kind == Some(KIND_AFXDP) && uses[i] == 0 && self.batch.slots.holds(i) {
+                    let prefix: &[u8] = outer.as_ref().map_or(&[], |o| &o[..]);
+                    let edit = rewrite_in_place(
+                        self.batch.slots.slot_mut(i),
+                        usize::from(m.start),
+                        usize::from(m.len),
+                        usize::from(m.tag_len),
+                        new_tag,
+                        prefix,
+                    );
+                    if let Some((start, len)) = edit {
+                        if let Some(frame) = self.batch.slots.take(i) {
+                            self.send_frame(ingress, p, dev, frame, start, len, false);
                             continue;
                         }
                     }
-                } else if e.vid != 0 {
-                    ([head, &tag, rest], 3)
-                } else {
-                    ([head, rest, &[]], 2)
+                    // No room in front of the frame: copied below.
+                }
+                let f = self.batch.frame(i);
+                let (Some(head), Some(rest)) = (f.get(..12), f.get(12 + m.tag_len as usize..))
+                else {
+                    continue;
+                };
+                let (parts, nparts): ([&[u8]; 3], usize) = match (&outer, new_tag.as_ref()) {
+                    (Some(o), _) => ([o, head, rest], 3),
+                    (None, Some(t)) => ([head, t, rest], 3),
+                    (None, None) => ([head, rest, &[]], 2),
                 };
                 match (kind, tap) {
                     (Some(KIND_TAP), Some(tap)) => {
@@ -397,7 +453,7 @@ impl Worker {
                                 }
                                 Some(libc::EIO) | Some(libc::EBADFD) | Some(libc::ENODEV) => {
                                     pc.drops[DropReason::PortDown as usize].add(1);
-                                    self.rt.port_gone(dev, &format!("write failed: {err}"));
+                                    rt.port_gone(dev, &format!("write failed: {err}"));
                                 }
                                 _ => pc.drops[DropReason::TxError as usize].add(1),
                             },
@@ -405,54 +461,118 @@ impl Worker {
                     }
                     (Some(KIND_AFXDP), _) => {
                         let parts = &parts[..nparts];
+                        let len: usize = parts.iter().map(|x| x.len()).sum();
                         if let Some(x) = self.xdp.get_mut(dev as usize).and_then(|x| x.as_mut()) {
-                            if xdp_send(x, dev, parts, pc, &mut self.xdp_dirty) && dev != p {
+                            let sent = x.send(parts);
+                            if count_xdp_tx(sent, dev, len as u64, pc, &mut self.xdp_dirty)
+                                && dev != p
+                            {
                                 dc.tx_frames.add(1);
-                                dc.tx_bytes.add(parts.iter().map(|x| x.len() as u64).sum());
+                                dc.tx_bytes.add(len as u64);
                             }
-                        } else {
-                            // Another worker owns this port's rings.
-                            let owner = self.rt.port_worker[dev as usize].load(Relaxed);
-                            let len: usize = parts.iter().map(|x| x.len()).sum();
-                            if len > HANDOFF_FRAME {
-                                pc.drops[DropReason::Oversize as usize].add(1);
-                                continue;
-                            }
-                            let mut h = Handoff {
-                                port: dev,
-                                len: len as u16,
-                                data: [0; HANDOFF_FRAME],
-                            };
-                            let mut at = 0;
-                            for part in parts {
-                                h.data[at..at + part.len()].copy_from_slice(part);
-                                at += part.len();
-                            }
-                            let pushed = match self.rt.handoff[self.id].get(owner) {
-                                Some(q) => q.push(h).is_ok(),
-                                None => false,
-                            };
-                            if pushed {
-                                if let Some(w) = self.woke.get_mut(owner) {
-                                    *w = true;
-                                }
-                                // The owner counts the underlay's tx; the
-                                // remote VTEP's is counted here.
-                                if dev != p {
-                                    pc.tx_frames.add(1);
-                                    pc.tx_bytes.add(len as u64);
-                                }
-                            } else {
-                                pc.drops[DropReason::HandoffFull as usize].add(1);
-                            }
+                            continue;
                         }
+                        // Another worker owns this port's rings: copy into
+                        // a frame of the shared pool and hand that over.
+                        let off = port::afxdp::XDP_PACKET_HEADROOM as usize;
+                        let Some(umem) = rt.umem.as_ref() else {
+                            pc.drops[DropReason::PortDown as usize].add(1);
+                            continue;
+                        };
+                        let Some(mut frame) = umem.alloc() else {
+                            pc.drops[DropReason::TxFull as usize].add(1);
+                            continue;
+                        };
+                        if !umem.write(&mut frame, off, parts) {
+                            umem.release(frame);
+                            pc.drops[DropReason::Oversize as usize].add(1);
+                            continue;
+                        }
+                        self.send_frame(ingress, p, dev, frame, off, len, true);
                     }
                     _ => pc.drops[DropReason::PortDown as usize].add(1),
                 }
             }
         }
         self.tx.clear();
+        self.recycle_batch(ingress);
         self.kick();
+    }
+
+    /// Sends UMEM frame `frame` (bytes `start..start + len`) out of AF_XDP
+    /// port `dev` for queue `p` (the VTEP when `dev` is the underlay):
+    /// straight onto its transmit ring when this worker owns it, else to
+    /// the owner through the handoff queue. A frame that cannot go goes
+    /// back to the ingress port's cache (or the pool). `copied`: the frame
+    /// was filled by a copy (for the `tx_zero_copy` count).
+    #[allow(clippy::too_many_arguments)]
+    fn send_frame(
+        &mut self,
+        ingress: u16,
+        p: u16,
+        dev: u16,
+        frame: UmemFrame,
+        start: usize,
+        len: usize,
+        copied: bool,
+    ) {
+        let counters = &self.counters;
+        let pc = &counters.ports[p as usize];
+        let dc = &counters.ports[dev as usize];
+        let (start, len) = (start as u16, len as u16);
+        if let Some(x) = self.xdp.get_mut(dev as usize).and_then(|x| x.as_mut()) {
+            let sent = x.send_frame(frame, start, len);
+            if sent.is_ok() && !copied {
+                dc.tx_zero_copy.add(1);
+            }
+            if count_xdp_tx(sent, dev, len.into(), pc, &mut self.xdp_dirty) && dev != p {
+                dc.tx_frames.add(1);
+                dc.tx_bytes.add(len.into());
+            }
+            return;
+        }
+        let owner = self.rt.port_worker[dev as usize].load(Relaxed);
+        let h = Handoff {
+            port: dev,
+            start,
+            len,
+            frame,
+            copied,
+        };
+        let refused = match self.rt.handoff[self.id].get(owner) {
+            Some(q) => q.push(h).err(),
+            None => Some(h),
+        };
+        match refused {
+            None => {
+                if let Some(w) = self.woke.get_mut(owner) {
+                    *w = true;
+                }
+                // The owner counts the underlay's tx; the remote VTEP's is
+                // counted here.
+                if dev != p {
+                    pc.tx_frames.add(1);
+                    pc.tx_bytes.add(len.into());
+                }
+            }
+            Some(h) => {
+                pc.drops[DropReason::HandoffFull as usize].add(1);
+                self.give_back(ingress, h.frame);
+            }
+        }
+    }
+
+    /// Returns a frame to the ingress port's cache when this worker owns
+    /// it, else to the shared pool.
+    fn give_back(&mut self, ingress: u16, frame: UmemFrame) {
+        match self.xdp.get_mut(ingress as usize).and_then(|x| x.as_mut()) {
+            Some(x) => x.recycle(frame),
+            None => {
+                if let Some(u) = &self.rt.umem {
+                    u.release(frame);
+                }
+            }
+        }
     }
 
     /// Once per batch: AF_XDP ports transmit what was queued, and workers
@@ -476,18 +596,26 @@ impl Worker {
     }
 
     /// Sends the frames other workers handed over for this worker's AF_XDP
-    /// ports.
+    /// ports (UMEM frames: their addresses go on the transmit ring).
     fn take_handoffs(&mut self) {
         for from in 0..self.rt.handoff.len() {
             while let Some(h) = self.rt.handoff[from][self.id].pop() {
                 let p = h.port;
                 let pc = &self.counters.ports[p as usize];
-                let data = &h.data[..(h.len as usize).min(HANDOFF_FRAME)];
                 match self.xdp.get_mut(p as usize).and_then(|x| x.as_mut()) {
                     Some(x) if self.rt.port_up[p as usize].load(Relaxed) => {
-                        xdp_send(x, p, &[data], pc, &mut self.xdp_dirty);
+                        let sent = x.send_frame(h.frame, h.start, h.len);
+                        if sent.is_ok() && !h.copied {
+                            pc.tx_zero_copy.add(1);
+                        }
+                        count_xdp_tx(sent, p, h.len.into(), pc, &mut self.xdp_dirty);
                     }
-                    _ => pc.drops[DropReason::PortDown as usize].add(1),
+                    _ => {
+                        pc.drops[DropReason::PortDown as usize].add(1);
+                        if let Some(u) = &self.rt.umem {
+                            u.release(h.frame);
+                        }
+                    }
                 }
             }
         }
@@ -495,19 +623,51 @@ impl Worker {
     }
 }
 
+/// The in-place form of the gather list [prefix, head, tag, rest]: rewrites
+/// the frame at `buf[start..start + len]` (whose own tag, `tag_len` bytes
+/// after the 12 address bytes, is dropped) so that it reads `prefix`, the
+/// addresses, `tag` if any, and the rest. The rest does not move: the
+/// addresses move by at most 4 bytes and the prefix goes into the headroom.
+/// Returns the new start and length, or None when the headroom is too
+/// small (the caller copies instead).
+fn rewrite_in_place(
+    buf: &mut [u8],
+    start: usize,
+    len: usize,
+    tag_len: usize,
+    tag: Option<[u8; 4]>,
+    prefix: &[u8],
+) -> Option<(usize, usize)> {
+    let end = start.checked_add(len)?;
+    let rest = start + 12 + tag_len;
+    if rest > end || end > buf.len() {
+        return None;
+    }
+    let new_tag = if tag.is_some() { 4 } else { 0 };
+    let head_at = rest.checked_sub(12 + new_tag)?;
+    let new_start = head_at.checked_sub(prefix.len())?;
+    buf.copy_within(start..start + 12, head_at);
+    if let Some(t) = tag {
+        buf[head_at + 12..head_at + 16].copy_from_slice(&t);
+    }
+    buf[new_start..head_at].copy_from_slice(prefix);
+    Some((new_start, end - new_start))
+}
+
+/// Counts the outcome of queueing a frame on AF_XDP port `p` (its counters
+/// `pc`); marks the port for a flush. Returns whether it was queued.
 #[inline]
-fn xdp_send(
-    x: &mut AfXdpPort,
+fn count_xdp_tx(
+    sent: Result<(), TxError>,
     p: u16,
-    parts: &[&[u8]],
+    len: u64,
     pc: &crate::counters::PortCounters,
     dirty: &mut Vec<u16>,
 ) -> bool {
-    match x.send(parts) {
+    match sent {
         Ok(()) => {
-            let len: usize = parts.iter().map(|x| x.len()).sum();
             pc.tx_frames.add(1);
-            pc.tx_bytes.add(len as u64);
+            pc.tx_bytes.add(len);
             if !dirty.contains(&p) {
                 dirty.push(p);
             }
@@ -519,6 +679,10 @@ fn xdp_send(
         }
         Err(TxError::Oversize) => {
             pc.drops[DropReason::Oversize as usize].add(1);
+            false
+        }
+        Err(TxError::Foreign) => {
+            pc.drops[DropReason::TxError as usize].add(1);
             false
         }
     }

@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Frames sit in a `Batch`: fixed slots with headroom, filled by the port,
-//! never allocated per frame. Each stage writes its decision into the
+//! never allocated per frame. A slot shows either its own buffer (TAP
+//! ports, the host stack) or the AF_XDP UMEM frame the port received into
+//! (`port::Slots`): the stages read frames the same way in both cases. Each stage writes its decision into the
 //! frame's `Meta`; a decided drop is final and has one reason.
 
 pub mod classify;
@@ -34,9 +36,10 @@ use std::sync::atomic::AtomicBool;
 
 /// Frames per batch: what one poll takes from a port at most.
 pub const BATCH: usize = 64;
-/// Bytes per slot; a frame starts after `HEADROOM` so that headers
-/// (a VLAN tag, a VXLAN encapsulation) can be prepended in place.
-pub const SLOT: usize = 4096;
+/// Bytes per slot (the size of a UMEM frame); a frame starts after
+/// `HEADROOM` so that headers (a VLAN tag, a VXLAN encapsulation) can be
+/// prepended in place. Frames received by AF_XDP start 256 bytes in.
+pub const SLOT: usize = crate::port::Slots::SIZE;
 pub const HEADROOM: usize = 192;
 /// The largest frame a slot takes; a longer one is cut and counted oversize.
 pub const MAX_FRAME: usize = SLOT - HEADROOM;
@@ -96,7 +99,7 @@ impl Meta {
 
 /// A batch of frames from one ingress port.
 pub struct Batch {
-    buf: Box<[u8]>,
+    pub slots: crate::port::Slots,
     pub meta: [Meta; BATCH],
     pub count: usize,
 }
@@ -110,7 +113,7 @@ impl Default for Batch {
 impl Batch {
     pub fn new() -> Batch {
         Batch {
-            buf: vec![0u8; BATCH * SLOT].into_boxed_slice(),
+            slots: crate::port::Slots::new(BATCH),
             meta: [Meta::EMPTY; BATCH],
             count: 0,
         }
@@ -119,8 +122,7 @@ impl Batch {
     /// The receive area of slot `i` (after its headroom).
     #[inline]
     pub fn rx_area(&mut self, i: usize) -> &mut [u8] {
-        let start = i * SLOT + HEADROOM;
-        &mut self.buf[start..start + MAX_FRAME]
+        &mut self.slots.slot_mut(i)[HEADROOM..HEADROOM + MAX_FRAME]
     }
 
     /// Frame `i` (from where its `Meta::start` says).
@@ -128,9 +130,8 @@ impl Batch {
     pub fn frame(&self, i: usize) -> &[u8] {
         let m = &self.meta[i];
         let off = (m.start as usize).min(SLOT);
-        let start = i * SLOT + off;
         let len = (m.len as usize).min(SLOT - off);
-        &self.buf[start..start + len]
+        &self.slots.slot(i)[off..off + len]
     }
 
     /// Appends a frame (in-memory ports, tests, benchmarks). False if full
@@ -155,7 +156,21 @@ impl Batch {
         };
     }
 
+    /// Records that slot `i` shows a frame of `len` bytes from byte
+    /// `start` on (a UMEM frame the port received into).
+    #[inline]
+    pub fn set_received_at(&mut self, i: usize, start: u16, len: u16) {
+        self.meta[i] = Meta {
+            len,
+            start,
+            ..Meta::EMPTY
+        };
+    }
+
+    /// Empties the batch. UMEM frames still held (the worker normally
+    /// gives them back to their port first) go back to the shared pool.
     pub fn clear(&mut self) {
+        self.slots.release_all();
         self.count = 0;
     }
 }

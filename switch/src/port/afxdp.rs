@@ -2,50 +2,52 @@
 //! frames through the four AF_XDP rings instead of the kernel stack.
 //!
 //! Pieces:
-//! - [`SharedUmem`]: one page-aligned memory area for the frames of every
-//!   AF_XDP port of the switch, cut into fixed 4 KiB frames. Each port takes
-//!   its own partition of frames when it opens and gives it back when it is
-//!   dropped. Every port registers the *whole* area as its UMEM, so a frame
-//!   address means the same frame in every port (the ground for handing
-//!   frames between ports without a copy; see docs/afxdp.md).
+//! - the frame memory, [`SharedUmem`] (in `umem.rs`): one area for the
+//!   frames of every AF_XDP port of the switch, with one pool of free
+//!   frames. Every port registers the *whole* area as its UMEM, so a frame
+//!   address means the same frame in every port and a received frame is
+//!   sent on another port by handing over its address (no copy).
 //! - [`AfXdpPort`]: one XDP socket on queue 0 of one interface, with its own
 //!   fill, completion, receive and transmit rings (xdpilone), plus the XDP
 //!   redirect program attached through a BPF link (`xdp_loader`), so that the
 //!   program goes away with the process, also after `kill -9`.
 //!
-//! Frame accounting of a port (never more than [`FRAMES_PER_PORT`] frames):
+//! Frame accounting of a port:
 //! - receive side: frames in the fill ring or in the receive ring, at most
 //!   [`RING_SIZE`] (`rx_out`);
 //! - transmit side: frames in the transmit ring or the completion ring, at
 //!   most [`RING_SIZE`] (`tx_out`);
-//! - the rest is in the port's free list, a `Vec` allocated once at open.
-//!   So neither side can starve the other.
+//! - a cache of free frames (at most `umem::CACHE`) in front of the shared
+//!   pool. A frame received here and sent elsewhere completes on the other
+//!   port and lands in its cache; caches give back to the pool when full
+//!   and take from it when empty, in chunks.
+//! - every frame in one of the socket's rings is marked as lent by it, so
+//!   descriptors from the kernel are checked against what we gave it, and
+//!   closing the port returns all of them to the pool.
 //!
-//! The datapath (`recv_batch`, `send`, `flush`) allocates nothing, takes no
-//! lock and logs nothing; its only system calls are the wake-ups the kernel
-//! asks for (need_wakeup) and the `sendto` that makes copy mode transmit.
+//! The datapath (`recv_into`, `recv_batch`, `send`, `send_frame`, `flush`)
+//! allocates nothing, takes no lock and logs nothing; its only system calls
+//! are the wake-ups the kernel asks for (need_wakeup) and the `sendto` that
+//! makes copy mode transmit.
 
 use std::io;
 use std::num::NonZeroU32;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig};
 
+use super::umem::{FrameCache, Slots, UmemError};
+pub use super::umem::{SharedUmem, UmemFrame, FRAMES_PER_PORT, FRAME_SIZE, RING_SIZE};
 use super::xdp_loader::{Hook, XdpLink, XskProgram};
 use crate::config::XdpMode;
 
-/// Size of one UMEM frame (one page: what veth and most drivers want).
-pub const FRAME_SIZE: u32 = 4096;
-/// Entries of each of the four rings of a port.
-pub const RING_SIZE: u32 = 2048;
-/// Frames a port owns: a full receive side plus a full transmit side.
-pub const FRAMES_PER_PORT: u32 = 2 * RING_SIZE;
-/// What the kernel keeps in front of a received frame (XDP_PACKET_HEADROOM).
-const XDP_PACKET_HEADROOM: u32 = 256;
+/// What the kernel keeps in front of a received frame (XDP_PACKET_HEADROOM),
+/// and where the frames we write start: room for a VXLAN encapsulation or
+/// a VLAN tag written in front of a frame in place.
+pub const XDP_PACKET_HEADROOM: u32 = 256;
 /// The queue we bind to. Only queue 0: the XSKMAP has one entry and frames
 /// that arrive on other queues go to the kernel stack (see docs/afxdp.md).
 const QUEUE: u32 = 0;
@@ -84,10 +86,8 @@ pub enum AfXdpError {
         step: &'static str,
         tries: usize,
     },
-    #[error("afxdp: the shared UMEM has room for {ports} ports, all taken (create it with more)")]
-    UmemFull { ports: usize },
-    #[error("afxdp: cannot map a shared UMEM of {bytes} bytes: {source}")]
-    UmemMap { bytes: usize, source: io::Error },
+    #[error(transparent)]
+    Umem(#[from] UmemError),
 }
 
 /// Why a frame could not be queued for transmission. The frame is not sent;
@@ -98,6 +98,8 @@ pub enum TxError {
     Full,
     #[error("frame larger than a UMEM frame")]
     Oversize,
+    #[error("frame of another UMEM")]
+    Foreign,
 }
 
 /// The kernel's counters for one socket, plus ours. Read on the control
@@ -116,154 +118,10 @@ pub struct AfXdpStats {
     pub rx_ring_full: u64,
     pub rx_invalid_descs: u64,
     pub tx_invalid_descs: u64,
-    /// Descriptors from the kernel that pointed outside this port's frames
-    /// (never seen; counted instead of trusted).
+    /// Descriptors from the kernel that pointed at frames this socket had
+    /// not lent it, or past a frame's end (never seen; counted instead of
+    /// trusted).
     pub bad_kernel_descs: u64,
-}
-
-/// The memory behind one `mmap`, cut into frames, with a table of which
-/// port partitions are taken.
-struct UmemArea {
-    base: NonNull<u8>,
-    len: usize,
-    ports: usize,
-    taken: Mutex<Vec<bool>>,
-}
-
-// SAFETY: the area is plain anonymous memory owned by this struct for its
-// whole life. Ports touch only frames of their own partition (disjoint), the
-// partition table is behind a Mutex (control path only), and nothing here is
-// tied to a thread.
-unsafe impl Send for UmemArea {}
-// SAFETY: as above: shared access is either to disjoint partitions or
-// through the Mutex.
-unsafe impl Sync for UmemArea {}
-
-impl Drop for UmemArea {
-    fn drop(&mut self) {
-        // SAFETY: `base`/`len` are exactly what mmap returned in
-        // SharedUmem::new, and no port is left (each port holds an Arc).
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.len);
-        }
-    }
-}
-
-/// One frame area shared by all AF_XDP ports of a switch. Cheap to clone
-/// (an `Arc`); the memory lives until the last port and the last clone go.
-#[derive(Clone)]
-pub struct SharedUmem {
-    area: Arc<UmemArea>,
-}
-
-impl std::fmt::Debug for SharedUmem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedUmem")
-            .field("bytes", &self.area.len)
-            .field("ports", &self.area.ports)
-            .finish()
-    }
-}
-
-impl SharedUmem {
-    /// Maps an area for `ports` AF_XDP ports ([`FRAMES_PER_PORT`] frames of
-    /// [`FRAME_SIZE`] bytes each: 16 MiB per port). The pages are pinned by
-    /// the kernel when a port registers them; root's CAP_IPC_LOCK keeps that
-    /// out of RLIMIT_MEMLOCK.
-    pub fn new(ports: usize) -> Result<SharedUmem, AfXdpError> {
-        let ports = ports.max(1);
-        let len = ports
-            .checked_mul(FRAMES_PER_PORT as usize * FRAME_SIZE as usize)
-            .ok_or_else(|| AfXdpError::UmemMap {
-                bytes: usize::MAX,
-                source: io::Error::other("too many ports"),
-            })?;
-        // SAFETY: anonymous private mapping, no fd, no fixed address; the
-        // result is checked for MAP_FAILED below.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(AfXdpError::UmemMap {
-                bytes: len,
-                source: io::Error::last_os_error(),
-            });
-        }
-        let base = NonNull::new(p.cast::<u8>()).ok_or_else(|| AfXdpError::UmemMap {
-            bytes: len,
-            source: io::Error::other("mmap returned null"),
-        })?;
-        Ok(SharedUmem {
-            area: Arc::new(UmemArea {
-                base,
-                len,
-                ports,
-                taken: Mutex::new(vec![false; ports]),
-            }),
-        })
-    }
-
-    /// How many ports the area has room for.
-    pub fn ports(&self) -> usize {
-        self.area.ports
-    }
-
-    /// Bytes in the area.
-    pub fn len(&self) -> usize {
-        self.area.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.area.len == 0
-    }
-
-    fn take_partition(&self) -> Result<Partition, AfXdpError> {
-        let mut taken = self
-            .area
-            .taken
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let index = taken.iter().position(|t| !t).ok_or(AfXdpError::UmemFull {
-            ports: self.area.ports,
-        })?;
-        taken[index] = true;
-        Ok(Partition {
-            area: self.area.clone(),
-            index,
-        })
-    }
-}
-
-/// A port's share of the area; given back on drop.
-struct Partition {
-    area: Arc<UmemArea>,
-    index: usize,
-}
-
-impl Partition {
-    fn first_addr(&self) -> u64 {
-        self.index as u64 * u64::from(FRAMES_PER_PORT) * u64::from(FRAME_SIZE)
-    }
-}
-
-impl Drop for Partition {
-    fn drop(&mut self) {
-        let mut taken = self
-            .area
-            .taken
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(t) = taken.get_mut(self.index) {
-            *t = false;
-        }
-    }
 }
 
 /// One AF_XDP socket on queue 0 of an interface.
@@ -277,20 +135,14 @@ pub struct AfXdpPort {
     device: DeviceQueue,
     _umem: Umem,
     _program: XskProgram,
-    partition: Partition,
+    /// Last: after the socket is closed, every frame it had lent to the
+    /// kernel goes back to the pool with the cache.
+    frames: FrameCache,
 
     ifname: String,
     ifindex: u32,
     mode: &'static str,
     mtu: Option<u32>,
-    /// Start of the whole area, and the address range (UMEM offsets) of our
-    /// partition.
-    base: NonNull<u8>,
-    lo: u64,
-    hi: u64,
-    /// Free frames (UMEM offsets of frame starts). Capacity FRAMES_PER_PORT,
-    /// never grows.
-    free: Vec<u64>,
     /// Frames in the fill ring + receive ring.
     rx_out: u32,
     /// Frames in the transmit ring + completion ring.
@@ -300,12 +152,11 @@ pub struct AfXdpPort {
     bad_kernel_descs: u64,
 }
 
-// SAFETY: the port owns everything it points into: `base` points into the
-// UMEM area kept alive by `partition` (an Arc), and the port only touches
-// frames of its own partition; the xdpilone rings and Umem (raw pointers to
-// their mmaps and to the area) are owned by the port and used only through
-// `&mut self` or `&self` of the port. Moving the whole port to another
-// thread moves all of that together.
+// SAFETY: the port touches only frames it owns (in its cache, or handed
+// back by its rings), inside the area its FrameCache keeps alive (an Arc);
+// the xdpilone rings and Umem (raw pointers to their mmaps and to the area)
+// are owned by the port and used only through `&mut self` or `&self` of the
+// port. Moving the whole port to another thread moves all of that together.
 unsafe impl Send for AfXdpPort {}
 
 fn os_err(e: xdpilone::Errno) -> io::Error {
@@ -344,8 +195,8 @@ fn read_mtu(ifname: &str) -> Option<u32> {
 
 impl AfXdpPort {
     /// Attaches to the existing interface `ifname`: loads the XSKMAP
-    /// redirect program, binds an XDP socket on queue 0 over a partition of
-    /// `umem`, and attaches the program through a BPF link (detached when the
+    /// redirect program, binds an XDP socket on queue 0 over the whole of
+    /// `umem` (taking one of its places), and attaches the program through a BPF link (detached when the
     /// port is dropped or the process dies, also by `kill -9`).
     ///
     /// `Native`: driver hook, zero-copy when the driver offers it, copy
@@ -387,8 +238,8 @@ impl AfXdpPort {
             },
         })?;
 
-        let partition = umem.take_partition()?;
-        let area = &partition.area;
+        let mut frames = umem.take_place()?;
+        let area = frames.area().clone();
         let config = UmemConfig {
             fill_size: RING_SIZE,
             complete_size: RING_SIZE,
@@ -398,8 +249,8 @@ impl AfXdpPort {
         };
         let whole = NonNull::slice_from_raw_parts(area.base, area.len);
         // SAFETY: `whole` is the page-aligned mapping of UmemArea, which
-        // outlives this Umem (the port holds the Partition's Arc and drops
-        // the Umem first). Its length is a multiple of FRAME_SIZE.
+        // outlives this Umem (the port holds the area's Arc in `frames` and
+        // drops the Umem first). Its length is a multiple of FRAME_SIZE.
         let xumem = unsafe { Umem::new(config, whole) }
             .map_err(os_err)
             .map_err(setup(
@@ -457,11 +308,7 @@ impl AfXdpPort {
             }
         }
         // Fill the fill ring before the program sends anything our way.
-        let lo = partition.first_addr();
-        let hi = lo + u64::from(FRAMES_PER_PORT) * u64::from(FRAME_SIZE);
-        let mut free = Vec::with_capacity(FRAMES_PER_PORT as usize);
-        free.extend((0..u64::from(FRAMES_PER_PORT)).map(|i| lo + i * u64::from(FRAME_SIZE)));
-        let rx_out = fill_from(&mut device, &mut free, 0);
+        let rx_out = fill_from(&mut device, &mut frames, 0);
 
         // SAFETY: the descriptor belongs to `device`/`xumem`, which live as
         // long as the port; it is only borrowed for the map update.
@@ -528,8 +375,6 @@ impl AfXdpPort {
             (Hook::Generic, true) => "generic-zerocopy",
         };
 
-        let base = partition.area.base;
-
         let port = AfXdpPort {
             link,
             rx,
@@ -537,15 +382,11 @@ impl AfXdpPort {
             device,
             _umem: xumem,
             _program: program,
-            partition,
+            frames,
             ifname: ifname.to_string(),
             ifindex,
             mode: mode_name,
             mtu: read_mtu(ifname),
-            base,
-            lo,
-            hi,
-            free,
             rx_out,
             tx_out: 0,
             tx_queued: 0,
@@ -580,9 +421,9 @@ impl AfXdpPort {
         (FRAME_SIZE - XDP_PACKET_HEADROOM) as usize
     }
 
-    /// The largest frame `send` takes (a whole UMEM frame).
+    /// The largest frame `send` takes (a UMEM frame after its headroom).
     pub fn max_tx_frame(&self) -> usize {
-        FRAME_SIZE as usize
+        (FRAME_SIZE - XDP_PACKET_HEADROOM) as usize
     }
 
     /// One line for the start-up log: mode, frame limit, the MTU that
@@ -615,16 +456,17 @@ impl AfXdpPort {
     }
 
     /// Puts free frames into the fill ring until the receive side holds
-    /// RING_SIZE frames (or the free list or the ring runs out).
+    /// RING_SIZE frames (or the pool or the ring runs out).
     fn refill(&mut self) {
-        self.rx_out += fill_from(&mut self.device, &mut self.free, self.rx_out);
+        self.rx_out += fill_from(&mut self.device, &mut self.frames, self.rx_out);
     }
 
-    /// Receives up to `max` frames: tops up the fill ring first, then hands
-    /// each received frame to `f` (the slice is valid only during the call)
-    /// and recycles its UMEM frame. Returns how many frames `f` saw. Never
-    /// blocks.
-    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+    /// Takes the next descriptors off the receive ring (at most `max`),
+    /// after topping up the fill ring, and hands each checked frame to `f`
+    /// as (frame start, offset of the data in the frame, length). Frames
+    /// the kernel should not have given us are counted and skipped.
+    #[inline]
+    fn receive(&mut self, max: usize, mut f: impl FnMut(&mut FrameCache, u64, u16, u16)) -> usize {
         self.refill();
         let max = u32::try_from(max).unwrap_or(u32::MAX).min(RING_SIZE);
         if max == 0 {
@@ -633,34 +475,16 @@ impl AfXdpPort {
         let mut seen = 0;
         let mut reader = self.rx.receive(max);
         while let Some(desc) = reader.read() {
-            let base = desc.addr & !u64::from(FRAME_SIZE - 1);
-            let end = desc.addr.checked_add(u64::from(desc.len));
-            let inside = base >= self.lo
-                && base < self.hi
-                && end.is_some_and(|e| e <= base + u64::from(FRAME_SIZE));
-            if !inside {
-                // Not one of our frames: do not touch it, do not recycle it.
+            self.rx_out = self.rx_out.saturating_sub(1);
+            let Some(base) = self.frames.unlend(desc.addr, desc.len) else {
+                // Not a frame we lent: do not touch it, do not recycle it.
                 self.bad_kernel_descs += 1;
                 continue;
-            }
-            // SAFETY: [addr, addr+len) lies inside one frame of our
-            // partition (checked above), which lies inside the mapping. The
-            // kernel handed this frame to us through the receive ring and
-            // will not write it again until we put it back into the fill
-            // ring, which happens after `f` returns; no other port touches
-            // frames of this partition. The slice does not outlive `f`.
-            let bytes = unsafe {
-                std::slice::from_raw_parts(
-                    self.base.as_ptr().add(desc.addr as usize),
-                    desc.len as usize,
-                )
             };
-            f(bytes);
+            // Both below FRAME_SIZE: unlend checked the frame's end.
+            let off = (desc.addr - base) as u16;
+            f(&mut self.frames, base, off, desc.len as u16);
             seen += 1;
-            self.rx_out = self.rx_out.saturating_sub(1);
-            if self.free.len() < self.free.capacity() {
-                self.free.push(base);
-            }
         }
         reader.release();
         drop(reader);
@@ -670,57 +494,141 @@ impl AfXdpPort {
         seen
     }
 
-    /// Queues one frame, gathered from `parts`, for transmission. It leaves
-    /// at the next [`flush`](Self::flush). `Err(Full)`: the transmit ring or
-    /// the port's transmit frames are all in use (count it as tx_full);
-    /// `Err(Oversize)`: the parts add up to more than a UMEM frame.
+    /// Receives up to `max` frames and hands each to `f` as a slice valid
+    /// only during the call; the frame goes back to the port right after.
+    /// Returns how many frames `f` saw. Never blocks. (Tests and tools; the
+    /// switch uses [`recv_into`](Self::recv_into).)
+    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        self.receive(max, |frames, base, off, len| {
+            // SAFETY: the frame came back from our receive ring (unlend
+            // checked it was ours and lent), so nobody else uses it until
+            // `put` below; the slice does not outlive this closure.
+            let bytes = unsafe { frames.frame_mut(base) };
+            f(&bytes[usize::from(off)..usize::from(off) + usize::from(len)]);
+            frames.put(base);
+        })
+    }
+
+    /// Receives up to `max` frames *without a copy*: slot `first + k` of
+    /// `slots` shows the k-th frame (the slot holds its UMEM frame from now
+    /// on), and `f(slot, offset, len)` says where the bytes are. Returns
+    /// how many slots were filled. The holder sends the frame on with
+    /// [`send_frame`](Self::send_frame) (any port of this UMEM) or gives it
+    /// back with [`recycle`](Self::recycle).
+    pub fn recv_into(
+        &mut self,
+        slots: &mut Slots,
+        first: usize,
+        mut f: impl FnMut(usize, u16, u16),
+    ) -> usize {
+        let room = slots.len().saturating_sub(first);
+        let mut i = first;
+        self.receive(room, |frames, base, off, len| {
+            match slots.hold(i, frames.handle(base), frames.area()) {
+                Ok(()) => {
+                    f(i, off, len);
+                    i += 1;
+                }
+                Err(h) => frames.put_frame(h),
+            }
+        });
+        i - first
+    }
+
+    /// Queues one frame, gathered from `parts` (copied into a free frame),
+    /// for transmission. It leaves at the next [`flush`](Self::flush).
+    /// `Err(Full)`: the transmit ring or the port's transmit frames are all
+    /// in use (count it as tx_full); `Err(Oversize)`: the parts add up to
+    /// more than a UMEM frame holds after its headroom.
     pub fn send(&mut self, parts: &[&[u8]]) -> Result<(), TxError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        if len > FRAME_SIZE as usize {
+        let off = XDP_PACKET_HEADROOM as usize;
+        if off + len > FRAME_SIZE as usize {
             return Err(TxError::Oversize);
         }
         if self.tx_out >= RING_SIZE {
             return Err(TxError::Full);
         }
-        let Some(&addr) = self.free.last() else {
+        let Some(base) = self.frames.get() else {
             return Err(TxError::Full);
         };
-        let mut writer = self.tx.transmit(1);
-        if writer.capacity() == 0 {
-            return Err(TxError::Full);
-        }
-        // SAFETY: `addr` is the start of a free frame of our partition
-        // (frames in the free list are in no kernel ring, and only this port
-        // uses its partition), so we have it to ourselves; `len` is at most
-        // FRAME_SIZE, so the writes stay inside that frame.
-        let frame =
-            unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(addr as usize), len) };
-        let mut at = 0;
+        // SAFETY: `base` came out of our cache: a free frame nobody else
+        // holds; the writes below stay inside it (off + len <= FRAME_SIZE).
+        let frame = unsafe { self.frames.frame_mut(base) };
+        let mut at = off;
         for p in parts {
             frame[at..at + p.len()].copy_from_slice(p);
             at += p.len();
         }
-        let queued = writer.insert_once(XdpDesc {
-            addr,
-            len: len as u32,
-            options: 0,
-        });
-        if !queued {
+        self.queue_tx(base, off as u16, len as u16)
+    }
+
+    /// Queues a frame this port or another port of the same UMEM received
+    /// (or one from [`SharedUmem::alloc`]) for transmission *as it is*: its
+    /// address goes on the transmit ring, no byte is copied. `off` and
+    /// `len` say where the frame's bytes are inside the UMEM frame. On
+    /// error the frame is taken back into this port's cache.
+    pub fn send_frame(&mut self, f: UmemFrame, off: u16, len: u16) -> Result<(), TxError> {
+        let base = match self.frames.open(f) {
+            Ok(b) => b,
+            // Not ours to recycle: the caller's pool will never see it again,
+            // but nothing else can either.
+            Err(_) => return Err(TxError::Foreign),
+        };
+        if usize::from(off) + usize::from(len) > FRAME_SIZE as usize {
+            self.frames.put(base);
+            return Err(TxError::Oversize);
+        }
+        if self.tx_out >= RING_SIZE {
+            self.frames.put(base);
             return Err(TxError::Full);
         }
+        self.queue_tx(base, off, len)
+    }
+
+    /// Puts frame `base` (owned by us) on the transmit ring, or back into
+    /// the cache when the ring is full.
+    #[inline]
+    fn queue_tx(&mut self, base: u64, off: u16, len: u16) -> Result<(), TxError> {
+        let mut writer = self.tx.transmit(1);
+        let queued = writer.capacity() > 0
+            && writer.insert_once(XdpDesc {
+                addr: base + u64::from(off),
+                len: u32::from(len),
+                options: 0,
+            });
+        if !queued {
+            drop(writer);
+            self.frames.put(base);
+            return Err(TxError::Full);
+        }
+        self.frames.lend(base);
         writer.commit();
         drop(writer);
-        self.free.pop();
         self.tx_out += 1;
         self.tx_queued += 1;
         Ok(())
+    }
+
+    /// Takes back a frame its holder is done with (dropped, or sent by
+    /// copy): it goes into this port's cache.
+    #[inline]
+    pub fn recycle(&mut self, f: UmemFrame) {
+        self.frames.put_frame(f);
+    }
+
+    /// The UMEM this port's frames live in.
+    pub fn umem(&self) -> SharedUmem {
+        SharedUmem {
+            area: self.frames.area().clone(),
+        }
     }
 
     /// Once per batch: asks the kernel to transmit what is queued (a
     /// `sendto` when the ring says it needs a wake-up, as it always does in
     /// copy mode; the kernel sends at most 32 frames per call there, so we
     /// call again while it reports more), then reaps the completion ring
-    /// into the free list.
+    /// into the cache.
     pub fn flush(&mut self) {
         if self.tx_queued > 0 || self.tx.pending() > 0 {
             self.tx_queued = 0;
@@ -738,14 +646,10 @@ impl AfXdpPort {
     fn reap(&mut self) {
         let mut reader = self.device.complete(RING_SIZE);
         while let Some(addr) = reader.read() {
-            let base = addr & !u64::from(FRAME_SIZE - 1);
-            if base < self.lo || base >= self.hi {
-                self.bad_kernel_descs += 1;
-                continue;
-            }
             self.tx_out = self.tx_out.saturating_sub(1);
-            if self.free.len() < self.free.capacity() {
-                self.free.push(base);
+            match self.frames.unlend(addr, 0) {
+                Some(base) => self.frames.put(base),
+                None => self.bad_kernel_descs += 1,
             }
         }
         reader.release();
@@ -772,11 +676,6 @@ impl AfXdpPort {
         }
         s
     }
-
-    /// The UMEM offset range of this port's frames (for tests and docs).
-    pub fn frame_range(&self) -> (u64, u64) {
-        (self.lo, self.hi)
-    }
 }
 
 impl std::fmt::Debug for AfXdpPort {
@@ -785,7 +684,7 @@ impl std::fmt::Debug for AfXdpPort {
             .field("ifname", &self.ifname)
             .field("ifindex", &self.ifindex)
             .field("mode", &self.mode)
-            .field("partition", &self.partition.index)
+            .field("cached_frames", &self.frames.cached().len())
             .finish()
     }
 }
@@ -811,26 +710,35 @@ pub fn available() -> io::Result<()> {
 }
 
 /// Moves free frames into the fill ring until the receive side (`rx_out`
-/// frames in the fill and receive rings) holds RING_SIZE frames, or the free
-/// list or the ring runs out. Returns how many frames it moved.
-fn fill_from(device: &mut DeviceQueue, free: &mut Vec<u64>, rx_out: u32) -> u32 {
-    let want = RING_SIZE.saturating_sub(rx_out).min(free.len() as u32);
+/// frames in the fill and receive rings) holds RING_SIZE frames, or the pool
+/// or the ring runs out. Returns how many frames it moved.
+fn fill_from(device: &mut DeviceQueue, frames: &mut FrameCache, rx_out: u32) -> u32 {
+    let want = RING_SIZE.saturating_sub(rx_out) as usize;
     if want == 0 {
         return 0;
     }
-    let mut writer = device.fill(want);
+    frames.top_up(want);
+    let have = frames.cached().len().min(want);
+    if have == 0 {
+        return 0;
+    }
+    let mut writer = device.fill(have as u32);
     let cap = writer.capacity() as usize;
     if cap == 0 {
         return 0;
     }
-    let start = free.len() - cap;
+    let cached = frames.cached();
+    let start = cached.len() - cap;
     // Exactly `cap` items: WriteFill::insert zips the iterator with its
     // slots, and an iterator longer than the slots would lose one item.
-    let n = writer.insert(free[start..].iter().copied());
+    let n = writer.insert(cached[start..].iter().copied()) as usize;
+    for &a in &cached[start..start + n] {
+        frames.lend(a);
+    }
     writer.commit();
     drop(writer);
-    free.truncate(free.len() - n as usize);
-    n
+    frames.remove(start, n);
+    n as u32
 }
 
 /// One `sendto(fd, NULL, 0, MSG_DONTWAIT)`: makes the kernel transmit from

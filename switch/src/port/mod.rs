@@ -4,10 +4,12 @@ pub mod afxdp;
 pub mod packet;
 pub mod sys;
 pub mod tap;
+pub mod umem;
 pub mod xdp_loader;
 
-pub use afxdp::{AfXdpError, AfXdpPort, AfXdpStats, SharedUmem, TxError};
+pub use afxdp::{AfXdpError, AfXdpPort, AfXdpStats, TxError};
 pub use tap::{Tap, TapError};
+pub use umem::{SharedUmem, Slots, UmemFrame};
 
 /// What backs a port when the switch starts.
 pub enum Device {
