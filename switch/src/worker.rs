@@ -687,3 +687,63 @@ fn count_xdp_tx(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_in_place;
+
+    /// A frame at 256 in a 4 KiB buffer: addresses 0..12, then `mid`,
+    /// then the payload "PAYLOAD".
+    fn frame(mid: &[u8]) -> (Vec<u8>, usize, usize) {
+        let mut buf = vec![0xee; 4096];
+        let mut f: Vec<u8> = (0..12).collect();
+        f.extend_from_slice(mid);
+        f.extend_from_slice(b"PAYLOAD");
+        buf[256..256 + f.len()].copy_from_slice(&f);
+        (buf, 256, f.len())
+    }
+
+    fn out(buf: &[u8], at: (usize, usize)) -> Vec<u8> {
+        buf[at.0..at.0 + at.1].to_vec()
+    }
+
+    #[test]
+    fn push_pop_rewrite_and_prefix_in_place() {
+        let tag = [0x81, 0x00, 0x20, 0x0a];
+        let addrs: Vec<u8> = (0..12).collect();
+        let want = |parts: &[&[u8]]| parts.concat();
+        // Push onto an untagged frame.
+        let (mut b, s, l) = frame(&[]);
+        let r = rewrite_in_place(&mut b, s, l, 0, Some(tag), &[]).expect("fits");
+        assert_eq!(out(&b, r), want(&[&addrs, &tag, b"PAYLOAD"]));
+        // Pop a tag.
+        let (mut b, s, l) = frame(&[0x81, 0, 0, 10]);
+        let r = rewrite_in_place(&mut b, s, l, 4, None, &[]).expect("fits");
+        assert_eq!(out(&b, r), want(&[&addrs, b"PAYLOAD"]));
+        // Rewrite a tag.
+        let (mut b, s, l) = frame(&[0x81, 0, 0, 10]);
+        let r = rewrite_in_place(&mut b, s, l, 4, Some(tag), &[]).expect("fits");
+        assert_eq!(r.0, s);
+        assert_eq!(out(&b, r), want(&[&addrs, &tag, b"PAYLOAD"]));
+        // An outer header in front of a frame whose tag is dropped.
+        let outer = [7u8; 50];
+        let (mut b, s, l) = frame(&[0x81, 0, 0, 10]);
+        let r = rewrite_in_place(&mut b, s, l, 4, None, &outer).expect("fits");
+        assert_eq!(out(&b, r), want(&[&outer, &addrs, b"PAYLOAD"]));
+        // Unchanged frame.
+        let (mut b, s, l) = frame(&[]);
+        let r = rewrite_in_place(&mut b, s, l, 0, None, &[]).expect("fits");
+        assert_eq!(r, (s, l));
+    }
+
+    #[test]
+    fn no_headroom_or_short_frame_is_refused() {
+        let mut b = vec![0u8; 4096];
+        // 40 bytes of headroom: no room for a 50-byte header.
+        assert_eq!(rewrite_in_place(&mut b, 40, 60, 0, None, &[1; 50]), None);
+        // Shorter than its addresses and tag.
+        assert_eq!(rewrite_in_place(&mut b, 256, 14, 4, None, &[]), None);
+        // Past the buffer.
+        assert_eq!(rewrite_in_place(&mut b, 4000, 200, 0, None, &[]), None);
+    }
+}

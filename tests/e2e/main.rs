@@ -60,7 +60,11 @@ fn main() {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }
     // These need AF_XDP as well.
-    for (name, test) in mixed::tests() {
+    for (name, test) in mixed::tests()
+        .into_iter()
+        .chain(vlan::afxdp_tests())
+        .chain(vxlan::afxdp_tests())
+    {
         tests.push((name.to_string(), Box::new(test), skip_xdp.clone()));
     }
     let trials = tests

@@ -20,11 +20,16 @@ const WAIT: Duration = Duration::from_millis(500);
 
 pub fn tests() -> Vec<Test> {
     vec![
-        ("vlan::truth_table", truth_table),
+        ("vlan::truth_table", truth_table_tap),
         ("vlan::isolation", isolation),
         ("vlan::per_network_learning", per_network_learning),
         ("vlan::attach_detach", attach_detach),
     ]
+}
+
+/// The tests that need AF_XDP.
+pub fn afxdp_tests() -> Vec<Test> {
+    vec![("vlan::truth_table[afxdp,w2]", truth_table_afxdp)]
 }
 
 fn names(tag: u8) -> String {
@@ -34,11 +39,29 @@ fn names(tag: u8) -> String {
 /// The truth-table topology: access ports a (blue, vlan 10), b (red, vlan
 /// 20), c (green, vlan 30); trunk t carrying blue and red with no native
 /// network; trunk n carrying blue and red tagged and green untagged.
-fn truth_topology(sw: &str) -> (String, Vec<String>) {
+/// `afxdp`: every port is an AF_XDP port (hosts on veths; the trunks on
+/// veths whose inner ends `t` and `n` the caller puts in namespaces
+/// `{sw}t` and `{sw}n`, outer ends `{sw}to` and `{sw}no`), under two workers.
+fn truth_topology(sw: &str, afxdp: bool) -> (String, Vec<String>) {
+    let (workers, link, t_port, n_port) = if afxdp {
+        (
+            2,
+            "link = \"veth\"\nxdp_mode = \"native\"\n",
+            format!("kind = \"afxdp\"\ninterface = \"{sw}to\"\nxdp_mode = \"native\""),
+            format!("kind = \"afxdp\"\ninterface = \"{sw}no\"\nxdp_mode = \"generic\""),
+        )
+    } else {
+        (
+            1,
+            "",
+            format!("namespace = \"{sw}t\""),
+            format!("namespace = \"{sw}n\""),
+        )
+    };
     let toml = format!(
         r#"[switch]
 name = "{sw}"
-workers = 1
+workers = {workers}
 
 [[network]]
 name = "blue"
@@ -54,27 +77,29 @@ vlan = 30
 name = "{sw}a"
 networks = ["blue"]
 mac = ["02:00:5e:40:00:0a"]
+{link}
 [[host]]
 name = "{sw}b"
 networks = ["red"]
 mac = ["02:00:5e:40:00:0b"]
+{link}
 [[host]]
 name = "{sw}c"
 networks = ["green"]
 mac = ["02:00:5e:40:00:0c"]
-
+{link}
 [[port]]
 name = "t"
 mode = "trunk"
 networks = ["blue", "red"]
-namespace = "{sw}t"
+{t_port}
 
 [[port]]
 name = "n"
 mode = "trunk"
 networks = ["blue", "red"]
 native = "green"
-namespace = "{sw}n"
+{n_port}
 "#
     );
     let ns = ["a", "b", "c", "t", "n"]
@@ -87,10 +112,88 @@ namespace = "{sw}n"
 /// Where a frame went: receiving port -> outer tag (vid, pcp) or None.
 type Seen = BTreeMap<String, Option<(u16, u8)>>;
 
-fn truth_table() -> TestResult {
+fn truth_table_tap() -> TestResult {
     let sw = names(40);
-    let (toml, ns) = truth_topology(&sw);
-    let mut swg = Switch::up_toml(&sw, &toml, &ns)?;
+    let (toml, ns) = truth_topology(&sw, false);
+    let swg = Switch::up_toml(&sw, &toml, &ns)?;
+    truth_table(&sw, swg, false)
+}
+
+/// The same table with AF_XDP ports only, under two workers: every frame
+/// that arrives somewhere leaves its last port as the UMEM frame it came in
+/// (tag pushed, popped or rewritten in place), handed between workers
+/// where the ports' owners differ.
+fn truth_table_afxdp() -> TestResult {
+    let sw = names(44);
+    let (toml, ns) = truth_topology(&sw, true);
+    let _t = TrunkVeth::new(&format!("{sw}t"), "t", &format!("{sw}to"))?;
+    let _n = TrunkVeth::new(&format!("{sw}n"), "n", &format!("{sw}no"))?;
+    let hosts: Vec<String> = ns.into_iter().take(3).collect();
+    let swg = Switch::up_toml(&sw, &toml, &hosts)?;
+    truth_table(&sw, swg, true)
+}
+
+/// The network of access host `a`, `b` or `c` in the truth table.
+fn net_of(host: &str) -> &'static str {
+    match host {
+        "a" => "blue",
+        "b" => "red",
+        _ => "green",
+    }
+}
+
+/// A namespace with the inner end of a veth in it (IPv6 off, so the kernel
+/// sends nothing of its own), the outer end in the switch's namespace.
+/// Dropping it removes both.
+struct TrunkVeth {
+    ns: String,
+    outer: String,
+}
+
+impl TrunkVeth {
+    fn new(ns: &str, inner: &str, outer: &str) -> Result<TrunkVeth, String> {
+        let v = TrunkVeth {
+            ns: ns.to_string(),
+            outer: outer.to_string(),
+        };
+        v.remove();
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["ip", "netns", "add", ns],
+            vec![
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+            vec![
+                "ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", ns,
+            ],
+            vec!["ip", "-n", ns, "link", "set", "dev", inner, "up"],
+            vec!["ip", "link", "set", "dev", outer, "up"],
+        ];
+        for a in steps {
+            crate::harness::run(a[0], &a[1..])?;
+        }
+        Ok(v)
+    }
+
+    fn remove(&self) {
+        let _ = crate::harness::run("ip", &["link", "del", &self.outer]);
+        let _ = crate::harness::run("ip", &["netns", "del", &self.ns]);
+    }
+}
+
+impl Drop for TrunkVeth {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+fn truth_table(sw: &str, mut swg: Switch, afxdp: bool) -> TestResult {
     // Receiving side: (label, namespace, interface).
     let ports: Vec<(&str, String, &str)> = vec![
         ("a", format!("{sw}a"), "eth0"),
@@ -310,6 +413,21 @@ fn truth_table() -> TestResult {
     let s1 = swg.stats()?;
     let d = |r: &str| s1.drop(r) - s0.drop(r);
     ensure!(failures.is_empty(), "truth table:\n{}", failures.join("\n"));
+    if afxdp {
+        // Each frame that went anywhere left its last port without a copy.
+        let labels = ["t", "n"]
+            .map(String::from)
+            .into_iter()
+            .chain(["a", "b", "c"].map(|h| format!("{sw}{h}.{}", net_of(h))));
+        let zc: u64 = labels
+            .map(|p| s1.port(&p, "tx_zero_copy") - s0.port(&p, "tx_zero_copy"))
+            .sum();
+        let delivered = rows.iter().filter(|r| !r.2.is_empty()).count() as u64;
+        ensure!(
+            zc == delivered,
+            "tx_zero_copy counted {zc}, want one per delivered frame ({delivered})"
+        );
+    }
     ensure!(
         d("vlan_reserved") == 3,
         "vlan_reserved counted {} (3 sent)",

@@ -27,6 +27,11 @@ pub fn tests() -> Vec<Test> {
     ]
 }
 
+/// The tests that need AF_XDP.
+pub fn afxdp_tests() -> Vec<Test> {
+    vec![("vxlan::afxdp_underlay", afxdp_underlay)]
+}
+
 fn names(tag: u8) -> String {
     format!("sx{tag:02}{:03}", run_id())
 }
@@ -101,6 +106,17 @@ fn kernel_vtep(
     ip(u, &format!("link set {port} master br0 up"))?;
     ip(r, &format!("addr add {addr}/24 dev ul"))?;
     ip(r, "link set ul up")?;
+    kernel_vxlans(nss, r, addr, vnis)
+}
+
+/// In VTEP namespace `r` (address `addr`): per (VNI, host namespace, host
+/// address, host MAC), a kernel vxlan device bridged to a new host.
+fn kernel_vxlans(
+    nss: &mut Namespaces,
+    r: &str,
+    addr: &str,
+    vnis: &[(u32, &str, &str, &str)],
+) -> Result<(), String> {
     for &(vni, x, host_ip, host_mac) in vnis {
         ip(
             r,
@@ -716,5 +732,88 @@ address = "192.0.2.{me}/24"
         "frames too big for the underlay: {}",
         st.drop("vxlan_too_big")
     );
+    Ok(())
+}
+
+/// The underlay and the local host on AF_XDP ports (veths), a kernel VTEP
+/// at the other end of the underlay veth: pings cross, and frames leave
+/// both ways without a copy: encapsulated in the headroom of the UMEM frame
+/// they arrived in towards the VTEP, decapsulated in place towards the
+/// host.
+fn afxdp_underlay() -> TestResult {
+    let tag = 75;
+    let sw = names(tag);
+    let mut nss = Namespaces(Vec::new());
+    let (r, x) = (format!("{sw}r1"), format!("{sw}x1"));
+    let outer = format!("{sw}ul");
+    nss.add(&r)?;
+    // Deleting namespace r deletes the pair, outer end included.
+    run(
+        "ip",
+        &[
+            "link", "add", &outer, "type", "veth", "peer", "name", "ul", "netns", &r,
+        ],
+    )?;
+    run("ip", &["link", "set", "dev", &outer, "up"])?;
+    ip(&r, "addr add 192.0.2.2/24 dev ul")?;
+    ip(&r, "link set dev ul up")?;
+    let host_mac = mac_s(mac(tag, 1, 1));
+    let host_ip = format!("10.77.{tag}.101");
+    kernel_vxlans(
+        &mut nss,
+        &r,
+        "192.0.2.2",
+        &[(1000, &x, &host_ip, &host_mac)],
+    )?;
+    let toml = format!(
+        r#"[switch]
+name = "{sw}"
+workers = 1
+
+[[network]]
+name = "ovl"
+subnet = "10.77.{tag}.0/24"
+vni = 1000
+vtep_peers = ["192.0.2.2"]
+
+[[host]]
+name = "{sw}a"
+networks = ["ovl"]
+ip = ["10.77.{tag}.11/24"]
+link = "veth"
+xdp_mode = "native"
+
+[[port]]
+name = "ul0"
+mode = "underlay"
+kind = "afxdp"
+interface = "{outer}"
+xdp_mode = "native"
+
+[vtep]
+port = "ul0"
+address = "192.0.2.1/24"
+"#
+    );
+    let a = format!("{sw}a");
+    let mut swg = Switch::up_toml(&sw, &toml, std::slice::from_ref(&a))?;
+    wait_resolved(&swg, &["192.0.2.2"])?;
+    let s0 = swg.stats()?;
+    ping(&a, &format!("10.77.{tag}.101"))?;
+    ping(&x, &format!("10.77.{tag}.11"))?;
+    let s1 = swg.stats()?;
+    let zc = |p: &str| s1.port(p, "tx_zero_copy") - s0.port(p, "tx_zero_copy");
+    let host_port = format!("{a}.ovl");
+    ensure!(
+        zc("ul0") >= 4,
+        "encapsulated without a copy: {} frames (want the pings' frames)",
+        zc("ul0")
+    );
+    ensure!(
+        zc(&host_port) >= 4,
+        "decapsulated without a copy: {} frames (want the pings' frames)",
+        zc(&host_port)
+    );
+    swg.down()?;
     Ok(())
 }
