@@ -510,7 +510,9 @@ fn counter(ns: &str, ifname: &str, what: &str) -> u64 {
 /// the first veth from its namespace; we count what the port forwards and
 /// what arrives at the far end. Not a pass/fail test; run it with
 /// `cargo test --release -p shunt-switch --test afxdp -- --ignored forwarding_rate --nocapture`
-/// (AXT_BENCH_MODE=native|generic, AXT_BENCH_SECS=5).
+/// (AXT_BENCH_MODE=native|generic, AXT_BENCH_SECS=5, AXT_BENCH_COPY=1 to
+/// copy each frame into a new UMEM frame instead of sending the received
+/// one, AXT_BENCH_LEN=60..1514 for the frame length without FCS).
 fn forwarding_rate() {
     skip_unless_able!();
     if Command::new("trafgen").arg("-v").output().is_err() {
@@ -525,6 +527,12 @@ fn forwarding_rate() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
+    let copy = std::env::var("AXT_BENCH_COPY").is_ok_and(|v| v == "1");
+    let len: usize = std::env::var("AXT_BENCH_LEN")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60)
+        .clamp(60, 1514);
     let v1 = Veth::new(20);
     let v2 = Veth::new(21);
     let umem = SharedUmem::new(2).expect("umem");
@@ -534,7 +542,10 @@ fn forwarding_rate() {
         .args(["netns", "exec", &v1.ns, "timeout", &(secs + 2).to_string()])
         .args(["taskset", "-c", "0"])
         .args(["trafgen", "--dev", &v1.b, "--cpus", "1", "-Q"])
-        .arg("{ 0x02,0xa7,0,0,0,2, 0x02,0xa7,0,0,0,1, c16(0x88b5), fill(0x00, 46) }")
+        .arg(format!(
+            "{{ 0x02,0xa7,0,0,0,2, 0x02,0xa7,0,0,0,1, c16(0x88b5), fill(0x00, {}) }}",
+            len - 14
+        ))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -553,15 +564,36 @@ fn forwarding_rate() {
     let (mut fwd, mut full, mut batches, mut empty) = (0u64, 0u64, 0u64, 0u64);
     let start = Instant::now();
     let end = start + Duration::from_secs(secs);
+    let mut slots = Slots::new(64);
+    let mut at = [(0u16, 0u16); 64];
+    // Time spent on batches that carried frames: the loop's cost per frame,
+    // whatever the generator offers.
+    let mut busy = Duration::ZERO;
     while Instant::now() < end {
-        let n = p1.recv_batch(64, |f| match p2.send(&[f]) {
-            Ok(()) => fwd += 1,
-            Err(_) => full += 1,
-        });
+        let t0 = Instant::now();
+        let n = if copy {
+            p1.recv_batch(64, |f| match p2.send(&[f]) {
+                Ok(()) => fwd += 1,
+                Err(_) => full += 1,
+            })
+        } else {
+            let n = p1.recv_into(&mut slots, 0, |i, off, len| at[i] = (off, len));
+            for (i, &(off, len)) in at.iter().enumerate().take(n) {
+                if let Some(f) = slots.take(i) {
+                    match p2.send_frame(f, off, len) {
+                        Ok(()) => fwd += 1,
+                        Err(_) => full += 1,
+                    }
+                }
+            }
+            n
+        };
         p2.flush();
         batches += 1;
         if n == 0 {
             empty += 1;
+        } else {
+            busy += t0.elapsed();
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -577,15 +609,17 @@ fn forwarding_rate() {
     let dropped = after.rx_dropped - before.rx_dropped;
     let fill_empty = after.rx_fill_ring_empty - before.rx_fill_ring_empty;
     println!(
-        "forwarding_rate {} -> {}: offered {:.0} f/s, forwarded {:.0} f/s, arrived {:.0} f/s, tx_full {}, batches {} ({} empty), kernel rx drops {} (fill ring empty {})",
+        "forwarding_rate {} -> {} ({}, {len} B): offered {:.0} f/s, forwarded {:.0} f/s, arrived {:.0} f/s, tx_full {}, batches {} ({} empty), {:.0} ns per forwarded frame (receive, send and flush of batches that had frames), kernel rx drops {} (fill ring empty {})",
         p1.mode(),
         p2.mode(),
+        if copy { "copy" } else { "zero-copy" },
         sent as f64 / elapsed,
         fwd as f64 / elapsed,
         arrived as f64 / elapsed,
         full,
         batches,
         empty,
+        busy.as_nanos() as f64 / fwd.max(1) as f64,
         dropped,
         fill_empty
     );
