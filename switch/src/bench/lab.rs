@@ -184,15 +184,14 @@ impl Lab {
 
     /// Starts `shunt up` with a topology of two ports into the namespaces,
     /// its workers pinned to `cores`; returns once it forwards.
-    pub fn start_switch(
-        &mut self,
-        kind: PortKind,
-        workers: usize,
-        cores: &[usize],
-        bare: bool,
-        tcp: bool,
-        vxlan: bool,
-    ) -> Result<Path, BenchError> {
+    pub fn start_switch(&mut self, o: &SwitchOpts, cores: &[usize]) -> Result<Path, BenchError> {
+        let SwitchOpts {
+            kind,
+            workers,
+            bare,
+            tcp,
+            vxlan,
+        } = *o;
         self.stop_switch();
         let topo = topology(kind, workers, bare, vxlan)?;
         let file = std::env::temp_dir().join(format!("shunt-bench-{}.toml", std::process::id()));
@@ -406,6 +405,18 @@ impl SwitchChild {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What the switch under test is run with.
+#[derive(Debug, Clone, Copy)]
+pub struct SwitchOpts {
+    pub kind: PortKind,
+    pub workers: usize,
+    /// `[switch] bare`: no switching logic.
+    pub bare: bool,
+    /// Set up for iperf3 (addresses in the namespaces).
+    pub tcp: bool,
+    pub vxlan: bool,
 }
 
 /// The switch's topology: one network, two access ports, the generator's

@@ -350,14 +350,14 @@ fn measure(
         if !q {
             eprint!("\r\x1b[Kstarting the switch ({name})");
         }
-        let path = lab.start_switch(
-            args.port_kind,
-            args.workers,
-            switch_cores,
+        let opts = lab::SwitchOpts {
+            kind: args.port_kind,
+            workers: args.workers,
             bare,
-            args.tcp && !args.vxlan,
-            args.vxlan,
-        )?;
+            tcp: args.tcp && !args.vxlan,
+            vxlan: args.vxlan,
+        };
+        let path = lab.start_switch(&opts, switch_cores)?;
         traffic::announce_sink(&path)?;
         for sr in sizes.iter_mut() {
             check()?;
@@ -446,9 +446,9 @@ fn run_path(
     )?;
     let took_all = max.loss_ratio < 0.01;
     let limit = match max.switch_cpu {
-        // AF_XDP workers poll without sleeping: their CPU says nothing, and
-        // the veth's XDP receive (the copy into the UMEM) runs on the
-        // generator's core.
+        // With AF_XDP on veth the XDP receive (the copy into the UMEM) runs
+        // on the generator's core: when everything got through, that core
+        // was the limit.
         Some(_) if args.port_kind == PortKind::Afxdp && took_all => {
             "the generator's core, which also runs the XDP receive into the switch".into()
         }
