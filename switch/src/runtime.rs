@@ -48,6 +48,43 @@ pub struct Handoff {
     pub copied: bool,
 }
 
+/// The kernel's counters of one AF_XDP socket, as its owning worker last
+/// read them (about once a second; `shunt stats --json` shows them).
+#[derive(Default)]
+pub struct XdpStatsCell {
+    pub rx_dropped: AtomicU64,
+    pub rx_fill_ring_empty: AtomicU64,
+    pub rx_ring_full: AtomicU64,
+    pub rx_invalid_descs: AtomicU64,
+    pub tx_invalid_descs: AtomicU64,
+    pub bad_kernel_descs: AtomicU64,
+}
+
+impl XdpStatsCell {
+    pub fn store(&self, s: &crate::port::AfXdpStats) {
+        self.rx_dropped.store(s.rx_dropped, Relaxed);
+        self.rx_fill_ring_empty.store(s.rx_fill_ring_empty, Relaxed);
+        self.rx_ring_full.store(s.rx_ring_full, Relaxed);
+        self.rx_invalid_descs.store(s.rx_invalid_descs, Relaxed);
+        self.tx_invalid_descs.store(s.tx_invalid_descs, Relaxed);
+        self.bad_kernel_descs.store(s.bad_kernel_descs, Relaxed);
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let rx_dropped = self.rx_dropped.load(Relaxed);
+        let fill_empty = self.rx_fill_ring_empty.load(Relaxed);
+        serde_json::json!({
+            "rx_dropped": rx_dropped,
+            "rx_fill_ring_empty": fill_empty,
+            "rx_oversize": rx_dropped.saturating_sub(fill_empty),
+            "rx_ring_full": self.rx_ring_full.load(Relaxed),
+            "rx_invalid_descs": self.rx_invalid_descs.load(Relaxed),
+            "tx_invalid_descs": self.tx_invalid_descs.load(Relaxed),
+            "bad_kernel_descs": self.bad_kernel_descs.load(Relaxed),
+        })
+    }
+}
+
 pub struct Runtime {
     topo: Mutex<Topology>,
     pub name: String,
@@ -61,6 +98,8 @@ pub struct Runtime {
     pub port_worker: Box<[AtomicUsize]>,
     /// `KIND_TAP`, `KIND_AFXDP` or `KIND_NONE`, by port id.
     pub port_kind: Box<[AtomicU8]>,
+    /// The kernel's counters of each AF_XDP port's socket.
+    pub xdp_stats: Box<[XdpStatsCell]>,
     /// The frame memory of the AF_XDP ports (None without any): its pool
     /// gives frames for copies bound for another worker's port, and takes
     /// back frames that cannot be sent.
@@ -140,6 +179,7 @@ impl Runtime {
                 .map(|p| AtomicUsize::new(p % nworkers))
                 .collect(),
             port_kind: kinds,
+            xdp_stats: (0..MAX_PORTS).map(|_| XdpStatsCell::default()).collect(),
             umem,
             inbox,
             handoff: (0..nworkers)

@@ -55,6 +55,8 @@ pub struct Worker {
 }
 
 const POLL_MS: i32 = 100;
+/// How often a worker publishes its AF_XDP sockets' kernel counters.
+const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Worker {
     pub fn new(id: usize, rt: Arc<Runtime>, core: Option<core_affinity::CoreId>) -> Worker {
@@ -90,7 +92,13 @@ impl Worker {
         let mut srcs: Vec<Src> = Vec::new();
         let mut fds: Vec<libc::pollfd> = Vec::new();
         let mut seen_gen = u64::MAX;
+        let mut last_stats = std::time::Instant::now();
         while !rt.stop.load(Relaxed) {
+            // About once a second, not per batch: one getsockopt per port.
+            if last_stats.elapsed() >= STATS_EVERY {
+                last_stats = std::time::Instant::now();
+                self.publish_xdp_stats();
+            }
             let gen = rt.port_generation.load(Relaxed);
             if gen != seen_gen {
                 seen_gen = gen;
@@ -172,10 +180,22 @@ impl Worker {
         }
     }
 
+    /// Copies the kernel's counters of this worker's AF_XDP sockets where
+    /// the control plane reads them.
+    fn publish_xdp_stats(&self) {
+        for (p, x) in self.xdp.iter().enumerate() {
+            if let (Some(x), Some(cell)) = (x, self.rt.xdp_stats.get(p)) {
+                cell.store(&x.stats());
+            }
+        }
+    }
+
     /// Takes the AF_XDP ports handed to this worker, and lets go of those
     /// that went down or were detached (dropping one detaches its XDP
     /// program).
     fn adopt_ports(&mut self) {
+        // The last counts of ports about to be let go stay readable.
+        self.publish_xdp_stats();
         while let Some((p, x)) = self.rt.inbox[self.id].pop() {
             if let Some(slot) = self.xdp.get_mut(p as usize) {
                 *slot = Some(x);
@@ -312,6 +332,7 @@ impl Worker {
             };
         });
         self.batch.count = n;
+        self.batch.touch_headers();
         n
     }
 

@@ -70,6 +70,23 @@ xdp_mode = "generic"
             }
         }
     }
+    // The kernel's counters of each AF_XDP socket are in `stats --json`
+    // (published by the owning worker about once a second); a TAP has none.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let st = s.stats()?;
+    for p in &ports {
+        let name = p["name"].as_str().unwrap_or_default();
+        let x = &st.0["ports"][name]["afxdp"];
+        match p["kind"].as_str() {
+            Some("tap") => ensure!(x.is_null(), "TAP port {name} has afxdp counters: {x}"),
+            _ => ensure!(
+                x["rx_fill_ring_empty"].is_u64()
+                    && x["rx_ring_full"].is_u64()
+                    && x["bad_kernel_descs"] == 0,
+                "AF_XDP port {name}: afxdp counters {x}"
+            ),
+        }
+    }
     s.down()?;
     Ok(())
 }

@@ -134,6 +134,18 @@ impl Batch {
         &self.slots.slot(i)[off..off + len]
     }
 
+    /// Reads the first byte of every frame. Frames another core just wrote
+    /// (AF_XDP: the kernel's receive) are cache misses; taken here in one
+    /// loop of independent loads they overlap, where classify would wait
+    /// for each in turn (measured: the first load of classify was 97% of
+    /// its samples).
+    #[inline]
+    pub fn touch_headers(&self) {
+        for i in 0..self.count {
+            std::hint::black_box(self.frame(i).first().copied());
+        }
+    }
+
     /// Appends a frame (in-memory ports, tests, benchmarks). False if full
     /// or the frame does not fit a slot.
     pub fn push(&mut self, frame: &[u8]) -> bool {

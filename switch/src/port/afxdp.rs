@@ -48,6 +48,8 @@ use crate::config::XdpMode;
 /// and where the frames we write start: room for a VXLAN encapsulation or
 /// a VLAN tag written in front of a frame in place.
 pub const XDP_PACKET_HEADROOM: u32 = 256;
+/// Frames a port keeps on its receive side (fill ring + receive ring).
+const RX_FRAMES: u32 = 2 * RING_SIZE;
 /// The queue we bind to. Only queue 0: the XSKMAP has one entry and frames
 /// that arrive on other queues go to the kernel stack (see docs/afxdp.md).
 const QUEUE: u32 = 0;
@@ -713,7 +715,7 @@ pub fn available() -> io::Result<()> {
 /// frames in the fill and receive rings) holds RING_SIZE frames, or the pool
 /// or the ring runs out. Returns how many frames it moved.
 fn fill_from(device: &mut DeviceQueue, frames: &mut FrameCache, rx_out: u32) -> u32 {
-    let want = RING_SIZE.saturating_sub(rx_out) as usize;
+    let want = RX_FRAMES.saturating_sub(rx_out) as usize;
     if want == 0 {
         return 0;
     }
