@@ -125,27 +125,58 @@ struct Slot {
     val: AtomicU64,
 }
 
-/// 128 bytes: the overflow counter and seven slots.
+/// 128 bytes: the tag word, seven slots and the overflow counter. A lookup
+/// loads the tag word (first line) and the overflow counter (second line)
+/// independently, so a bucket out of the caches costs one miss time, not
+/// two in a row.
 #[repr(C, align(128))]
 struct Bucket {
+    /// Byte `s` (0..7) is the tag of the key slot `s` holds or last held
+    /// (`slot::tag_of`): a lookup compares only the keys whose tag matches
+    /// (one word compared, instead of seven keys). A hint, never the truth:
+    /// a match is confirmed on the key; only the thread that claimed a
+    /// slot's key writes its byte, before it announces the key (README,
+    /// "Tags").
+    tags: AtomicU64,
+    slots: [Slot; SLOTS_PER_BUCKET],
     /// How many stored (or being-inserted) keys have their home bucket
     /// before this one and sit after it, i.e. probed through it because it
     /// was full. A probe stops after a bucket whose count is 0, so freed
     /// slots need no tombstones.
     overflow: AtomicU64,
-    slots: [Slot; SLOTS_PER_BUCKET],
 }
 
 impl Bucket {
     fn new() -> Bucket {
         Bucket {
-            overflow: AtomicU64::new(0),
+            tags: AtomicU64::new(0),
             slots: std::array::from_fn(|_| Slot {
                 key: AtomicU64::new(FREE),
                 val: AtomicU64::new(Val::INIT.0),
             }),
+            overflow: AtomicU64::new(0),
         }
     }
+
+    /// Sets the tag of slot `s`, whose key the caller has just claimed.
+    /// Only the key's claimer writes the byte, so the byte read here is
+    /// stable, and one atomic xor (which leaves the other bytes as other
+    /// claimers set them) makes it `tag`. No write if it already is (a
+    /// key learned again into the slot it had).
+    fn set_tag(&self, s: usize, tag: u64) {
+        let old = slot::tag_in(self.tags.load(Relaxed), s);
+        if old != tag {
+            self.tags.fetch_xor((old ^ tag) << (8 * s), SeqCst);
+        }
+    }
+}
+
+/// Where a key lives: computed once per operation from one hash.
+#[derive(Clone, Copy)]
+struct Probe {
+    key: u64,
+    home: usize,
+    tag: u64,
 }
 
 /// Keeps the entry counter, written on every insert and remove, off the
@@ -245,9 +276,22 @@ impl Fdb {
         if slot::is_group(mac) {
             return None;
         }
-        let key = slot::encode_key(net, mac);
-        match self.find(key, self.home(key)) {
+        match self.find(self.probe(net, mac)) {
             Find::Live { v, .. } => Some(self.entry(v)),
+            Find::Pending | Find::Missing => None,
+        }
+    }
+
+    /// The port of (net, mac), if stored: [`Fdb::lookup`] without the
+    /// static flag and the time, which the forwarding of a frame does not
+    /// need (and whose rebuilding from 40 bits costs a few instructions).
+    #[inline]
+    pub fn lookup_port(&self, net: NetworkId, mac: &[u8; 6]) -> Option<PortId> {
+        if slot::is_group(mac) {
+            return None;
+        }
+        match self.find(self.probe(net, mac)) {
+            Find::Live { v, .. } => Some(v.port()),
             Find::Pending | Find::Missing => None,
         }
     }
@@ -260,9 +304,8 @@ impl Fdb {
     /// gain on a 1M-entry one (README.md).
     #[inline]
     pub fn prefetch(&self, net: NetworkId, mac: &[u8; 6]) {
-        let key = slot::encode_key(net, mac);
-        if let Some(bucket) = self.buckets.get(self.home(key)) {
-            std::hint::black_box(bucket.overflow.load(Relaxed));
+        if let Some(bucket) = self.buckets.get(self.probe(net, mac).home) {
+            std::hint::black_box(bucket.tags.load(Relaxed));
         }
     }
 
@@ -283,11 +326,10 @@ impl Fdb {
             return Learn::ReservedPort;
         }
         self.note_clock(now_ms);
-        let key = slot::encode_key(net, mac);
-        let home = self.home(key);
+        let p = self.probe(net, mac);
         let t = now_ms & slot::TIME_MASK;
         for _ in 0..MAX_ATTEMPTS {
-            match self.find(key, home) {
+            match self.find(p) {
                 Find::Live { b, s, v } => {
                     if v.is_static() {
                         return Learn::Static;
@@ -318,7 +360,7 @@ impl Fdb {
                     }
                 }
                 Find::Pending => return Learn::Refreshed,
-                Find::Missing => match self.insert(key, home, port, false, t, self.max_entries) {
+                Find::Missing => match self.insert(p, port, false, t, self.max_entries) {
                     Insert::New => return Learn::New,
                     Insert::Full => return Learn::Full,
                     Insert::Retry => {}
@@ -344,11 +386,10 @@ impl Fdb {
         if port == PortId::MAX {
             return Err(FdbError::ReservedPort);
         }
-        let key = slot::encode_key(net, mac);
-        let home = self.home(key);
+        let p = self.probe(net, mac);
         // Control path: it may wait for a concurrent insert of the same key.
         for _ in 0..MAX_ATTEMPTS * 8 {
-            match self.find(key, home) {
+            match self.find(p) {
                 Find::Live { b, s, v } => {
                     if v.is_static() && v.port() == port {
                         return Ok(());
@@ -363,7 +404,7 @@ impl Fdb {
                     }
                 }
                 Find::Pending => std::thread::yield_now(),
-                Find::Missing => match self.insert(key, home, port, true, 0, self.hard_limit) {
+                Find::Missing => match self.insert(p, port, true, 0, self.hard_limit) {
                     Insert::New => return Ok(()),
                     Insert::Full => return Err(FdbError::Full),
                     Insert::Retry => std::thread::yield_now(),
@@ -379,12 +420,11 @@ impl Fdb {
         if slot::is_group(mac) {
             return false;
         }
-        let key = slot::encode_key(net, mac);
-        let home = self.home(key);
+        let p = self.probe(net, mac);
         for _ in 0..MAX_ATTEMPTS {
-            match self.find(key, home) {
+            match self.find(p) {
                 Find::Live { b, s, v } => {
-                    if self.kill_live(b, s, key, v) {
+                    if self.kill_live(b, s, p.key, v) {
                         return true;
                     }
                 }
@@ -521,6 +561,10 @@ impl Fdb {
                 if !seen.insert(k) {
                     return Err(format!("key {:?} stored twice", slot::decode_key(k)));
                 }
+                let tag = slot::tag_in(bucket.tags.load(SeqCst), s);
+                if tag != slot::tag_of(slot::hash(k)) {
+                    return Err(format!("slot {b}/{s} has tag {tag:#x} for its key"));
+                }
                 live += 1;
                 let home = self.home(k);
                 let mut i = home;
@@ -556,7 +600,18 @@ impl Fdb {
 
     #[inline]
     fn home(&self, key: u64) -> usize {
-        slot::bucket_of(key, self.shift)
+        slot::bucket_of(slot::hash(key), self.shift)
+    }
+
+    #[inline]
+    fn probe(&self, net: NetworkId, mac: &[u8; 6]) -> Probe {
+        let key = slot::encode_key(net, mac);
+        let h = slot::hash(key);
+        Probe {
+            key,
+            home: slot::bucket_of(h, self.shift),
+            tag: slot::tag_of(h),
+        }
     }
 
     #[inline]
@@ -606,10 +661,36 @@ impl Fdb {
         Read::Unsure
     }
 
-    /// Probes for `key` from its home bucket: a live entry if there is one,
-    /// else whether an insert of it is in flight.
+    /// Probes for a key: a live entry if there is one, else whether an
+    /// insert of it is in flight. The common cases stay here, inlined: a
+    /// live entry in the home bucket, or a miss with no overflow. Anything
+    /// else (the key past its home bucket, a slot in flux) takes the full
+    /// probe.
     #[inline]
-    fn find(&self, key: u64, home: usize) -> Find {
+    fn find(&self, p: Probe) -> Find {
+        let Some(bucket) = self.buckets.get(p.home) else {
+            return Find::Missing; // unreachable: home < bucket count
+        };
+        let mut m = slot::tag_matches(bucket.tags.load(Acquire), p.tag);
+        while m != 0 {
+            let s = (m.trailing_zeros() / 8) as usize;
+            m &= m - 1;
+            match Self::read(bucket, s, p.key, Acquire) {
+                Read::Other => {}
+                Read::Holds(v) if v.is_live() => return Find::Live { b: p.home, s, v },
+                Read::Holds(_) | Read::Unsure => return self.find_chain(p.key, p.home),
+            }
+        }
+        if bucket.overflow.load(Acquire) == 0 {
+            return Find::Missing;
+        }
+        self.find_chain(p.key, p.home)
+    }
+
+    /// The full probe: every key of every bucket from home until a bucket
+    /// that nothing overflowed, without the tags.
+    #[inline(never)]
+    fn find_chain(&self, key: u64, home: usize) -> Find {
         let mut pending = false;
         let mut b = home;
         for _ in 0..self.buckets.len() {
@@ -645,15 +726,8 @@ impl Fdb {
     /// Inserts `key`, known missing a moment ago. Lock-free; exactly one of
     /// several concurrent inserters of one key commits (README: "Why
     /// learners cannot duplicate").
-    fn insert(
-        &self,
-        key: u64,
-        home: usize,
-        port: PortId,
-        is_static: bool,
-        t: u64,
-        limit: usize,
-    ) -> Insert {
+    fn insert(&self, p: Probe, port: PortId, is_static: bool, t: u64, limit: usize) -> Insert {
+        let (key, home) = (p.key, p.home);
         // Reserve room; a plain load first so that a full table under a MAC
         // flood costs no shared write.
         if self.count.0.load(Relaxed) >= limit {
@@ -693,6 +767,9 @@ impl Fdb {
             return Insert::Full;
         };
         let bucket = &self.buckets[b];
+        // Before the announce: a probe that can see us pending or live
+        // through the tags finds our tag set.
+        bucket.set_tag(s, p.tag);
         // The previous life left the value DEAD before freeing the key, and
         // only the key's holder writes a DEAD value.
         let dead = Val(bucket.slots[s].val.load(Acquire));

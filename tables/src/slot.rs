@@ -51,20 +51,54 @@ pub(crate) fn decode_key(key: u64) -> (u16, [u8; 6]) {
     )
 }
 
-/// The bucket index of `key` among `1 << (64 - shift)` buckets: the high
-/// bits of murmur3's fmix64 finaliser. Every key bit reaches them, so MACs
-/// that differ only in the last octet, only in the OUI, or keys that differ
-/// only in the network spread evenly. (A single multiply, Fibonacci-style,
-/// was ~1 ns faster but clustered OUI-only differences: see the test.)
+/// The hash of a key: its high bits pick the bucket ([`bucket_of`]), its
+/// low bits the slot's tag ([`tag_of`]). One 64x64->128-bit multiply by an
+/// odd constant, the two halves folded with xor (the mixing step of wyhash):
+/// the low half spreads the low key bits upward, the high half carries
+/// every key bit, so MACs that differ only in the last octet, only in the
+/// OUI, or keys that differ only in the network spread evenly (see the
+/// test). One multiply instead of murmur3's fmix64 (two multiplies, three
+/// shift-xors); a single multiply without the fold (Fibonacci hashing)
+/// clustered OUI-only differences.
 #[inline]
-pub(crate) fn bucket_of(key: u64, shift: u32) -> usize {
-    let mut h = key;
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^= h >> 33;
+pub(crate) fn hash(key: u64) -> u64 {
+    let p = u128::from(key) * u128::from(HASH_MUL);
+    (p >> 64) as u64 ^ p as u64
+}
+
+const HASH_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The bucket index of hash `h` among `1 << (64 - shift)` buckets.
+#[inline]
+pub(crate) fn bucket_of(h: u64, shift: u32) -> usize {
     (h >> shift) as usize
+}
+
+/// The tag byte of hash `h`: 7 hash bits, the top bit always set, so that
+/// the zero byte of a never-used slot matches no key.
+#[inline]
+pub(crate) fn tag_of(h: u64) -> u64 {
+    (h & 0x7f) | 0x80
+}
+
+/// One in each tag byte of the seven slots (byte 7 of the tag word is unused).
+const TAG_LOW: u64 = 0x0001_0101_0101_0101;
+const TAG_HIGH: u64 = TAG_LOW << 7;
+
+/// The slots of a bucket whose tag may be `tag`, as the top bit of their
+/// byte in the tag word (slot `s`: bit `8 s + 7`). Exact for the lowest
+/// match; a higher byte may show a false match (a borrow), which the key
+/// comparison that follows rejects, as it rejects tag collisions.
+#[inline]
+pub(crate) fn tag_matches(tags: u64, tag: u64) -> u64 {
+    let x = tags ^ tag.wrapping_mul(TAG_LOW);
+    x.wrapping_sub(TAG_LOW) & !x & TAG_HIGH
+}
+
+/// The tag of slot `s` in a tag word.
+#[inline]
+pub(crate) fn tag_in(tags: u64, s: usize) -> u64 {
+    (tags >> (8 * s)) & 0xff
 }
 
 const PORT_MASK: u64 = 0xFFFF;
@@ -234,20 +268,41 @@ mod tests {
         for i in 0..4096u16 {
             let [a, b] = i.to_be_bytes();
             let k = encode_key(1, &[0x02, 0, 0, 0, a, b]);
-            seen.insert(bucket_of(k, 64 - 12));
+            seen.insert(bucket_of(hash(k), 64 - 12));
         }
         // A random function fills about 63% of 4096 buckets with 4096 keys.
         assert!(seen.len() > 2400, "{}", seen.len());
         let nets: std::collections::HashSet<_> = (0..4096u16)
-            .map(|n| bucket_of(encode_key(n, &[0x02, 0, 0, 0, 0, 1]), 64 - 12))
+            .map(|n| bucket_of(hash(encode_key(n, &[0x02, 0, 0, 0, 0, 1])), 64 - 12))
             .collect();
         assert!(nets.len() > 2400, "{}", nets.len());
         let ouis: std::collections::HashSet<_> = (0..4096u16)
             .map(|i| {
                 let [a, b] = i.to_be_bytes();
-                bucket_of(encode_key(1, &[a << 2, b, 0, 0, 0, 1]), 64 - 12)
+                bucket_of(hash(encode_key(1, &[a << 2, b, 0, 0, 0, 1])), 64 - 12)
             })
             .collect();
         assert!(ouis.len() > 2400, "{}", ouis.len());
+    }
+
+    #[test]
+    fn tags_spread_and_match() {
+        let tags: std::collections::HashSet<_> = (0..4096u16)
+            .map(|i| {
+                let [a, b] = i.to_be_bytes();
+                tag_of(hash(encode_key(1, &[0x02, 0, 0, 0, a, b])))
+            })
+            .collect();
+        assert_eq!(tags.len(), 128);
+        assert!(tags.iter().all(|&t| (0x80..=0xff).contains(&t)));
+        // Slots 0..6 hold tags 0x80..0x86; byte 7 is never a slot.
+        let word = (0..7u64).fold(0, |w, s| w | ((0x80 + s) << (8 * s)));
+        for s in 0..7u64 {
+            assert_eq!(tag_in(word, s as usize), 0x80 + s);
+            let m = tag_matches(word, 0x80 + s);
+            assert_eq!(m.trailing_zeros() as u64, 8 * s + 7, "{m:x}");
+        }
+        assert_eq!(tag_matches(word, 0xff), 0);
+        assert_eq!(tag_matches(0, 0x80), 0, "a never-used slot matches nothing");
     }
 }
