@@ -44,15 +44,15 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
             }
         } else {
             let from = super::vxlan::from(ingress, &batch.meta[i]);
-            match ctx.fdb.lookup(net, &dst) {
+            match ctx.fdb.lookup_port(net, &dst) {
                 // Split horizon: from a VTEP, never back to a VTEP.
-                Some(e)
-                    if e.port == from
-                        || (super::vxlan::is_vtep(from) && super::vxlan::is_vtep(e.port)) =>
+                Some(port)
+                    if port == from
+                        || (super::vxlan::is_vtep(from) && super::vxlan::is_vtep(port)) =>
                 {
                     Verdict::Drop(DropReason::SamePort)
                 }
-                Some(e) if port_up(ctx, e.port) => Verdict::Unicast(e.port),
+                Some(port) if port_up(ctx, port) => Verdict::Unicast(port),
                 _ => Verdict::Flood(FloodCause::UnknownUnicast),
             }
         };
