@@ -325,8 +325,35 @@ impl Fdb {
         if port == PortId::MAX {
             return Learn::ReservedPort;
         }
-        self.note_clock(now_ms);
         let p = self.probe(net, mac);
+        let t = now_ms & slot::TIME_MASK;
+        // The common case, inlined into the caller: the entry is there, on
+        // this port, and its time recent enough: nothing to write.
+        if let Find::Live { v, .. } = self.find(p) {
+            if v.is_static() {
+                return Learn::Static;
+            }
+            if v.port() == port && !self.is_stale(v, t) {
+                return Learn::Refreshed;
+            }
+        }
+        self.learn_write(p, port, now_ms)
+    }
+
+    /// True if a learn at time `t` should rewrite the time of `v`: it moved
+    /// forward by at least [`Fdb::refresh_ms`].
+    #[inline(always)]
+    fn is_stale(&self, v: Val, t: u64) -> bool {
+        let ahead = slot::time_diff(t, v.time());
+        ahead > 0 && ahead as u64 >= self.refresh_ms.load(Relaxed)
+    }
+
+    /// The rest of [`Fdb::learn`], where it may write: a new entry, a move,
+    /// a refresh. Probes again (the entry may have changed since).
+    #[inline(never)]
+    fn learn_write(&self, p: Probe, port: PortId, now_ms: u64) -> Learn {
+        // Every time stored is near `clock_ref`: only writes need it.
+        self.note_clock(now_ms);
         let t = now_ms & slot::TIME_MASK;
         for _ in 0..MAX_ATTEMPTS {
             match self.find(p) {
@@ -334,15 +361,14 @@ impl Fdb {
                     if v.is_static() {
                         return Learn::Static;
                     }
-                    let ahead = slot::time_diff(t, v.time());
                     let new = if v.port() == port {
-                        // The common case: nothing to write.
-                        if ahead <= 0 || (ahead as u64) < self.refresh_ms.load(Relaxed) {
+                        if !self.is_stale(v, t) {
                             return Learn::Refreshed;
                         }
                         v.with_time(t)
                     } else {
-                        let time = if ahead > 0 { t } else { v.time() };
+                        let ahead = slot::time_diff(t, v.time()) > 0;
+                        let time = if ahead { t } else { v.time() };
                         Val::live(v.gen(), port, false, time)
                     };
                     // The generation in `v` makes this fail if the slot was
@@ -647,26 +673,41 @@ impl Fdb {
     /// still in that life, the key was that life's key.
     #[inline]
     fn read(bucket: &Bucket, s: usize, key: u64, ord: Ordering) -> Read {
-        let load_ord = if ord == SeqCst { SeqCst } else { Acquire };
         for _ in 0..4 {
-            let v1 = Val(bucket.slots[s].val.load(load_ord));
-            if bucket.slots[s].key.load(load_ord) != key {
-                return Read::Other;
-            }
-            let v2 = Val(bucket.slots[s].val.load(load_ord));
-            if v1.gen() == v2.gen() {
-                return Read::Holds(v2);
+            match Self::read_once(bucket, s, key, ord) {
+                Read::Unsure => {}
+                r => return r,
             }
         }
         Read::Unsure
     }
 
+    /// One attempt of [`Fdb::read`]: `Unsure` if the generation changed
+    /// between the two value loads.
+    #[inline(always)]
+    fn read_once(bucket: &Bucket, s: usize, key: u64, ord: Ordering) -> Read {
+        let load_ord = if ord == SeqCst { SeqCst } else { Acquire };
+        let Some(slot) = bucket.slots.get(s) else {
+            return Read::Other;
+        };
+        let v1 = Val(slot.val.load(load_ord));
+        if slot.key.load(load_ord) != key {
+            return Read::Other;
+        }
+        let v2 = Val(slot.val.load(load_ord));
+        if v1.gen() == v2.gen() {
+            Read::Holds(v2)
+        } else {
+            Read::Unsure
+        }
+    }
+
     /// Probes for a key: a live entry if there is one, else whether an
-    /// insert of it is in flight. The common cases stay here, inlined: a
-    /// live entry in the home bucket, or a miss with no overflow. Anything
-    /// else (the key past its home bucket, a slot in flux) takes the full
-    /// probe.
-    #[inline]
+    /// insert of it is in flight. The common cases stay here, inlined into
+    /// the datapath's calls: a live entry in the home bucket read at the
+    /// first attempt, or a miss with no overflow. Anything else (the key
+    /// past its home bucket, a slot in flux) takes the full probe.
+    #[inline(always)]
     fn find(&self, p: Probe) -> Find {
         let Some(bucket) = self.buckets.get(p.home) else {
             return Find::Missing; // unreachable: home < bucket count
@@ -675,7 +716,7 @@ impl Fdb {
         while m != 0 {
             let s = (m.trailing_zeros() / 8) as usize;
             m &= m - 1;
-            match Self::read(bucket, s, p.key, Acquire) {
+            match Self::read_once(bucket, s, p.key, Acquire) {
                 Read::Other => {}
                 Read::Holds(v) if v.is_live() => return Find::Live { b: p.home, s, v },
                 Read::Holds(_) | Read::Unsure => return self.find_chain(p.key, p.home),

@@ -2,13 +2,14 @@
 //! unknown unicast are flooded; a destination learned on the ingress port
 //! is dropped (split horizon); link-local control frames stay here.
 
-use super::{Batch, Context, Verdict};
+use super::{Batch, Context, Verdict, BATCH};
 use crate::counters::{DropReason, FloodCause};
 use std::sync::atomic::Ordering::Relaxed;
 
 pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
     let c = &ctx.counters.ports[ingress as usize];
-    for i in 0..batch.count {
+    // Bounded by BATCH, so that indexing `meta` needs no check per frame.
+    for i in 0..batch.count.min(BATCH) {
         if batch.meta[i].verdict != Verdict::Pending {
             continue;
         }

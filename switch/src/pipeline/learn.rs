@@ -2,7 +2,7 @@
 //! ingress port. Multicast and broadcast sources are never learned, and
 //! such frames are dropped. Only frames *from* a MAC refresh it.
 
-use super::{Batch, Context, Verdict};
+use super::{Batch, Context, Verdict, BATCH};
 use crate::counters::DropReason;
 use shunt_tables::Learn;
 
@@ -23,7 +23,8 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, now_ms: u64) {
         return;
     };
     let c = &ctx.counters.ports[ingress as usize];
-    for i in 0..batch.count {
+    // Bounded by BATCH, so that indexing `meta` needs no check per frame.
+    for i in 0..batch.count.min(BATCH) {
         if batch.meta[i].verdict != Verdict::Pending {
             continue;
         }
