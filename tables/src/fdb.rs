@@ -1041,6 +1041,36 @@ mod tests {
     }
 
     #[test]
+    fn keys_with_one_tag_in_one_bucket() {
+        // 2 buckets: collect keys of bucket 0 that share one tag, so that
+        // a probe meets tag matches of other keys before its own.
+        let f = Fdb::new(FdbConfig {
+            max_entries: 8,
+            aging_ms: 100,
+        });
+        let first = f.probe(1, &mac(0));
+        let same: Vec<u32> = (0..1_000_000)
+            .filter(|&i| {
+                let p = f.probe(1, &mac(i));
+                (p.home, p.tag) == (first.home, first.tag)
+            })
+            .take(5)
+            .collect();
+        assert_eq!(same.len(), 5);
+        for (port, &i) in same.iter().enumerate() {
+            assert_eq!(f.learn(1, &mac(i), port as u16, 0), Learn::New);
+        }
+        for (port, &i) in same.iter().enumerate() {
+            assert_eq!(f.lookup_port(1, &mac(i)), Some(port as u16));
+            assert_eq!(f.learn(1, &mac(i), port as u16, 0), Learn::Refreshed);
+        }
+        assert!(f.remove(1, &mac(same[0])));
+        assert_eq!(f.lookup_port(1, &mac(same[0])), None);
+        assert_eq!(f.lookup_port(1, &mac(same[4])), Some(4));
+        f.validate().expect("valid");
+    }
+
+    #[test]
     fn generation_advances_per_life() {
         let f = Fdb::new(FdbConfig {
             max_entries: 1,
