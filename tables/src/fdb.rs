@@ -299,9 +299,9 @@ impl Fdb {
     /// Starts loading the bucket where (net, mac) would be, without
     /// waiting for it. A stage that looks up a batch calls this a few frames
     /// ahead of `lookup`/`learn`, so that the cache misses of several frames
-    /// overlap. A plain load, not a prefetch instruction (that would need
-    /// `unsafe`): it measured ~10% faster on a 64k-entry table, no reliable
-    /// gain on a 1M-entry one (README.md).
+    /// overlap. Plain loads, not prefetch instructions (those would need
+    /// `unsafe`), so they run at most a reorder buffer's worth ahead
+    /// (docs/PERF.md has what they gain per table size).
     #[inline]
     pub fn prefetch(&self, net: NetworkId, mac: &[u8; 6]) {
         if let Some(bucket) = self.buckets.get(self.probe(net, mac).home) {
