@@ -335,6 +335,7 @@ pub fn stats_json(rt: &Runtime) -> Value {
         drops.insert(r.name().to_string(), total[*r as usize].into());
     }
     json!({
+        "umem": umem_json(rt),
         "vteps": vteps,
         "ports": ports,
         "drops": drops,
@@ -343,6 +344,22 @@ pub fn stats_json(rt: &Runtime) -> Value {
         "host": rt.host.as_ref().map(|h| h.stats_json(|i| {
             topo.networks.get(i).map(|n| n.name.clone()).unwrap_or_default()
         })),
+    })
+}
+
+/// `shunt stats --json` "umem": where the AF_XDP frames are (null without
+/// AF_XDP ports). When the switch is idle, `frames` = `pool` + `cached` +
+/// `in_kernel`; during traffic the rest are in batches and hand-over queues.
+fn umem_json(rt: &Runtime) -> Value {
+    let Some(u) = &rt.umem else {
+        return Value::Null;
+    };
+    let cached: u64 = rt.xdp_stats.iter().map(|c| c.cached.load(Relaxed)).sum();
+    json!({
+        "frames": u.frames(),
+        "pool": u.free_frames(),
+        "cached": cached,
+        "in_kernel": u.lent_frames(),
     })
 }
 

@@ -58,6 +58,8 @@ pub struct XdpStatsCell {
     pub rx_invalid_descs: AtomicU64,
     pub tx_invalid_descs: AtomicU64,
     pub bad_kernel_descs: AtomicU64,
+    /// Free frames in the port's cache (for the UMEM's frame count).
+    pub cached: AtomicU64,
 }
 
 impl XdpStatsCell {

@@ -186,6 +186,7 @@ impl Worker {
         for (p, x) in self.xdp.iter().enumerate() {
             if let (Some(x), Some(cell)) = (x, self.rt.xdp_stats.get(p)) {
                 cell.store(&x.stats());
+                cell.cached.store(x.cached_frames() as u64, Relaxed);
             }
         }
     }
@@ -206,7 +207,9 @@ impl Worker {
                 && (!self.rt.port_up[p].load(Relaxed)
                     || self.rt.port_kind[p].load(Relaxed) != KIND_AFXDP)
             {
+                // Its socket closes and all its frames go back to the pool.
                 self.xdp[p] = None;
+                self.rt.xdp_stats[p].cached.store(0, Relaxed);
             }
         }
     }

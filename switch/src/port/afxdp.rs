@@ -619,6 +619,11 @@ impl AfXdpPort {
         self.frames.put_frame(f);
     }
 
+    /// Free frames in this port's cache.
+    pub fn cached_frames(&self) -> usize {
+        self.frames.cached().len()
+    }
+
     /// The UMEM this port's frames live in.
     pub fn umem(&self) -> SharedUmem {
         SharedUmem {

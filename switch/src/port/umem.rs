@@ -176,6 +176,17 @@ impl SharedUmem {
         self.area.free.len()
     }
 
+    /// Frames lent to the kernel now (in some socket's fill, receive,
+    /// transmit or completion ring). A scan of the owner table: control
+    /// path only.
+    pub fn lent_frames(&self) -> usize {
+        self.area
+            .lent
+            .iter()
+            .filter(|l| l.load(Relaxed) != 0)
+            .count()
+    }
+
     /// Takes one free frame from the pool (the copy path: a frame from a
     /// TAP or the host stack bound for an AF_XDP port of another worker).
     pub fn alloc(&self) -> Option<UmemFrame> {
