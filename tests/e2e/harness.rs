@@ -410,6 +410,37 @@ impl Switch {
         Ok(Stats(v))
     }
 
+    /// Waits (up to `within`) until every frame of the switch's UMEM is
+    /// accounted for: in the pool, a port's cache or a kernel ring. Call it
+    /// when traffic has stopped; the workers publish their caches' counts
+    /// once a second, so a stale count clears within about a second, and a
+    /// lost frame never does. Ok without AF_XDP ports.
+    pub fn umem_accounted(&self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let u = self.stats()?.0["umem"].clone();
+            if u.is_null() {
+                return Ok(());
+            }
+            let n = |k: &str| u[k].as_u64();
+            let (Some(all), Some(pool), Some(cached), Some(kernel)) =
+                (n("frames"), n("pool"), n("cached"), n("in_kernel"))
+            else {
+                return Err(format!("`stats --json` umem is incomplete: {u}"));
+            };
+            if all == pool + cached + kernel {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "UMEM frames unaccounted for: {} of {all} missing ({u})",
+                    all as i64 - (pool + cached + kernel) as i64
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     pub fn ports(&self) -> Result<Vec<Value>, String> {
         let v = self.json("ports")?;
         v.as_array()

@@ -442,14 +442,7 @@ fn truth_table(sw: &str, mut swg: Switch, afxdp: bool) -> TestResult {
                 port.send(&f).map_err(|e| format!("send on {from}: {e}"))?;
             }
         }
-        // The workers publish their caches' counts once a second.
-        std::thread::sleep(Duration::from_millis(1500));
-        let u = swg.stats()?.0["umem"].clone();
-        let n = |k: &str| u[k].as_u64().unwrap_or(u64::MAX);
-        ensure!(
-            n("frames") == n("pool") + n("cached") + n("in_kernel"),
-            "UMEM frames unaccounted for after the burst: {u}"
-        );
+        swg.umem_accounted(Duration::from_secs(5))?;
     }
     ensure!(
         d("vlan_reserved") == 3,

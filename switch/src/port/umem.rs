@@ -176,14 +176,23 @@ impl SharedUmem {
         self.area.free.len()
     }
 
-    /// Frames lent to the kernel now (in some socket's fill, receive,
-    /// transmit or completion ring). A scan of the owner table: control
-    /// path only.
+    /// Frames lent to the kernel now by an open socket (in its fill,
+    /// receive, transmit or completion ring). A mark left by a closed
+    /// socket is not counted: its frames should be back in the pool. A scan
+    /// of the owner table under the places' lock: control path only.
     pub fn lent_frames(&self) -> usize {
+        let taken = self
+            .area
+            .taken
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.area
             .lent
             .iter()
-            .filter(|l| l.load(Relaxed) != 0)
+            .filter(|l| {
+                let m = usize::from(l.load(Relaxed));
+                m != 0 && taken.get(m - 1).copied().unwrap_or(false)
+            })
             .count()
     }
 
@@ -629,8 +638,10 @@ mod tests {
         // A descriptor that runs past its frame is not trusted.
         c.lend(a);
         assert_eq!(c.unlend(a + 4000, 200), None);
+        assert_eq!(umem.lent_frames(), 1);
         drop(c);
         assert_eq!(umem.free_frames(), total, "lent frame and cache returned");
+        assert_eq!(umem.lent_frames(), 0);
     }
 
     #[test]
