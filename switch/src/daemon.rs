@@ -244,9 +244,12 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
         .iter()
         .filter(|p| p.kind == PortKind::Afxdp)
         .count();
-    // Spare partitions for ports attached later.
+    // Two 4096-frame shares per port: a port may hold up to 7168 frames at
+    // once (receive side 4096, transmit side 2048, cache 1024), and frames
+    // in batches and hand-over queues come on top. (AF_XDP ports are not
+    // attached at run time: `shunt attach` makes TAP ports.)
     let umem = if n_xdp > 0 {
-        Some(crate::port::SharedUmem::new(n_xdp + 4).map_err(|e| UpError::Start(e.to_string()))?)
+        Some(crate::port::SharedUmem::new(n_xdp * 2).map_err(|e| UpError::Start(e.to_string()))?)
     } else {
         None
     };
