@@ -453,6 +453,13 @@ fn run_path(
             "the generator's core, which also runs the XDP receive into the switch".into()
         }
         Some(c) if c >= 0.9 => format!("the switch (its core {:.0}% busy)", c * 100.0),
+        // The switch process is not busy, its core is: the kernel's work
+        // for the switch's ports (in softirq, charged to no process).
+        Some(c) if max.switch_side_busy.is_some_and(|b| b >= 0.9) => format!(
+            "the switch's core ({:.0}% busy: {:.0}% the switch, the rest the kernel's packet I/O for its ports)",
+            max.switch_side_busy.unwrap_or(0.0) * 100.0,
+            c * 100.0
+        ),
         Some(c) if took_all => format!("the generator (switch core {:.0}% busy)", c * 100.0),
         Some(c) => format!("the switch's ports (switch core {:.0}% busy)", c * 100.0),
         None if !took_all => "the bridge (frames lost)".into(),

@@ -41,6 +41,35 @@ pub struct Trial {
     /// CPU the switch process used while the generator sent, in cores
     /// (1.0: one core busy all the time). None for the kernel paths.
     pub switch_cpu: Option<f64>,
+    /// How busy the cores other than the generator's were (0..1), whoever
+    /// kept them busy: the switch, and the kernel's packet work for its
+    /// ports (copy-mode AF_XDP transmit, the sink's receive), which runs in
+    /// softirq and is not charged to the switch process.
+    pub switch_side_busy: Option<f64>,
+}
+
+/// (busy, total) jiffies summed over every CPU but `except` (/proc/stat).
+fn cpu_jiffies(except: Option<usize>) -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let (mut busy, mut total) = (0u64, 0u64);
+    for line in s.lines() {
+        let mut f = line.split_whitespace();
+        let Some(n) = f.next().and_then(|c| c.strip_prefix("cpu")) else {
+            continue;
+        };
+        let Ok(n) = n.parse::<usize>() else { continue }; // the "cpu" total
+        if Some(n) == except {
+            continue;
+        }
+        // user nice system idle iowait irq softirq steal
+        let v: Vec<u64> = f.take(8).filter_map(|x| x.parse().ok()).collect();
+        if v.len() < 8 {
+            return None;
+        }
+        busy += v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+        total += v.iter().sum::<u64>();
+    }
+    (total > 0).then_some((busy, total))
 }
 
 /// CPU time of process `pid`, all threads, in seconds (/proc/PID/stat).
@@ -89,6 +118,7 @@ pub fn trial(
     let mut ring = TxRing::new(GEN_NS, &path.gen_if, &frame).map_err(BenchError::Traffic)?;
     let before = if_stats(SINK_NS, &path.sink_if)?;
     let cpu_before = switch_pid.and_then(cpu_seconds);
+    let side_before = cpu_jiffies(core);
     let sent = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
@@ -128,6 +158,7 @@ pub fn trial(
         sender.join().unwrap_or(0.0)
     });
     let cpu_after = switch_pid.and_then(cpu_seconds);
+    let side_after = cpu_jiffies(core);
     std::thread::sleep(DRAIN);
     let after = if_stats(SINK_NS, &path.sink_if)?;
     let sent = sent.load(Relaxed);
@@ -147,6 +178,9 @@ pub fn trial(
             loss as f64 / sent as f64
         },
         switch_cpu: cpu_before.zip(cpu_after).map(|(a, b)| (b - a) / seconds),
+        switch_side_busy: side_before.zip(side_after).and_then(|((b0, t0), (b1, t1))| {
+            (t1 > t0).then(|| (b1.saturating_sub(b0)) as f64 / (t1 - t0) as f64)
+        }),
     })
 }
 
