@@ -50,11 +50,17 @@ pub struct Worker {
     /// Owned AF_XDP ports whose transmit ring still holds frames after a
     /// flush (the kernel was busy): flushed again on the next loop turn.
     xdp_pending: Vec<u16>,
+    /// Owned AF_XDP ports flushed since the last pass of frames back to an
+    /// ingress port.
+    tx_ports: Vec<u16>,
     /// Workers this batch handed frames to (to wake them once).
     woke: Vec<bool>,
 }
 
 const POLL_MS: i32 = 100;
+/// Free frames an egress AF_XDP port keeps for its own copies when it
+/// passes the rest back to the ingress port.
+const PASS_KEEP: usize = 64;
 /// How often a worker publishes its AF_XDP sockets' kernel counters.
 const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -73,6 +79,7 @@ impl Worker {
             xdp: (0..MAX_PORTS).map(|_| None).collect(),
             xdp_dirty: Vec::with_capacity(MAX_PORTS),
             xdp_pending: Vec::with_capacity(MAX_PORTS),
+            tx_ports: Vec::with_capacity(MAX_PORTS),
             woke: vec![false; nworkers],
         }
     }
@@ -521,6 +528,7 @@ impl Worker {
         self.tx.clear();
         self.recycle_batch(ingress);
         self.kick();
+        self.pass_frames_back(ingress);
     }
 
     /// Sends UMEM frame `frame` (bytes `start..start + len`) out of AF_XDP
@@ -605,6 +613,10 @@ impl Worker {
         for &p in &self.xdp_dirty {
             if let Some(x) = self.xdp.get_mut(p as usize).and_then(|x| x.as_mut()) {
                 x.flush();
+                // Distinct ports only: stays within its capacity.
+                if !self.tx_ports.contains(&p) {
+                    self.tx_ports.push(p);
+                }
                 if x.tx_in_flight() > 0 && !self.xdp_pending.contains(&p) {
                     self.xdp_pending.push(p);
                 }
@@ -617,6 +629,35 @@ impl Worker {
                 let _ = self.rt.wake[w].write(1);
             }
         }
+    }
+
+    /// Frames the egress AF_XDP ports of this batch got back from their
+    /// completion rings go straight to the ingress port, newest first,
+    /// where its fill ring reuses them while they are still in the caches
+    /// (through the shared pool they would come back last: it is a FIFO
+    /// over the whole UMEM).
+    fn pass_frames_back(&mut self, ingress: u16) {
+        let to = ingress as usize;
+        if self.xdp.get(to).is_none_or(|x| x.is_none()) {
+            return;
+        }
+        for i in 0..self.tx_ports.len() {
+            let from = self.tx_ports[i] as usize;
+            if from == to || from >= self.xdp.len() {
+                continue;
+            }
+            let (a, b) = if from < to {
+                let (l, r) = self.xdp.split_at_mut(to);
+                (&mut l[from], &mut r[0])
+            } else {
+                let (l, r) = self.xdp.split_at_mut(from);
+                (&mut r[0], &mut l[to])
+            };
+            if let (Some(a), Some(b)) = (a, b) {
+                a.pass_frames(b, PASS_KEEP);
+            }
+        }
+        self.tx_ports.clear();
     }
 
     /// Sends the frames other workers handed over for this worker's AF_XDP

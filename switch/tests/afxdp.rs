@@ -528,6 +528,9 @@ fn forwarding_rate() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let copy = std::env::var("AXT_BENCH_COPY").is_ok_and(|v| v == "1");
+    // AXT_BENCH_PASS=0: completed frames return through the shared pool
+    // instead of straight to the receiving port.
+    let pass = std::env::var("AXT_BENCH_PASS").map_or(true, |v| v != "0");
     let len: usize = std::env::var("AXT_BENCH_LEN")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -585,6 +588,9 @@ fn forwarding_rate() {
                         Err(_) => full += 1,
                     }
                 }
+            }
+            if pass {
+                p2.pass_frames(&mut p1, 64);
             }
             n
         };

@@ -178,9 +178,11 @@ pub fn trial(
             loss as f64 / sent as f64
         },
         switch_cpu: cpu_before.zip(cpu_after).map(|(a, b)| (b - a) / seconds),
-        switch_side_busy: side_before.zip(side_after).and_then(|((b0, t0), (b1, t1))| {
-            (t1 > t0).then(|| (b1.saturating_sub(b0)) as f64 / (t1 - t0) as f64)
-        }),
+        switch_side_busy: side_before
+            .zip(side_after)
+            .and_then(|((b0, t0), (b1, t1))| {
+                (t1 > t0).then(|| (b1.saturating_sub(b0)) as f64 / (t1 - t0) as f64)
+            }),
     })
 }
 

@@ -401,6 +401,20 @@ impl FrameCache {
         }
     }
 
+    /// Moves the most recently freed frames beyond `keep` to `to` (same
+    /// area), most recent last, so `to` reuses them first while they are
+    /// still in the caches.
+    pub(crate) fn pass_to(&mut self, to: &mut FrameCache, keep: usize) {
+        if !Arc::ptr_eq(&self.area, &to.area) {
+            return;
+        }
+        let room = CACHE - to.cache.len();
+        let n = self.cache.len().saturating_sub(keep).min(room);
+        let from = self.cache.len() - n;
+        to.cache.extend_from_slice(&self.cache[from..]);
+        self.cache.truncate(from);
+    }
+
     /// Frames at hand.
     pub(crate) fn cached(&self) -> &[u64] {
         &self.cache
