@@ -397,7 +397,8 @@ impl Worker {
             {
                 pc.drops[DropReason::PortDown as usize].add(queued as u64);
                 for e in &self.tx.queues[p as usize] {
-                    uses[e.frame as usize] -= 1;
+                    let u = &mut uses[e.frame as usize];
+                    *u = u.saturating_sub(1);
                 }
                 continue;
             }
