@@ -217,6 +217,21 @@ fn plug_veth(
     if let Some(ip) = ip {
         netns::ip(&["-n", ns, "addr", "add", &ip.to_string(), "dev", ifname]).map_err(nerr(ns))?;
     }
+    // A veth offloads TCP/UDP checksums to its peer: the host's frames
+    // would leave with a partial checksum, and AF_XDP carries no word of
+    // that, so the switch's host stack and the hosts behind other ports
+    // would see bad checksums and drop the frames. With the offload off the
+    // host's kernel writes complete checksums.
+    let set = netns::in_netns(ns, || crate::port::sys::set_tx_checksum(ifname, false));
+    match set {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(UpError::Start(format!(
+                "host {ns}: turning off transmit checksum offload on {ifname}: {e}"
+            )))
+        }
+        Err(e) => return Err(nerr(ns)(e)),
+    }
     netns::ip(&["link", "set", "dev", &outer, "up"]).map_err(nerr(ns))?;
     Ok(outer)
 }

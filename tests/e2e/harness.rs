@@ -149,6 +149,37 @@ impl Drop for Background {
     }
 }
 
+/// TCP from namespace `client` to `server_ip` in namespace `server` with
+/// iperf3 for `secs` seconds; the receiver's rate in bit/s.
+pub fn iperf3_tcp(server: &str, server_ip: &str, client: &str, secs: u32) -> Result<f64, String> {
+    let _server = Background::spawn(
+        "ip",
+        &[
+            "netns", "exec", server, "iperf3", "-s", "-1", "-B", server_ip,
+        ],
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let out = run_timeout(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            client,
+            "iperf3",
+            "-c",
+            server_ip,
+            "-t",
+            &secs.to_string(),
+            "-J",
+        ],
+        Duration::from_secs(u64::from(secs) + 18),
+    )?;
+    let v: Value = serde_json::from_str(&out).map_err(|e| format!("iperf3 -J: {e}: {out}"))?;
+    Ok(v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0))
+}
+
 pub fn netns_exists(name: &str) -> bool {
     Path::new("/run/netns").join(name).exists()
 }

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use crate::ensure;
 use crate::harness::{exec, ping, run, run_id, Switch, Tcpdump, TestResult, SHUNT};
 use crate::l2::Test;
-use serde_json::Value;
 use shunt_tools::{FrameBuilder, MacAddr, RawPort};
 
 pub fn tests() -> Vec<Test> {
@@ -690,39 +689,7 @@ address = "192.0.2.{me}/24"
         "a 1451-byte unfragmentable ping was accepted by a host with MTU 1450"
     );
     // TCP across: iperf3 for two seconds.
-    let _server = crate::harness::Background::spawn(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &hb,
-            "iperf3",
-            "-s",
-            "-1",
-            "-B",
-            &format!("10.77.{tag}.12"),
-        ],
-    )?;
-    std::thread::sleep(Duration::from_millis(500));
-    let out = crate::harness::run_timeout(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &ha,
-            "iperf3",
-            "-c",
-            &format!("10.77.{tag}.12"),
-            "-t",
-            "2",
-            "-J",
-        ],
-        Duration::from_secs(20),
-    )?;
-    let v: Value = serde_json::from_str(&out).map_err(|e| format!("iperf3 -J: {e}"))?;
-    let bps = v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or(0.0);
+    let bps = crate::harness::iperf3_tcp(&hb, &format!("10.77.{tag}.12"), &ha, 2)?;
     let mbps = (bps / 1e6) as u64;
     ensure!(mbps >= 1, "iperf3 across two shunt VTEPs: {bps} bit/s");
     println!("vxlan::two_switches: iperf3 TCP {:.0} Mbit/s", bps / 1e6);

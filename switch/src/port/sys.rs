@@ -66,3 +66,61 @@ pub fn on_interrupt(flag: &'static AtomicBool) {
         let _ = unsafe { sigaction(s, &act) };
     }
 }
+
+/// `SIOCETHTOOL` and the legacy "set TX checksumming" command
+/// (linux/sockios.h, linux/ethtool.h); the kernel maps it onto the
+/// device's checksum features.
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_STXCSUM: u32 = 0x17;
+
+/// `struct ethtool_value`.
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+/// Turns transmit checksum offload of `ifname` (in the calling thread's
+/// network namespace) on or off, as `ethtool -K IF tx on|off` does. With it
+/// off the kernel writes complete TCP/UDP checksums into frames before the
+/// device sees them (and drops TSO, which needs it).
+pub fn set_tx_checksum(ifname: &str, on: bool) -> io::Result<()> {
+    let name = ifname.as_bytes();
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("interface name {ifname:?}"),
+        ));
+    }
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: u32::from(on),
+    };
+    // SAFETY: an all-zero ifreq is valid; we set its name and data pointer.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
+    // SAFETY: plain socket(2); the descriptor goes into an OwnedFd below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor nobody else owns.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: SIOCETHTOOL with an ifreq whose data points at an
+    // ethtool_value that lives across the call; the kernel reads and writes
+    // only that struct.
+    let r = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            SIOCETHTOOL as _,
+            &mut ifr as *mut libc::ifreq,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
