@@ -475,6 +475,15 @@ pub fn topology(
                 ])?;
                 ip(&["link", "set", outer, "up"])?;
                 ip(&["-n", ns, "link", "set", inner, "up"])?;
+                // Complete checksums from the namespaces' stacks (iperf3 in
+                // --tcp): AF_XDP carries no partial-checksum note
+                // (docs/afxdp.md, "Checksums").
+                let off = netns::in_netns(ns, || crate::port::sys::set_tx_checksum(inner, false));
+                if !matches!(off, Ok(Ok(()))) {
+                    return Err(BenchError::Setup(format!(
+                        "turning off transmit checksum offload on {inner} in {ns}: {off:?}"
+                    )));
+                }
                 if vxlan && name == "sink" {
                     ip(&["link", "set", outer, "mtu", "1600"])?;
                 }
