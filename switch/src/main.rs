@@ -457,7 +457,7 @@ fn print_stats(v: &Value) {
     if let Some(ports) = v["ports"].as_object() {
         for (name, p) in ports {
             let fl = &p["flooded"];
-            let drops: Vec<String> = p["drops"]
+            let mut drops: Vec<String> = p["drops"]
                 .as_object()
                 .map(|d| {
                     d.iter()
@@ -466,6 +466,13 @@ fn print_stats(v: &Value) {
                         .collect()
                 })
                 .unwrap_or_default();
+            // An AF_XDP port's socket drops frames before the switch sees
+            // them: say so, with the kernel's words.
+            for k in ["rx_fill_ring_empty", "rx_ring_full", "rx_oversize"] {
+                if let Some(n) = p["afxdp"][k].as_u64().filter(|&n| n > 0) {
+                    drops.push(format!("kernel:{k}={n}"));
+                }
+            }
             rows.push(vec![
                 name.clone(),
                 s(p, "rx_frames"),
@@ -503,6 +510,20 @@ fn print_stats(v: &Value) {
         s(&v["fdb"], "entries"),
         s(&v["fdb"], "capacity")
     );
+    let u = &v["umem"];
+    if !u.is_null() {
+        let zero_copy: u64 = v["ports"]
+            .as_object()
+            .map(|ps| ps.values().filter_map(|p| p["tx_zero_copy"].as_u64()).sum())
+            .unwrap_or(0);
+        out!(
+            "umem: {} frames: {} in the pool, {} in ports' caches, {} in kernel rings; {zero_copy} frames sent without a copy",
+            s(u, "frames"),
+            s(u, "pool"),
+            s(u, "cached"),
+            s(u, "in_kernel")
+        );
+    }
 }
 
 fn print_plan(t: &config::Topology) {
