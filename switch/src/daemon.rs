@@ -250,6 +250,17 @@ fn open_afxdp(
     Ok(Device::AfXdp(Box::new(x)))
 }
 
+/// For an AF_XDP port on an interface the user brought: if it is a veth,
+/// says at start-up what its peer's checksum offload does to TCP and UDP
+/// (shunt's own veth hosts have it turned off).
+fn note_veth_checksums(port: &str, ifname: &str) {
+    if crate::port::sys::driver_name(ifname).is_ok_and(|d| d == "veth") {
+        eprintln!(
+            "shunt: port {port}: {ifname} is a veth: TCP and UDP its peer's kernel sends carry partial checksums unless transmit checksum offload is off on the peer (`ethtool -K PEER tx off`); see docs/afxdp.md#checksums"
+        );
+    }
+}
+
 /// Creates the namespaces and devices. Returns the devices by port id, and
 /// the outer interface of each host port that is a veth.
 fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
@@ -301,6 +312,7 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
         if p.kind == PortKind::Afxdp {
             if let Some(umem) = &umem {
                 devs[pi] = Some(open_afxdp(&p.name, &p.interface, p.xdp_mode, umem)?);
+                note_veth_checksums(&p.name, &p.interface);
             }
             continue;
         }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use shunt_switch::config::XdpMode;
 use shunt_switch::port::afxdp::{AfXdpPort, SharedUmem, TxError, FRAME_SIZE};
-use shunt_switch::port::Slots;
+use shunt_switch::port::{sys, Slots};
 use shunt_tools::{FrameBuilder, MacAddr, Marker, RawPort};
 
 fn sh(args: &[&str]) -> Result<String, String> {
@@ -414,6 +414,24 @@ fn reopen_right_after_close() {
     assert!(wait_no_xdp(&veth.a, Duration::from_secs(2)));
 }
 
+/// The ethtool calls shunt makes on veths: the driver's name (a start-up
+/// note for AF_XDP ports on veths) and transmit checksum offload off and on
+/// (shunt's veth hosts, `shunt bench`).
+fn veth_driver_and_checksum_offload() {
+    skip_unless_able!();
+    let v = Veth::new(30);
+    assert_eq!(sys::driver_name(&v.a).expect("drvinfo"), "veth");
+    assert!(
+        sys::tx_checksum(&v.a).expect("get"),
+        "veth starts with it on"
+    );
+    sys::set_tx_checksum(&v.a, false).expect("off");
+    assert!(!sys::tx_checksum(&v.a).expect("get"));
+    sys::set_tx_checksum(&v.a, true).expect("on");
+    assert!(sys::tx_checksum(&v.a).expect("get"));
+    assert!(sys::driver_name("axt-nonexistent").is_err());
+}
+
 fn umem_full_is_an_error() {
     skip_unless_able!();
     let v1 = Veth::new(11);
@@ -670,6 +688,11 @@ fn main() {
         (
             "umem_full_is_an_error",
             umem_full_is_an_error as fn(),
+            false,
+        ),
+        (
+            "veth_driver_and_checksum_offload",
+            veth_driver_and_checksum_offload as fn(),
             false,
         ),
         ("child_holds_a_port", child_holds_a_port as fn(), true),

@@ -130,6 +130,13 @@ fn truth_table_afxdp() -> TestResult {
     let _n = TrunkVeth::new(&format!("{sw}n"), "n", &format!("{sw}no"))?;
     let hosts: Vec<String> = ns.into_iter().take(3).collect();
     let swg = Switch::up_toml(&sw, &toml, &hosts)?;
+    // The trunks are veths the test brought: the start-up log says what
+    // their peers' checksum offload means.
+    let log = std::fs::read_to_string(format!("/run/shunt/{sw}.log")).unwrap_or_default();
+    ensure!(
+        log.contains(&format!("{sw}to is a veth")) && log.contains("ethtool -K PEER tx off"),
+        "no checksum note for the veth trunks in the log:\n{log}"
+    );
     truth_table(&sw, swg, true)
 }
 

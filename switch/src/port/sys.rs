@@ -72,6 +72,7 @@ pub fn on_interrupt(flag: &'static AtomicBool) {
 /// device's checksum features.
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_STXCSUM: u32 = 0x17;
+const ETHTOOL_GTXCSUM: u32 = 0x16;
 
 /// `struct ethtool_value`.
 #[repr(C)]
@@ -80,11 +81,28 @@ struct EthtoolValue {
     data: u32,
 }
 
-/// Turns transmit checksum offload of `ifname` (in the calling thread's
-/// network namespace) on or off, as `ethtool -K IF tx on|off` does. With it
-/// off the kernel writes complete TCP/UDP checksums into frames before the
-/// device sees them (and drops TSO, which needs it).
-pub fn set_tx_checksum(ifname: &str, on: bool) -> io::Result<()> {
+const ETHTOOL_GDRVINFO: u32 = 0x3;
+
+/// `struct ethtool_drvinfo`.
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    version: [u8; 32],
+    fw_version: [u8; 32],
+    bus_info: [u8; 32],
+    erom_version: [u8; 32],
+    reserved2: [u8; 12],
+    n_priv_flags: u32,
+    n_stats: u32,
+    testinfo_len: u32,
+    eedump_len: u32,
+    regdump_len: u32,
+}
+
+/// One `SIOCETHTOOL` call on `ifname` (calling thread's namespace) with
+/// `data` as the command structure.
+fn ethtool<T>(ifname: &str, data: &mut T) -> io::Result<()> {
     let name = ifname.as_bytes();
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
         return Err(io::Error::new(
@@ -92,16 +110,12 @@ pub fn set_tx_checksum(ifname: &str, on: bool) -> io::Result<()> {
             format!("interface name {ifname:?}"),
         ));
     }
-    let mut value = EthtoolValue {
-        cmd: ETHTOOL_STXCSUM,
-        data: u32::from(on),
-    };
     // SAFETY: an all-zero ifreq is valid; we set its name and data pointer.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
         *d = *s as libc::c_char;
     }
-    ifr.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
+    ifr.ifr_ifru.ifru_data = (data as *mut T).cast();
     // SAFETY: plain socket(2); the descriptor goes into an OwnedFd below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -109,9 +123,9 @@ pub fn set_tx_checksum(ifname: &str, on: bool) -> io::Result<()> {
     }
     // SAFETY: `fd` is a new descriptor nobody else owns.
     let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    // SAFETY: SIOCETHTOOL with an ifreq whose data points at an
-    // ethtool_value that lives across the call; the kernel reads and writes
-    // only that struct.
+    // SAFETY: SIOCETHTOOL with an ifreq whose data points at the command
+    // structure `T` the caller chose for its command, which lives across
+    // the call; the kernel reads and writes only that structure.
     let r = unsafe {
         libc::ioctl(
             std::os::fd::AsRawFd::as_raw_fd(&fd),
@@ -123,4 +137,48 @@ pub fn set_tx_checksum(ifname: &str, on: bool) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The name of the driver behind `ifname` ("veth", "virtio_net", ...), as
+/// `ethtool -i` says it.
+pub fn driver_name(ifname: &str) -> io::Result<String> {
+    let mut info = EthtoolDrvinfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        version: [0; 32],
+        fw_version: [0; 32],
+        bus_info: [0; 32],
+        erom_version: [0; 32],
+        reserved2: [0; 12],
+        n_priv_flags: 0,
+        n_stats: 0,
+        testinfo_len: 0,
+        eedump_len: 0,
+        regdump_len: 0,
+    };
+    ethtool(ifname, &mut info)?;
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// Turns transmit checksum offload of `ifname` (in the calling thread's
+/// network namespace) on or off, as `ethtool -K IF tx on|off` does. With it
+/// off the kernel writes complete TCP/UDP checksums into frames before the
+/// device sees them (and drops TSO, which needs it).
+pub fn set_tx_checksum(ifname: &str, on: bool) -> io::Result<()> {
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: u32::from(on),
+    };
+    ethtool(ifname, &mut value)
+}
+
+/// Whether transmit checksum offload of `ifname` is on (`ethtool -k`).
+pub fn tx_checksum(ifname: &str) -> io::Result<bool> {
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_GTXCSUM,
+        data: 0,
+    };
+    ethtool(ifname, &mut value)?;
+    Ok(value.data != 0)
 }
