@@ -238,6 +238,7 @@ pub fn ports_json(rt: &Runtime) -> Value {
             json!({
                 "name": p.name,
                 "kind": p.kind.as_str(),
+                "xdp_mode": rt.xdp_mode.get(i).copied().flatten(),
                 "worker": rt.port_worker.get(i).map(|w| w.load(Relaxed)).unwrap_or(0),
                 "mode": if underlay { "underlay" } else { mode },
                 "up": rt.port_up[i].load(Relaxed),

@@ -102,6 +102,9 @@ pub struct Runtime {
     pub port_kind: Box<[AtomicU8]>,
     /// The kernel's counters of each AF_XDP port's socket.
     pub xdp_stats: Box<[XdpStatsCell]>,
+    /// The mode each AF_XDP port got at open ("native-copy", ...), for
+    /// `shunt ports --json`; None for other ports.
+    pub xdp_mode: Box<[Option<&'static str>]>,
     /// The frame memory of the AF_XDP ports (None without any): its pool
     /// gives frames for copies bound for another worker's port, and takes
     /// back frames that cannot be sent.
@@ -150,6 +153,7 @@ impl Runtime {
         let kinds: Box<[AtomicU8]> = (0..MAX_PORTS).map(|_| AtomicU8::new(KIND_NONE)).collect();
         let mut slots: Vec<ArcSwapOption<Tap>> = Vec::with_capacity(MAX_PORTS);
         let mut umem = None;
+        let mut xdp_mode: Vec<Option<&'static str>> = vec![None; MAX_PORTS];
         for (p, d) in devices.into_iter().enumerate() {
             match d {
                 crate::port::Device::Tap(t) => {
@@ -159,6 +163,7 @@ impl Runtime {
                 crate::port::Device::AfXdp(x) => {
                     kinds[p].store(KIND_AFXDP, Relaxed);
                     umem.get_or_insert_with(|| x.umem());
+                    xdp_mode[p] = Some(x.mode());
                     slots.push(ArcSwapOption::empty());
                     // Fresh queues of MAX_PORTS slots: cannot be full.
                     let _ = inbox[p % nworkers].push((p as u16, x));
@@ -182,6 +187,7 @@ impl Runtime {
                 .collect(),
             port_kind: kinds,
             xdp_stats: (0..MAX_PORTS).map(|_| XdpStatsCell::default()).collect(),
+            xdp_mode: xdp_mode.into_boxed_slice(),
             umem,
             inbox,
             handoff: (0..nworkers)

@@ -56,6 +56,19 @@ xdp_mode = "generic"
         kind(&hosts[1]) == "afxdp" && kind(&hosts[2]) == "afxdp",
         "ports: {ports:?}"
     );
+    let xdp_mode = |h: &str| {
+        ports
+            .iter()
+            .find(|p| p["host"] == h)
+            .map(|p| p["xdp_mode"].clone())
+            .unwrap_or_default()
+    };
+    ensure!(
+        xdp_mode(&hosts[0]).is_null()
+            && xdp_mode(&hosts[1]) == "native-copy"
+            && xdp_mode(&hosts[2]) == "generic-copy",
+        "xdp_mode in ports: {ports:?}"
+    );
     let workers: std::collections::BTreeSet<i64> =
         ports.iter().filter_map(|p| p["worker"].as_i64()).collect();
     ensure!(
