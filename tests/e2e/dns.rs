@@ -59,15 +59,20 @@ struct Lab {
 
 /// Brings up a two-network lab for test `tag`; `extra` is appended to the
 /// lan network's table (arp_suppress, dns_upstream...), `more` to the file.
+/// The hosts a, b, c are plugged in as the running variant says (TAP, or
+/// veth with AF_XDP), under its number of workers.
 fn lab(tag: u8, extra: &str, more: &str) -> Result<Lab, String> {
-    let name = format!("sd{tag:02}{:03}", run_id());
+    let v = crate::harness::variant();
+    let name = format!("sd{tag:02}{}{:03}", v.idx, run_id());
+    let link = format!("link = \"{}\"\nxdp_mode = \"{}\"", v.link, v.xdp_mode);
+    let workers = v.workers;
     let (a, b, c) = (format!("{name}a"), format!("{name}b"), format!("{name}c"));
     let domain = format!("{name}.test");
     let blue = tag as u16 + 100;
     let toml = format!(
         r#"[switch]
 name = "{name}"
-workers = 1
+workers = {workers}
 
 [[network]]
 name = "lan"
@@ -86,17 +91,20 @@ name = "{a}"
 networks = ["lan"]
 ip = ["10.79.{tag}.11/24"]
 aliases = ["web"]
+{link}
 
 [[host]]
 name = "{b}"
 networks = ["lan"]
 ip = ["10.79.{tag}.12/24"]
 aliases = ["web"]
+{link}
 
 [[host]]
 name = "{c}"
 networks = ["blue"]
 ip = ["10.79.{blue}.13/24"]
+{link}
 {more}"#
     );
     let mut ns = vec![a.clone(), b.clone(), c.clone()];

@@ -60,6 +60,19 @@ fn main() {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }
     // These need AF_XDP as well.
+    // The DNS suite again with its hosts on veths (AF_XDP), two workers:
+    // frames into and out of the host stack cross the UMEM by copies.
+    let v = harness::VARIANTS[3];
+    for (name, test) in dns::tests() {
+        tests.push((
+            format!("{name}{}", v.label()),
+            Box::new(move || {
+                harness::set_variant(v);
+                test()
+            }),
+            skip_xdp.clone(),
+        ));
+    }
     for (name, test) in mixed::tests()
         .into_iter()
         .chain(vlan::afxdp_tests())
