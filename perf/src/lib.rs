@@ -85,16 +85,7 @@ impl Rig {
     /// empties the transmit queues. Returns the number of queued transmissions.
     #[inline]
     pub fn run(&mut self, ingress: u16, now_ms: u64) -> usize {
-        let ctx = Context {
-            plan: &self.plan,
-            fdb: &self.fdb,
-            counters: &self.counters,
-            port_up: &self.port_up,
-            tracer: &self.tracer,
-            host: None,
-            worker: 0,
-        };
-        pipeline::process(&ctx, ingress, &mut self.batch, &mut self.tx, now_ms);
+        self.process(ingress, now_ms);
         let queued = self
             .tx
             .dirty
@@ -105,13 +96,9 @@ impl Rig {
         queued
     }
 
-    /// Like [`Rig::run`], but also writes every queued frame into `out` the
-    /// way a copying port (TAP's writev) lays it out: the MAC addresses, the
-    /// 802.1Q tag the egress stage asked for (if any), then the rest of the
-    /// frame without its ingress tag. Transmission `k` goes to
-    /// `out[k * SLOT..]` ([`OUT_BYTES`] hold a batch). Returns the bytes written.
+    /// The pipeline over the loaded batch, leaving the queues filled.
     #[inline]
-    pub fn run_and_copy(&mut self, ingress: u16, now_ms: u64, out: &mut [u8]) -> usize {
+    fn process(&mut self, ingress: u16, now_ms: u64) {
         let ctx = Context {
             plan: &self.plan,
             fdb: &self.fdb,
@@ -122,6 +109,16 @@ impl Rig {
             worker: 0,
         };
         pipeline::process(&ctx, ingress, &mut self.batch, &mut self.tx, now_ms);
+    }
+
+    /// Like [`Rig::run`], but also writes every queued frame into `out` the
+    /// way a copying port (TAP's writev) lays it out: the MAC addresses, the
+    /// 802.1Q tag the egress stage asked for (if any), then the rest of the
+    /// frame without its ingress tag. Transmission `k` goes to
+    /// `out[k * SLOT..]` ([`OUT_BYTES`] hold a batch). Returns the bytes written.
+    #[inline]
+    pub fn run_and_copy(&mut self, ingress: u16, now_ms: u64, out: &mut [u8]) -> usize {
+        self.process(ingress, now_ms);
         let mut written = 0;
         let mut k = 0;
         for &p in &self.tx.dirty {

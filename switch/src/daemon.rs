@@ -222,16 +222,7 @@ fn plug_veth(
     // that, so the switch's host stack and the hosts behind other ports
     // would see bad checksums and drop the frames. With the offload off the
     // host's kernel writes complete checksums.
-    let set = netns::in_netns(ns, || crate::port::sys::set_tx_checksum(ifname, false));
-    match set {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            return Err(UpError::Start(format!(
-                "host {ns}: turning off transmit checksum offload on {ifname}: {e}"
-            )))
-        }
-        Err(e) => return Err(nerr(ns)(e)),
-    }
+    netns::tx_checksum_off(ns, ifname).map_err(|e| UpError::Start(format!("host {ns}: {e}")))?;
     netns::ip(&["link", "set", "dev", &outer, "up"]).map_err(nerr(ns))?;
     Ok(outer)
 }

@@ -254,3 +254,12 @@ impl Runtime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// docs/pipeline/workers.md gives the size of a hand-over record.
+    #[test]
+    fn handoff_is_a_small_record() {
+        assert_eq!(std::mem::size_of::<super::Handoff>(), 24);
+    }
+}

@@ -453,9 +453,11 @@ impl Worker {
                     }
                     // No room in front of the frame: copied below.
                 }
+                // Checked above; an edit that did not fit changed nothing.
                 let f = self.batch.frame(i);
                 let (Some(head), Some(rest)) = (f.get(..12), f.get(12 + m.tag_len as usize..))
                 else {
+                    pc.drops[DropReason::Runt as usize].add(1);
                     continue;
                 };
                 let (parts, nparts): ([&[u8]; 3], usize) = match (&outer, new_tag.as_ref()) {

@@ -771,9 +771,7 @@ address = "192.0.2.1/24"
     // TCP from the host behind the kernel VTEP. The VTEP's underlay veth
     // must not leave the inner checksum to an offload AF_XDP cannot carry:
     // what a user does with `ethtool -K ul tx off` (docs/afxdp.md).
-    shunt_switch::netns::in_netns(&r, || shunt_switch::port::sys::set_tx_checksum("ul", false))
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("tx checksum off on ul in {r}: {e}"))?;
+    shunt_switch::netns::tx_checksum_off(&r, "ul")?;
     let bps = crate::harness::iperf3_tcp(&a, &format!("10.77.{tag}.11"), &x, 1)?;
     let mbps = (bps / 1e6) as u64;
     ensure!(mbps >= 1, "iperf3 from {x} to {a} over VXLAN: {bps} bit/s");

@@ -478,12 +478,7 @@ pub fn topology(
                 // Complete checksums from the namespaces' stacks (iperf3 in
                 // --tcp): AF_XDP carries no partial-checksum note
                 // (docs/afxdp.md, "Checksums").
-                let off = netns::in_netns(ns, || crate::port::sys::set_tx_checksum(inner, false));
-                if !matches!(off, Ok(Ok(()))) {
-                    return Err(BenchError::Setup(format!(
-                        "turning off transmit checksum offload on {inner} in {ns}: {off:?}"
-                    )));
-                }
+                netns::tx_checksum_off(ns, inner).map_err(BenchError::Setup)?;
                 if vxlan && name == "sink" {
                     ip(&["link", "set", outer, "mtu", "1600"])?;
                 }

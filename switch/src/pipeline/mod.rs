@@ -168,17 +168,6 @@ impl Batch {
         };
     }
 
-    /// Records that slot `i` shows a frame of `len` bytes from byte
-    /// `start` on (a UMEM frame the port received into).
-    #[inline]
-    pub fn set_received_at(&mut self, i: usize, start: u16, len: u16) {
-        self.meta[i] = Meta {
-            len,
-            start,
-            ..Meta::EMPTY
-        };
-    }
-
     /// Empties the batch. UMEM frames still held (the worker normally
     /// gives them back to their port first) go back to the shared pool.
     pub fn clear(&mut self) {

@@ -701,7 +701,7 @@ impl std::fmt::Debug for AfXdpPort {
             .field("ifname", &self.ifname)
             .field("ifindex", &self.ifindex)
             .field("mode", &self.mode)
-            .field("cached_frames", &self.frames.cached().len())
+            .field("cached_frames", &self.cached_frames())
             .finish()
     }
 }

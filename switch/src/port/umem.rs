@@ -152,20 +152,6 @@ impl SharedUmem {
         })
     }
 
-    /// How many ports the area has room for.
-    pub fn ports(&self) -> usize {
-        self.area.ports
-    }
-
-    /// Bytes in the area.
-    pub fn len(&self) -> usize {
-        self.area.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.area.len == 0
-    }
-
     /// Frames in the area.
     pub fn frames(&self) -> usize {
         self.area.lent.len()
@@ -237,19 +223,6 @@ impl SharedUmem {
             at += p.len();
         }
         true
-    }
-
-    /// The bytes of frame `f` (all [`FRAME_SIZE`] of them), or None for a
-    /// frame of another area.
-    pub fn bytes<'a>(&'a self, f: &'a UmemFrame) -> Option<&'a [u8]> {
-        if f.area != self.area.id {
-            return None;
-        }
-        // SAFETY: as in `write`; the shared borrow of the only handle keeps
-        // anyone from writing the frame while the slice lives.
-        Some(unsafe {
-            std::slice::from_raw_parts(self.area.frame_ptr(f.addr), FRAME_SIZE as usize)
-        })
     }
 
     /// Takes a socket's place in the area (control path).
@@ -338,13 +311,6 @@ const MADV_POPULATE_WRITE: libc::c_int = 23;
 pub struct UmemFrame {
     addr: u64,
     area: u32,
-}
-
-impl UmemFrame {
-    /// The frame's start in the area (a multiple of [`FRAME_SIZE`]).
-    pub fn addr(&self) -> u64 {
-        self.addr
-    }
 }
 
 /// A port's place in the area and its cache of free frames. Dropped last
