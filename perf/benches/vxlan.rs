@@ -17,7 +17,7 @@ use shunt_parsers::MacAddr;
 use shunt_perf::{frame, mac, Rig, NET0, OUT_BYTES};
 use shunt_switch::config;
 use shunt_switch::counters::WorkerCounters;
-use shunt_switch::host::underlay::Underlay;
+use shunt_switch::stack::underlay::Underlay;
 use shunt_switch::pipeline::{self, vxlan, Context, TxQueues, BATCH, SLOT};
 use shunt_switch::runtime::COUNTER_SLOTS;
 use std::net::Ipv4Addr;

@@ -145,7 +145,7 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
         "trace" => trace(&mut out, rt, &req),
         "dns" => {
             let net = req.get("network").and_then(Value::as_str);
-            match crate::host::dns_json(rt.host.as_deref(), net) {
+            match crate::stack::dns_json(rt.host.as_deref(), net) {
                 Ok(v) => reply(&mut out, &v),
                 Err(e) => reply(&mut out, &json!({ "error": e })),
             }

@@ -4,7 +4,7 @@
 
 use crate::config::{fmt_mac, PortKind, Topology};
 use crate::control;
-use crate::host::{switch_mac, HostLink, NetAddr};
+use crate::stack::{switch_mac, StackLink, NetAddr};
 use crate::netns::{self, NetnsError};
 use crate::port::{AfXdpPort, Device, Tap, TapError};
 use crate::runtime::Runtime;
@@ -219,7 +219,7 @@ fn plug_veth(
     }
     // A veth offloads TCP/UDP checksums to its peer: the host's frames
     // would leave with a partial checksum, and AF_XDP carries no word of
-    // that, so the switch's host stack and the hosts behind other ports
+    // that, so the switch's own stack and the hosts behind other ports
     // would see bad checksums and drop the frames. With the offload off the
     // host's kernel writes complete checksums.
     netns::tx_checksum_off(ns, ifname).map_err(|e| UpError::Start(format!("host {ns}: {e}")))?;
@@ -388,7 +388,7 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, String>
                         let mut d = read_state(&rt.name)
                             .map(|s| s.resolv_dirs)
                             .unwrap_or_default();
-                        d.push(crate::host::resolv::dir(host).display().to_string());
+                        d.push(crate::stack::resolv::dir(host).display().to_string());
                         d
                     },
                 };
@@ -486,7 +486,7 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, String>
         .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
     rt.port_generation.fetch_add(1, Relaxed);
     eprintln!("shunt: attached {port_name} ({ifname} in {host})");
-    crate::host::topology_changed(rt.host.as_deref(), &topo);
+    crate::stack::topology_changed(rt.host.as_deref(), &topo);
     Ok(format!(
         "attached {host} to {network}: port {port_name}, {ifname} in {host}{}",
         ip.map(|i| format!(" with {i}")).unwrap_or_default()
@@ -528,7 +528,7 @@ pub fn detach_host(rt: &Runtime, host: &str, network: &str) -> Result<String, St
         }
     }
     eprintln!("shunt: detached {port_name}; {flushed} learned entries flushed");
-    crate::host::topology_changed(rt.host.as_deref(), &topo);
+    crate::stack::topology_changed(rt.host.as_deref(), &topo);
     Ok(format!(
         "detached {host} from {network}; {flushed} learned entries flushed"
     ))
@@ -542,7 +542,7 @@ fn teardown(topo: &Topology, owned: &[String]) {
             }
         }
     }
-    crate::host::resolv::remove(topo);
+    crate::stack::resolv::remove(topo);
     let name = &topo.switch.name;
     let _ = std::fs::remove_file(control::socket_path(name));
     let _ = std::fs::remove_file(state_path(name));
@@ -593,7 +593,7 @@ pub fn run(topo: Topology) -> Result<(), UpError> {
         &State {
             pid: std::process::id(),
             namespaces: owned.clone(),
-            resolv_dirs: crate::host::resolv::dirs(&topo),
+            resolv_dirs: crate::stack::resolv::dirs(&topo),
         },
     )?;
     let mut topo = topo;
@@ -604,7 +604,7 @@ pub fn run(topo: Topology) -> Result<(), UpError> {
             return Err(e);
         }
     };
-    if let Err(source) = crate::host::resolv::write(&topo) {
+    if let Err(source) = crate::stack::resolv::write(&topo) {
         teardown(&topo, &owned);
         return Err(UpError::Io {
             what: "writing /etc/netns/HOST/resolv.conf".into(),
@@ -689,13 +689,13 @@ fn serve(
                 arp_suppress: n.arp_suppress,
             })
             .collect();
-        let mut link = HostLink::new(nets, nworkers).map_err(|source| UpError::Io {
-            what: "creating the host stack's queues".into(),
+        let mut link = StackLink::new(nets, nworkers).map_err(|source| UpError::Io {
+            what: "creating the switch's stack's queues".into(),
             source,
         })?;
         if let Some(v) = &topo.vtep {
             let mac = crate::pipeline::vxlan::underlay_mac(&name);
-            link.underlay = Some(crate::host::underlay::Underlay::new(v, mac).map_err(
+            link.underlay = Some(crate::stack::underlay::Underlay::new(v, mac).map_err(
                 |source| UpError::Io {
                     what: "creating the VXLAN underlay's queue".into(),
                     source,
@@ -730,16 +730,16 @@ fn serve(
         handles.push(h);
     }
     if let Some(link) = &rt.host {
-        let cfg = crate::host::stack::HostConfig::from_topology(&rt.topo());
+        let cfg = crate::stack::iface::HostConfig::from_topology(&rt.topo());
         let rt2 = Arc::clone(&rt);
-        let h = crate::host::stack::spawn(Arc::clone(link), cfg, move || rt2.stop.load(Relaxed))
+        let h = crate::stack::iface::spawn(Arc::clone(link), cfg, move || rt2.stop.load(Relaxed))
             .map_err(|source| UpError::Io {
-                what: "starting the host stack".into(),
+                what: "starting the switch's stack".into(),
                 source,
             })?;
         handles.push(h);
         let rt2 = Arc::clone(&rt);
-        let ul = crate::host::underlay::spawn(Arc::clone(link), move || rt2.stop.load(Relaxed))
+        let ul = crate::stack::underlay::spawn(Arc::clone(link), move || rt2.stop.load(Relaxed))
             .map_err(|source| UpError::Io {
                 what: "starting the VXLAN underlay thread".into(),
                 source,

@@ -5,7 +5,7 @@ pub mod config;
 pub mod control;
 pub mod counters;
 pub mod daemon;
-pub mod host;
+pub mod stack;
 pub mod netns;
 pub mod pipeline;
 pub mod port;

@@ -290,7 +290,7 @@ fn run(cli: Cli) -> Result<(), String> {
             network,
             json,
         } => show(name, json!({"cmd": "dns", "network": network}), json, |v| {
-            print!("{}", shunt_switch::host::names::listing_text(v))
+            print!("{}", shunt_switch::stack::names::listing_text(v))
         }),
         Cmd::Stats { name, json } => show(name, json!({"cmd": "stats"}), json, print_stats),
         Cmd::Bench(args) => shunt_switch::bench::run(args).map_err(|e| e.to_string()),

@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// Port ids are below this; the host stack's pseudo port is `MAX_PORTS`.
+/// Port ids are below this; the switch's stack's pseudo port is `MAX_PORTS`.
 pub const MAX_PORTS: usize = 1024;
 
-/// Counter and transmit queue slots: the ports, the host stack's pseudo
+/// Counter and transmit queue slots: the ports, the switch's stack's pseudo
 /// port, then one per remote VXLAN VTEP (`pipeline::vxlan::VTEP_BASE`).
 pub const COUNTER_SLOTS: usize = MAX_PORTS + 1 + crate::config::MAX_VTEPS;
 
@@ -44,7 +44,7 @@ pub struct Handoff {
     pub len: u16,
     pub frame: crate::port::UmemFrame,
     /// Whether the sender copied the frame into this UMEM frame (it came
-    /// from a TAP, the host stack, or was one copy of a flood).
+    /// from a TAP, the switch's stack, or was one copy of a flood).
     pub copied: bool,
 }
 
@@ -125,12 +125,12 @@ pub struct Runtime {
     pub tracer: Tracer,
     pub stop: AtomicBool,
     pub started: Instant,
-    /// Counter slots per worker (ports plus the host stack's).
+    /// Counter slots per worker (ports plus the switch's stack's).
     pub max_ports: usize,
-    /// The host stack's link, when some network gives the switch an
+    /// The switch's stack's link, when some network gives the switch an
     /// address or suppresses ARP.
-    pub host: Option<Arc<crate::host::HostLink>>,
-    /// The pseudo port id frames from the host stack enter on.
+    pub host: Option<Arc<crate::stack::StackLink>>,
+    /// The pseudo port id frames from the switch's stack enter on.
     pub host_port: u16,
     /// Namespaces this switch created and removes on the way down.
     pub owned_namespaces: Mutex<Vec<String>>,
@@ -142,7 +142,7 @@ impl Runtime {
         fdb: Fdb,
         devices: Vec<crate::port::Device>,
         nworkers: usize,
-        host: Option<Arc<crate::host::HostLink>>,
+        host: Option<Arc<crate::stack::StackLink>>,
         owned_namespaces: Vec<String>,
     ) -> std::io::Result<Runtime> {
         let plan = Plan::from_topology(&topo);
@@ -226,7 +226,7 @@ impl Runtime {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// A port's name; the host stack's pseudo port is "switch".
+    /// A port's name; the switch's stack's pseudo port is "switch".
     pub fn port_name(&self, port: u16) -> String {
         match self.plan.load().ports.get(port as usize) {
             Some(p) => p.name.clone(),

@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 pub const MAX_OUT: usize = 32;
-// 1024 ports and the host stack's pseudo port (1024).
+// 1024 ports and the switch's stack's pseudo port (1024).
 const PORT_WORDS: usize = 17;
 
 #[derive(Debug, Clone, Copy)]
@@ -245,7 +245,7 @@ pub fn describe(
         Verdict::Local => (
             "local",
             None,
-            "for the switch itself: handed to its host stack".to_string(),
+            "for the switch itself: handed to its own stack".to_string(),
         ),
         Verdict::Pending => ("none", None, "no decision".to_string()),
     };

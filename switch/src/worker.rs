@@ -19,7 +19,7 @@
 //! batches without stopping anyone.
 
 use crate::counters::{DropReason, WorkerCounters};
-use crate::host::HostLink;
+use crate::stack::StackLink;
 use crate::pipeline::{self, classify::TPID_8021Q, local, vxlan, Batch, Context, TxQueues, BATCH};
 use crate::port::{self, AfXdpPort, Tap, TxError, UmemFrame};
 use crate::runtime::{Handoff, Runtime, KIND_AFXDP, KIND_TAP, MAX_PORTS};
@@ -136,7 +136,7 @@ impl Worker {
                     fds.push(port::pollfd(rt.wake[self.id].as_fd().as_raw_fd()));
                     srcs.push(Src::Wake);
                 }
-                // Worker 0 also sends what the host stack produces.
+                // Worker 0 also sends what the switch's stack produces.
                 if self.id == 0 {
                     if let Some(h) = &rt.host {
                         fds.push(port::pollfd(h.from_host_event.as_raw_fd()));
@@ -250,7 +250,7 @@ impl Worker {
             let delivered = pipeline::process(&ctx, p, &mut self.batch, &mut self.tx, now);
             if delivered > 0 {
                 if let Some(h) = &self.rt.host {
-                    HostLink::signal(&h.to_host_event);
+                    StackLink::signal(&h.to_host_event);
                 }
             }
             self.flush(p);
@@ -280,11 +280,11 @@ impl Worker {
         self.flush(p);
     }
 
-    /// Sends what the host stack produced, a batch at a time.
+    /// Sends what the switch's stack produced, a batch at a time.
     fn send_host_output(&mut self) {
         let rt = Arc::clone(&self.rt);
         let Some(h) = rt.host.as_deref() else { return };
-        HostLink::clear(&h.from_host_event);
+        StackLink::clear(&h.from_host_event);
         loop {
             local::take_output(h, &mut self.batch);
             if self.batch.count == 0 {
@@ -347,7 +347,7 @@ impl Worker {
     }
 
     /// After a batch: UMEM frames the batch still holds (dropped, flooded
-    /// by copies, sent to a TAP or the host stack) go back to the ingress
+    /// by copies, sent to a TAP or the switch's stack) go back to the ingress
     /// port's cache, where its fill ring finds them.
     fn recycle_batch(&mut self, ingress: u16) {
         let x = self.xdp.get_mut(ingress as usize).and_then(|x| x.as_mut());

@@ -1,4 +1,4 @@
-//! local: frames for the switch itself go to the host stack instead of
+//! local: frames for the switch itself go to the switch's stack instead of
 //! being forwarded (Firecracker's detour for its metadata service): frames
 //! to the switch's MAC on the network, ARP requests for the switch's
 //! address, and, on networks with ARP suppression, ARP requests for hosts
@@ -6,7 +6,7 @@
 
 use super::{Batch, Context, Verdict};
 use crate::counters::DropReason;
-use crate::host::{HostLink, HostPkt};
+use crate::stack::{StackLink, StackPkt};
 use std::net::Ipv4Addr;
 
 const ETHERTYPE_ARP: u16 = 0x0806;
@@ -54,8 +54,8 @@ pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
         if !local {
             continue;
         }
-        // The host stack sees untagged frames of one network.
-        let verdict = match HostPkt::gather(m.net, &[&f[..12], body]) {
+        // The switch's stack sees untagged frames of one network.
+        let verdict = match StackPkt::gather(m.net, &[&f[..12], body]) {
             Some(p) if host.to_host.push(p).is_ok() => {
                 delivered += 1;
                 if let Some(c) = host.counters.get(worker) {
@@ -73,8 +73,8 @@ pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
     delivered
 }
 
-/// Fills `batch` with frames the host stack wants sent (up to a batch).
-pub fn take_output(host: &HostLink, batch: &mut Batch) {
+/// Fills `batch` with frames the switch's stack wants sent (up to a batch).
+pub fn take_output(host: &StackLink, batch: &mut Batch) {
     batch.clear();
     while batch.count < super::BATCH {
         let Some(p) = host.from_host.pop() else { break };

@@ -10,7 +10,7 @@
 //!
 //! Frames sit in a `Batch`: fixed slots with headroom, filled by the port,
 //! never allocated per frame. A slot shows either its own buffer (TAP
-//! ports, the host stack) or the AF_XDP UMEM frame the port received into
+//! ports, the switch's stack) or the AF_XDP UMEM frame the port received into
 //! (`port::Slots`): the stages read frames the same way in both cases. Each stage writes its decision into the
 //! frame's `Meta`; a decided drop is final and has one reason.
 
@@ -29,7 +29,7 @@ pub use plan::{NetPlan, Plan, PortPlan, NO_NET};
 mod tests;
 
 use crate::counters::{DropReason, FloodCause, WorkerCounters};
-use crate::host::HostLink;
+use crate::stack::StackLink;
 use crate::trace::Tracer;
 use shunt_tables::Fdb;
 use std::sync::atomic::AtomicBool;
@@ -52,7 +52,7 @@ pub enum Verdict {
     Drop(DropReason),
     Unicast(u16),
     Flood(FloodCause),
-    /// For the switch itself: handed to the host stack.
+    /// For the switch itself: handed to the switch's stack.
     Local,
     /// A macvlan network's multicast: to its hosts (except `except`), and
     /// to the parent when `parent`.
@@ -228,12 +228,12 @@ pub struct Context<'a> {
     pub counters: &'a WorkerCounters,
     pub port_up: &'a [AtomicBool],
     pub tracer: &'a Tracer,
-    pub host: Option<&'a HostLink>,
+    pub host: Option<&'a StackLink>,
     pub worker: usize,
 }
 
 /// Runs the whole pipeline over one batch from `ingress`, leaving the
-/// frames to send in `tx`. Returns how many frames went to the host stack.
+/// frames to send in `tx`. Returns how many frames went to the switch's stack.
 pub fn process(
     ctx: &Context,
     ingress: u16,
@@ -292,7 +292,7 @@ fn prefetch(ctx: &Context, batch: &Batch) {
     }
 }
 
-/// Runs frames from the host stack (already in their network, untagged)
+/// Runs frames from the switch's stack (already in their network, untagged)
 /// through forward and egress, as if they came in on port `host_port`.
 pub fn process_host(ctx: &Context, host_port: u16, batch: &mut Batch, tx: &mut TxQueues) {
     let c = &ctx.counters.ports[host_port as usize];

@@ -18,13 +18,13 @@
 use super::{Batch, Context, Meta, TxEntry, TxQueues, Verdict, NO_NET};
 use crate::config::Topology;
 use crate::counters::DropReason;
-use crate::host::underlay::Underlay;
-use crate::host::HostPkt;
+use crate::stack::underlay::Underlay;
+use crate::stack::StackPkt;
 use shunt_parsers::vxlan::{emit_vxlan_encap, entropy_port, VxlanEncap, ENCAP_LEN, FLAG_I};
 use shunt_parsers::MacAddr;
 use std::net::Ipv4Addr;
 
-/// FDB port id of remote VTEP 0 (the host stack's pseudo port is `MAX_PORTS`).
+/// FDB port id of remote VTEP 0 (the switch's stack's pseudo port is `MAX_PORTS`).
 pub const VTEP_BASE: u16 = crate::runtime::MAX_PORTS as u16 + 1;
 /// `Meta::vtep` of a frame that did not come from a VTEP.
 pub const NO_VTEP: u16 = u16::MAX;
@@ -98,7 +98,7 @@ impl VxlanPlan {
 
 /// The switch's MAC on the underlay (locally administered, from its name).
 pub fn underlay_mac(switch_name: &str) -> [u8; 6] {
-    crate::host::switch_mac(switch_name, UNDERLAY_NET)
+    crate::stack::switch_mac(switch_name, UNDERLAY_NET)
 }
 
 /// Remote index of a VTEP port id.
@@ -230,7 +230,7 @@ pub fn decap_run(ctx: &Context, v: &VxlanPlan, batch: &mut Batch) -> usize {
                 continue;
             }
             Ok(Seen::Arp) => match ul {
-                Some(ul) => match HostPkt::gather(UNDERLAY_NET, &[batch.frame(i)]) {
+                Some(ul) => match StackPkt::gather(UNDERLAY_NET, &[batch.frame(i)]) {
                     Some(p) if ul.rx.push(p).is_ok() => {
                         to_arp += 1;
                         Verdict::Local
@@ -245,7 +245,7 @@ pub fn decap_run(ctx: &Context, v: &VxlanPlan, batch: &mut Batch) -> usize {
     }
     if to_arp > 0 {
         if let Some(ul) = ul {
-            crate::host::HostLink::signal(&ul.rx_event);
+            crate::stack::StackLink::signal(&ul.rx_event);
         }
     }
     to_arp

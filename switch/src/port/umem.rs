@@ -183,7 +183,7 @@ impl SharedUmem {
     }
 
     /// Takes one free frame from the pool (the copy path: a frame from a
-    /// TAP or the host stack bound for an AF_XDP port of another worker).
+    /// TAP or the switch's stack bound for an AF_XDP port of another worker).
     pub fn alloc(&self) -> Option<UmemFrame> {
         let addr = self.area.free.pop()?;
         Some(UmemFrame {

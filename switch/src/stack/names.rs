@@ -4,7 +4,7 @@
 //! addresses of the hosts that carry it *on that network*. A name gets
 //! several addresses when several hosts carry it (an alias shared by two
 //! hosts, the way Docker's network-scoped aliases give DNS round robin).
-//! The table is rebuilt whole and swapped in (`HostLink::set_names`), so
+//! The table is rebuilt whole and swapped in (`StackLink::set_names`), so
 //! hosts attached or detached at run time appear and disappear at once.
 
 use super::dns::{self, Query, Rdata};

@@ -1,7 +1,7 @@
 //! arp: ARP suppression. The host thread answers ARP requests for hosts it
 //! knows *in their place* (the reply says "target IP is at target MAC"), so
 //! the request is not flooded to every port. What it knows: the topology's
-//! host addresses, plus what ARP snooping saw (`HostLink::snoop`).
+//! host addresses, plus what ARP snooping saw (`StackLink::snoop`).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;

@@ -1,12 +1,12 @@
 //! device: a smoltcp `phy::Device` over the frames of one network.
 //!
-//! Receive: frames the host thread took from `HostLink::to_host` for this
+//! Receive: frames the host thread took from `StackLink::to_host` for this
 //! network, queued here. Transmit: a frame written straight into a
-//! `HostPkt` and pushed to `HostLink::from_host`; full is a counted drop.
+//! `StackPkt` and pushed to `StackLink::from_host`; full is a counted drop.
 //! The host thread signals `from_host_event` once per round when frames
 //! were sent.
 
-use super::{HostLink, HostPkt, HOST_FRAME};
+use super::{StackLink, StackPkt, STACK_FRAME};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use std::collections::VecDeque;
@@ -18,14 +18,14 @@ const RX_QUEUE: usize = 2048;
 
 pub struct NetDevice {
     pub net: u16,
-    link: Arc<HostLink>,
-    rx: VecDeque<HostPkt>,
+    link: Arc<StackLink>,
+    rx: VecDeque<StackPkt>,
     /// Frames pushed to `from_host` since the thread last looked.
     pub sent: usize,
 }
 
 impl NetDevice {
-    pub fn new(net: u16, link: Arc<HostLink>) -> NetDevice {
+    pub fn new(net: u16, link: Arc<StackLink>) -> NetDevice {
         NetDevice {
             net,
             link,
@@ -35,7 +35,7 @@ impl NetDevice {
     }
 
     /// Queues a received frame; false (and counted) when full.
-    pub fn push_rx(&mut self, p: HostPkt) -> bool {
+    pub fn push_rx(&mut self, p: StackPkt) -> bool {
         if self.rx.len() >= RX_QUEUE {
             if let Some(c) = self.link.net_counters.get(self.net as usize) {
                 c.rx_dropped_full.add(1);
@@ -47,7 +47,7 @@ impl NetDevice {
     }
 }
 
-pub struct Rx(HostPkt);
+pub struct Rx(StackPkt);
 
 impl phy::RxToken for Rx {
     fn consume<R, F>(self, f: F) -> R
@@ -60,7 +60,7 @@ impl phy::RxToken for Rx {
 
 pub struct Tx<'a> {
     net: u16,
-    link: &'a HostLink,
+    link: &'a StackLink,
     sent: &'a mut usize,
 }
 
@@ -70,7 +70,7 @@ impl phy::TxToken for Tx<'_> {
         F: FnOnce(&mut [u8]) -> R,
     {
         let counters = self.link.net_counters.get(self.net as usize);
-        if len > HOST_FRAME {
+        if len > STACK_FRAME {
             // Cannot happen with the MTU we announce; never panic for it.
             let mut scratch = vec![0u8; len];
             if let Some(c) = counters {
@@ -78,10 +78,10 @@ impl phy::TxToken for Tx<'_> {
             }
             return f(&mut scratch);
         }
-        let mut p = HostPkt {
+        let mut p = StackPkt {
             net: self.net,
             len: len as u16,
-            data: [0; HOST_FRAME],
+            data: [0; STACK_FRAME],
         };
         let r = f(&mut p.data[..len]);
         if self.link.from_host.push(p).is_ok() {

@@ -1,4 +1,4 @@
-//! stack: the host thread. One smoltcp `Interface` per network that gives
+//! The switch's own stack thread. One smoltcp `Interface` per network that gives
 //! the switch an address (ARP and ping are smoltcp's), a UDP socket on port
 //! 53 there (the DNS responder), a second UDP socket that forwards other
 //! names to the network's upstream resolver, and ARP suppression.
@@ -19,7 +19,7 @@ use super::arp::{self, ArpTable};
 use super::device::NetDevice;
 use super::dns::{self, AnswerFlags, Query};
 use super::names::{self, Decision, Names, Rotation};
-use super::{HostLink, HostPkt, NetCounters};
+use super::{StackLink, StackPkt, NetCounters};
 use crate::config::{Ipv4Net, Topology};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
@@ -105,8 +105,8 @@ enum Out {
     },
 }
 
-struct Host {
-    link: Arc<HostLink>,
+struct NetIface {
+    link: Arc<StackLink>,
     stacks: Vec<NetStack>,
     /// Network id -> index in `stacks`.
     by_net: HashMap<u16, usize>,
@@ -130,18 +130,18 @@ fn udp_socket() -> udp::Socket<'static> {
 /// Starts the host thread. It runs until `stop()` says so (checked at
 /// least every 100 ms).
 pub fn spawn(
-    link: Arc<HostLink>,
+    link: Arc<StackLink>,
     cfg: HostConfig,
     stop: impl Fn() -> bool + Send + 'static,
 ) -> std::io::Result<JoinHandle<()>> {
-    let mut host = Host::new(link, cfg).map_err(std::io::Error::other)?;
+    let mut host = NetIface::new(link, cfg).map_err(std::io::Error::other)?;
     std::thread::Builder::new()
         .name("shunt-host".into())
         .spawn(move || host.run(stop))
 }
 
-impl Host {
-    fn new(link: Arc<HostLink>, cfg: HostConfig) -> Result<Host, String> {
+impl NetIface {
+    fn new(link: Arc<StackLink>, cfg: HostConfig) -> Result<NetIface, String> {
         let started = Instant::now();
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -184,7 +184,7 @@ impl Host {
             });
         }
         link.set_names(cfg.names);
-        let mut host = Host {
+        let mut host = NetIface {
             link,
             stacks,
             by_net,
@@ -219,7 +219,7 @@ impl Host {
                 let t = PollTimeout::try_from(wait).unwrap_or(PollTimeout::ZERO);
                 let _ = poll(&mut fds, t);
             }
-            HostLink::clear(&self.link.to_host_event);
+            StackLink::clear(&self.link.to_host_event);
             self.round();
         }
     }
@@ -293,7 +293,7 @@ impl Host {
             sent += std::mem::take(&mut s.dev.sent);
         }
         if sent > 0 {
-            HostLink::signal(&self.link.from_host_event);
+            StackLink::signal(&self.link.from_host_event);
         }
     }
 
@@ -324,7 +324,7 @@ impl Host {
 
     /// Sends a frame built here (not by smoltcp).
     fn send_frame(&mut self, net: u16, frame: &[u8]) {
-        match HostPkt::gather(net, &[frame]) {
+        match StackPkt::gather(net, &[frame]) {
             Some(p) if self.link.from_host.push(p).is_ok() => self.sent += 1,
             _ => {
                 if let Some(c) = self.counters(net) {
@@ -334,7 +334,7 @@ impl Host {
         }
     }
 
-    fn dispatch(&mut self, p: HostPkt) {
+    fn dispatch(&mut self, p: StackPkt) {
         let net = p.net;
         let Some((suppress, own_ip)) = self
             .link
@@ -367,7 +367,7 @@ impl Host {
     /// Answers an ARP request in the place of the host that owns the
     /// address; if the switch no longer knows it, the request goes back to
     /// the pipeline to be flooded as it would have been.
-    fn suppress(&mut self, net: u16, a: &arp::Arp, p: &HostPkt) {
+    fn suppress(&mut self, net: u16, a: &arp::Arp, p: &StackPkt) {
         match self.arp.map.get(&(net, a.tpa)).copied() {
             Some(mac) => {
                 let mut buf = [0u8; arp::ARP_FRAME_LEN];

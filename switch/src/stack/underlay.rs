@@ -13,7 +13,7 @@
 //! Plain ARP is all the underlay needs, so this is a few lines of its own
 //! rather than a smoltcp `Interface` (docs/vxlan.md says why).
 
-use super::{HostLink, HostPkt};
+use super::{StackLink, StackPkt};
 use crate::config::{Ipv4Net, Vtep};
 use crate::counters::Counter;
 use crate::pipeline::vxlan::UNDERLAY_NET;
@@ -45,7 +45,7 @@ pub struct Underlay {
     /// Per remote VTEP: its next hop's MAC | `RESOLVED`, or 0.
     nexthop: Box<[AtomicU64]>,
     /// ARP frames from the underlay port, for this thread.
-    pub rx: ArrayQueue<HostPkt>,
+    pub rx: ArrayQueue<StackPkt>,
     pub rx_event: EventFd,
     /// Written by the underlay thread only.
     pub arp_requests_sent: Counter,
@@ -155,7 +155,7 @@ fn parse_arp(f: &[u8]) -> Option<(u16, [u8; 6], Ipv4Addr, Ipv4Addr)> {
 }
 
 struct Thread {
-    link: Arc<HostLink>,
+    link: Arc<StackLink>,
     /// Next hop -> when it was last asked for.
     asked: HashMap<Ipv4Addr, Instant>,
     /// Next hop -> its MAC, as last heard.
@@ -169,9 +169,9 @@ impl Thread {
 
     fn send(&self, frame: &[u8]) {
         let Some(ul) = self.ul() else { return };
-        match HostPkt::gather(UNDERLAY_NET, &[frame]) {
+        match StackPkt::gather(UNDERLAY_NET, &[frame]) {
             Some(p) if self.link.from_host.push(p).is_ok() => {
-                HostLink::signal(&self.link.from_host_event);
+                StackLink::signal(&self.link.from_host_event);
             }
             _ => ul.tx_dropped_full.add(1),
         }
@@ -181,7 +181,7 @@ impl Thread {
         let Some(ul) = self.link.underlay.as_ref() else {
             return;
         };
-        HostLink::clear(&ul.rx_event);
+        StackLink::clear(&ul.rx_event);
         let mut replies = Vec::new();
         while let Some(p) = ul.rx.pop() {
             ul.arp_received.add(1);
@@ -244,7 +244,7 @@ impl Thread {
 /// Starts the underlay thread (when the link has an underlay). It runs
 /// until `stop()` says so.
 pub fn spawn(
-    link: Arc<HostLink>,
+    link: Arc<StackLink>,
     stop: impl Fn() -> bool + Send + 'static,
 ) -> std::io::Result<Option<JoinHandle<()>>> {
     if link.underlay.is_none() {

@@ -1,4 +1,4 @@
-//! Host stack tests on byte arrays: the real DNS frames of
+//! Switch stack tests on byte arrays: the real DNS frames of
 //! parsers/tests/data/dns.pcap (dig queries with EDNS0 and a COOKIE,
 //! dnsmasq answers), responder decisions, garbage, and ARP replies built
 //! from the real ARP frames of arp_icmp.pcap.
@@ -6,7 +6,7 @@
 use super::arp;
 use super::dns::{self, Rdata};
 use super::names::{self, Decision, Names, Rotation};
-use super::stack::{respond, Reply};
+use super::iface::{respond, Reply};
 use super::NetCounters;
 use crate::config;
 use std::net::Ipv4Addr;

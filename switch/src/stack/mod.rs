@@ -1,9 +1,9 @@
-//! The switch's own host stack: its addresses on each network, ARP, ping
-//! and the embedded DNS responder (DESIGN.md, "The host stack").
+//! The switch's own stack: its addresses on each network, ARP, ping
+//! and the embedded DNS responder (DESIGN.md, "The switch's own stack").
 //!
 //! The pipeline detours frames for the switch (`pipeline::local`) into
-//! `HostLink::to_host`; the host thread answers and puts frames to send in
-//! `HostLink::from_host`, which a worker runs through forward and egress
+//! `StackLink::to_host`; the host thread answers and puts frames to send in
+//! `StackLink::from_host`, which a worker runs through forward and egress
 //! like frames from a port. Both queues are bounded and lock-free; full is
 //! a counted drop. Each direction has an eventfd so that neither side
 //! polls: a worker signals after a batch that delivered frames, the host
@@ -14,7 +14,7 @@ pub mod device;
 pub mod dns;
 pub mod names;
 pub mod resolv;
-pub mod stack;
+pub mod iface;
 pub mod underlay;
 
 use crate::counters::Counter;
@@ -24,30 +24,30 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-/// Largest frame carried to or from the host stack.
-pub const HOST_FRAME: usize = 1536;
+/// Largest frame carried to or from the switch's stack.
+pub const STACK_FRAME: usize = 1536;
 const QUEUE: usize = 1024;
 
-/// A frame to or from the host stack, with its network. Fixed size: the
+/// A frame to or from the switch's stack, with its network. Fixed size: the
 /// queues hold these by value, so nothing is allocated per frame.
 #[derive(Clone, Copy)]
-pub struct HostPkt {
+pub struct StackPkt {
     pub net: u16,
     pub len: u16,
-    pub data: [u8; HOST_FRAME],
+    pub data: [u8; STACK_FRAME],
 }
 
-impl HostPkt {
+impl StackPkt {
     /// Gathers `parts` into a packet; None if it does not fit.
-    pub fn gather(net: u16, parts: &[&[u8]]) -> Option<HostPkt> {
+    pub fn gather(net: u16, parts: &[&[u8]]) -> Option<StackPkt> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        if len > HOST_FRAME {
+        if len > STACK_FRAME {
             return None;
         }
-        let mut p = HostPkt {
+        let mut p = StackPkt {
             net,
             len: len as u16,
-            data: [0; HOST_FRAME],
+            data: [0; STACK_FRAME],
         };
         let mut at = 0;
         for part in parts {
@@ -58,7 +58,7 @@ impl HostPkt {
     }
 
     pub fn frame(&self) -> &[u8] {
-        &self.data[..(self.len as usize).min(HOST_FRAME)]
+        &self.data[..(self.len as usize).min(STACK_FRAME)]
     }
 }
 
@@ -71,8 +71,8 @@ pub struct NetAddr {
 }
 
 #[derive(Default)]
-pub struct HostCounters {
-    /// Frames detoured to the host stack.
+pub struct StackCounters {
+    /// Frames detoured to the switch's stack.
     pub delivered: Counter,
     /// ARP requests answered by the switch for a known host (suppression).
     pub arp_suppressed: Counter,
@@ -103,7 +103,7 @@ pub struct NetCounters {
     pub rx_no_address: Counter,
     /// Frames smoltcp could not take (its queue was full).
     pub rx_dropped_full: Counter,
-    /// Frames the host stack could not hand to the workers (queue full).
+    /// Frames the switch's stack could not hand to the workers (queue full).
     pub tx_dropped_full: Counter,
 }
 
@@ -130,10 +130,10 @@ impl NetCounters {
 }
 
 /// What workers and the host thread share.
-pub struct HostLink {
+pub struct StackLink {
     pub nets: Box<[NetAddr]>,
-    pub to_host: ArrayQueue<HostPkt>,
-    pub from_host: ArrayQueue<HostPkt>,
+    pub to_host: ArrayQueue<StackPkt>,
+    pub from_host: ArrayQueue<StackPkt>,
     pub to_host_event: EventFd,
     pub from_host_event: EventFd,
     /// (network, IPv4) -> MAC, for ARP suppression: the topology's hosts
@@ -143,7 +143,7 @@ pub struct HostLink {
     /// (network, sender IP, sender MAC) seen in ARP frames; lossy.
     pub snoop: ArrayQueue<(u16, Ipv4Addr, [u8; 6])>,
     /// Per worker (single writer each), summed by readers.
-    pub counters: Box<[HostCounters]>,
+    pub counters: Box<[StackCounters]>,
     /// Per network, written by the host thread.
     pub net_counters: Box<[NetCounters]>,
     /// The names the DNS responder serves; replaced whole (`set_names`).
@@ -152,14 +152,14 @@ pub struct HostLink {
     pub underlay: Option<underlay::Underlay>,
 }
 
-impl HostLink {
-    pub fn new(nets: Vec<NetAddr>, workers: usize) -> std::io::Result<HostLink> {
+impl StackLink {
+    pub fn new(nets: Vec<NetAddr>, workers: usize) -> std::io::Result<StackLink> {
         let ev = || {
             EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
                 .map_err(std::io::Error::from)
         };
         let nnets = nets.len();
-        Ok(HostLink {
+        Ok(StackLink {
             net_counters: (0..nnets).map(|_| NetCounters::default()).collect(),
             names: ArcSwap::from_pointee(names::Names::default()),
             nets: nets.into_boxed_slice(),
@@ -169,7 +169,7 @@ impl HostLink {
             from_host_event: ev()?,
             arp: ArcSwap::from_pointee(HashMap::new()),
             snoop: ArrayQueue::new(QUEUE),
-            counters: (0..workers).map(|_| HostCounters::default()).collect(),
+            counters: (0..workers).map(|_| StackCounters::default()).collect(),
             underlay: None,
         })
     }
@@ -228,7 +228,7 @@ impl HostLink {
 /// The topology changed at run time (a host attached or detached): serve
 /// its names from the next query on, take its ARP entries, and write the
 /// resolver configuration of hosts that are new.
-pub fn topology_changed(host: Option<&HostLink>, topo: &crate::config::Topology) {
+pub fn topology_changed(host: Option<&StackLink>, topo: &crate::config::Topology) {
     if let Some(h) = host {
         h.set_names(names::Names::from_topology(topo));
     }
@@ -240,7 +240,7 @@ pub fn topology_changed(host: Option<&HostLink>, topo: &crate::config::Topology)
 /// `shunt dns --json`: the names served, one object per (network, name):
 /// `{ "name", "network", "type": "host"|"alias", "addresses": [..], "also": [..] }`.
 pub fn dns_json(
-    host: Option<&HostLink>,
+    host: Option<&StackLink>,
     network: Option<&str>,
 ) -> Result<serde_json::Value, String> {
     let Some(h) = host else {
