@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release -q -p shunt-switch
+cargo build --release -q -p shunt
 shunt="${CARGO_TARGET_DIR:-target}/release/shunt"
 keep=${1:-}
 

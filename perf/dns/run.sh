@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-60}
-cargo build --release -q -p shunt-switch
+cargo build --release -q -p shunt
 shunt="${CARGO_TARGET_DIR:-target}/release/shunt"
 trap '$shunt down dnsperf >/dev/null 2>&1 || true' EXIT
 $shunt up perf/dns/topology.toml --detach

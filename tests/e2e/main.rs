@@ -1,7 +1,7 @@
 //! End-to-end tests of shunt: real network namespaces, TAP ports, real
 //! frames and real `ping`, against the `shunt` binary of this build.
 //!
-//! Run: `cargo test -p shunt-switch --test e2e` (root needed). Filters and
+//! Run: `cargo test -p shunt --test e2e` (root needed). Filters and
 //! `--test-threads` work as usual. When a prerequisite is missing (root,
 //! /dev/net/tun, `ip`, `ping`) every test is reported ignored and a line
 //! `skipped: <test>: <reason>` is printed for each: never "passed".
