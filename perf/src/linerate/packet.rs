@@ -29,15 +29,18 @@ pub struct PacketSocket {
     fd: OwnedFd,
 }
 
-fn setsockopt_int(fd: &OwnedFd, level: i32, name: i32, val: i32) -> io::Result<()> {
-    // SAFETY: the option value is an int that lives across the call.
+/// Sets a socket option whose value is a plain C value (an int, a
+/// `timeval`, a `tpacket_req`): one unsafe call for all of them.
+fn setsockopt<T: Copy>(fd: &OwnedFd, level: i32, name: i32, val: &T) -> io::Result<()> {
+    // SAFETY: `val` is valid for reads of `size_of::<T>()` bytes during the
+    // call; the kernel only reads it.
     let r = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             level,
             name,
-            &val as *const i32 as *const libc::c_void,
-            std::mem::size_of::<i32>() as libc::socklen_t,
+            val as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if r < 0 {
@@ -45,6 +48,10 @@ fn setsockopt_int(fd: &OwnedFd, level: i32, name: i32, val: i32) -> io::Result<(
     } else {
         Ok(())
     }
+}
+
+fn setsockopt_int(fd: &OwnedFd, level: i32, name: i32, val: i32) -> io::Result<()> {
+    setsockopt(fd, level, name, &val)
 }
 
 fn open_bound(ifname: &str, protocol: u16) -> io::Result<OwnedFd> {
@@ -129,19 +136,7 @@ impl PacketSocket {
                 tv_sec: 0,
                 tv_usec: 100_000,
             };
-            // SAFETY: a valid timeval of the size given.
-            let r = unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    &tv as *const libc::timeval as *const libc::c_void,
-                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-                )
-            };
-            if r < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
             Ok(fd)
         })?;
         Ok(PacketSocket { fd })
@@ -260,20 +255,7 @@ impl TxRing {
                     tp_frame_size: RING_FRAME as u32,
                     tp_frame_nr: frames as u32,
                 };
-                // SAFETY: a valid tpacket_req of the size given.
-                let r = unsafe {
-                    libc::setsockopt(
-                        fd.as_raw_fd(),
-                        libc::SOL_PACKET,
-                        libc::PACKET_TX_RING,
-                        &req as *const libc::tpacket_req as *const libc::c_void,
-                        std::mem::size_of::<libc::tpacket_req>() as libc::socklen_t,
-                    )
-                };
-                if r < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
+                setsockopt(fd, libc::SOL_PACKET, libc::PACKET_TX_RING, &req)
             })
         })?;
         // SAFETY: mapping the ring the kernel just allocated for this socket.
