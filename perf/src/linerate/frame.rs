@@ -1,10 +1,15 @@
-//! The benchmark's frames: a UDP/IPv4 frame of a given size, and the send
-//! time written into it for latency. Plain bytes, no I/O: apart from
-//! [`super::packet`], which hands them to the kernel.
+//! The benchmark's frames: a UDP/IPv4 frame of a given size, built with the
+//! parsers' setters, and the send time written into it for latency. No I/O:
+//! [`super::packet`] hands the frames to the kernel.
 
-/// Where the timestamp sits in a benchmark frame (after Ethernet, IPv4, UDP).
-pub const STAMP_AT: usize = 14 + 20 + 8;
-/// Marks a timestamped frame (the two bytes before the stamp).
+use shunt_parsers::{ethernet, ipv4, udp};
+use shunt_parsers::{EtherType, EthernetFrame, IpProtocol, Ipv4Packet, MacAddr, UdpPacket};
+use std::net::Ipv4Addr;
+
+/// Where the timestamp sits in a benchmark frame: the UDP payload.
+pub const STAMP_AT: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN;
+/// Marks a timestamped frame (the two bytes before the stamp: the UDP
+/// checksum field, which nothing on the way to the sink checks).
 pub const STAMP_MAGIC: [u8; 2] = *b"SB";
 
 /// A UDP/IPv4 frame of `size` bytes on the wire (FCS included, so the
@@ -14,29 +19,25 @@ pub const STAMP_MAGIC: [u8; 2] = *b"SB";
 pub fn udp_frame(size: usize, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
     let len = size.max(64) - 4;
     let mut f = vec![0u8; len];
-    f[0..6].copy_from_slice(&dst);
-    f[6..12].copy_from_slice(&src);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip_len = (len - 14) as u16;
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&[198, 18, 0, 1]); // RFC 2544 benchmarking range
-    ip[16..20].copy_from_slice(&[198, 19, 0, 2]);
-    let mut sum = 0u32;
-    for c in ip.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    let udp = &mut f[34..42];
-    udp[0..2].copy_from_slice(&49184u16.to_be_bytes());
-    udp[2..4].copy_from_slice(&7u16.to_be_bytes());
-    udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+    eth.set_dst_addr(MacAddr(dst));
+    eth.set_src_addr(MacAddr(src));
+    eth.set_ethertype(EtherType::Ipv4);
+    let ip_len = (len - ethernet::HEADER_LEN) as u16;
+    let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
+    ip.set_version(4);
+    ip.set_header_len(ipv4::HEADER_LEN as u8);
+    ip.set_total_len(ip_len);
+    ip.set_ttl(64);
+    ip.set_protocol(IpProtocol::Udp);
+    ip.set_src_addr(Ipv4Addr::new(198, 18, 0, 1)); // RFC 2544 benchmarking range
+    ip.set_dst_addr(Ipv4Addr::new(198, 19, 0, 2));
+    ip.fill_checksum();
+    // No UDP checksum (0): the sink counts frames, it does not read them.
+    let mut u = UdpPacket::new_unchecked(ip.payload_mut());
+    u.set_src_port(49184);
+    u.set_dst_port(7);
+    u.set_len(ip_len - ipv4::HEADER_LEN as u16);
     f
 }
 
@@ -61,6 +62,23 @@ pub fn read_stamp(frame: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The 64-byte frame as the bench has always sent it (the bytes of the
+    /// builder that wrote offsets by hand, before the parsers' setters).
+    #[test]
+    fn frame_64_bytes() {
+        let want: [u8; 60] = [
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00,
+            0x45, 0x00, 0x00, 0x2e, 0x00, 0x00, 0x00, 0x00, 0x40, 0x11, 0xee, 0x96, 0xc6, 0x12,
+            0x00, 0x01, 0xc6, 0x13, 0x00, 0x02, 0xc0, 0x20, 0x00, 0x07, 0x00, 0x1a, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00,
+        ];
+        let f = udp_frame(64, [2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1]);
+        assert_eq!(f[..], want[..]);
+        let ip = Ipv4Packet::new_checked(&f[ethernet::HEADER_LEN..]).expect("an IPv4 packet");
+        assert!(ip.verify_checksum());
+    }
 
     #[test]
     fn frame_sizes_and_stamp() {
