@@ -16,6 +16,7 @@ out.
 
     scripts/check-cycles.py                  # switch/src; exit 0 or 1
     scripts/check-cycles.py --edges          # also every edge, cycle or not
+    scripts/check-cycles.py --ignore-tests   # leave #[cfg(test)] code out
     scripts/check-cycles.py --root DIR       # another crate's src/
     scripts/check-cycles.py --self-test      # checks the checker on a fake tree
 
@@ -395,7 +396,7 @@ def report(edges, units, show_edges, out, shown):
     if not groups:
         print(
             f"check-cycles: no import cycle between the {len(units)} top-level modules "
-            f"({len(edges)} edges)",
+            f"({len(edges)} edge{'' if len(edges) == 1 else 's'})",
             file=out,
         )
         return 0
