@@ -627,3 +627,184 @@ fn text(r: &Report) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        let trial = Trial {
+            sent: 200_000,
+            received: 190_000,
+            seconds: 2.0,
+            offered_fps: 100_000.0,
+            fps: 95_000.0,
+            loss: 10_000,
+            loss_ratio: 0.05,
+            switch_cpu: Some(0.95),
+            switch_side_busy: Some(1.0),
+        };
+        let latency = Latency {
+            rate_fps: 47_500.0,
+            samples: 95_000,
+            lost: 0,
+            p50_us: 10.0,
+            p90_us: 20.0,
+            p99_us: 30.0,
+            p999_us: 40.0,
+            max_us: 50.0,
+            cdf: vec![(10.0, 0.5), (50.0, 1.0)],
+        };
+        Report {
+            machine: Machine {
+                nproc: 2,
+                cpu: "cpu".into(),
+                kernel: "6.1".into(),
+                load_1min: 0.5,
+            },
+            port_kind: PortKind::Tap,
+            workers: 1,
+            generator_core: 0,
+            switch_cores: vec![1],
+            trial_seconds: 2.0,
+            latency_fraction: 0.5,
+            sizes: vec![SizeResult {
+                size: 64,
+                generator_ceiling: Trial {
+                    switch_cpu: None,
+                    switch_side_busy: None,
+                    ..trial
+                },
+                paths: vec![PathResult {
+                    path: "shunt".into(),
+                    max: trial,
+                    bits_per_s: 48_640_000.0,
+                    generator_limited: false,
+                    limit: "the switch (its core 95% busy)".into(),
+                    rfc2544_fps: Some(90_000.0),
+                    latency: Some(latency),
+                }],
+                ratios: vec![("shunt/bare".into(), 0.9)],
+            }],
+            tcp: vec![Tcp {
+                path: "shunt".into(),
+                gbit_per_s: 1.5,
+            }],
+            notes: vec!["a note".into()],
+        }
+    }
+
+    fn fields(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    let here = format!("{at}.{k}");
+                    out.push(here.clone());
+                    fields(x, &here, out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for x in a {
+                    fields(x, &format!("{at}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `shunt bench --json` keeps its fields (../shared/TOPOLOGY.md: --json
+    /// output stays stable; scripts read these).
+    #[test]
+    fn json_fields() {
+        let v = serde_json::to_value(report()).expect("the report serializes");
+        let mut got = Vec::new();
+        fields(&v, "", &mut got);
+        got.sort();
+        got.dedup();
+        let want = [
+            ".generator_core",
+            ".latency_fraction",
+            ".machine",
+            ".machine.cpu",
+            ".machine.kernel",
+            ".machine.load_1min",
+            ".machine.nproc",
+            ".notes",
+            ".port_kind",
+            ".sizes",
+            ".sizes[].generator_ceiling",
+            ".sizes[].generator_ceiling.fps",
+            ".sizes[].generator_ceiling.loss",
+            ".sizes[].generator_ceiling.loss_ratio",
+            ".sizes[].generator_ceiling.offered_fps",
+            ".sizes[].generator_ceiling.received",
+            ".sizes[].generator_ceiling.seconds",
+            ".sizes[].generator_ceiling.sent",
+            ".sizes[].generator_ceiling.switch_cpu",
+            ".sizes[].generator_ceiling.switch_side_busy",
+            ".sizes[].paths",
+            ".sizes[].paths[].bits_per_s",
+            ".sizes[].paths[].generator_limited",
+            ".sizes[].paths[].latency",
+            ".sizes[].paths[].latency.lost",
+            ".sizes[].paths[].latency.max_us",
+            ".sizes[].paths[].latency.p50_us",
+            ".sizes[].paths[].latency.p90_us",
+            ".sizes[].paths[].latency.p999_us",
+            ".sizes[].paths[].latency.p99_us",
+            ".sizes[].paths[].latency.rate_fps",
+            ".sizes[].paths[].latency.samples",
+            ".sizes[].paths[].limit",
+            ".sizes[].paths[].max",
+            ".sizes[].paths[].max.fps",
+            ".sizes[].paths[].max.loss",
+            ".sizes[].paths[].max.loss_ratio",
+            ".sizes[].paths[].max.offered_fps",
+            ".sizes[].paths[].max.received",
+            ".sizes[].paths[].max.seconds",
+            ".sizes[].paths[].max.sent",
+            ".sizes[].paths[].max.switch_cpu",
+            ".sizes[].paths[].max.switch_side_busy",
+            ".sizes[].paths[].path",
+            ".sizes[].paths[].rfc2544_fps",
+            ".sizes[].ratios",
+            ".sizes[].size",
+            ".switch_cores",
+            ".tcp",
+            ".tcp[].gbit_per_s",
+            ".tcp[].path",
+            ".trial_seconds",
+            ".workers",
+        ];
+        assert_eq!(got, want);
+        assert_eq!(v["port_kind"], "tap");
+        assert_eq!(
+            v["sizes"][0]["ratios"][0],
+            serde_json::json!(["shunt/bare", 0.9])
+        );
+    }
+
+    /// The text report, line for line: the format `shunt bench` prints.
+    #[test]
+    fn text_report() {
+        let want = [
+            "shunt bench: tap ports, 1 worker(s) on core(s) [1], generator on core 0, 2 s per trial\n",
+            "machine: 2 cores, cpu, kernel 6.1, load average 0.50 at the end\n",
+            "\n",
+            "64-byte frames\n",
+            "  path                    offered    forwarded     Mbit/s     loss  notes\n",
+            "  generator ceiling    100.0 kfps    95.0 kfps       48.6    5.00%  direct veth, no switch\n",
+            "  shunt                100.0 kfps    95.0 kfps       48.6    5.00%  limit: the switch (its core 95% busy), rfc2544 zero-loss 90.0 kfps\n",
+            "  latency (µs) at 50% of each path's forwarding rate:\n",
+            "  path                      rate      p50      p90      p99    p99.9       max     lost\n",
+            "  shunt                47.5 kfps     10.0     20.0     30.0     40.0      50.0        0\n",
+            "  shunt/bare: 0.90x\n",
+            "\n",
+            "TCP (iperf3, one stream)\n",
+            "  shunt                  1.50 Gbit/s\n",
+            "note: a note\n",
+        ]
+        .concat();
+        assert_eq!(text(&report()), want);
+    }
+}
