@@ -245,7 +245,7 @@ def scan_file(text, module):
             continue
         starts_path = t in ("crate", "super") and (i == 0 or words[i - 1] != "::")
         if starts_path and i + 1 < len(toks) and words[i + 1] == "::":
-            if t == "crate" and i > 0 and words[i - 1] == "in":
+            if i > 0 and words[i - 1] == "in":
                 i += 1  # pub(in crate::x): a visibility, not a use
                 continue
             if t == "crate" and i > 0 and words[i - 1] == "$":
