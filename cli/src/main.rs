@@ -551,7 +551,7 @@ fn print_plan(t: &config::Topology) {
                 l.ifname,
                 t.networks[l.network].name,
                 l.ip.map(|v| v.to_string()).unwrap_or("no address".into()),
-                config::fmt_mac(&l.mac)
+                l.mac
             );
         }
     }

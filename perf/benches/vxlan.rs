@@ -17,9 +17,9 @@ use shunt_parsers::MacAddr;
 use shunt_perf::{frame, mac, Rig, NET0, OUT_BYTES};
 use shunt_switch::config;
 use shunt_switch::counters::WorkerCounters;
-use shunt_switch::stack::underlay::Underlay;
 use shunt_switch::pipeline::{self, vxlan, Context, TxQueues, BATCH, SLOT};
 use shunt_switch::runtime::COUNTER_SLOTS;
+use shunt_switch::stack::underlay::Underlay;
 use std::net::Ipv4Addr;
 
 const NOW: u64 = 1_000_000;

@@ -1,10 +1,10 @@
 //! The control socket: a Unix stream socket, root only (mode 0600), one
 //! JSON request per line, JSON answers. No TCP listener, ever.
 
-use crate::config::fmt_mac;
 use crate::counters::{sum_port, DropReason, FloodCause};
 use crate::runtime::Runtime;
 use serde_json::{json, Map, Value};
+use shunt_parsers::MacAddr;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -127,9 +127,9 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
             let net = req.get("network").and_then(Value::as_str).unwrap_or("");
             let mac = req.get("mac").and_then(Value::as_str).unwrap_or("");
             let ni = rt.topo().network_index(net);
-            match (ni, crate::config::parse_mac(mac)) {
+            match (ni, mac.parse::<MacAddr>().ok()) {
                 (Some(ni), Some(m)) => {
-                    let removed = rt.fdb.remove(ni as u16, &m);
+                    let removed = rt.fdb.remove(ni as u16, m.as_bytes());
                     reply(&mut out, &json!({"ok": true, "removed": removed}))
                 }
                 (None, _) => reply(
@@ -283,7 +283,7 @@ pub fn fdb_json(rt: &Runtime, network: Option<&str>) -> Result<Value, String> {
             Some(json!({
                 "network": n.name,
                 "vlan": n.vlan,
-                "mac": fmt_mac(mac),
+                "mac": MacAddr(*mac).to_string(),
                 "port": port,
                 "static": e.is_static,
                 "age_secs": if e.is_static { 0.0 } else { now.saturating_sub(e.last_seen_ms) as f64 / 1000.0 },
@@ -395,7 +395,7 @@ fn vteps_json(rt: &Runtime, total: &mut [u64; DropReason::COUNT]) -> Value {
                 "learned": t.learned,
                 "drops": drops,
                 "nexthop": ul.and_then(|u| u.nexthop_of(*ip)).map(|a| a.to_string()),
-                "nexthop_mac": ul.and_then(|u| u.nexthop_mac(k)).map(|m| fmt_mac(&m)),
+                "nexthop_mac": ul.and_then(|u| u.nexthop_mac(k)).map(|m| MacAddr(m).to_string()),
             }),
         );
     }

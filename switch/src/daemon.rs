@@ -2,14 +2,15 @@
 //! control socket, and the record that lets a later run clean up after a
 //! switch that was killed.
 
-use crate::config::{fmt_mac, PortKind, Topology};
+use crate::config::{PortKind, Topology};
 use crate::control;
-use crate::stack::{switch_mac, StackLink, NetAddr};
 use crate::netns::{self, NetnsError};
 use crate::port::{AfXdpPort, Device, Tap, TapError};
 use crate::runtime::Runtime;
+use crate::stack::{switch_mac, NetAddr, StackLink};
 use crate::worker::Worker;
 use serde::{Deserialize, Serialize};
+use shunt_parsers::MacAddr;
 use shunt_tables::{Fdb, FdbConfig};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -150,7 +151,7 @@ fn plug_tap(
     port: &str,
     ns: &str,
     ifname: &str,
-    mac: Option<&[u8; 6]>,
+    mac: Option<MacAddr>,
     mtu: u16,
     ip: Option<crate::config::Ipv4Net>,
 ) -> Result<Tap, UpError> {
@@ -165,7 +166,7 @@ fn plug_tap(
     let mut args = vec![
         "-n", ns, "link", "set", "dev", &temp, "name", ifname, "mtu", &mtu,
     ];
-    let mac_s = mac.map(fmt_mac);
+    let mac_s = mac.map(|m| m.to_string());
     if let Some(m) = &mac_s {
         args.extend(["address", m]);
     }
@@ -184,7 +185,7 @@ fn plug_tap(
 fn plug_veth(
     ns: &str,
     ifname: &str,
-    mac: &[u8; 6],
+    mac: MacAddr,
     mtu: u16,
     ip: Option<crate::config::Ipv4Net>,
 ) -> Result<String, UpError> {
@@ -208,7 +209,7 @@ fn plug_veth(
         "dev",
         ifname,
         "address",
-        &fmt_mac(mac),
+        &mac.to_string(),
         "mtu",
         &mtu,
         "up",
@@ -279,19 +280,12 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
                 continue;
             };
             if topo.ports[pi].kind == PortKind::Afxdp {
-                let outer = plug_veth(&h.name, &link.ifname, &link.mac, h.mtu, link.ip)?;
+                let outer = plug_veth(&h.name, &link.ifname, link.mac, h.mtu, link.ip)?;
                 let Some(umem) = &umem else { continue };
                 devs[pi] = Some(open_afxdp(&port, &outer, topo.ports[pi].xdp_mode, umem)?);
                 topo.ports[pi].outer = Some(outer);
             } else {
-                let tap = plug_tap(
-                    &port,
-                    &h.name,
-                    &link.ifname,
-                    Some(&link.mac),
-                    h.mtu,
-                    link.ip,
-                )?;
+                let tap = plug_tap(&port, &h.name, &link.ifname, Some(link.mac), h.mtu, link.ip)?;
                 devs[pi] = Some(Device::Tap(tap));
             }
         }
@@ -436,14 +430,14 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, String>
     let mut mac = match ip {
         Some(ip) => {
             let o = ip.addr.octets();
-            [0x02, 0x42, o[0], o[1], o[2], o[3]]
+            MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]])
         }
-        None => [0x02, 0x43, (id >> 8) as u8, id as u8, 0, ni as u8],
+        None => MacAddr([0x02, 0x43, (id >> 8) as u8, id as u8, 0, ni as u8]),
     };
     let taken =
-        |m: &[u8; 6], t: &Topology| t.hosts.iter().any(|h| h.links.iter().any(|l| &l.mac == m));
+        |m: &MacAddr, t: &Topology| t.hosts.iter().any(|h| h.links.iter().any(|l| &l.mac == m));
     while taken(&mac, &topo) {
-        mac[5] = mac[5].wrapping_add(1);
+        mac.0[5] = mac.0[5].wrapping_add(1);
     }
     let h = &topo.hosts[hi];
     let ifname = (0..)
@@ -451,8 +445,7 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, String>
         .find(|n| !h.links.iter().any(|l| &l.ifname == n))
         .unwrap_or_else(|| "eth0".into());
     let mtu = h.mtu;
-    let tap =
-        plug_tap(&port_name, host, &ifname, Some(&mac), mtu, ip).map_err(|e| e.to_string())?;
+    let tap = plug_tap(&port_name, host, &ifname, Some(mac), mtu, ip).map_err(|e| e.to_string())?;
     topo.hosts[hi].links.push(Link {
         network: ni,
         ifname: ifname.clone(),
@@ -476,7 +469,7 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, String>
         line: 0,
     });
     if topo.networks[ni].macvlan.is_some() {
-        let _ = rt.fdb.add_static(ni as u16, &mac, id as u16);
+        let _ = rt.fdb.add_static(ni as u16, mac.as_bytes(), id as u16);
     }
     rt.taps[id].store(Some(Arc::new(tap)));
     rt.port_kind[id].store(crate::runtime::KIND_TAP, Relaxed);
@@ -524,7 +517,7 @@ pub fn detach_host(rt: &Runtime, host: &str, network: &str) -> Result<String, St
     let flushed = rt.fdb.flush_port(id as u16);
     if let Some(l) = removed_link {
         if topo.networks[ni].macvlan.is_some() {
-            rt.fdb.remove(ni as u16, &l.mac);
+            rt.fdb.remove(ni as u16, l.mac.as_bytes());
         }
     }
     eprintln!("shunt: detached {port_name}; {flushed} learned entries flushed");
@@ -640,7 +633,7 @@ fn serve(
         aging_ms: topo.switch.fdb_aging_secs * 1000,
     });
     for s in &topo.fdb {
-        if let Err(e) = fdb.add_static(s.network as u16, &s.mac, s.port as u16) {
+        if let Err(e) = fdb.add_static(s.network as u16, s.mac.as_bytes(), s.port as u16) {
             return Err(UpError::Start(format!(
                 "static entry on line {}: {e}",
                 s.line
@@ -651,9 +644,10 @@ fn serve(
     if let Some(v) = &topo.vtep {
         for &(net, mac, k) in &v.fdb {
             let port = crate::pipeline::vxlan::VTEP_BASE + k as u16;
-            fdb.add_static(net as u16, &mac, port).map_err(|e| {
-                UpError::Start(format!("static entry behind VTEP {}: {e}", v.remotes[k]))
-            })?;
+            fdb.add_static(net as u16, mac.as_bytes(), port)
+                .map_err(|e| {
+                    UpError::Start(format!("static entry behind VTEP {}: {e}", v.remotes[k]))
+                })?;
         }
     }
     // Hosts of macvlan networks are known by their fixed MACs.
@@ -665,7 +659,7 @@ fn serve(
         {
             let port = format!("{}.{}", h.name, topo.networks[l.network].name);
             if let Some(pi) = topo.port_index(&port) {
-                fdb.add_static(l.network as u16, &l.mac, pi as u16)
+                fdb.add_static(l.network as u16, l.mac.as_bytes(), pi as u16)
                     .map_err(|e| UpError::Start(format!("macvlan host {port}: {e}")))?;
             }
         }
@@ -734,9 +728,9 @@ fn serve(
         let rt2 = Arc::clone(&rt);
         let h = crate::stack::iface::spawn(Arc::clone(link), cfg, move || rt2.stop.load(Relaxed))
             .map_err(|source| UpError::Io {
-                what: "starting the switch's stack".into(),
-                source,
-            })?;
+            what: "starting the switch's stack".into(),
+            source,
+        })?;
         handles.push(h);
         let rt2 = Arc::clone(&rt);
         let ul = crate::stack::underlay::spawn(Arc::clone(link), move || rt2.stop.load(Relaxed))

@@ -166,7 +166,7 @@ pub fn describe(
     port_name: &dyn Fn(u16) -> String,
     net_name: &dyn Fn(u16) -> String,
 ) -> TraceLine {
-    let mac = |m: &[u8; 6]| crate::config::fmt_mac(m);
+    let mac = |m: &[u8; 6]| shunt_parsers::MacAddr(*m).to_string();
     let network = (r.net != NO_NET).then(|| net_name(r.net));
     let ingress = port_name(r.ingress);
     let learning = match r.learned {

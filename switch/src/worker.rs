@@ -19,10 +19,10 @@
 //! batches without stopping anyone.
 
 use crate::counters::{DropReason, WorkerCounters};
-use crate::stack::StackLink;
 use crate::pipeline::{self, classify::TPID_8021Q, local, vxlan, Batch, Context, TxQueues, BATCH};
 use crate::port::{self, AfXdpPort, Tap, TxError, UmemFrame};
 use crate::runtime::{Handoff, Runtime, KIND_AFXDP, KIND_TAP, MAX_PORTS};
+use crate::stack::StackLink;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::Ordering::Relaxed;

@@ -58,8 +58,9 @@ pub fn mac_of(ns: &str, ifname: &str) -> Result<[u8; 6], BenchError> {
     let v: serde_json::Value = serde_json::from_str(&out)
         .map_err(|e| BenchError::Setup(format!("parsing `ip -j link show {ifname}`: {e}")))?;
     let s = v[0]["address"].as_str().unwrap_or_default();
-    crate::config::parse_mac(s)
-        .ok_or_else(|| BenchError::Setup(format!("interface {ifname} in {ns} has no MAC ({s:?})")))
+    s.parse::<shunt_parsers::MacAddr>()
+        .map(|m| m.0)
+        .map_err(|_| BenchError::Setup(format!("interface {ifname} in {ns} has no MAC ({s:?})")))
 }
 
 /// Frames received and sent by an interface, from `ip -s -j link show`.

@@ -19,7 +19,7 @@ use super::arp::{self, ArpTable};
 use super::device::NetDevice;
 use super::dns::{self, AnswerFlags, Query};
 use super::names::{self, Decision, Names, Rotation};
-use super::{StackLink, StackPkt, NetCounters};
+use super::{NetCounters, StackLink, StackPkt};
 use crate::config::{Ipv4Net, Topology};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};

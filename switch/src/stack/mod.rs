@@ -12,9 +12,9 @@
 pub mod arp;
 pub mod device;
 pub mod dns;
+pub mod iface;
 pub mod names;
 pub mod resolv;
-pub mod iface;
 pub mod underlay;
 
 use crate::counters::Counter;

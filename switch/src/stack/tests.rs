@@ -5,8 +5,8 @@
 
 use super::arp;
 use super::dns::{self, Rdata};
-use super::names::{self, Decision, Names, Rotation};
 use super::iface::{respond, Reply};
+use super::names::{self, Decision, Names, Rotation};
 use super::NetCounters;
 use crate::config;
 use std::net::Ipv4Addr;
