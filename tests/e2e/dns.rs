@@ -338,13 +338,13 @@ fn garbage_then_answers() -> TestResult {
         sent.trim()
     );
     let st = l.sw.stats()?;
-    let malformed = st.0["host"]["networks"]["lan"]["dns_malformed"]
+    let malformed = st.json["host"]["networks"]["lan"]["dns_malformed"]
         .as_u64()
         .unwrap_or(0);
     ensure!(
         malformed >= 150,
         "dns_malformed = {malformed}, expected most of the garbage counted: {}",
-        st.0["host"]
+        st.json["host"]
     );
     Ok(())
 }
@@ -390,9 +390,9 @@ fn forwarded_to_upstream() -> TestResult {
     ensure!(d.status == "NXDOMAIN", "nosuch: {d:?}");
     let st = l.sw.stats()?;
     ensure!(
-        st.0["host"]["networks"]["lan"]["dns_forwarded"].as_u64() == Some(1),
+        st.json["host"]["networks"]["lan"]["dns_forwarded"].as_u64() == Some(1),
         "dns_forwarded: {}",
-        st.0["host"]
+        st.json["host"]
     );
     Ok(())
 }
@@ -430,10 +430,10 @@ fn arp_suppression() -> TestResult {
         "the target itself saw the ARP request: it was flooded, not suppressed"
     );
     let st = l.sw.stats()?;
-    let n = st.0["host"]["networks"]["lan"]["arp_suppressed"]
+    let n = st.json["host"]["networks"]["lan"]["arp_suppressed"]
         .as_u64()
         .unwrap_or(0);
-    ensure!(n >= 1, "arp_suppressed = {n}: {}", st.0["host"]);
+    ensure!(n >= 1, "arp_suppressed = {n}: {}", st.json["host"]);
     Ok(())
 }
 
