@@ -231,7 +231,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     ),
                     None => None,
                 };
-                let pid = daemon::detach(&topo.switch.name, abs.as_deref(), name.as_deref())?;
+                let pid = daemon::up_detached(&topo.switch.name, abs.as_deref(), name.as_deref())?;
                 out!(
                     "switch {:?} is up (pid {pid}); log: {}",
                     topo.switch.name,

@@ -150,7 +150,7 @@ fn record_namespace(rt: &Runtime, host: &str) {
 
 /// `shunt detach HOST NETWORK`: unplugs a host from a network while the
 /// switch runs; its device goes away, what was learned on it is flushed.
-pub fn detach_host(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachError> {
+pub fn detach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachError> {
     let mut topo = rt.topo();
     let port_name = format!("{host}.{network}");
     let id = topo

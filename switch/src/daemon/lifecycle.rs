@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// `shunt up --detach`: starts the switch as a background process and
 /// returns once it answers on its control socket.
-pub fn detach(name: &str, file: Option<&str>, name_arg: Option<&str>) -> Result<u32, UpError> {
+pub fn up_detached(name: &str, file: Option<&str>, name_arg: Option<&str>) -> Result<u32, UpError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(UpError::NotRoot);
     }

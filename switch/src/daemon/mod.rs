@@ -22,10 +22,10 @@ mod serve;
 mod state;
 mod threads;
 
-pub use attach::{attach, detach_host, AttachError};
+pub use attach::{attach, detach, AttachError};
 pub use bringup::run;
 pub use cleanup::clean_stale;
-pub use lifecycle::{detach, down};
+pub use lifecycle::{down, up_detached};
 pub use plug::PlugError;
 pub use state::{log_path, state_path, State, StateError};
 

@@ -2,7 +2,7 @@
 //! each, answered from control::answers or, for attach and detach, by
 //! changing the running topology.
 
-use super::attach::{attach, detach_host};
+use super::attach::{attach, detach};
 use crate::control::answers;
 use crate::control::proto::{Done, ErrorReply, Pong, Removed, Request, Stopping};
 use crate::control::send;
@@ -102,7 +102,7 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
             Err(e) => refuse(&mut out, e),
         },
         Request::Attach { host, network } => done(attach(rt, &host, &network), &mut out),
-        Request::Detach { host, network } => done(detach_host(rt, &host, &network), &mut out),
+        Request::Detach { host, network } => done(detach(rt, &host, &network), &mut out),
         Request::Shutdown => {
             send(
                 &mut out,

@@ -111,13 +111,15 @@ pub(super) fn serve(
     let fdb = fdb(&topo)?;
     let nports = topo.ports.len();
     let nworkers = topo.switch.workers.clamp(1, nports.max(1));
-    let host = stack(&topo, nworkers)?;
+    let stack_link = stack(&topo, nworkers)?;
     let aging_secs = topo.switch.fdb_aging_secs;
     let (nhosts, nnets) = (topo.hosts.len(), topo.networks.len());
     let rt = Arc::new(
-        Runtime::new(topo, fdb, devices, nworkers, host, owned).map_err(|source| UpError::Io {
-            what: "creating the workers' queues".into(),
-            source,
+        Runtime::new(topo, fdb, devices, nworkers, stack_link, owned).map_err(|source| {
+            UpError::Io {
+                what: "creating the workers' queues".into(),
+                source,
+            }
         })?,
     );
     let listener = control::bind(&name)?;
