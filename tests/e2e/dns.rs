@@ -367,7 +367,12 @@ while True:
 
 fn forwarded_to_upstream() -> TestResult {
     let tag = 5;
-    let up = format!("sd{tag:02}{:03}u", run_id());
+    // The variant in the name too: the variants of a test may run at once.
+    let up = format!(
+        "sd{tag:02}{}{:03}u",
+        crate::harness::variant().idx,
+        run_id()
+    );
     let more = format!(
         "\n[[host]]\nname = \"{up}\"\nnetworks = [\"lan\"]\nip = [\"10.79.{tag}.53/24\"]\n"
     );
@@ -376,7 +381,13 @@ fn forwarded_to_upstream() -> TestResult {
         "ip",
         &["netns", "exec", &up, "python3", "-c", UPSTREAM],
     )?;
-    std::thread::sleep(Duration::from_millis(500));
+    // Until it has bound port 53: python's start-up can take longer than
+    // a fixed pause (a pyenv shim takes half a second on its own).
+    let bound = || exec(&up, &["ss", "-Hlun", "sport = :53"]).is_ok_and(|o| !o.trim().is_empty());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !bound() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let d = dig(&l.a, &l.gw, &["outside.example"])?;
     ensure!(
         d.status == "NOERROR" && d.answers == vec!["192.0.2.7".to_string()],
@@ -401,7 +412,11 @@ fn arp_suppression() -> TestResult {
     // A third host on lan watches; b stays silent (no ARP from it) so only
     // the switch can have answered.
     let tag = 6;
-    let w = format!("sd{tag:02}{:03}w", run_id());
+    let w = format!(
+        "sd{tag:02}{}{:03}w",
+        crate::harness::variant().idx,
+        run_id()
+    );
     let more =
         format!("\n[[host]]\nname = \"{w}\"\nnetworks = [\"lan\"]\nip = [\"10.79.{tag}.14/24\"]\n");
     let l = lab(tag, "arp_suppress = true", &more)?;

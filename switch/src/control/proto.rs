@@ -324,6 +324,16 @@ mod tests {
             assert_eq!(r.cmd(), c);
         }
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"nope"}"#).is_err());
+        // A whole number of seconds, as a script would write it.
+        let r: Request = serde_json::from_str(r#"{"cmd":"trace","seconds":2}"#).expect("seconds");
+        assert_eq!(
+            r,
+            Request::Trace {
+                port: None,
+                count: None,
+                seconds: Some(2.0)
+            }
+        );
     }
 
     #[test]

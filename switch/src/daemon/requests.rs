@@ -116,3 +116,17 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::bad_request;
+
+    #[test]
+    fn bad_requests_are_told_what_is_wrong() {
+        assert_eq!(bad_request(r#"{"cmd":"nope"}"#), "unknown command \"nope\"");
+        assert_eq!(bad_request(r#"{"x":1}"#), "unknown command \"\"");
+        assert!(bad_request("not json").starts_with("bad request: "));
+        let e = bad_request(r#"{"cmd":"attach","host":"h"}"#);
+        assert!(e.contains("missing field `network`"), "{e}");
+    }
+}
