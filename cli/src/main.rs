@@ -138,7 +138,7 @@ enum Cmd {
         json: bool,
     },
     /// Measure forwarding rate, loss and latency through shunt (and the Linux bridge).
-    Bench(shunt_switch::bench::BenchArgs),
+    Bench(shunt_perf::linerate::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -182,7 +182,7 @@ enum CliError {
     #[error("no entry for {mac} in network {network}")]
     NoEntry { mac: String, network: String },
     #[error(transparent)]
-    Bench(#[from] shunt_switch::bench::BenchError),
+    Bench(#[from] shunt_perf::linerate::BenchError),
 }
 
 fn load(file: Option<&str>) -> Result<config::Topology, CliError> {
@@ -330,7 +330,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             print_dns(v)
         }),
         Cmd::Stats { name, json } => show(name, &Request::Stats, json, print_stats),
-        Cmd::Bench(args) => Ok(shunt_switch::bench::run(args)?),
+        Cmd::Bench(args) => Ok(shunt_perf::linerate::run(args)?),
         Cmd::Trace {
             name,
             port,

@@ -1,10 +1,10 @@
 //! shunt: a userspace Ethernet switch. See docs/ and DESIGN.md.
 
-pub mod bench;
 pub mod config;
 pub mod control;
 pub mod counters;
 pub mod daemon;
+pub mod ids;
 pub mod netns;
 pub mod pipeline;
 pub mod port;

@@ -6,6 +6,7 @@ use super::proto::{
 };
 use crate::config::PortMode;
 use crate::counters::{sum_port, DropReason, FloodCause, PortTotals};
+use crate::ids::{Egress, NetId, PortId, VtepId};
 use crate::runtime::Runtime;
 use shunt_parsers::MacAddr;
 use std::collections::BTreeMap;
@@ -48,6 +49,13 @@ pub fn resolve_ports(rt: &Runtime, name: &str) -> Vec<u16> {
         .collect()
 }
 
+/// Port `i`'s counters summed over the workers.
+fn port_totals(rt: &Runtime, i: usize) -> PortTotals {
+    PortId::new(i)
+        .map(|p| sum_port(&rt.counters, p.into()))
+        .unwrap_or_default()
+}
+
 /// `shunt ports --json`.
 pub fn ports(rt: &Runtime) -> Vec<PortInfo> {
     let topo = rt.topo();
@@ -57,7 +65,7 @@ pub fn ports(rt: &Runtime) -> Vec<PortInfo> {
         .enumerate()
         .filter(|(_, p)| !p.removed)
         .map(|(i, p)| {
-            let t = sum_port(&rt.counters, i);
+            let t = port_totals(rt, i);
             let (mode, networks, native, vlans) = match &p.mode {
                 PortMode::Access { network } => ("access", vec![net(*network)], None, vec![]),
                 PortMode::Trunk { allowed, native } => (
@@ -111,10 +119,11 @@ pub fn fdb(rt: &Runtime, network: Option<&str>) -> Result<Vec<FdbEntry>, AnswerE
         .iter()
         .filter_map(|(net, mac, e)| {
             let n = topo.networks.get(*net as usize)?;
-            let port = match plan.ports.get(e.port as usize) {
-                Some(p) => p.name.clone(),
+            let port = match Egress::decode(e.port)? {
+                Egress::Port(p) => plan.ports.get(p.index())?.name.clone(),
                 // Learned behind a remote VTEP.
-                None => format!("vxlan:{}", plan.vxlan.as_ref()?.remote(e.port)?),
+                Egress::Vtep(k) => format!("vxlan:{}", plan.vxlan.as_ref()?.remote(k)?),
+                Egress::Stack => return None,
             };
             Some(FdbEntry {
                 network: n.name.clone(),
@@ -175,7 +184,7 @@ pub fn stats(rt: &Runtime) -> Stats {
         if p.removed {
             continue;
         }
-        let t = sum_port(&rt.counters, i);
+        let t = port_totals(rt, i);
         let flooded = FloodCause::ALL
             .iter()
             .map(|&c| (c.name().to_string(), t.flooded[c as usize]))
@@ -247,8 +256,8 @@ fn vteps(rt: &Runtime, total: &mut [u64; DropReason::COUNT]) -> BTreeMap<String,
     let ul = rt.host.as_deref().and_then(|h| h.underlay.as_ref());
     let mut out = BTreeMap::new();
     for (k, ip) in v.remotes.iter().enumerate() {
-        let port = crate::pipeline::vxlan::VTEP_BASE as usize + k;
-        let t = sum_port(&rt.counters, port);
+        let Some(id) = VtepId::new(k) else { continue };
+        let t = sum_port(&rt.counters, Egress::Vtep(id));
         out.insert(
             ip.to_string(),
             VtepStats {
@@ -269,7 +278,7 @@ fn vteps(rt: &Runtime, total: &mut [u64; DropReason::COUNT]) -> BTreeMap<String,
 }
 
 /// `trace`: the ports to trace (none: all), once the tracer is free.
-pub fn trace_ports(rt: &Runtime, port: Option<&str>) -> Result<Vec<u16>, AnswerError> {
+pub fn trace_ports(rt: &Runtime, port: Option<&str>) -> Result<Vec<PortId>, AnswerError> {
     let mut ports = Vec::new();
     if let Some(p) = port {
         ports = resolve_ports(rt, p);
@@ -280,7 +289,10 @@ pub fn trace_ports(rt: &Runtime, port: Option<&str>) -> Result<Vec<u16>, AnswerE
     if rt.tracer.active() {
         return Err(AnswerError::TraceBusy);
     }
-    Ok(ports)
+    Ok(ports
+        .iter()
+        .filter_map(|&p| PortId::new(p.into()))
+        .collect())
 }
 
 /// `trace`: streams a record per frame of `ports` to `out` until `count`
@@ -288,7 +300,7 @@ pub fn trace_ports(rt: &Runtime, port: Option<&str>) -> Result<Vec<u16>, AnswerE
 pub fn trace(
     out: &mut std::os::unix::net::UnixStream,
     rt: &Runtime,
-    ports: &[u16],
+    ports: &[PortId],
     count: Option<u64>,
     seconds: Option<f64>,
 ) -> std::io::Result<()> {
@@ -298,14 +310,14 @@ pub fn trace(
     let deadline = seconds
         .and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok())
         .and_then(|d| Instant::now().checked_add(d));
-    let port_name = |p: u16| rt.port_name(p);
-    let net_name = |n: u16| {
+    let port_name = |p: Egress| rt.port_name(p);
+    let net_name = |n: NetId| {
         rt.plan
             .load()
             .nets
-            .get(n as usize)
+            .get(n.index())
             .map(|x| x.name.clone())
-            .unwrap_or_else(|| format!("net{n}"))
+            .unwrap_or_else(|| format!("net{}", n.index()))
     };
     let mut sent = 0u64;
     let result = (|| -> std::io::Result<()> {

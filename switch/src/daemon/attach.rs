@@ -6,8 +6,9 @@ use super::plug::{make_namespace, plug_tap, PlugError};
 use super::state::{read_state, write_state, State};
 use crate::config::addresses::{derived_mac, Ipam};
 use crate::config::{Host, HostLink, PortCfg, DEFAULT_MTU};
+use crate::ids::MAX_PORTS;
 use crate::netns;
-use crate::runtime::{Runtime, MAX_PORTS};
+use crate::runtime::Runtime;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 

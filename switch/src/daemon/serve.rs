@@ -5,6 +5,7 @@
 use super::{threads, UpError};
 use crate::config::Topology;
 use crate::control;
+use crate::ids::{Egress, VtepId};
 use crate::port::Device;
 use crate::runtime::Runtime;
 use crate::stack::{switch_mac, NetAddr, StackLink};
@@ -35,7 +36,10 @@ fn fdb(topo: &Topology) -> Result<Fdb, UpError> {
     }
     if let Some(v) = &topo.vtep {
         for &(net, mac, k) in &v.fdb {
-            let port = crate::pipeline::vxlan::VTEP_BASE + k as u16;
+            // The topology holds at most MAX_VTEPS remotes.
+            let Some(port) = VtepId::new(k).map(|k| Egress::Vtep(k).encode()) else {
+                continue;
+            };
             fdb.add_static(net as u16, mac.as_bytes(), port)
                 .map_err(|source| UpError::StaticEntry {
                     what: format!("static entry behind VTEP {}", v.remotes[k]),

@@ -4,6 +4,7 @@
 
 use super::UpError;
 use crate::config::PortKind;
+use crate::ids::PortId;
 use crate::runtime::Runtime;
 use crate::worker::Worker;
 use std::os::unix::net::UnixListener;
@@ -79,7 +80,7 @@ pub(super) fn link_monitor(rt: &Arc<Runtime>) -> Result<(), UpError> {
     spawn("shunt-links", "the link monitor", move || {
         while !rt.stop.load(Relaxed) {
             std::thread::sleep(Duration::from_millis(250));
-            let gone: Vec<(u16, String)> = {
+            let gone: Vec<(PortId, String)> = {
                 let topo = rt.topo();
                 topo.ports
                     .iter()
@@ -87,11 +88,11 @@ pub(super) fn link_monitor(rt: &Arc<Runtime>) -> Result<(), UpError> {
                     .filter(|(i, p)| {
                         !p.removed && p.kind == PortKind::Afxdp && rt.port_up[*i].load(Relaxed)
                     })
-                    .map(|(i, p)| {
-                        (
-                            i as u16,
+                    .filter_map(|(i, p)| {
+                        Some((
+                            PortId::new(i)?,
                             p.outer.clone().unwrap_or_else(|| p.interface.clone()),
-                        )
+                        ))
                     })
                     .filter(|(_, ifname)| {
                         !std::path::Path::new("/sys/class/net").join(ifname).exists()

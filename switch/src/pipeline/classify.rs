@@ -8,14 +8,15 @@
 //! tag to this switch (an 802.1Q C-VLAN bridge): such a frame is handled as
 //! untagged, its S-tag carried as data (docs/vlan.md).
 
-use super::{Batch, Context, Verdict, NO_NET};
+use super::{Batch, Context, Verdict};
 use crate::counters::DropReason;
+use crate::ids::PortId;
 
 pub const ETH_HDR: usize = 14;
 pub const TPID_8021Q: u16 = 0x8100;
 
-pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
-    let Some(port) = ctx.plan.ports.get(ingress as usize) else {
+pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch) {
+    let Some(port) = ctx.plan.ports.get(ingress.index()) else {
         return;
     };
     for i in 0..batch.count {
@@ -46,25 +47,25 @@ fn process(port: &super::PortPlan, batch: &mut Batch, i: usize) -> Result<(), Dr
             4095 => return Err(DropReason::VlanReserved),
             v => port.vid_net[v as usize],
         };
-        if net == NO_NET {
+        let Some(net) = net else {
             return Err(if vid == 0 {
                 DropReason::VlanUntagged
             } else {
                 DropReason::VlanNotAllowed
             });
-        }
+        };
         (net, 4u8, pcp_dei)
     } else {
-        if port.untagged_net == NO_NET {
+        let Some(net) = port.untagged_net else {
             return Err(DropReason::VlanUntagged);
-        }
-        (port.untagged_net, 0, 0)
+        };
+        (net, 0, 0)
     };
     if len > port.max_frame + tag_len as usize {
         return Err(DropReason::Oversize);
     }
     let m = &mut batch.meta[i];
-    m.net = net;
+    m.net = Some(net);
     m.tag_len = tag_len;
     m.pcp_dei = pcp_dei;
     Ok(())

@@ -6,6 +6,7 @@
 
 use super::{Batch, Context, Verdict};
 use crate::counters::DropReason;
+use crate::ids::Segment;
 use crate::stack::{StackLink, StackPkt};
 use std::net::Ipv4Addr;
 
@@ -17,11 +18,12 @@ pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
     let mut delivered = 0;
     for i in 0..batch.count {
         let m = batch.meta[i];
-        if m.verdict != Verdict::Pending || !host.serves(m.net) {
+        let Some(net) = m.net else { continue };
+        if m.verdict != Verdict::Pending || !host.serves(net) {
             continue;
         }
         let f = batch.frame(i);
-        let Some(na) = host.nets.get(m.net as usize) else {
+        let Some(na) = host.nets.get(net.index()) else {
             continue;
         };
         let tl = m.tag_len as usize;
@@ -38,13 +40,12 @@ pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
                 let spa = Ipv4Addr::new(arp[14], arp[15], arp[16], arp[17]);
                 let tpa = Ipv4Addr::new(arp[24], arp[25], arp[26], arp[27]);
                 if na.arp_suppress && !spa.is_unspecified() {
-                    let _ = host.snoop.push((m.net, spa, sha));
+                    let _ = host.snoop.push((net.raw(), spa, sha));
                 }
                 if op == 1 {
                     if na.ip == Some(tpa) {
                         local = true;
-                    } else if na.arp_suppress && spa != tpa && host.arp_known(m.net, tpa).is_some()
-                    {
+                    } else if na.arp_suppress && spa != tpa && host.arp_known(net, tpa).is_some() {
                         local = true;
                         suppressed = true;
                     }
@@ -55,7 +56,7 @@ pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
             continue;
         }
         // The switch's stack sees untagged frames of one network.
-        let verdict = match StackPkt::gather(m.net, &[&f[..12], body]) {
+        let verdict = match StackPkt::gather(Segment::Net(net), &[&f[..12], body]) {
             Some(p) if host.to_host.push(p).is_ok() => {
                 delivered += 1;
                 if let Some(c) = host.counters.get(worker) {
@@ -80,7 +81,11 @@ pub fn take_output(host: &StackLink, batch: &mut Batch) {
         let Some(p) = host.from_host.pop() else { break };
         let i = batch.count;
         if batch.push(p.frame()) {
-            batch.meta[i].net = p.net;
+            // The underlay's frames have no network (`vxlan::host_output`).
+            batch.meta[i].net = match p.net {
+                Segment::Net(n) => Some(n),
+                Segment::Underlay => None,
+            };
         }
     }
 }

@@ -21,6 +21,7 @@ use super::dns::{self, AnswerFlags, Query};
 use super::names::{self, Decision, Names, Rotation};
 use super::{NetCounters, StackLink, StackPkt};
 use crate::config::{Ipv4Net, Topology};
+use crate::ids::{NetId, Segment};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::udp;
@@ -153,8 +154,9 @@ impl NetIface {
             let Some(addr) = cfg.addresses.get(i).copied().flatten() else {
                 continue;
             };
-            let net = i as u16;
-            let mut dev = NetDevice::new(net, Arc::clone(&link));
+            let Some(id) = NetId::new(i) else { continue };
+            let net = id.raw();
+            let mut dev = NetDevice::new(id, Arc::clone(&link));
             let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(na.mac)));
             config.random_seed = seed ^ u64::from(net);
             let mut iface = Interface::new(config, &mut dev, smoltcp::time::Instant::ZERO);
@@ -324,7 +326,8 @@ impl NetIface {
 
     /// Sends a frame built here (not by smoltcp).
     fn send_frame(&mut self, net: u16, frame: &[u8]) {
-        match StackPkt::gather(net, &[frame]) {
+        let seg = NetId::new(usize::from(net)).map(Segment::Net);
+        match seg.and_then(|seg| StackPkt::gather(seg, &[frame])) {
             Some(p) if self.link.from_host.push(p).is_ok() => self.sent += 1,
             _ => {
                 if let Some(c) = self.counters(net) {
@@ -335,7 +338,9 @@ impl NetIface {
     }
 
     fn dispatch(&mut self, p: StackPkt) {
-        let net = p.net;
+        // The underlay's frames go to its own handler, never here.
+        let Segment::Net(net) = p.net else { return };
+        let net = net.raw();
         let Some((suppress, own_ip)) = self
             .link
             .nets

@@ -13,7 +13,7 @@
 //! removed when the [`Lab`] is dropped: on success, on error, on Ctrl-C.
 
 use super::{BenchError, PortKind};
-use crate::netns;
+use shunt_switch::netns;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -479,7 +479,7 @@ pub fn topology(
                 // Complete checksums from the namespaces' stacks (iperf3 in
                 // --tcp): AF_XDP carries no partial-checksum note
                 // (docs/afxdp.md, "Checksums").
-                crate::port::sys::tx_checksum_off(ns, inner)
+                shunt_switch::port::sys::tx_checksum_off(ns, inner)
                     .map_err(|e| BenchError::Setup(e.to_string()))?;
                 if vxlan && name == "sink" {
                     ip(&["link", "set", outer, "mtu", "1600"])?;
@@ -502,12 +502,12 @@ mod tests {
     fn generated_topologies_parse() {
         for bare in [false, true] {
             let t = topology(PortKind::Tap, 1, bare, false).expect("tap topology");
-            let topo = crate::config::parse("bench.toml", &t).expect("parses");
+            let topo = shunt_switch::config::parse("bench.toml", &t).expect("parses");
             assert_eq!(topo.ports.len(), 2);
             assert_eq!(topo.switch.bare, bare);
         }
         let t = topology(PortKind::Tap, 1, false, true).expect("vxlan topology");
-        let topo = crate::config::parse("bench.toml", &t).expect("vxlan topology parses");
+        let topo = shunt_switch::config::parse("bench.toml", &t).expect("vxlan topology parses");
         assert_eq!(topo.networks[0].vni, Some(1000));
         assert!(topo.vtep.is_some());
     }
