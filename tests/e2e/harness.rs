@@ -1,7 +1,8 @@
 //! The e2e harness: topologies written to temporary TOML files, the switch
 //! brought up with `shunt up FILE --detach` and always taken down again (a
-//! Drop guard, which also runs when a test fails or panics), JSON helpers for
-//! `fdb`, `stats` and `ports`, and command helpers.
+//! Drop guard, which also runs when a test fails or panics), `fdb`, `stats`
+//! and `ports` read as the control protocol's types
+//! (shunt_switch::control::proto), and command helpers.
 //!
 //! Every test has a number (its "tag") from which all its names derive:
 //! switch `seNNRRR`, hosts `seNNRRRa`, `seNNRRRb`, ... (RRR: three digits of
