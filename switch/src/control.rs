@@ -334,7 +334,7 @@ pub fn stats_json(rt: &Runtime) -> Value {
                 "learned": t.learned,
                 "moved": t.moved,
                 "up": rt.port_up[i].load(Relaxed),
-                "afxdp": (rt.port_kind[i].load(Relaxed) == crate::runtime::KIND_AFXDP)
+                "afxdp": (rt.port_kind[i].load() == Some(crate::port::Kind::AfXdp))
                     .then(|| rt.xdp_stats[i].json()),
             }),
         );

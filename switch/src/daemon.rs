@@ -293,7 +293,7 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
                     h.mtu,
                     link.ip,
                 )?;
-                devs[pi] = Some(Device::Tap(tap));
+                devs[pi] = Some(Device::tap(tap));
             }
         }
     }
@@ -314,7 +314,7 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
             if !netns::exists(ns) {
                 make_namespace(ns, false)?;
             }
-            devs[pi] = Some(Device::Tap(plug_tap(
+            devs[pi] = Some(Device::tap(plug_tap(
                 &p.name,
                 ns,
                 &p.interface,
@@ -330,7 +330,7 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
         })?;
         netns::ip(&["link", "set", &p.interface, "mtu", &p.mtu.to_string(), "up"])
             .map_err(nerr(&p.name))?;
-        devs[pi] = Some(Device::Tap(tap));
+        devs[pi] = Some(Device::tap(tap));
     }
     devs.into_iter()
         .enumerate()
@@ -480,7 +480,7 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, String>
         let _ = rt.fdb.add_static(ni as u16, &mac, id as u16);
     }
     rt.taps[id].store(Some(Arc::new(tap)));
-    rt.port_kind[id].store(crate::runtime::KIND_TAP, Relaxed);
+    rt.port_kind[id].store(Some(crate::port::Kind::Tap));
     rt.port_worker[id].store(id % rt.counters.len(), Relaxed);
     rt.port_up[id].store(true, Relaxed);
     rt.plan
@@ -515,7 +515,7 @@ pub fn detach_host(rt: &Runtime, host: &str, network: &str) -> Result<String, St
     rt.plan
         .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
     rt.taps[id].store(None);
-    rt.port_kind[id].store(crate::runtime::KIND_NONE, Relaxed);
+    rt.port_kind[id].store(None);
     rt.port_generation.fetch_add(1, Relaxed);
     // Remove the device now rather than when the last worker lets go of
     // its descriptor, so the host can be attached again at once.
