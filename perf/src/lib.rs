@@ -7,6 +7,11 @@
 //! stack. Frames are written straight into a [`Batch`]; what a port would
 //! transmit is left in the [`TxQueues`]. See docs/PERF.md.
 
+// `unsafe` only in the module that talks to the kernel (linerate::packet).
+#![deny(unsafe_code)]
+
+pub mod linerate;
+
 use shunt_switch::config;
 use shunt_switch::counters::WorkerCounters;
 use shunt_switch::ids::PortId;

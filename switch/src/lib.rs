@@ -1,6 +1,5 @@
 //! shunt: a userspace Ethernet switch. See docs/ and DESIGN.md.
 
-pub mod bench;
 pub mod config;
 pub mod control;
 pub mod counters;

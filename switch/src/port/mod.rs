@@ -10,11 +10,10 @@
 //! ```
 //!
 //! This module is the only one with `unsafe` (umem.rs, afxdp.rs, sys.rs,
-//! xdp_loader.rs, packet.rs), each with its argument next to it.
+//! xdp_loader.rs), each with its argument next to it.
 
 pub mod afxdp;
 pub mod mem;
-pub mod packet;
 pub mod sys;
 pub mod tap;
 pub mod umem;
