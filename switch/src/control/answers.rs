@@ -202,7 +202,7 @@ pub fn stats(rt: &Runtime) -> Stats {
                 learned: t.learned,
                 moved: t.moved,
                 up: rt.port_up[i].load(Relaxed),
-                afxdp: (rt.port_kind[i].load(Relaxed) == crate::runtime::KIND_AFXDP)
+                afxdp: (rt.port_kind[i].load() == Some(crate::port::Kind::AfXdp))
                     .then(|| rt.xdp_stats[i].json()),
             },
         );

@@ -102,7 +102,7 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
         let _ = rt.fdb.add_static(ni as u16, mac.as_bytes(), id as u16);
     }
     rt.taps[id].store(Some(Arc::new(tap)));
-    rt.port_kind[id].store(crate::runtime::KIND_TAP, Relaxed);
+    rt.port_kind[id].store(Some(crate::port::Kind::Tap));
     rt.port_worker[id].store(id % rt.counters.len(), Relaxed);
     rt.port_up[id].store(true, Relaxed);
     rt.plan
@@ -162,7 +162,7 @@ pub fn detach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
     rt.plan
         .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
     rt.taps[id].store(None);
-    rt.port_kind[id].store(crate::runtime::KIND_NONE, Relaxed);
+    rt.port_kind[id].store(None);
     rt.port_generation.fetch_add(1, Relaxed);
     // Remove the device now rather than when the last worker lets go of
     // its descriptor, so the host can be attached again at once.

@@ -44,7 +44,7 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
                 topo.ports[pi].outer = Some(outer);
             } else {
                 let tap = plug_tap(&port, &h.name, &link.ifname, Some(link.mac), h.mtu, link.ip)?;
-                devs[pi] = Some(Device::Tap(tap));
+                devs[pi] = Some(Device::tap(tap));
             }
         }
     }
@@ -65,7 +65,7 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
             if !netns::exists(ns) {
                 make_namespace(ns, false)?;
             }
-            devs[pi] = Some(Device::Tap(plug_tap(
+            devs[pi] = Some(Device::tap(plug_tap(
                 &p.name,
                 ns,
                 &p.interface,
@@ -81,7 +81,7 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
         })?;
         netns::ip(&["link", "set", &p.interface, "mtu", &p.mtu.to_string(), "up"])
             .map_err(nerr(&p.name))?;
-        devs[pi] = Some(Device::Tap(tap));
+        devs[pi] = Some(Device::tap(tap));
     }
     devs.into_iter()
         .enumerate()
