@@ -239,14 +239,13 @@ fn names_answered() -> TestResult {
     let out = exec(a, &["dig", &format!("@{gw}"), &l.b, "+tries=1", "+time=2"])?;
     ensure!(out.contains("OPT PSEUDOSECTION"), "no OPT echoed: {out}");
     // `shunt dns --json` lists what is served.
-    let v: serde_json::Value = serde_json::from_str(&l.sw.cmd(&["dns", "--json"])?)
-        .map_err(|e| format!("shunt dns --json: {e}"))?;
-    let rows = v.as_array().ok_or("shunt dns --json: not an array")?;
+    let out = l.sw.cmd(&["dns", "--json"])?;
+    let rows: Vec<shunt_switch::control::proto::DnsName> =
+        serde_json::from_str(&out).map_err(|e| format!("shunt dns --json: {e}: {out}"))?;
     ensure!(
-        rows.iter().any(|r| r["name"] == l.b.as_str()
-            && r["network"] == "lan"
-            && r["addresses"][0] == l.ip_b.as_str()),
-        "shunt dns does not list {}: {v}",
+        rows.iter()
+            .any(|r| r.name == l.b && r.network == "lan" && r.addresses.first() == Some(&l.ip_b)),
+        "shunt dns does not list {}: {out}",
         l.b
     );
     let lan_only = l.sw.cmd(&["dns", "--network", "lan"])?;

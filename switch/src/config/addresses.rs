@@ -142,6 +142,26 @@ pub fn derived_mac(host: &str, network: &str, ip: Option<Ipv4Net>) -> MacAddr {
     }
 }
 
+/// The address and MAC of a new link of host `host` into network `ni` of
+/// a running topology (`shunt attach`): what the file would give it,
+/// written after the hosts already there. The file rejects a MAC clash (its
+/// author can write a `mac`); attach cannot be told one, so a derived MAC
+/// already taken gives way to the next one up in its last octet.
+pub fn assign_link(
+    topo: &Topology,
+    host: &str,
+    ni: usize,
+) -> Result<(Option<Ipv4Net>, MacAddr), NoFreeAddress> {
+    let net = topo.networks.get(ni).ok_or(NoFreeAddress)?;
+    let ip = Ipam::from_topology(topo).assign(ni, net.subnet)?;
+    let mut mac = derived_mac(host, &net.name, ip);
+    let taken = |m: MacAddr| topo.hosts.iter().flat_map(|h| &h.links).any(|l| l.mac == m);
+    while taken(mac) {
+        mac.0[5] = mac.0[5].wrapping_add(1);
+    }
+    Ok((ip, mac))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -609,4 +609,47 @@ mod tests {
         let e = err(&src);
         assert!(e.message.contains(&format!("at most {MAX_PORTS}")), "{e}");
     }
+    #[test]
+    fn attach_assigns_as_the_file_does() {
+        // What `shunt attach a lan` then `shunt attach a bare` compute
+        // (daemon/attach.rs) against host a written in the file.
+        let base = "[[network]]\nname='lan'\nsubnet='10.1.0.0/24'\naddress='10.1.0.1'\n[[network]]\nname='bare'\n[[host]]\nname='b'\nnetworks=['lan']\n";
+        let file = parse(
+            "t",
+            &format!("{base}[[host]]\nname='a'\nnetworks=['lan','bare']\n"),
+        )
+        .expect("with a");
+        let mut running = parse("t", base).expect("without a");
+        let mut got = Vec::new();
+        for ni in 0..2 {
+            let (ip, mac) = addresses::assign_link(&running, "a", ni).expect("an address");
+            got.push((ip, mac));
+            running.hosts.push(Host {
+                name: "a".into(),
+                links: vec![HostLink {
+                    network: ni,
+                    ifname: format!("eth{ni}"),
+                    ip,
+                    mac,
+                }],
+                aliases: vec![],
+                ipv6: false,
+                mtu: DEFAULT_MTU,
+                line: 0,
+            });
+        }
+        let want: Vec<_> = file.hosts[1].links.iter().map(|l| (l.ip, l.mac)).collect();
+        assert_eq!(got, want);
+        assert_eq!(want[0].1.to_string(), "02:42:0a:01:00:03");
+        assert_eq!(want[1].1 .0[..2], [0x02, 0x43]);
+    }
+    #[test]
+    fn attach_steps_over_a_taken_mac() {
+        // b wrote the MAC a's address derives: a gets the next one up.
+        let t = parse("t", "[[network]]\nname='lan'\nsubnet='10.1.0.0/24'\n[[host]]\nname='b'\nnetworks=['lan']\nmac=['02:42:0a:01:00:02']\n").expect("ok");
+        let (ip, mac) = addresses::assign_link(&t, "a", 0).expect("an address");
+        assert_eq!(ip.map(|i| i.to_string()).as_deref(), Some("10.1.0.2/24"));
+        assert_eq!(mac.to_string(), "02:42:0a:01:00:03");
+        assert!(addresses::assign_link(&t, "a", 7).is_err());
+    }
 }

@@ -146,8 +146,38 @@ pub fn read_value(name: &str, r: &mut BufReader<UnixStream>) -> Result<Value, Co
         return Err(ControlError::Closed);
     }
     let v: Value = serde_json::from_str(&line)?;
-    if let Ok(e) = ErrorReply::deserialize(&v) {
-        return Err(ControlError::Remote(e.error));
+    // Only an object is an error (serde would also read `["..."]` as one).
+    if v.is_object() {
+        if let Ok(e) = ErrorReply::deserialize(&v) {
+            return Err(ControlError::Remote(e.error));
+        }
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_read_back() {
+        let (a, mut b) = UnixStream::pair().expect("a socket pair");
+        b.write_all(b"{\"error\":\"no network named \\\"x\\\"\"}\n[\"x\"]\n{\"ok\"\n")
+            .expect("written");
+        drop(b);
+        let mut r = BufReader::new(a);
+        match read_value("t", &mut r) {
+            Err(ControlError::Remote(m)) => assert_eq!(m, "no network named \"x\""),
+            other => panic!("not the switch's error: {other:?}"),
+        }
+        assert_eq!(
+            read_value("t", &mut r).expect("an array is an answer"),
+            serde_json::json!(["x"])
+        );
+        assert!(matches!(
+            read_value("t", &mut r),
+            Err(ControlError::Unreadable(_))
+        ));
+        assert!(matches!(read_value("t", &mut r), Err(ControlError::Closed)));
+    }
 }

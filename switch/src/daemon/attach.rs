@@ -4,7 +4,7 @@
 
 use super::plug::{make_namespace, plug_tap, PlugError};
 use super::state::{read_state, write_state, State};
-use crate::config::addresses::{derived_mac, Ipam};
+use crate::config::addresses::assign_link;
 use crate::config::{Host, HostLink, PortCfg, DEFAULT_MTU};
 use crate::ids::MAX_PORTS;
 use crate::netns;
@@ -62,19 +62,8 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
     }
     // The address and MAC come first: a host that cannot have them is
     // refused before anything is created.
-    let ip = Ipam::from_topology(&topo)
-        .assign(ni, topo.networks[ni].subnet)
+    let (ip, mac) = assign_link(&topo, host, ni)
         .map_err(|_| AttachError::NoFreeAddress(network.to_string()))?;
-    let mut mac = derived_mac(host, network, ip);
-    // The file rejects two links with one MAC (its author can write a
-    // `mac`); attach cannot be told one, so it takes the next free MAC.
-    while topo
-        .hosts
-        .iter()
-        .any(|h| h.links.iter().any(|l| l.mac == mac))
-    {
-        mac.0[5] = mac.0[5].wrapping_add(1);
-    }
     let hi = match topo.hosts.iter().position(|h| h.name == host) {
         Some(i) => i,
         None => {
