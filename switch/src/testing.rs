@@ -96,7 +96,7 @@ impl Rig {
         for s in &topo.fdb {
             // A static entry the FDB refuses (full) is a test's mistake
             // that its assertions show.
-            let _ = fdb.add_static(s.network as u16, &s.mac, s.port as u16);
+            let _ = fdb.add_static(s.network as u16, s.mac.as_bytes(), s.port as u16);
         }
         Rig {
             plan,

@@ -168,7 +168,7 @@ pub fn describe(
     port_name: &dyn Fn(Egress) -> String,
     net_name: &dyn Fn(NetId) -> String,
 ) -> TraceLine {
-    let mac = |m: &[u8; 6]| crate::config::fmt_mac(m);
+    let mac = |m: &[u8; 6]| shunt_parsers::MacAddr(*m).to_string();
     let network = r.net.map(net_name);
     let ingress = port_name(r.ingress);
     let learning = match r.learned {
