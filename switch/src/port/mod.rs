@@ -12,11 +12,17 @@
 //! This module is the only one with `unsafe` (umem.rs, afxdp.rs, sys.rs,
 //! xdp_loader.rs), each with its argument next to it.
 
+// The kernel-facing files: the crate denies `unsafe_code` everywhere else.
+#[allow(unsafe_code)]
 pub mod afxdp;
 pub mod mem;
+#[allow(unsafe_code)]
 pub mod sys;
+#[allow(unsafe_code)]
 pub mod tap;
+#[allow(unsafe_code)]
 pub mod umem;
+#[allow(unsafe_code)]
 pub mod xdp_loader;
 
 pub use afxdp::{AfXdpError, AfXdpPort, AfXdpStats};
