@@ -8,7 +8,7 @@
 //!
 //! `cargo bench -p shunt-perf --bench capacity`
 
-use shunt_perf::{access_ports, frame, mac, Rig};
+use shunt_perf::{access_ports, frame, mac, port, Rig};
 use shunt_switch::counters::FloodCause;
 use shunt_switch::ids::{Egress, PortId};
 use shunt_switch::pipeline::BATCH;
@@ -18,7 +18,7 @@ const NOW: u64 = 1_000_000;
 
 /// Offers `n` addresses then probes them. Returns (learned, held, flooded).
 fn offer(max: usize, n: u64) -> (usize, u64, u64) {
-    let mut rig = Rig::new(&access_ports(2), max);
+    let mut rig = Rig::with_fdb(&access_ports(2), max);
     rig.load(&[frame([0xff; 6], mac(0), None); BATCH]);
     // Learning phase: broadcast frames from each address on port 1.
     let mut i = 0;
@@ -31,7 +31,7 @@ fn offer(max: usize, n: u64) -> (usize, u64, u64) {
             a[6..12].copy_from_slice(&mac(i + j as u64));
             rig.batch.set_received(j, 60);
         }
-        rig.run(1, NOW);
+        rig.run(port(1), NOW);
         i += k as u64;
     }
     let learned = rig.fdb.len();
@@ -48,7 +48,7 @@ fn offer(max: usize, n: u64) -> (usize, u64, u64) {
             a[6..12].copy_from_slice(&mac(1 << 39));
             rig.batch.set_received(j, 60);
         }
-        rig.run(0, NOW);
+        rig.run(port(0), NOW);
         i += k as u64;
     }
     let flooded = rig.counters.port(p0).flooded[FloodCause::UnknownUnicast as usize].get() - before;
@@ -65,7 +65,7 @@ fn main() {
         for n in [max as u64, max as u64 + max as u64 / 64] {
             let t = Instant::now();
             let (learned, held, flooded) = offer(max, n);
-            let rig = Rig::new(&access_ports(2), max);
+            let rig = Rig::with_fdb(&access_ports(2), max);
             let mem = rig.fdb.memory_bytes();
             println!(
                 "{:>12} {:>12} {:>12} {:>12} {:>12} {:>14} {:>10.1} {:>10.1}   ({:.1} s)",
@@ -81,7 +81,7 @@ fn main() {
             );
         }
     }
-    let rig = Rig::new(&access_ports(2), 1 << 20);
+    let rig = Rig::with_fdb(&access_ports(2), 1 << 20);
     let mib = rig.fdb.memory_bytes() as f64 / (1 << 20) as f64;
     println!(
         "1M entries: {mib:.1} MiB (target <= 64 MiB: {})",

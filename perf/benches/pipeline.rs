@@ -8,7 +8,7 @@
 //! Nothing is allocated inside a measured loop.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use shunt_perf::{access_ports, frame, mac, trunk_and_access, Rig, Rng, NET0, OUT_BYTES};
+use shunt_perf::{access_ports, frame, mac, port, run_and_send, trunk_and_access, Rig, Rng, NET0};
 use shunt_switch::pipeline::BATCH;
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ fn unicast_pairs(macs: u64) -> Pairs {
 }
 
 fn learned_rig(ports: usize, macs: u64) -> Rig {
-    let mut rig = Rig::new(&access_ports(ports), macs as usize);
+    let mut rig = Rig::with_fdb(&access_ports(ports), macs as usize);
     for i in 0..macs {
         rig.fdb.learn(NET0, &mac(i), (i % ports as u64) as u16, NOW);
     }
@@ -47,6 +47,7 @@ fn learned_rig(ports: usize, macs: u64) -> Rig {
 }
 
 fn known_unicast(c: &mut Criterion) {
+    let p0 = port(0);
     let mut g = c.benchmark_group("known_unicast");
     g.throughput(Throughput::Elements(BATCH as u64));
     for (label, macs) in [("1k", 1u64 << 10), ("64k", 1 << 16), ("1M", 1 << 20)] {
@@ -57,7 +58,7 @@ fn known_unicast(c: &mut Criterion) {
             bench.iter(|| {
                 rig.readdress(&pairs[b * BATCH..(b + 1) * BATCH]);
                 b = (b + 1) % BATCHES;
-                black_box(rig.run(0, NOW))
+                black_box(rig.run(p0, NOW))
             })
         });
         // An experiment, not the switch: the same with every frame's two
@@ -73,7 +74,7 @@ fn known_unicast(c: &mut Criterion) {
                     rig.fdb.prefetch(NET0, d);
                 }
                 b = (b + 1) % BATCHES;
-                black_box(rig.run(0, NOW))
+                black_box(rig.run(p0, NOW))
             })
         });
         // The receive step alone, for subtraction.
@@ -90,17 +91,18 @@ fn known_unicast(c: &mut Criterion) {
 }
 
 fn flooding(c: &mut Criterion) {
+    let p0 = port(0);
     let mut g = c.benchmark_group("flood");
     g.throughput(Throughput::Elements(BATCH as u64));
     for out in [4usize, 16] {
-        let mut rig = Rig::new(&access_ports(out + 1), 1 << 16);
+        let mut rig = Rig::with_fdb(&access_ports(out + 1), 1 << 16);
         // 64 sources on port 0, broadcast destination: a copy to every other port.
         let pairs: Pairs = (0..BATCH as u64).map(|i| ([0xff; 6], mac(i))).collect();
         rig.load(&[frame([0xff; 6], mac(0), None); BATCH]);
         g.bench_function(BenchmarkId::new("broadcast_to_ports", out), |bench| {
             bench.iter(|| {
                 rig.readdress(&pairs);
-                let n = rig.run(0, NOW);
+                let n = rig.run(p0, NOW);
                 debug_assert_eq!(n, BATCH * out);
                 black_box(n)
             })
@@ -110,13 +112,13 @@ fn flooding(c: &mut Criterion) {
 }
 
 fn vlan(c: &mut Criterion) {
+    let p0 = port(0);
     let mut g = c.benchmark_group("vlan");
     g.throughput(Throughput::Elements(BATCH as u64));
-    let mut out = vec![0u8; OUT_BYTES];
     // push: access port 1 (untagged) -> trunk port 0 (tag 10 pushed).
     // pop: trunk port 0 (tagged 10) -> access port 1 (tag removed).
     for (name, ingress, tagged) in [("push", 1u16, false), ("pop", 0, true)] {
-        let mut rig = Rig::new(&trunk_and_access(), 1 << 16);
+        let mut rig = Rig::with_fdb(&trunk_and_access(), 1 << 16);
         let egress = 1 - ingress;
         let dst = mac(1000);
         rig.fdb.learn(NET0, &dst, egress, NOW);
@@ -127,18 +129,18 @@ fn vlan(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new(name, "queue"), |bench| {
             bench.iter(|| {
                 rig.readdress(&pairs);
-                black_box(rig.run(ingress, NOW))
+                black_box(rig.run(port(ingress.into()), NOW))
             })
         });
         g.bench_function(BenchmarkId::new(name, "queue+copy"), |bench| {
             bench.iter(|| {
                 rig.readdress(&pairs);
-                black_box(rig.run_and_copy(ingress, NOW, &mut out))
+                black_box(run_and_send(&mut rig, port(ingress.into()), NOW))
             })
         });
     }
     // The same copy with no tag to write: access -> access.
-    let mut rig = Rig::new(&access_ports(2), 1 << 16);
+    let mut rig = Rig::with_fdb(&access_ports(2), 1 << 16);
     let dst = mac(1000);
     rig.fdb.learn(NET0, &dst, 1, NOW);
     let pairs: Pairs = (0..BATCH as u64).map(|i| (dst, mac(i))).collect();
@@ -146,7 +148,7 @@ fn vlan(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("untagged", "queue+copy"), |bench| {
         bench.iter(|| {
             rig.readdress(&pairs);
-            black_box(rig.run_and_copy(0, NOW, &mut out))
+            black_box(run_and_send(&mut rig, p0, NOW))
         })
     });
     g.finish();
@@ -157,13 +159,14 @@ fn vlan(c: &mut Criterion) {
 /// emptied, untimed, whenever it holds 512k, so learning always runs on a
 /// table between empty and half full.
 fn learning(c: &mut Criterion) {
+    let p0 = port(0);
     let mut g = c.benchmark_group("learning");
     g.throughput(Throughput::Elements(BATCH as u64));
     // The table is emptied (untimed) at half its size, so it always learns
     // into a table between empty and half full: a 64k table sits in the
     // caches, a 1M one (32 MiB) does not.
     for (label, max) in [("64k", 1usize << 16), ("1M", 1 << 20)] {
-        let mut rig = Rig::new(&access_ports(2), max);
+        let mut rig = Rig::with_fdb(&access_ports(2), max);
         let dst = mac(1 << 39);
         rig.fdb.add_static(NET0, &dst, 1).expect("static entry");
         rig.load(&[frame(dst, mac(0), None); BATCH]);
@@ -184,7 +187,7 @@ fn learning(c: &mut Criterion) {
                             rig.batch.set_received(i, 64);
                             next += 1;
                         }
-                        black_box(rig.run(0, NOW));
+                        black_box(rig.run(p0, NOW));
                     }
                     total += t.elapsed();
                     done += chunk;

@@ -14,7 +14,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use shunt_parsers::vxlan::{emit_vxlan_encap, VxlanEncap};
 use shunt_parsers::MacAddr;
-use shunt_perf::{frame, mac, Rig, NET0, OUT_BYTES};
+use shunt_perf::{frame, mac, port, Rig, NET0, OUT_BYTES};
 use shunt_switch::config;
 use shunt_switch::ids::{Egress, PortId, VtepId};
 use shunt_switch::pipeline::{self, vxlan, Context, BATCH, SLOT};
@@ -38,7 +38,7 @@ mode = "underlay"
 port = "ul0"
 address = "192.0.2.1/24"
 "#;
-const UNDERLAY: u16 = 1;
+const UNDERLAY: usize = 1;
 const REMOTE_K: VtepId = match VtepId::new(0) {
     Some(k) => k,
     None => panic!("VTEP 0"),
@@ -47,7 +47,7 @@ const REMOTE: Egress = Egress::Vtep(REMOTE_K);
 
 fn rig() -> (Rig, Underlay) {
     let topo = config::parse("bench.toml", TOPO).expect("topology");
-    let rig = Rig::new(TOPO, 4096);
+    let rig = Rig::with_fdb(TOPO, 4096);
     let ul =
         Underlay::new(topo.vtep.as_ref().expect("vtep"), [2, 0, 0, 0, 0, 1]).expect("underlay");
     ul.set_nexthop(Ipv4Addr::new(192, 0, 2, 2), [2, 0, 0, 0, 0, 2]);
@@ -89,7 +89,7 @@ fn decap(c: &mut Criterion) {
             for i in 0..BATCH {
                 rig.batch.set_received(i, f.len());
             }
-            black_box(rig.run(UNDERLAY, NOW))
+            black_box(rig.run(port(UNDERLAY), NOW))
         })
     });
     g.finish();

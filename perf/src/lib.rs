@@ -1,161 +1,43 @@
 //! Helpers for the in-memory pipeline benchmarks (`cargo bench -p shunt-perf`).
 //!
-//! A [`Rig`] is everything `pipeline::run` needs, built the way a worker
-//! builds it but with no device behind any port: a `Plan` from a topology of
-//! bare `[[port]]` TAP tables (`Plan::from_topology` creates nothing), an
-//! FDB, one worker's counters, an idle tracer, every port up and no host
-//! stack. Frames are written straight into a [`Batch`]; what a port would
-//! transmit is left in the [`TxQueues`]. See docs/PERF.md.
+//! The [`Rig`] is the switch's own (`shunt_switch::testing`, the one the
+//! pipeline tests use): everything `pipeline::run` needs, built the way a
+//! worker builds it, with an in-memory port behind every port of the
+//! topology. The benchmarks "receive" by writing frames straight into the
+//! rig's batch ([`Rig::load`], [`Rig::readdress`]); [`Rig::run`] leaves
+//! what the ports would send in the transmit queues and empties them, and
+//! [`run_and_send`] also runs the edit stage into the in-memory ports. See
+//! docs/PERF.md.
 
 // `unsafe` only in the module that talks to the kernel (linerate::packet).
 #![deny(unsafe_code)]
 
 pub mod linerate;
 
-use shunt_switch::config;
-use shunt_switch::counters::WorkerCounters;
 use shunt_switch::ids::PortId;
-use shunt_switch::pipeline::{self, Batch, Context, Plan, TxQueues, BATCH, SLOT};
-use shunt_switch::trace::Tracer;
-use shunt_tables::{Fdb, FdbConfig};
-use std::sync::atomic::AtomicBool;
+use shunt_switch::pipeline::{BATCH, SLOT};
+pub use shunt_switch::testing::{port, Rig};
 
-/// Bytes of an output area for [`Rig::run_and_copy`]: a batch of slots.
+/// Bytes of an output area of a batch of slots (the VXLAN benchmark's
+/// gather target).
 pub const OUT_BYTES: usize = BATCH * SLOT;
 
 /// The network id of the first `[[network]]` of a topology.
 pub const NET0: u16 = 0;
 
-/// The pipeline's state for one worker, with no I/O behind it.
-pub struct Rig {
-    pub plan: Plan,
-    pub fdb: Fdb,
-    pub counters: WorkerCounters,
-    pub tracer: Tracer,
-    pub port_up: Box<[AtomicBool]>,
-    pub batch: Batch,
-    pub tx: TxQueues,
-}
-
-impl Rig {
-    /// A rig for `toml` (a topology file) with an FDB of `max_entries`.
-    ///
-    /// # Panics
-    /// If the topology does not parse: benchmarks build their own.
-    pub fn new(toml: &str, max_entries: usize) -> Rig {
-        let topo = match config::parse("bench.toml", toml) {
-            Ok(t) => t,
-            Err(e) => panic!("benchmark topology: {e}"),
-        };
-        let plan = Plan::from_topology(&topo);
-        let n = plan.ports.len();
-        Rig {
-            plan,
-            fdb: Fdb::new(FdbConfig {
-                max_entries,
-                aging_ms: 300_000,
-            }),
-            counters: WorkerCounters::new(),
-            tracer: Tracer::new(),
-            port_up: (0..n).map(|_| AtomicBool::new(true)).collect(),
-            batch: Batch::new(),
-            tx: TxQueues::new(),
-        }
+/// Runs the pipeline over the rig's batch as if it came in on `ingress`,
+/// then the edit stage, and sends every copy to its in-memory port (the
+/// copy a copying port such as TAP's writev makes). The ports' sent frames
+/// are then forgotten, so that every iteration finds them empty. Returns
+/// the copies sent.
+#[inline]
+pub fn run_and_send(rig: &mut Rig, ingress: PortId, now_ms: u64) -> usize {
+    rig.process(ingress, now_ms);
+    let n = rig.transmit();
+    for p in &mut rig.ports {
+        p.clear_sent();
     }
-
-    /// Loads `frames` (at most a batch) into the batch, as a port's receive
-    /// would: header bytes written, metadata reset.
-    #[inline]
-    pub fn load(&mut self, frames: &[[u8; 64]]) {
-        self.batch.clear();
-        for f in frames.iter().take(BATCH) {
-            self.batch.push(f);
-        }
-    }
-
-    /// Rewrites the MAC addresses of the batch's frames in place (a cheaper
-    /// "receive" for streams of distinct addresses) and resets their
-    /// metadata. `macs[i]` is (destination, source) of frame `i`.
-    #[inline]
-    pub fn readdress(&mut self, macs: &[([u8; 6], [u8; 6])]) {
-        for (i, (d, s)) in macs.iter().enumerate().take(self.batch.count) {
-            let area = self.batch.rx_area(i);
-            area[0..6].copy_from_slice(d);
-            area[6..12].copy_from_slice(s);
-            let len = self.batch.meta[i].len as usize;
-            self.batch.set_received(i, len);
-        }
-    }
-
-    /// Runs the pipeline over the batch as if it came in on `ingress`, then
-    /// empties the transmit queues. Returns the number of queued transmissions.
-    #[inline]
-    pub fn run(&mut self, ingress: u16, now_ms: u64) -> usize {
-        self.process(ingress, now_ms);
-        let queued = self.tx.dirty.iter().map(|&p| self.tx.queue(p).len()).sum();
-        self.tx.clear();
-        queued
-    }
-
-    /// The pipeline over the loaded batch, leaving the queues filled.
-    #[inline]
-    fn process(&mut self, ingress: u16, now_ms: u64) {
-        let ctx = Context {
-            plan: &self.plan,
-            fdb: &self.fdb,
-            counters: &self.counters,
-            port_up: &self.port_up,
-            tracer: &self.tracer,
-            host: None,
-            worker: 0,
-        };
-        let Some(ingress) = PortId::new(ingress.into()) else {
-            return;
-        };
-        pipeline::run(&ctx, ingress, &mut self.batch, &mut self.tx, now_ms);
-    }
-
-    /// Like [`Rig::run`], but also writes every queued frame into `out` the
-    /// way a copying port (TAP's writev) lays it out: the MAC addresses, the
-    /// 802.1Q tag the egress stage asked for (if any), then the rest of the
-    /// frame without its ingress tag. Transmission `k` goes to
-    /// `out[k * SLOT..]` ([`OUT_BYTES`] hold a batch). Returns the bytes written.
-    #[inline]
-    pub fn run_and_copy(&mut self, ingress: u16, now_ms: u64, out: &mut [u8]) -> usize {
-        self.process(ingress, now_ms);
-        let mut written = 0;
-        let mut k = 0;
-        for &p in &self.tx.dirty {
-            for e in self.tx.queue(p) {
-                let i = e.frame as usize;
-                let f = self.batch.frame(i);
-                let m = &self.batch.meta[i];
-                let rest = &f[12 + m.tag_len as usize..];
-                let n = if e.vid.is_some() {
-                    16 + rest.len()
-                } else {
-                    12 + rest.len()
-                };
-                let Some(o) = out.get_mut(k * SLOT..k * SLOT + n) else {
-                    continue;
-                };
-                k += 1;
-                o[..12].copy_from_slice(&f[..12]);
-                let body = if let Some(vid) = e.vid {
-                    let tci = (u16::from(m.pcp_dei) << 8) | vid.get();
-                    o[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
-                    o[14..16].copy_from_slice(&tci.to_be_bytes());
-                    &mut o[16..]
-                } else {
-                    &mut o[12..]
-                };
-                body.copy_from_slice(rest);
-                written += n;
-            }
-        }
-        self.tx.clear();
-        written
-    }
+    n
 }
 
 /// A locally administered unicast MAC for index `i` (up to 2^40).

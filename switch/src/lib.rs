@@ -13,5 +13,6 @@ pub mod pipeline;
 pub mod port;
 pub mod runtime;
 pub mod stack;
+pub mod testing;
 pub mod trace;
 pub mod worker;

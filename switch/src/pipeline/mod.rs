@@ -1,18 +1,26 @@
-//! The forwarding pipeline: classify -> learn -> forward -> egress, each a
-//! stage in its own file that runs over a whole batch (VPP's shape).
+//! The forwarding pipeline: each stage in its own file, each run over a
+//! whole batch (VPP's shape). `run` takes a batch from a port, `run_stack`
+//! one from the switch's own stack.
 //!
 //! ```text
-//!  port rx --> classify --> learn --> forward --> egress --> port tx queues
-//!              (network,    (source    (unicast,   (tag push/pop,
-//!               VLAN)        MAC)       flood,      queue per port)
-//!                                       drop)
+//!  Port::recv --> classify --> learn --> local --> forward --> egress --> TxQueues --> edit::run --> Port::send
+//!                 (network,    (source   (to the   (unicast,   (a queue              (per copy:     (the worker
+//!                  VLAN,        MAC)      switch's  flood,      entry per             tag push/pop/  or the test
+//!                  size)                  stack)    drop)       output, VID)          rewrite, VXLAN rig moves
+//!                                                                                     header)        the bytes)
+//!  the underlay port: vxlan::decap_run in place of classify (inner frame, VNI's network, VTEP k)
+//!  the switch's stack: run_stack = vxlan::host_output --> forward --> egress --> TxQueues --> edit::run
 //! ```
 //!
 //! Frames sit in a `Batch`: fixed slots with headroom, filled by the port,
-//! never allocated per frame. A slot shows either its own buffer (TAP
-//! ports, the switch's stack) or the AF_XDP UMEM frame the port received into
-//! (`port::Slots`): the stages read frames the same way in both cases. Each stage writes its decision into the
-//! frame's `Meta`; a decided drop is final and has one reason.
+//! never allocated per frame. A slot shows either its own buffer (TAP and
+//! in-memory ports, the switch's stack) or the AF_XDP UMEM frame the port
+//! received into (`port::Slots`): the stages read frames the same way in
+//! both cases. Each stage writes its decision into the frame's `Meta`; a
+//! decided drop is final and has one reason. The edit stage (`edit::run`)
+//! runs after `run`, driven by whoever moves the bytes (the worker, the
+//! test rig), because how a copy is made (in place, gathered) depends on the
+//! port.
 
 pub mod classify;
 pub mod edit;

@@ -3,64 +3,32 @@
 //! transmit queues.
 
 use super::*;
-use crate::config;
-use crate::counters::{DropReason, FloodCause, WorkerCounters};
-use crate::trace::Tracer;
-use shunt_tables::{Fdb, FdbConfig};
-use std::sync::atomic::AtomicBool;
+use crate::counters::{DropReason, FloodCause};
+use crate::testing::{self, Rig};
 
-struct Rig {
-    plan: Plan,
-    fdb: Fdb,
-    counters: WorkerCounters,
-    tracer: Tracer,
-    up: Box<[AtomicBool]>,
-    batch: Batch,
-    tx: TxQueues,
+/// The pipeline tests' way to drive the shared rig (`crate::testing`).
+trait Drive {
+    /// Runs `frames` in from port `ingress` through its in-memory port;
+    /// returns (verdicts, per frame the ports and VLANs it was queued to,
+    /// 0: untagged). The copies are then sent to the in-memory ports.
+    fn feed(&mut self, ingress: u16, frames: &[Vec<u8>]) -> (Vec<Verdict>, Vec<Vec<(u16, u16)>>);
+    fn drops(&self, port: u16, r: DropReason) -> u64;
+    /// What port `p` sent (and flushed) since its last clear.
+    fn sent(&mut self, p: u16) -> Vec<Vec<u8>>;
 }
 
-impl Rig {
-    fn new(toml: &str) -> Rig {
-        let topo = config::parse("t.toml", toml).expect("test topology parses");
-        let plan = Plan::from_topology(&topo);
-        let n = plan.ports.len();
-        let fdb = Fdb::new(FdbConfig {
-            max_entries: topo.switch.fdb_max_entries,
-            aging_ms: 300_000,
-        });
-        for s in &topo.fdb {
-            fdb.add_static(s.network as u16, s.mac.as_bytes(), s.port as u16)
-                .expect("static entry");
-        }
-        Rig {
-            plan,
-            fdb,
-            counters: WorkerCounters::new(),
-            tracer: Tracer::new(),
-            up: (0..n).map(|_| AtomicBool::new(true)).collect(),
-            batch: Batch::new(),
-            tx: TxQueues::new(),
-        }
-    }
-
-    /// Runs `frames` in from port `ingress`; returns (verdicts, per frame the
-    /// ports and VLANs it was queued to).
-    fn run(&mut self, ingress: u16, frames: &[Vec<u8>]) -> (Vec<Verdict>, Vec<Vec<(u16, u16)>>) {
-        self.batch.clear();
+impl Drive for Rig {
+    fn feed(&mut self, ingress: u16, frames: &[Vec<u8>]) -> (Vec<Verdict>, Vec<Vec<(u16, u16)>>) {
         self.tx.clear();
-        for f in frames {
-            assert!(self.batch.push(f));
+        for p in &mut self.ports {
+            p.clear_sent();
         }
-        let ctx = Context {
-            plan: &self.plan,
-            fdb: &self.fdb,
-            counters: &self.counters,
-            port_up: &self.up,
-            tracer: &self.tracer,
-            host: None,
-            worker: 0,
-        };
-        run(&ctx, port(ingress), &mut self.batch, &mut self.tx, 1000);
+        let p = port(ingress);
+        for f in frames {
+            assert!(self.ports[p.index()].push(f));
+        }
+        assert_eq!(self.receive(p), frames.len());
+        self.process(p, 1000);
         let verdicts = (0..frames.len())
             .map(|i| self.batch.meta[i].verdict)
             .collect();
@@ -73,16 +41,24 @@ impl Rig {
         for o in &mut outs {
             o.sort_unstable();
         }
+        self.transmit();
         (verdicts, outs)
     }
 
     fn drops(&self, p: u16, r: DropReason) -> u64 {
         self.counters.port(port(p).into()).drops[r as usize].get()
     }
+
+    fn sent(&mut self, p: u16) -> Vec<Vec<u8>> {
+        self.ports[usize::from(p)]
+            .sent()
+            .map(|f| f.to_vec())
+            .collect()
+    }
 }
 
 fn port(p: u16) -> PortId {
-    PortId::new(p.into()).expect("a port id")
+    testing::port(p.into())
 }
 
 /// Known unicast to port `p`.
@@ -127,16 +103,16 @@ network = "lan"
 fn learn_then_unicast_and_split_horizon() {
     let mut r = Rig::new(THREE);
     // Unknown destination: flooded to the others, never back.
-    let (v, out) = r.run(0, &[frame(B, A, &[])]);
+    let (v, out) = r.feed(0, &[frame(B, A, &[])]);
     assert_eq!(v[0], Verdict::Flood(FloodCause::UnknownUnicast));
     assert_eq!(out[0], vec![(1, 0), (2, 0)]);
     // B speaks from port 1; now A -> B is one port.
-    r.run(1, &[frame(A, B, &[])]);
-    let (v, out) = r.run(0, &[frame(B, A, &[])]);
+    r.feed(1, &[frame(A, B, &[])]);
+    let (v, out) = r.feed(0, &[frame(B, A, &[])]);
     assert_eq!(v[0], unicast(1));
     assert_eq!(out[0], vec![(1, 0)]);
     // A destination learned on the ingress port is dropped.
-    let (v, out) = r.run(1, &[frame(B, C, &[])]);
+    let (v, out) = r.feed(1, &[frame(B, C, &[])]);
     assert_eq!(v[0], Verdict::Drop(DropReason::SamePort));
     assert!(out[0].is_empty());
     assert_eq!(r.drops(1, DropReason::SamePort), 1);
@@ -154,7 +130,7 @@ fn bad_frames_are_dropped_with_their_reason() {
     let mcast_src = frame(BCAST, [0x01, 0, 0x5e, 0, 0, 1], &[]);
     let stp = frame([0x01, 0x80, 0xc2, 0, 0, 0], A, &[]);
     let ok = frame(BCAST, A, &[]);
-    let (v, out) = r.run(0, &[runt, oversize, mcast_src, stp, ok]);
+    let (v, out) = r.feed(0, &[runt, oversize, mcast_src, stp, ok]);
     assert_eq!(v[0], Verdict::Drop(DropReason::Runt));
     assert_eq!(v[1], Verdict::Drop(DropReason::Oversize));
     assert_eq!(v[2], Verdict::Drop(DropReason::SrcMulticast));
@@ -192,7 +168,7 @@ network = "lan"
 flood_multicast = false
 "#,
     );
-    let (_, out) = r.run(
+    let (_, out) = r.feed(
         0,
         &[
             frame(B, A, &[]),
@@ -203,21 +179,21 @@ flood_multicast = false
     assert_eq!(out[0], vec![(2, 0)], "unknown unicast skips p1");
     assert_eq!(out[1], vec![(1, 0)], "multicast skips p2");
     assert_eq!(out[2], vec![(1, 0), (2, 0)], "broadcast reaches all");
-    r.up[1].store(false, std::sync::atomic::Ordering::Relaxed);
-    r.up[2].store(false, std::sync::atomic::Ordering::Relaxed);
-    let (v, _) = r.run(0, &[frame(BCAST, A, &[])]);
+    r.port_up[1].store(false, std::sync::atomic::Ordering::Relaxed);
+    r.port_up[2].store(false, std::sync::atomic::Ordering::Relaxed);
+    let (v, _) = r.feed(0, &[frame(BCAST, A, &[])]);
     assert_eq!(v[0], Verdict::Drop(DropReason::NoDestination));
 }
 
 #[test]
 fn fdb_full_still_forwards() {
     let mut r = Rig::new(&format!("[switch]\nfdb_max_entries = 1\n{THREE}"));
-    r.run(0, &[frame(BCAST, A, &[])]);
-    let (v, out) = r.run(1, &[frame(A, B, &[])]);
+    r.feed(0, &[frame(BCAST, A, &[])]);
+    let (v, out) = r.feed(1, &[frame(A, B, &[])]);
     assert_eq!(v[0], unicast(0), "A is known");
     assert_eq!(out[0], vec![(0, 0)]);
     assert_eq!(r.drops(1, DropReason::FdbFull), 1, "B was not learned");
-    let (v, _) = r.run(0, &[frame(B, A, &[])]);
+    let (v, _) = r.feed(0, &[frame(B, A, &[])]);
     assert_eq!(v[0], Verdict::Flood(FloodCause::UnknownUnicast));
 }
 
@@ -227,9 +203,9 @@ fn static_entries_never_move() {
         "{THREE}\n[[fdb]]\nnetwork = \"lan\"\nmac = \"02:00:00:00:00:0c\"\nport = \"p2\"\n"
     ));
     // C shows up on port 0: the static entry stays on p2.
-    r.run(0, &[frame(BCAST, C, &[])]);
+    r.feed(0, &[frame(BCAST, C, &[])]);
     assert_eq!(r.fdb.lookup(0, &C).map(|e| e.port), Some(2));
-    let (v, _) = r.run(1, &[frame(C, B, &[])]);
+    let (v, _) = r.feed(1, &[frame(C, B, &[])]);
     assert_eq!(v[0], unicast(2));
 }
 
@@ -267,11 +243,11 @@ const Q: u16 = 0x8100;
 fn vlan_tags_in_and_out() {
     let mut r = Rig::new(VLANS);
     // Access, untagged -> trunk tagged 10.
-    let (v, out) = r.run(0, &[frame(BCAST, A, &[])]);
+    let (v, out) = r.feed(0, &[frame(BCAST, A, &[])]);
     assert_eq!(v[0], Verdict::Flood(FloodCause::Broadcast));
     assert_eq!(out[0], vec![(2, 10)]);
     // Priority tag on access: joins blue; PCP 5 survives the push.
-    let (_, out) = r.run(0, &[frame(BCAST, A, &[(Q, 5 << 13)])]);
+    let (_, out) = r.feed(0, &[frame(BCAST, A, &[(Q, 5 << 13)])]);
     assert_eq!(out[0], vec![(2, 10)]);
     assert_eq!(r.batch.meta[0].pcp_dei >> 5, 5);
     assert_eq!(
@@ -279,14 +255,14 @@ fn vlan_tags_in_and_out() {
         "the priority tag is replaced, not stacked"
     );
     // Any VID on an access port, and 4095 anywhere: dropped.
-    let (v, _) = r.run(
+    let (v, _) = r.feed(
         0,
         &[frame(BCAST, A, &[(Q, 10)]), frame(BCAST, A, &[(Q, 4095)])],
     );
     assert_eq!(v[0], Verdict::Drop(DropReason::VlanNotAllowed));
     assert_eq!(v[1], Verdict::Drop(DropReason::VlanReserved));
     // Trunk: VID 20 -> red, untagged to b; untagged -> native green.
-    let (_, out) = r.run(
+    let (_, out) = r.feed(
         2,
         &[
             frame(BCAST, B, &[(Q, 20)]),
@@ -301,13 +277,13 @@ fn vlan_tags_in_and_out() {
         Verdict::Drop(DropReason::VlanNotAllowed)
     );
     // The native network's own VID tagged is not in `networks`: dropped.
-    let (v, _) = r.run(2, &[frame(BCAST, C, &[(Q, 30)])]);
+    let (v, _) = r.feed(2, &[frame(BCAST, C, &[(Q, 30)])]);
     assert_eq!(v[0], Verdict::Drop(DropReason::VlanNotAllowed));
     // Green from c leaves the trunk untagged (native).
-    let (_, out) = r.run(3, &[frame(BCAST, C, &[])]);
+    let (_, out) = r.feed(3, &[frame(BCAST, C, &[])]);
     assert_eq!(out[0], vec![(2, 0)]);
     // 802.1ad outer tag on an access port: untagged to this switch.
-    let (v, out) = r.run(0, &[frame(BCAST, A, &[(0x88a8, 20)])]);
+    let (v, out) = r.feed(0, &[frame(BCAST, A, &[(0x88a8, 20)])]);
     assert_eq!(v[0], Verdict::Flood(FloodCause::Broadcast));
     assert_eq!(out[0], vec![(2, 10)]);
     assert_eq!(
@@ -319,8 +295,8 @@ fn vlan_tags_in_and_out() {
 #[test]
 fn learning_is_per_network() {
     let mut r = Rig::new(VLANS);
-    r.run(0, &[frame(BCAST, A, &[])]);
-    r.run(2, &[frame(BCAST, A, &[(Q, 20)])]);
+    r.feed(0, &[frame(BCAST, A, &[])]);
+    r.feed(2, &[frame(BCAST, A, &[(Q, 20)])]);
     assert_eq!(r.fdb.lookup(0, &A).map(|e| e.port), Some(0));
     assert_eq!(r.fdb.lookup(1, &A).map(|e| e.port), Some(2));
 }
@@ -360,11 +336,11 @@ fn macvlan_decisions() {
     for mode in ["bridge", "vepa", "private"] {
         let mut r = macvlan(mode);
         // From the parent: unicast by exact MAC, unknown never flooded.
-        let (v, _) = r.run(UP, &[frame(A, C, &[]), frame(C, B, &[])]);
+        let (v, _) = r.feed(UP, &[frame(A, C, &[]), frame(C, B, &[])]);
         assert_eq!(v[0], unicast(0), "{mode}");
         assert_eq!(v[1], Verdict::Drop(DropReason::MacvlanUnknown), "{mode}");
         // From ha to hb's MAC: direct in bridge mode, else to the parent.
-        let (v, _) = r.run(0, &[frame(B, A, &[])]);
+        let (v, _) = r.feed(0, &[frame(B, A, &[])]);
         let want = if mode == "bridge" {
             unicast(1)
         } else {
@@ -372,7 +348,7 @@ fn macvlan_decisions() {
         };
         assert_eq!(v[0], want, "{mode}");
         // A broadcast from ha: bridge mode gives it to hb and the parent.
-        let (_, out) = r.run(0, &[frame(BCAST, A, &[])]);
+        let (_, out) = r.feed(0, &[frame(BCAST, A, &[])]);
         let want = if mode == "bridge" {
             vec![(1, 0), (UP, 0)]
         } else {
@@ -380,16 +356,40 @@ fn macvlan_decisions() {
         };
         assert_eq!(out[0], want, "{mode}");
         // The same broadcast reflected back by the outside.
-        let (v, out) = r.run(UP, &[frame(BCAST, A, &[])]);
+        let (v, out) = r.feed(UP, &[frame(BCAST, A, &[])]);
         match mode {
             "bridge" => assert_eq!(v[0], Verdict::Drop(DropReason::MacvlanFiltered)),
             "vepa" => assert_eq!(out[0], vec![(1, 0)], "vepa: the other host only"),
             _ => assert_eq!(v[0], unicast(0), "private: back to its sender only"),
         }
         // A broadcast from outside reaches every host.
-        let (_, out) = r.run(UP, &[frame(BCAST, C, &[])]);
+        let (_, out) = r.feed(UP, &[frame(BCAST, C, &[])]);
         assert_eq!(out[0], vec![(0, 0), (1, 0)], "{mode}");
         // Nothing is learned on a macvlan network.
         assert!(r.fdb.lookup(0, &C).is_none(), "{mode}");
     }
+}
+
+#[test]
+fn edits_reach_the_wire() {
+    let mut r = Rig::new(VLANS);
+    // Access a, untagged -> trunk t: the tag of VLAN 10 pushed after the
+    // MACs, the rest of the frame unchanged.
+    let f = frame(BCAST, A, &[]);
+    r.feed(0, std::slice::from_ref(&f));
+    let want = [&f[..12], &[0x81, 0x00, 0x00, 10], &f[12..]].concat();
+    assert_eq!(r.sent(2), vec![want]);
+    assert_eq!(r.ports[2].unflushed(), 0, "flushed once per batch");
+    // A priority tag with PCP 5 on the access port: rewritten to VLAN 10,
+    // PCP kept.
+    let f = frame(BCAST, A, &[(Q, 5 << 13)]);
+    r.feed(0, std::slice::from_ref(&f));
+    let want = [&f[..12], &[0x81, 0x00, 0xa0, 10], &f[16..]].concat();
+    assert_eq!(r.sent(2), vec![want]);
+    // Trunk, VLAN 20 -> access b: the tag popped.
+    let f = frame(BCAST, B, &[(Q, 20)]);
+    r.feed(2, std::slice::from_ref(&f));
+    assert_eq!(r.sent(1), vec![[&f[..12], &f[16..]].concat()]);
+    assert!(r.sent(0).is_empty() && r.sent(2).is_empty(), "never back");
+    assert_eq!(r.counters.port(port(1).into()).tx_frames.get(), 1);
 }

@@ -1,0 +1,214 @@
+//! A switch without I/O, for the pipeline tests and the in-memory
+//! benchmarks (perf/): one rig serves both (docs/decisions.md).
+//!
+//! A [`Rig`] is what a worker has, built the same way but with an
+//! in-memory port ([`MemPort`]) behind every port of the topology: a
+//! `Plan` from the topology (`Plan::from_topology` creates no device), an
+//! FDB with the topology's static entries, one worker's counters, an idle
+//! tracer, every port up, no switch stack. [`Rig::step`] does what a worker
+//! does with a ready port: receive a batch, run the pipeline, run the edit
+//! stage and send every copy to its port, flush. The pieces
+//! ([`Rig::receive`], [`Rig::process`], [`Rig::transmit`]) are there for
+//! tests that look in between, and [`Rig::load`] / [`Rig::readdress`] for
+//! benchmarks that "receive" by rewriting a batch in place.
+
+use crate::config::{self, Topology};
+use crate::counters::WorkerCounters;
+use crate::ids::PortId;
+use crate::pipeline::{self, edit, Batch, Context, Plan, TxQueues, BATCH};
+use crate::port::{MemPort, Port, TxError};
+use crate::trace::Tracer;
+use shunt_tables::{Fdb, FdbConfig};
+use std::sync::atomic::AtomicBool;
+
+/// The stages' view of a rig (a macro, not a method: the batch and the
+/// queues stay free to borrow mutably beside it).
+macro_rules! context {
+    ($rig:expr) => {
+        Context {
+            plan: &$rig.plan,
+            fdb: &$rig.fdb,
+            counters: &$rig.counters,
+            port_up: &$rig.port_up,
+            tracer: &$rig.tracer,
+            host: None,
+            worker: 0,
+        }
+    };
+}
+
+/// Frames each in-memory port holds each way.
+pub const PORT_FRAMES: usize = 4 * BATCH;
+
+/// Port id `i`.
+///
+/// # Panics
+/// If `i` is not below `ids::MAX_PORTS` (a test's mistake).
+pub fn port(i: usize) -> PortId {
+    match PortId::new(i) {
+        Some(p) => p,
+        None => panic!("port id {i} out of range"),
+    }
+}
+
+/// The pipeline's state for one worker, with in-memory ports.
+pub struct Rig {
+    pub plan: Plan,
+    pub fdb: Fdb,
+    pub counters: WorkerCounters,
+    pub tracer: Tracer,
+    pub port_up: Box<[AtomicBool]>,
+    pub batch: Batch,
+    pub tx: TxQueues,
+    /// One in-memory port per topology port, by port id.
+    pub ports: Vec<MemPort>,
+    /// Ports sent to since their last flush.
+    sent_to: Vec<PortId>,
+}
+
+impl Rig {
+    /// A rig for `toml` (a topology file), its FDB as large as the file
+    /// says.
+    ///
+    /// # Panics
+    /// If the topology does not parse: tests and benchmarks write their own.
+    pub fn new(toml: &str) -> Rig {
+        let topo = parse(toml);
+        let max = topo.switch.fdb_max_entries;
+        Rig::from_topology(&topo, max)
+    }
+
+    /// The same with an FDB of `max_entries`.
+    ///
+    /// # Panics
+    /// As [`Rig::new`].
+    pub fn with_fdb(toml: &str, max_entries: usize) -> Rig {
+        Rig::from_topology(&parse(toml), max_entries)
+    }
+
+    pub fn from_topology(topo: &Topology, max_entries: usize) -> Rig {
+        let plan = Plan::from_topology(topo);
+        let n = plan.ports.len();
+        let fdb = Fdb::new(FdbConfig {
+            max_entries,
+            aging_ms: 300_000,
+        });
+        for s in &topo.fdb {
+            // A static entry the FDB refuses (full) is a test's mistake
+            // that its assertions show.
+            let _ = fdb.add_static(s.network as u16, s.mac.as_bytes(), s.port as u16);
+        }
+        Rig {
+            plan,
+            fdb,
+            counters: WorkerCounters::new(),
+            tracer: Tracer::new(),
+            port_up: (0..n).map(|_| AtomicBool::new(true)).collect(),
+            batch: Batch::new(),
+            tx: TxQueues::new(),
+            ports: (0..n).map(|_| MemPort::new(PORT_FRAMES)).collect(),
+            sent_to: Vec::with_capacity(n),
+        }
+    }
+
+    /// Receives a batch from port `p` (what was pushed into its
+    /// `MemPort`), runs the pipeline and sends what it decided. Returns how
+    /// many copies were sent.
+    pub fn step(&mut self, p: PortId, now_ms: u64) -> usize {
+        self.receive(p);
+        self.process(p, now_ms);
+        self.transmit()
+    }
+
+    /// Receives up to a batch from port `p` into the batch.
+    pub fn receive(&mut self, p: PortId) -> usize {
+        match self.ports.get_mut(p.index()) {
+            // An in-memory port never fails.
+            Some(port) => self.batch.receive(port).unwrap_or(0),
+            None => {
+                self.batch.clear();
+                0
+            }
+        }
+    }
+
+    /// Runs the pipeline over the batch as if it came in on `ingress`,
+    /// leaving the copies in the transmit queues.
+    #[inline]
+    pub fn process(&mut self, ingress: PortId, now_ms: u64) {
+        let ctx = context!(self);
+        pipeline::run(&ctx, ingress, &mut self.batch, &mut self.tx, now_ms);
+    }
+
+    /// The edit stage and the ports, as a worker runs them after the
+    /// pipeline: every queued copy edited and sent to its in-memory port,
+    /// each port flushed once, the queues emptied. Returns the copies sent.
+    pub fn transmit(&mut self) -> usize {
+        let ctx = context!(self);
+        let (ports, sent_to) = (&mut self.ports, &mut self.sent_to);
+        let mut sent = 0;
+        edit::run(&ctx, &mut self.batch, &self.tx, |batch, c, e| {
+            let (parts, n) = e.parts(batch.frame(c.frame));
+            let r = match ports.get_mut(c.dev.index()) {
+                Some(p) => p.send(&parts[..n]),
+                None => Err(TxError::Gone(libc::ENODEV)),
+            };
+            if r.is_ok() {
+                sent += 1;
+                if !sent_to.contains(&c.dev) {
+                    sent_to.push(c.dev);
+                }
+            }
+            ctx.counters.count_tx(c.to, c.dev, r);
+        });
+        for p in self.sent_to.drain(..) {
+            if let Some(port) = self.ports.get_mut(p.index()) {
+                port.flush();
+            }
+        }
+        self.tx.clear();
+        sent
+    }
+
+    /// Runs the pipeline over the batch, then empties the transmit queues
+    /// without sending (the benchmarks of the pipeline alone). Returns the
+    /// number of queued copies.
+    #[inline]
+    pub fn run(&mut self, ingress: PortId, now_ms: u64) -> usize {
+        self.process(ingress, now_ms);
+        let queued = self.tx.dirty.iter().map(|&p| self.tx.queue(p).len()).sum();
+        self.tx.clear();
+        queued
+    }
+
+    /// Loads `frames` (at most a batch) into the batch, as a port's receive
+    /// would: bytes written, metadata reset.
+    #[inline]
+    pub fn load(&mut self, frames: &[[u8; 64]]) {
+        self.batch.clear();
+        for f in frames.iter().take(BATCH) {
+            self.batch.push(f);
+        }
+    }
+
+    /// Rewrites the MAC addresses of the batch's frames in place (a cheaper
+    /// "receive" for streams of distinct addresses) and resets their
+    /// metadata. `macs[i]` is (destination, source) of frame `i`.
+    #[inline]
+    pub fn readdress(&mut self, macs: &[([u8; 6], [u8; 6])]) {
+        for (i, (d, s)) in macs.iter().enumerate().take(self.batch.count) {
+            let area = self.batch.rx_area(i);
+            area[0..6].copy_from_slice(d);
+            area[6..12].copy_from_slice(s);
+            let len = self.batch.meta[i].len as usize;
+            self.batch.set_received(i, len);
+        }
+    }
+}
+
+fn parse(toml: &str) -> Topology {
+    match config::parse("rig.toml", toml) {
+        Ok(t) => t,
+        Err(e) => panic!("rig topology: {e}"),
+    }
+}
