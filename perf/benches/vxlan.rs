@@ -17,9 +17,9 @@ use shunt_parsers::MacAddr;
 use shunt_perf::{frame, mac, Rig, NET0, OUT_BYTES};
 use shunt_switch::config;
 use shunt_switch::counters::WorkerCounters;
-use shunt_switch::stack::underlay::Underlay;
 use shunt_switch::pipeline::{self, vxlan, Context, TxQueues, BATCH, SLOT};
 use shunt_switch::runtime::COUNTER_SLOTS;
+use shunt_switch::stack::underlay::Underlay;
 use std::net::Ipv4Addr;
 
 const NOW: u64 = 1_000_000;
@@ -48,9 +48,12 @@ fn rig() -> (Rig, Underlay) {
     // Room for the remote VTEP's queue and counters.
     rig.tx = TxQueues::new(COUNTER_SLOTS);
     rig.counters = WorkerCounters::new(COUNTER_SLOTS);
-    let ul =
-        Underlay::new(topo.vtep.as_ref().expect("vtep"), [2, 0, 0, 0, 0, 1]).expect("underlay");
-    ul.set_nexthop(Ipv4Addr::new(192, 0, 2, 2), [2, 0, 0, 0, 0, 2]);
+    let ul = Underlay::new(
+        topo.vtep.as_ref().expect("vtep"),
+        MacAddr([2, 0, 0, 0, 0, 1]),
+    )
+    .expect("underlay");
+    ul.set_nexthop(Ipv4Addr::new(192, 0, 2, 2), MacAddr([2, 0, 0, 0, 0, 2]));
     (rig, ul)
 }
 

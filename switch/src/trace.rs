@@ -7,6 +7,7 @@ use crate::counters::{DropReason, FloodCause};
 use crate::pipeline::{learn::Learned, Batch, Context, TxQueues, Verdict, NO_NET};
 use crossbeam_queue::ArrayQueue;
 use serde::Serialize;
+use shunt_parsers::{EtherType, EthernetFrame, MacAddr, VlanTag};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 pub const MAX_OUT: usize = 32;
@@ -18,8 +19,8 @@ pub struct TraceRecord {
     pub ingress: u16,
     pub net: u16,
     pub vid_in: Option<u16>,
-    pub src: [u8; 6],
-    pub dst: [u8; 6],
+    pub src: MacAddr,
+    pub dst: MacAddr,
     pub ethertype: u16,
     pub len: u16,
     pub learned: Learned,
@@ -99,8 +100,8 @@ impl Tracer {
                 ingress: crate::pipeline::vxlan::from(ingress, m),
                 net: m.net,
                 vid_in: None,
-                src: [0; 6],
-                dst: [0; 6],
+                src: MacAddr::ZERO,
+                dst: MacAddr::ZERO,
                 ethertype: 0,
                 len: m.len,
                 learned: m.learned,
@@ -114,13 +115,16 @@ impl Tracer {
                     .and_then(|n| n.vni)
                     .unwrap_or(0),
             };
-            if f.len() >= 14 {
-                r.dst.copy_from_slice(&f[0..6]);
-                r.src.copy_from_slice(&f[6..12]);
-                r.ethertype = u16::from_be_bytes([f[12], f[13]]);
-                if r.ethertype == 0x8100 && f.len() >= 18 {
-                    r.vid_in = Some(u16::from_be_bytes([f[14], f[15]]) & 0xfff);
-                    r.ethertype = u16::from_be_bytes([f[16], f[17]]);
+            if let Ok(eth) = EthernetFrame::new_checked(f) {
+                r.dst = eth.dst_addr();
+                r.src = eth.src_addr();
+                r.ethertype = eth.ethertype().to_u16();
+                // The 802.1Q tag classify reads; an 802.1ad one is data.
+                if eth.ethertype() == EtherType::Vlan {
+                    if let Ok(tag) = VlanTag::new_checked(eth.payload()) {
+                        r.vid_in = Some(tag.vid());
+                        r.ethertype = tag.ethertype().to_u16();
+                    }
                 }
             }
             for &p in &tx.dirty {
@@ -166,7 +170,7 @@ pub fn describe(
     port_name: &dyn Fn(u16) -> String,
     net_name: &dyn Fn(u16) -> String,
 ) -> TraceLine {
-    let mac = |m: &[u8; 6]| crate::config::fmt_mac(m);
+    let mac = |m: &MacAddr| m.to_string();
     let network = (r.net != NO_NET).then(|| net_name(r.net));
     let ingress = port_name(r.ingress);
     let learning = match r.learned {
@@ -295,8 +299,8 @@ mod tests {
             ingress: 0,
             net: 0,
             vid_in: None,
-            src: [2, 0, 0, 0, 0, 0xa],
-            dst: [2, 0, 0, 0, 0, 0xb],
+            src: MacAddr([2, 0, 0, 0, 0, 0xa]),
+            dst: MacAddr([2, 0, 0, 0, 0, 0xb]),
             ethertype: 0x0800,
             len: 98,
             learned: Learned::Refreshed,

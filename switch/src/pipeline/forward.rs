@@ -4,6 +4,7 @@
 
 use super::{Batch, Context, Verdict, BATCH};
 use crate::counters::{DropReason, FloodCause};
+use shunt_parsers::EthernetFrame;
 use std::sync::atomic::Ordering::Relaxed;
 
 pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
@@ -13,9 +14,13 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
         if batch.meta[i].verdict != Verdict::Pending {
             continue;
         }
-        let f = batch.frame(i);
-        let mut dst = [0u8; 6];
-        dst.copy_from_slice(&f[0..6]);
+        // Every frame that got here holds a whole Ethernet header (classify,
+        // decap and process_host checked); the `else` cannot happen.
+        let Ok(eth) = EthernetFrame::new_checked(batch.frame(i)) else {
+            batch.meta[i].verdict = Verdict::Drop(DropReason::Runt);
+            continue;
+        };
+        let dst = eth.dst_addr();
         let net = batch.meta[i].net;
         if let Some(&(mode, parent)) = ctx
             .plan
@@ -23,9 +28,8 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
             .get(net as usize)
             .and_then(|n| n.macvlan.as_ref())
         {
-            let mut src = [0u8; 6];
-            src.copy_from_slice(&f[6..12]);
-            let v = super::macvlan::decide(ctx, net, mode, parent, ingress, &dst, &src);
+            let src = eth.src_addr();
+            let v = super::macvlan::decide(ctx, net, mode, parent, ingress, dst, src);
             match v {
                 Verdict::Macvlan { cause, .. } => c.flooded[cause as usize].add(1),
                 Verdict::Flood(cause) => c.flooded[cause as usize].add(1),
@@ -34,10 +38,10 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
             batch.meta[i].verdict = v;
             continue;
         }
-        let v = if dst[0] & 1 != 0 {
-            if dst == [0xff; 6] {
+        let v = if dst.is_multicast() {
+            if dst.is_broadcast() {
                 Verdict::Flood(FloodCause::Broadcast)
-            } else if dst[..5] == [0x01, 0x80, 0xc2, 0x00, 0x00] && dst[5] <= 0x0f {
+            } else if dst.is_link_local() {
                 // 802.1D reserved group addresses (STP, LACP, LLDP...).
                 Verdict::Drop(DropReason::LinkLocal)
             } else {
@@ -45,7 +49,7 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
             }
         } else {
             let from = super::vxlan::from(ingress, &batch.meta[i]);
-            match ctx.fdb.lookup_port(net, &dst) {
+            match ctx.fdb.lookup_port(net, dst.as_bytes()) {
                 // Split horizon: from a VTEP, never back to a VTEP.
                 Some(port)
                     if port == from

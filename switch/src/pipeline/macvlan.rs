@@ -17,6 +17,7 @@
 use super::{Context, Verdict, NO_NET};
 use crate::config::MacvlanMode;
 use crate::counters::{DropReason, FloodCause};
+use shunt_parsers::MacAddr;
 
 pub fn decide(
     ctx: &Context,
@@ -24,18 +25,18 @@ pub fn decide(
     mode: MacvlanMode,
     parent: u16,
     ingress: u16,
-    dst: &[u8; 6],
-    src: &[u8; 6],
+    dst: MacAddr,
+    src: MacAddr,
 ) -> Verdict {
-    let multicast = dst[0] & 1 != 0;
-    let cause = if *dst == [0xff; 6] {
+    let multicast = dst.is_multicast();
+    let cause = if dst.is_broadcast() {
         FloodCause::Broadcast
     } else {
         FloodCause::Multicast
     };
-    let host_of = |mac: &[u8; 6]| {
+    let host_of = |mac: MacAddr| {
         ctx.fdb
-            .lookup(net, mac)
+            .lookup(net, mac.as_bytes())
             .map(|e| e.port)
             .filter(|&p| p != parent)
     };
