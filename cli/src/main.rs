@@ -134,7 +134,7 @@ enum Cmd {
         json: bool,
     },
     /// Measure forwarding rate, loss and latency through shunt (and the Linux bridge).
-    Bench(shunt_switch::bench::BenchArgs),
+    Bench(shunt_perf::linerate::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -293,7 +293,7 @@ fn run(cli: Cli) -> Result<(), String> {
             print!("{}", shunt_switch::stack::names::listing_text(v))
         }),
         Cmd::Stats { name, json } => show(name, json!({"cmd": "stats"}), json, print_stats),
-        Cmd::Bench(args) => shunt_switch::bench::run(args).map_err(|e| e.to_string()),
+        Cmd::Bench(args) => shunt_perf::linerate::run(args).map_err(|e| e.to_string()),
         Cmd::Trace {
             name,
             port,

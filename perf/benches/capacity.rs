@@ -10,6 +10,7 @@
 
 use shunt_perf::{access_ports, frame, mac, Rig};
 use shunt_switch::counters::FloodCause;
+use shunt_switch::ids::{Egress, PortId};
 use shunt_switch::pipeline::BATCH;
 use std::time::Instant;
 
@@ -35,7 +36,8 @@ fn offer(max: usize, n: u64) -> (usize, u64, u64) {
     }
     let learned = rig.fdb.len();
     // Probe phase: one frame to each address, from a source on port 0.
-    let before = rig.counters.ports[0].flooded[FloodCause::UnknownUnicast as usize].get();
+    let p0 = Egress::Port(PortId::new(0).expect("port 0"));
+    let before = rig.counters.port(p0).flooded[FloodCause::UnknownUnicast as usize].get();
     let mut i = 0;
     while i < n {
         let k = (n - i).min(BATCH as u64) as usize;
@@ -49,12 +51,12 @@ fn offer(max: usize, n: u64) -> (usize, u64, u64) {
         rig.run(0, NOW);
         i += k as u64;
     }
-    let flooded = rig.counters.ports[0].flooded[FloodCause::UnknownUnicast as usize].get() - before;
+    let flooded = rig.counters.port(p0).flooded[FloodCause::UnknownUnicast as usize].get() - before;
     (learned, n - flooded, flooded)
 }
 
 fn main() {
-    println!("RFC 2889 §5.7 address caching capacity (through pipeline::process)");
+    println!("RFC 2889 §5.7 address caching capacity (through pipeline::run)");
     println!(
         "{:>12} {:>12} {:>12} {:>12} {:>12} {:>14} {:>10} {:>10}",
         "max_entries", "offered", "learned", "held", "flooded", "memory_bytes", "MiB", "B/entry"

@@ -3,7 +3,7 @@
 //!
 //! Every measured iteration "receives" a batch of 64 frames (rewrites their
 //! MAC addresses and metadata in place, as a port's receive would write
-//! them), runs `pipeline::process` over it and empties the transmit queues.
+//! them), runs `pipeline::run` over it and empties the transmit queues.
 //! `rx_only` measures that receive step alone, so it can be subtracted.
 //! Nothing is allocated inside a measured loop.
 

@@ -16,9 +16,8 @@ use shunt_parsers::vxlan::{emit_vxlan_encap, VxlanEncap};
 use shunt_parsers::MacAddr;
 use shunt_perf::{frame, mac, Rig, NET0, OUT_BYTES};
 use shunt_switch::config;
-use shunt_switch::counters::WorkerCounters;
-use shunt_switch::pipeline::{self, vxlan, Context, TxQueues, BATCH, SLOT};
-use shunt_switch::runtime::COUNTER_SLOTS;
+use shunt_switch::ids::{Egress, PortId, VtepId};
+use shunt_switch::pipeline::{self, vxlan, Context, BATCH, SLOT};
 use shunt_switch::stack::underlay::Underlay;
 use std::net::Ipv4Addr;
 
@@ -40,14 +39,15 @@ port = "ul0"
 address = "192.0.2.1/24"
 "#;
 const UNDERLAY: u16 = 1;
-const REMOTE: u16 = vxlan::VTEP_BASE;
+const REMOTE_K: VtepId = match VtepId::new(0) {
+    Some(k) => k,
+    None => panic!("VTEP 0"),
+};
+const REMOTE: Egress = Egress::Vtep(REMOTE_K);
 
 fn rig() -> (Rig, Underlay) {
     let topo = config::parse("bench.toml", TOPO).expect("topology");
-    let mut rig = Rig::new(TOPO, 4096);
-    // Room for the remote VTEP's queue and counters.
-    rig.tx = TxQueues::new(COUNTER_SLOTS);
-    rig.counters = WorkerCounters::new(COUNTER_SLOTS);
+    let rig = Rig::new(TOPO, 4096);
     let ul = Underlay::new(
         topo.vtep.as_ref().expect("vtep"),
         MacAddr([2, 0, 0, 0, 0, 1]),
@@ -100,7 +100,7 @@ fn decap(c: &mut Criterion) {
 
 fn encap(c: &mut Criterion) {
     let (mut rig, ul) = rig();
-    rig.fdb.learn(NET0, &mac(1), REMOTE, NOW);
+    rig.fdb.learn(NET0, &mac(1), REMOTE.encode(), NOW);
     rig.fdb.learn(NET0, &mac(2), 0, NOW);
     rig.load(&[frame(mac(1), mac(2), None); BATCH]);
     let mut out = vec![0u8; OUT_BYTES];
@@ -120,15 +120,19 @@ fn encap(c: &mut Criterion) {
                 host: None,
                 worker: 0,
             };
-            pipeline::process(&ctx, 0, &mut rig.batch, &mut rig.tx, NOW);
+            let p0 = PortId::new(0).expect("port 0");
+            pipeline::run(&ctx, p0, &mut rig.batch, &mut rig.tx, NOW);
             let v = rig.plan.vxlan.as_ref().expect("vxlan plan");
             let mut k = 0;
-            for e in &rig.tx.queues[REMOTE as usize] {
+            for e in rig.tx.queue(REMOTE) {
                 let i = e.frame as usize;
                 let f = rig.batch.frame(i);
                 let m = &rig.batch.meta[i];
-                let vni = rig.plan.nets.get(m.net as usize).and_then(|n| n.vni);
-                let Ok(h) = vxlan::outer_header(v, Some(&ul), REMOTE, vni, f, m.tag_len as usize)
+                let vni = m
+                    .net
+                    .and_then(|n| rig.plan.nets.get(n.index()))
+                    .and_then(|n| n.vni);
+                let Ok(h) = vxlan::outer_header(v, Some(&ul), REMOTE_K, vni, f, m.tag_len as usize)
                 else {
                     continue;
                 };
@@ -149,7 +153,7 @@ fn encap(c: &mut Criterion) {
             black_box(vxlan::outer_header(
                 &v,
                 Some(&ul),
-                REMOTE,
+                REMOTE_K,
                 Some(1000),
                 black_box(&f),
                 0,

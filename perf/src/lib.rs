@@ -1,14 +1,20 @@
 //! Helpers for the in-memory pipeline benchmarks (`cargo bench -p shunt-perf`).
 //!
-//! A [`Rig`] is everything `pipeline::process` needs, built the way a worker
+//! A [`Rig`] is everything `pipeline::run` needs, built the way a worker
 //! builds it but with no device behind any port: a `Plan` from a topology of
 //! bare `[[port]]` TAP tables (`Plan::from_topology` creates nothing), an
 //! FDB, one worker's counters, an idle tracer, every port up and no host
 //! stack. Frames are written straight into a [`Batch`]; what a port would
 //! transmit is left in the [`TxQueues`]. See docs/PERF.md.
 
+// `unsafe` only in the module that talks to the kernel (linerate::packet).
+#![deny(unsafe_code)]
+
+pub mod linerate;
+
 use shunt_switch::config;
 use shunt_switch::counters::WorkerCounters;
+use shunt_switch::ids::PortId;
 use shunt_switch::pipeline::{self, Batch, Context, Plan, TxQueues, BATCH, SLOT};
 use shunt_switch::trace::Tracer;
 use shunt_tables::{Fdb, FdbConfig};
@@ -49,11 +55,11 @@ impl Rig {
                 max_entries,
                 aging_ms: 300_000,
             }),
-            counters: WorkerCounters::new(n),
+            counters: WorkerCounters::new(),
             tracer: Tracer::new(),
             port_up: (0..n).map(|_| AtomicBool::new(true)).collect(),
             batch: Batch::new(),
-            tx: TxQueues::new(n),
+            tx: TxQueues::new(),
         }
     }
 
@@ -86,12 +92,7 @@ impl Rig {
     #[inline]
     pub fn run(&mut self, ingress: u16, now_ms: u64) -> usize {
         self.process(ingress, now_ms);
-        let queued = self
-            .tx
-            .dirty
-            .iter()
-            .map(|&p| self.tx.queues[p as usize].len())
-            .sum();
+        let queued = self.tx.dirty.iter().map(|&p| self.tx.queue(p).len()).sum();
         self.tx.clear();
         queued
     }
@@ -108,7 +109,10 @@ impl Rig {
             host: None,
             worker: 0,
         };
-        pipeline::process(&ctx, ingress, &mut self.batch, &mut self.tx, now_ms);
+        let Some(ingress) = PortId::new(ingress.into()) else {
+            return;
+        };
+        pipeline::run(&ctx, ingress, &mut self.batch, &mut self.tx, now_ms);
     }
 
     /// Like [`Rig::run`], but also writes every queued frame into `out` the
@@ -122,12 +126,12 @@ impl Rig {
         let mut written = 0;
         let mut k = 0;
         for &p in &self.tx.dirty {
-            for e in &self.tx.queues[p as usize] {
+            for e in self.tx.queue(p) {
                 let i = e.frame as usize;
                 let f = self.batch.frame(i);
                 let m = &self.batch.meta[i];
                 let rest = &f[12 + m.tag_len as usize..];
-                let n = if e.vid != 0 {
+                let n = if e.vid.is_some() {
                     16 + rest.len()
                 } else {
                     12 + rest.len()
@@ -137,8 +141,8 @@ impl Rig {
                 };
                 k += 1;
                 o[..12].copy_from_slice(&f[..12]);
-                let body = if e.vid != 0 {
-                    let tci = (u16::from(m.pcp_dei) << 8) | e.vid;
+                let body = if let Some(vid) = e.vid {
+                    let tci = (u16::from(m.pcp_dei) << 8) | vid.get();
                     o[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
                     o[14..16].copy_from_slice(&tci.to_be_bytes());
                     &mut o[16..]

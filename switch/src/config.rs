@@ -276,7 +276,7 @@ pub struct Topology {
 }
 
 /// Most remote VTEPs a topology may name.
-pub const MAX_VTEPS: usize = 64;
+pub use crate::ids::MAX_VTEPS;
 
 /// `[vtep]`: the switch's VXLAN tunnel endpoint.
 #[derive(Debug, Clone)]
@@ -290,7 +290,7 @@ pub struct Vtep {
     pub udp_port: u16,
     pub ttl: u8,
     /// Every remote VTEP named (networks' peers, then static entries), each
-    /// once: remote `k` is FDB port `pipeline::vxlan::VTEP_BASE + k`.
+    /// once: remote `k` is `ids::Egress::Vtep(k)`.
     pub remotes: Vec<Ipv4Addr>,
     /// Static entries behind a remote VTEP: (network, MAC, remote index).
     pub fdb: Vec<(usize, Mac, usize)>,

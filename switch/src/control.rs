@@ -3,6 +3,7 @@
 
 use crate::config::fmt_mac;
 use crate::counters::{sum_port, DropReason, FloodCause};
+use crate::ids::{Egress, NetId, PortId, VtepId};
 use crate::runtime::Runtime;
 use serde_json::{json, Map, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -204,6 +205,13 @@ pub fn resolve_ports(rt: &Runtime, name: &str) -> Vec<u16> {
         .collect()
 }
 
+/// Port `i`'s counters summed over the workers.
+fn port_totals(rt: &Runtime, i: usize) -> crate::counters::PortTotals {
+    PortId::new(i)
+        .map(|p| sum_port(&rt.counters, p.into()))
+        .unwrap_or_default()
+}
+
 pub fn ports_json(rt: &Runtime) -> Value {
     let topo = rt.topo();
     let arr: Vec<Value> = topo
@@ -212,7 +220,7 @@ pub fn ports_json(rt: &Runtime) -> Value {
         .enumerate()
         .filter(|(_, p)| !p.removed)
         .map(|(i, p)| {
-            let t = sum_port(&rt.counters, i);
+            let t = port_totals(rt, i);
             let (mode, nets, native) = match &p.mode {
                 crate::config::PortMode::Access { network } => {
                     ("access", vec![topo.networks[*network].name.clone()], None)
@@ -275,10 +283,11 @@ pub fn fdb_json(rt: &Runtime, network: Option<&str>) -> Result<Value, String> {
         .iter()
         .filter_map(|(net, mac, e)| {
             let n = topo.networks.get(*net as usize)?;
-            let port = match plan.ports.get(e.port as usize) {
-                Some(p) => p.name.clone(),
+            let port = match Egress::decode(e.port)? {
+                Egress::Port(p) => plan.ports.get(p.index())?.name.clone(),
                 // Learned behind a remote VTEP.
-                None => format!("vxlan:{}", plan.vxlan.as_ref()?.remote(e.port)?),
+                Egress::Vtep(k) => format!("vxlan:{}", plan.vxlan.as_ref()?.remote(k)?),
+                Egress::Stack => return None,
             };
             Some(json!({
                 "network": n.name,
@@ -301,7 +310,7 @@ pub fn stats_json(rt: &Runtime) -> Value {
         if p.removed {
             continue;
         }
-        let t = sum_port(&rt.counters, i);
+        let t = port_totals(rt, i);
         let mut drops = Map::new();
         for r in DropReason::ALL {
             let n = t.drops[*r as usize];
@@ -375,8 +384,8 @@ fn vteps_json(rt: &Runtime, total: &mut [u64; DropReason::COUNT]) -> Value {
     let ul = rt.host.as_deref().and_then(|h| h.underlay.as_ref());
     let mut out = Map::new();
     for (k, ip) in v.remotes.iter().enumerate() {
-        let port = crate::pipeline::vxlan::VTEP_BASE as usize + k;
-        let t = sum_port(&rt.counters, port);
+        let Some(id) = VtepId::new(k) else { continue };
+        let t = sum_port(&rt.counters, Egress::Vtep(id));
         let mut drops = Map::new();
         for r in DropReason::ALL {
             let n = t.drops[*r as usize];
@@ -421,16 +430,20 @@ fn trace(out: &mut UnixStream, rt: &Runtime, req: &Value) -> std::io::Result<()>
             &json!({"error": "a trace is already running on this switch"}),
         );
     }
+    let ports: Vec<PortId> = ports
+        .iter()
+        .filter_map(|&p| PortId::new(p.into()))
+        .collect();
     rt.tracer.start(&ports);
     let deadline = secs.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
-    let port_name = |p: u16| rt.port_name(p);
-    let net_name = |n: u16| {
+    let port_name = |p: Egress| rt.port_name(p);
+    let net_name = |n: NetId| {
         rt.plan
             .load()
             .nets
-            .get(n as usize)
+            .get(n.index())
             .map(|x| x.name.clone())
-            .unwrap_or_else(|| format!("net{n}"))
+            .unwrap_or_else(|| format!("net{}", n.index()))
     };
     let mut sent = 0u64;
     let result = (|| -> std::io::Result<()> {

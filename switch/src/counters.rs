@@ -2,6 +2,7 @@
 //! (a relaxed load and store, no shared atomic add per frame, as Open
 //! vSwitch does); readers sum over workers.
 
+use crate::ids::Egress;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// One list makes the enum, its stable snake_case names and its
@@ -119,24 +120,39 @@ pub struct PortCounters {
     pub moved: Counter,
 }
 
-/// One worker's counters, indexed by port id.
+/// One worker's counters, one slot per egress (`Egress::slot`: the ports,
+/// the switch's stack, the remote VTEPs).
 pub struct WorkerCounters {
-    pub ports: Box<[PortCounters]>,
+    ports: Box<[PortCounters]>,
     pub batches: Counter,
 }
 
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl WorkerCounters {
-    pub fn new(max_ports: usize) -> WorkerCounters {
+    pub fn new() -> WorkerCounters {
         WorkerCounters {
-            ports: (0..max_ports).map(|_| PortCounters::default()).collect(),
+            ports: (0..Egress::SLOTS)
+                .map(|_| PortCounters::default())
+                .collect(),
             batches: Counter::default(),
         }
     }
+
+    /// The counters of `e` (every egress has its slot).
     #[inline]
-    pub fn count_drop(&self, port: usize, reason: DropReason) {
-        if let Some(p) = self.ports.get(port) {
-            p.drops[reason as usize].add(1);
-        }
+    pub fn port(&self, e: Egress) -> &PortCounters {
+        // `new` made `Egress::SLOTS` slots and every slot is below that.
+        &self.ports[e.slot()]
+    }
+
+    #[inline]
+    pub fn count_drop(&self, e: Egress, reason: DropReason) {
+        self.port(e).drops[reason as usize].add(1);
     }
 }
 
@@ -154,10 +170,10 @@ pub struct PortTotals {
     pub moved: u64,
 }
 
-pub fn sum_port(workers: &[std::sync::Arc<WorkerCounters>], port: usize) -> PortTotals {
+pub fn sum_port(workers: &[std::sync::Arc<WorkerCounters>], e: Egress) -> PortTotals {
     let mut t = PortTotals::default();
     for w in workers {
-        let Some(p) = w.ports.get(port) else { continue };
+        let p = w.port(e);
         t.rx_frames += p.rx_frames.get();
         t.rx_bytes += p.rx_bytes.get();
         t.tx_frames += p.tx_frames.get();
@@ -194,12 +210,13 @@ mod tests {
 
     #[test]
     fn sums_over_workers() {
-        let a = std::sync::Arc::new(WorkerCounters::new(4));
-        let b = std::sync::Arc::new(WorkerCounters::new(4));
-        a.ports[1].rx_frames.add(3);
-        b.ports[1].rx_frames.add(4);
-        b.count_drop(1, DropReason::Runt);
-        let t = sum_port(&[a, b], 1);
+        let a = std::sync::Arc::new(WorkerCounters::new());
+        let b = std::sync::Arc::new(WorkerCounters::new());
+        let p1 = Egress::Port(crate::ids::PortId::new(1).expect("in range"));
+        a.port(p1).rx_frames.add(3);
+        b.port(p1).rx_frames.add(4);
+        b.count_drop(p1, DropReason::Runt);
+        let t = sum_port(&[a, b], p1);
         assert_eq!(t.rx_frames, 7);
         assert_eq!(t.drops[DropReason::Runt as usize], 1);
     }

@@ -4,10 +4,11 @@
 
 use crate::config::{fmt_mac, PortKind, Topology};
 use crate::control;
-use crate::stack::{switch_mac, StackLink, NetAddr};
+use crate::ids::{Egress, PortId, VtepId};
 use crate::netns::{self, NetnsError};
 use crate::port::{AfXdpPort, Device, Tap, TapError};
 use crate::runtime::Runtime;
+use crate::stack::{switch_mac, NetAddr, StackLink};
 use crate::worker::Worker;
 use serde::{Deserialize, Serialize};
 use shunt_tables::{Fdb, FdbConfig};
@@ -650,7 +651,10 @@ fn serve(
     // Static entries behind remote VTEPs.
     if let Some(v) = &topo.vtep {
         for &(net, mac, k) in &v.fdb {
-            let port = crate::pipeline::vxlan::VTEP_BASE + k as u16;
+            // The topology holds at most MAX_VTEPS remotes.
+            let Some(port) = VtepId::new(k).map(|k| Egress::Vtep(k).encode()) else {
+                continue;
+            };
             fdb.add_static(net as u16, &mac, port).map_err(|e| {
                 UpError::Start(format!("static entry behind VTEP {}: {e}", v.remotes[k]))
             })?;
@@ -734,9 +738,9 @@ fn serve(
         let rt2 = Arc::clone(&rt);
         let h = crate::stack::iface::spawn(Arc::clone(link), cfg, move || rt2.stop.load(Relaxed))
             .map_err(|source| UpError::Io {
-                what: "starting the switch's stack".into(),
-                source,
-            })?;
+            what: "starting the switch's stack".into(),
+            source,
+        })?;
         handles.push(h);
         let rt2 = Arc::clone(&rt);
         let ul = crate::stack::underlay::spawn(Arc::clone(link), move || rt2.stop.load(Relaxed))
@@ -772,7 +776,7 @@ fn serve(
             .spawn(move || {
                 while !rt.stop.load(Relaxed) {
                     std::thread::sleep(Duration::from_millis(250));
-                    let gone: Vec<(u16, String)> = {
+                    let gone: Vec<(PortId, String)> = {
                         let topo = rt.topo();
                         topo.ports
                             .iter()
@@ -782,11 +786,11 @@ fn serve(
                                     && p.kind == PortKind::Afxdp
                                     && rt.port_up[*i].load(Relaxed)
                             })
-                            .map(|(i, p)| {
-                                (
-                                    i as u16,
+                            .filter_map(|(i, p)| {
+                                Some((
+                                    PortId::new(i)?,
                                     p.outer.clone().unwrap_or_else(|| p.interface.clone()),
-                                )
+                                ))
                             })
                             .filter(|(_, ifname)| {
                                 !std::path::Path::new("/sys/class/net").join(ifname).exists()

@@ -1,14 +1,14 @@
 //! shunt: a userspace Ethernet switch. See docs/ and DESIGN.md.
 
-pub mod bench;
 pub mod config;
 pub mod control;
 pub mod counters;
 pub mod daemon;
-pub mod stack;
+pub mod ids;
 pub mod netns;
 pub mod pipeline;
 pub mod port;
 pub mod runtime;
+pub mod stack;
 pub mod trace;
 pub mod worker;

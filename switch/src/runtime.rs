@@ -7,6 +7,7 @@
 
 use crate::config::Topology;
 use crate::counters::WorkerCounters;
+use crate::ids::{Egress, PortId};
 use crate::pipeline::Plan;
 use crate::port::AfXdpPort;
 use crate::port::Tap;
@@ -19,12 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// Port ids are below this; the switch's stack's pseudo port is `MAX_PORTS`.
-pub const MAX_PORTS: usize = 1024;
-
-/// Counter and transmit queue slots: the ports, the switch's stack's pseudo
-/// port, then one per remote VXLAN VTEP (`pipeline::vxlan::VTEP_BASE`).
-pub const COUNTER_SLOTS: usize = MAX_PORTS + 1 + crate::config::MAX_VTEPS;
+pub use crate::ids::MAX_PORTS;
 
 /// What a port id is backed by (`Runtime::port_kind`).
 pub const KIND_NONE: u8 = 0;
@@ -39,7 +35,7 @@ pub const HANDOFF_QUEUE: usize = 256;
 /// rings of a socket have one producer, so the owner puts it on the
 /// transmit ring), with where its bytes are.
 pub struct Handoff {
-    pub port: u16,
+    pub port: PortId,
     pub start: u16,
     pub len: u16,
     pub frame: crate::port::UmemFrame,
@@ -111,7 +107,7 @@ pub struct Runtime {
     pub umem: Option<crate::port::SharedUmem>,
     /// New AF_XDP ports, per worker: the owner takes them when the port
     /// generation changes (lock-free hand-over of the socket and its rings).
-    pub inbox: Vec<ArrayQueue<(u16, Box<AfXdpPort>)>>,
+    pub inbox: Vec<ArrayQueue<(PortId, Box<AfXdpPort>)>>,
     /// Frames for another worker's AF_XDP port: `handoff[from][to]`, each
     /// with one producer and one consumer. Full is a counted drop.
     /// (Frames still queued when the switch stops are freed with the UMEM.)
@@ -125,13 +121,9 @@ pub struct Runtime {
     pub tracer: Tracer,
     pub stop: AtomicBool,
     pub started: Instant,
-    /// Counter slots per worker (ports plus the switch's stack's).
-    pub max_ports: usize,
     /// The switch's stack's link, when some network gives the switch an
     /// address or suppresses ARP.
     pub host: Option<Arc<crate::stack::StackLink>>,
-    /// The pseudo port id frames from the switch's stack enter on.
-    pub host_port: u16,
     /// Namespaces this switch created and removes on the way down.
     pub owned_namespaces: Mutex<Vec<String>>,
 }
@@ -148,13 +140,14 @@ impl Runtime {
         let plan = Plan::from_topology(&topo);
         let n = devices.len();
         let nworkers = nworkers.max(1);
-        let inbox: Vec<ArrayQueue<(u16, Box<AfXdpPort>)>> =
+        let inbox: Vec<ArrayQueue<(PortId, Box<AfXdpPort>)>> =
             (0..nworkers).map(|_| ArrayQueue::new(MAX_PORTS)).collect();
         let kinds: Box<[AtomicU8]> = (0..MAX_PORTS).map(|_| AtomicU8::new(KIND_NONE)).collect();
         let mut slots: Vec<ArcSwapOption<Tap>> = Vec::with_capacity(MAX_PORTS);
         let mut umem = None;
         let mut xdp_mode: Vec<Option<&'static str>> = vec![None; MAX_PORTS];
         for (p, d) in devices.into_iter().enumerate() {
+            let Some(id) = PortId::new(p) else { break };
             match d {
                 crate::port::Device::Tap(t) => {
                     kinds[p].store(KIND_TAP, Relaxed);
@@ -166,7 +159,7 @@ impl Runtime {
                     xdp_mode[p] = Some(x.mode());
                     slots.push(ArcSwapOption::empty());
                     // Fresh queues of MAX_PORTS slots: cannot be full.
-                    let _ = inbox[p % nworkers].push((p as u16, x));
+                    let _ = inbox[p % nworkers].push((id, x));
                 }
             }
         }
@@ -202,14 +195,12 @@ impl Runtime {
                 .collect::<std::io::Result<_>>()?,
             port_generation: AtomicU64::new(0),
             counters: (0..nworkers)
-                .map(|_| Arc::new(WorkerCounters::new(COUNTER_SLOTS)))
+                .map(|_| Arc::new(WorkerCounters::new()))
                 .collect(),
             tracer: Tracer::new(),
             stop: AtomicBool::new(false),
             started: Instant::now(),
-            max_ports: COUNTER_SLOTS,
             host,
-            host_port: MAX_PORTS as u16,
             owned_namespaces: Mutex::new(owned_namespaces),
             topo: Mutex::new(topo),
         })
@@ -226,30 +217,32 @@ impl Runtime {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// A port's name; the switch's stack's pseudo port is "switch".
-    pub fn port_name(&self, port: u16) -> String {
-        match self.plan.load().ports.get(port as usize) {
-            Some(p) => p.name.clone(),
-            None if port == self.host_port => "switch".to_string(),
-            None if crate::pipeline::vxlan::is_vtep(port) => {
-                match self.plan.load().vxlan.as_ref().and_then(|v| v.remote(port)) {
-                    Some(ip) => format!("vxlan:{ip}"),
-                    None => format!("vxlan:{port}"),
-                }
-            }
-            None => format!("port{port}"),
+    /// An egress's name: the port's, "switch" for the switch's stack,
+    /// "vxlan:<address>" for a remote VTEP.
+    pub fn port_name(&self, e: Egress) -> String {
+        let plan = self.plan.load();
+        match e {
+            Egress::Port(p) => match plan.ports.get(p.index()) {
+                Some(p) => p.name.clone(),
+                None => format!("port{}", p.index()),
+            },
+            Egress::Stack => "switch".to_string(),
+            Egress::Vtep(k) => match plan.vxlan.as_ref().and_then(|v| v.remote(k)) {
+                Some(ip) => format!("vxlan:{ip}"),
+                None => format!("vxlan:{}", e.encode()),
+            },
         }
     }
 
     /// Marks a port down (once), forgets what was learned on it, and says so.
-    pub fn port_gone(&self, port: u16, why: &str) {
-        let Some(up) = self.port_up.get(port as usize) else {
+    pub fn port_gone(&self, port: PortId, why: &str) {
+        let Some(up) = self.port_up.get(port.index()) else {
             return;
         };
         if up.swap(false, Relaxed) {
-            let flushed = self.fdb.flush_port(port);
+            let flushed = self.fdb.flush_port(Egress::Port(port).encode());
             self.port_generation.fetch_add(1, Relaxed);
-            let name = self.port_name(port);
+            let name = self.port_name(port.into());
             eprintln!("shunt: port {name} is down: {why}; {flushed} learned entries flushed");
         }
     }

@@ -4,20 +4,21 @@
 //! plain words. With no trace active the cost is one check per batch.
 
 use crate::counters::{DropReason, FloodCause};
-use crate::pipeline::{learn::Learned, Batch, Context, TxQueues, Verdict, NO_NET};
+use crate::ids::{Egress, NetId, PortId, Vid};
+use crate::pipeline::{learn::Learned, Batch, Context, TxQueues, Verdict};
 use crossbeam_queue::ArrayQueue;
 use serde::Serialize;
 use shunt_parsers::{EtherType, EthernetFrame, MacAddr, VlanTag};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 pub const MAX_OUT: usize = 32;
-// 1024 ports and the switch's stack's pseudo port (1024).
-const PORT_WORDS: usize = 17;
+/// One bit per egress a frame can come from (ports, the stack, VTEPs).
+const INGRESS_WORDS: usize = Egress::SLOTS.div_ceil(64);
 
 #[derive(Debug, Clone, Copy)]
 pub struct TraceRecord {
-    pub ingress: u16,
-    pub net: u16,
+    pub ingress: Egress,
+    pub net: Option<NetId>,
     pub vid_in: Option<u16>,
     pub src: MacAddr,
     pub dst: MacAddr,
@@ -25,7 +26,7 @@ pub struct TraceRecord {
     pub len: u16,
     pub learned: Learned,
     pub verdict: Verdict,
-    pub out: [(u16, u16); MAX_OUT],
+    pub out: [(Egress, Option<Vid>); MAX_OUT],
     pub n_out: u16,
     /// The network's VXLAN VNI (0: none).
     pub vni: u32,
@@ -33,7 +34,7 @@ pub struct TraceRecord {
 
 pub struct Tracer {
     active: AtomicBool,
-    ports: [AtomicU64; PORT_WORDS],
+    ports: [AtomicU64; INGRESS_WORDS],
     queue: ArrayQueue<TraceRecord>,
     pub lost: AtomicU64,
 }
@@ -60,13 +61,14 @@ impl Tracer {
     }
 
     /// Starts tracing frames that enter on `ports` (all ports if empty).
-    pub fn start(&self, ports: &[u16]) {
+    pub fn start(&self, ports: &[PortId]) {
         for w in &self.ports {
             w.store(if ports.is_empty() { u64::MAX } else { 0 }, Relaxed);
         }
         for &p in ports {
-            if let Some(w) = self.ports.get(p as usize / 64) {
-                w.fetch_or(1 << (p % 64), Relaxed);
+            let s = Egress::Port(p).slot();
+            if let Some(w) = self.ports.get(s / 64) {
+                w.fetch_or(1 << (s % 64), Relaxed);
             }
         }
         while self.queue.pop().is_some() {}
@@ -81,14 +83,15 @@ impl Tracer {
         self.queue.pop()
     }
 
-    fn wants(&self, port: u16) -> bool {
+    fn wants(&self, from: Egress) -> bool {
+        let s = from.slot();
         self.ports
-            .get(port as usize / 64)
-            .is_some_and(|w| w.load(Relaxed) & (1 << (port % 64)) != 0)
+            .get(s / 64)
+            .is_some_and(|w| w.load(Relaxed) & (1 << (s % 64)) != 0)
     }
 
     /// Called once per batch while active.
-    pub fn record_batch(&self, ctx: &Context, ingress: u16, batch: &Batch, tx: &TxQueues) {
+    pub fn record_batch(&self, ctx: &Context, ingress: Egress, batch: &Batch, tx: &TxQueues) {
         if !self.wants(ingress) {
             return;
         }
@@ -106,12 +109,11 @@ impl Tracer {
                 len: m.len,
                 learned: m.learned,
                 verdict: m.verdict,
-                out: [(0, 0); MAX_OUT],
+                out: [(ingress, None); MAX_OUT],
                 n_out: 0,
-                vni: ctx
-                    .plan
-                    .nets
-                    .get(m.net as usize)
+                vni: m
+                    .net
+                    .and_then(|n| ctx.plan.nets.get(n.index()))
                     .and_then(|n| n.vni)
                     .unwrap_or(0),
             };
@@ -128,7 +130,7 @@ impl Tracer {
                 }
             }
             for &p in &tx.dirty {
-                for e in &tx.queues[p as usize] {
+                for e in tx.queue(p) {
                     if e.frame as usize == i && (r.n_out as usize) < MAX_OUT {
                         r.out[r.n_out as usize] = (p, e.vid);
                         r.n_out += 1;
@@ -167,11 +169,11 @@ pub struct TraceOut {
 
 pub fn describe(
     r: &TraceRecord,
-    port_name: &dyn Fn(u16) -> String,
-    net_name: &dyn Fn(u16) -> String,
+    port_name: &dyn Fn(Egress) -> String,
+    net_name: &dyn Fn(NetId) -> String,
 ) -> TraceLine {
     let mac = |m: &MacAddr| m.to_string();
-    let network = (r.net != NO_NET).then(|| net_name(r.net));
+    let network = r.net.map(net_name);
     let ingress = port_name(r.ingress);
     let learning = match r.learned {
         Learned::Nothing => "not learned".to_string(),
@@ -190,7 +192,7 @@ pub fn describe(
         .iter()
         .map(|&(p, vid)| TraceOut {
             port: port_name(p),
-            vlan: (vid != 0).then_some(vid),
+            vlan: vid.map(Vid::get),
         })
         .collect();
     let outs = out
@@ -203,7 +205,7 @@ pub fn describe(
         .join(", ");
     let net_s = network.clone().unwrap_or_else(|| "-".into());
     let (action, reason, decision) = match r.verdict {
-        Verdict::Unicast(p) if crate::pipeline::vxlan::is_vtep(p) => (
+        Verdict::Unicast(p) if p.is_vtep() => (
             "forward",
             None,
             format!(
@@ -257,7 +259,7 @@ pub fn describe(
         Some(v) => format!(" tagged {v}"),
         None => " untagged".to_string(),
     };
-    let vlan_s = if crate::pipeline::vxlan::is_vtep(r.ingress) {
+    let vlan_s = if r.ingress.is_vtep() {
         format!(" decapsulated, VNI {}", r.vni)
     } else {
         vlan_s
@@ -292,12 +294,20 @@ fn drop_words(d: DropReason) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::MAX_PORTS;
+    use crate::ids::VtepId;
 
-    fn record(verdict: Verdict, outs: &[(u16, u16)]) -> TraceRecord {
+    fn port(i: usize) -> Egress {
+        Egress::Port(PortId::new(i).expect("in range"))
+    }
+
+    fn vtep() -> Egress {
+        Egress::Vtep(VtepId::new(0).expect("in range"))
+    }
+
+    fn record(verdict: Verdict, outs: &[(Egress, Option<Vid>)]) -> TraceRecord {
         let mut r = TraceRecord {
-            ingress: 0,
-            net: 0,
+            ingress: port(0),
+            net: NetId::new(0),
             vid_in: None,
             src: MacAddr([2, 0, 0, 0, 0, 0xa]),
             dst: MacAddr([2, 0, 0, 0, 0, 0xb]),
@@ -305,7 +315,7 @@ mod tests {
             len: 98,
             learned: Learned::Refreshed,
             verdict,
-            out: [(0, 0); MAX_OUT],
+            out: [(port(0), None); MAX_OUT],
             n_out: outs.len() as u16,
             vni: 1000,
         };
@@ -314,20 +324,19 @@ mod tests {
     }
 
     fn words(r: &TraceRecord) -> TraceLine {
-        let vtep = (MAX_PORTS + 1) as u16;
-        let port = move |p: u16| match p {
-            0 => "h1.lan".to_string(),
-            1 => "h2.lan".to_string(),
-            2 => "t".to_string(),
-            p if p == vtep => "vxlan:192.0.2.2".to_string(),
-            p => format!("port{p}"),
+        let port = move |p: Egress| match p {
+            Egress::Port(p) if p.index() == 0 => "h1.lan".to_string(),
+            Egress::Port(p) if p.index() == 1 => "h2.lan".to_string(),
+            Egress::Port(p) if p.index() == 2 => "t".to_string(),
+            Egress::Vtep(_) => "vxlan:192.0.2.2".to_string(),
+            p => format!("port{}", p.encode()),
         };
         describe(r, &port, &|_| "lan".to_string())
     }
 
     #[test]
     fn decisions_read_as_plain_words() {
-        let l = words(&record(Verdict::Unicast(1), &[(1, 0)]));
+        let l = words(&record(Verdict::Unicast(port(1)), &[(port(1), None)]));
         assert!(
             l.text
                 .ends_with("destination 02:00:00:00:00:0b learned in lan: sent to h2.lan"),
@@ -339,7 +348,7 @@ mod tests {
             .contains("source 02:00:00:00:00:0a already known on h1.lan"));
         let l = words(&record(
             Verdict::Flood(FloodCause::UnknownUnicast),
-            &[(1, 0), (2, 10)],
+            &[(port(1), None), (port(2), Vid::new(10))],
         ));
         assert!(
             l.text.ends_with(
@@ -365,14 +374,14 @@ mod tests {
 
     #[test]
     fn vxlan_decisions_name_the_vtep_and_vni() {
-        let vtep = (MAX_PORTS + 1) as u16;
-        let l = words(&record(Verdict::Unicast(vtep), &[(vtep, 0)]));
+        let vtep = vtep();
+        let l = words(&record(Verdict::Unicast(vtep), &[(vtep, None)]));
         assert!(
             l.text.contains("destination 02:00:00:00:00:0b learned behind VTEP 192.0.2.2: encapsulated, VNI 1000"),
             "{}",
             l.text
         );
-        let mut r = record(Verdict::Unicast(0), &[(0, 0)]);
+        let mut r = record(Verdict::Unicast(port(0)), &[(port(0), None)]);
         r.ingress = vtep;
         let l = words(&r);
         assert!(l.text.starts_with("vxlan:192.0.2.2:"), "{}", l.text);

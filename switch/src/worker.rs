@@ -19,10 +19,11 @@
 //! batches without stopping anyone.
 
 use crate::counters::{DropReason, WorkerCounters};
-use crate::stack::StackLink;
+use crate::ids::{Egress, PortId};
 use crate::pipeline::{self, classify::TPID_8021Q, local, vxlan, Batch, Context, TxQueues, BATCH};
 use crate::port::{self, AfXdpPort, Tap, TxError, UmemFrame};
 use crate::runtime::{Handoff, Runtime, KIND_AFXDP, KIND_TAP, MAX_PORTS};
+use crate::stack::StackLink;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::Ordering::Relaxed;
@@ -30,8 +31,8 @@ use std::sync::Arc;
 
 /// What a poll set entry stands for.
 enum Src {
-    Tap(u16, Arc<Tap>),
-    Xdp(u16),
+    Tap(PortId, Arc<Tap>),
+    Xdp(PortId),
     Wake,
     Host,
 }
@@ -46,13 +47,13 @@ pub struct Worker {
     /// The AF_XDP ports this worker owns, by port id.
     xdp: Vec<Option<Box<AfXdpPort>>>,
     /// Owned AF_XDP ports with frames queued since their last flush.
-    xdp_dirty: Vec<u16>,
+    xdp_dirty: Vec<PortId>,
     /// Owned AF_XDP ports whose transmit ring still holds frames after a
     /// flush (the kernel was busy): flushed again on the next loop turn.
-    xdp_pending: Vec<u16>,
+    xdp_pending: Vec<PortId>,
     /// Owned AF_XDP ports flushed since the last pass of frames back to an
     /// ingress port.
-    tx_ports: Vec<u16>,
+    tx_ports: Vec<PortId>,
     /// Workers this batch handed frames to (to wake them once).
     woke: Vec<bool>,
 }
@@ -66,7 +67,6 @@ const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Worker {
     pub fn new(id: usize, rt: Arc<Runtime>, core: Option<core_affinity::CoreId>) -> Worker {
-        let n = rt.max_ports;
         let counters = Arc::clone(&rt.counters[id]);
         let nworkers = rt.counters.len();
         Worker {
@@ -74,7 +74,7 @@ impl Worker {
             rt,
             counters,
             batch: Batch::new(),
-            tx: TxQueues::new(n),
+            tx: TxQueues::new(),
             core,
             xdp: (0..MAX_PORTS).map(|_| None).collect(),
             xdp_dirty: Vec::with_capacity(MAX_PORTS),
@@ -112,7 +112,8 @@ impl Worker {
                 self.adopt_ports();
                 srcs.clear();
                 fds.clear();
-                for p in 0..MAX_PORTS {
+                for id in PortId::all() {
+                    let p = id.index();
                     if rt.port_worker[p].load(Relaxed) != self.id || !rt.port_up[p].load(Relaxed) {
                         continue;
                     }
@@ -120,13 +121,13 @@ impl Worker {
                         KIND_TAP => {
                             if let Some(t) = rt.taps[p].load_full() {
                                 fds.push(port::pollfd(t.as_fd().as_raw_fd()));
-                                srcs.push(Src::Tap(p as u16, t));
+                                srcs.push(Src::Tap(id, t));
                             }
                         }
                         KIND_AFXDP => {
                             if let Some(x) = &self.xdp[p] {
                                 fds.push(port::pollfd(x.as_fd().as_raw_fd()));
-                                srcs.push(Src::Xdp(p as u16));
+                                srcs.push(Src::Xdp(id));
                             }
                         }
                         _ => {}
@@ -205,7 +206,7 @@ impl Worker {
         // The last counts of ports about to be let go stay readable.
         self.publish_xdp_stats();
         while let Some((p, x)) = self.rt.inbox[self.id].pop() {
-            if let Some(slot) = self.xdp.get_mut(p as usize) {
+            if let Some(slot) = self.xdp.get_mut(p.index()) {
                 *slot = Some(x);
             }
         }
@@ -223,7 +224,7 @@ impl Worker {
 
     /// Takes batches from port `p` until it has nothing more (at most a few
     /// batches, so one busy port cannot starve the others).
-    fn drain(&mut self, p: u16, tap: Option<&Tap>) {
+    fn drain(&mut self, p: PortId, tap: Option<&Tap>) {
         for _ in 0..4 {
             let n = match tap {
                 Some(t) => self.receive_tap(p, t),
@@ -247,13 +248,13 @@ impl Worker {
                 host: self.rt.host.as_deref(),
                 worker: self.id,
             };
-            let delivered = pipeline::process(&ctx, p, &mut self.batch, &mut self.tx, now);
+            let delivered = pipeline::run(&ctx, p, &mut self.batch, &mut self.tx, now);
             if delivered > 0 {
                 if let Some(h) = &self.rt.host {
                     StackLink::signal(&h.to_host_event);
                 }
             }
-            self.flush(p);
+            self.flush(p.into());
             self.counters.batches.add(1);
             // A short batch does not end the turn: frames that arrived
             // while this one was processed are taken now, without a poll(2)
@@ -263,21 +264,17 @@ impl Worker {
     }
 
     /// `--bare` baseline: the same port I/O with no switching logic.
-    fn bare(&mut self, p: u16) {
-        let out = p ^ 1;
-        let c = &self.counters.ports[p as usize];
+    fn bare(&mut self, p: PortId) {
+        let Some(out) = PortId::new(p.index() ^ 1) else {
+            return;
+        };
+        let c = self.counters.port(p.into());
         for i in 0..self.batch.count {
             c.rx_frames.add(1);
             c.rx_bytes.add(self.batch.meta[i].len as u64);
-            self.tx.push(
-                out,
-                pipeline::TxEntry {
-                    frame: i as u8,
-                    vid: 0,
-                },
-            );
+            self.tx.push(out.into(), pipeline::TxEntry::new(i, None));
         }
-        self.flush(p);
+        self.flush(p.into());
     }
 
     /// Sends what the switch's stack produced, a batch at a time.
@@ -300,12 +297,12 @@ impl Worker {
                 host: Some(h),
                 worker: self.id,
             };
-            pipeline::process_host(&ctx, rt.host_port, &mut self.batch, &mut self.tx);
-            self.flush(rt.host_port);
+            pipeline::run_stack(&ctx, &mut self.batch, &mut self.tx);
+            self.flush(Egress::Stack);
         }
     }
 
-    fn receive_tap(&mut self, p: u16, tap: &Tap) -> usize {
+    fn receive_tap(&mut self, p: PortId, tap: &Tap) -> usize {
         self.batch.clear();
         while self.batch.count < BATCH {
             let i = self.batch.count;
@@ -328,9 +325,9 @@ impl Worker {
     /// AF_XDP receive without a copy: the port tops up its fill ring, then
     /// each batch slot is made to show the UMEM frame the kernel received
     /// into (the slot holds it until the frame is sent on or recycled).
-    fn receive_xdp(&mut self, p: u16) -> usize {
+    fn receive_xdp(&mut self, p: PortId) -> usize {
         self.batch.clear();
-        let Some(x) = self.xdp.get_mut(p as usize).and_then(|x| x.as_mut()) else {
+        let Some(x) = self.xdp.get_mut(p.index()).and_then(|x| x.as_mut()) else {
             return 0;
         };
         let batch = &mut self.batch;
@@ -349,8 +346,8 @@ impl Worker {
     /// After a batch: UMEM frames the batch still holds (dropped, flooded
     /// by copies, sent to a TAP or the switch's stack) go back to the ingress
     /// port's cache, where its fill ring finds them.
-    fn recycle_batch(&mut self, ingress: u16) {
-        let x = self.xdp.get_mut(ingress as usize).and_then(|x| x.as_mut());
+    fn recycle_batch(&mut self, ingress: Egress) {
+        let x = owned(&mut self.xdp, ingress);
         match x {
             Some(x) => {
                 for i in 0..self.batch.count {
@@ -370,7 +367,7 @@ impl Worker {
     /// to the owning worker). Every other copy is gathered from the slot:
     /// [outer header, head, tag, rest] into a TAP write or a fresh UMEM
     /// frame. Then the frames left are recycled.
-    fn flush(&mut self, ingress: u16) {
+    fn flush(&mut self, ingress: Egress) {
         let rt = Arc::clone(&self.rt);
         let counters = Arc::clone(&self.counters);
         let plan = rt.plan.load();
@@ -378,35 +375,35 @@ impl Worker {
         // Copies queued per frame: the last one may be the frame itself.
         let mut uses = [0u16; BATCH];
         for &p in &self.tx.dirty {
-            for e in &self.tx.queues[p as usize] {
+            for e in self.tx.queue(p) {
                 uses[e.frame as usize] += 1;
             }
         }
         for di in 0..self.tx.dirty.len() {
             let p = self.tx.dirty[di];
-            let pc = &counters.ports[p as usize];
-            let vx = plan.vxlan.as_ref().filter(|_| vxlan::is_vtep(p));
-            // The device the frames leave by (the underlay for a VTEP).
-            let dev = vx.map(|v| v.underlay).unwrap_or(p);
-            let dc = &counters.ports[dev as usize];
-            let queued = self.tx.queues[p as usize].len();
-            if !rt
-                .port_up
-                .get(dev as usize)
-                .is_some_and(|u| u.load(Relaxed))
-            {
+            let pc = counters.port(p);
+            // The VTEP frames go to, and the device they leave by (the
+            // underlay for a VTEP).
+            let (vx, dev) = match (p, plan.vxlan.as_ref()) {
+                (Egress::Port(d), _) => (None, Some(d)),
+                (Egress::Vtep(k), Some(v)) => (Some((v, k)), Some(v.underlay)),
+                _ => (None, None),
+            };
+            let queued = self.tx.queue(p).len();
+            let Some(dev) = dev.filter(|d| rt.port_up[d.index()].load(Relaxed)) else {
                 pc.drops[DropReason::PortDown as usize].add(queued as u64);
-                for e in &self.tx.queues[p as usize] {
+                for e in self.tx.queue(p) {
                     let u = &mut uses[e.frame as usize];
                     *u = u.saturating_sub(1);
                 }
                 continue;
-            }
-            let kind = rt.port_kind.get(dev as usize).map(|k| k.load(Relaxed));
-            let guard = rt.taps.get(dev as usize).map(|t| t.load());
+            };
+            let dc = counters.port(dev.into());
+            let kind = rt.port_kind.get(dev.index()).map(|k| k.load(Relaxed));
+            let guard = rt.taps.get(dev.index()).map(|t| t.load());
             let tap = guard.as_ref().and_then(|g| g.as_ref());
             for qi in 0..queued {
-                let e = self.tx.queues[p as usize][qi];
+                let e = self.tx.queue(p)[qi];
                 let i = e.frame as usize;
                 uses[i] = uses[i].saturating_sub(1);
                 let m = self.batch.meta[i];
@@ -417,14 +414,17 @@ impl Worker {
                     pc.drops[DropReason::Runt as usize].add(1);
                     continue;
                 }
-                let tci = (u16::from(m.pcp_dei) << 8) | e.vid;
+                let tci = (u16::from(m.pcp_dei) << 8) | e.vid.map_or(0, |v| v.get());
                 let [t0, t1] = TPID_8021Q.to_be_bytes();
                 let [t2, t3] = tci.to_be_bytes();
                 let tag = [t0, t1, t2, t3];
                 let outer = match vx {
-                    Some(v) => {
-                        let vni = plan.nets.get(m.net as usize).and_then(|n| n.vni);
-                        match vxlan::outer_header(v, underlay, p, vni, f, m.tag_len as usize) {
+                    Some((v, k)) => {
+                        let vni = m
+                            .net
+                            .and_then(|n| plan.nets.get(n.index()))
+                            .and_then(|n| n.vni);
+                        match vxlan::outer_header(v, underlay, k, vni, f, m.tag_len as usize) {
                             Ok(h) => Some(h),
                             Err(r) => {
                                 pc.drops[r as usize].add(1);
@@ -434,7 +434,7 @@ impl Worker {
                     }
                     None => None,
                 };
-                let new_tag = (outer.is_none() && e.vid != 0).then_some(tag);
+                let new_tag = (outer.is_none() && e.vid.is_some()).then_some(tag);
                 if kind == Some(KIND_AFXDP) && uses[i] == 0 && self.batch.slots.holds(i) {
                     let prefix: &[u8] = outer.as_ref().map_or(&[], |o| &o[..]);
                     let edit = rewrite_in_place(
@@ -476,7 +476,7 @@ impl Worker {
                             Ok(n) => {
                                 pc.tx_frames.add(1);
                                 pc.tx_bytes.add(n as u64);
-                                if dev != p {
+                                if Egress::Port(dev) != p {
                                     dc.tx_frames.add(1);
                                     dc.tx_bytes.add(n as u64);
                                 }
@@ -496,10 +496,10 @@ impl Worker {
                     (Some(KIND_AFXDP), _) => {
                         let parts = &parts[..nparts];
                         let len: usize = parts.iter().map(|x| x.len()).sum();
-                        if let Some(x) = self.xdp.get_mut(dev as usize).and_then(|x| x.as_mut()) {
+                        if let Some(x) = self.xdp.get_mut(dev.index()).and_then(|x| x.as_mut()) {
                             let sent = x.send(parts);
                             if count_xdp_tx(sent, dev, len as u64, pc, &mut self.xdp_dirty)
-                                && dev != p
+                                && Egress::Port(dev) != p
                             {
                                 dc.tx_frames.add(1);
                                 dc.tx_bytes.add(len as u64);
@@ -543,30 +543,32 @@ impl Worker {
     #[allow(clippy::too_many_arguments)]
     fn send_frame(
         &mut self,
-        ingress: u16,
-        p: u16,
-        dev: u16,
+        ingress: Egress,
+        p: Egress,
+        dev: PortId,
         frame: UmemFrame,
         start: usize,
         len: usize,
         copied: bool,
     ) {
         let counters = &self.counters;
-        let pc = &counters.ports[p as usize];
-        let dc = &counters.ports[dev as usize];
+        let pc = counters.port(p);
+        let dc = counters.port(dev.into());
         let (start, len) = (start as u16, len as u16);
-        if let Some(x) = self.xdp.get_mut(dev as usize).and_then(|x| x.as_mut()) {
+        if let Some(x) = self.xdp.get_mut(dev.index()).and_then(|x| x.as_mut()) {
             let sent = x.send_frame(frame, start, len);
             if sent.is_ok() && !copied {
                 dc.tx_zero_copy.add(1);
             }
-            if count_xdp_tx(sent, dev, len.into(), pc, &mut self.xdp_dirty) && dev != p {
+            if count_xdp_tx(sent, dev, len.into(), pc, &mut self.xdp_dirty)
+                && Egress::Port(dev) != p
+            {
                 dc.tx_frames.add(1);
                 dc.tx_bytes.add(len.into());
             }
             return;
         }
-        let owner = self.rt.port_worker[dev as usize].load(Relaxed);
+        let owner = self.rt.port_worker[dev.index()].load(Relaxed);
         let h = Handoff {
             port: dev,
             start,
@@ -585,7 +587,7 @@ impl Worker {
                 }
                 // The owner counts the underlay's tx; the remote VTEP's is
                 // counted here.
-                if dev != p {
+                if Egress::Port(dev) != p {
                     pc.tx_frames.add(1);
                     pc.tx_bytes.add(len.into());
                 }
@@ -599,8 +601,8 @@ impl Worker {
 
     /// Returns a frame to the ingress port's cache when this worker owns
     /// it, else to the shared pool.
-    fn give_back(&mut self, ingress: u16, frame: UmemFrame) {
-        match self.xdp.get_mut(ingress as usize).and_then(|x| x.as_mut()) {
+    fn give_back(&mut self, ingress: Egress, frame: UmemFrame) {
+        match owned(&mut self.xdp, ingress) {
             Some(x) => x.recycle(frame),
             None => {
                 if let Some(u) = &self.rt.umem {
@@ -614,7 +616,7 @@ impl Worker {
     /// that were handed frames are woken (one eventfd write each).
     fn kick(&mut self) {
         for &p in &self.xdp_dirty {
-            if let Some(x) = self.xdp.get_mut(p as usize).and_then(|x| x.as_mut()) {
+            if let Some(x) = self.xdp.get_mut(p.index()).and_then(|x| x.as_mut()) {
                 x.flush();
                 // Distinct ports only: stays within its capacity.
                 if !self.tx_ports.contains(&p) {
@@ -639,13 +641,15 @@ impl Worker {
     /// where its fill ring reuses them while they are still in the caches
     /// (through the shared pool they would come back last: it is a FIFO
     /// over the whole UMEM).
-    fn pass_frames_back(&mut self, ingress: u16) {
-        let to = ingress as usize;
+    fn pass_frames_back(&mut self, ingress: Egress) {
+        let Some(to) = ingress.port().map(PortId::index) else {
+            return;
+        };
         if self.xdp.get(to).is_none_or(|x| x.is_none()) {
             return;
         }
         for i in 0..self.tx_ports.len() {
-            let from = self.tx_ports[i] as usize;
+            let from = self.tx_ports[i].index();
             if from == to || from >= self.xdp.len() {
                 continue;
             }
@@ -669,9 +673,9 @@ impl Worker {
         for from in 0..self.rt.handoff.len() {
             while let Some(h) = self.rt.handoff[from][self.id].pop() {
                 let p = h.port;
-                let pc = &self.counters.ports[p as usize];
-                match self.xdp.get_mut(p as usize).and_then(|x| x.as_mut()) {
-                    Some(x) if self.rt.port_up[p as usize].load(Relaxed) => {
+                let pc = self.counters.port(p.into());
+                match self.xdp.get_mut(p.index()).and_then(|x| x.as_mut()) {
+                    Some(x) if self.rt.port_up[p.index()].load(Relaxed) => {
                         let sent = x.send_frame(h.frame, h.start, h.len);
                         if sent.is_ok() && !h.copied {
                             pc.tx_zero_copy.add(1);
@@ -722,15 +726,21 @@ fn rewrite_in_place(
     Some((new_start, end - new_start))
 }
 
+/// The AF_XDP port `e` when this worker owns it.
+fn owned(xdp: &mut [Option<Box<AfXdpPort>>], e: Egress) -> Option<&mut AfXdpPort> {
+    let p = e.port()?;
+    xdp.get_mut(p.index()).and_then(|x| x.as_deref_mut())
+}
+
 /// Counts the outcome of queueing a frame on AF_XDP port `p` (its counters
 /// `pc`); marks the port for a flush. Returns whether it was queued.
 #[inline]
 fn count_xdp_tx(
     sent: Result<(), TxError>,
-    p: u16,
+    p: PortId,
     len: u64,
     pc: &crate::counters::PortCounters,
-    dirty: &mut Vec<u16>,
+    dirty: &mut Vec<PortId>,
 ) -> bool {
     match sent {
         Ok(()) => {

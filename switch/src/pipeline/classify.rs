@@ -8,15 +8,16 @@
 //! tag to this switch (an 802.1Q C-VLAN bridge): such a frame is handled as
 //! untagged, its S-tag carried as data (docs/vlan.md).
 
-use super::{Batch, Context, Verdict, NO_NET};
+use super::{Batch, Context, Verdict};
 use crate::counters::DropReason;
+use crate::ids::PortId;
 use shunt_parsers::{vlan, EtherType, EthernetFrame, VlanTag};
 
 pub const ETH_HDR: usize = shunt_parsers::ethernet::HEADER_LEN;
 pub const TPID_8021Q: u16 = EtherType::Vlan.to_u16();
 
-pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
-    let Some(port) = ctx.plan.ports.get(ingress as usize) else {
+pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch) {
+    let Some(port) = ctx.plan.ports.get(ingress.index()) else {
         return;
     };
     for i in 0..batch.count {
@@ -42,25 +43,25 @@ fn process(port: &super::PortPlan, batch: &mut Batch, i: usize) -> Result<(), Dr
             vlan::VID_RESERVED => return Err(DropReason::VlanReserved),
             v => port.vid_net[v as usize],
         };
-        if net == NO_NET {
+        let Some(net) = net else {
             return Err(if vid == 0 {
                 DropReason::VlanUntagged
             } else {
                 DropReason::VlanNotAllowed
             });
-        }
+        };
         (net, vlan::TAG_LEN as u8, pcp_dei)
     } else {
-        if port.untagged_net == NO_NET {
+        let Some(net) = port.untagged_net else {
             return Err(DropReason::VlanUntagged);
-        }
-        (port.untagged_net, 0, 0)
+        };
+        (net, 0, 0)
     };
     if len > port.max_frame + tag_len as usize {
         return Err(DropReason::Oversize);
     }
     let m = &mut batch.meta[i];
-    m.net = net;
+    m.net = Some(net);
     m.tag_len = tag_len;
     m.pcp_dei = pcp_dei;
     Ok(())

@@ -3,57 +3,43 @@
 //! tagged with the network's VLAN toward trunks). The tag itself is
 //! written when the queue is flushed, by the port, without copying.
 
-use super::{forward::port_up, Batch, Context, TxEntry, TxQueues, Verdict, NO_NET};
+use super::{forward::port_up, Batch, Context, TxEntry, TxQueues, Verdict};
 use crate::counters::{DropReason, FloodCause};
+use crate::ids::{Egress, NetId, Vid};
 
-pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, tx: &mut TxQueues) {
-    let c = &ctx.counters.ports[ingress as usize];
+pub fn run(ctx: &Context, ingress: Egress, batch: &mut Batch, tx: &mut TxQueues) {
+    let c = ctx.counters.port(ingress);
     for i in 0..batch.count {
         let m = batch.meta[i];
-        let net = m.net as usize;
+        let net = m.net.map_or(usize::MAX, NetId::index);
         match m.verdict {
-            Verdict::Unicast(p) => {
-                let vid = egress_vid(ctx, p, net);
-                if vid == NO_NET {
-                    batch.meta[i].verdict = Verdict::Drop(DropReason::NoDestination);
-                } else {
-                    tx.push(
-                        p,
-                        TxEntry {
-                            frame: i as u8,
-                            vid,
-                        },
-                    );
-                }
-            }
+            Verdict::Unicast(p) => match egress_vid(ctx, p, net) {
+                None => batch.meta[i].verdict = Verdict::Drop(DropReason::NoDestination),
+                Some(vid) => tx.push(p, TxEntry::new(i, vid)),
+            },
             Verdict::Flood(cause) => {
                 let Some(n) = ctx.plan.nets.get(net) else {
                     continue;
                 };
                 let mut sent = 0;
                 for &p in &n.members {
-                    if p == ingress || !port_up(ctx, p) {
+                    if Egress::Port(p) == ingress || !port_up(ctx, p.into()) {
                         continue;
                     }
-                    let pp = &ctx.plan.ports[p as usize];
+                    let pp = &ctx.plan.ports[p.index()];
                     let allowed = match cause {
                         FloodCause::UnknownUnicast => pp.flood_unknown,
                         FloodCause::Multicast => pp.flood_multicast,
                         FloodCause::Broadcast => true,
                     };
                     if allowed {
-                        tx.push(
-                            p,
-                            TxEntry {
-                                frame: i as u8,
-                                vid: pp.egress_vid[net],
-                            },
-                        );
+                        let vid = pp.egress_vid[net].and_then(|c| c.tag());
+                        tx.push(p.into(), TxEntry::new(i, vid));
                         sent += 1;
                     }
                 }
                 // Head-end replication, never from a VTEP back to VTEPs.
-                if m.vtep == super::vxlan::NO_VTEP {
+                if m.vtep.is_none() {
                     sent += super::vxlan::flood_peers(ctx, net, i, tx);
                 }
                 if sent == 0 {
@@ -64,20 +50,18 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, tx: &mut TxQueues) {
                 let Some(n) = ctx.plan.nets.get(net) else {
                     continue;
                 };
-                let mvparent = n.macvlan.map(|(_, p)| p).unwrap_or(NO_NET);
+                let mvparent = n.macvlan.map(|(_, p)| p);
                 let mut sent = 0;
                 for &p in &n.members {
-                    if p == ingress || p == except || (p == mvparent && !parent) || !port_up(ctx, p)
+                    if Egress::Port(p) == ingress
+                        || Some(p) == except
+                        || (Some(p) == mvparent && !parent)
+                        || !port_up(ctx, p.into())
                     {
                         continue;
                     }
-                    tx.push(
-                        p,
-                        TxEntry {
-                            frame: i as u8,
-                            vid: ctx.plan.ports[p as usize].egress_vid[net],
-                        },
-                    );
+                    let vid = ctx.plan.ports[p.index()].egress_vid[net].and_then(|c| c.tag());
+                    tx.push(p.into(), TxEntry::new(i, vid));
                     sent += 1;
                 }
                 if sent == 0 {
@@ -92,16 +76,19 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, tx: &mut TxQueues) {
     }
 }
 
+/// The tag frame of network `net` carries out of `to` (`Some(None)`:
+/// untagged), or `None` when `to` does not carry the network.
 #[inline]
-fn egress_vid(ctx: &Context, port: u16, net: usize) -> u16 {
-    // Remote VTEPs carry networks with a VNI, untagged inside VXLAN.
-    if super::vxlan::is_vtep(port) {
-        let vni = ctx.plan.nets.get(net).and_then(|n| n.vni);
-        return if vni.is_some() { 0 } else { NO_NET };
+fn egress_vid(ctx: &Context, to: Egress, net: usize) -> Option<Option<Vid>> {
+    match to {
+        Egress::Port(p) => ctx
+            .plan
+            .ports
+            .get(p.index())
+            .and_then(|p| p.egress_vid.get(net).copied().flatten())
+            .map(|c| c.tag()),
+        // Remote VTEPs carry networks with a VNI, untagged inside VXLAN.
+        Egress::Vtep(_) => ctx.plan.nets.get(net).and_then(|n| n.vni).map(|_| None),
+        Egress::Stack => None,
     }
-    ctx.plan
-        .ports
-        .get(port as usize)
-        .and_then(|p| p.egress_vid.get(net).copied())
-        .unwrap_or(NO_NET)
 }

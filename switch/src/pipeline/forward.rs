@@ -4,28 +4,33 @@
 
 use super::{Batch, Context, Verdict, BATCH};
 use crate::counters::{DropReason, FloodCause};
+use crate::ids::Egress;
 use shunt_parsers::EthernetFrame;
 use std::sync::atomic::Ordering::Relaxed;
 
-pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
-    let c = &ctx.counters.ports[ingress as usize];
+pub fn run(ctx: &Context, ingress: Egress, batch: &mut Batch) {
+    let c = ctx.counters.port(ingress);
     // Bounded by BATCH, so that indexing `meta` needs no check per frame.
     for i in 0..batch.count.min(BATCH) {
         if batch.meta[i].verdict != Verdict::Pending {
             continue;
         }
+        // Frames from the switch's stack to the underlay have no network;
+        // they were queued before this stage.
+        let Some(net) = batch.meta[i].net else {
+            continue;
+        };
         // Every frame that got here holds a whole Ethernet header (classify,
-        // decap and process_host checked); the `else` cannot happen.
+        // decap and run_stack checked); the `else` cannot happen.
         let Ok(eth) = EthernetFrame::new_checked(batch.frame(i)) else {
             batch.meta[i].verdict = Verdict::Drop(DropReason::Runt);
             continue;
         };
         let dst = eth.dst_addr();
-        let net = batch.meta[i].net;
         if let Some(&(mode, parent)) = ctx
             .plan
             .nets
-            .get(net as usize)
+            .get(net.index())
             .and_then(|n| n.macvlan.as_ref())
         {
             let src = eth.src_addr();
@@ -49,12 +54,13 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
             }
         } else {
             let from = super::vxlan::from(ingress, &batch.meta[i]);
-            match ctx.fdb.lookup_port(net, dst.as_bytes()) {
+            match ctx
+                .fdb
+                .lookup_port(net.raw(), dst.as_bytes())
+                .and_then(Egress::decode)
+            {
                 // Split horizon: from a VTEP, never back to a VTEP.
-                Some(port)
-                    if port == from
-                        || (super::vxlan::is_vtep(from) && super::vxlan::is_vtep(port)) =>
-                {
+                Some(port) if port == from || (from.is_vtep() && port.is_vtep()) => {
                     Verdict::Drop(DropReason::SamePort)
                 }
                 Some(port) if port_up(ctx, port) => Verdict::Unicast(port),
@@ -69,13 +75,17 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch) {
 }
 
 #[inline]
-pub fn port_up(ctx: &Context, port: u16) -> bool {
-    // A remote VTEP is reachable while the underlay port is up.
-    let port = match &ctx.plan.vxlan {
-        Some(v) if super::vxlan::is_vtep(port) => v.underlay,
-        _ => port,
+pub fn port_up(ctx: &Context, to: Egress) -> bool {
+    let port = match to {
+        Egress::Port(p) => p,
+        // A remote VTEP is reachable while the underlay port is up.
+        Egress::Vtep(_) => match &ctx.plan.vxlan {
+            Some(v) => v.underlay,
+            None => return false,
+        },
+        Egress::Stack => return false,
     };
     ctx.port_up
-        .get(port as usize)
+        .get(port.index())
         .is_some_and(|u| u.load(Relaxed))
 }

@@ -4,6 +4,7 @@
 
 use super::{Batch, Context, Verdict, BATCH};
 use crate::counters::DropReason;
+use crate::ids::{Egress, PortId};
 use shunt_parsers::ethernet;
 use shunt_tables::Learn;
 
@@ -13,17 +14,17 @@ pub enum Learned {
     Nothing,
     New,
     Refreshed,
-    Moved { from: u16 },
+    Moved { from: Egress },
     Static,
     Full,
     Disabled,
 }
 
-pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, now_ms: u64) {
-    let Some(port) = ctx.plan.ports.get(ingress as usize) else {
+pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch, now_ms: u64) {
+    let Some(port) = ctx.plan.ports.get(ingress.index()) else {
         return;
     };
-    let c = &ctx.counters.ports[ingress as usize];
+    let c = ctx.counters.port(ingress.into());
     // Bounded by BATCH, so that indexing `meta` needs no check per frame.
     for i in 0..batch.count.min(BATCH) {
         if batch.meta[i].verdict != Verdict::Pending {
@@ -40,19 +41,24 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, now_ms: u64) {
             continue;
         }
         // macvlan networks deliver by the hosts' fixed MACs: no learning.
+        let Some(net) = batch.meta[i].net else {
+            continue;
+        };
         let macvlan = ctx
             .plan
             .nets
-            .get(batch.meta[i].net as usize)
+            .get(net.index())
             .is_some_and(|n| n.macvlan.is_some());
         if !port.learning || macvlan {
             batch.meta[i].learned = Learned::Disabled;
             continue;
         }
-        let net = batch.meta[i].net;
         // A frame from a remote VTEP is learned behind that VTEP.
-        let from = super::vxlan::from(ingress, &batch.meta[i]);
-        batch.meta[i].learned = match ctx.fdb.learn(net, src.as_bytes(), from, now_ms) {
+        let from = super::vxlan::from(ingress.into(), &batch.meta[i]);
+        let learned = ctx
+            .fdb
+            .learn(net.raw(), src.as_bytes(), from.encode(), now_ms);
+        batch.meta[i].learned = match learned {
             Learn::New => {
                 c.learned.add(1);
                 Learned::New
@@ -60,7 +66,10 @@ pub fn run(ctx: &Context, ingress: u16, batch: &mut Batch, now_ms: u64) {
             Learn::Refreshed => Learned::Refreshed,
             Learn::Moved { from } => {
                 c.moved.add(1);
-                Learned::Moved { from }
+                match Egress::decode(from) {
+                    Some(from) => Learned::Moved { from },
+                    None => Learned::Nothing,
+                }
             }
             Learn::Static => Learned::Static,
             Learn::Full => {

@@ -6,6 +6,7 @@
 
 use super::{Batch, Context, Verdict};
 use crate::counters::DropReason;
+use crate::ids::Segment;
 use crate::stack::{StackLink, StackPkt};
 use shunt_parsers::{ethernet, ArpOp, ArpPacket, ArpRepr, EtherType, Untagged};
 
@@ -15,11 +16,12 @@ pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
     let mut delivered = 0;
     for i in 0..batch.count {
         let m = batch.meta[i];
-        if m.verdict != Verdict::Pending || !host.serves(m.net) {
+        let Some(net) = m.net else { continue };
+        if m.verdict != Verdict::Pending || !host.serves(net) {
             continue;
         }
         let f = batch.frame(i);
-        let Some(na) = host.nets.get(m.net as usize) else {
+        let Some(na) = host.nets.get(net.index()) else {
             continue;
         };
         // The frame without the tag classify found: what the stack sees.
@@ -35,14 +37,14 @@ pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
         // Ethernet/IPv4 ARP only.
         if let Some(a) = arp.and_then(|p| ArpRepr::parse(&p).ok()) {
             if na.arp_suppress && !a.sender_ip.is_unspecified() {
-                let _ = host.snoop.push((m.net, a.sender_ip, a.sender_mac));
+                let _ = host.snoop.push((net.raw(), a.sender_ip, a.sender_mac));
             }
             if a.op == ArpOp::Request {
                 if na.ip == Some(a.target_ip) {
                     local = true;
                 } else if na.arp_suppress
                     && a.sender_ip != a.target_ip
-                    && host.arp_known(m.net, a.target_ip).is_some()
+                    && host.arp_known(net, a.target_ip).is_some()
                 {
                     local = true;
                     suppressed = true;
@@ -53,7 +55,7 @@ pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
             continue;
         }
         // The switch's stack sees untagged frames of one network.
-        let verdict = match StackPkt::gather(m.net, &[frame.macs(), frame.rest()]) {
+        let verdict = match StackPkt::gather(Segment::Net(net), &[frame.macs(), frame.rest()]) {
             Some(p) if host.to_host.push(p).is_ok() => {
                 delivered += 1;
                 if let Some(c) = host.counters.get(worker) {
@@ -78,7 +80,11 @@ pub fn take_output(host: &StackLink, batch: &mut Batch) {
         let Some(p) = host.from_host.pop() else { break };
         let i = batch.count;
         if batch.push(p.frame()) {
-            batch.meta[i].net = p.net;
+            // The underlay's frames have no network (`vxlan::host_output`).
+            batch.meta[i].net = match p.net {
+                Segment::Net(n) => Some(n),
+                Segment::Underlay => None,
+            };
         }
     }
 }

@@ -14,17 +14,18 @@
 //!   `bridge` mode (they saw it on the way out), and back to its sender
 //!   only in `private` and `passthru` mode.
 
-use super::{Context, Verdict, NO_NET};
+use super::{Context, Verdict};
 use crate::config::MacvlanMode;
 use crate::counters::{DropReason, FloodCause};
+use crate::ids::{Egress, NetId, PortId};
 use shunt_parsers::MacAddr;
 
 pub fn decide(
     ctx: &Context,
-    net: u16,
+    net: NetId,
     mode: MacvlanMode,
-    parent: u16,
-    ingress: u16,
+    parent: PortId,
+    ingress: Egress,
     dst: MacAddr,
     src: MacAddr,
 ) -> Verdict {
@@ -34,28 +35,29 @@ pub fn decide(
     } else {
         FloodCause::Multicast
     };
+    // The hosts are static entries on ports (never a VTEP or the stack).
     let host_of = |mac: MacAddr| {
         ctx.fdb
-            .lookup(net, mac.as_bytes())
-            .map(|e| e.port)
+            .lookup(net.raw(), mac.as_bytes())
+            .and_then(|e| Egress::decode(e.port)?.port())
             .filter(|&p| p != parent)
     };
-    if ingress == parent {
+    if ingress == Egress::Port(parent) {
         if multicast {
             return match host_of(src) {
                 None => Verdict::Macvlan {
                     cause,
                     parent: false,
-                    except: NO_NET,
+                    except: None,
                 },
                 Some(h) => match mode {
                     MacvlanMode::Vepa => Verdict::Macvlan {
                         cause,
                         parent: false,
-                        except: h,
+                        except: Some(h),
                     },
                     MacvlanMode::Bridge => Verdict::Drop(DropReason::MacvlanFiltered),
-                    MacvlanMode::Private | MacvlanMode::Passthru => Verdict::Unicast(h),
+                    MacvlanMode::Private | MacvlanMode::Passthru => Verdict::Unicast(h.into()),
                 },
             };
         }
@@ -63,31 +65,31 @@ pub fn decide(
             let only = ctx
                 .plan
                 .nets
-                .get(net as usize)
+                .get(net.index())
                 .and_then(|n| n.members.iter().copied().find(|&p| p != parent));
             return only
-                .map(Verdict::Unicast)
+                .map(|p| Verdict::Unicast(p.into()))
                 .unwrap_or(Verdict::Drop(DropReason::NoDestination));
         }
         return match host_of(dst) {
-            Some(h) => Verdict::Unicast(h),
+            Some(h) => Verdict::Unicast(h.into()),
             None => Verdict::Drop(DropReason::MacvlanUnknown),
         };
     }
     // From a host.
     if mode != MacvlanMode::Bridge {
-        return Verdict::Unicast(parent);
+        return Verdict::Unicast(parent.into());
     }
     if multicast {
         return Verdict::Macvlan {
             cause,
             parent: true,
-            except: NO_NET,
+            except: None,
         };
     }
     match host_of(dst) {
-        Some(h) if h == ingress => Verdict::Drop(DropReason::SamePort),
-        Some(h) => Verdict::Unicast(h),
-        None => Verdict::Unicast(parent),
+        Some(h) if Egress::Port(h) == ingress => Verdict::Drop(DropReason::SamePort),
+        Some(h) => Verdict::Unicast(h.into()),
+        None => Verdict::Unicast(parent.into()),
     }
 }

@@ -23,12 +23,13 @@ pub mod macvlan;
 pub mod plan;
 pub mod vxlan;
 
-pub use plan::{NetPlan, Plan, PortPlan, NO_NET};
+pub use plan::{Carry, NetPlan, Plan, PortPlan};
 
 #[cfg(test)]
 mod tests;
 
 use crate::counters::{DropReason, FloodCause, WorkerCounters};
+use crate::ids::{Egress, NetId, PortId, Vid, VtepId};
 use crate::stack::StackLink;
 use crate::trace::Tracer;
 use shunt_tables::Fdb;
@@ -50,7 +51,7 @@ pub enum Verdict {
     /// Still being processed.
     Pending,
     Drop(DropReason),
-    Unicast(u16),
+    Unicast(Egress),
     Flood(FloodCause),
     /// For the switch itself: handed to the switch's stack.
     Local,
@@ -59,7 +60,7 @@ pub enum Verdict {
     Macvlan {
         cause: FloodCause,
         parent: bool,
-        except: u16,
+        except: Option<PortId>,
     },
 }
 
@@ -67,8 +68,9 @@ pub enum Verdict {
 #[derive(Debug, Clone, Copy)]
 pub struct Meta {
     pub len: u16,
-    /// Network (bridge domain) id, set by classify.
-    pub net: u16,
+    /// Network (bridge domain), set by classify (`None` before, and for
+    /// the underlay's own frames).
+    pub net: Option<NetId>,
     /// Bytes of 802.1Q tag after the MAC addresses that classify consumed
     /// (0 or 4): egress removes or rewrites them.
     pub tag_len: u8,
@@ -80,20 +82,20 @@ pub struct Meta {
     /// Where the frame starts in its slot (`HEADROOM` as received; more
     /// after VXLAN decapsulation moved it to the inner frame).
     pub start: u16,
-    /// The remote VTEP port the frame came from (`vxlan::NO_VTEP`: none).
-    pub vtep: u16,
+    /// The remote VTEP the frame came from, if it was decapsulated.
+    pub vtep: Option<VtepId>,
 }
 
 impl Meta {
     pub const EMPTY: Meta = Meta {
         len: 0,
-        net: NO_NET,
+        net: None,
         tag_len: 0,
         pcp_dei: 0,
         verdict: Verdict::Pending,
         learned: learn::Learned::Nothing,
         start: HEADROOM as u16,
-        vtep: vxlan::NO_VTEP,
+        vtep: None,
     };
 }
 
@@ -177,45 +179,72 @@ impl Batch {
 }
 
 /// One queued transmission: which frame of the batch, and the VLAN to tag
-/// it with on the way out (0: untagged).
+/// it with on the way out (`None`: untagged).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TxEntry {
     pub frame: u8,
-    pub vid: u16,
+    pub vid: Option<Vid>,
 }
 
-/// Transmit queues, one per port, flushed once per batch.
+impl TxEntry {
+    #[inline]
+    pub fn new(frame: usize, vid: Option<Vid>) -> TxEntry {
+        TxEntry {
+            frame: frame as u8,
+            vid,
+        }
+    }
+}
+
+/// Transmit queues, one per egress (ports, the stack, VTEPs), flushed once
+/// per batch.
 pub struct TxQueues {
-    pub queues: Box<[Vec<TxEntry>]>,
-    /// Ports with something queued, in first-queued order.
-    pub dirty: Vec<u16>,
+    queues: Box<[Vec<TxEntry>]>,
+    /// Egresses with something queued, in first-queued order.
+    pub dirty: Vec<Egress>,
+}
+
+impl Default for TxQueues {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl TxQueues {
-    pub fn new(max_ports: usize) -> TxQueues {
+    pub fn new() -> TxQueues {
         TxQueues {
-            // Each frame goes to a port at most once: BATCH entries suffice.
-            queues: (0..max_ports).map(|_| Vec::with_capacity(BATCH)).collect(),
-            dirty: Vec::with_capacity(max_ports),
+            // Each frame goes to an egress at most once: BATCH entries suffice.
+            queues: (0..Egress::SLOTS)
+                .map(|_| Vec::with_capacity(BATCH))
+                .collect(),
+            dirty: Vec::with_capacity(Egress::SLOTS),
         }
     }
 
     #[inline]
-    pub fn push(&mut self, port: u16, e: TxEntry) {
-        let Some(q) = self.queues.get_mut(port as usize) else {
+    pub fn push(&mut self, to: Egress, e: TxEntry) {
+        let Some(q) = self.queues.get_mut(to.slot()) else {
             return;
         };
         if q.is_empty() {
-            self.dirty.push(port);
+            self.dirty.push(to);
         }
         if q.len() < BATCH {
             q.push(e);
         }
     }
 
+    /// What is queued for `to`.
+    #[inline]
+    pub fn queue(&self, to: Egress) -> &[TxEntry] {
+        self.queues.get(to.slot()).map_or(&[], |q| &q[..])
+    }
+
     pub fn clear(&mut self) {
         for &p in &self.dirty {
-            self.queues[p as usize].clear();
+            if let Some(q) = self.queues.get_mut(p.slot()) {
+                q.clear();
+            }
         }
         self.dirty.clear();
     }
@@ -234,14 +263,14 @@ pub struct Context<'a> {
 
 /// Runs the whole pipeline over one batch from `ingress`, leaving the
 /// frames to send in `tx`. Returns how many frames went to the switch's stack.
-pub fn process(
+pub fn run(
     ctx: &Context,
-    ingress: u16,
+    ingress: PortId,
     batch: &mut Batch,
     tx: &mut TxQueues,
     now_ms: u64,
 ) -> usize {
-    let c = &ctx.counters.ports[ingress as usize];
+    let c = ctx.counters.port(ingress.into());
     // Once per batch, not per frame: the counters are shared cache lines.
     let bytes: u64 = batch.meta[..batch.count].iter().map(|m| m.len as u64).sum();
     c.rx_frames.add(batch.count as u64);
@@ -260,11 +289,11 @@ pub fn process(
     }
     learn::run(ctx, ingress, batch, now_ms);
     delivered += local::run(ctx, ctx.worker, batch);
-    forward::run(ctx, ingress, batch);
-    egress::run(ctx, ingress, batch, tx);
+    forward::run(ctx, ingress.into(), batch);
+    egress::run(ctx, ingress.into(), batch, tx);
     // One check per batch when no trace is active.
     if ctx.tracer.active() {
-        ctx.tracer.record_batch(ctx, ingress, batch, tx);
+        ctx.tracer.record_batch(ctx, ingress.into(), batch, tx);
     }
     delivered
 }
@@ -282,20 +311,21 @@ fn prefetch(ctx: &Context, batch: &Batch) {
         if m.verdict != Verdict::Pending {
             continue;
         }
+        let Some(net) = m.net else { continue };
         let f = batch.frame(i);
         let dst = f.get(0..6).and_then(|d| <[u8; 6]>::try_from(d).ok());
         let src = f.get(6..12).and_then(|s| <[u8; 6]>::try_from(s).ok());
         if let (Some(dst), Some(src)) = (dst, src) {
-            ctx.fdb.prefetch(m.net, &src);
-            ctx.fdb.prefetch(m.net, &dst);
+            ctx.fdb.prefetch(net.raw(), &src);
+            ctx.fdb.prefetch(net.raw(), &dst);
         }
     }
 }
 
 /// Runs frames from the switch's stack (already in their network, untagged)
-/// through forward and egress, as if they came in on port `host_port`.
-pub fn process_host(ctx: &Context, host_port: u16, batch: &mut Batch, tx: &mut TxQueues) {
-    let c = &ctx.counters.ports[host_port as usize];
+/// through forward and egress; they come in from `Egress::Stack`.
+pub fn run_stack(ctx: &Context, batch: &mut Batch, tx: &mut TxQueues) {
+    let c = ctx.counters.port(Egress::Stack);
     for i in 0..batch.count {
         c.rx_frames.add(1);
         c.rx_bytes.add(batch.meta[i].len as u64);
@@ -304,9 +334,9 @@ pub fn process_host(ctx: &Context, host_port: u16, batch: &mut Batch, tx: &mut T
         }
     }
     vxlan::host_output(ctx, batch, tx);
-    forward::run(ctx, host_port, batch);
-    egress::run(ctx, host_port, batch, tx);
+    forward::run(ctx, Egress::Stack, batch);
+    egress::run(ctx, Egress::Stack, batch, tx);
     if ctx.tracer.active() {
-        ctx.tracer.record_batch(ctx, host_port, batch, tx);
+        ctx.tracer.record_batch(ctx, Egress::Stack, batch, tx);
     }
 }

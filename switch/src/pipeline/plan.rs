@@ -2,20 +2,38 @@
 //! networks, in the shape the stages read fastest. Immutable once built.
 
 use crate::config::{MacvlanMode, PortMode, Topology};
+use crate::ids::{Egress, NetId, PortId, Vid, VtepId, VLAN_IDS};
 
-pub const NO_NET: u16 = u16::MAX;
+/// How a port carries a network on the way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carry {
+    /// Untagged (access ports, a trunk's native network).
+    Untagged,
+    /// Tagged with the network's VLAN (trunks).
+    Tagged(Vid),
+}
+
+impl Carry {
+    /// The tag to push on the way out, if any.
+    #[inline]
+    pub fn tag(self) -> Option<Vid> {
+        match self {
+            Carry::Untagged => None,
+            Carry::Tagged(v) => Some(v),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct PortPlan {
     pub name: String,
-    /// Ingress: VLAN id -> network, `NO_NET` where the VLAN is not allowed.
-    pub vid_net: Box<[u16]>,
+    /// Ingress: VLAN id -> network, `None` where the VLAN is not allowed.
+    pub vid_net: Box<[Option<NetId>]>,
     /// Ingress: the network of untagged and priority-tagged frames.
-    pub untagged_net: u16,
+    pub untagged_net: Option<NetId>,
     pub trunk: bool,
-    /// Egress: network -> VLAN to tag with (0: untagged, `NO_NET`: the port
-    /// does not carry that network).
-    pub egress_vid: Box<[u16]>,
+    /// Egress: network -> how the port carries it (`None`: it does not).
+    pub egress_vid: Box<[Option<Carry>]>,
     pub learning: bool,
     pub flood_unknown: bool,
     pub flood_multicast: bool,
@@ -28,12 +46,12 @@ pub struct NetPlan {
     pub name: String,
     pub vlan: Option<u16>,
     /// Ports carrying this network, in port order: the flood list.
-    pub members: Vec<u16>,
+    pub members: Vec<PortId>,
     /// macvlan-style network: its mode and parent port.
-    pub macvlan: Option<(MacvlanMode, u16)>,
-    /// VXLAN: the network's VNI, and its peer VTEPs (port ids) to flood to.
+    pub macvlan: Option<(MacvlanMode, PortId)>,
+    /// VXLAN: the network's VNI, and its peer VTEPs to flood to.
     pub vni: Option<u32>,
-    pub peers: Vec<u16>,
+    pub peers: Vec<Egress>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,42 +72,48 @@ impl Plan {
                 name: n.name.clone(),
                 vlan: n.vlan,
                 members: Vec::new(),
-                macvlan: n.macvlan.map(|m| (m.mode, m.parent as u16)),
+                macvlan: n
+                    .macvlan
+                    .and_then(|m| Some((m.mode, PortId::new(m.parent)?))),
                 vni: n.vni,
                 peers: n
                     .vtep_peers
                     .iter()
                     .filter_map(|ip| t.vtep.as_ref()?.remotes.iter().position(|r| r == ip))
-                    .map(|k| super::vxlan::VTEP_BASE + k as u16)
+                    .filter_map(VtepId::new)
+                    .map(Egress::Vtep)
                     .collect(),
             })
             .collect();
         let mut ports = Vec::with_capacity(t.ports.len());
         for (pi, p) in t.ports.iter().enumerate() {
-            let mut vid_net = vec![NO_NET; 4096].into_boxed_slice();
-            let mut egress_vid = vec![NO_NET; nnets].into_boxed_slice();
+            let Some(port) = PortId::new(pi) else {
+                break;
+            };
+            let mut vid_net = vec![None; VLAN_IDS].into_boxed_slice();
+            let mut egress_vid = vec![None; nnets].into_boxed_slice();
             let (untagged_net, trunk) = match &p.mode {
-                _ if p.removed => (NO_NET, false),
+                _ if p.removed => (None, false),
                 PortMode::Access { network } => {
-                    egress_vid[*network] = 0;
-                    (*network as u16, false)
+                    egress_vid[*network] = Some(Carry::Untagged);
+                    (NetId::new(*network), false)
                 }
                 PortMode::Trunk { allowed, native } => {
                     for &n in allowed {
-                        if let Some(v) = t.networks[n].vlan {
-                            vid_net[v as usize] = n as u16;
-                            egress_vid[n] = v;
+                        if let Some(v) = t.networks[n].vlan.and_then(Vid::new) {
+                            vid_net[usize::from(v.get())] = NetId::new(n);
+                            egress_vid[n] = Some(Carry::Tagged(v));
                         }
                     }
                     if let Some(n) = native {
-                        egress_vid[*n] = 0;
+                        egress_vid[*n] = Some(Carry::Untagged);
                     }
-                    (native.map(|n| n as u16).unwrap_or(NO_NET), true)
+                    (native.and_then(NetId::new), true)
                 }
             };
-            for (n, &v) in egress_vid.iter().enumerate() {
-                if v != NO_NET {
-                    nets[n].members.push(pi as u16);
+            for (n, v) in egress_vid.iter().enumerate() {
+                if v.is_some() {
+                    nets[n].members.push(port);
                 }
             }
             ports.push(PortPlan {

@@ -35,11 +35,11 @@ impl Rig {
         Rig {
             plan,
             fdb,
-            counters: WorkerCounters::new(n + 1),
+            counters: WorkerCounters::new(),
             tracer: Tracer::new(),
             up: (0..n).map(|_| AtomicBool::new(true)).collect(),
             batch: Batch::new(),
-            tx: TxQueues::new(n + 1),
+            tx: TxQueues::new(),
         }
     }
 
@@ -60,14 +60,14 @@ impl Rig {
             host: None,
             worker: 0,
         };
-        process(&ctx, ingress, &mut self.batch, &mut self.tx, 1000);
+        run(&ctx, port(ingress), &mut self.batch, &mut self.tx, 1000);
         let verdicts = (0..frames.len())
             .map(|i| self.batch.meta[i].verdict)
             .collect();
         let mut outs = vec![Vec::new(); frames.len()];
         for &p in &self.tx.dirty {
-            for e in &self.tx.queues[p as usize] {
-                outs[e.frame as usize].push((p, e.vid));
+            for e in self.tx.queue(p) {
+                outs[e.frame as usize].push((p.encode(), e.vid.map_or(0, Vid::get)));
             }
         }
         for o in &mut outs {
@@ -76,9 +76,18 @@ impl Rig {
         (verdicts, outs)
     }
 
-    fn drops(&self, port: usize, r: DropReason) -> u64 {
-        self.counters.ports[port].drops[r as usize].get()
+    fn drops(&self, p: u16, r: DropReason) -> u64 {
+        self.counters.port(port(p).into()).drops[r as usize].get()
     }
+}
+
+fn port(p: u16) -> PortId {
+    PortId::new(p.into()).expect("a port id")
+}
+
+/// Known unicast to port `p`.
+fn unicast(p: u16) -> Verdict {
+    Verdict::Unicast(port(p).into())
 }
 
 fn frame(dst: [u8; 6], src: [u8; 6], tags: &[(u16, u16)]) -> Vec<u8> {
@@ -124,7 +133,7 @@ fn learn_then_unicast_and_split_horizon() {
     // B speaks from port 1; now A -> B is one port.
     r.run(1, &[frame(A, B, &[])]);
     let (v, out) = r.run(0, &[frame(B, A, &[])]);
-    assert_eq!(v[0], Verdict::Unicast(1));
+    assert_eq!(v[0], unicast(1));
     assert_eq!(out[0], vec![(1, 0)]);
     // A destination learned on the ingress port is dropped.
     let (v, out) = r.run(1, &[frame(B, C, &[])]);
@@ -205,7 +214,7 @@ fn fdb_full_still_forwards() {
     let mut r = Rig::new(&format!("[switch]\nfdb_max_entries = 1\n{THREE}"));
     r.run(0, &[frame(BCAST, A, &[])]);
     let (v, out) = r.run(1, &[frame(A, B, &[])]);
-    assert_eq!(v[0], Verdict::Unicast(0), "A is known");
+    assert_eq!(v[0], unicast(0), "A is known");
     assert_eq!(out[0], vec![(0, 0)]);
     assert_eq!(r.drops(1, DropReason::FdbFull), 1, "B was not learned");
     let (v, _) = r.run(0, &[frame(B, A, &[])]);
@@ -221,7 +230,7 @@ fn static_entries_never_move() {
     r.run(0, &[frame(BCAST, C, &[])]);
     assert_eq!(r.fdb.lookup(0, &C).map(|e| e.port), Some(2));
     let (v, _) = r.run(1, &[frame(C, B, &[])]);
-    assert_eq!(v[0], Verdict::Unicast(2));
+    assert_eq!(v[0], unicast(2));
 }
 
 /// Access a (vlan 10), access b (vlan 20), trunk t (10, 20, native 30 =
@@ -352,14 +361,14 @@ fn macvlan_decisions() {
         let mut r = macvlan(mode);
         // From the parent: unicast by exact MAC, unknown never flooded.
         let (v, _) = r.run(UP, &[frame(A, C, &[]), frame(C, B, &[])]);
-        assert_eq!(v[0], Verdict::Unicast(0), "{mode}");
+        assert_eq!(v[0], unicast(0), "{mode}");
         assert_eq!(v[1], Verdict::Drop(DropReason::MacvlanUnknown), "{mode}");
         // From ha to hb's MAC: direct in bridge mode, else to the parent.
         let (v, _) = r.run(0, &[frame(B, A, &[])]);
         let want = if mode == "bridge" {
-            Verdict::Unicast(1)
+            unicast(1)
         } else {
-            Verdict::Unicast(UP)
+            unicast(UP)
         };
         assert_eq!(v[0], want, "{mode}");
         // A broadcast from ha: bridge mode gives it to hb and the parent.
@@ -375,11 +384,7 @@ fn macvlan_decisions() {
         match mode {
             "bridge" => assert_eq!(v[0], Verdict::Drop(DropReason::MacvlanFiltered)),
             "vepa" => assert_eq!(out[0], vec![(1, 0)], "vepa: the other host only"),
-            _ => assert_eq!(
-                v[0],
-                Verdict::Unicast(0),
-                "private: back to its sender only"
-            ),
+            _ => assert_eq!(v[0], unicast(0), "private: back to its sender only"),
         }
         // A broadcast from outside reaches every host.
         let (_, out) = r.run(UP, &[frame(BCAST, C, &[])]);

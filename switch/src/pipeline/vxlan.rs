@@ -5,31 +5,26 @@
 //!        |                 \--ARP--> host::underlay (answers for the VTEP address, resolves next hops)
 //!        \--anything else: dropped with a reason
 //!
-//!  egress --> queue of remote VTEP k (a port id above the host's pseudo port)
+//!  egress --> queue of remote VTEP k (`Egress::Vtep(k)`)
 //!         --> flush: [50-byte outer header on the stack, inner frame without its tag] --> underlay port
 //! ```
 //!
-//! Remote VTEPs are FDB port ids `VTEP_BASE + k`, so learning, ageing and
-//! flushing treat them as ports. Decapsulation moves the frame's start in
+//! Remote VTEPs are egresses of their own (`Egress::Vtep`), stored in the
+//! FDB like ports, so learning, ageing and flushing treat them as ports. Decapsulation moves the frame's start in
 //! its slot (no copy); encapsulation is a gather list, so the inner frame is
 //! never moved either. Split horizon: a frame that came from a VTEP never
 //! goes back to a VTEP.
 
-use super::{Batch, Context, Meta, TxEntry, TxQueues, Verdict, NO_NET};
+use super::{Batch, Context, Meta, TxEntry, TxQueues, Verdict};
 use crate::config::Topology;
 use crate::counters::DropReason;
+use crate::ids::{Egress, NetId, PortId, Segment, VtepId};
 use crate::stack::underlay::Underlay;
 use crate::stack::StackPkt;
 use shunt_parsers::vxlan::{self, emit_vxlan_encap, entropy_port, Refused, VxlanEncap, ENCAP_LEN};
 use shunt_parsers::{ip, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, MacAddr, Untagged};
 use std::net::Ipv4Addr;
 
-/// FDB port id of remote VTEP 0 (the switch's stack's pseudo port is `MAX_PORTS`).
-pub const VTEP_BASE: u16 = crate::runtime::MAX_PORTS as u16 + 1;
-/// `Meta::vtep` of a frame that did not come from a VTEP.
-pub const NO_VTEP: u16 = u16::MAX;
-/// The network id of frames between the underlay and its ARP handler.
-pub const UNDERLAY_NET: u16 = u16::MAX - 1;
 /// Outer header bytes.
 pub const OVERHEAD: usize = ENCAP_LEN;
 
@@ -37,7 +32,7 @@ pub const OVERHEAD: usize = ENCAP_LEN;
 #[derive(Debug, Clone)]
 pub struct VxlanPlan {
     /// The underlay port.
-    pub underlay: u16,
+    pub underlay: PortId,
     /// Our MAC and address on the underlay.
     pub mac: MacAddr,
     pub addr: Ipv4Addr,
@@ -45,24 +40,24 @@ pub struct VxlanPlan {
     pub ttl: u8,
     /// Longest outer frame: the underlay's MTU + the Ethernet header.
     pub max_outer: usize,
-    /// Remote VTEP k is port `VTEP_BASE + k`.
+    /// Remote VTEP k is `Egress::Vtep(k)`.
     pub remotes: Vec<Ipv4Addr>,
     /// (VNI, network), sorted by VNI.
-    pub vni_net: Vec<(u32, u16)>,
+    pub vni_net: Vec<(u32, NetId)>,
 }
 
 impl VxlanPlan {
     pub fn from_topology(t: &Topology) -> Option<VxlanPlan> {
         let v = t.vtep.as_ref()?;
-        let mut vni_net: Vec<(u32, u16)> = t
+        let mut vni_net: Vec<(u32, NetId)> = t
             .networks
             .iter()
             .enumerate()
-            .filter_map(|(i, n)| n.vni.map(|vni| (vni, i as u16)))
+            .filter_map(|(i, n)| Some((n.vni?, NetId::new(i)?)))
             .collect();
         vni_net.sort_unstable();
         Some(VxlanPlan {
-            underlay: v.port as u16,
+            underlay: PortId::new(v.port)?,
             mac: underlay_mac(&t.switch.name),
             addr: v.address.addr,
             udp_port: v.udp_port,
@@ -75,7 +70,7 @@ impl VxlanPlan {
     }
 
     #[inline]
-    fn net_of(&self, vni: u32) -> Option<u16> {
+    fn net_of(&self, vni: u32) -> Option<NetId> {
         self.vni_net
             .binary_search_by_key(&vni, |x| x.0)
             .ok()
@@ -83,39 +78,30 @@ impl VxlanPlan {
     }
 
     #[inline]
-    fn remote_of(&self, ip: Ipv4Addr) -> Option<usize> {
-        self.remotes.iter().position(|r| *r == ip)
+    fn remote_of(&self, ip: Ipv4Addr) -> Option<VtepId> {
+        self.remotes
+            .iter()
+            .position(|r| *r == ip)
+            .and_then(VtepId::new)
     }
 
-    /// The remote VTEP's address, for port id `port`.
-    pub fn remote(&self, port: u16) -> Option<Ipv4Addr> {
-        remote_index(port).and_then(|k| self.remotes.get(k).copied())
+    /// The remote VTEP's address.
+    pub fn remote(&self, k: VtepId) -> Option<Ipv4Addr> {
+        self.remotes.get(k.index()).copied()
     }
 }
 
 /// The switch's MAC on the underlay (locally administered, from its name).
 pub fn underlay_mac(switch_name: &str) -> MacAddr {
-    crate::stack::switch_mac(switch_name, UNDERLAY_NET)
+    crate::stack::switch_mac(switch_name, Segment::Underlay.mac_salt())
 }
 
-/// Remote index of a VTEP port id.
+/// Where a frame came from: its VTEP, or the batch's ingress.
 #[inline]
-pub fn remote_index(port: u16) -> Option<usize> {
-    port.checked_sub(VTEP_BASE).map(usize::from)
-}
-
-#[inline]
-pub fn is_vtep(port: u16) -> bool {
-    port >= VTEP_BASE && port != NO_VTEP
-}
-
-/// The port a frame came from: its VTEP, or the batch's ingress port.
-#[inline]
-pub fn from(ingress: u16, m: &Meta) -> u16 {
-    if m.vtep != NO_VTEP {
-        m.vtep
-    } else {
-        ingress
+pub fn from(ingress: Egress, m: &Meta) -> Egress {
+    match m.vtep {
+        Some(k) => Egress::Vtep(k),
+        None => ingress,
     }
 }
 
@@ -123,8 +109,8 @@ pub fn from(ingress: u16, m: &Meta) -> u16 {
 enum Seen {
     Arp,
     Vxlan {
-        net: u16,
-        remote: usize,
+        net: NetId,
+        remote: VtepId,
         inner_off: usize,
         inner_len: usize,
     },
@@ -175,22 +161,20 @@ pub fn decap_run(ctx: &Context, v: &VxlanPlan, batch: &mut Batch) -> usize {
                 inner_off,
                 inner_len,
             }) => {
-                let vtep = VTEP_BASE + remote as u16;
                 let m = &mut batch.meta[i];
                 m.start = m.start.saturating_add(inner_off as u16);
                 m.len = inner_len as u16;
-                m.net = net;
+                m.net = Some(net);
                 m.tag_len = 0;
                 m.pcp_dei = 0;
-                m.vtep = vtep;
-                if let Some(c) = ctx.counters.ports.get(vtep as usize) {
-                    c.rx_frames.add(1);
-                    c.rx_bytes.add(inner_len as u64);
-                }
+                m.vtep = Some(remote);
+                let c = ctx.counters.port(Egress::Vtep(remote));
+                c.rx_frames.add(1);
+                c.rx_bytes.add(inner_len as u64);
                 continue;
             }
             Ok(Seen::Arp) => match ul {
-                Some(ul) => match StackPkt::gather(UNDERLAY_NET, &[batch.frame(i)]) {
+                Some(ul) => match StackPkt::gather(Segment::Underlay, &[batch.frame(i)]) {
                     Some(p) if ul.rx.push(p).is_ok() => {
                         to_arp += 1;
                         Verdict::Local
@@ -211,21 +195,15 @@ pub fn decap_run(ctx: &Context, v: &VxlanPlan, batch: &mut Batch) -> usize {
     to_arp
 }
 
-/// Frames the underlay's ARP handler wants sent (network `UNDERLAY_NET`)
-/// go straight to the underlay port, untagged.
+/// Frames the underlay's ARP handler wants sent (`Segment::Underlay`:
+/// `local::take_output` left them without a network) go straight to the
+/// underlay port, untagged.
 pub fn host_output(ctx: &Context, batch: &mut Batch, tx: &mut TxQueues) {
     let Some(v) = &ctx.plan.vxlan else { return };
     for i in 0..batch.count {
-        if batch.meta[i].net == UNDERLAY_NET && batch.meta[i].verdict == Verdict::Pending {
+        if batch.meta[i].net.is_none() && batch.meta[i].verdict == Verdict::Pending {
             batch.meta[i].verdict = Verdict::Local;
-            batch.meta[i].net = NO_NET;
-            tx.push(
-                v.underlay,
-                TxEntry {
-                    frame: i as u8,
-                    vid: 0,
-                },
-            );
+            tx.push(v.underlay.into(), TxEntry::new(i, None));
         }
     }
 }
@@ -241,13 +219,7 @@ pub fn flood_peers(ctx: &Context, net: usize, i: usize, tx: &mut TxQueues) -> us
         return 0;
     }
     for &p in &n.peers {
-        tx.push(
-            p,
-            TxEntry {
-                frame: i as u8,
-                vid: 0,
-            },
-        );
+        tx.push(p, TxEntry::new(i, None));
     }
     n.peers.len()
 }
@@ -257,7 +229,7 @@ pub fn underlay_up(ctx: &Context) -> bool {
     ctx.plan
         .vxlan
         .as_ref()
-        .is_some_and(|v| super::forward::port_up(ctx, v.underlay))
+        .is_some_and(|v| super::forward::port_up(ctx, v.underlay.into()))
 }
 
 /// A hash of the inner frame's addresses (MACs, and IPv4 addresses and
@@ -292,20 +264,20 @@ fn flow_hash(f: &[u8], tag_len: usize) -> u32 {
 }
 
 /// The 50 bytes to send in front of the inner frame `f` (whose tag of
-/// `tag_len` bytes is left out) to remote VTEP port `vtep`, or why not.
+/// `tag_len` bytes is left out) to remote VTEP `k`, or why not.
 #[inline]
 pub fn outer_header(
     v: &VxlanPlan,
     ul: Option<&Underlay>,
-    vtep: u16,
+    k: VtepId,
     vni: Option<u32>,
     f: &[u8],
     tag_len: usize,
 ) -> Result<[u8; OVERHEAD], DropReason> {
-    let (Some(k), Some(vni)) = (remote_index(vtep), vni) else {
+    let Some(vni) = vni else {
         return Err(DropReason::NoDestination);
     };
-    let Some(&dst_ip) = v.remotes.get(k) else {
+    let Some(&dst_ip) = v.remotes.get(k.index()) else {
         return Err(DropReason::NoDestination);
     };
     let inner_len = f.len().saturating_sub(tag_len);
@@ -313,7 +285,7 @@ pub fn outer_header(
         return Err(DropReason::VxlanTooBig);
     }
     let dst_mac = ul
-        .and_then(|u| u.nexthop_mac(k))
+        .and_then(|u| u.nexthop_mac(k.index()))
         .ok_or(DropReason::VxlanNoNexthop)?;
     let encap = VxlanEncap {
         src_mac: v.mac,
@@ -338,14 +310,14 @@ mod tests {
 
     fn plan() -> VxlanPlan {
         VxlanPlan {
-            underlay: 3,
+            underlay: PortId::new(3).expect("in range"),
             mac: MacAddr([2, 0, 0, 0, 0, 1]),
             addr: Ipv4Addr::new(192, 0, 2, 1),
             udp_port: 4789,
             ttl: 64,
             max_outer: 1514,
             remotes: vec![Ipv4Addr::new(192, 0, 2, 2)],
-            vni_net: vec![(1000, 0)],
+            vni_net: vec![(1000, NetId::new(0).expect("in range"))],
         }
     }
 
@@ -383,7 +355,10 @@ mod tests {
                 remote,
                 inner_off,
                 inner_len,
-            }) => assert_eq!((net, remote, inner_off, inner_len), (0, 0, 50, 60)),
+            }) => assert_eq!(
+                (net.index(), remote.index(), inner_off, inner_len),
+                (0, 0, 50, 60)
+            ),
             _ => panic!("not decapsulated"),
         }
         assert_eq!(
@@ -417,12 +392,28 @@ mod tests {
         let inner = [0x02u8; 60];
         let ul = None;
         assert_eq!(
-            outer_header(&plan(), ul, VTEP_BASE, Some(1000), &inner, 0).err(),
+            outer_header(
+                &plan(),
+                ul,
+                VtepId::new(0).expect("in range"),
+                Some(1000),
+                &inner,
+                0
+            )
+            .err(),
             Some(DropReason::VxlanNoNexthop)
         );
         let big = [0x02u8; 1500];
         assert_eq!(
-            outer_header(&plan(), ul, VTEP_BASE, Some(1000), &big, 0).err(),
+            outer_header(
+                &plan(),
+                ul,
+                VtepId::new(0).expect("in range"),
+                Some(1000),
+                &big,
+                0
+            )
+            .err(),
             Some(DropReason::VxlanTooBig)
         );
     }

@@ -1,7 +1,6 @@
 //! Ports: the ways frames enter and leave the switch. One file per kind.
 
 pub mod afxdp;
-pub mod packet;
 pub mod sys;
 pub mod tap;
 pub mod umem;

@@ -7,6 +7,7 @@
 //! were sent.
 
 use super::{StackLink, StackPkt, STACK_FRAME};
+use crate::ids::{NetId, Segment};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use std::collections::VecDeque;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 const RX_QUEUE: usize = 2048;
 
 pub struct NetDevice {
-    pub net: u16,
+    pub net: NetId,
     link: Arc<StackLink>,
     rx: VecDeque<StackPkt>,
     /// Frames pushed to `from_host` since the thread last looked.
@@ -25,7 +26,7 @@ pub struct NetDevice {
 }
 
 impl NetDevice {
-    pub fn new(net: u16, link: Arc<StackLink>) -> NetDevice {
+    pub fn new(net: NetId, link: Arc<StackLink>) -> NetDevice {
         NetDevice {
             net,
             link,
@@ -37,7 +38,7 @@ impl NetDevice {
     /// Queues a received frame; false (and counted) when full.
     pub fn push_rx(&mut self, p: StackPkt) -> bool {
         if self.rx.len() >= RX_QUEUE {
-            if let Some(c) = self.link.net_counters.get(self.net as usize) {
+            if let Some(c) = self.link.net_counters.get(self.net.index()) {
                 c.rx_dropped_full.add(1);
             }
             return false;
@@ -59,7 +60,7 @@ impl phy::RxToken for Rx {
 }
 
 pub struct Tx<'a> {
-    net: u16,
+    net: NetId,
     link: &'a StackLink,
     sent: &'a mut usize,
 }
@@ -69,7 +70,7 @@ impl phy::TxToken for Tx<'_> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        let counters = self.link.net_counters.get(self.net as usize);
+        let counters = self.link.net_counters.get(self.net.index());
         if len > STACK_FRAME {
             // Cannot happen with the MTU we announce; never panic for it.
             let mut scratch = vec![0u8; len];
@@ -79,7 +80,7 @@ impl phy::TxToken for Tx<'_> {
             return f(&mut scratch);
         }
         let mut p = StackPkt {
-            net: self.net,
+            net: Segment::Net(self.net),
             len: len as u16,
             data: [0; STACK_FRAME],
         };

@@ -21,6 +21,7 @@ use super::dns::{self, AnswerFlags, Query};
 use super::names::{self, Decision, Names, Rotation};
 use super::{NetCounters, StackLink, StackPkt};
 use crate::config::{Ipv4Net, Topology};
+use crate::ids::{NetId, Segment};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use shunt_parsers::{ArpOp, ArpRepr};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
@@ -154,8 +155,9 @@ impl NetIface {
             let Some(addr) = cfg.addresses.get(i).copied().flatten() else {
                 continue;
             };
-            let net = i as u16;
-            let mut dev = NetDevice::new(net, Arc::clone(&link));
+            let Some(id) = NetId::new(i) else { continue };
+            let net = id.raw();
+            let mut dev = NetDevice::new(id, Arc::clone(&link));
             let mut config =
                 Config::new(HardwareAddress::Ethernet(EthernetAddress(na.mac.octets())));
             config.random_seed = seed ^ u64::from(net);
@@ -326,7 +328,8 @@ impl NetIface {
 
     /// Sends a frame built here (not by smoltcp).
     fn send_frame(&mut self, net: u16, frame: &[u8]) {
-        match StackPkt::gather(net, &[frame]) {
+        let seg = NetId::new(usize::from(net)).map(Segment::Net);
+        match seg.and_then(|seg| StackPkt::gather(seg, &[frame])) {
             Some(p) if self.link.from_host.push(p).is_ok() => self.sent += 1,
             _ => {
                 if let Some(c) = self.counters(net) {
@@ -337,7 +340,9 @@ impl NetIface {
     }
 
     fn dispatch(&mut self, p: StackPkt) {
-        let net = p.net;
+        // The underlay's frames go to its own handler, never here.
+        let Segment::Net(net) = p.net else { return };
+        let net = net.raw();
         let Some((suppress, own_ip)) = self
             .link
             .nets

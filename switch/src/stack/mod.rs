@@ -18,6 +18,7 @@ pub mod resolv;
 pub mod underlay;
 
 use crate::counters::Counter;
+use crate::ids::{NetId, Segment};
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -33,14 +34,14 @@ const QUEUE: usize = 1024;
 /// queues hold these by value, so nothing is allocated per frame.
 #[derive(Clone, Copy)]
 pub struct StackPkt {
-    pub net: u16,
+    pub net: Segment,
     pub len: u16,
     pub data: [u8; STACK_FRAME],
 }
 
 impl StackPkt {
     /// Gathers `parts` into a packet; None if it does not fit.
-    pub fn gather(net: u16, parts: &[&[u8]]) -> Option<StackPkt> {
+    pub fn gather(net: Segment, parts: &[&[u8]]) -> Option<StackPkt> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len > STACK_FRAME {
             return None;
@@ -177,14 +178,14 @@ impl StackLink {
 
     /// True when the switch has something to do on network `net`.
     #[inline]
-    pub fn serves(&self, net: u16) -> bool {
+    pub fn serves(&self, net: NetId) -> bool {
         self.nets
-            .get(net as usize)
+            .get(net.index())
             .is_some_and(|n| n.ip.is_some() || n.arp_suppress)
     }
 
-    pub fn arp_known(&self, net: u16, ip: Ipv4Addr) -> Option<MacAddr> {
-        self.arp.load().get(&(net, ip)).copied()
+    pub fn arp_known(&self, net: NetId, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.arp.load().get(&(net.raw(), ip)).copied()
     }
 
     /// Wakes the other side (an eventfd write; a full counter is fine:

@@ -16,7 +16,7 @@
 use super::{StackLink, StackPkt};
 use crate::config::{Ipv4Net, Vtep};
 use crate::counters::Counter;
-use crate::pipeline::vxlan::UNDERLAY_NET;
+use crate::ids::Segment;
 use crossbeam_queue::ArrayQueue;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -135,7 +135,7 @@ impl Thread {
 
     fn send(&self, frame: &[u8]) {
         let Some(ul) = self.ul() else { return };
-        match StackPkt::gather(UNDERLAY_NET, &[frame]) {
+        match StackPkt::gather(Segment::Underlay, &[frame]) {
             Some(p) if self.link.from_host.push(p).is_ok() => {
                 StackLink::signal(&self.link.from_host_event);
             }

@@ -8,9 +8,10 @@
 //! and a receiver in the sink's namespace takes each frame's kernel receive
 //! time: latency = receive time - send time (one clock for all namespaces).
 
+use super::frame as raw;
 use super::lab::{if_stats, Path, GEN_NS, SINK_NS};
+use super::packet::{realtime_ns, PacketSocket, TxRing};
 use super::{interrupted, BenchError};
-use crate::port::packet::{self as raw, PacketSocket, TxRing};
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -80,7 +81,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
-    let hz = crate::port::sys::clock_ticks() as f64;
+    let hz = shunt_switch::port::sys::clock_ticks() as f64;
     Some((utime + stime) / hz.max(1.0))
 }
 
@@ -343,7 +344,7 @@ pub fn latency(
                     std::thread::yield_now();
                 }
                 k += 1;
-                raw::stamp(&mut frame, raw::realtime_ns());
+                raw::stamp(&mut frame, realtime_ns());
                 if tx.send_one(&frame) {
                     n += 1;
                     sent.store(n, Relaxed);

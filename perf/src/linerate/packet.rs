@@ -4,7 +4,11 @@
 //! the kernel's receive timestamp of each frame (`SO_TIMESTAMPNS`), so the
 //! receiving thread's own scheduling delay is not part of the latency.
 
-use crate::netns;
+// Every unsafe block here says why it is sound; clippy holds us to it.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+use super::frame::{self, STAMP_AT};
+use shunt_switch::netns;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -25,15 +29,18 @@ pub struct PacketSocket {
     fd: OwnedFd,
 }
 
-fn setsockopt_int(fd: &OwnedFd, level: i32, name: i32, val: i32) -> io::Result<()> {
-    // SAFETY: the option value is an int that lives across the call.
+/// Sets a socket option whose value is a plain C value (an int, a
+/// `timeval`, a `tpacket_req`): one unsafe call for all of them.
+fn setsockopt<T: Copy>(fd: &OwnedFd, level: i32, name: i32, val: &T) -> io::Result<()> {
+    // SAFETY: `val` is valid for reads of `size_of::<T>()` bytes during the
+    // call; the kernel only reads it.
     let r = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             level,
             name,
-            &val as *const i32 as *const libc::c_void,
-            std::mem::size_of::<i32>() as libc::socklen_t,
+            val as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if r < 0 {
@@ -41,6 +48,10 @@ fn setsockopt_int(fd: &OwnedFd, level: i32, name: i32, val: i32) -> io::Result<(
     } else {
         Ok(())
     }
+}
+
+fn setsockopt_int(fd: &OwnedFd, level: i32, name: i32, val: i32) -> io::Result<()> {
+    setsockopt(fd, level, name, &val)
 }
 
 fn open_bound(ifname: &str, protocol: u16) -> io::Result<OwnedFd> {
@@ -125,19 +136,7 @@ impl PacketSocket {
                 tv_sec: 0,
                 tv_usec: 100_000,
             };
-            // SAFETY: a valid timeval of the size given.
-            let r = unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    &tv as *const libc::timeval as *const libc::c_void,
-                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-                )
-            };
-            if r < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
             Ok(fd)
         })?;
         Ok(PacketSocket { fd })
@@ -256,20 +255,7 @@ impl TxRing {
                     tp_frame_size: RING_FRAME as u32,
                     tp_frame_nr: frames as u32,
                 };
-                // SAFETY: a valid tpacket_req of the size given.
-                let r = unsafe {
-                    libc::setsockopt(
-                        fd.as_raw_fd(),
-                        libc::SOL_PACKET,
-                        libc::PACKET_TX_RING,
-                        &req as *const libc::tpacket_req as *const libc::c_void,
-                        std::mem::size_of::<libc::tpacket_req>() as libc::socklen_t,
-                    )
-                };
-                if r < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
+                setsockopt(fd, libc::SOL_PACKET, libc::PACKET_TX_RING, &req)
             })
         })?;
         // SAFETY: mapping the ring the kernel just allocated for this socket.
@@ -325,6 +311,7 @@ impl TxRing {
             let s = unsafe { std::ptr::read_volatile(st) };
             if s != TP_STATUS_AVAILABLE && s != TP_STATUS_SEND_REQUEST && s != TP_STATUS_SENDING {
                 // WRONG_FORMAT and friends: give the slot back.
+                // SAFETY: as above.
                 unsafe { std::ptr::write_volatile(st, TP_STATUS_AVAILABLE) };
             } else if s != TP_STATUS_AVAILABLE {
                 break; // the kernel still holds it
@@ -334,8 +321,8 @@ impl TxRing {
                 // SAFETY: the stamp lies inside the frame copied into the slot.
                 unsafe {
                     let data = (st as *mut u8).add(TX_DATA_OFF);
-                    let frame = std::slice::from_raw_parts_mut(data, STAMP_AT + 8);
-                    self::stamp(frame, f());
+                    let bytes = std::slice::from_raw_parts_mut(data, STAMP_AT + 8);
+                    frame::stamp(bytes, f());
                 }
             }
             std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
@@ -365,77 +352,5 @@ impl Drop for TxRing {
     fn drop(&mut self) {
         // SAFETY: unmapping the mapping made in `new`, used by no one else.
         unsafe { libc::munmap(self.map as *mut libc::c_void, self.map_len) };
-    }
-}
-
-/// Where the timestamp sits in a benchmark frame (after Ethernet, IPv4, UDP).
-pub const STAMP_AT: usize = 14 + 20 + 8;
-/// Marks a timestamped frame (the two bytes before the stamp).
-pub const STAMP_MAGIC: [u8; 2] = *b"SB";
-
-/// A UDP/IPv4 frame of `size` bytes on the wire (FCS included, so the
-/// buffer is `size - 4` long) from `src` to `dst`. The addresses are not
-/// the sink's: the sink's kernel drops the frames without answering.
-/// (The destination MAC is not the sink's either: see `lab::SINK_STATION`.)
-pub fn udp_frame(size: usize, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
-    let len = size.max(64) - 4;
-    let mut f = vec![0u8; len];
-    f[0..6].copy_from_slice(&dst);
-    f[6..12].copy_from_slice(&src);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip_len = (len - 14) as u16;
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&[198, 18, 0, 1]); // RFC 2544 benchmarking range
-    ip[16..20].copy_from_slice(&[198, 19, 0, 2]);
-    let mut sum = 0u32;
-    for c in ip.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    let udp = &mut f[34..42];
-    udp[0..2].copy_from_slice(&49184u16.to_be_bytes());
-    udp[2..4].copy_from_slice(&7u16.to_be_bytes());
-    udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
-    f
-}
-
-/// Writes the send time into a frame made by [`udp_frame`].
-#[inline]
-pub fn stamp(frame: &mut [u8], ns: u64) {
-    frame[STAMP_AT - 2..STAMP_AT].copy_from_slice(&STAMP_MAGIC);
-    frame[STAMP_AT..STAMP_AT + 8].copy_from_slice(&ns.to_be_bytes());
-}
-
-/// The send time of a stamped frame, if it is one.
-#[inline]
-pub fn read_stamp(frame: &[u8]) -> Option<u64> {
-    let m = frame.get(STAMP_AT - 2..STAMP_AT)?;
-    if m != STAMP_MAGIC {
-        return None;
-    }
-    let b = frame.get(STAMP_AT..STAMP_AT + 8)?;
-    Some(u64::from_be_bytes(b.try_into().ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frame_sizes_and_stamp() {
-        for size in [64, 512, 1518] {
-            let mut f = udp_frame(size, [2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1]);
-            assert_eq!(f.len(), size - 4);
-            assert_eq!(read_stamp(&f), None);
-            stamp(&mut f, 123_456_789);
-            assert_eq!(read_stamp(&f), Some(123_456_789));
-        }
     }
 }

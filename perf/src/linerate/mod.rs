@@ -10,7 +10,12 @@
 //! and loss, optionally the RFC 2544 zero-loss throughput, and latency
 //! percentiles at a fraction of the measured rate.
 
+mod frame;
 mod lab;
+// The one module of this crate that talks to the kernel (packet sockets,
+// their ring mapping): every `unsafe` there carries its `// SAFETY:`.
+#[allow(unsafe_code)]
+mod packet;
 mod plot;
 mod traffic;
 
@@ -114,7 +119,7 @@ pub fn interrupted() -> bool {
 }
 
 fn catch_signals() {
-    crate::port::sys::on_interrupt(&INTERRUPTED);
+    shunt_switch::port::sys::on_interrupt(&INTERRUPTED);
 }
 
 #[derive(Debug, Clone, Serialize)]

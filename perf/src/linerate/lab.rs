@@ -13,7 +13,7 @@
 //! removed when the [`Lab`] is dropped: on success, on error, on Ctrl-C.
 
 use super::{BenchError, PortKind};
-use crate::netns;
+use shunt_switch::netns;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -58,8 +58,9 @@ pub fn mac_of(ns: &str, ifname: &str) -> Result<[u8; 6], BenchError> {
     let v: serde_json::Value = serde_json::from_str(&out)
         .map_err(|e| BenchError::Setup(format!("parsing `ip -j link show {ifname}`: {e}")))?;
     let s = v[0]["address"].as_str().unwrap_or_default();
-    crate::config::parse_mac(s)
-        .ok_or_else(|| BenchError::Setup(format!("interface {ifname} in {ns} has no MAC ({s:?})")))
+    s.parse::<shunt_parsers::MacAddr>()
+        .map(|m| m.0)
+        .map_err(|_| BenchError::Setup(format!("interface {ifname} in {ns} has no MAC ({s:?})")))
 }
 
 /// Frames received and sent by an interface, from `ip -s -j link show`.
@@ -500,12 +501,12 @@ mod tests {
     fn generated_topologies_parse() {
         for bare in [false, true] {
             let t = topology(PortKind::Tap, 1, bare, false).expect("tap topology");
-            let topo = crate::config::parse("bench.toml", &t).expect("parses");
+            let topo = shunt_switch::config::parse("bench.toml", &t).expect("parses");
             assert_eq!(topo.ports.len(), 2);
             assert_eq!(topo.switch.bare, bare);
         }
         let t = topology(PortKind::Tap, 1, false, true).expect("vxlan topology");
-        let topo = crate::config::parse("bench.toml", &t).expect("vxlan topology parses");
+        let topo = shunt_switch::config::parse("bench.toml", &t).expect("vxlan topology parses");
         assert_eq!(topo.networks[0].vni, Some(1000));
         assert!(topo.vtep.is_some());
     }
