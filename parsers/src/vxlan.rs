@@ -16,7 +16,7 @@ use crate::ethernet::{self, EtherType, EthernetFrame, MacAddr};
 use crate::ip::{self, IpProtocol};
 use crate::ipv4::{self, Ipv4Packet};
 use crate::udp::{self, UdpPacket};
-use crate::vlan;
+use crate::vlan::{self, VlanTag};
 
 /// Length of the VXLAN header.
 pub const VXLAN_HEADER_LEN: usize = 8;
@@ -315,21 +315,24 @@ pub fn decap(frame: &[u8]) -> Result<Decap> {
 /// and the destination address first, then fragments, then the UDP
 /// destination port (read before the rest of the UDP header is checked),
 /// then the UDP and VXLAN lengths, then the I flag.
+#[inline]
 pub fn decap_for(
     frame: &[u8],
     to: Option<(Ipv4Addr, u16)>,
 ) -> core::result::Result<Decap, Refused> {
     use Refused::NotVxlan;
     let eth = EthernetFrame::new_checked(frame).map_err(NotVxlan)?;
-    let (ethertype, l3_off) = match vlan::outer_tag(frame) {
-        Some(tag) => (tag.inner_ethertype, ethernet::HEADER_LEN + vlan::TAG_LEN),
-        None if eth.ethertype().is_vlan_tag() => return Err(NotVxlan(Error::Truncated)),
-        None => (eth.ethertype(), ethernet::HEADER_LEN),
+    let (ethertype, l3) = match eth.ethertype() {
+        t if t.is_vlan_tag() => {
+            let tag = VlanTag::new_checked(eth.payload()).map_err(NotVxlan)?;
+            let after = eth.payload().get(vlan::HEADER_LEN..).unwrap_or_default();
+            (tag.ethertype(), after)
+        }
+        t => (t, eth.payload()),
     };
     if ethertype != EtherType::Ipv4 {
         return Err(NotVxlan(Error::Unsupported));
     }
-    let l3 = frame.get(l3_off..).ok_or(NotVxlan(Error::Truncated))?;
     let ip = Ipv4Packet::new_checked(l3).map_err(NotVxlan)?;
     if ip.version() != 4 {
         return Err(NotVxlan(Error::Malformed));
@@ -340,20 +343,25 @@ pub fn decap_for(
     if ip.is_fragment() {
         return Err(Refused::Fragment);
     }
+    // Each payload is sliced once: the views recompute it on every call.
+    let datagram = ip.payload();
     if let Some((_, port)) = to {
-        match ip::l4_ports(ip.payload()) {
+        match ip::l4_ports(datagram) {
             Some((_, dst)) if dst == port => {}
             Some(_) => return Err(NotVxlan(Error::Unsupported)),
             None => return Err(NotVxlan(Error::Truncated)),
         }
     }
-    let udp = UdpPacket::new_checked(ip.payload()).map_err(Refused::Short)?;
+    let udp = UdpPacket::new_checked(datagram).map_err(Refused::Short)?;
     let vx = VxlanPacket::new_checked(udp.payload()).map_err(Refused::Short)?;
     if !vx.has_vni() {
         return Err(Refused::NoVni);
     }
-    let inner_start = l3_off + usize::from(ip.header_len()) + udp::HEADER_LEN + VXLAN_HEADER_LEN;
-    let inner_end = inner_start + vx.payload().len();
+    let inner_len = vx.payload().len();
+    // The inner frame ends where the UDP datagram does (padding after the
+    // IPv4 packet is not part of it).
+    let inner_start =
+        frame.len() - l3.len() + usize::from(ip.header_len()) + udp::HEADER_LEN + VXLAN_HEADER_LEN;
     Ok(Decap {
         outer_src_mac: eth.src_addr(),
         src_ip: ip.src_addr(),
@@ -361,7 +369,7 @@ pub fn decap_for(
         src_port: udp.src_port(),
         dst_port: udp.dst_port(),
         vni: vx.vni(),
-        inner: inner_start..inner_end,
+        inner: inner_start..inner_start + inner_len,
     })
 }
 
