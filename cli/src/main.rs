@@ -1,7 +1,11 @@
 //! The `shunt` command.
 
 use clap::{Parser, Subcommand};
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shunt_switch::control::proto::{
+    self, DnsName, Done, FdbEntry, PortInfo, Removed, Request, Stats, TraceEvent, TraceStart,
+};
 use shunt_switch::{config, control, daemon};
 use std::io::Write;
 use std::process::ExitCode;
@@ -148,23 +152,56 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(file: Option<&str>) -> Result<config::Topology, String> {
+/// What a command can fail with; printed once, in `main`.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Path {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    SwitchName(#[from] config::BadSwitchName),
+    #[error(transparent)]
+    Up(#[from] daemon::UpError),
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
+    #[error("{host:?} is not a host of switch {switch:?}")]
+    NotOurHost { host: String, switch: String },
+    #[error("no host {0:?} (no network namespace of that name); is the switch up?")]
+    NoHost(String),
+    #[error("cannot run ip netns exec: {0}")]
+    Exec(std::io::Error),
+    #[error("no entry for {mac} in network {network}")]
+    NoEntry { mac: String, network: String },
+    #[error(transparent)]
+    Bench(#[from] shunt_perf::linerate::BenchError),
+}
+
+fn load(file: Option<&str>) -> Result<config::Topology, CliError> {
     match file {
         Some(f) => {
-            let src = std::fs::read_to_string(f).map_err(|e| format!("cannot read {f}: {e}"))?;
-            config::parse(f, &src).map_err(|e| e.to_string())
+            let src = std::fs::read_to_string(f).map_err(|source| CliError::Read {
+                path: f.to_string(),
+                source,
+            })?;
+            Ok(config::parse(f, &src)?)
         }
-        None => {
-            config::parse("(default topology)", config::DEFAULT_TOPOLOGY).map_err(|e| e.to_string())
-        }
+        None => Ok(config::parse(
+            "(default topology)",
+            config::DEFAULT_TOPOLOGY,
+        )?),
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
-    let cmd_name = match &cli.cmd {
-        Cmd::Attach { .. } => "attach",
-        _ => "detach",
-    };
+fn run(cli: Cli) -> Result<(), CliError> {
     match cli.cmd {
         Cmd::Up {
             file,
@@ -185,14 +222,16 @@ fn run(cli: Cli) -> Result<(), String> {
                 let abs = match &file {
                     Some(f) => Some(
                         std::fs::canonicalize(f)
-                            .map_err(|e| format!("{f}: {e}"))?
+                            .map_err(|source| CliError::Path {
+                                path: f.clone(),
+                                source,
+                            })?
                             .display()
                             .to_string(),
                     ),
                     None => None,
                 };
-                let pid = daemon::detach(&topo.switch.name, abs.as_deref(), name.as_deref())
-                    .map_err(|e| e.to_string())?;
+                let pid = daemon::up_detached(&topo.switch.name, abs.as_deref(), name.as_deref())?;
                 out!(
                     "switch {:?} is up (pid {pid}); log: {}",
                     topo.switch.name,
@@ -200,61 +239,58 @@ fn run(cli: Cli) -> Result<(), String> {
                 );
                 Ok(())
             } else {
-                daemon::run(topo).map_err(|e| e.to_string())
+                Ok(daemon::run(topo)?)
             }
         }
         Cmd::Down { name, name_opt } => {
             let name = control::pick_name(name.or(name_opt));
-            let msg = daemon::down(&name).map_err(|e| e.to_string())?;
+            let msg = daemon::down(&name)?;
             out!("{msg}");
             Ok(())
         }
         Cmd::Exec { host, name, cmd } => {
             if let Some(n) = name {
-                let v =
-                    control::request(&n, &json!({"cmd": "ports"})).map_err(|e| e.to_string())?;
-                let ours = v
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|p| p["host"].as_str() == Some(host.as_str())));
-                if !ours {
-                    return Err(format!("{host:?} is not a host of switch {n:?}"));
+                let ports: Vec<PortInfo> = control::request(&n, &Request::Ports)?;
+                if !ports
+                    .iter()
+                    .any(|p| p.host.as_deref() == Some(host.as_str()))
+                {
+                    return Err(CliError::NotOurHost { host, switch: n });
                 }
             }
             if !shunt_switch::netns::exists(&host) {
-                return Err(format!(
-                    "no host {host:?} (no network namespace of that name); is the switch up?"
-                ));
+                return Err(CliError::NoHost(host));
             }
             use std::os::unix::process::CommandExt;
             let err = std::process::Command::new("ip")
                 .args(["netns", "exec", &host])
                 .args(&cmd)
                 .exec();
-            Err(format!("cannot run ip netns exec: {err}"))
+            Err(CliError::Exec(err))
         }
         Cmd::Attach {
             host,
             network,
             name,
+        } => {
+            let name = control::pick_name(name);
+            let d: Done = control::request(&name, &Request::Attach { host, network })?;
+            out!("{}", d.message);
+            Ok(())
         }
-        | Cmd::Detach {
+        Cmd::Detach {
             host,
             network,
             name,
         } => {
             let name = control::pick_name(name);
-            let v = control::request(
-                &name,
-                &json!({"cmd": cmd_name, "host": host, "network": network}),
-            )
-            .map_err(|e| e.to_string())?;
-            out!(
-                "{}",
-                v.get("message").and_then(Value::as_str).unwrap_or("ok")
-            );
+            let d: Done = control::request(&name, &Request::Detach { host, network })?;
+            out!("{}", d.message);
             Ok(())
         }
-        Cmd::Ports { name, json } => show(name, json!({"cmd": "ports"}), json, print_ports),
+        Cmd::Ports { name, json } => show(name, &Request::Ports, json, |p: &Vec<PortInfo>| {
+            print_ports(p)
+        }),
         Cmd::Fdb {
             name,
             network,
@@ -262,16 +298,17 @@ fn run(cli: Cli) -> Result<(), String> {
             delete: Some(mac),
         } => {
             let name = control::pick_name(name);
-            let req = json!({"cmd": "fdb_delete", "network": network, "mac": mac});
-            let v = control::request(&name, &req).map_err(|e| e.to_string())?;
-            if v["removed"].as_bool() == Some(true) {
+            let network = network.unwrap_or_default();
+            let req = Request::FdbDelete {
+                network: network.clone(),
+                mac: mac.clone(),
+            };
+            let r: Removed = control::request(&name, &req)?;
+            if r.removed {
                 out!("removed {mac} from the FDB");
                 Ok(())
             } else {
-                Err(format!(
-                    "no entry for {mac} in network {}",
-                    network.unwrap_or_default()
-                ))
+                Err(CliError::NoEntry { mac, network })
             }
         }
         Cmd::Fdb {
@@ -281,19 +318,19 @@ fn run(cli: Cli) -> Result<(), String> {
             delete: None,
         } => show(
             name,
-            json!({"cmd": "fdb", "network": network}),
+            &Request::Fdb { network },
             json,
-            print_fdb,
+            |v: &Vec<FdbEntry>| print_fdb(v),
         ),
         Cmd::Dns {
             name,
             network,
             json,
-        } => show(name, json!({"cmd": "dns", "network": network}), json, |v| {
-            print!("{}", shunt_switch::stack::names::listing_text(v))
+        } => show(name, &Request::Dns { network }, json, |v: &Vec<DnsName>| {
+            print_dns(v)
         }),
-        Cmd::Stats { name, json } => show(name, json!({"cmd": "stats"}), json, print_stats),
-        Cmd::Bench(args) => shunt_perf::linerate::run(args).map_err(|e| e.to_string()),
+        Cmd::Stats { name, json } => show(name, &Request::Stats, json, print_stats),
+        Cmd::Bench(args) => Ok(shunt_perf::linerate::run(args)?),
         Cmd::Trace {
             name,
             port,
@@ -302,31 +339,29 @@ fn run(cli: Cli) -> Result<(), String> {
             json,
         } => {
             let name = control::pick_name(name);
-            let req = json!({"cmd": "trace", "port": port, "count": count, "seconds": seconds});
-            let (mut r, _s) = control::open(&name, &req).map_err(|e| e.to_string())?;
-            let first = control::read_value(&name, &mut r).map_err(|e| e.to_string())?;
+            let req = Request::Trace {
+                port: port.clone(),
+                count,
+                seconds,
+            };
+            let (mut r, _s) = control::open(&name, &req)?;
+            let _: TraceStart = control::read(&name, &mut r)?;
             if !json {
                 eprintln!(
                     "tracing {}; stop with Ctrl-C",
                     port.as_deref().unwrap_or("all ports")
                 );
             }
-            let _ = first;
             let stdout = std::io::stdout();
             loop {
-                let v = control::read_value(&name, &mut r).map_err(|e| e.to_string())?;
-                if v.get("end").is_some() {
-                    break;
-                }
+                let v = control::read_value(&name, &mut r)?;
+                let line =
+                    match TraceEvent::from_value(v).map_err(control::ControlError::Unreadable)? {
+                        TraceEvent::End(_) => break,
+                        TraceEvent::Frame { record, .. } if json => record.to_string(),
+                        TraceEvent::Frame { text, .. } => text,
+                    };
                 let mut out = stdout.lock();
-                let line = if json {
-                    v.to_string()
-                } else {
-                    v.get("text")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string()
-                };
                 if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
                     break;
                 }
@@ -336,24 +371,27 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-/// Asks the switch one question and prints the answer as JSON or as text.
-fn show(name: Option<String>, req: Value, json: bool, text: impl Fn(&Value)) -> Result<(), String> {
+/// Asks the switch one question and prints the answer as JSON (as it came:
+/// keys sorted) or as text.
+fn show<T: DeserializeOwned + Serialize>(
+    name: Option<String>,
+    req: &Request,
+    json: bool,
+    text: impl Fn(&T),
+) -> Result<(), CliError> {
     let name = control::pick_name(name);
-    let v = control::request(&name, &req).map_err(|e| e.to_string())?;
+    let v: T = control::request(&name, req)?;
     if json {
-        out!("{v}");
+        out!("{}", proto::to_line(&v).trim_end());
     } else {
         text(&v);
     }
     Ok(())
 }
 
-fn s(v: &Value, k: &str) -> String {
-    match v.get(k) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "-".into(),
-        Some(x) => x.to_string(),
-    }
+/// A value for a table cell: "-" when there is none.
+fn cell<T: ToString>(v: Option<T>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_else(|| "-".into())
 }
 
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
@@ -376,43 +414,27 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-fn print_ports(v: &Value) {
-    let rows = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|p| {
-                    let nets = p["networks"]
-                        .as_array()
-                        .map(|n| {
-                            n.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default();
-                    let nets = match p.get("native").and_then(Value::as_str) {
-                        Some(n) => format!("{nets} native={n}"),
-                        None => nets,
-                    };
-                    vec![
-                        s(p, "name"),
-                        s(p, "kind"),
-                        s(p, "worker"),
-                        s(p, "mode"),
-                        nets,
-                        if p["up"].as_bool() == Some(true) {
-                            "up".into()
-                        } else {
-                            "DOWN".into()
-                        },
-                        s(p, "rx_frames"),
-                        s(p, "tx_frames"),
-                    ]
-                })
-                .collect()
+fn print_ports(ports: &[PortInfo]) {
+    let rows = ports
+        .iter()
+        .map(|p| {
+            let nets = p.networks.join(",");
+            let nets = match &p.native {
+                Some(n) => format!("{nets} native={n}"),
+                None => nets,
+            };
+            vec![
+                p.name.clone(),
+                p.kind.clone(),
+                p.worker.to_string(),
+                p.mode.clone(),
+                nets,
+                if p.up { "up".into() } else { "DOWN".into() },
+                p.rx_frames.to_string(),
+                p.tx_frames.to_string(),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     table(
         &[
             "port", "kind", "worker", "mode", "networks", "link", "rx", "tx",
@@ -421,77 +443,83 @@ fn print_ports(v: &Value) {
     );
 }
 
-fn print_fdb(v: &Value) {
-    let rows: Vec<Vec<String>> = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    vec![
-                        s(e, "network"),
-                        s(e, "vlan"),
-                        s(e, "mac"),
-                        s(e, "port"),
-                        if e["static"].as_bool() == Some(true) {
-                            "static".into()
-                        } else {
-                            "learned".into()
-                        },
-                        if e["static"].as_bool() == Some(true) {
-                            "-".into()
-                        } else {
-                            format!("{:.1}", e["age_secs"].as_f64().unwrap_or(0.0))
-                        },
-                    ]
-                })
-                .collect()
+fn print_fdb(entries: &[FdbEntry]) {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.network.clone(),
+                cell(e.vlan),
+                e.mac.clone(),
+                e.port.clone(),
+                if e.is_static { "static" } else { "learned" }.into(),
+                if e.is_static {
+                    "-".into()
+                } else {
+                    format!("{:.1}", e.age_secs)
+                },
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     let n = rows.len();
     table(&["network", "vlan", "mac", "port", "type", "age(s)"], rows);
     out!("{n} entries");
 }
 
-fn print_stats(v: &Value) {
+fn print_dns(names: &[DnsName]) {
+    let rows: Vec<Vec<String>> = names
+        .iter()
+        .map(|r| {
+            vec![
+                r.network.clone(),
+                r.name.clone(),
+                r.kind.clone(),
+                r.addresses.join(","),
+            ]
+        })
+        .collect();
+    let n = rows.len();
+    table(&["network", "name", "type", "addresses"], rows);
+    out!("{n} names");
+}
+
+fn print_stats(v: &Stats) {
     let mut rows = Vec::new();
-    if let Some(ports) = v["ports"].as_object() {
-        for (name, p) in ports {
-            let fl = &p["flooded"];
-            let mut drops: Vec<String> = p["drops"]
-                .as_object()
-                .map(|d| {
-                    d.iter()
-                        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
-                        .map(|(k, n)| format!("{k}={n}"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            // An AF_XDP port's socket drops frames before the switch sees
-            // them: say so, with the kernel's words.
+    for (name, p) in &v.ports {
+        let fl = |c: &str| cell(p.flooded.get(c));
+        let mut drops: Vec<String> = p
+            .drops
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        // An AF_XDP port's socket drops frames before the switch sees
+        // them: say so, with the kernel's words.
+        if let Some(x) = &p.afxdp {
             for k in ["rx_fill_ring_empty", "rx_ring_full", "rx_oversize"] {
-                if let Some(n) = p["afxdp"][k].as_u64().filter(|&n| n > 0) {
+                if let Some(n) = x[k].as_u64().filter(|&n| n > 0) {
                     drops.push(format!("kernel:{k}={n}"));
                 }
             }
-            rows.push(vec![
-                name.clone(),
-                s(p, "rx_frames"),
-                s(p, "rx_bytes"),
-                s(p, "tx_frames"),
-                s(p, "tx_bytes"),
-                format!(
-                    "{}/{}/{}",
-                    s(fl, "broadcast"),
-                    s(fl, "unknown_unicast"),
-                    s(fl, "multicast")
-                ),
-                if drops.is_empty() {
-                    "-".into()
-                } else {
-                    drops.join(" ")
-                },
-            ]);
         }
+        rows.push(vec![
+            name.clone(),
+            p.rx_frames.to_string(),
+            p.rx_bytes.to_string(),
+            p.tx_frames.to_string(),
+            p.tx_bytes.to_string(),
+            format!(
+                "{}/{}/{}",
+                fl("broadcast"),
+                fl("unknown_unicast"),
+                fl("multicast")
+            ),
+            if drops.is_empty() {
+                "-".into()
+            } else {
+                drops.join(" ")
+            },
+        ]);
     }
     table(
         &[
@@ -507,21 +535,17 @@ fn print_stats(v: &Value) {
     );
     out!(
         "fdb: {} entries (capacity {})",
-        s(&v["fdb"], "entries"),
-        s(&v["fdb"], "capacity")
+        v.fdb.entries,
+        v.fdb.capacity
     );
-    let u = &v["umem"];
-    if !u.is_null() {
-        let zero_copy: u64 = v["ports"]
-            .as_object()
-            .map(|ps| ps.values().filter_map(|p| p["tx_zero_copy"].as_u64()).sum())
-            .unwrap_or(0);
+    if let Some(u) = &v.umem {
+        let zero_copy: u64 = v.ports.values().map(|p| p.tx_zero_copy).sum();
         out!(
             "umem: {} frames: {} in the pool, {} in ports' caches, {} in kernel rings; {zero_copy} frames sent without a copy",
-            s(u, "frames"),
-            s(u, "pool"),
-            s(u, "cached"),
-            s(u, "in_kernel")
+            u.frames,
+            u.pool,
+            u.cached,
+            u.in_kernel
         );
     }
 }
@@ -551,7 +575,7 @@ fn print_plan(t: &config::Topology) {
                 l.ifname,
                 t.networks[l.network].name,
                 l.ip.map(|v| v.to_string()).unwrap_or("no address".into()),
-                config::fmt_mac(&l.mac)
+                l.mac
             );
         }
     }

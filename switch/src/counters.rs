@@ -43,7 +43,7 @@ drop_reasons! {
     VlanNotAllowed => "vlan_not_allowed": "VLAN tag not allowed on the ingress port",
     VlanUntagged => "vlan_untagged": "untagged frame on a trunk port without a native network",
     VlanReserved => "vlan_reserved": "VLAN ID 4095 is reserved",
-    HostQueueFull => "host_queue_full": "the queue to the switch's own stack was full",
+    HostQueueFull => "host_queue_full": "the queue to the switch's host stack was full",
     MacvlanUnknown => "macvlan_unknown": "unicast from a macvlan parent to a MAC no host has (never flooded)",
     MacvlanFiltered => "macvlan_filtered": "multicast a macvlan host sent, back from the parent: its mode delivers it to no host",
     UnderlayOther => "underlay_other": "on the VXLAN underlay but neither ARP nor VXLAN to the VTEP's address and UDP port",
@@ -59,6 +59,17 @@ drop_reasons! {
 }
 
 impl DropReason {
+    /// The reason a frame a port would not send is dropped for.
+    pub fn of_tx(e: crate::port::TxError) -> DropReason {
+        use crate::port::TxError;
+        match e {
+            TxError::Full => DropReason::TxFull,
+            TxError::Oversize => DropReason::Oversize,
+            TxError::Gone(_) => DropReason::PortDown,
+            TxError::Foreign | TxError::Refused(_) => DropReason::TxError,
+        }
+    }
+
     /// `fdb_full` counts learning that did not happen, not a frame lost.
     pub fn loses_frame(self) -> bool {
         self != DropReason::FdbFull
@@ -153,6 +164,31 @@ impl WorkerCounters {
     #[inline]
     pub fn count_drop(&self, e: Egress, reason: DropReason) {
         self.port(e).drops[reason as usize].add(1);
+    }
+
+    /// Counts the outcome of sending one copy queued for `to` out of port
+    /// `dev`: transmitted (on both when the queue is a VTEP behind the
+    /// underlay), or dropped for the one reason the port gave.
+    #[inline]
+    pub fn count_tx(
+        &self,
+        to: Egress,
+        dev: crate::ids::PortId,
+        sent: Result<usize, crate::port::TxError>,
+    ) {
+        let pc = self.port(to);
+        match sent {
+            Ok(n) => {
+                pc.tx_frames.add(1);
+                pc.tx_bytes.add(n as u64);
+                if Egress::Port(dev) != to {
+                    let dc = self.port(dev.into());
+                    dc.tx_frames.add(1);
+                    dc.tx_bytes.add(n as u64);
+                }
+            }
+            Err(e) => pc.drops[DropReason::of_tx(e) as usize].add(1),
+        }
     }
 }
 

@@ -1,5 +1,8 @@
 //! shunt: a userspace Ethernet switch. See docs/ and DESIGN.md.
 
+// Tests may unwrap: a failed unwrap is a failed test. The datapath may not.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod config;
 pub mod control;
 pub mod counters;

@@ -53,20 +53,6 @@ pub fn del(name: &str) -> Result<(), NetnsError> {
     ip(&["netns", "del", name]).map(|_| ())
 }
 
-/// Turns off transmit checksum offload on `ifname` in namespace `ns`, so
-/// that its TCP and UDP frames carry complete checksums: AF_XDP cannot
-/// carry the note that a checksum is still to be done (docs/afxdp.md,
-/// "Checksums").
-pub fn tx_checksum_off(ns: &str, ifname: &str) -> Result<(), String> {
-    match in_netns(ns, || crate::port::sys::set_tx_checksum(ifname, false)) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!(
-            "turning off transmit checksum offload on {ifname} in {ns}: {e}"
-        )),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 /// Runs `f` on a thread that has entered namespace `name`. Descriptors it
 /// opens there (a TAP, a socket) stay in that namespace after it returns.
 pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> Result<T, NetnsError> {

@@ -9,23 +9,17 @@ use crate::config::Topology;
 use crate::counters::WorkerCounters;
 use crate::ids::{Egress, PortId};
 use crate::pipeline::Plan;
-use crate::port::AfXdpPort;
-use crate::port::Tap;
+use crate::port::{AfXdpPort, Device, Kind, KindCell, Tap};
 use crate::trace::Tracer;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use crossbeam_queue::ArrayQueue;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use shunt_tables::Fdb;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 pub use crate::ids::MAX_PORTS;
-
-/// What a port id is backed by (`Runtime::port_kind`).
-pub const KIND_NONE: u8 = 0;
-pub const KIND_TAP: u8 = 1;
-pub const KIND_AFXDP: u8 = 2;
 
 /// Frames per cross-worker queue (AF_XDP ports transmit only from the
 /// worker that owns their rings).
@@ -94,8 +88,8 @@ pub struct Runtime {
     pub port_up: Box<[AtomicBool]>,
     /// Which worker receives from each port.
     pub port_worker: Box<[AtomicUsize]>,
-    /// `KIND_TAP`, `KIND_AFXDP` or `KIND_NONE`, by port id.
-    pub port_kind: Box<[AtomicU8]>,
+    /// What backs each port id (`None`: nothing, or no longer).
+    pub port_kind: Box<[KindCell]>,
     /// The kernel's counters of each AF_XDP port's socket.
     pub xdp_stats: Box<[XdpStatsCell]>,
     /// The mode each AF_XDP port got at open ("native-copy", ...), for
@@ -132,7 +126,7 @@ impl Runtime {
     pub fn new(
         topo: Topology,
         fdb: Fdb,
-        devices: Vec<crate::port::Device>,
+        devices: Vec<Device>,
         nworkers: usize,
         host: Option<Arc<crate::stack::StackLink>>,
         owned_namespaces: Vec<String>,
@@ -142,19 +136,21 @@ impl Runtime {
         let nworkers = nworkers.max(1);
         let inbox: Vec<ArrayQueue<(PortId, Box<AfXdpPort>)>> =
             (0..nworkers).map(|_| ArrayQueue::new(MAX_PORTS)).collect();
-        let kinds: Box<[AtomicU8]> = (0..MAX_PORTS).map(|_| AtomicU8::new(KIND_NONE)).collect();
+        let kinds: Box<[KindCell]> = (0..MAX_PORTS).map(|_| KindCell::default()).collect();
         let mut slots: Vec<ArcSwapOption<Tap>> = Vec::with_capacity(MAX_PORTS);
         let mut umem = None;
         let mut xdp_mode: Vec<Option<&'static str>> = vec![None; MAX_PORTS];
         for (p, d) in devices.into_iter().enumerate() {
             let Some(id) = PortId::new(p) else { break };
             match d {
-                crate::port::Device::Tap(t) => {
-                    kinds[p].store(KIND_TAP, Relaxed);
-                    slots.push(ArcSwapOption::from_pointee(t));
+                Device::Tap(t) => {
+                    kinds[p].store(Some(Kind::Tap));
+                    slots.push(ArcSwapOption::new(Some(t)));
                 }
-                crate::port::Device::AfXdp(x) => {
-                    kinds[p].store(KIND_AFXDP, Relaxed);
+                // In-memory ports are driven by their tests, not workers.
+                Device::Mem(_) => slots.push(ArcSwapOption::empty()),
+                Device::AfXdp(x) => {
+                    kinds[p].store(Some(Kind::AfXdp));
                     umem.get_or_insert_with(|| x.umem());
                     xdp_mode[p] = Some(x.mode());
                     slots.push(ArcSwapOption::empty());

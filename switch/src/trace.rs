@@ -251,7 +251,8 @@ pub fn describe(
         Verdict::Local => (
             "local",
             None,
-            "for the switch itself: handed to its own stack".to_string(),
+            // The words users and tests know (docs/trace.md): "host stack" here is the switch's own stack.
+            "for the switch itself: handed to its host stack".to_string(),
         ),
         Verdict::Pending => ("none", None, "no decision".to_string()),
     };

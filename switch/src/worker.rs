@@ -1,11 +1,13 @@
 //! Workers: pinned threads, each owning the receive side of a set of ports.
-//! A worker polls its ports, takes up to a batch from each ready one, runs
-//! the pipeline over the batch and flushes the transmit queues once.
+//! A worker only moves frames: it polls its ports, receives a batch from
+//! each ready one (`Port::recv`), runs the pipeline over it, sends each
+//! copy as the edit stage made it (`Port::send`, or the UMEM frame itself),
+//! flushes each port once, and hands over what belongs to another worker.
 //!
 //! ```text
-//!   TAP / AF_XDP rx ──> batch ──> pipeline ──> tx queues ──flush──> own ports
-//!                                                   │
-//!                                                   └──> handoff[me][owner] ──> owner's AF_XDP port
+//!   Port::recv ──> batch ──> pipeline::run ──> tx queues ──edit──> Port::send / send_frame ──> flush
+//!                                                            │
+//!                                                            └──> handoff[me][owner] ──> owner's AF_XDP port
 //! ```
 //!
 //! TAP ports can be written by any thread (the kernel serialises writes on
@@ -20,21 +22,21 @@
 
 use crate::counters::{DropReason, WorkerCounters};
 use crate::ids::{Egress, PortId};
-use crate::pipeline::{self, classify::TPID_8021Q, local, vxlan, Batch, Context, TxQueues, BATCH};
-use crate::port::{self, AfXdpPort, Tap, TxError, UmemFrame};
-use crate::runtime::{Handoff, Runtime, KIND_AFXDP, KIND_TAP, MAX_PORTS};
+use crate::pipeline::edit::{self, Copy, Edit};
+use crate::pipeline::{self, local, Batch, Context, TxQueues};
+use crate::port::{self, AfXdpPort, Device, Kind, Port, TxError, UmemFrame};
+use crate::runtime::{Handoff, Runtime, MAX_PORTS};
 use crate::stack::StackLink;
-use std::io::{self, IoSlice};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 /// What a poll set entry stands for.
 enum Src {
-    Tap(PortId, Arc<Tap>),
-    Xdp(PortId),
+    Port(PortId),
     Wake,
-    Host,
+    Stack,
 }
 
 pub struct Worker {
@@ -44,8 +46,18 @@ pub struct Worker {
     batch: Batch,
     tx: TxQueues,
     core: Option<core_affinity::CoreId>,
-    /// The AF_XDP ports this worker owns, by port id.
-    xdp: Vec<Option<Box<AfXdpPort>>>,
+    io: Io,
+}
+
+/// A worker's ports and what moves frames between them and the batch.
+struct Io {
+    id: usize,
+    rt: Arc<Runtime>,
+    counters: Arc<WorkerCounters>,
+    /// The ports this worker receives from, by port id: a handle of a
+    /// shared TAP, or an AF_XDP socket with its rings (which only this
+    /// worker uses).
+    ports: Vec<Option<Device>>,
     /// Owned AF_XDP ports with frames queued since their last flush.
     xdp_dirty: Vec<PortId>,
     /// Owned AF_XDP ports whose transmit ring still holds frames after a
@@ -56,6 +68,15 @@ pub struct Worker {
     tx_ports: Vec<PortId>,
     /// Workers this batch handed frames to (to wake them once).
     woke: Vec<bool>,
+}
+
+/// A UMEM frame ready to go, with where its bytes are.
+struct Held {
+    frame: UmemFrame,
+    start: u16,
+    len: u16,
+    /// Filled by a copy (for the `tx_zero_copy` count).
+    copied: bool,
 }
 
 const POLL_MS: i32 = 100;
@@ -71,19 +92,25 @@ impl Worker {
         let nworkers = rt.counters.len();
         Worker {
             id,
+            io: Io {
+                id,
+                rt: Arc::clone(&rt),
+                counters: Arc::clone(&counters),
+                ports: (0..MAX_PORTS).map(|_| None).collect(),
+                xdp_dirty: Vec::with_capacity(MAX_PORTS),
+                xdp_pending: Vec::with_capacity(MAX_PORTS),
+                tx_ports: Vec::with_capacity(MAX_PORTS),
+                woke: vec![false; nworkers],
+            },
             rt,
             counters,
             batch: Batch::new(),
             tx: TxQueues::new(),
             core,
-            xdp: (0..MAX_PORTS).map(|_| None).collect(),
-            xdp_dirty: Vec::with_capacity(MAX_PORTS),
-            xdp_pending: Vec::with_capacity(MAX_PORTS),
-            tx_ports: Vec::with_capacity(MAX_PORTS),
-            woke: vec![false; nworkers],
         }
     }
 
+    /// The loop: poll, receive, run the pipeline, send, hand over.
     pub fn run(mut self) {
         if let Some(core) = self.core {
             if !core_affinity::set_for_current(core) {
@@ -95,7 +122,6 @@ impl Worker {
         }
         let rt = Arc::clone(&self.rt);
         // The poll set, rebuilt only when a port comes, goes or goes down.
-        // The Arc keeps each TAP descriptor open while it is in the set.
         let mut srcs: Vec<Src> = Vec::new();
         let mut fds: Vec<libc::pollfd> = Vec::new();
         let mut seen_gen = u64::MAX;
@@ -104,58 +130,24 @@ impl Worker {
             // About once a second, not per batch: one getsockopt per port.
             if last_stats.elapsed() >= STATS_EVERY {
                 last_stats = std::time::Instant::now();
-                self.publish_xdp_stats();
+                self.io.publish_xdp_stats();
             }
             let gen = rt.port_generation.load(Relaxed);
             if gen != seen_gen {
                 seen_gen = gen;
-                self.adopt_ports();
-                srcs.clear();
-                fds.clear();
-                for id in PortId::all() {
-                    let p = id.index();
-                    if rt.port_worker[p].load(Relaxed) != self.id || !rt.port_up[p].load(Relaxed) {
-                        continue;
-                    }
-                    match rt.port_kind[p].load(Relaxed) {
-                        KIND_TAP => {
-                            if let Some(t) = rt.taps[p].load_full() {
-                                fds.push(port::pollfd(t.as_fd().as_raw_fd()));
-                                srcs.push(Src::Tap(id, t));
-                            }
-                        }
-                        KIND_AFXDP => {
-                            if let Some(x) = &self.xdp[p] {
-                                fds.push(port::pollfd(x.as_fd().as_raw_fd()));
-                                srcs.push(Src::Xdp(id));
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                if rt.counters.len() > 1 {
-                    fds.push(port::pollfd(rt.wake[self.id].as_fd().as_raw_fd()));
-                    srcs.push(Src::Wake);
-                }
-                // Worker 0 also sends what the switch's stack produces.
-                if self.id == 0 {
-                    if let Some(h) = &rt.host {
-                        fds.push(port::pollfd(h.from_host_event.as_raw_fd()));
-                        srcs.push(Src::Host);
-                    }
-                }
+                self.io.adopt_ports();
+                self.io.poll_set(&mut srcs, &mut fds);
             }
             // Frames left in a transmit ring must not wait for new traffic.
-            let timeout = if self.xdp_pending.is_empty() {
+            let timeout = if self.io.xdp_pending.is_empty() {
                 POLL_MS
             } else {
+                // Nothing else is queued between batches: flush these again.
+                let io = &mut self.io;
+                io.xdp_dirty.append(&mut io.xdp_pending);
+                io.kick();
                 1
             };
-            if !self.xdp_pending.is_empty() {
-                // Nothing else is queued between batches: flush these again.
-                self.xdp_dirty.append(&mut self.xdp_pending);
-                self.kick();
-            }
             match port::poll(&mut fds, timeout) {
                 Ok(0) => continue,
                 Ok(_) => {}
@@ -173,89 +165,54 @@ impl Worker {
                 }
                 let broken = rev & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0;
                 match src {
-                    Src::Tap(p, _) | Src::Xdp(p) if broken => {
+                    Src::Port(p) if broken => {
                         rt.port_gone(*p, "the device went away (its namespace was deleted?)");
                     }
-                    Src::Tap(p, tap) => self.drain(*p, Some(tap)),
-                    Src::Xdp(p) => self.drain(*p, None),
+                    Src::Port(p) => self.drain(*p),
                     Src::Wake => {
                         let _ = rt.wake[self.id].read();
-                        self.take_handoffs();
+                        self.io.take_handoffs();
                     }
-                    Src::Host => self.send_host_output(),
+                    Src::Stack => self.send_host_output(),
                 }
-            }
-        }
-    }
-
-    /// Copies the kernel's counters of this worker's AF_XDP sockets where
-    /// the control plane reads them.
-    fn publish_xdp_stats(&self) {
-        for (p, x) in self.xdp.iter().enumerate() {
-            if let (Some(x), Some(cell)) = (x, self.rt.xdp_stats.get(p)) {
-                cell.store(&x.stats());
-                cell.cached.store(x.cached_frames() as u64, Relaxed);
-            }
-        }
-    }
-
-    /// Takes the AF_XDP ports handed to this worker, and lets go of those
-    /// that went down or were detached (dropping one detaches its XDP
-    /// program).
-    fn adopt_ports(&mut self) {
-        // The last counts of ports about to be let go stay readable.
-        self.publish_xdp_stats();
-        while let Some((p, x)) = self.rt.inbox[self.id].pop() {
-            if let Some(slot) = self.xdp.get_mut(p.index()) {
-                *slot = Some(x);
-            }
-        }
-        for p in 0..MAX_PORTS {
-            if self.xdp[p].is_some()
-                && (!self.rt.port_up[p].load(Relaxed)
-                    || self.rt.port_kind[p].load(Relaxed) != KIND_AFXDP)
-            {
-                // Its socket closes and all its frames go back to the pool.
-                self.xdp[p] = None;
-                self.rt.xdp_stats[p].cached.store(0, Relaxed);
             }
         }
     }
 
     /// Takes batches from port `p` until it has nothing more (at most a few
     /// batches, so one busy port cannot starve the others).
-    fn drain(&mut self, p: PortId, tap: Option<&Tap>) {
+    fn drain(&mut self, p: PortId) {
+        let rt = Arc::clone(&self.rt);
+        let counters = Arc::clone(&self.counters);
         for _ in 0..4 {
-            let n = match tap {
-                Some(t) => self.receive_tap(p, t),
-                None => self.receive_xdp(p),
-            };
-            if n == 0 {
+            if self.io.receive(&mut self.batch, p) == 0 {
                 return;
             }
-            if self.rt.bare {
-                self.bare(p);
-                continue;
-            }
-            let now = self.rt.now_ms();
-            let plan = self.rt.plan.load();
+            let plan = rt.plan.load();
             let ctx = Context {
                 plan: &plan,
-                fdb: &self.rt.fdb,
-                counters: &self.counters,
-                port_up: &self.rt.port_up,
-                tracer: &self.rt.tracer,
-                host: self.rt.host.as_deref(),
+                fdb: &rt.fdb,
+                counters: &counters,
+                port_up: &rt.port_up,
+                tracer: &rt.tracer,
+                host: rt.host.as_deref(),
                 worker: self.id,
             };
-            let delivered = pipeline::run(&ctx, p, &mut self.batch, &mut self.tx, now);
-            if delivered > 0 {
-                if let Some(h) = &self.rt.host {
-                    StackLink::signal(&h.to_host_event);
+            if rt.bare {
+                bare(&ctx, p, &self.batch, &mut self.tx);
+            } else {
+                let now = rt.now_ms();
+                let delivered = pipeline::run(&ctx, p, &mut self.batch, &mut self.tx, now);
+                if delivered > 0 {
+                    if let Some(h) = &rt.host {
+                        StackLink::signal(&h.to_host_event);
+                    }
                 }
             }
-            self.flush(p.into());
-            self.counters.batches.add(1);
+            self.send(&ctx, p.into());
+            if !rt.bare {
+                counters.batches.add(1);
+            }
             // A short batch does not end the turn: frames that arrived
             // while this one was processed are taken now, without a poll(2)
             // in between (the receive that finds nothing ends it). Measured:
@@ -263,23 +220,10 @@ impl Worker {
         }
     }
 
-    /// `--bare` baseline: the same port I/O with no switching logic.
-    fn bare(&mut self, p: PortId) {
-        let Some(out) = PortId::new(p.index() ^ 1) else {
-            return;
-        };
-        let c = self.counters.port(p.into());
-        for i in 0..self.batch.count {
-            c.rx_frames.add(1);
-            c.rx_bytes.add(self.batch.meta[i].len as u64);
-            self.tx.push(out.into(), pipeline::TxEntry::new(i, None));
-        }
-        self.flush(p.into());
-    }
-
     /// Sends what the switch's stack produced, a batch at a time.
     fn send_host_output(&mut self) {
         let rt = Arc::clone(&self.rt);
+        let counters = Arc::clone(&self.counters);
         let Some(h) = rt.host.as_deref() else { return };
         StackLink::clear(&h.from_host_event);
         loop {
@@ -291,295 +235,250 @@ impl Worker {
             let ctx = Context {
                 plan: &plan,
                 fdb: &rt.fdb,
-                counters: &self.counters,
+                counters: &counters,
                 port_up: &rt.port_up,
                 tracer: &rt.tracer,
                 host: Some(h),
                 worker: self.id,
             };
             pipeline::run_stack(&ctx, &mut self.batch, &mut self.tx);
-            self.flush(Egress::Stack);
+            self.send(&ctx, Egress::Stack);
         }
     }
 
-    fn receive_tap(&mut self, p: PortId, tap: &Tap) -> usize {
-        self.batch.clear();
-        while self.batch.count < BATCH {
-            let i = self.batch.count;
-            match tap.recv(self.batch.rx_area(i)) {
-                Ok(len) => {
-                    self.batch.set_received(i, len);
-                    self.batch.count += 1;
+    /// Sends every queued copy as the edit stage makes it, then recycles
+    /// the frames left, flushes the ports once and wakes the workers that
+    /// were handed frames.
+    fn send(&mut self, ctx: &Context, ingress: Egress) {
+        let io = &mut self.io;
+        edit::run(ctx, &mut self.batch, &self.tx, |batch, c, e| {
+            io.send_copy(batch, ingress, c, e)
+        });
+        self.tx.clear();
+        self.io.recycle_batch(&mut self.batch, ingress);
+        self.io.kick();
+        self.io.pass_frames_back(ingress);
+    }
+}
+
+/// `--bare` baseline: the same port I/O with no switching logic (port `p`
+/// to port `p ^ 1`).
+fn bare(ctx: &Context, p: PortId, batch: &Batch, tx: &mut TxQueues) {
+    let Some(out) = PortId::new(p.index() ^ 1) else {
+        return;
+    };
+    let c = ctx.counters.port(p.into());
+    for i in 0..batch.count {
+        c.rx_frames.add(1);
+        c.rx_bytes.add(batch.meta[i].len as u64);
+        tx.push(out.into(), pipeline::TxEntry::new(i, None));
+    }
+}
+
+impl Io {
+    /// The descriptors to poll: this worker's ports that are up, its wake
+    /// eventfd, and (worker 0) the switch's stack's output.
+    fn poll_set(&self, srcs: &mut Vec<Src>, fds: &mut Vec<libc::pollfd>) {
+        let rt = &self.rt;
+        srcs.clear();
+        fds.clear();
+        for id in PortId::all() {
+            let p = id.index();
+            if rt.port_worker[p].load(Relaxed) != self.id || !rt.port_up[p].load(Relaxed) {
+                continue;
+            }
+            if let Some(fd) = self.ports[p].as_ref().and_then(Device::poll_fd) {
+                fds.push(port::pollfd(fd.as_raw_fd()));
+                srcs.push(Src::Port(id));
+            }
+        }
+        if rt.counters.len() > 1 {
+            fds.push(port::pollfd(rt.wake[self.id].as_fd().as_raw_fd()));
+            srcs.push(Src::Wake);
+        }
+        // Worker 0 also sends what the switch's stack produces.
+        if self.id == 0 {
+            if let Some(h) = &rt.host {
+                fds.push(port::pollfd(h.from_host_event.as_raw_fd()));
+                srcs.push(Src::Stack);
+            }
+        }
+    }
+
+    /// Copies the kernel's counters of this worker's AF_XDP sockets where
+    /// the control plane reads them.
+    fn publish_xdp_stats(&self) {
+        for (p, d) in self.ports.iter().enumerate() {
+            if let (Some(Device::AfXdp(x)), Some(cell)) = (d, self.rt.xdp_stats.get(p)) {
+                cell.store(&x.stats());
+                cell.cached.store(x.cached_frames() as u64, Relaxed);
+            }
+        }
+    }
+
+    /// Takes the AF_XDP ports handed to this worker and a handle of each
+    /// TAP it receives from, and lets go of ports that went down or were
+    /// detached (dropping an AF_XDP port detaches its XDP program).
+    fn adopt_ports(&mut self) {
+        // The last counts of ports about to be let go stay readable.
+        self.publish_xdp_stats();
+        let rt = Arc::clone(&self.rt);
+        while let Some((p, x)) = rt.inbox[self.id].pop() {
+            if let Some(slot) = self.ports.get_mut(p.index()) {
+                *slot = Some(Device::AfXdp(x));
+            }
+        }
+        for (p, slot) in self.ports.iter_mut().enumerate() {
+            let up = rt.port_up[p].load(Relaxed);
+            match rt.port_kind[p].load() {
+                Some(Kind::AfXdp) if up => {}
+                Some(Kind::Tap) if up && rt.port_worker[p].load(Relaxed) == self.id => {
+                    // The handle keeps the descriptor open while polled.
+                    *slot = rt.taps[p].load_full().map(Device::Tap);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.rt.port_gone(p, &format!("read failed: {e}"));
-                    break;
+                _ => {
+                    if let Some(Device::AfXdp(_)) = slot {
+                        // Its socket closes and its frames go back to the pool.
+                        rt.xdp_stats[p].cached.store(0, Relaxed);
+                    }
+                    *slot = None;
                 }
             }
         }
-        self.batch.count
     }
 
-    /// AF_XDP receive without a copy: the port tops up its fill ring, then
-    /// each batch slot is made to show the UMEM frame the kernel received
-    /// into (the slot holds it until the frame is sent on or recycled).
-    fn receive_xdp(&mut self, p: PortId) -> usize {
-        self.batch.clear();
-        let Some(x) = self.xdp.get_mut(p.index()).and_then(|x| x.as_mut()) else {
+    /// Receives a batch from port `p`; a port whose device failed is marked
+    /// down (the frames read before are still processed).
+    fn receive(&mut self, batch: &mut Batch, p: PortId) -> usize {
+        let Some(dev) = self.ports.get_mut(p.index()).and_then(|d| d.as_mut()) else {
+            batch.clear();
             return 0;
         };
-        let batch = &mut self.batch;
-        let n = x.recv_into(&mut batch.slots, 0, |i, off, len| {
-            batch.meta[i] = pipeline::Meta {
-                len,
-                start: off,
-                ..pipeline::Meta::EMPTY
-            };
-        });
-        self.batch.count = n;
-        self.batch.touch_headers();
-        n
+        if let Err(e) = batch.receive(dev) {
+            self.rt.port_gone(p, &format!("read failed: {}", e.error));
+        }
+        // Frames another core just wrote (AF_XDP: the kernel's receive).
+        if dev.caps().zero_copy {
+            batch.touch_headers();
+        }
+        batch.count
     }
 
-    /// After a batch: UMEM frames the batch still holds (dropped, flooded
-    /// by copies, sent to a TAP or the switch's stack) go back to the ingress
-    /// port's cache, where its fill ring finds them.
-    fn recycle_batch(&mut self, ingress: Egress) {
-        let x = owned(&mut self.xdp, ingress);
-        match x {
-            Some(x) => {
-                for i in 0..self.batch.count {
-                    if let Some(f) = self.batch.slots.take(i) {
-                        x.recycle(f);
-                    }
+    /// Sends one copy the edit stage made ready.
+    fn send_copy(&mut self, batch: &mut Batch, ingress: Egress, c: Copy, e: &Edit) {
+        match self.rt.port_kind[c.dev.index()].load() {
+            Some(Kind::AfXdp) => self.send_afxdp(batch, ingress, c, e),
+            Some(Kind::Tap) => {
+                // TAPs are written by whichever worker has frames for them.
+                let tap = self.rt.taps[c.dev.index()].load();
+                let Some(t) = tap.as_deref() else {
+                    self.counters.count_drop(c.to, DropReason::PortDown);
+                    return;
+                };
+                let (parts, n) = e.parts(batch.frame(c.frame));
+                let sent = Port::send(&mut &*t, &parts[..n]);
+                if let Err(TxError::Gone(e)) = sent {
+                    let err = io::Error::from_raw_os_error(e);
+                    self.rt.port_gone(c.dev, &format!("write failed: {err}"));
                 }
+                self.counters.count_tx(c.to, c.dev, sent);
             }
-            None => self.batch.slots.release_all(),
+            _ => self.counters.count_drop(c.to, DropReason::PortDown),
         }
     }
 
-    /// Writes every queued frame. A frame's last copy bound for an AF_XDP
-    /// port, when the frame sits in a UMEM frame, travels as that frame:
-    /// its tag is pushed, popped or rewritten and a VXLAN header written in
-    /// front of it in place, and its address goes on the transmit ring (or
-    /// to the owning worker). Every other copy is gathered from the slot:
-    /// [outer header, head, tag, rest] into a TAP write or a fresh UMEM
-    /// frame. Then the frames left are recycled.
-    fn flush(&mut self, ingress: Egress) {
-        let rt = Arc::clone(&self.rt);
-        let counters = Arc::clone(&self.counters);
-        let plan = rt.plan.load();
-        let underlay = rt.host.as_deref().and_then(|h| h.underlay.as_ref());
-        // Copies queued per frame: the last one may be the frame itself.
-        let mut uses = [0u16; BATCH];
-        for &p in &self.tx.dirty {
-            for e in self.tx.queue(p) {
-                uses[e.frame as usize] += 1;
-            }
-        }
-        for di in 0..self.tx.dirty.len() {
-            let p = self.tx.dirty[di];
-            let pc = counters.port(p);
-            // The VTEP frames go to, and the device they leave by (the
-            // underlay for a VTEP).
-            let (vx, dev) = match (p, plan.vxlan.as_ref()) {
-                (Egress::Port(d), _) => (None, Some(d)),
-                (Egress::Vtep(k), Some(v)) => (Some((v, k)), Some(v.underlay)),
-                _ => (None, None),
-            };
-            let queued = self.tx.queue(p).len();
-            let Some(dev) = dev.filter(|d| rt.port_up[d.index()].load(Relaxed)) else {
-                pc.drops[DropReason::PortDown as usize].add(queued as u64);
-                for e in self.tx.queue(p) {
-                    let u = &mut uses[e.frame as usize];
-                    *u = u.saturating_sub(1);
-                }
-                continue;
-            };
-            let dc = counters.port(dev.into());
-            let kind = rt.port_kind.get(dev.index()).map(|k| k.load(Relaxed));
-            let guard = rt.taps.get(dev.index()).map(|t| t.load());
-            let tap = guard.as_ref().and_then(|g| g.as_ref());
-            for qi in 0..queued {
-                let e = self.tx.queue(p)[qi];
-                let i = e.frame as usize;
-                uses[i] = uses[i].saturating_sub(1);
-                let m = self.batch.meta[i];
-                let f = self.batch.frame(i);
-                // Classify let no frame this short through; `--bare` does
-                // not classify, so check rather than trust.
-                if f.len() < 12 + m.tag_len as usize {
-                    pc.drops[DropReason::Runt as usize].add(1);
-                    continue;
-                }
-                let tci = (u16::from(m.pcp_dei) << 8) | e.vid.map_or(0, |v| v.get());
-                let [t0, t1] = TPID_8021Q.to_be_bytes();
-                let [t2, t3] = tci.to_be_bytes();
-                let tag = [t0, t1, t2, t3];
-                let outer = match vx {
-                    Some((v, k)) => {
-                        let vni = m
-                            .net
-                            .and_then(|n| plan.nets.get(n.index()))
-                            .and_then(|n| n.vni);
-                        match vxlan::outer_header(v, underlay, k, vni, f, m.tag_len as usize) {
-                            Ok(h) => Some(h),
-                            Err(r) => {
-                                pc.drops[r as usize].add(1);
-                                continue;
-                            }
-                        }
-                    }
-                    None => None,
-                };
-                let new_tag = (outer.is_none() && e.vid.is_some()).then_some(tag);
-                if kind == Some(KIND_AFXDP) && uses[i] == 0 && self.batch.slots.holds(i) {
-                    let prefix: &[u8] = outer.as_ref().map_or(&[], |o| &o[..]);
-                    let edit = rewrite_in_place(
-                        self.batch.slots.slot_mut(i),
-                        usize::from(m.start),
-                        usize::from(m.len),
-                        usize::from(m.tag_len),
-                        new_tag,
-                        prefix,
-                    );
-                    if let Some((start, len)) = edit {
-                        if let Some(frame) = self.batch.slots.take(i) {
-                            self.send_frame(ingress, p, dev, frame, start, len, false);
-                            continue;
-                        }
-                    }
-                    // No room in front of the frame: copied below.
-                }
-                // Checked above; an edit that did not fit changed nothing.
-                let f = self.batch.frame(i);
-                let (Some(head), Some(rest)) = (f.get(..12), f.get(12 + m.tag_len as usize..))
-                else {
-                    pc.drops[DropReason::Runt as usize].add(1);
-                    continue;
-                };
-                let (parts, nparts): ([&[u8]; 3], usize) = match (&outer, new_tag.as_ref()) {
-                    (Some(o), _) => ([o, head, rest], 3),
-                    (None, Some(t)) => ([head, t, rest], 3),
-                    (None, None) => ([head, rest, &[]], 2),
-                };
-                match (kind, tap) {
-                    (Some(KIND_TAP), Some(tap)) => {
-                        let iov = [
-                            IoSlice::new(parts[0]),
-                            IoSlice::new(parts[1]),
-                            IoSlice::new(parts[2]),
-                        ];
-                        match tap.send(&iov[..nparts]) {
-                            Ok(n) => {
-                                pc.tx_frames.add(1);
-                                pc.tx_bytes.add(n as u64);
-                                if Egress::Port(dev) != p {
-                                    dc.tx_frames.add(1);
-                                    dc.tx_bytes.add(n as u64);
-                                }
-                            }
-                            Err(err) => match err.raw_os_error() {
-                                Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
-                                    pc.drops[DropReason::TxFull as usize].add(1)
-                                }
-                                Some(libc::EIO) | Some(libc::EBADFD) | Some(libc::ENODEV) => {
-                                    pc.drops[DropReason::PortDown as usize].add(1);
-                                    rt.port_gone(dev, &format!("write failed: {err}"));
-                                }
-                                _ => pc.drops[DropReason::TxError as usize].add(1),
-                            },
-                        }
-                    }
-                    (Some(KIND_AFXDP), _) => {
-                        let parts = &parts[..nparts];
-                        let len: usize = parts.iter().map(|x| x.len()).sum();
-                        if let Some(x) = self.xdp.get_mut(dev.index()).and_then(|x| x.as_mut()) {
-                            let sent = x.send(parts);
-                            if count_xdp_tx(sent, dev, len as u64, pc, &mut self.xdp_dirty)
-                                && Egress::Port(dev) != p
-                            {
-                                dc.tx_frames.add(1);
-                                dc.tx_bytes.add(len as u64);
-                            }
-                            continue;
-                        }
-                        // Another worker owns this port's rings: copy into
-                        // a frame of the shared pool and hand that over.
-                        let off = port::afxdp::XDP_PACKET_HEADROOM as usize;
-                        let Some(umem) = rt.umem.as_ref() else {
-                            pc.drops[DropReason::PortDown as usize].add(1);
-                            continue;
-                        };
-                        let Some(mut frame) = umem.alloc() else {
-                            pc.drops[DropReason::TxFull as usize].add(1);
-                            continue;
-                        };
-                        if !umem.write(&mut frame, off, parts) {
-                            umem.release(frame);
-                            pc.drops[DropReason::Oversize as usize].add(1);
-                            continue;
-                        }
-                        self.send_frame(ingress, p, dev, frame, off, len, true);
-                    }
-                    _ => pc.drops[DropReason::PortDown as usize].add(1),
-                }
-            }
-        }
-        self.tx.clear();
-        self.recycle_batch(ingress);
-        self.kick();
-        self.pass_frames_back(ingress);
-    }
-
-    /// Sends UMEM frame `frame` (bytes `start..start + len`) out of AF_XDP
-    /// port `dev` for queue `p` (the VTEP when `dev` is the underlay):
-    /// straight onto its transmit ring when this worker owns it, else to
-    /// the owner through the handoff queue. A frame that cannot go goes
-    /// back to the ingress port's cache (or the pool). `copied`: the frame
-    /// was filled by a copy (for the `tx_zero_copy` count).
-    #[allow(clippy::too_many_arguments)]
-    fn send_frame(
-        &mut self,
-        ingress: Egress,
-        p: Egress,
-        dev: PortId,
-        frame: UmemFrame,
-        start: usize,
-        len: usize,
-        copied: bool,
-    ) {
-        let counters = &self.counters;
-        let pc = counters.port(p);
-        let dc = counters.port(dev.into());
-        let (start, len) = (start as u16, len as u16);
-        if let Some(x) = self.xdp.get_mut(dev.index()).and_then(|x| x.as_mut()) {
-            let sent = x.send_frame(frame, start, len);
-            if sent.is_ok() && !copied {
-                dc.tx_zero_copy.add(1);
-            }
-            if count_xdp_tx(sent, dev, len.into(), pc, &mut self.xdp_dirty)
-                && Egress::Port(dev) != p
+    /// Sends a copy out of AF_XDP port `c.dev`. The frame's last copy, when
+    /// it sits in a UMEM frame, travels as that frame, edited in place; any
+    /// other is gathered into a free frame.
+    fn send_afxdp(&mut self, batch: &mut Batch, ingress: Egress, c: Copy, e: &Edit) {
+        let i = c.frame;
+        if c.last && batch.slots.holds(i) {
+            let m = batch.meta[i];
+            if let Some((start, len)) =
+                e.apply(batch.slots.slot_mut(i), m.start.into(), m.len.into())
             {
-                dc.tx_frames.add(1);
-                dc.tx_bytes.add(len.into());
+                if let Some(frame) = batch.slots.take(i) {
+                    let held = Held {
+                        frame,
+                        start: start as u16,
+                        len: len as u16,
+                        copied: false,
+                    };
+                    self.send_held(ingress, c, held);
+                    return;
+                }
             }
+            // No room in front of the frame: copied below (an edit that
+            // did not fit changed nothing).
+        }
+        let (parts, n) = e.parts(batch.frame(i));
+        let parts = &parts[..n];
+        if let Some(x) = owned(&mut self.ports, c.dev.into()) {
+            let sent = x.send(parts);
+            if sent.is_ok() {
+                mark(&mut self.xdp_dirty, c.dev);
+            }
+            let len = parts.iter().map(|p| p.len()).sum();
+            self.counters.count_tx(c.to, c.dev, sent.map(|()| len));
             return;
         }
-        let owner = self.rt.port_worker[dev.index()].load(Relaxed);
-        let h = Handoff {
-            port: dev,
-            start,
-            len,
+        // Another worker owns this port's rings: copy into a frame of the
+        // shared pool and hand that over.
+        let Some(umem) = self.rt.umem.as_ref() else {
+            self.counters.count_drop(c.to, DropReason::PortDown);
+            return;
+        };
+        let Some(mut frame) = umem.alloc() else {
+            self.counters.count_drop(c.to, DropReason::TxFull);
+            return;
+        };
+        let off = port::afxdp::XDP_PACKET_HEADROOM as usize;
+        if !umem.write(&mut frame, off, parts) {
+            umem.release(frame);
+            self.counters.count_drop(c.to, DropReason::Oversize);
+            return;
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let held = Held {
             frame,
-            copied,
+            start: off as u16,
+            len: len as u16,
+            copied: true,
+        };
+        self.send_held(ingress, c, held);
+    }
+
+    /// Sends a UMEM frame out of AF_XDP port `c.dev`: straight onto its
+    /// transmit ring when this worker owns it, else to the owner through
+    /// the handoff queue. A frame that cannot go goes back to the ingress
+    /// port's cache (or the pool).
+    fn send_held(&mut self, ingress: Egress, c: Copy, h: Held) {
+        let counters = Arc::clone(&self.counters);
+        if let Some(x) = owned(&mut self.ports, c.dev.into()) {
+            let sent = x.send_frame(h.frame, h.start, h.len);
+            if sent.is_ok() {
+                if !h.copied {
+                    counters.port(c.dev.into()).tx_zero_copy.add(1);
+                }
+                mark(&mut self.xdp_dirty, c.dev);
+            }
+            counters.count_tx(c.to, c.dev, sent.map(|()| usize::from(h.len)));
+            return;
+        }
+        let owner = self.rt.port_worker[c.dev.index()].load(Relaxed);
+        let len = h.len;
+        let h = Handoff {
+            port: c.dev,
+            start: h.start,
+            len: h.len,
+            frame: h.frame,
+            copied: h.copied,
         };
         let refused = match self.rt.handoff[self.id].get(owner) {
             Some(q) => q.push(h).err(),
             None => Some(h),
         };
+        let pc = counters.port(c.to);
         match refused {
             None => {
                 if let Some(w) = self.woke.get_mut(owner) {
@@ -587,7 +486,7 @@ impl Worker {
                 }
                 // The owner counts the underlay's tx; the remote VTEP's is
                 // counted here.
-                if Egress::Port(dev) != p {
+                if Egress::Port(c.dev) != c.to {
                     pc.tx_frames.add(1);
                     pc.tx_bytes.add(len.into());
                 }
@@ -599,10 +498,26 @@ impl Worker {
         }
     }
 
+    /// After a batch: UMEM frames the batch still holds (dropped, flooded
+    /// by copies, sent to a TAP or the switch's stack) go back to the ingress
+    /// port's cache, where its fill ring finds them.
+    fn recycle_batch(&mut self, batch: &mut Batch, ingress: Egress) {
+        match owned(&mut self.ports, ingress) {
+            Some(x) => {
+                for i in 0..batch.count {
+                    if let Some(f) = batch.slots.take(i) {
+                        x.recycle(f);
+                    }
+                }
+            }
+            None => batch.slots.release_all(),
+        }
+    }
+
     /// Returns a frame to the ingress port's cache when this worker owns
     /// it, else to the shared pool.
     fn give_back(&mut self, ingress: Egress, frame: UmemFrame) {
-        match owned(&mut self.xdp, ingress) {
+        match owned(&mut self.ports, ingress) {
             Some(x) => x.recycle(frame),
             None => {
                 if let Some(u) = &self.rt.umem {
@@ -616,14 +531,12 @@ impl Worker {
     /// that were handed frames are woken (one eventfd write each).
     fn kick(&mut self) {
         for &p in &self.xdp_dirty {
-            if let Some(x) = self.xdp.get_mut(p.index()).and_then(|x| x.as_mut()) {
+            if let Some(x) = owned(&mut self.ports, p.into()) {
                 x.flush();
                 // Distinct ports only: stays within its capacity.
-                if !self.tx_ports.contains(&p) {
-                    self.tx_ports.push(p);
-                }
-                if x.tx_in_flight() > 0 && !self.xdp_pending.contains(&p) {
-                    self.xdp_pending.push(p);
+                mark(&mut self.tx_ports, p);
+                if x.tx_in_flight() > 0 {
+                    mark(&mut self.xdp_pending, p);
                 }
             }
         }
@@ -645,22 +558,22 @@ impl Worker {
         let Some(to) = ingress.port().map(PortId::index) else {
             return;
         };
-        if self.xdp.get(to).is_none_or(|x| x.is_none()) {
+        if owned(&mut self.ports, ingress).is_none() {
             return;
         }
         for i in 0..self.tx_ports.len() {
             let from = self.tx_ports[i].index();
-            if from == to || from >= self.xdp.len() {
+            if from == to || from >= self.ports.len() {
                 continue;
             }
             let (a, b) = if from < to {
-                let (l, r) = self.xdp.split_at_mut(to);
+                let (l, r) = self.ports.split_at_mut(to);
                 (&mut l[from], &mut r[0])
             } else {
-                let (l, r) = self.xdp.split_at_mut(from);
+                let (l, r) = self.ports.split_at_mut(from);
                 (&mut r[0], &mut l[to])
             };
-            if let (Some(a), Some(b)) = (a, b) {
+            if let (Some(Device::AfXdp(a)), Some(Device::AfXdp(b))) = (a, b) {
                 a.pass_frames(b, PASS_KEEP);
             }
         }
@@ -670,20 +583,24 @@ impl Worker {
     /// Sends the frames other workers handed over for this worker's AF_XDP
     /// ports (UMEM frames: their addresses go on the transmit ring).
     fn take_handoffs(&mut self) {
+        let counters = Arc::clone(&self.counters);
         for from in 0..self.rt.handoff.len() {
             while let Some(h) = self.rt.handoff[from][self.id].pop() {
                 let p = h.port;
-                let pc = self.counters.port(p.into());
-                match self.xdp.get_mut(p.index()).and_then(|x| x.as_mut()) {
-                    Some(x) if self.rt.port_up[p.index()].load(Relaxed) => {
+                let up = self.rt.port_up[p.index()].load(Relaxed);
+                match owned(&mut self.ports, p.into()) {
+                    Some(x) if up => {
                         let sent = x.send_frame(h.frame, h.start, h.len);
-                        if sent.is_ok() && !h.copied {
-                            pc.tx_zero_copy.add(1);
+                        if sent.is_ok() {
+                            if !h.copied {
+                                counters.port(p.into()).tx_zero_copy.add(1);
+                            }
+                            mark(&mut self.xdp_dirty, p);
                         }
-                        count_xdp_tx(sent, p, h.len.into(), pc, &mut self.xdp_dirty);
+                        counters.count_tx(p.into(), p, sent.map(|()| usize::from(h.len)));
                     }
                     _ => {
-                        pc.drops[DropReason::PortDown as usize].add(1);
+                        counters.count_drop(p.into(), DropReason::PortDown);
                         if let Some(u) = &self.rt.umem {
                             u.release(h.frame);
                         }
@@ -695,133 +612,16 @@ impl Worker {
     }
 }
 
-/// The in-place form of the gather list [prefix, head, tag, rest]: rewrites
-/// the frame at `buf[start..start + len]` (whose own tag, `tag_len` bytes
-/// after the 12 address bytes, is dropped) so that it reads `prefix`, the
-/// addresses, `tag` if any, and the rest. The rest does not move: the
-/// addresses move by at most 4 bytes and the prefix goes into the headroom.
-/// Returns the new start and length, or None when the headroom is too
-/// small (the caller copies instead).
-fn rewrite_in_place(
-    buf: &mut [u8],
-    start: usize,
-    len: usize,
-    tag_len: usize,
-    tag: Option<[u8; 4]>,
-    prefix: &[u8],
-) -> Option<(usize, usize)> {
-    let end = start.checked_add(len)?;
-    let rest = start + 12 + tag_len;
-    if rest > end || end > buf.len() {
-        return None;
-    }
-    let new_tag = if tag.is_some() { 4 } else { 0 };
-    let head_at = rest.checked_sub(12 + new_tag)?;
-    let new_start = head_at.checked_sub(prefix.len())?;
-    buf.copy_within(start..start + 12, head_at);
-    if let Some(t) = tag {
-        buf[head_at + 12..head_at + 16].copy_from_slice(&t);
-    }
-    buf[new_start..head_at].copy_from_slice(prefix);
-    Some((new_start, end - new_start))
-}
-
 /// The AF_XDP port `e` when this worker owns it.
-fn owned(xdp: &mut [Option<Box<AfXdpPort>>], e: Egress) -> Option<&mut AfXdpPort> {
+fn owned(ports: &mut [Option<Device>], e: Egress) -> Option<&mut AfXdpPort> {
     let p = e.port()?;
-    xdp.get_mut(p.index()).and_then(|x| x.as_deref_mut())
+    ports.get_mut(p.index())?.as_mut()?.afxdp()
 }
 
-/// Counts the outcome of queueing a frame on AF_XDP port `p` (its counters
-/// `pc`); marks the port for a flush. Returns whether it was queued.
+/// Adds `p` to a list of distinct ports.
 #[inline]
-fn count_xdp_tx(
-    sent: Result<(), TxError>,
-    p: PortId,
-    len: u64,
-    pc: &crate::counters::PortCounters,
-    dirty: &mut Vec<PortId>,
-) -> bool {
-    match sent {
-        Ok(()) => {
-            pc.tx_frames.add(1);
-            pc.tx_bytes.add(len);
-            if !dirty.contains(&p) {
-                dirty.push(p);
-            }
-            true
-        }
-        Err(TxError::Full) => {
-            pc.drops[DropReason::TxFull as usize].add(1);
-            false
-        }
-        Err(TxError::Oversize) => {
-            pc.drops[DropReason::Oversize as usize].add(1);
-            false
-        }
-        Err(TxError::Foreign) => {
-            pc.drops[DropReason::TxError as usize].add(1);
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::rewrite_in_place;
-
-    /// A frame at 256 in a 4 KiB buffer: addresses 0..12, then `mid`,
-    /// then the payload "PAYLOAD".
-    fn frame(mid: &[u8]) -> (Vec<u8>, usize, usize) {
-        let mut buf = vec![0xee; 4096];
-        let mut f: Vec<u8> = (0..12).collect();
-        f.extend_from_slice(mid);
-        f.extend_from_slice(b"PAYLOAD");
-        buf[256..256 + f.len()].copy_from_slice(&f);
-        (buf, 256, f.len())
-    }
-
-    fn out(buf: &[u8], at: (usize, usize)) -> Vec<u8> {
-        buf[at.0..at.0 + at.1].to_vec()
-    }
-
-    #[test]
-    fn push_pop_rewrite_and_prefix_in_place() {
-        let tag = [0x81, 0x00, 0x20, 0x0a];
-        let addrs: Vec<u8> = (0..12).collect();
-        let want = |parts: &[&[u8]]| parts.concat();
-        // Push onto an untagged frame.
-        let (mut b, s, l) = frame(&[]);
-        let r = rewrite_in_place(&mut b, s, l, 0, Some(tag), &[]).expect("fits");
-        assert_eq!(out(&b, r), want(&[&addrs, &tag, b"PAYLOAD"]));
-        // Pop a tag.
-        let (mut b, s, l) = frame(&[0x81, 0, 0, 10]);
-        let r = rewrite_in_place(&mut b, s, l, 4, None, &[]).expect("fits");
-        assert_eq!(out(&b, r), want(&[&addrs, b"PAYLOAD"]));
-        // Rewrite a tag.
-        let (mut b, s, l) = frame(&[0x81, 0, 0, 10]);
-        let r = rewrite_in_place(&mut b, s, l, 4, Some(tag), &[]).expect("fits");
-        assert_eq!(r.0, s);
-        assert_eq!(out(&b, r), want(&[&addrs, &tag, b"PAYLOAD"]));
-        // An outer header in front of a frame whose tag is dropped.
-        let outer = [7u8; 50];
-        let (mut b, s, l) = frame(&[0x81, 0, 0, 10]);
-        let r = rewrite_in_place(&mut b, s, l, 4, None, &outer).expect("fits");
-        assert_eq!(out(&b, r), want(&[&outer, &addrs, b"PAYLOAD"]));
-        // Unchanged frame.
-        let (mut b, s, l) = frame(&[]);
-        let r = rewrite_in_place(&mut b, s, l, 0, None, &[]).expect("fits");
-        assert_eq!(r, (s, l));
-    }
-
-    #[test]
-    fn no_headroom_or_short_frame_is_refused() {
-        let mut b = vec![0u8; 4096];
-        // 40 bytes of headroom: no room for a 50-byte header.
-        assert_eq!(rewrite_in_place(&mut b, 40, 60, 0, None, &[1; 50]), None);
-        // Shorter than its addresses and tag.
-        assert_eq!(rewrite_in_place(&mut b, 256, 14, 4, None, &[]), None);
-        // Past the buffer.
-        assert_eq!(rewrite_in_place(&mut b, 4000, 200, 0, None, &[]), None);
+fn mark(list: &mut Vec<PortId>, p: PortId) {
+    if !list.contains(&p) {
+        list.push(p);
     }
 }

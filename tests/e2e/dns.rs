@@ -338,13 +338,13 @@ fn garbage_then_answers() -> TestResult {
         sent.trim()
     );
     let st = l.sw.stats()?;
-    let malformed = st.0["host"]["networks"]["lan"]["dns_malformed"]
+    let malformed = st.json["host"]["networks"]["lan"]["dns_malformed"]
         .as_u64()
         .unwrap_or(0);
     ensure!(
         malformed >= 150,
         "dns_malformed = {malformed}, expected most of the garbage counted: {}",
-        st.0["host"]
+        st.json["host"]
     );
     Ok(())
 }
@@ -367,7 +367,12 @@ while True:
 
 fn forwarded_to_upstream() -> TestResult {
     let tag = 5;
-    let up = format!("sd{tag:02}{:03}u", run_id());
+    // The variant in the name too: the variants of a test may run at once.
+    let up = format!(
+        "sd{tag:02}{}{:03}u",
+        crate::harness::variant().idx,
+        run_id()
+    );
     let more = format!(
         "\n[[host]]\nname = \"{up}\"\nnetworks = [\"lan\"]\nip = [\"10.79.{tag}.53/24\"]\n"
     );
@@ -376,7 +381,13 @@ fn forwarded_to_upstream() -> TestResult {
         "ip",
         &["netns", "exec", &up, "python3", "-c", UPSTREAM],
     )?;
-    std::thread::sleep(Duration::from_millis(500));
+    // Until it has bound port 53: python's start-up can take longer than
+    // a fixed pause (a pyenv shim takes half a second on its own).
+    let bound = || exec(&up, &["ss", "-Hlun", "sport = :53"]).is_ok_and(|o| !o.trim().is_empty());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !bound() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let d = dig(&l.a, &l.gw, &["outside.example"])?;
     ensure!(
         d.status == "NOERROR" && d.answers == vec!["192.0.2.7".to_string()],
@@ -390,9 +401,9 @@ fn forwarded_to_upstream() -> TestResult {
     ensure!(d.status == "NXDOMAIN", "nosuch: {d:?}");
     let st = l.sw.stats()?;
     ensure!(
-        st.0["host"]["networks"]["lan"]["dns_forwarded"].as_u64() == Some(1),
+        st.json["host"]["networks"]["lan"]["dns_forwarded"].as_u64() == Some(1),
         "dns_forwarded: {}",
-        st.0["host"]
+        st.json["host"]
     );
     Ok(())
 }
@@ -401,7 +412,11 @@ fn arp_suppression() -> TestResult {
     // A third host on lan watches; b stays silent (no ARP from it) so only
     // the switch can have answered.
     let tag = 6;
-    let w = format!("sd{tag:02}{:03}w", run_id());
+    let w = format!(
+        "sd{tag:02}{}{:03}w",
+        crate::harness::variant().idx,
+        run_id()
+    );
     let more =
         format!("\n[[host]]\nname = \"{w}\"\nnetworks = [\"lan\"]\nip = [\"10.79.{tag}.14/24\"]\n");
     let l = lab(tag, "arp_suppress = true", &more)?;
@@ -430,10 +445,10 @@ fn arp_suppression() -> TestResult {
         "the target itself saw the ARP request: it was flooded, not suppressed"
     );
     let st = l.sw.stats()?;
-    let n = st.0["host"]["networks"]["lan"]["arp_suppressed"]
+    let n = st.json["host"]["networks"]["lan"]["arp_suppressed"]
         .as_u64()
         .unwrap_or(0);
-    ensure!(n >= 1, "arp_suppressed = {n}: {}", st.0["host"]);
+    ensure!(n >= 1, "arp_suppressed = {n}: {}", st.json["host"]);
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! The e2e harness: topologies written to temporary TOML files, the switch
 //! brought up with `shunt up FILE --detach` and always taken down again (a
-//! Drop guard, which also runs when a test fails or panics), JSON helpers for
-//! `fdb`, `stats` and `ports`, and command helpers.
+//! Drop guard, which also runs when a test fails or panics), `fdb`, `stats`
+//! and `ports` read as the control protocol's types
+//! (shunt_switch::control::proto), and command helpers.
 //!
 //! Every test has a number (its "tag") from which all its names derive:
 //! switch `seNNRRR`, hosts `seNNRRRa`, `seNNRRRb`, ... (RRR: three digits of
@@ -14,6 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shunt_switch::control::proto;
 use shunt_tools::{MacAddr, RawPort};
 
 /// The binary under test.
@@ -412,33 +414,29 @@ impl Switch {
         .map(|_| ())
     }
 
-    fn json(&self, what: &str) -> Result<Value, String> {
+    /// `shunt WHAT --json`, as JSON and as the control protocol's type
+    /// (which checks that every field is there, of its type).
+    fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<(Value, T), String> {
         let out = run_timeout(
             SHUNT,
             &[what, "--name", &self.name, "--json"],
             Duration::from_secs(10),
         )?;
-        serde_json::from_str(&out)
-            .map_err(|e| format!("`shunt {what} --json` is not JSON ({e}): {out}"))
+        let v: Value = serde_json::from_str(&out)
+            .map_err(|e| format!("`shunt {what} --json` is not JSON ({e}): {out}"))?;
+        let t = serde_json::from_value(v.clone())
+            .map_err(|e| format!("`shunt {what} --json` is not what it should be ({e}): {out}"))?;
+        Ok((v, t))
     }
 
     pub fn fdb(&self) -> Result<Fdb, String> {
-        let v = self.json("fdb")?;
-        let arr = v
-            .as_array()
-            .ok_or_else(|| format!("`shunt fdb --json` is not an array: {v}"))?;
-        arr.iter()
-            .map(FdbEntry::from_json)
-            .collect::<Result<Vec<_>, _>>()
-            .map(Fdb)
+        let (_, entries): (_, Vec<proto::FdbEntry>) = self.json("fdb")?;
+        Ok(Fdb(entries.into_iter().map(FdbEntry::from).collect()))
     }
 
     pub fn stats(&self) -> Result<Stats, String> {
-        let v = self.json("stats")?;
-        if !v.get("ports").is_some_and(Value::is_object) {
-            return Err(format!("`shunt stats --json` has no \"ports\" object: {v}"));
-        }
-        Ok(Stats(v))
+        let (json, typed) = self.json("stats")?;
+        Ok(Stats { json, typed })
     }
 
     /// Waits (up to `within`) until every frame of the switch's UMEM is
@@ -449,22 +447,16 @@ impl Switch {
     pub fn umem_accounted(&self, within: Duration) -> Result<(), String> {
         let deadline = Instant::now() + within;
         loop {
-            let u = self.stats()?.0["umem"].clone();
-            if u.is_null() {
+            let Some(u) = self.stats()?.typed.umem else {
                 return Ok(());
-            }
-            let n = |k: &str| u[k].as_u64();
-            let (Some(all), Some(pool), Some(cached), Some(kernel)) =
-                (n("frames"), n("pool"), n("cached"), n("in_kernel"))
-            else {
-                return Err(format!("`stats --json` umem is incomplete: {u}"));
             };
+            let (all, pool, cached, kernel) = (u.frames, u.pool, u.cached, u.in_kernel);
             if all == pool + cached + kernel {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "UMEM frames unaccounted for: {} of {all} missing ({u})",
+                    "UMEM frames unaccounted for: {} of {all} missing ({u:?})",
                     all as i64 - (pool + cached + kernel) as i64
                 ));
             }
@@ -472,11 +464,8 @@ impl Switch {
         }
     }
 
-    pub fn ports(&self) -> Result<Vec<Value>, String> {
-        let v = self.json("ports")?;
-        v.as_array()
-            .cloned()
-            .ok_or_else(|| format!("`shunt ports --json` is not an array: {v}"))
+    pub fn ports(&self) -> Result<Vec<proto::PortInfo>, String> {
+        self.json("ports").map(|(_, p): (Value, _)| p)
     }
 
     /// Sniffers on eth0 of each given host, in order.
@@ -528,37 +517,16 @@ pub struct FdbEntry {
     pub age_secs: f64,
 }
 
-impl FdbEntry {
-    fn from_json(v: &Value) -> Result<FdbEntry, String> {
-        let field = |k: &str| {
-            v.get(k)
-                .ok_or_else(|| format!("fdb entry without {k:?}: {v}"))
-        };
-        let s = |k: &str| -> Result<String, String> {
-            field(k)?
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| format!("fdb entry: {k:?} is not a string: {v}"))
-        };
-        let vlan = match field("vlan")? {
-            Value::Null => None,
-            x => Some(
-                x.as_i64()
-                    .ok_or_else(|| format!("fdb entry: \"vlan\" is neither int nor null: {v}"))?,
-            ),
-        };
-        Ok(FdbEntry {
-            network: s("network")?,
-            vlan,
-            mac: s("mac")?.to_lowercase(),
-            port: s("port")?,
-            is_static: field("static")?
-                .as_bool()
-                .ok_or_else(|| format!("fdb entry: \"static\" is not a bool: {v}"))?,
-            age_secs: field("age_secs")?
-                .as_f64()
-                .ok_or_else(|| format!("fdb entry: \"age_secs\" is not a number: {v}"))?,
-        })
+impl From<proto::FdbEntry> for FdbEntry {
+    fn from(e: proto::FdbEntry) -> FdbEntry {
+        FdbEntry {
+            network: e.network,
+            vlan: e.vlan.map(i64::from),
+            mac: e.mac.to_lowercase(),
+            port: e.port,
+            is_static: e.is_static,
+            age_secs: e.age_secs,
+        }
     }
 }
 
@@ -578,56 +546,61 @@ impl Fdb {
     }
 }
 
-/// `shunt stats --json`, with zero for counters that are absent.
+/// `shunt stats --json`: as JSON (for the parts other modules describe,
+/// like "host"), and typed; zero for counters that are absent.
 #[derive(Clone, Debug)]
-pub struct Stats(pub Value);
+pub struct Stats {
+    pub json: Value,
+    pub typed: proto::Stats,
+}
 
 impl Stats {
-    fn port_value(&self, port: &str) -> Option<&Value> {
-        self.0.get("ports")?.get(port)
+    fn port_value(&self, port: &str) -> Option<&proto::PortStats> {
+        self.typed.ports.get(port)
     }
 
     pub fn has_port(&self, port: &str) -> bool {
         self.port_value(port).is_some()
     }
 
-    /// `rx_frames`, `tx_frames`, `rx_bytes`, `tx_bytes` of a port.
+    /// `rx_frames`, `tx_frames`, `rx_bytes`, `tx_bytes`, `tx_zero_copy`,
+    /// `learned` or `moved` of a port.
     pub fn port(&self, port: &str, counter: &str) -> u64 {
-        self.port_value(port)
-            .and_then(|p| p.get(counter))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
+        let Some(p) = self.port_value(port) else {
+            return 0;
+        };
+        match counter {
+            "rx_frames" => p.rx_frames,
+            "tx_frames" => p.tx_frames,
+            "rx_bytes" => p.rx_bytes,
+            "tx_bytes" => p.tx_bytes,
+            "tx_zero_copy" => p.tx_zero_copy,
+            "learned" => p.learned,
+            "moved" => p.moved,
+            _ => 0,
+        }
     }
 
     pub fn flooded(&self, port: &str, cause: &str) -> u64 {
         self.port_value(port)
-            .and_then(|p| p.get("flooded"))
-            .and_then(|f| f.get(cause))
-            .and_then(Value::as_u64)
+            .and_then(|p| p.flooded.get(cause).copied())
             .unwrap_or(0)
     }
 
     pub fn port_drop(&self, port: &str, reason: &str) -> u64 {
         self.port_value(port)
-            .and_then(|p| p.get("drops"))
-            .and_then(|d| d.get(reason))
-            .and_then(Value::as_u64)
+            .and_then(|p| p.drops.get(reason).copied())
             .unwrap_or(0)
     }
 
     pub fn drop(&self, reason: &str) -> u64 {
-        self.0
-            .get("drops")
-            .and_then(|d| d.get(reason))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
+        self.typed.drops.get(reason).copied().unwrap_or(0)
     }
 
-    /// All drop counters of a port, as `reason=n` text (for messages).
+    /// All drop counters of a port, as JSON text (for messages).
     pub fn port_drops_text(&self, port: &str) -> String {
         self.port_value(port)
-            .and_then(|p| p.get("drops"))
-            .map(|d| d.to_string())
+            .and_then(|p| serde_json::to_string(&p.drops).ok())
             .unwrap_or_else(|| "{}".into())
     }
 }

@@ -821,10 +821,8 @@ fn host_namespace_deleted() -> TestResult {
     let deadline = Instant::now() + Duration::from_secs(5);
     let ports = loop {
         let ports = sw.ports()?;
-        let bp = ports
-            .iter()
-            .find(|p| p.get("name").and_then(|n| n.as_str()) == Some(b.port().as_str()));
-        match bp.and_then(|p| p.get("up")).and_then(|u| u.as_bool()) {
+        let bp = ports.iter().find(|p| p.name == b.port());
+        match bp.map(|p| p.up) {
             Some(false) => break ports,
             None if bp.is_none() => break ports, // the port was removed: also fine
             _ => {}
@@ -837,11 +835,7 @@ fn host_namespace_deleted() -> TestResult {
         std::thread::sleep(Duration::from_millis(200));
     };
     for h in [a, c] {
-        let up = ports
-            .iter()
-            .find(|p| p.get("name").and_then(|n| n.as_str()) == Some(h.port().as_str()))
-            .and_then(|p| p.get("up"))
-            .and_then(|u| u.as_bool());
+        let up = ports.iter().find(|p| p.name == h.port()).map(|p| p.up);
         ensure!(
             up == Some(true),
             "{} want up, got {up:?} in {ports:?}",
@@ -855,7 +849,7 @@ fn host_namespace_deleted() -> TestResult {
         st.has_port(&a.port()),
         "stats after the deletion has no {}: {:?}",
         a.port(),
-        st.0
+        st.json
     );
     // AF_XDP: the frames the vanished port's socket held came back.
     drop((_to_b, _c_to_b, _a_to_c));
@@ -926,11 +920,10 @@ fn counters_exact() -> TestResult {
             }
         }
     }
-    if s1.0.get("drops") != s0.0.get("drops") {
+    if s1.typed.drops != s0.typed.drops {
         errors.push(format!(
             "drops changed: before {:?}, after {:?}",
-            s0.0.get("drops"),
-            s1.0.get("drops")
+            s0.typed.drops, s1.typed.drops
         ));
     }
 
@@ -963,36 +956,33 @@ fn counters_exact() -> TestResult {
         errors.push(format!("ports: want 3, got {}", ports.len()));
     }
     for h in [a, b, c] {
-        let Some(pj) = ports
-            .iter()
-            .find(|p| p.get("name").and_then(|n| n.as_str()) == Some(h.port().as_str()))
-        else {
+        let Some(pj) = ports.iter().find(|p| p.name == h.port()) else {
             errors.push(format!("ports: no {}", h.port()));
             continue;
         };
-        let s = |k: &str| pj.get(k).and_then(|v| v.as_str()).unwrap_or("");
         let kind = if crate::harness::variant().link == "veth" {
             "afxdp"
         } else {
             "tap"
         };
-        if s("kind") != kind || s("mode") != "access" {
+        if pj.kind != kind || pj.mode != "access" {
             errors.push(format!(
-                "ports {}: want kind {kind}, mode access: {pj}",
+                "ports {}: want kind {kind}, mode access: {pj:?}",
                 h.port()
             ));
         }
-        if pj.get("up").and_then(|v| v.as_bool()) != Some(true) {
-            errors.push(format!("ports {}: want up true: {pj}", h.port()));
+        if !pj.up {
+            errors.push(format!("ports {}: want up true: {pj:?}", h.port()));
         }
-        if pj.get("worker").and_then(|v| v.as_u64()).is_none() {
-            errors.push(format!("ports {}: want an integer worker: {pj}", h.port()));
+        // An integer worker: `ports()` reads `worker` as one, or fails.
+        if pj.networks != ["lan"] {
+            errors.push(format!(
+                "ports {}: want networks [\"lan\"]: {pj:?}",
+                h.port()
+            ));
         }
-        if pj.get("networks") != Some(&serde_json::json!(["lan"])) {
-            errors.push(format!("ports {}: want networks [\"lan\"]: {pj}", h.port()));
-        }
-        for k in ["rx_frames", "tx_frames"] {
-            let got = pj.get(k).and_then(|v| v.as_u64());
+        for (k, got) in [("rx_frames", pj.rx_frames), ("tx_frames", pj.tx_frames)] {
+            let got = Some(got);
             if got != Some(s1.port(&h.port(), k)) {
                 errors.push(format!(
                     "ports {}.{k} = {got:?} but stats says {}",

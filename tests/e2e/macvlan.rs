@@ -31,6 +31,11 @@ pub fn tests() -> Vec<Test> {
         ("macvlan::passthru_mode_matches_kernel", || {
             mode_matches_kernel("passthru", 3)
         }),
+        // The parent written without `mode` and `network`: the macvlan
+        // network's `parent` says it carries the network.
+        ("macvlan::parent_inferred_matches_kernel", || {
+            mode_matches_kernel("bridge", 4)
+        }),
     ]
 }
 
@@ -198,8 +203,15 @@ fn run_side(
     Ok(got)
 }
 
+/// The kernel's macvlan in `mode` against shunt's. `idx` names the test;
+/// with idx 4, shunt's parent port does not repeat `network = "mv"`.
 fn mode_matches_kernel(mode: &'static str, idx: u8) -> TestResult {
     let passthru = mode == "passthru";
+    let parent_keys = if idx == 4 {
+        ""
+    } else {
+        "mode = \"access\"\nnetwork = \"mv\"\n"
+    };
     let sw = format!("sm{idx}{:03}", run_id());
     let stim = stimuli(passthru);
 
@@ -286,9 +298,7 @@ mac = ["{A}"]
 {host_b}
 [[port]]
 name = "upl"
-mode = "access"
-network = "mv"
-namespace = "{so}"
+{parent_keys}namespace = "{so}"
 "#
     );
     let _sx_guard = Namespaces(vec![sx.clone()]);

@@ -9,6 +9,7 @@
 //! Each test uses names of its own (see harness.rs) and cleans up after
 //! itself also when it fails or panics.
 
+mod ctl;
 mod dns;
 mod harness;
 mod l2;
@@ -52,6 +53,7 @@ fn main() {
     }
     for (name, test) in dns::tests()
         .into_iter()
+        .chain(ctl::tests())
         .chain(vlan::tests())
         .chain(macvlan::tests())
         .chain(trace::tests())

@@ -47,8 +47,8 @@ xdp_mode = "generic"
     let kind = |h: &str| {
         ports
             .iter()
-            .find(|p| p["host"] == h)
-            .and_then(|p| p["kind"].as_str().map(String::from))
+            .find(|p| p.host.as_deref() == Some(h))
+            .map(|p| p.kind.clone())
             .unwrap_or_default()
     };
     ensure!(kind(&hosts[0]) == "tap", "ports: {ports:?}");
@@ -59,18 +59,16 @@ xdp_mode = "generic"
     let xdp_mode = |h: &str| {
         ports
             .iter()
-            .find(|p| p["host"] == h)
-            .map(|p| p["xdp_mode"].clone())
-            .unwrap_or_default()
+            .find(|p| p.host.as_deref() == Some(h))
+            .and_then(|p| p.xdp_mode.clone())
     };
     ensure!(
-        xdp_mode(&hosts[0]).is_null()
-            && xdp_mode(&hosts[1]) == "native-copy"
-            && xdp_mode(&hosts[2]) == "generic-copy",
+        xdp_mode(&hosts[0]).is_none()
+            && xdp_mode(&hosts[1]).as_deref() == Some("native-copy")
+            && xdp_mode(&hosts[2]).as_deref() == Some("generic-copy"),
         "xdp_mode in ports: {ports:?}"
     );
-    let workers: std::collections::BTreeSet<i64> =
-        ports.iter().filter_map(|p| p["worker"].as_i64()).collect();
+    let workers: std::collections::BTreeSet<usize> = ports.iter().map(|p| p.worker).collect();
     ensure!(
         workers.len() == 2,
         "ports spread over {workers:?}, want two workers"
@@ -125,10 +123,10 @@ xdp_mode = "generic"
     std::thread::sleep(std::time::Duration::from_millis(1200));
     let st = s.stats()?;
     for p in &ports {
-        let name = p["name"].as_str().unwrap_or_default();
-        let x = &st.0["ports"][name]["afxdp"];
-        match p["kind"].as_str() {
-            Some("tap") => ensure!(x.is_null(), "TAP port {name} has afxdp counters: {x}"),
+        let name = p.name.as_str();
+        let x = &st.json["ports"][name]["afxdp"];
+        match p.kind.as_str() {
+            "tap" => ensure!(x.is_null(), "TAP port {name} has afxdp counters: {x}"),
             _ => ensure!(
                 x["rx_fill_ring_empty"].is_u64()
                     && x["rx_ring_full"].is_u64()

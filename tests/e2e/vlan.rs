@@ -668,9 +668,7 @@ networks = ["lan"]
     ping(&ns[0], "10.78.43.3")?;
     let ports = swg.ports()?;
     ensure!(
-        ports
-            .iter()
-            .any(|p| p["name"] == format!("{new}.lan") && p["up"] == true),
+        ports.iter().any(|p| p.name == format!("{new}.lan") && p.up),
         "attached port not listed: {ports:?}"
     );
     // Detach while a pings b: no loss between a and b.
@@ -706,7 +704,7 @@ networks = ["lan"]
     );
     let ports = swg.ports()?;
     ensure!(
-        !ports.iter().any(|p| p["name"] == format!("{new}.lan")),
+        !ports.iter().any(|p| p.name == format!("{new}.lan")),
         "detached port still listed: {ports:?}"
     );
     ensure!(

@@ -23,6 +23,7 @@ pub fn tests() -> Vec<Test> {
         ("vxlan::remote_entries_age", remote_entries_age),
         ("vxlan::two_vnis_on_a_trunk", two_vnis_on_a_trunk),
         ("vxlan::two_switches", two_switches),
+        ("vxlan::underlay_inferred", underlay_inferred),
     ]
 }
 
@@ -148,14 +149,14 @@ fn wait_resolved(sw: &Switch, ips: &[&str]) -> Result<(), String> {
         let st = sw.stats()?;
         let ok = ips
             .iter()
-            .all(|ip| st.0["vteps"][*ip]["nexthop_mac"].is_string());
+            .all(|ip| st.json["vteps"][*ip]["nexthop_mac"].is_string());
         if ok {
             return Ok(());
         }
         if Instant::now() > deadline {
             return Err(format!(
                 "next hops of {ips:?} not resolved: {}",
-                st.0["vteps"]
+                st.json["vteps"]
             ));
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -226,8 +227,14 @@ fn fdb_port(sw: &Switch, m: MacAddr) -> Result<Option<String>, String> {
 }
 
 /// The topology of one overlay network "ovl" (VNI 1000) with local hosts
-/// a and b, peers .2, .3 and .9 (which never answers).
-fn overlay_toml(sw: &str, tag: u8, aging: u64) -> String {
+/// a and b, peers .2, .3 and .9 (which never answers). Its underlay port
+/// says `mode = "underlay"` unless `inferred` (then [vtep] alone says so).
+fn overlay_toml(sw: &str, tag: u8, aging: u64, inferred: bool) -> String {
+    let mode = if inferred {
+        ""
+    } else {
+        "mode = \"underlay\"\n"
+    };
     format!(
         r#"[switch]
 name = "{sw}"
@@ -254,8 +261,7 @@ mac = ["02:00:5e:{tag:02x}:00:0b"]
 
 [[port]]
 name = "ul0"
-mode = "underlay"
-namespace = "{sw}u"
+{mode}namespace = "{sw}u"
 
 [vtep]
 port = "ul0"
@@ -266,6 +272,10 @@ address = "192.0.2.1/24"
 
 /// Shunt with local hosts a, b and two kernel VTEPs with a host each.
 fn overlay_lab(tag: u8, aging: u64) -> Result<(Switch, Namespaces), String> {
+    overlay_lab_of(tag, aging, false)
+}
+
+fn overlay_lab_of(tag: u8, aging: u64, inferred: bool) -> Result<(Switch, Namespaces), String> {
     let sw = names(tag);
     let mut nss = Namespaces(Vec::new());
     underlay(&mut nss, &format!("{sw}u"))?;
@@ -281,11 +291,36 @@ fn overlay_lab(tag: u8, aging: u64) -> Result<(Switch, Namespaces), String> {
             &[(1000, &format!("{sw}x{k}"), &host_ip, &mac_s(mac(tag, 1, k)))],
         )?;
     }
-    let toml = overlay_toml(&sw, tag, aging);
+    let toml = overlay_toml(&sw, tag, aging, inferred);
     let swg = Switch::up_toml(&sw, &toml, &[format!("{sw}a"), format!("{sw}b")])?;
     ip(&u, "link set ul0 master br0 up")?;
     wait_resolved(&swg, &["192.0.2.2", "192.0.2.3"])?;
     Ok((swg, nss))
+}
+
+/// The overlay lab with an underlay port that does not say
+/// `mode = "underlay"`: [vtep] names it, so it is the underlay, and hosts
+/// talk across the tunnel as with the key written.
+fn underlay_inferred() -> TestResult {
+    let tag = 76;
+    let (swg, _nss) = overlay_lab_of(tag, 300, true)?;
+    let sw = swg.name.clone();
+    let (a, x1) = (format!("{sw}a"), format!("{sw}x1"));
+    ping(&a, &format!("10.77.{tag}.101"))?;
+    ping(&x1, &format!("10.77.{tag}.11"))?;
+    let ports = swg.ports()?;
+    let ul = ports.iter().find(|p| p.name == "ul0");
+    ensure!(
+        ul.is_some_and(|p| p.mode == "underlay" && p.networks.is_empty()),
+        "ul0 is not the underlay: {ul:?}"
+    );
+    let fdb = swg.fdb()?;
+    ensure!(
+        fdb.port_of(mac(tag, 1, 1)) == Some("vxlan:192.0.2.2"),
+        "x1 not learned behind 192.0.2.2: {:?}",
+        fdb.0
+    );
+    Ok(())
 }
 
 fn kernel_vteps() -> TestResult {
@@ -322,7 +357,7 @@ fn kernel_vteps() -> TestResult {
     let unknown = mac(tag, 0, 0x99);
     let mut at_b = RawPort::open(&b, "eth0").map_err(|e| e.to_string())?;
     at_b.drain();
-    let before = swg.stats()?.0["vteps"]["192.0.2.9"]["drops"]["vxlan_no_nexthop"]
+    let before = swg.stats()?.json["vteps"]["192.0.2.9"]["drops"]["vxlan_no_nexthop"]
         .as_u64()
         .unwrap_or(0);
     let caps = capture(&[&r1, &r2], || send(&a, mac(tag, 0, 0x0a), unknown, 10))?;
@@ -339,7 +374,7 @@ fn kernel_vteps() -> TestResult {
         local == 10,
         "local host b got {local} of the 10 flooded frames"
     );
-    let after = swg.stats()?.0["vteps"]["192.0.2.9"]["drops"]["vxlan_no_nexthop"]
+    let after = swg.stats()?.json["vteps"]["192.0.2.9"]["drops"]["vxlan_no_nexthop"]
         .as_u64()
         .unwrap_or(0);
     ensure!(
@@ -426,7 +461,7 @@ fn kernel_vteps() -> TestResult {
         ensure!(
             d == 3,
             "{reason}: {d} drops counted, not 3: {}",
-            st1.0["drops"]
+            st1.json["drops"]
         );
     }
     ping(&a, &format!("10.77.{tag}.101"))?;
@@ -771,7 +806,7 @@ address = "192.0.2.1/24"
     // TCP from the host behind the kernel VTEP. The VTEP's underlay veth
     // must not leave the inner checksum to an offload AF_XDP cannot carry:
     // what a user does with `ethtool -K ul tx off` (docs/afxdp.md).
-    shunt_switch::netns::tx_checksum_off(&r, "ul")?;
+    shunt_switch::port::sys::tx_checksum_off(&r, "ul")?;
     let bps = crate::harness::iperf3_tcp(&a, &format!("10.77.{tag}.11"), &x, 1)?;
     let mbps = (bps / 1e6) as u64;
     ensure!(mbps >= 1, "iperf3 from {x} to {a} over VXLAN: {bps} bit/s");

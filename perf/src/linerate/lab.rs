@@ -479,7 +479,8 @@ pub fn topology(
                 // Complete checksums from the namespaces' stacks (iperf3 in
                 // --tcp): AF_XDP carries no partial-checksum note
                 // (docs/afxdp.md, "Checksums").
-                netns::tx_checksum_off(ns, inner).map_err(BenchError::Setup)?;
+                shunt_switch::port::sys::tx_checksum_off(ns, inner)
+                    .map_err(|e| BenchError::Setup(e.to_string()))?;
                 if vxlan && name == "sink" {
                     ip(&["link", "set", outer, "mtu", "1600"])?;
                 }

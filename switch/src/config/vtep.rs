@@ -1,11 +1,21 @@
 //! `[vtep]`, a network's `vni` and `vtep_peers`, and `[[fdb]] vtep = ...`:
 //! the VXLAN keys of the topology file (docs/vxlan.md).
 
-use super::{
-    int_in, ConfigError, Ctx, Host, Ipv4Net, Mac, Network, PortCfg, RawFile, Vtep, MAX_VTEPS,
-};
+use super::fdb::VtepEntry;
+use super::{int_in, ConfigError, Ctx, Host, Ipv4Net, Network, PortCfg, RawFile, Vtep, MAX_VTEPS};
+use serde::Deserialize;
 use std::net::Ipv4Addr;
 use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVtep {
+    pub(super) port: Spanned<String>,
+    address: Spanned<String>,
+    gateway: Option<Spanned<String>>,
+    udp_port: Option<Spanned<i64>>,
+    ttl: Option<Spanned<i64>>,
+}
 
 /// Bytes VXLAN adds in front of an inner frame on an IPv4 underlay.
 pub const VXLAN_OVERHEAD: u16 = 50;
@@ -43,14 +53,11 @@ pub(super) fn vtep_section(
     networks: &mut [Network],
     hosts: &mut [Host],
     ports: &mut [PortCfg],
-    vtep_fdb: Vec<(usize, Mac, Spanned<String>, std::ops::Range<usize>)>,
+    vtep_fdb: Vec<VtepEntry>,
+    underlay: &[bool],
 ) -> Result<Option<Vtep>, ConfigError> {
-    let underlay_mode = |ni: usize| {
-        raw.port
-            .get(ni)
-            .and_then(|p| p.get_ref().mode.as_ref())
-            .is_some_and(|m| m.get_ref() == "underlay")
-    };
+    // Written as `mode = "underlay"`, or the port [vtep] names (port.rs).
+    let underlay_mode = |i: usize| underlay.get(i).copied().unwrap_or(false);
     // Bare ports follow the host ports in `ports`.
     let first_bare = ports.len() - raw.port.len();
     let Some(rv) = &raw.vtep else {

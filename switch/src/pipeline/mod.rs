@@ -15,6 +15,7 @@
 //! frame's `Meta`; a decided drop is final and has one reason.
 
 pub mod classify;
+pub mod edit;
 pub mod egress;
 pub mod forward;
 pub mod learn;
@@ -30,6 +31,7 @@ mod tests;
 
 use crate::counters::{DropReason, FloodCause, WorkerCounters};
 use crate::ids::{Egress, NetId, PortId, Vid, VtepId};
+use crate::port::{Port, Rx, RxError};
 use crate::stack::StackLink;
 use crate::trace::Tracer;
 use shunt_tables::Fdb;
@@ -41,9 +43,7 @@ pub const BATCH: usize = 64;
 /// `HEADROOM` so that headers (a VLAN tag, a VXLAN encapsulation) can be
 /// prepended in place. Frames received by AF_XDP start 256 bytes in.
 pub const SLOT: usize = crate::port::Slots::SIZE;
-pub const HEADROOM: usize = 192;
-/// The largest frame a slot takes; a longer one is cut and counted oversize.
-pub const MAX_FRAME: usize = SLOT - HEADROOM;
+pub use crate::port::{HEADROOM, MAX_FRAME};
 
 /// What the pipeline decided for one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,8 +148,29 @@ impl Batch {
         }
     }
 
-    /// Appends a frame (in-memory ports, tests, benchmarks). False if full
-    /// or the frame does not fit a slot.
+    /// Empties the batch and receives up to a batch from `port`.
+    #[inline]
+    pub fn receive(&mut self, port: &mut impl Port) -> Result<usize, RxError> {
+        self.clear();
+        let mut got = [Rx::default(); BATCH];
+        let r = port.recv(&mut self.slots, &mut got);
+        let n = match &r {
+            Ok(n) => *n,
+            Err(e) => e.received,
+        };
+        for (m, g) in self.meta.iter_mut().zip(&got[..n.min(BATCH)]) {
+            *m = Meta {
+                len: g.len,
+                start: g.start,
+                ..Meta::EMPTY
+            };
+        }
+        self.count = n.min(BATCH);
+        r
+    }
+
+    /// Appends a frame (tests, benchmarks). False if full or the frame
+    /// does not fit a slot.
     pub fn push(&mut self, frame: &[u8]) -> bool {
         if self.count == BATCH || frame.len() > MAX_FRAME {
             return false;

@@ -29,7 +29,7 @@ impl Rig {
             aging_ms: 300_000,
         });
         for s in &topo.fdb {
-            fdb.add_static(s.network as u16, &s.mac, s.port as u16)
+            fdb.add_static(s.network as u16, s.mac.as_bytes(), s.port as u16)
                 .expect("static entry");
         }
         Rig {

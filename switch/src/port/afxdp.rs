@@ -92,17 +92,7 @@ pub enum AfXdpError {
     Umem(#[from] UmemError),
 }
 
-/// Why a frame could not be queued for transmission. The frame is not sent;
-/// the caller counts it (`tx_full`, or oversize).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TxError {
-    #[error("transmit ring or free frame pool full")]
-    Full,
-    #[error("frame larger than a UMEM frame")]
-    Oversize,
-    #[error("frame of another UMEM")]
-    Foreign,
-}
+pub use super::TxError;
 
 /// The kernel's counters for one socket, plus ours. Read on the control
 /// path (one `getsockopt`), never per frame.
@@ -692,6 +682,47 @@ impl AfXdpPort {
             s.tx_invalid_descs = k.tx_invalid_descs;
         }
         s
+    }
+}
+
+impl super::Port for AfXdpPort {
+    fn kind(&self) -> super::Kind {
+        super::Kind::AfXdp
+    }
+
+    fn caps(&self) -> super::Caps {
+        super::Caps {
+            zero_copy: true,
+            offloads: super::Offloads::default(),
+            // One socket on queue 0 of its interface.
+            queues: 1,
+        }
+    }
+
+    /// Without a copy: the slots hold the UMEM frames the kernel received
+    /// into ([`AfXdpPort::recv_into`]).
+    #[inline]
+    fn recv(
+        &mut self,
+        slots: &mut super::Slots,
+        got: &mut [super::Rx],
+    ) -> Result<usize, super::RxError> {
+        Ok(self.recv_into(slots, 0, |i, start, len| {
+            if let Some(g) = got.get_mut(i) {
+                *g = super::Rx { start, len };
+            }
+        }))
+    }
+
+    #[inline]
+    fn send(&mut self, parts: &[&[u8]]) -> Result<usize, TxError> {
+        AfXdpPort::send(self, parts)?;
+        Ok(parts.iter().map(|p| p.len()).sum())
+    }
+
+    #[inline]
+    fn flush(&mut self) {
+        AfXdpPort::flush(self)
     }
 }
 

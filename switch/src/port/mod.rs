@@ -1,19 +1,228 @@
-//! Ports: the ways frames enter and leave the switch. One file per kind.
+//! Ports: the ways frames enter and leave the switch. One file per kind
+//! (TAP, AF_XDP, in memory), one trait for all of them (Open vSwitch's
+//! netdev shape: receive a batch, send, flush once per batch, and say what
+//! the port can do).
+//!
+//! ```text
+//!   Port::recv  --(a batch into Slots: own buffers, or UMEM frames)--> pipeline
+//!   pipeline --> edit --> Port::send (gathered copy) ... Port::flush (once per batch)
+//!                     \-> AfXdpPort::send_frame (the received UMEM frame itself)
+//! ```
+//!
+//! This module is the only one with `unsafe` (umem.rs, afxdp.rs, sys.rs,
+//! xdp_loader.rs), each with its argument next to it.
 
+// The kernel-facing files: the crate denies `unsafe_code` everywhere else.
+#[allow(unsafe_code)]
 pub mod afxdp;
+pub mod mem;
+#[allow(unsafe_code)]
 pub mod sys;
+#[allow(unsafe_code)]
 pub mod tap;
+#[allow(unsafe_code)]
 pub mod umem;
+#[allow(unsafe_code)]
 pub mod xdp_loader;
 
-pub use afxdp::{AfXdpError, AfXdpPort, AfXdpStats, TxError};
+pub use afxdp::{AfXdpError, AfXdpPort, AfXdpStats};
+pub use mem::MemPort;
 pub use tap::{Tap, TapError};
 pub use umem::{SharedUmem, Slots, UmemFrame};
 
-/// What backs a port when the switch starts.
-pub enum Device {
-    Tap(Tap),
-    AfXdp(Box<AfXdpPort>),
-}
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
 
 pub use sys::{poll, pollfd};
+
+/// Where a received frame starts in its slot: room in front for headers
+/// the switch prepends in place (a VLAN tag, a VXLAN encapsulation).
+/// Frames received by AF_XDP start 256 bytes in (the kernel's headroom).
+pub const HEADROOM: usize = 192;
+/// The largest frame a slot takes; a longer one is cut and counted oversize.
+pub const MAX_FRAME: usize = Slots::SIZE - HEADROOM;
+
+/// The kinds of port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    Tap = 1,
+    AfXdp = 2,
+    Mem = 3,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Tap => "tap",
+            Kind::AfXdp => "afxdp",
+            Kind::Mem => "mem",
+        }
+    }
+}
+
+/// A port id's kind, readable by every worker (`None`: the id is free).
+#[derive(Debug, Default)]
+pub struct KindCell(AtomicU8);
+
+impl KindCell {
+    #[inline]
+    pub fn load(&self) -> Option<Kind> {
+        match self.0.load(Relaxed) {
+            1 => Some(Kind::Tap),
+            2 => Some(Kind::AfXdp),
+            3 => Some(Kind::Mem),
+            _ => None,
+        }
+    }
+    pub fn store(&self, k: Option<Kind>) {
+        self.0.store(k.map_or(0, |k| k as u8), Relaxed);
+    }
+}
+
+/// Offloads a port does in hardware (or the kernel does for it). All false
+/// today: the switch computes nothing it would have to skip. The edit stage
+/// will segment and checksum where the egress port lacks one (issue 12).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offloads {
+    pub rx_checksum: bool,
+    pub tx_checksum: bool,
+    pub tso: bool,
+    pub gso: bool,
+}
+
+/// What a port can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Received frames stay where the device put them (the AF_XDP UMEM):
+    /// they can be sent on by another zero-copy port without a copy.
+    pub zero_copy: bool,
+    pub offloads: Offloads,
+    /// Receive queues (one worker each).
+    pub queues: u16,
+}
+
+/// Where a received frame is in its slot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rx {
+    pub start: u16,
+    pub len: u16,
+}
+
+/// A receive that failed: the device is gone. The frames received before
+/// the error are in the batch.
+#[derive(Debug)]
+pub struct RxError {
+    pub received: usize,
+    pub error: std::io::Error,
+}
+
+/// Why a frame could not be queued for transmission. The frame is not sent;
+/// the caller counts it under one drop reason (`DropReason::of_tx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    #[error("transmit ring or free frame pool full")]
+    Full,
+    #[error("frame larger than the port sends")]
+    Oversize,
+    #[error("frame of another UMEM")]
+    Foreign,
+    /// The device went away (errno); the port is to be marked down.
+    #[error("the device is gone: {}", std::io::Error::from_raw_os_error(*.0))]
+    Gone(i32),
+    /// The device refused this frame (errno).
+    #[error("the device refused the frame: {}", std::io::Error::from_raw_os_error(*.0))]
+    Refused(i32),
+}
+
+/// One port, whatever its kind.
+pub trait Port {
+    fn kind(&self) -> Kind;
+    fn caps(&self) -> Caps;
+    /// Receives up to `got.len()` frames into `slots`, from slot 0, and
+    /// says in `got` where each is. Returns how many. Never blocks.
+    fn recv(&mut self, slots: &mut Slots, got: &mut [Rx]) -> Result<usize, RxError>;
+    /// Sends (or queues until [`Port::flush`]) one frame gathered from
+    /// `parts` (at most 4). Returns its length.
+    fn send(&mut self, parts: &[&[u8]]) -> Result<usize, TxError>;
+    /// Once per batch: sends what `send` queued.
+    fn flush(&mut self);
+}
+
+/// A port as a worker holds it: TAPs are shared (any worker may write to
+/// any TAP: the kernel serialises), an AF_XDP port belongs to the one
+/// worker that owns its rings, an in-memory port to its test.
+#[derive(Debug)]
+pub enum Device {
+    Tap(Arc<Tap>),
+    AfXdp(Box<AfXdpPort>),
+    Mem(Box<MemPort>),
+}
+
+impl Device {
+    pub fn tap(t: Tap) -> Device {
+        Device::Tap(Arc::new(t))
+    }
+
+    /// The AF_XDP port, for what only it does (zero-copy send, frames back
+    /// to the fill ring).
+    #[inline]
+    pub fn afxdp(&mut self) -> Option<&mut AfXdpPort> {
+        match self {
+            Device::AfXdp(x) => Some(x),
+            _ => None,
+        }
+    }
+
+    /// The descriptor to poll; None for in-memory ports.
+    pub fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Device::Tap(t) => Some(t.as_fd()),
+            Device::AfXdp(x) => Some(x.as_fd()),
+            Device::Mem(_) => None,
+        }
+    }
+}
+
+impl Port for Device {
+    #[inline]
+    fn kind(&self) -> Kind {
+        match self {
+            Device::Tap(_) => Kind::Tap,
+            Device::AfXdp(_) => Kind::AfXdp,
+            Device::Mem(_) => Kind::Mem,
+        }
+    }
+    fn caps(&self) -> Caps {
+        match self {
+            Device::Tap(t) => Port::caps(&&**t),
+            Device::AfXdp(x) => x.caps(),
+            Device::Mem(m) => m.caps(),
+        }
+    }
+    #[inline]
+    fn recv(&mut self, slots: &mut Slots, got: &mut [Rx]) -> Result<usize, RxError> {
+        match self {
+            Device::Tap(t) => Port::recv(&mut &**t, slots, got),
+            Device::AfXdp(x) => Port::recv(&mut **x, slots, got),
+            Device::Mem(m) => m.recv(slots, got),
+        }
+    }
+    #[inline]
+    fn send(&mut self, parts: &[&[u8]]) -> Result<usize, TxError> {
+        match self {
+            Device::Tap(t) => Port::send(&mut &**t, parts),
+            Device::AfXdp(x) => Port::send(&mut **x, parts),
+            Device::Mem(m) => m.send(parts),
+        }
+    }
+    #[inline]
+    fn flush(&mut self) {
+        match self {
+            Device::Tap(_) => {}
+            Device::AfXdp(x) => x.flush(),
+            Device::Mem(m) => m.flush(),
+        }
+    }
+}

@@ -101,3 +101,66 @@ impl AsFd for Tap {
         self.file.as_fd()
     }
 }
+
+/// On `&Tap`: any worker may receive or send on a shared TAP (`Read` and
+/// `Write` are on `&File` for the same reason).
+impl super::Port for &Tap {
+    fn kind(&self) -> super::Kind {
+        super::Kind::Tap
+    }
+
+    fn caps(&self) -> super::Caps {
+        // No IFF_VNET_HDR: the kernel hands over finished frames.
+        super::Caps {
+            zero_copy: false,
+            offloads: super::Offloads::default(),
+            queues: 1,
+        }
+    }
+
+    /// One read(2) per frame, each after the slot's headroom, until the
+    /// device has nothing more.
+    fn recv(
+        &mut self,
+        slots: &mut super::Slots,
+        got: &mut [super::Rx],
+    ) -> Result<usize, super::RxError> {
+        let mut n = 0;
+        let max = got.len().min(slots.len());
+        while n < max {
+            let area = &mut slots.slot_mut(n)[super::HEADROOM..super::HEADROOM + super::MAX_FRAME];
+            match Tap::recv(self, area) {
+                Ok(len) => {
+                    got[n] = super::Rx {
+                        start: super::HEADROOM as u16,
+                        len: len as u16,
+                    };
+                    n += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    return Err(super::RxError { received: n, error });
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// One writev(2): the parts are gathered by the kernel, not copied here.
+    fn send(&mut self, parts: &[&[u8]]) -> Result<usize, super::TxError> {
+        let mut iov = [IoSlice::new(&[]); 4];
+        let n = parts.len().min(iov.len());
+        for (v, p) in iov.iter_mut().zip(parts) {
+            *v = IoSlice::new(p);
+        }
+        Tap::send(self, &iov[..n]).map_err(|err| match err.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::ENOBUFS) => super::TxError::Full,
+            Some(e @ (libc::EIO | libc::EBADFD | libc::ENODEV)) => super::TxError::Gone(e),
+            Some(e) => super::TxError::Refused(e),
+            None => super::TxError::Refused(0),
+        })
+    }
+
+    fn flush(&mut self) {}
+}

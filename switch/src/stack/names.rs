@@ -95,9 +95,7 @@ impl Names {
             for l in &h.links {
                 let suppress = topo.networks.get(l.network).is_some_and(|n| n.arp_suppress);
                 if let (true, Some(ip)) = (suppress, l.ip) {
-                    names
-                        .arp
-                        .push((l.network as u16, ip.addr, MacAddr::from(l.mac)));
+                    names.arp.push((l.network as u16, ip.addr, l.mac));
                 }
             }
         }

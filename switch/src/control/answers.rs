@@ -1,0 +1,350 @@
+//! The answers to the control requests that read the running switch:
+//! ports, FDB, counters, DNS names, and the live trace.
+
+use super::proto::{
+    FdbEntry, FdbUsage, PortInfo, PortStats, Stats, TraceEnd, TraceStart, Umem, VtepStats,
+};
+use crate::config::PortMode;
+use crate::counters::{sum_port, DropReason, FloodCause, PortTotals};
+use crate::ids::{Egress, NetId, PortId, VtepId};
+use crate::runtime::Runtime;
+use shunt_parsers::MacAddr;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+/// Why a request could not be answered; said to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("no network named {0:?}")]
+    NoNetwork(String),
+    #[error("no port or host named {0:?}")]
+    NoPort(String),
+    #[error("a trace is already running on this switch")]
+    TraceBusy,
+    #[error("{0:?} is not a MAC address")]
+    BadMac(String),
+}
+
+/// Port names a user may give: a port name, or a host name meaning all of
+/// that host's ports.
+pub fn resolve_ports(rt: &Runtime, name: &str) -> Vec<u16> {
+    let plan = rt.plan.load();
+    let exact: Vec<u16> = plan
+        .ports
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.name == name)
+        .map(|(i, _)| i as u16)
+        .collect();
+    if !exact.is_empty() {
+        return exact;
+    }
+    let prefix = format!("{name}.");
+    plan.ports
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.name.starts_with(&prefix))
+        .map(|(i, _)| i as u16)
+        .collect()
+}
+
+/// Port `i`'s counters summed over the workers.
+fn port_totals(rt: &Runtime, i: usize) -> PortTotals {
+    PortId::new(i)
+        .map(|p| sum_port(&rt.counters, p.into()))
+        .unwrap_or_default()
+}
+
+/// `shunt ports --json`.
+pub fn ports(rt: &Runtime) -> Vec<PortInfo> {
+    let topo = rt.topo();
+    let net = |n: usize| topo.networks[n].name.clone();
+    topo.ports
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !p.removed)
+        .map(|(i, p)| {
+            let t = port_totals(rt, i);
+            let (mode, networks, native, vlans) = match &p.mode {
+                PortMode::Access { network } => ("access", vec![net(*network)], None, vec![]),
+                PortMode::Trunk { allowed, native } => (
+                    "trunk",
+                    allowed.iter().map(|&n| net(n)).collect(),
+                    native.map(net),
+                    allowed
+                        .iter()
+                        .filter_map(|&n| topo.networks[n].vlan)
+                        .collect(),
+                ),
+            };
+            let underlay = topo.vtep.as_ref().is_some_and(|v| v.port == i);
+            PortInfo {
+                name: p.name.clone(),
+                kind: p.kind.as_str().to_string(),
+                xdp_mode: rt.xdp_mode.get(i).copied().flatten().map(str::to_string),
+                worker: rt.port_worker.get(i).map(|w| w.load(Relaxed)).unwrap_or(0),
+                mode: if underlay { "underlay" } else { mode }.to_string(),
+                up: rt.port_up[i].load(Relaxed),
+                networks,
+                native,
+                vlans,
+                host: p.host.clone(),
+                namespace: p.netns.clone(),
+                interface: p.interface.clone(),
+                mtu: p.mtu,
+                rx_frames: t.rx_frames,
+                tx_frames: t.tx_frames,
+            }
+        })
+        .collect()
+}
+
+/// `shunt fdb --json`, of one network or all.
+pub fn fdb(rt: &Runtime, network: Option<&str>) -> Result<Vec<FdbEntry>, AnswerError> {
+    let topo = rt.topo();
+    let plan = rt.plan.load();
+    let filter = match network {
+        Some(n) => Some(
+            topo.network_index(n)
+                .ok_or_else(|| AnswerError::NoNetwork(n.to_string()))? as u16,
+        ),
+        None => None,
+    };
+    let now = rt.now_ms();
+    let mut entries = rt.fdb.entries();
+    entries.retain(|(net, _, _)| filter.is_none_or(|f| f == *net));
+    entries.sort_by_key(|e| (e.0, e.1));
+    Ok(entries
+        .iter()
+        .filter_map(|(net, mac, e)| {
+            let n = topo.networks.get(*net as usize)?;
+            let port = match Egress::decode(e.port)? {
+                Egress::Port(p) => plan.ports.get(p.index())?.name.clone(),
+                // Learned behind a remote VTEP.
+                Egress::Vtep(k) => format!("vxlan:{}", plan.vxlan.as_ref()?.remote(k)?),
+                Egress::Stack => return None,
+            };
+            Some(FdbEntry {
+                network: n.name.clone(),
+                vlan: n.vlan,
+                mac: MacAddr(*mac).to_string(),
+                port,
+                is_static: e.is_static,
+                age_secs: if e.is_static {
+                    0.0
+                } else {
+                    now.saturating_sub(e.last_seen_ms) as f64 / 1000.0
+                },
+            })
+        })
+        .collect())
+}
+
+/// `fdb_delete`: whether there was an entry to forget.
+pub fn fdb_delete(rt: &Runtime, network: &str, mac: &str) -> Result<bool, AnswerError> {
+    let ni = rt
+        .topo()
+        .network_index(network)
+        .ok_or_else(|| AnswerError::NoNetwork(network.to_string()))?;
+    let m: MacAddr = mac
+        .parse()
+        .map_err(|_| AnswerError::BadMac(mac.to_string()))?;
+    Ok(rt.fdb.remove(ni as u16, m.as_bytes()))
+}
+
+/// `shunt dns --json`: the names the switch's DNS responder serves, as
+/// the stack lists them (rows of proto::DnsName).
+pub fn dns(rt: &Runtime, network: Option<&str>) -> Result<serde_json::Value, AnswerError> {
+    // The stack's only refusal is a network it does not know.
+    crate::stack::dns_json(rt.host.as_deref(), network)
+        .map_err(|_| AnswerError::NoNetwork(network.unwrap_or_default().to_string()))
+}
+
+/// Drops by reason, every reason listed (`all`) or only those that
+/// happened; each is added to `total`.
+fn drops(t: &PortTotals, total: &mut [u64; DropReason::COUNT], all: bool) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for r in DropReason::ALL {
+        let n = t.drops[*r as usize];
+        total[*r as usize] += n;
+        if all || n > 0 {
+            out.insert(r.name().to_string(), n);
+        }
+    }
+    out
+}
+
+/// `shunt stats --json`.
+pub fn stats(rt: &Runtime) -> Stats {
+    let mut ports = BTreeMap::new();
+    let mut total = [0u64; DropReason::COUNT];
+    let topo = rt.topo();
+    for (i, p) in topo.ports.iter().enumerate() {
+        if p.removed {
+            continue;
+        }
+        let t = port_totals(rt, i);
+        let flooded = FloodCause::ALL
+            .iter()
+            .map(|&c| (c.name().to_string(), t.flooded[c as usize]))
+            .collect();
+        ports.insert(
+            p.name.clone(),
+            PortStats {
+                rx_frames: t.rx_frames,
+                tx_frames: t.tx_frames,
+                rx_bytes: t.rx_bytes,
+                tx_bytes: t.tx_bytes,
+                tx_zero_copy: t.tx_zero_copy,
+                flooded,
+                drops: drops(&t, &mut total, true),
+                learned: t.learned,
+                moved: t.moved,
+                up: rt.port_up[i].load(Relaxed),
+                afxdp: (rt.port_kind[i].load() == Some(crate::port::Kind::AfXdp))
+                    .then(|| rt.xdp_stats[i].json()),
+            },
+        );
+    }
+    let vteps = vteps(rt, &mut total);
+    let drops = DropReason::ALL
+        .iter()
+        .map(|r| (r.name().to_string(), total[*r as usize]))
+        .collect();
+    Stats {
+        umem: umem(rt),
+        vteps,
+        ports,
+        drops,
+        fdb: FdbUsage {
+            entries: rt.fdb.len() as u64,
+            capacity: topo.switch.fdb_max_entries as u64,
+        },
+        trace_lost: rt.tracer.lost.load(Relaxed),
+        host: rt.host.as_ref().map(|h| {
+            h.stats_json(|i| {
+                topo.networks
+                    .get(i)
+                    .map(|n| n.name.clone())
+                    .unwrap_or_default()
+            })
+        }),
+    }
+}
+
+/// Where the AF_XDP frames are (None without AF_XDP ports). When the
+/// switch is idle, `frames` = `pool` + `cached` + `in_kernel`; during
+/// traffic the rest are in batches and hand-over queues.
+fn umem(rt: &Runtime) -> Option<Umem> {
+    let u = rt.umem.as_ref()?;
+    Some(Umem {
+        frames: u.frames() as u64,
+        pool: u.free_frames() as u64,
+        cached: rt.xdp_stats.iter().map(|c| c.cached.load(Relaxed)).sum(),
+        in_kernel: u.lent_frames() as u64,
+    })
+}
+
+/// Per remote VTEP address: what went to it and came from it, its next
+/// hop, and the drops of frames towards it (added to `total`).
+fn vteps(rt: &Runtime, total: &mut [u64; DropReason::COUNT]) -> BTreeMap<String, VtepStats> {
+    let plan = rt.plan.load();
+    let Some(v) = plan.vxlan.as_ref() else {
+        return BTreeMap::new();
+    };
+    let ul = rt.host.as_deref().and_then(|h| h.underlay.as_ref());
+    let mut out = BTreeMap::new();
+    for (k, ip) in v.remotes.iter().enumerate() {
+        let Some(id) = VtepId::new(k) else { continue };
+        let t = sum_port(&rt.counters, Egress::Vtep(id));
+        out.insert(
+            ip.to_string(),
+            VtepStats {
+                rx_frames: t.rx_frames,
+                tx_frames: t.tx_frames,
+                rx_bytes: t.rx_bytes,
+                tx_bytes: t.tx_bytes,
+                learned: t.learned,
+                drops: drops(&t, total, false),
+                nexthop: ul.and_then(|u| u.nexthop_of(*ip)).map(|a| a.to_string()),
+                nexthop_mac: ul
+                    .and_then(|u| u.nexthop_mac(k))
+                    .map(|m| MacAddr(m).to_string()),
+            },
+        );
+    }
+    out
+}
+
+/// `trace`: the ports to trace (none: all), once the tracer is free.
+pub fn trace_ports(rt: &Runtime, port: Option<&str>) -> Result<Vec<PortId>, AnswerError> {
+    let mut ports = Vec::new();
+    if let Some(p) = port {
+        ports = resolve_ports(rt, p);
+        if ports.is_empty() {
+            return Err(AnswerError::NoPort(p.to_string()));
+        }
+    }
+    if rt.tracer.active() {
+        return Err(AnswerError::TraceBusy);
+    }
+    Ok(ports
+        .iter()
+        .filter_map(|&p| PortId::new(p.into()))
+        .collect())
+}
+
+/// `trace`: streams a record per frame of `ports` to `out` until `count`
+/// frames, `seconds`, the client going away, or the switch stopping.
+pub fn trace(
+    out: &mut std::os::unix::net::UnixStream,
+    rt: &Runtime,
+    ports: &[PortId],
+    count: Option<u64>,
+    seconds: Option<f64>,
+) -> std::io::Result<()> {
+    let count = count.unwrap_or(u64::MAX);
+    rt.tracer.start(ports);
+    // Whatever number a client sends: too large means no deadline.
+    let deadline = seconds
+        .and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok())
+        .and_then(|d| Instant::now().checked_add(d));
+    let port_name = |p: Egress| rt.port_name(p);
+    let net_name = |n: NetId| {
+        rt.plan
+            .load()
+            .nets
+            .get(n.index())
+            .map(|x| x.name.clone())
+            .unwrap_or_else(|| format!("net{}", n.index()))
+    };
+    let mut sent = 0u64;
+    let result = (|| -> std::io::Result<()> {
+        // Tells a client that went away from one that is waiting.
+        out.set_write_timeout(Some(Duration::from_secs(5)))?;
+        super::send(out, &TraceStart { tracing: true })?;
+        while sent < count && !rt.stop.load(Relaxed) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            match rt.tracer.pop() {
+                Some(r) => {
+                    let line = crate::trace::describe(&r, &port_name, &net_name);
+                    super::send(out, &line)?;
+                    sent += 1;
+                }
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        super::send(
+            out,
+            &TraceEnd {
+                end: true,
+                frames: sent,
+            },
+        )
+    })();
+    rt.tracer.stop();
+    result
+}

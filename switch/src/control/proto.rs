@@ -1,0 +1,357 @@
+//! The control protocol: one JSON request per line, JSON answers, as serde
+//! types shared by the switch (daemon::requests), the `shunt` command and
+//! the e2e harness.
+//!
+//! The answers of `ports`, `fdb` and `stats` are the `--json` output of
+//! those commands (docs/commands.md, TOPOLOGY.md): add fields, never rename
+//! or remove one. Objects go on the wire with their keys sorted (see
+//! [`to_line`]), as they always have, whatever the field order here.
+//! Parts that other modules own and describe (a port's AF_XDP socket
+//! counters, the switch's stack's counters, a trace record) stay JSON
+//! values here.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A request: `{"cmd": "<name>", ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Answered by [`Pong`].
+    Ping,
+    /// Answered by a list of [`PortInfo`].
+    Ports,
+    /// Answered by a list of [`FdbEntry`], of one network or all.
+    Fdb {
+        #[serde(default)]
+        network: Option<String>,
+    },
+    /// Forgets one entry (a learned one comes back with the next frame
+    /// from that MAC). Answered by [`Removed`].
+    FdbDelete { network: String, mac: String },
+    /// Answered by [`Stats`].
+    Stats,
+    /// Answered by a list of [`DnsName`].
+    Dns {
+        #[serde(default)]
+        network: Option<String>,
+    },
+    /// Answered by [`TraceStart`], then one trace record per line
+    /// (trace::TraceLine), then [`TraceEnd`].
+    Trace {
+        #[serde(default)]
+        port: Option<String>,
+        #[serde(default)]
+        count: Option<u64>,
+        #[serde(default)]
+        seconds: Option<f64>,
+    },
+    /// Answered by [`Done`].
+    Attach { host: String, network: String },
+    /// Answered by [`Done`].
+    Detach { host: String, network: String },
+    /// Answered by [`Stopping`]; then the switch stops.
+    Shutdown,
+}
+
+impl Request {
+    /// The request's `cmd`.
+    pub fn cmd(&self) -> &'static str {
+        match self {
+            Request::Ping => "ping",
+            Request::Ports => "ports",
+            Request::Fdb { .. } => "fdb",
+            Request::FdbDelete { .. } => "fdb_delete",
+            Request::Stats => "stats",
+            Request::Dns { .. } => "dns",
+            Request::Trace { .. } => "trace",
+            Request::Attach { .. } => "attach",
+            Request::Detach { .. } => "detach",
+            Request::Shutdown => "shutdown",
+        }
+    }
+
+    /// Every `cmd` a request may name.
+    pub const CMDS: [&'static str; 10] = [
+        "ping",
+        "ports",
+        "fdb",
+        "fdb_delete",
+        "stats",
+        "dns",
+        "trace",
+        "attach",
+        "detach",
+        "shutdown",
+    ];
+}
+
+/// Any failure: `{"error": "<what went wrong, in words>"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub error: String,
+}
+
+/// The answer to `ping`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pong {
+    pub ok: bool,
+    pub name: String,
+    pub pid: u32,
+}
+
+/// The answer to `shutdown`: the pid to wait for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stopping {
+    pub ok: bool,
+    pub pid: u32,
+}
+
+/// The answer to `attach` and `detach`: what was done, in words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Done {
+    pub ok: bool,
+    pub message: String,
+}
+
+/// The answer to `fdb_delete`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Removed {
+    pub ok: bool,
+    pub removed: bool,
+}
+
+/// One port of `shunt ports --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PortInfo {
+    pub name: String,
+    /// "tap" or "afxdp".
+    pub kind: String,
+    /// The mode an AF_XDP port got ("native-copy", ...); null otherwise.
+    pub xdp_mode: Option<String>,
+    pub worker: usize,
+    /// "access", "trunk" or "underlay".
+    pub mode: String,
+    pub up: bool,
+    pub networks: Vec<String>,
+    pub native: Option<String>,
+    pub vlans: Vec<u16>,
+    pub host: Option<String>,
+    pub namespace: Option<String>,
+    pub interface: String,
+    pub mtu: u16,
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+}
+
+/// One entry of `shunt fdb --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FdbEntry {
+    pub network: String,
+    pub vlan: Option<u16>,
+    pub mac: String,
+    /// The port, or `vxlan:<remote ip>` behind a remote VTEP.
+    pub port: String,
+    #[serde(rename = "static")]
+    pub is_static: bool,
+    pub age_secs: f64,
+}
+
+/// `shunt stats --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub ports: BTreeMap<String, PortStats>,
+    /// All drops by reason: the ports' and the remote VTEPs'.
+    pub drops: BTreeMap<String, u64>,
+    /// Per remote VTEP address.
+    pub vteps: BTreeMap<String, VtepStats>,
+    /// Where the AF_XDP frames are; null without AF_XDP ports.
+    pub umem: Option<Umem>,
+    pub fdb: FdbUsage,
+    pub trace_lost: u64,
+    /// The switch's stack's counters (stack::StackLink::stats_json); null
+    /// without it.
+    pub host: Option<Value>,
+}
+
+/// One port of `shunt stats --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PortStats {
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub tx_zero_copy: u64,
+    /// By cause: broadcast, unknown_unicast, multicast.
+    pub flooded: BTreeMap<String, u64>,
+    /// By reason, every reason listed.
+    pub drops: BTreeMap<String, u64>,
+    pub learned: u64,
+    pub moved: u64,
+    pub up: bool,
+    /// The kernel's counters of an AF_XDP port's socket
+    /// (runtime::XdpStatsCell::json); null for other ports.
+    pub afxdp: Option<Value>,
+}
+
+/// One remote VTEP of `shunt stats --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VtepStats {
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub learned: u64,
+    /// By reason, only those that happened.
+    pub drops: BTreeMap<String, u64>,
+    pub nexthop: Option<String>,
+    pub nexthop_mac: Option<String>,
+}
+
+/// `shunt stats --json` "umem": when the switch is idle, `frames` =
+/// `pool` + `cached` + `in_kernel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Umem {
+    pub frames: u64,
+    pub pool: u64,
+    pub cached: u64,
+    pub in_kernel: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbUsage {
+    pub entries: u64,
+    pub capacity: u64,
+}
+
+/// One name of `shunt dns --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsName {
+    pub name: String,
+    pub network: String,
+    /// "host" or "alias".
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub addresses: Vec<String>,
+    /// The same name with the network's domain.
+    pub also: Vec<String>,
+}
+
+/// The first answer to `trace`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceStart {
+    pub tracing: bool,
+}
+
+/// The last answer to `trace`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceEnd {
+    pub end: bool,
+    pub frames: u64,
+}
+
+/// A line of a trace after [`TraceStart`]: a frame or the end.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TraceEvent {
+    /// A trace record (trace::TraceLine): its words, and all of it.
+    Frame {
+        text: String,
+        record: Value,
+    },
+    End(TraceEnd),
+}
+
+impl TraceEvent {
+    pub fn from_value(v: Value) -> Result<TraceEvent, serde_json::Error> {
+        if v.get("end").is_some() {
+            return serde_json::from_value(v).map(TraceEvent::End);
+        }
+        #[derive(Deserialize)]
+        struct Text {
+            text: String,
+        }
+        let Text { text } = Text::deserialize(&v)?;
+        Ok(TraceEvent::Frame { text, record: v })
+    }
+}
+
+/// `msg` as one line of the protocol, newline included. Through a JSON
+/// value, whose objects keep their keys sorted: the wire (and `--json`)
+/// stays byte for byte what it was when it was built from `json!` values.
+pub fn to_line<T: Serialize>(msg: &T) -> String {
+    let mut s = match serde_json::to_value(msg) {
+        Ok(v) => v.to_string(),
+        // Only a map with non-string keys fails, and there is none here.
+        Err(e) => {
+            serde_json::json!({ "error": format!("cannot encode the answer: {e}") }).to_string()
+        }
+    };
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_on_the_wire() {
+        let r: Request = serde_json::from_str(r#"{"cmd":"ping"}"#).expect("ping");
+        assert_eq!(r, Request::Ping);
+        // What older clients send: null for an absent option.
+        let r: Request = serde_json::from_str(r#"{"cmd":"fdb","network":null}"#).expect("fdb");
+        assert_eq!(r, Request::Fdb { network: None });
+        let r: Request = serde_json::from_str(r#"{"cmd":"trace","port":"h1"}"#).expect("trace");
+        assert_eq!(
+            r,
+            Request::Trace {
+                port: Some("h1".into()),
+                count: None,
+                seconds: None
+            }
+        );
+        assert_eq!(
+            to_line(&Request::FdbDelete {
+                network: "lan".into(),
+                mac: "02:00:00:00:00:01".into()
+            }),
+            "{\"cmd\":\"fdb_delete\",\"mac\":\"02:00:00:00:00:01\",\"network\":\"lan\"}\n"
+        );
+        for c in Request::CMDS {
+            let v = serde_json::json!({"cmd": c, "host": "h", "network": "n", "mac": "m"});
+            let r: Request = serde_json::from_value(v).expect("every cmd parses");
+            assert_eq!(r.cmd(), c);
+        }
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"nope"}"#).is_err());
+        // A whole number of seconds, as a script would write it.
+        let r: Request = serde_json::from_str(r#"{"cmd":"trace","seconds":2}"#).expect("seconds");
+        assert_eq!(
+            r,
+            Request::Trace {
+                port: None,
+                count: None,
+                seconds: Some(2.0)
+            }
+        );
+    }
+
+    #[test]
+    fn answers_keep_sorted_keys() {
+        let e = FdbEntry {
+            network: "lan".into(),
+            vlan: None,
+            mac: "02:42:0a:00:00:02".into(),
+            port: "h1.lan".into(),
+            is_static: false,
+            age_secs: 5.588,
+        };
+        let line = to_line(&vec![e.clone()]);
+        assert_eq!(
+            line,
+            "[{\"age_secs\":5.588,\"mac\":\"02:42:0a:00:00:02\",\"network\":\"lan\",\"port\":\"h1.lan\",\"static\":false,\"vlan\":null}]\n"
+        );
+        let back: Vec<FdbEntry> = serde_json::from_str(&line).expect("round trip");
+        assert_eq!(back, vec![e]);
+    }
+}

@@ -1,0 +1,194 @@
+//! `shunt attach` and `shunt detach`: hosts plugged in and out while the
+//! switch runs. A host attached gets the address and MAC it would get from
+//! the file (config::addresses), so attaching is the same as writing it.
+
+use super::plug::{make_namespace, plug_tap, PlugError};
+use super::state::{read_state, write_state, State};
+use crate::config::addresses::{derived_mac, Ipam};
+use crate::config::{Host, HostLink, PortCfg, DEFAULT_MTU};
+use crate::ids::MAX_PORTS;
+use crate::netns;
+use crate::runtime::Runtime;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// Why a host could not be attached or detached; said to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("no network named {0:?}")]
+    NoNetwork(String),
+    #[error("host name {0:?} is not valid: use letters, digits, '-' or '_'")]
+    BadHostName(String),
+    #[error("host {host:?} is already on network {network:?}")]
+    AlreadyOn { host: String, network: String },
+    #[error("host {host:?} is not on network {network:?}")]
+    NotOn { host: String, network: String },
+    #[error("no port left: at most {MAX_PORTS} ports")]
+    NoPortLeft,
+    #[error("network namespace {0:?} exists and is not one of this switch's hosts")]
+    NamespaceTaken(String),
+    #[error("network {0:?} has no free address left")]
+    NoFreeAddress(String),
+    #[error(transparent)]
+    Plug(#[from] PlugError),
+}
+
+/// `shunt attach HOST NETWORK`: plugs a host (new or existing) into a
+/// network while the switch runs. Nothing else is disturbed: the new plan
+/// is published and workers pick it up between batches.
+pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachError> {
+    let mut topo = rt.topo();
+    let ni = topo
+        .network_index(network)
+        .ok_or_else(|| AttachError::NoNetwork(network.to_string()))?;
+    if host.is_empty()
+        || host.len() > 32
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(AttachError::BadHostName(host.to_string()));
+    }
+    let port_name = format!("{host}.{network}");
+    if topo.ports.iter().any(|p| p.name == port_name && !p.removed) {
+        return Err(AttachError::AlreadyOn {
+            host: host.to_string(),
+            network: network.to_string(),
+        });
+    }
+    let id = topo.ports.len();
+    if id >= MAX_PORTS {
+        return Err(AttachError::NoPortLeft);
+    }
+    // The address and MAC come first: a host that cannot have them is
+    // refused before anything is created.
+    let ip = Ipam::from_topology(&topo)
+        .assign(ni, topo.networks[ni].subnet)
+        .map_err(|_| AttachError::NoFreeAddress(network.to_string()))?;
+    let mut mac = derived_mac(host, network, ip);
+    // The file rejects two links with one MAC (its author can write a
+    // `mac`); attach cannot be told one, so it takes the next free MAC.
+    while topo
+        .hosts
+        .iter()
+        .any(|h| h.links.iter().any(|l| l.mac == mac))
+    {
+        mac.0[5] = mac.0[5].wrapping_add(1);
+    }
+    let hi = match topo.hosts.iter().position(|h| h.name == host) {
+        Some(i) => i,
+        None => {
+            if netns::exists(host) {
+                return Err(AttachError::NamespaceTaken(host.to_string()));
+            }
+            make_namespace(host, false)?;
+            record_namespace(rt, host);
+            topo.hosts.push(Host {
+                name: host.to_string(),
+                links: vec![],
+                aliases: vec![],
+                ipv6: false,
+                mtu: DEFAULT_MTU,
+                line: 0,
+            });
+            topo.hosts.len() - 1
+        }
+    };
+    let h = &topo.hosts[hi];
+    let ifname = (0..)
+        .map(|i| format!("eth{i}"))
+        .find(|n| !h.links.iter().any(|l| &l.ifname == n))
+        .unwrap_or_else(|| "eth0".into());
+    let mtu = h.mtu;
+    let tap = plug_tap(&port_name, host, &ifname, Some(mac), mtu, ip)?;
+    topo.hosts[hi].links.push(HostLink {
+        network: ni,
+        ifname: ifname.clone(),
+        ip,
+        mac,
+    });
+    topo.ports
+        .push(PortCfg::host_port(host, network, ni, &ifname, mtu, 0));
+    if topo.networks[ni].macvlan.is_some() {
+        let _ = rt.fdb.add_static(ni as u16, mac.as_bytes(), id as u16);
+    }
+    rt.taps[id].store(Some(Arc::new(tap)));
+    rt.port_kind[id].store(Some(crate::port::Kind::Tap));
+    rt.port_worker[id].store(id % rt.counters.len(), Relaxed);
+    rt.port_up[id].store(true, Relaxed);
+    rt.plan
+        .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
+    rt.port_generation.fetch_add(1, Relaxed);
+    eprintln!("shunt: attached {port_name} ({ifname} in {host})");
+    crate::stack::topology_changed(rt.host.as_deref(), &topo);
+    Ok(format!(
+        "attached {host} to {network}: port {port_name}, {ifname} in {host}{}",
+        ip.map(|i| format!(" with {i}")).unwrap_or_default()
+    ))
+}
+
+/// A namespace created for an attached host: the switch owns it (removes
+/// it on the way down), and so does the state file, in case it is killed.
+fn record_namespace(rt: &Runtime, host: &str) {
+    let Ok(mut owned) = rt.owned_namespaces.lock() else {
+        return;
+    };
+    owned.push(host.to_string());
+    // The host's resolver folder, written once it is attached.
+    let mut resolv_dirs = read_state(&rt.name)
+        .map(|s| s.resolv_dirs)
+        .unwrap_or_default();
+    resolv_dirs.push(crate::stack::resolv::dir(host).display().to_string());
+    let st = State {
+        pid: std::process::id(),
+        namespaces: owned.clone(),
+        resolv_dirs,
+    };
+    if let Err(e) = write_state(&rt.name, &st) {
+        eprintln!("shunt: {e}");
+    }
+}
+
+/// `shunt detach HOST NETWORK`: unplugs a host from a network while the
+/// switch runs; its device goes away, what was learned on it is flushed.
+pub fn detach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachError> {
+    let mut topo = rt.topo();
+    let port_name = format!("{host}.{network}");
+    let id = topo
+        .ports
+        .iter()
+        .position(|p| p.name == port_name && !p.removed && p.host.is_some())
+        .ok_or_else(|| AttachError::NotOn {
+            host: host.to_string(),
+            network: network.to_string(),
+        })?;
+    let ni = topo.network_index(network).unwrap_or(usize::MAX);
+    topo.ports[id].removed = true;
+    let mut removed_link = None;
+    if let Some(h) = topo.hosts.iter_mut().find(|h| h.name == host) {
+        removed_link = h.links.iter().find(|l| l.network == ni).cloned();
+        h.links.retain(|l| l.network != ni);
+    }
+    rt.port_up[id].store(false, Relaxed);
+    rt.plan
+        .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
+    rt.taps[id].store(None);
+    rt.port_kind[id].store(None);
+    rt.port_generation.fetch_add(1, Relaxed);
+    // Remove the device now rather than when the last worker lets go of
+    // its descriptor, so the host can be attached again at once.
+    if let Some(l) = &removed_link {
+        let _ = netns::ip(&["-n", host, "link", "del", "dev", &l.ifname]);
+    }
+    let flushed = rt.fdb.flush_port(id as u16);
+    if let Some(l) = removed_link {
+        if topo.networks.get(ni).is_some_and(|n| n.macvlan.is_some()) {
+            rt.fdb.remove(ni as u16, l.mac.as_bytes());
+        }
+    }
+    eprintln!("shunt: detached {port_name}; {flushed} learned entries flushed");
+    crate::stack::topology_changed(rt.host.as_deref(), &topo);
+    Ok(format!(
+        "detached {host} from {network}; {flushed} learned entries flushed"
+    ))
+}

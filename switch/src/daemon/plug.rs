@@ -1,0 +1,171 @@
+//! Namespaces and the devices that plug them into the switch: TAPs moved
+//! into a namespace, veth pairs, AF_XDP sockets. Used by bring-up and by
+//! `shunt attach`.
+
+use crate::config::{Ipv4Net, XdpMode};
+use crate::netns::{self, NetnsError};
+use crate::port::sys::ChecksumOffError;
+use crate::port::{AfXdpError, AfXdpPort, Device, SharedUmem, Tap, TapError};
+use shunt_parsers::MacAddr;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+/// What went wrong while creating a namespace or a device, and for whom.
+#[derive(Debug, thiserror::Error)]
+pub enum PlugError {
+    #[error("host {host}: {source}")]
+    Netns { host: String, source: NetnsError },
+    #[error("port {port}: {source}")]
+    Tap { port: String, source: TapError },
+    #[error("port {port}: {source}")]
+    AfXdp { port: String, source: AfXdpError },
+    #[error("host {host}: {source}")]
+    ChecksumOff {
+        host: String,
+        source: ChecksumOffError,
+    },
+}
+
+pub(super) fn nerr(who: &str) -> impl Fn(NetnsError) -> PlugError {
+    let host = who.to_string();
+    move |source| PlugError::Netns {
+        host: host.clone(),
+        source,
+    }
+}
+
+/// Creates namespace `ns` with loopback up and, unless `ipv6`, IPv6 off
+/// (no router solicitations, DAD or MLD noise on the wire: devices that
+/// arrive in the namespace take the default).
+pub(super) fn make_namespace(ns: &str, ipv6: bool) -> Result<(), PlugError> {
+    netns::add(ns).map_err(nerr(ns))?;
+    if !ipv6 {
+        netns::in_netns(ns, || {
+            for k in ["all", "default"] {
+                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{k}/disable_ipv6"), "1");
+            }
+        })
+        .map_err(nerr(ns))?;
+    }
+    netns::ip(&["-n", ns, "link", "set", "lo", "up"]).map_err(nerr(ns))?;
+    Ok(())
+}
+
+/// Creates a TAP for `port` and plugs it into namespace `ns` as `ifname`,
+/// with the given MAC, MTU and address, up.
+///
+/// The TAP is created in the switch's namespace and then moved: a TAP
+/// opened inside the other namespace would hold that namespace alive, and
+/// deleting it must take the port down.
+pub(super) fn plug_tap(
+    port: &str,
+    ns: &str,
+    ifname: &str,
+    mac: Option<MacAddr>,
+    mtu: u16,
+    ip: Option<Ipv4Net>,
+) -> Result<Tap, PlugError> {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let temp = format!("sht{:x}x{}", std::process::id(), SEQ.fetch_add(1, Relaxed));
+    let tap = Tap::open(&temp).map_err(|source| PlugError::Tap {
+        port: port.to_string(),
+        source,
+    })?;
+    netns::ip(&["link", "set", "dev", &temp, "netns", ns]).map_err(nerr(ns))?;
+    let mtu = mtu.to_string();
+    let mut args = vec![
+        "-n", ns, "link", "set", "dev", &temp, "name", ifname, "mtu", &mtu,
+    ];
+    let mac_s = mac.map(|m| m.to_string());
+    if let Some(m) = &mac_s {
+        args.extend(["address", m]);
+    }
+    args.push("up");
+    netns::ip(&args).map_err(nerr(ns))?;
+    add_address(ns, ifname, ip)?;
+    Ok(tap)
+}
+
+/// Gives `ifname` in namespace `ns` its address, if it has one.
+fn add_address(ns: &str, ifname: &str, ip: Option<Ipv4Net>) -> Result<(), PlugError> {
+    if let Some(ip) = ip {
+        netns::ip(&["-n", ns, "addr", "add", &ip.to_string(), "dev", ifname]).map_err(nerr(ns))?;
+    }
+    Ok(())
+}
+
+/// Creates a veth pair for a host port: one end in namespace `ns` as
+/// `ifname` (MAC, MTU, address, up), the other in the switch's namespace,
+/// where an AF_XDP socket attaches to it. Returns the outer name.
+pub(super) fn plug_veth(
+    ns: &str,
+    ifname: &str,
+    mac: MacAddr,
+    mtu: u16,
+    ip: Option<Ipv4Net>,
+) -> Result<String, PlugError> {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let outer = format!("shv{:x}x{}", std::process::id(), SEQ.fetch_add(1, Relaxed));
+    // The outer end takes frames larger than the port's MTU, so that the
+    // switch sees them and counts them (oversize) instead of the kernel
+    // dropping them unseen; 3000 stays under veth's limit for native XDP.
+    let outer_mtu = mtu.max(3000).to_string();
+    let mtu = mtu.to_string();
+    netns::ip(&[
+        "link", "add", &outer, "mtu", &outer_mtu, "type", "veth", "peer", "name", ifname, "netns",
+        ns,
+    ])
+    .map_err(nerr(ns))?;
+    netns::ip(&[
+        "-n",
+        ns,
+        "link",
+        "set",
+        "dev",
+        ifname,
+        "address",
+        &mac.to_string(),
+        "mtu",
+        &mtu,
+        "up",
+    ])
+    .map_err(nerr(ns))?;
+    add_address(ns, ifname, ip)?;
+    // A veth offloads TCP/UDP checksums to its peer: the host's frames
+    // would leave with a partial checksum, and AF_XDP carries no word of
+    // that, so the switch's own stack and the hosts behind other ports
+    // would see bad checksums and drop the frames. With the offload off the
+    // host's kernel writes complete checksums.
+    crate::port::sys::tx_checksum_off(ns, ifname).map_err(|source| PlugError::ChecksumOff {
+        host: ns.to_string(),
+        source,
+    })?;
+    netns::ip(&["link", "set", "dev", &outer, "up"]).map_err(nerr(ns))?;
+    Ok(outer)
+}
+
+/// Opens an AF_XDP port on `ifname`, saying at start-up which mode it got
+/// and the largest frame it carries.
+pub(super) fn open_afxdp(
+    port: &str,
+    ifname: &str,
+    mode: XdpMode,
+    umem: &SharedUmem,
+) -> Result<Device, PlugError> {
+    let x = AfXdpPort::open(ifname, mode, umem).map_err(|source| PlugError::AfXdp {
+        port: port.to_string(),
+        source,
+    })?;
+    eprintln!("shunt: port {port}: {}", x.summary());
+    Ok(Device::AfXdp(Box::new(x)))
+}
+
+/// For an AF_XDP port on an interface the user brought: if it is a veth,
+/// says at start-up what its peer's checksum offload does to TCP and UDP
+/// (shunt's own veth hosts have it turned off).
+pub(super) fn note_veth_checksums(port: &str, ifname: &str) {
+    if crate::port::sys::driver_name(ifname).is_ok_and(|d| d == "veth") {
+        eprintln!(
+            "shunt: port {port}: {ifname} is a veth: TCP and UDP its peer's kernel sends carry partial checksums unless transmit checksum offload is off on the peer (`ethtool -K PEER tx off`); see docs/afxdp.md#checksums"
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! The control socket's server: one thread per connection, one request
+//! each, answered from control::answers or, for attach and detach, by
+//! changing the running topology.
+
+use super::attach::{attach, detach};
+use crate::control::answers;
+use crate::control::proto::{Done, ErrorReply, Pong, Removed, Request, Stopping};
+use crate::control::send;
+use crate::runtime::Runtime;
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+/// Serves requests until the switch stops. `shutdown` asks the main
+/// thread to tear everything down.
+pub(super) fn serve(l: UnixListener, rt: Arc<Runtime>, shutdown: Sender<()>) {
+    for conn in l.incoming() {
+        let Ok(conn) = conn else { continue };
+        if rt.stop.load(Relaxed) {
+            break;
+        }
+        let rt = Arc::clone(&rt);
+        let shutdown = shutdown.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = handle(conn, &rt, &shutdown) {
+                eprintln!("shunt: control connection: {e}");
+            }
+        });
+    }
+}
+
+/// An error answer, in words.
+fn refuse(out: &mut UnixStream, e: impl std::fmt::Display) -> std::io::Result<()> {
+    send(
+        out,
+        &ErrorReply {
+            error: e.to_string(),
+        },
+    )
+}
+
+/// What a line that is no request gets told.
+fn bad_request(line: &str) -> String {
+    let v: serde_json::Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return format!("bad request: {e}"),
+    };
+    let cmd = v.get("cmd").and_then(|c| c.as_str()).unwrap_or("");
+    if !Request::CMDS.contains(&cmd) {
+        return format!("unknown command {cmd:?}");
+    }
+    match serde_json::from_value::<Request>(v) {
+        Err(e) => format!("bad request: {e}"),
+        Ok(_) => "bad request".into(),
+    }
+}
+
+fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut out = conn;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let req: Request = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(_) => return refuse(&mut out, bad_request(&line)),
+    };
+    let done = |r: Result<String, super::AttachError>, out: &mut UnixStream| match r {
+        Ok(message) => send(out, &Done { ok: true, message }),
+        Err(e) => refuse(out, e),
+    };
+    match req {
+        Request::Ping => send(
+            &mut out,
+            &Pong {
+                ok: true,
+                name: rt.name.clone(),
+                pid: std::process::id(),
+            },
+        ),
+        Request::Ports => send(&mut out, &answers::ports(rt)),
+        Request::Fdb { network } => match answers::fdb(rt, network.as_deref()) {
+            Ok(v) => send(&mut out, &v),
+            Err(e) => refuse(&mut out, e),
+        },
+        Request::FdbDelete { network, mac } => match answers::fdb_delete(rt, &network, &mac) {
+            Ok(removed) => send(&mut out, &Removed { ok: true, removed }),
+            Err(e) => refuse(&mut out, e),
+        },
+        Request::Stats => send(&mut out, &answers::stats(rt)),
+        Request::Dns { network } => match answers::dns(rt, network.as_deref()) {
+            Ok(v) => send(&mut out, &v),
+            Err(e) => refuse(&mut out, e),
+        },
+        Request::Trace {
+            port,
+            count,
+            seconds,
+        } => match answers::trace_ports(rt, port.as_deref()) {
+            Ok(ports) => answers::trace(&mut out, rt, &ports, count, seconds),
+            Err(e) => refuse(&mut out, e),
+        },
+        Request::Attach { host, network } => done(attach(rt, &host, &network), &mut out),
+        Request::Detach { host, network } => done(detach(rt, &host, &network), &mut out),
+        Request::Shutdown => {
+            send(
+                &mut out,
+                &Stopping {
+                    ok: true,
+                    pid: std::process::id(),
+                },
+            )?;
+            let _ = shutdown.send(());
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bad_request;
+
+    #[test]
+    fn bad_requests_are_told_what_is_wrong() {
+        assert_eq!(bad_request(r#"{"cmd":"nope"}"#), "unknown command \"nope\"");
+        assert_eq!(bad_request(r#"{"x":1}"#), "unknown command \"\"");
+        assert!(bad_request("not json").starts_with("bad request: "));
+        let e = bad_request(r#"{"cmd":"attach","host":"h"}"#);
+        assert!(e.contains("missing field `network`"), "{e}");
+    }
+}

@@ -1,0 +1,316 @@
+//! edit: what each copy of a frame looks like on its egress. Between
+//! forward/egress (which queued the copies) and the ports (which only move
+//! bytes): per copy, the 802.1Q tag is pushed, popped or rewritten, or the
+//! inner frame gets its VXLAN encapsulation (without its tag, RFC 7348
+//! §6.1). Segmentation and checksums for ports without the offload, and
+//! capture copies, will hang here too.
+//!
+//! ```text
+//!  tx queues --> edit::run (per copy: tag / outer header, or a drop reason)
+//!                   |--> Edit::apply: the frame's last copy, in its own buffer
+//!                   |    (tag via shunt_parsers::vlan, outer header into the headroom)
+//!                   \--> Edit::parts: any other copy, a gather list over the
+//!                        frame [outer, MACs, tag, rest] (writev, or one copy)
+//! ```
+//!
+//! A frame is edited in place only for its last copy, so the copies before
+//! it still see the frame as received.
+
+use super::{Batch, Context, Meta, Plan, TxEntry, TxQueues, BATCH};
+use crate::counters::DropReason;
+use crate::ids::{Egress, PortId};
+use crate::stack::underlay::Underlay;
+use shunt_parsers::vlan::{pop_tag, push_tag, set_outer_tag};
+use shunt_parsers::EtherType;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// The 12 bytes of MAC addresses in front of a tag.
+const MACS: usize = 12;
+/// An 802.1Q tag.
+const TAG: usize = 4;
+
+/// The edits of one copy.
+#[derive(Debug, Clone, Copy)]
+pub struct Edit {
+    /// The 802.1Q tag to carry (TPID and TCI), or untagged.
+    tag: Option<[u8; TAG]>,
+    /// The VXLAN outer header in front of the inner frame.
+    outer: Option<[u8; super::vxlan::OVERHEAD]>,
+    /// Bytes of ingress tag after the MACs, removed (or rewritten).
+    tag_len: usize,
+}
+
+impl Edit {
+    /// An edit that only sets the tag: `tci` to carry (None: untagged) on
+    /// a frame whose ingress tag is `tag_len` bytes.
+    #[inline]
+    pub fn tag(tag_len: usize, tci: Option<u16>) -> Edit {
+        Edit {
+            tag: tci.map(tag_bytes),
+            outer: None,
+            tag_len,
+        }
+    }
+
+    /// The copy as a gather list over the frame `f`: [outer, MACs, tag,
+    /// rest], the empty parts left out. Returns the parts and their count.
+    #[inline]
+    pub fn parts<'a>(&'a self, f: &'a [u8]) -> ([&'a [u8]; 3], usize) {
+        let head = f.get(..MACS).unwrap_or(&[]);
+        let rest = f.get(MACS + self.tag_len..).unwrap_or(&[]);
+        match (&self.outer, &self.tag) {
+            (Some(o), _) => ([o, head, rest], 3),
+            (None, Some(t)) => ([head, t, rest], 3),
+            (None, None) => ([head, rest, &[]], 2),
+        }
+    }
+
+    /// Makes the copy in the frame's own buffer: the frame at
+    /// `buf[start..start + len]` gets its tag popped, pushed or rewritten
+    /// (the payload does not move: the MACs move by 4 bytes) and the outer
+    /// header written into the headroom in front. Returns the new start and
+    /// length, or None, with `buf` untouched, when the headroom is too
+    /// small or the frame too short (the caller copies instead).
+    pub fn apply(&self, buf: &mut [u8], start: usize, len: usize) -> Option<(usize, usize)> {
+        let end = start.checked_add(len)?;
+        if end > buf.len() || len < MACS + self.tag_len {
+            return None;
+        }
+        let prefix = self.outer.as_ref().map_or(0, |o| o.len());
+        let new_tag = if self.tag.is_some() { TAG } else { 0 };
+        // Checked before anything moves, so that a refusal changes nothing.
+        (start + self.tag_len).checked_sub(new_tag + prefix)?;
+        let (mut s, mut l) = (start, len);
+        match (self.tag_len > 0, self.tag) {
+            (false, None) => {}
+            (false, Some(t)) => (s, l) = push_tag(buf, s, l, EtherType::Vlan, tci_of(t))?,
+            (true, None) => (s, l) = pop_tag(buf, s, l)?,
+            (true, Some(t)) => {
+                set_outer_tag(&mut buf[s..s + l], EtherType::Vlan, tci_of(t)).ok()?
+            }
+        }
+        if let Some(o) = &self.outer {
+            let at = s - o.len();
+            buf[at..s].copy_from_slice(o);
+            (s, l) = (at, l + o.len());
+        }
+        Some((s, l))
+    }
+}
+
+#[inline]
+fn tag_bytes(tci: u16) -> [u8; TAG] {
+    let [t0, t1] = EtherType::Vlan.to_u16().to_be_bytes();
+    let [t2, t3] = tci.to_be_bytes();
+    [t0, t1, t2, t3]
+}
+
+#[inline]
+fn tci_of(t: [u8; TAG]) -> u16 {
+    u16::from_be_bytes([t[2], t[3]])
+}
+
+/// One copy the edit stage made ready: frame `frame` of the batch, for
+/// queue `to`, leaving by port `dev`; `last` when no other copy of the
+/// frame is still to come (it may then be edited in place and sent as it
+/// is).
+#[derive(Debug, Clone, Copy)]
+pub struct Copy {
+    pub to: Egress,
+    pub dev: PortId,
+    pub frame: usize,
+    pub last: bool,
+}
+
+/// The edit stage over one batch's transmit queues: for every queued copy,
+/// in queue order, the port it leaves by and its edit, handed to `send`
+/// (the worker's, or a test's, way of moving bytes). Copies for a port
+/// that is down, or that cannot be made (a runt, no VXLAN next hop, too
+/// big for the underlay), are counted as drops here and not handed on.
+pub fn run(
+    ctx: &Context,
+    batch: &mut Batch,
+    tx: &TxQueues,
+    mut send: impl FnMut(&mut Batch, Copy, &Edit),
+) {
+    let underlay = ctx.host.and_then(|h| h.underlay.as_ref());
+    let mut uses = [0u16; BATCH];
+    for &p in &tx.dirty {
+        for e in tx.queue(p) {
+            if let Some(u) = uses.get_mut(usize::from(e.frame)) {
+                *u += 1;
+            }
+        }
+    }
+    for &to in &tx.dirty {
+        let pc = ctx.counters.port(to);
+        let queue = tx.queue(to);
+        let dev = device(ctx.plan, to)
+            .filter(|d| ctx.port_up.get(d.index()).is_some_and(|u| u.load(Relaxed)));
+        for &e in queue {
+            let i = usize::from(e.frame);
+            let Some(u) = uses.get_mut(i) else { continue };
+            *u = u.saturating_sub(1);
+            let last = *u == 0;
+            let Some(dev) = dev else {
+                pc.drops[DropReason::PortDown as usize].add(1);
+                continue;
+            };
+            match edit(ctx.plan, underlay, to, e, &batch.meta[i], batch.frame(i)) {
+                Ok(ed) => send(
+                    batch,
+                    Copy {
+                        to,
+                        dev,
+                        frame: i,
+                        last,
+                    },
+                    &ed,
+                ),
+                Err(r) => pc.drops[r as usize].add(1),
+            }
+        }
+    }
+}
+
+/// The port the frames queued for `to` leave by: the port itself, the
+/// underlay for a remote VTEP; None for the switch's stack (never queued)
+/// or a VTEP without a VXLAN plan.
+#[inline]
+fn device(plan: &Plan, to: Egress) -> Option<PortId> {
+    match to {
+        Egress::Port(p) => Some(p),
+        Egress::Vtep(_) => plan.vxlan.as_ref().map(|v| v.underlay),
+        Egress::Stack => None,
+    }
+}
+
+/// The edit for the copy `e` of frame `f` (metadata `m`) queued for `to`,
+/// or why it cannot be made.
+#[inline]
+fn edit(
+    plan: &Plan,
+    underlay: Option<&Underlay>,
+    to: Egress,
+    e: TxEntry,
+    m: &Meta,
+    f: &[u8],
+) -> Result<Edit, DropReason> {
+    let tag_len = usize::from(m.tag_len);
+    // Classify let no frame this short through; `--bare` does not
+    // classify, so check rather than trust.
+    if f.len() < MACS + tag_len {
+        return Err(DropReason::Runt);
+    }
+    let Egress::Vtep(k) = to else {
+        let tci = e.vid.map(|v| (u16::from(m.pcp_dei) << 8) | v.get());
+        return Ok(Edit::tag(tag_len, tci));
+    };
+    let v = plan.vxlan.as_ref().ok_or(DropReason::NoDestination)?;
+    let vni = m
+        .net
+        .and_then(|n| plan.nets.get(n.index()))
+        .and_then(|n| n.vni);
+    let outer = super::vxlan::outer_header(v, underlay, k, vni, f, tag_len)?;
+    Ok(Edit {
+        tag: None,
+        outer: Some(outer),
+        tag_len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Edit;
+
+    /// The in-place form of the gather list [prefix, head, tag, rest], as
+    /// the worker's `rewrite_in_place` had it: `tag` (TPID and TCI) or
+    /// untagged, `prefix` an outer header of 50 bytes or none.
+    fn rewrite_in_place(
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        tag_len: usize,
+        tag: Option<[u8; 4]>,
+        prefix: &[u8],
+    ) -> Option<(usize, usize)> {
+        let mut e = Edit::tag(tag_len, tag.map(super::tci_of));
+        if !prefix.is_empty() {
+            e.outer = Some(prefix.try_into().ok()?);
+        }
+        e.apply(buf, start, len)
+    }
+
+    /// A frame at 256 in a 4 KiB buffer: addresses 0..12, then `mid`,
+    /// then the payload "PAYLOAD".
+    fn frame(mid: &[u8]) -> (Vec<u8>, usize, usize) {
+        let mut buf = vec![0xee; 4096];
+        let mut f: Vec<u8> = (0..12).collect();
+        f.extend_from_slice(mid);
+        f.extend_from_slice(b"PAYLOAD");
+        buf[256..256 + f.len()].copy_from_slice(&f);
+        (buf, 256, f.len())
+    }
+
+    fn out(buf: &[u8], at: (usize, usize)) -> Vec<u8> {
+        buf[at.0..at.0 + at.1].to_vec()
+    }
+
+    #[test]
+    fn push_pop_rewrite_and_prefix_in_place() {
+        let tag = [0x81, 0x00, 0x20, 0x0a];
+        let addrs: Vec<u8> = (0..12).collect();
+        let want = |parts: &[&[u8]]| parts.concat();
+        // Push onto an untagged frame.
+        let (mut b, s, l) = frame(&[]);
+        let r = rewrite_in_place(&mut b, s, l, 0, Some(tag), &[]).expect("fits");
+        assert_eq!(out(&b, r), want(&[&addrs, &tag, b"PAYLOAD"]));
+        // Pop a tag.
+        let (mut b, s, l) = frame(&[0x81, 0, 0, 10]);
+        let r = rewrite_in_place(&mut b, s, l, 4, None, &[]).expect("fits");
+        assert_eq!(out(&b, r), want(&[&addrs, b"PAYLOAD"]));
+        // Rewrite a tag.
+        let (mut b, s, l) = frame(&[0x81, 0, 0, 10]);
+        let r = rewrite_in_place(&mut b, s, l, 4, Some(tag), &[]).expect("fits");
+        assert_eq!(r.0, s);
+        assert_eq!(out(&b, r), want(&[&addrs, &tag, b"PAYLOAD"]));
+        // An outer header in front of a frame whose tag is dropped.
+        let outer = [7u8; 50];
+        let (mut b, s, l) = frame(&[0x81, 0, 0, 10]);
+        let r = rewrite_in_place(&mut b, s, l, 4, None, &outer).expect("fits");
+        assert_eq!(out(&b, r), want(&[&outer, &addrs, b"PAYLOAD"]));
+        // Unchanged frame.
+        let (mut b, s, l) = frame(&[]);
+        let r = rewrite_in_place(&mut b, s, l, 0, None, &[]).expect("fits");
+        assert_eq!(r, (s, l));
+    }
+
+    #[test]
+    fn no_headroom_or_short_frame_is_refused() {
+        let mut b = vec![0u8; 4096];
+        // 40 bytes of headroom: no room for a 50-byte header.
+        assert_eq!(rewrite_in_place(&mut b, 40, 60, 0, None, &[1; 50]), None);
+        // Shorter than its addresses and tag.
+        assert_eq!(rewrite_in_place(&mut b, 256, 14, 4, None, &[]), None);
+        // Past the buffer.
+        assert_eq!(rewrite_in_place(&mut b, 4000, 200, 0, None, &[]), None);
+    }
+
+    #[test]
+    fn parts_match_the_edit_in_place() {
+        let tag = [0x81, 0x00, 0x20, 0x0a];
+        for (mid, tag_len, t) in [
+            (&[][..], 0, None),
+            (&[][..], 0, Some(tag)),
+            (&[0x81, 0, 0, 10][..], 4, None),
+            (&[0x81, 0, 0, 10][..], 4, Some(tag)),
+        ] {
+            let (mut b, s, l) = frame(mid);
+            let e = Edit::tag(tag_len, t.map(super::tci_of));
+            let (parts, n) = e.parts(&b[s..s + l]);
+            let gathered = parts[..n].concat();
+            let r = e.apply(&mut b, s, l).expect("fits");
+            assert_eq!(out(&b, r), gathered, "{mid:?} {t:?}");
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The control path end to end: a host attached at run time is the same
+//! host as one written in the file (address and MAC, on a network with a
+//! subnet and on one without).
+
+use crate::ensure;
+use crate::harness::{ping, run, run_id, Switch, TestResult};
+use crate::l2::Test;
+
+pub fn tests() -> Vec<Test> {
+    vec![("ctl::attach_matches_the_file", attach_matches_the_file)]
+}
+
+/// Host `b` on "lan" (10.79.1.0/24, the switch at .1) and, when `with_a`,
+/// host `a` on "lan" and on "bare" (a network without a subnet).
+fn toml(sw: &str, with_a: bool) -> String {
+    let a = if with_a {
+        format!("[[host]]\nname = \"{sw}a\"\nnetworks = [\"lan\", \"bare\"]\n")
+    } else {
+        String::new()
+    };
+    format!(
+        r#"[switch]
+name = "{sw}"
+workers = 1
+[[network]]
+name = "lan"
+subnet = "10.79.1.0/24"
+address = "10.79.1.1"
+[[network]]
+name = "bare"
+[[host]]
+name = "{sw}b"
+networks = ["lan"]
+{a}"#
+    )
+}
+
+/// (MAC, IPv4 addresses with prefix) of `ifname` in namespace `ns`, as the
+/// kernel has them.
+fn link_of(ns: &str, ifname: &str) -> Result<(String, Vec<String>), String> {
+    let out = run("ip", &["-n", ns, "-j", "addr", "show", "dev", ifname])?;
+    let v: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| format!("ip -j addr: {e}: {out}"))?;
+    let l = &v[0];
+    let mac = l["address"]
+        .as_str()
+        .ok_or_else(|| format!("{ifname} in {ns} has no MAC: {out}"))?
+        .to_string();
+    let addrs = l["addr_info"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|i| i["family"] == "inet")
+                .map(|i| format!("{}/{}", i["local"].as_str().unwrap_or("?"), i["prefixlen"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((mac, addrs))
+}
+
+fn attach_matches_the_file() -> TestResult {
+    let sw = format!("sc1{:03}", run_id());
+    let (a, b) = (format!("{sw}a"), format!("{sw}b"));
+    let ns = vec![a.clone(), b.clone()];
+
+    // Host a written in the file.
+    let mut swg = Switch::up_toml(&sw, &toml(&sw, true), &ns)?;
+    let from_file = [link_of(&a, "eth0")?, link_of(&a, "eth1")?];
+    ping(&b, "10.79.1.3")?;
+    swg.down()?;
+    drop(swg);
+
+    // The same host attached at run time, to the same networks in the
+    // same order.
+    let swg = Switch::up_toml(&sw, &toml(&sw, false), &ns)?;
+    let said = swg.cmd(&["attach", &a, "lan"])?;
+    ensure!(said.contains("10.79.1.3/24"), "attach a lan said: {said}");
+    swg.cmd(&["attach", &a, "bare"])?;
+    let attached = [link_of(&a, "eth0")?, link_of(&a, "eth1")?];
+    ensure!(
+        attached == from_file,
+        "a attached: {attached:?}; a in the file: {from_file:?}"
+    );
+    // The documented derivations (docs/topology.md): 02:42 and the
+    // address; 02:43 and a hash of HOST.NETWORK without one.
+    ensure!(
+        from_file[0].0 == "02:42:0a:4f:01:03" && from_file[0].1 == ["10.79.1.3/24"],
+        "a on lan: {:?}",
+        from_file[0]
+    );
+    ensure!(
+        from_file[1].0.starts_with("02:43:") && from_file[1].1.is_empty(),
+        "a on bare: {:?}",
+        from_file[1]
+    );
+    ping(&b, "10.79.1.3")?;
+    // The FDB sees the MAC the host has.
+    ping(&a, "10.79.1.2")?;
+    let fdb = swg.fdb()?;
+    ensure!(
+        fdb.0
+            .iter()
+            .any(|e| e.mac == attached[0].0 && e.port == format!("{a}.lan")),
+        "a's MAC not learned on {a}.lan: {:?}",
+        fdb.0
+    );
+    Ok(())
+}
