@@ -307,6 +307,7 @@ pub fn outer_header(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shunt_parsers::{ethernet, VxlanPacket, VXLAN_HEADER_LEN};
 
     fn plan() -> VxlanPlan {
         VxlanPlan {
@@ -336,7 +337,7 @@ mod tests {
             dont_frag: false,
         };
         emit_vxlan_encap(&mut hdr, &e, inner.len()).unwrap();
-        hdr[42] = flags;
+        VxlanPacket::new_unchecked(&mut hdr[ENCAP_LEN - VXLAN_HEADER_LEN..]).set_flags(flags);
         let mut f = hdr.to_vec();
         f.extend_from_slice(inner);
         f
@@ -370,12 +371,11 @@ mod tests {
             Some(DropReason::VxlanUnknownVni)
         );
         assert_eq!(
-            reason(&frame(1000, 8, &inner[..13])),
+            reason(&frame(1000, 8, &inner[..ethernet::HEADER_LEN - 1])),
             Some(DropReason::VxlanInnerShort)
         );
         let mut tagged = inner;
-        tagged[12] = 0x81;
-        tagged[13] = 0;
+        EthernetFrame::new_unchecked(&mut tagged[..]).set_ethertype(EtherType::Vlan);
         assert_eq!(
             reason(&frame(1000, 8, &tagged)),
             Some(DropReason::VxlanInnerTagged)

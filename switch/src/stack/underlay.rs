@@ -271,16 +271,16 @@ mod tests {
         };
         let mut f = [0u8; 42];
         assert_eq!(ask.emit_frame(MacAddr::BROADCAST, &mut f), Ok(42));
-        let mut want = [0u8; 42];
-        want[..6].copy_from_slice(&[0xff; 6]);
-        want[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-        want[12..22].copy_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
-        want[22..28].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-        want[28..32].copy_from_slice(&[192, 0, 2, 1]);
-        want[38..42].copy_from_slice(&[192, 0, 2, 2]);
+        #[rustfmt::skip]
+        let want: [u8; 42] = [
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06, // Ethernet
+            0, 1, 8, 0, 6, 4, 0, 1, // Ethernet/IPv4, request
+            2, 0, 0, 0, 0, 1, 192, 0, 2, 1, // sender
+            0, 0, 0, 0, 0, 0, 192, 0, 2, 2, // target
+        ];
         assert_eq!(f, want);
         assert_eq!(ArpRepr::parse_frame(&f), Ok(ask));
-        assert!(ArpRepr::parse_frame(&f[..41]).is_err());
+        assert!(ArpRepr::parse_frame(&f[..f.len() - 1]).is_err());
         let reply = ask.reply(MacAddr([2, 0, 0, 0, 0, 2])).expect("a request");
         assert_eq!(
             (reply.op, reply.sender_ip, reply.target_mac, reply.target_ip),
