@@ -59,6 +59,8 @@ mod field {
 
 /// Length of an Ethernet/IPv4 ARP packet.
 pub const PACKET_LEN: usize = field::TPA.end;
+/// Length of an untagged Ethernet frame carrying one, without padding.
+pub const FRAME_LEN: usize = ethernet::HEADER_LEN + PACKET_LEN;
 
 /// A read/write view of an Ethernet/IPv4 ARP packet.
 ///
@@ -231,6 +233,19 @@ impl ArpRepr {
         })
     }
 
+    /// Decodes an untagged Ethernet frame carrying Ethernet/IPv4 ARP (the
+    /// inverse of [`emit_frame`](Self::emit_frame); padding after the 42
+    /// bytes is allowed). [`Error::Unsupported`] if the EtherType is not
+    /// ARP or the ARP layout is not Ethernet/IPv4, [`Error::Truncated`] if
+    /// the frame is too short.
+    pub fn parse_frame(frame: &[u8]) -> Result<ArpRepr> {
+        let eth = EthernetFrame::new_checked(frame)?;
+        if eth.ethertype() != EtherType::Arp {
+            return Err(Error::Unsupported);
+        }
+        ArpRepr::parse(&ArpPacket::new_checked(eth.payload())?)
+    }
+
     /// Bytes [`emit`](Self::emit) writes.
     pub const fn buffer_len(&self) -> usize {
         PACKET_LEN
@@ -269,7 +284,7 @@ impl ArpRepr {
     /// `eth_dst` from `self.sender_mac` into the start of `buf`, and returns
     /// its length. [`Error::NoRoom`] if `buf` is shorter.
     pub fn emit_frame(&self, eth_dst: MacAddr, buf: &mut [u8]) -> Result<usize> {
-        let len = ethernet::HEADER_LEN + PACKET_LEN;
+        let len = FRAME_LEN;
         let buf = buf.get_mut(..len).ok_or(Error::NoRoom)?;
         let mut eth = EthernetFrame::new_unchecked(&mut *buf);
         eth.set_dst_addr(eth_dst);
@@ -362,6 +377,37 @@ mod tests {
         let back = ArpRepr::parse(&ArpPacket::new_checked(&buf[14..n]).unwrap()).unwrap();
         assert_eq!(back, reply);
         assert_eq!(back.buffer_len(), 28);
+        assert_eq!(n, FRAME_LEN);
+    }
+
+    #[test]
+    fn parse_frame_reads_whole_frames() {
+        assert_eq!(
+            ArpRepr::parse_frame(&REQUEST).unwrap(),
+            ArpRepr {
+                op: ArpOp::Request,
+                sender_mac: MAC2,
+                sender_ip: IP2,
+                target_mac: MacAddr::BROADCAST,
+                target_ip: IP1
+            }
+        );
+        let mut padded = [0u8; 60];
+        padded[..42].copy_from_slice(&REPLY);
+        assert_eq!(ArpRepr::parse_frame(&padded).unwrap().op, ArpOp::Reply);
+        for n in 0..FRAME_LEN {
+            assert_eq!(
+                ArpRepr::parse_frame(&REPLY[..n]),
+                Err(Error::Truncated),
+                "{n}"
+            );
+        }
+        let mut ipv4 = REQUEST;
+        ipv4[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(ArpRepr::parse_frame(&ipv4), Err(Error::Unsupported));
+        let mut other = REQUEST;
+        other[14 + 3] = 0xdd; // ptype 0x86dd
+        assert_eq!(ArpRepr::parse_frame(&other), Err(Error::Unsupported));
     }
 
     #[test]

@@ -52,6 +52,13 @@ impl MacAddr {
         !self.is_multicast()
     }
 
+    /// An IEEE 802.1D reserved group address, `01:80:c2:00:00:00` to
+    /// `01:80:c2:00:00:0f` (STP, LACP, LLDP...): a bridge never forwards it.
+    #[inline]
+    pub const fn is_link_local(&self) -> bool {
+        self.as_u64() & !0x0f == 0x0180_c200_0000
+    }
+
     /// Locally administered (U/L bit set), like the `02:..` addresses of tests.
     #[inline]
     pub const fn is_local(&self) -> bool {
@@ -471,6 +478,18 @@ mod tests {
         assert!(mc.is_multicast() && !mc.is_broadcast() && !mc.is_unicast());
         assert!(MAC1.is_unicast() && MAC1.is_local());
         assert!(!MacAddr([0x00, 0x1b, 0x21, 1, 2, 3]).is_local());
+        for last in 0..=0x0f {
+            assert!(MacAddr([0x01, 0x80, 0xc2, 0, 0, last]).is_link_local());
+        }
+        for m in [
+            [0x01, 0x80, 0xc2, 0, 0, 0x10],
+            [0x01, 0x80, 0xc2, 0, 1, 0],
+            [0x01, 0x80, 0xc3, 0, 0, 0],
+            [0x03, 0x80, 0xc2, 0, 0, 0],
+            [0xff; 6],
+        ] {
+            assert!(!MacAddr(m).is_link_local(), "{m:02x?}");
+        }
     }
 
     #[test]

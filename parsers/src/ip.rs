@@ -53,9 +53,29 @@ impl fmt::Display for IpProtocol {
     }
 }
 
+/// The source and destination ports at the start of a TCP or UDP header
+/// (its first 4 bytes, laid out the same in both), reading nothing else:
+/// for a flow hash or a port match before the rest is checked. `None` if
+/// `l4` is shorter than 4 bytes.
+#[inline]
+pub fn l4_ports(l4: &[u8]) -> Option<(u16, u16)> {
+    match l4 {
+        [a, b, c, d, ..] => Some((u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d]))),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_need_four_bytes() {
+        assert_eq!(l4_ports(&[0xea, 0x07, 0x00, 0x35, 0x00]), Some((59911, 53)));
+        assert_eq!(l4_ports(&[0xea, 0x07, 0x00, 0x35]), Some((59911, 53)));
+        assert_eq!(l4_ports(&[0xea, 0x07, 0x00]), None);
+        assert_eq!(l4_ports(&[]), None);
+    }
 
     #[test]
     fn round_trip() {

@@ -56,6 +56,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// [`Error::Truncated`] if the buffer is shorter than 20 bytes, than the
     /// header IHL announces or than the total length;
     /// [`Error::Malformed`] if IHL < 5 or total length < header length.
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {

@@ -48,6 +48,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 
     /// [`Error::Truncated`] if the buffer is shorter than 40 bytes plus the
     /// payload length.
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN || len < HEADER_LEN + usize::from(self.payload_len()) {

@@ -24,7 +24,10 @@
 //!
 //! The forwarding path reads only the MAC addresses and the outer tag, and
 //! needs no view for that: [`ethernet::dst_addr`], [`ethernet::src_addr`],
-//! [`vlan::outer_tag`] each read a few fixed bytes. Tag and tunnel edits work
+//! [`vlan::outer_tag`] each read a few fixed bytes; [`vlan::Untagged`] reads
+//! past the tag a stage already knows of, [`ip::l4_ports`] the ports of a
+//! TCP/UDP header, and [`vxlan::decap_for`] walks an outer frame for a VTEP
+//! and says why it refused one. Tag and tunnel edits work
 //! in place in a buffer with headroom and move only the 12 MAC bytes (or
 //! nothing): [`vlan::push_tag`], [`vlan::pop_tag`], [`vlan::set_outer_tag`],
 //! [`vxlan::encap_in_place`].
@@ -72,5 +75,5 @@ pub use ip::IpProtocol;
 pub use ipv4::Ipv4Packet;
 pub use ipv6::Ipv6Packet;
 pub use udp::UdpPacket;
-pub use vlan::{outer_tag, pop_tag, push_tag, Tag, VlanTag};
+pub use vlan::{outer_tag, pop_tag, push_tag, Tag, Untagged, VlanTag};
 pub use vxlan::{emit_vxlan_encap, VxlanEncap, VxlanPacket, VXLAN_HEADER_LEN};

@@ -43,6 +43,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 
     /// [`Error::Truncated`] if the buffer is shorter than 8 bytes or than the
     /// length field; [`Error::Malformed`] if the length field is below 8.
+    #[inline]
     pub fn check_len(&self) -> Result<()> {
         let buf_len = self.buffer.as_ref().len();
         if buf_len < HEADER_LEN {

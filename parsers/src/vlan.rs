@@ -25,6 +25,8 @@ pub const VID_RESERVED: u16 = 0x0fff;
 
 /// Where the MAC addresses end and the first TPID / EtherType starts.
 const MACS_LEN: usize = 12;
+/// An EtherType (or TPID) field.
+const ETHERTYPE_LEN: usize = 2;
 
 mod field {
     use core::ops::{Range, RangeFrom};
@@ -281,6 +283,55 @@ pub fn set_outer_tag(frame: &mut [u8], tpid: EtherType, tci: u16) -> Result<()> 
     Ok(())
 }
 
+/// A raw frame read past `tag_len` bytes of VLAN tags after its MAC
+/// addresses, without moving anything: the 12 MAC bytes and what follows
+/// the tags (the EtherType onwards). Gathered, the two pieces are the frame
+/// without those tags. For a stage that already knows how many tag bytes a
+/// frame carries (classify decided): the tag bytes themselves are not read.
+///
+/// Made only by [`Untagged::new`], which checks the lengths: no accessor
+/// panics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Untagged<'a> {
+    macs: &'a [u8],
+    rest: &'a [u8],
+}
+
+impl<'a> Untagged<'a> {
+    /// `None` if `frame` is shorter than 14 + `tag_len` bytes.
+    #[inline]
+    pub fn new(frame: &'a [u8], tag_len: usize) -> Option<Untagged<'a>> {
+        let macs = frame.get(..MACS_LEN)?;
+        let rest = frame.get(MACS_LEN.checked_add(tag_len)?..)?;
+        if rest.len() < ETHERTYPE_LEN {
+            return None;
+        }
+        Some(Untagged { macs, rest })
+    }
+
+    /// Destination and source MAC, 12 bytes.
+    #[inline]
+    pub fn macs(&self) -> &'a [u8] {
+        self.macs
+    }
+
+    /// Everything after the tags: the EtherType, then the payload.
+    #[inline]
+    pub fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+
+    #[inline]
+    pub fn ethertype(&self) -> EtherType {
+        EtherType::from_u16(get_u16(self.rest, 0..ETHERTYPE_LEN))
+    }
+
+    #[inline]
+    pub fn payload(&self) -> &'a [u8] {
+        &self.rest[ETHERTYPE_LEN..]
+    }
+}
+
 impl<T: AsRef<[u8]>> AsRef<[u8]> for VlanTag<T> {
     fn as_ref(&self) -> &[u8] {
         self.buffer.as_ref()
@@ -440,6 +491,26 @@ mod tests {
             set_outer_tag(&mut f[..17], EtherType::Vlan, 1),
             Err(Error::Truncated)
         );
+    }
+
+    #[test]
+    fn untagged_pieces_make_the_frame_without_its_tag() {
+        let u = Untagged::new(&ARP_REPLY_VLAN100, TAG_LEN).unwrap();
+        assert_eq!(u.macs(), &ARP_REPLY[..12]);
+        assert_eq!(u.rest(), &ARP_REPLY[12..]);
+        assert_eq!(u.ethertype(), EtherType::Arp);
+        assert_eq!(u.payload(), &ARP_REPLY[14..]);
+        let u = Untagged::new(&ARP_REPLY, 0).unwrap();
+        assert_eq!([u.macs(), u.rest()].concat(), &ARP_REPLY[..]);
+        let u = Untagged::new(&ARP_REPLY_VLAN100, 0).unwrap();
+        assert_eq!(u.ethertype(), EtherType::Vlan);
+        // Exactly the header is enough; one byte less, or a huge tag
+        // length, is refused.
+        assert!(Untagged::new(&ARP_REPLY_VLAN100[..18], TAG_LEN)
+            .is_some_and(|u| u.payload().is_empty()));
+        assert_eq!(Untagged::new(&ARP_REPLY_VLAN100[..17], TAG_LEN), None);
+        assert_eq!(Untagged::new(&ARP_REPLY[..13], 0), None);
+        assert_eq!(Untagged::new(&ARP_REPLY, usize::MAX), None);
     }
 
     #[test]

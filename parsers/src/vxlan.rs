@@ -13,10 +13,10 @@ use core::ops::Range;
 use crate::bytes::{get_u24, set_u24};
 use crate::error::{Error, Result};
 use crate::ethernet::{self, EtherType, EthernetFrame, MacAddr};
-use crate::ip::IpProtocol;
+use crate::ip::{self, IpProtocol};
 use crate::ipv4::{self, Ipv4Packet};
 use crate::udp::{self, UdpPacket};
-use crate::vlan;
+use crate::vlan::{self, VlanTag};
 
 /// Length of the VXLAN header.
 pub const VXLAN_HEADER_LEN: usize = 8;
@@ -268,35 +268,100 @@ pub struct Decap {
     pub inner: Range<usize>,
 }
 
+/// Why [`decap_for`] refused an outer frame, in the order it checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refused {
+    /// Not VXLAN at all: not IPv4 (EtherType, version, lengths), not UDP,
+    /// or not addressed to the VTEP's address and port. The error says how
+    /// ([`Error::Unsupported`]: well-formed, but something else).
+    NotVxlan(Error),
+    /// An IPv4 fragment for the VTEP: VXLAN packets are not reassembled.
+    Fragment,
+    /// UDP for the VTEP, but the UDP or VXLAN header is cut short or the
+    /// UDP length field says more than there is.
+    Short(Error),
+    /// The VXLAN I flag is clear (RFC 7348 §5).
+    NoVni,
+}
+
+impl Refused {
+    /// The view error behind the refusal.
+    #[inline]
+    pub const fn error(self) -> Error {
+        match self {
+            Refused::NotVxlan(e) | Refused::Short(e) => e,
+            Refused::Fragment => Error::Unsupported,
+            Refused::NoVni => Error::Malformed,
+        }
+    }
+}
+
 /// Walks Ethernet (with at most one 802.1Q/802.1ad tag), IPv4 and UDP to a
 /// VXLAN header, and says where the inner frame is.
 ///
-/// Does not check the destination port or address (that is the caller's
-/// policy) nor the IPv4 checksum (call [`Ipv4Packet::verify_checksum`] if
-/// wanted). Errors: [`Error::Unsupported`] if the frame is not IPv4/UDP or
-/// is a fragment, [`Error::Malformed`] if the VXLAN I flag is clear, and
-/// the length errors of each view.
+/// Does not check the destination port or address (see [`decap_for`]) nor
+/// the IPv4 checksum (call [`Ipv4Packet::verify_checksum`] if wanted).
+/// Errors: [`Error::Unsupported`] if the frame is not IPv4/UDP or is a
+/// fragment, [`Error::Malformed`] if the VXLAN I flag is clear or the IPv4
+/// version is not 4, and the length errors of each view.
+#[inline]
 pub fn decap(frame: &[u8]) -> Result<Decap> {
-    let eth = EthernetFrame::new_checked(frame)?;
-    let (ethertype, l3_off) = match vlan::outer_tag(frame) {
-        Some(tag) => (tag.inner_ethertype, ethernet::HEADER_LEN + vlan::TAG_LEN),
-        None if eth.ethertype().is_vlan_tag() => return Err(Error::Truncated),
-        None => (eth.ethertype(), ethernet::HEADER_LEN),
+    decap_for(frame, None).map_err(Refused::error)
+}
+
+/// [`decap`] for a VTEP: with `to = Some((address, udp_port))`, a packet
+/// not addressed to that address and port is [`Refused::NotVxlan`]. The
+/// checks run in the order a VTEP's drop reasons are told apart: IPv4, UDP
+/// and the destination address first, then fragments, then the UDP
+/// destination port (read before the rest of the UDP header is checked),
+/// then the UDP and VXLAN lengths, then the I flag.
+#[inline]
+pub fn decap_for(
+    frame: &[u8],
+    to: Option<(Ipv4Addr, u16)>,
+) -> core::result::Result<Decap, Refused> {
+    use Refused::NotVxlan;
+    let eth = EthernetFrame::new_checked(frame).map_err(NotVxlan)?;
+    let (ethertype, l3) = match eth.ethertype() {
+        t if t.is_vlan_tag() => {
+            let tag = VlanTag::new_checked(eth.payload()).map_err(NotVxlan)?;
+            let after = eth.payload().get(vlan::HEADER_LEN..).unwrap_or_default();
+            (tag.ethertype(), after)
+        }
+        t => (t, eth.payload()),
     };
     if ethertype != EtherType::Ipv4 {
-        return Err(Error::Unsupported);
+        return Err(NotVxlan(Error::Unsupported));
     }
-    let ip = Ipv4Packet::new_checked(frame.get(l3_off..).ok_or(Error::Truncated)?)?;
-    if ip.protocol() != IpProtocol::Udp || ip.is_fragment() {
-        return Err(Error::Unsupported);
+    let ip = Ipv4Packet::new_checked(l3).map_err(NotVxlan)?;
+    if ip.version() != 4 {
+        return Err(NotVxlan(Error::Malformed));
     }
-    let udp = UdpPacket::new_checked(ip.payload())?;
-    let vx = VxlanPacket::new_checked(udp.payload())?;
+    if ip.protocol() != IpProtocol::Udp || to.is_some_and(|(addr, _)| ip.dst_addr() != addr) {
+        return Err(NotVxlan(Error::Unsupported));
+    }
+    if ip.is_fragment() {
+        return Err(Refused::Fragment);
+    }
+    // Each payload is sliced once: the views recompute it on every call.
+    let datagram = ip.payload();
+    if let Some((_, port)) = to {
+        match ip::l4_ports(datagram) {
+            Some((_, dst)) if dst == port => {}
+            Some(_) => return Err(NotVxlan(Error::Unsupported)),
+            None => return Err(NotVxlan(Error::Truncated)),
+        }
+    }
+    let udp = UdpPacket::new_checked(datagram).map_err(Refused::Short)?;
+    let vx = VxlanPacket::new_checked(udp.payload()).map_err(Refused::Short)?;
     if !vx.has_vni() {
-        return Err(Error::Malformed);
+        return Err(Refused::NoVni);
     }
-    let inner_start = l3_off + usize::from(ip.header_len()) + udp::HEADER_LEN + VXLAN_HEADER_LEN;
-    let inner_end = inner_start + vx.payload().len();
+    let inner_len = vx.payload().len();
+    // The inner frame ends where the UDP datagram does (padding after the
+    // IPv4 packet is not part of it).
+    let inner_start =
+        frame.len() - l3.len() + usize::from(ip.header_len()) + udp::HEADER_LEN + VXLAN_HEADER_LEN;
     Ok(Decap {
         outer_src_mac: eth.src_addr(),
         src_ip: ip.src_addr(),
@@ -304,7 +369,7 @@ pub fn decap(frame: &[u8]) -> Result<Decap> {
         src_port: udp.src_port(),
         dst_port: udp.dst_port(),
         vni: vx.vni(),
-        inner: inner_start..inner_end,
+        inner: inner_start..inner_start + inner_len,
     })
 }
 
@@ -467,6 +532,71 @@ mod tests {
         for n in 0..92 {
             assert!(decap(&VXLAN_ARP[..n]).is_err(), "prefix {n}");
         }
+    }
+
+    #[test]
+    fn decap_for_a_vtep_tells_why_in_order() {
+        let me = Some((Ipv4Addr::new(10, 0, 0, 2), VXLAN_PORT));
+        let d = decap_for(&VXLAN_ARP, me).unwrap();
+        assert_eq!((d.vni, d.inner.clone()), (1000, 50..92));
+        assert_eq!(Ok(d), decap(&VXLAN_ARP));
+        let refused = |f: &[u8], to| decap_for(f, to).err();
+        // Another address or port: not for us, even when also a fragment
+        // or cut short after the ports.
+        let other_ip = Some((Ipv4Addr::new(10, 0, 0, 3), VXLAN_PORT));
+        let other_port = Some((Ipv4Addr::new(10, 0, 0, 2), 4790));
+        let mut frag = VXLAN_ARP;
+        frag[20] = 0x20; // MF
+        assert_eq!(
+            refused(&frag, other_ip),
+            Some(Refused::NotVxlan(Error::Unsupported))
+        );
+        assert_eq!(refused(&frag, me), Some(Refused::Fragment));
+        assert_eq!(
+            refused(&VXLAN_ARP, other_port),
+            Some(Refused::NotVxlan(Error::Unsupported))
+        );
+        let mut short_udp = VXLAN_ARP;
+        short_udp[38..40].copy_from_slice(&15u16.to_be_bytes());
+        assert_eq!(
+            refused(&short_udp, other_port),
+            Some(Refused::NotVxlan(Error::Unsupported))
+        );
+        assert_eq!(
+            refused(&short_udp, me),
+            Some(Refused::Short(Error::Truncated))
+        );
+        assert_eq!(
+            refused(&short_udp, None),
+            Some(Refused::Short(Error::Truncated))
+        );
+        let mut long_udp = VXLAN_ARP;
+        long_udp[38..40].copy_from_slice(&59u16.to_be_bytes());
+        assert_eq!(
+            refused(&long_udp, me),
+            Some(Refused::Short(Error::Truncated))
+        );
+        let mut no_i = VXLAN_ARP;
+        no_i[42] = 0;
+        assert_eq!(refused(&no_i, me), Some(Refused::NoVni));
+        let mut v6 = VXLAN_ARP;
+        v6[14] = 0x65;
+        assert_eq!(refused(&v6, me), Some(Refused::NotVxlan(Error::Malformed)));
+        // The IPv4 header ends where the UDP ports would start.
+        let mut ports_cut = [0u8; 36];
+        ports_cut.copy_from_slice(&VXLAN_ARP[..36]);
+        ports_cut[16..18].copy_from_slice(&22u16.to_be_bytes());
+        let mut p = Ipv4Packet::new_unchecked(&mut ports_cut[14..]);
+        p.fill_checksum();
+        assert_eq!(
+            refused(&ports_cut, me),
+            Some(Refused::NotVxlan(Error::Truncated))
+        );
+        for n in 0..92 {
+            assert!(decap_for(&VXLAN_ARP[..n], me).is_err(), "prefix {n}");
+        }
+        assert_eq!(Refused::NoVni.error(), Error::Malformed);
+        assert_eq!(Refused::Fragment.error(), Error::Unsupported);
     }
 
     #[test]

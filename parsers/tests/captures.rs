@@ -78,6 +78,7 @@ fn check_frame(frame: &[u8], net: &Net, kinds: &mut Vec<Kind>) {
             kinds.push(Kind::Arp);
             let p = ArpPacket::new_checked(eth.payload()).unwrap();
             let repr = ArpRepr::parse(&p).unwrap();
+            assert_eq!(ArpRepr::parse_frame(frame), Ok(repr));
             assert_eq!(repr.sender_mac, src);
             assert!(net.ips.contains(&repr.sender_ip) && net.ips.contains(&repr.target_ip));
             match repr.op {
@@ -196,6 +197,8 @@ fn check_udp_checksum(udp: &UdpPacket<&[u8]>, src: Ipv4Addr, dst: Ipv4Addr) {
 
 fn check_decap_and_encap(frame: &[u8], ip: &Ipv4Packet<&[u8]>, udp: &UdpPacket<&[u8]>) {
     let d = vxlan::decap(frame).unwrap();
+    let to = Some((ip.dst_addr(), udp.dst_port()));
+    assert_eq!(vxlan::decap_for(frame, to), Ok(d.clone()));
     assert_eq!(
         (d.src_ip, d.dst_ip, d.vni),
         (ip.src_addr(), ip.dst_addr(), 1000)

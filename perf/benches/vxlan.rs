@@ -48,9 +48,12 @@ const REMOTE: Egress = Egress::Vtep(REMOTE_K);
 fn rig() -> (Rig, Underlay) {
     let topo = config::parse("bench.toml", TOPO).expect("topology");
     let rig = Rig::with_fdb(TOPO, 4096);
-    let ul =
-        Underlay::new(topo.vtep.as_ref().expect("vtep"), [2, 0, 0, 0, 0, 1]).expect("underlay");
-    ul.set_nexthop(Ipv4Addr::new(192, 0, 2, 2), [2, 0, 0, 0, 0, 2]);
+    let ul = Underlay::new(
+        topo.vtep.as_ref().expect("vtep"),
+        MacAddr([2, 0, 0, 0, 0, 1]),
+    )
+    .expect("underlay");
+    ul.set_nexthop(Ipv4Addr::new(192, 0, 2, 2), MacAddr([2, 0, 0, 0, 0, 2]));
     (rig, ul)
 }
 

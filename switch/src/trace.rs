@@ -8,6 +8,7 @@ use crate::ids::{Egress, NetId, PortId, Vid};
 use crate::pipeline::{learn::Learned, Batch, Context, TxQueues, Verdict};
 use crossbeam_queue::ArrayQueue;
 use serde::Serialize;
+use shunt_parsers::{EtherType, EthernetFrame, MacAddr, VlanTag};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 pub const MAX_OUT: usize = 32;
@@ -19,8 +20,8 @@ pub struct TraceRecord {
     pub ingress: Egress,
     pub net: Option<NetId>,
     pub vid_in: Option<u16>,
-    pub src: [u8; 6],
-    pub dst: [u8; 6],
+    pub src: MacAddr,
+    pub dst: MacAddr,
     pub ethertype: u16,
     pub len: u16,
     pub learned: Learned,
@@ -102,8 +103,8 @@ impl Tracer {
                 ingress: crate::pipeline::vxlan::from(ingress, m),
                 net: m.net,
                 vid_in: None,
-                src: [0; 6],
-                dst: [0; 6],
+                src: MacAddr::ZERO,
+                dst: MacAddr::ZERO,
                 ethertype: 0,
                 len: m.len,
                 learned: m.learned,
@@ -116,13 +117,16 @@ impl Tracer {
                     .and_then(|n| n.vni)
                     .unwrap_or(0),
             };
-            if f.len() >= 14 {
-                r.dst.copy_from_slice(&f[0..6]);
-                r.src.copy_from_slice(&f[6..12]);
-                r.ethertype = u16::from_be_bytes([f[12], f[13]]);
-                if r.ethertype == 0x8100 && f.len() >= 18 {
-                    r.vid_in = Some(u16::from_be_bytes([f[14], f[15]]) & 0xfff);
-                    r.ethertype = u16::from_be_bytes([f[16], f[17]]);
+            if let Ok(eth) = EthernetFrame::new_checked(f) {
+                r.dst = eth.dst_addr();
+                r.src = eth.src_addr();
+                r.ethertype = eth.ethertype().to_u16();
+                // The 802.1Q tag classify reads; an 802.1ad one is data.
+                if eth.ethertype() == EtherType::Vlan {
+                    if let Ok(tag) = VlanTag::new_checked(eth.payload()) {
+                        r.vid_in = Some(tag.vid());
+                        r.ethertype = tag.ethertype().to_u16();
+                    }
                 }
             }
             for &p in &tx.dirty {
@@ -168,7 +172,7 @@ pub fn describe(
     port_name: &dyn Fn(Egress) -> String,
     net_name: &dyn Fn(NetId) -> String,
 ) -> TraceLine {
-    let mac = |m: &[u8; 6]| shunt_parsers::MacAddr(*m).to_string();
+    let mac = |m: &MacAddr| m.to_string();
     let network = r.net.map(net_name);
     let ingress = port_name(r.ingress);
     let learning = match r.learned {
@@ -306,8 +310,8 @@ mod tests {
             ingress: port(0),
             net: NetId::new(0),
             vid_in: None,
-            src: [2, 0, 0, 0, 0, 0xa],
-            dst: [2, 0, 0, 0, 0, 0xb],
+            src: MacAddr([2, 0, 0, 0, 0, 0xa]),
+            dst: MacAddr([2, 0, 0, 0, 0, 0xb]),
             ethertype: 0x0800,
             len: 98,
             learned: Learned::Refreshed,

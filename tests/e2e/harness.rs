@@ -298,7 +298,7 @@ impl Topology {
             .map(|i| Host {
                 name: format!("{switch}{}", (b'a' + i as u8) as char),
                 cidr: format!("10.77.{tag}.{}/24", 11 + i),
-                mac: MacAddr::local(tag, 0, 0x0a + i as u8),
+                mac: shunt_tools::test_mac(tag, 0, 0x0a + i as u8),
             })
             .collect();
         Topology {

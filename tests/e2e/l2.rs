@@ -386,7 +386,7 @@ fn split_horizon() -> TestResult {
     let mut sn = sw.sniffers(&[a, b, c])?;
     settle(&mut sn);
 
-    let unknown = MacAddr::local(tag, 0, 0x99);
+    let unknown = shunt_tools::test_mac(tag, 0, 0x99);
     let group = MacAddr([0x01, 0x00, 0x5e, 0x00, 0x00, tag]);
     for (what, dst, base) in [
         ("broadcast", MacAddr::BROADCAST, 0),
@@ -405,7 +405,7 @@ fn split_horizon() -> TestResult {
 
     // m is learned on a's port; then a sends to m: destination on the
     // ingress port, dropped as same_port.
-    let m = MacAddr::local(tag, 0, 0x77);
+    let m = shunt_tools::test_mac(tag, 0, 0x77);
     flow(
         &mut sn,
         &topo.hosts,
@@ -451,7 +451,7 @@ fn mac_move_and_static_entries() -> TestResult {
     let tag = 6;
     let aging = 2u64;
     let base = three(tag).aging(aging);
-    let s_mac = MacAddr::local(tag, 0, 0x55);
+    let s_mac = shunt_tools::test_mac(tag, 0, 0x55);
     let c_port = base.hosts[2].port();
     let topo = base.static_entry(s_mac, &c_port);
     let sw = Switch::up(&topo)?;
@@ -460,7 +460,7 @@ fn mac_move_and_static_entries() -> TestResult {
     settle(&mut sn);
 
     // M appears on a, then on b: it moves.
-    let m = MacAddr::local(tag, 0, 0x66);
+    let m = shunt_tools::test_mac(tag, 0, 0x66);
     send_n(&mut sn[0], tag, MacAddr::BROADCAST, m, 0..1)?;
     std::thread::sleep(Duration::from_millis(100));
     let p = sw.fdb()?.port_of(m).map(str::to_string);
@@ -559,9 +559,9 @@ fn fdb_full() -> TestResult {
     let mut sn = sw.sniffers(&[a, b, c])?;
     settle(&mut sn);
 
-    let m1 = MacAddr::local(tag, 0, 0x71);
-    let m2 = MacAddr::local(tag, 0, 0x72);
-    let m3 = MacAddr::local(tag, 0, 0x73);
+    let m1 = shunt_tools::test_mac(tag, 0, 0x71);
+    let m2 = shunt_tools::test_mac(tag, 0, 0x72);
+    let m3 = shunt_tools::test_mac(tag, 0, 0x73);
     send_n(&mut sn[0], tag, MacAddr::BROADCAST, a.mac, 0..1)?;
     send_n(&mut sn[1], tag, MacAddr::BROADCAST, b.mac, 1..2)?;
     send_n(&mut sn[0], tag, MacAddr::BROADCAST, m1, 2..3)?;
@@ -729,7 +729,7 @@ fn bad_input() -> TestResult {
         if shunt_tools::frame::is_tpid(u16::from_be_bytes([f[12], f[13]])) {
             f[12] = 0x12;
         }
-        if MacAddr::from_slice(&f).is_some_and(|d| d.is_link_local()) {
+        if MacAddr::from_bytes(&f).is_some_and(|d| d.is_link_local()) {
             f[0] = 0x02;
         }
         if f[6] & 1 == 1 {

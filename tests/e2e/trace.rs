@@ -71,11 +71,11 @@ fn unicast_flood_drop() -> TestResult {
     pb.send(&frame(MacAddr::BROADCAST, b.mac))
         .map_err(|e| e.to_string())?;
     // A MAC learned on a's own port, for the drop.
-    let local = MacAddr::local(20, 7, 7);
+    let local = shunt_tools::test_mac(20, 7, 7);
     pa.send(&frame(MacAddr::BROADCAST, local))
         .map_err(|e| e.to_string())?;
     std::thread::sleep(Duration::from_millis(300));
-    let unknown = MacAddr::local(20, 9, 9);
+    let unknown = shunt_tools::test_mac(20, 9, 9);
     let stimuli = [
         frame(b.mac, a.mac),
         frame(unknown, a.mac),

@@ -369,7 +369,7 @@ fn truth_table(sw: &str, mut swg: Switch, afxdp: bool) -> TestResult {
     }
     let s0 = swg.stats()?;
     for (seq, (from, tags, _, _)) in rows.iter().enumerate() {
-        let mut b = FrameBuilder::new(MacAddr::BROADCAST, MacAddr::local(40, 1, seq as u8));
+        let mut b = FrameBuilder::new(MacAddr::BROADCAST, shunt_tools::test_mac(40, 1, seq as u8));
         for t in tags {
             b = b.tag(*t);
         }
@@ -441,7 +441,7 @@ fn truth_table(sw: &str, mut swg: Switch, afxdp: bool) -> TestResult {
         for (from, tag) in [("t", Some(VlanTag::dot1q(10, 0))), ("a", None)] {
             let port = senders.get_mut(from).ok_or("no sender")?;
             for seq in 0..3000u32 {
-                let mut b = FrameBuilder::new(MacAddr::BROADCAST, MacAddr::local(44, 2, 1));
+                let mut b = FrameBuilder::new(MacAddr::BROADCAST, shunt_tools::test_mac(44, 2, 1));
                 if let Some(t) = tag {
                     b = b.tag(t);
                 }
@@ -612,7 +612,7 @@ mac = ["02:00:5e:42:00:0b"]
     );
     let ns: Vec<String> = ["a", "b"].iter().map(|s| format!("{sw}{s}")).collect();
     let mut swg = Switch::up_toml(&sw, &toml, &ns)?;
-    let m = MacAddr::local(42, 9, 9);
+    let m = shunt_tools::test_mac(42, 9, 9);
     for h in &ns {
         let mut p = RawPort::open(h, "eth0").map_err(|e| e.to_string())?;
         p.send(

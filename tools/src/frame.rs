@@ -5,12 +5,11 @@
 //! Plain byte building: nothing here can panic on any input.
 
 use std::fmt;
-use std::str::FromStr;
 
 /// The smallest Ethernet frame on the wire without its FCS.
 pub const MIN_FRAME_LEN: usize = 60;
 /// Ethernet header length (destination, source, EtherType).
-pub const ETH_HEADER_LEN: usize = 14;
+pub const ETH_HEADER_LEN: usize = shunt_parsers::ethernet::HEADER_LEN;
 /// IEEE 802 "local experimental EtherType 1": the kernel's stacks ignore it,
 /// so frames of this type cause no replies inside the namespaces.
 pub const ETHERTYPE_EXPERIMENTAL: u16 = 0x88b5;
@@ -26,59 +25,16 @@ pub fn is_tpid(ethertype: u16) -> bool {
     matches!(ethertype, TPID_8021Q | TPID_8021AD | TPID_QINQ_OLD)
 }
 
-/// A 48-bit MAC address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct MacAddr(pub [u8; 6]);
+/// The MAC address type of every shunt crate.
+pub use shunt_parsers::MacAddr;
 
-impl MacAddr {
-    pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
-    pub const ZERO: MacAddr = MacAddr([0; 6]);
-
-    /// Group bit set (multicast, including broadcast).
-    pub fn is_multicast(&self) -> bool {
-        self.0[0] & 1 == 1
-    }
-
-    pub fn is_broadcast(&self) -> bool {
-        *self == Self::BROADCAST
-    }
-
-    /// 01:80:c2:00:00:0x, the IEEE 802.1D reserved range a bridge never forwards.
-    pub fn is_link_local(&self) -> bool {
-        self.0[..5] == [0x01, 0x80, 0xc2, 0x00, 0x00] && self.0[5] & 0xf0 == 0
-    }
-
-    /// A locally administered unicast address `02:xx:xx:xx:xx:xx` made of a
-    /// test number and an index: handy for unique, readable test MACs.
-    pub fn local(test: u8, a: u8, b: u8) -> MacAddr {
-        MacAddr([0x02, 0x00, 0x5e, test, a, b])
-    }
-
-    /// Read the first six bytes of `bytes`, if there are six.
-    pub fn from_slice(bytes: &[u8]) -> Option<MacAddr> {
-        let six: [u8; 6] = bytes.get(..6)?.try_into().ok()?;
-        Some(MacAddr(six))
-    }
+/// A locally administered unicast address `02:00:5e:TT:AA:BB` made of a
+/// test number and an index: handy for unique, readable test MACs.
+pub fn test_mac(test: u8, a: u8, b: u8) -> MacAddr {
+    MacAddr([0x02, 0x00, 0x5e, test, a, b])
 }
 
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
-
-impl fmt::Debug for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// Error parsing a MAC address or a tag specification.
+/// Error parsing a tag specification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError(pub String);
 
@@ -89,28 +45,6 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
-
-impl FromStr for MacAddr {
-    type Err = ParseError;
-
-    /// `aa:bb:cc:dd:ee:ff` (or with `-`), case-insensitive.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ParseError(format!("not a MAC address: {s:?} (want aa:bb:cc:dd:ee:ff)"));
-        let mut out = [0u8; 6];
-        let mut parts = s.split([':', '-']);
-        for byte in out.iter_mut() {
-            let part = parts.next().ok_or_else(bad)?;
-            if part.is_empty() || part.len() > 2 {
-                return Err(bad());
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
-        }
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(MacAddr(out))
-    }
-}
 
 /// One VLAN tag: TPID, priority (PCP), drop eligible (DEI) and VLAN id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -338,8 +272,8 @@ pub struct FrameSummary {
 
 impl FrameSummary {
     pub fn parse(frame: &[u8]) -> Option<FrameSummary> {
-        let dst = MacAddr::from_slice(frame.get(0..6)?)?;
-        let src = MacAddr::from_slice(frame.get(6..12)?)?;
+        let dst = shunt_parsers::ethernet::dst_addr(frame)?;
+        let src = shunt_parsers::ethernet::src_addr(frame)?;
         let mut offset = 12;
         let mut tags = Vec::new();
         loop {
@@ -532,6 +466,8 @@ mod tests {
         assert!(!A.is_multicast());
         assert!(MacAddr([0x01, 0x80, 0xc2, 0, 0, 0x0e]).is_link_local());
         assert!(!MacAddr([0x01, 0x80, 0xc2, 0, 0, 0x10]).is_link_local());
+        assert_eq!(test_mac(7, 1, 2).to_string(), "02:00:5e:07:01:02");
+        assert!(test_mac(7, 1, 2).is_unicast() && test_mac(7, 1, 2).is_local());
     }
 
     #[test]

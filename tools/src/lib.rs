@@ -12,6 +12,6 @@ pub mod frame;
 pub mod netns;
 pub mod rawport;
 
-pub use frame::{FrameBuilder, FrameSummary, MacAddr, Marker, VlanTag, XorShift};
+pub use frame::{test_mac, FrameBuilder, FrameSummary, MacAddr, Marker, VlanTag, XorShift};
 pub use netns::{in_netns, netns_exists};
 pub use rawport::{Capture, RawPort, Received};

@@ -89,7 +89,7 @@ fn veth_round_trip() -> Result<(), Failed> {
         a.send(&marked(MAC_B, MAC_A, seq))?;
     }
     // A frame to another MAC (not ours) still reaches the sniffer.
-    a.send(&marked(MacAddr::local(0xee, 0, 0x99), MAC_A, 100))?;
+    a.send(&marked(shunt_tools::test_mac(0xee, 0, 0x99), MAC_A, 100))?;
     // A broadcast.
     a.send(&marked(MacAddr::BROADCAST, MAC_A, 101))?;
 

@@ -20,6 +20,7 @@ pub fn ethernet(data: &[u8]) {
     };
     black_box((f.dst_addr(), f.src_addr(), f.ethertype(), f.is_802_3()));
     black_box((f.length_field(), f.payload(), f.dst_addr().to_string()));
+    black_box((f.dst_addr().is_link_local(), f.src_addr().is_link_local()));
     black_box(f.ethertype().to_string());
     let mut copy = data.to_vec();
     let mut f = EthernetFrame::new_checked(&mut copy[..]).expect("checked above");
@@ -69,9 +70,24 @@ pub fn vlan(data: &[u8]) {
     }
     let mut buf = data[..n].to_vec();
     black_box(vlan::set_outer_tag(&mut buf, EtherType::QinQ, 0x1234).is_ok());
+    for tag_len in [0, vlan::TAG_LEN, 2 * vlan::TAG_LEN, data.len(), usize::MAX] {
+        if let Some(u) = Untagged::new(data, tag_len) {
+            black_box((u.macs(), u.rest(), u.ethertype(), u.payload()));
+            assert_eq!(u.macs().len() + u.rest().len() + tag_len, data.len());
+        }
+    }
 }
 
 pub fn arp(data: &[u8]) {
+    if let Ok(repr) = ArpRepr::parse_frame(data) {
+        let mut frame = [0u8; arp::FRAME_LEN];
+        let eth_dst = ethernet::dst_addr(data).expect("parsed a frame");
+        assert_eq!(repr.emit_frame(eth_dst, &mut frame), Ok(arp::FRAME_LEN));
+        // All but the Ethernet source, which emit_frame takes from the ARP
+        // sender.
+        assert_eq!(&frame[..6], &data[..6], "ArpRepr frame round trip");
+        assert_eq!(&frame[12..], &data[12..arp::FRAME_LEN], "ArpRepr frame");
+    }
     let Ok(p) = ArpPacket::new_checked(data) else {
         return;
     };
@@ -161,6 +177,7 @@ pub fn ipv6(data: &[u8]) {
 }
 
 pub fn udp(data: &[u8]) {
+    black_box(ip::l4_ports(data));
     let Ok(p) = UdpPacket::new_checked(data) else {
         return;
     };
@@ -190,6 +207,28 @@ pub fn udp(data: &[u8]) {
 
 pub fn vxlan(data: &[u8]) {
     black_box(vxlan::decap(data).ok());
+    // As a VTEP: the outer destination taken from the input, so that the
+    // address and port checks pass as often as they fail.
+    let to = Ipv4Packet::new_checked(data.get(14..).unwrap_or(&[]))
+        .ok()
+        .map(|ip| {
+            let port = ip::l4_ports(ip.payload()).map_or(vxlan::VXLAN_PORT, |p| p.1);
+            (ip.dst_addr(), port)
+        });
+    for to in [
+        to,
+        Some(("10.0.0.2".parse().expect("ip"), vxlan::VXLAN_PORT)),
+    ] {
+        match vxlan::decap_for(data, to) {
+            Ok(d) => {
+                assert_eq!(vxlan::decap(data), Ok(d.clone()), "decap_for agrees");
+                black_box(data.get(d.inner).expect("inner frame inside"));
+            }
+            Err(r) => {
+                black_box(r.error());
+            }
+        }
+    }
     if let Ok(p) = VxlanPacket::new_checked(data) {
         black_box((
             p.flags(),

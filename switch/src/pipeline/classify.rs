@@ -11,9 +11,10 @@
 use super::{Batch, Context, Verdict};
 use crate::counters::DropReason;
 use crate::ids::PortId;
+use shunt_parsers::{vlan, EtherType, EthernetFrame, VlanTag};
 
-pub const ETH_HDR: usize = 14;
-pub const TPID_8021Q: u16 = 0x8100;
+pub const ETH_HDR: usize = shunt_parsers::ethernet::HEADER_LEN;
+pub const TPID_8021Q: u16 = EtherType::Vlan.to_u16();
 
 pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch) {
     let Some(port) = ctx.plan.ports.get(ingress.index()) else {
@@ -31,20 +32,15 @@ pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch) {
 fn process(port: &super::PortPlan, batch: &mut Batch, i: usize) -> Result<(), DropReason> {
     let f = batch.frame(i);
     let len = f.len();
-    if len < ETH_HDR {
-        return Err(DropReason::Runt);
-    }
-    let tpid = u16::from_be_bytes([f[12], f[13]]);
-    let (net, tag_len, pcp_dei) = if tpid == TPID_8021Q {
-        if len < ETH_HDR + 4 {
-            return Err(DropReason::Runt);
-        }
-        let tci = u16::from_be_bytes([f[14], f[15]]);
-        let vid = tci & 0x0fff;
-        let pcp_dei = (tci >> 8) as u8 & 0xf0;
+    let eth = EthernetFrame::new_checked(f).map_err(|_| DropReason::Runt)?;
+    let (net, tag_len, pcp_dei) = if eth.ethertype() == EtherType::Vlan {
+        let tag = VlanTag::new_checked(eth.payload()).map_err(|_| DropReason::Runt)?;
+        let vid = tag.vid();
+        // PCP and DEI, the top 4 bits of the TCI, kept for the egress tag.
+        let pcp_dei = (tag.tci() >> 8) as u8 & 0xf0;
         let net = match vid {
             0 => port.untagged_net, // priority tag
-            4095 => return Err(DropReason::VlanReserved),
+            vlan::VID_RESERVED => return Err(DropReason::VlanReserved),
             v => port.vid_net[v as usize],
         };
         let Some(net) = net else {
@@ -54,7 +50,7 @@ fn process(port: &super::PortPlan, batch: &mut Batch, i: usize) -> Result<(), Dr
                 DropReason::VlanNotAllowed
             });
         };
-        (net, 4u8, pcp_dei)
+        (net, vlan::TAG_LEN as u8, pcp_dei)
     } else {
         let Some(net) = port.untagged_net else {
             return Err(DropReason::VlanUntagged);

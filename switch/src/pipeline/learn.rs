@@ -5,6 +5,7 @@
 use super::{Batch, Context, Verdict, BATCH};
 use crate::counters::DropReason;
 use crate::ids::{Egress, PortId};
+use shunt_parsers::ethernet;
 use shunt_tables::Learn;
 
 /// What learning did with a frame's source, for counters and the trace.
@@ -29,10 +30,13 @@ pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch, now_ms: u64) {
         if batch.meta[i].verdict != Verdict::Pending {
             continue;
         }
-        let f = batch.frame(i);
-        let mut src = [0u8; 6];
-        src.copy_from_slice(&f[6..12]);
-        if src[0] & 1 != 0 {
+        // Every frame that got here holds a whole Ethernet header (classify,
+        // decap and the stack's queue checked); `None` cannot happen.
+        let Some(src) = ethernet::src_addr(batch.frame(i)) else {
+            batch.meta[i].verdict = Verdict::Drop(DropReason::Runt);
+            continue;
+        };
+        if src.is_multicast() {
             batch.meta[i].verdict = Verdict::Drop(DropReason::SrcMulticast);
             continue;
         }
@@ -51,7 +55,10 @@ pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch, now_ms: u64) {
         }
         // A frame from a remote VTEP is learned behind that VTEP.
         let from = super::vxlan::from(ingress.into(), &batch.meta[i]);
-        batch.meta[i].learned = match ctx.fdb.learn(net.raw(), &src, from.encode(), now_ms) {
+        let learned = ctx
+            .fdb
+            .learn(net.raw(), src.as_bytes(), from.encode(), now_ms);
+        batch.meta[i].learned = match learned {
             Learn::New => {
                 c.learned.add(1);
                 Learned::New

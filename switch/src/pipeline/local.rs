@@ -8,9 +8,7 @@ use super::{Batch, Context, Verdict};
 use crate::counters::DropReason;
 use crate::ids::Segment;
 use crate::stack::{StackLink, StackPkt};
-use std::net::Ipv4Addr;
-
-const ETHERTYPE_ARP: u16 = 0x0806;
+use shunt_parsers::{ethernet, ArpOp, ArpPacket, ArpRepr, EtherType, Untagged};
 
 /// Returns how many frames were detoured (the caller wakes the host thread).
 pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
@@ -26,29 +24,30 @@ pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
         let Some(na) = host.nets.get(net.index()) else {
             continue;
         };
-        let tl = m.tag_len as usize;
-        let body = &f[12 + tl..];
-        let mut local = f[0..6] == na.mac;
+        // The frame without the tag classify found: what the stack sees.
+        let Some(frame) = Untagged::new(f, usize::from(m.tag_len)) else {
+            continue;
+        };
+        let mut local = ethernet::dst_addr(f) == Some(na.mac);
         let mut suppressed = false;
-        if !local && body.len() >= 2 + 28 && u16::from_be_bytes([body[0], body[1]]) == ETHERTYPE_ARP
-        {
-            let arp = &body[2..];
-            // Ethernet/IPv4 ARP only.
-            if arp[0..6] == [0, 1, 8, 0, 6, 4] {
-                let op = u16::from_be_bytes([arp[6], arp[7]]);
-                let sha: [u8; 6] = [arp[8], arp[9], arp[10], arp[11], arp[12], arp[13]];
-                let spa = Ipv4Addr::new(arp[14], arp[15], arp[16], arp[17]);
-                let tpa = Ipv4Addr::new(arp[24], arp[25], arp[26], arp[27]);
-                if na.arp_suppress && !spa.is_unspecified() {
-                    let _ = host.snoop.push((net.raw(), spa, sha));
-                }
-                if op == 1 {
-                    if na.ip == Some(tpa) {
-                        local = true;
-                    } else if na.arp_suppress && spa != tpa && host.arp_known(net, tpa).is_some() {
-                        local = true;
-                        suppressed = true;
-                    }
+        let arp = match frame.ethertype() {
+            EtherType::Arp if !local => ArpPacket::new_checked(frame.payload()).ok(),
+            _ => None,
+        };
+        // Ethernet/IPv4 ARP only.
+        if let Some(a) = arp.and_then(|p| ArpRepr::parse(&p).ok()) {
+            if na.arp_suppress && !a.sender_ip.is_unspecified() {
+                let _ = host.snoop.push((net.raw(), a.sender_ip, a.sender_mac));
+            }
+            if a.op == ArpOp::Request {
+                if na.ip == Some(a.target_ip) {
+                    local = true;
+                } else if na.arp_suppress
+                    && a.sender_ip != a.target_ip
+                    && host.arp_known(net, a.target_ip).is_some()
+                {
+                    local = true;
+                    suppressed = true;
                 }
             }
         }
@@ -56,7 +55,7 @@ pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
             continue;
         }
         // The switch's stack sees untagged frames of one network.
-        let verdict = match StackPkt::gather(Segment::Net(net), &[&f[..12], body]) {
+        let verdict = match StackPkt::gather(Segment::Net(net), &[frame.macs(), frame.rest()]) {
             Some(p) if host.to_host.push(p).is_ok() => {
                 delivered += 1;
                 if let Some(c) = host.counters.get(worker) {

@@ -18,6 +18,7 @@ use super::{Context, Verdict};
 use crate::config::MacvlanMode;
 use crate::counters::{DropReason, FloodCause};
 use crate::ids::{Egress, NetId, PortId};
+use shunt_parsers::MacAddr;
 
 pub fn decide(
     ctx: &Context,
@@ -25,19 +26,19 @@ pub fn decide(
     mode: MacvlanMode,
     parent: PortId,
     ingress: Egress,
-    dst: &[u8; 6],
-    src: &[u8; 6],
+    dst: MacAddr,
+    src: MacAddr,
 ) -> Verdict {
-    let multicast = dst[0] & 1 != 0;
-    let cause = if *dst == [0xff; 6] {
+    let multicast = dst.is_multicast();
+    let cause = if dst.is_broadcast() {
         FloodCause::Broadcast
     } else {
         FloodCause::Multicast
     };
     // The hosts are static entries on ports (never a VTEP or the stack).
-    let host_of = |mac: &[u8; 6]| {
+    let host_of = |mac: MacAddr| {
         ctx.fdb
-            .lookup(net.raw(), mac)
+            .lookup(net.raw(), mac.as_bytes())
             .and_then(|e| Egress::decode(e.port)?.port())
             .filter(|&p| p != parent)
     };

@@ -126,7 +126,7 @@ impl Plan {
                 flood_unknown: p.flood_unknown,
                 flood_multicast: p.flood_multicast,
                 // classify adds the tag's 4 bytes for tagged frames.
-                max_frame: p.mtu as usize + 14,
+                max_frame: p.mtu as usize + shunt_parsers::ethernet::HEADER_LEN,
             });
         }
         let vxlan = super::vxlan::VxlanPlan::from_topology(t);

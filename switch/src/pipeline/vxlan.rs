@@ -21,15 +21,12 @@ use crate::counters::DropReason;
 use crate::ids::{Egress, NetId, PortId, Segment, VtepId};
 use crate::stack::underlay::Underlay;
 use crate::stack::StackPkt;
-use shunt_parsers::vxlan::{emit_vxlan_encap, entropy_port, VxlanEncap, ENCAP_LEN, FLAG_I};
-use shunt_parsers::MacAddr;
+use shunt_parsers::vxlan::{self, emit_vxlan_encap, entropy_port, Refused, VxlanEncap, ENCAP_LEN};
+use shunt_parsers::{ip, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, MacAddr, Untagged};
 use std::net::Ipv4Addr;
 
 /// Outer header bytes.
 pub const OVERHEAD: usize = ENCAP_LEN;
-
-const ETH_IPV4: u16 = 0x0800;
-const ETH_ARP: u16 = 0x0806;
 
 /// What the stages need to know about the VTEP.
 #[derive(Debug, Clone)]
@@ -37,11 +34,11 @@ pub struct VxlanPlan {
     /// The underlay port.
     pub underlay: PortId,
     /// Our MAC and address on the underlay.
-    pub mac: [u8; 6],
+    pub mac: MacAddr,
     pub addr: Ipv4Addr,
     pub udp_port: u16,
     pub ttl: u8,
-    /// Longest outer frame: the underlay's MTU + 14.
+    /// Longest outer frame: the underlay's MTU + the Ethernet header.
     pub max_outer: usize,
     /// Remote VTEP k is `Egress::Vtep(k)`.
     pub remotes: Vec<Ipv4Addr>,
@@ -65,7 +62,8 @@ impl VxlanPlan {
             addr: v.address.addr,
             udp_port: v.udp_port,
             ttl: v.ttl,
-            max_outer: t.ports.get(v.port).map(|p| p.mtu as usize).unwrap_or(1500) + 14,
+            max_outer: t.ports.get(v.port).map(|p| p.mtu as usize).unwrap_or(1500)
+                + shunt_parsers::ethernet::HEADER_LEN,
             remotes: v.remotes.clone(),
             vni_net,
         })
@@ -80,8 +78,7 @@ impl VxlanPlan {
     }
 
     #[inline]
-    fn remote_of(&self, ip: [u8; 4]) -> Option<VtepId> {
-        let ip = Ipv4Addr::from(ip);
+    fn remote_of(&self, ip: Ipv4Addr) -> Option<VtepId> {
         self.remotes
             .iter()
             .position(|r| *r == ip)
@@ -95,7 +92,7 @@ impl VxlanPlan {
 }
 
 /// The switch's MAC on the underlay (locally administered, from its name).
-pub fn underlay_mac(switch_name: &str) -> [u8; 6] {
+pub fn underlay_mac(switch_name: &str) -> MacAddr {
     crate::stack::switch_mac(switch_name, Segment::Underlay.mac_salt())
 }
 
@@ -119,71 +116,34 @@ enum Seen {
     },
 }
 
-#[inline]
-fn be16(b: &[u8], at: usize) -> u16 {
-    match b.get(at..at + 2) {
-        Some(x) => u16::from_be_bytes([x[0], x[1]]),
-        None => 0,
-    }
-}
-
-/// Classifies one frame from the underlay. Never panics: every index is
-/// checked.
+/// Classifies one frame from the underlay. Never panics: the parsers'
+/// views check every length.
 #[inline]
 fn parse(v: &VxlanPlan, f: &[u8]) -> Result<Seen, DropReason> {
-    if f.len() < 14 {
-        return Err(DropReason::Runt);
-    }
-    match be16(f, 12) {
-        ETH_ARP => return Ok(Seen::Arp),
-        ETH_IPV4 => {}
+    let eth = EthernetFrame::new_checked(f).map_err(|_| DropReason::Runt)?;
+    match eth.ethertype() {
+        EtherType::Arp => return Ok(Seen::Arp),
+        EtherType::Ipv4 => {}
+        // Tagged frames too: the underlay carries no VLAN.
         _ => return Err(DropReason::UnderlayOther),
     }
-    let ip = &f[14..];
-    if ip.len() < 20 || ip[0] >> 4 != 4 {
-        return Err(DropReason::UnderlayOther);
-    }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(be16(ip, 2));
-    if ihl < 20 || total < ihl || total > ip.len() {
-        return Err(DropReason::UnderlayOther);
-    }
-    // Ethernet padding after the IP packet is not ours.
-    let ip = &ip[..total];
-    if ip[9] != 17 || ip[16..20] != v.addr.octets() {
-        return Err(DropReason::UnderlayOther);
-    }
-    if be16(ip, 6) & 0x3fff != 0 {
-        return Err(DropReason::VxlanFragment);
-    }
-    let udp = &ip[ihl..];
-    if udp.len() < 4 || be16(udp, 2) != v.udp_port {
-        return Err(DropReason::UnderlayOther);
-    }
-    let udp_len = usize::from(be16(udp, 4));
-    if udp.len() < 8 + 8 || udp_len < 8 + 8 || udp_len > udp.len() {
-        return Err(DropReason::VxlanShort);
-    }
-    let vx = &udp[8..udp_len];
-    if vx[0] & FLAG_I == 0 {
-        return Err(DropReason::VxlanFlags);
-    }
-    let vni = u32::from_be_bytes([0, vx[4], vx[5], vx[6]]);
-    let net = v.net_of(vni).ok_or(DropReason::VxlanUnknownVni)?;
-    let remote = v
-        .remote_of([ip[12], ip[13], ip[14], ip[15]])
-        .ok_or(DropReason::VxlanUnknownVtep)?;
-    let inner = &vx[8..];
-    if inner.len() < 14 {
-        return Err(DropReason::VxlanInnerShort);
-    }
-    if matches!(be16(inner, 12), 0x8100 | 0x88a8) {
+    let d = vxlan::decap_for(f, Some((v.addr, v.udp_port))).map_err(|r| match r {
+        Refused::NotVxlan(_) => DropReason::UnderlayOther,
+        Refused::Fragment => DropReason::VxlanFragment,
+        Refused::Short(_) => DropReason::VxlanShort,
+        Refused::NoVni => DropReason::VxlanFlags,
+    })?;
+    let net = v.net_of(d.vni).ok_or(DropReason::VxlanUnknownVni)?;
+    let remote = v.remote_of(d.src_ip).ok_or(DropReason::VxlanUnknownVtep)?;
+    let inner = f.get(d.inner.clone()).unwrap_or_default();
+    let inner_eth = EthernetFrame::new_checked(inner).map_err(|_| DropReason::VxlanInnerShort)?;
+    if inner_eth.ethertype().is_vlan_tag() {
         return Err(DropReason::VxlanInnerTagged);
     }
     Ok(Seen::Vxlan {
         net,
         remote,
-        inner_off: 14 + ihl + 16,
+        inner_off: d.inner.start,
         inner_len: inner.len(),
     })
 }
@@ -282,14 +242,21 @@ fn flow_hash(f: &[u8], tag_len: usize) -> u32 {
             h = (h ^ u32::from(x)).wrapping_mul(0x0100_0193);
         }
     };
-    mix(f.get(..12).unwrap_or(&[]));
-    let l3 = 14 + tag_len;
-    if be16(f, 12 + tag_len) == ETH_IPV4 {
-        if let Some(ip) = f.get(l3..l3 + 20) {
-            mix(&ip[12..20]);
-            let ihl = usize::from(ip[0] & 0x0f) * 4;
-            if matches!(ip[9], 6 | 17) {
-                mix(f.get(l3 + ihl..l3 + ihl + 4).unwrap_or(&[]));
+    // Frames shorter than their headers never get here (classify drops
+    // them as runts); they would hash as empty.
+    let Some(frame) = Untagged::new(f, tag_len) else {
+        return h ^ (h >> 16);
+    };
+    mix(frame.macs());
+    if frame.ethertype() == EtherType::Ipv4 {
+        if let Ok(ip) = Ipv4Packet::new_checked(frame.payload()) {
+            mix(&ip.src_addr().octets());
+            mix(&ip.dst_addr().octets());
+            if matches!(ip.protocol(), IpProtocol::Tcp | IpProtocol::Udp) {
+                if let Some((sport, dport)) = ip::l4_ports(ip.payload()) {
+                    mix(&sport.to_be_bytes());
+                    mix(&dport.to_be_bytes());
+                }
             }
         }
     }
@@ -321,7 +288,7 @@ pub fn outer_header(
         .and_then(|u| u.nexthop_mac(k.index()))
         .ok_or(DropReason::VxlanNoNexthop)?;
     let encap = VxlanEncap {
-        src_mac: MacAddr(v.mac),
+        src_mac: v.mac,
         dst_mac: MacAddr(dst_mac),
         src_ip: v.addr,
         dst_ip,
@@ -340,11 +307,12 @@ pub fn outer_header(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shunt_parsers::{ethernet, VxlanPacket, VXLAN_HEADER_LEN};
 
     fn plan() -> VxlanPlan {
         VxlanPlan {
             underlay: PortId::new(3).expect("in range"),
-            mac: [2, 0, 0, 0, 0, 1],
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
             addr: Ipv4Addr::new(192, 0, 2, 1),
             udp_port: 4789,
             ttl: 64,
@@ -369,7 +337,7 @@ mod tests {
             dont_frag: false,
         };
         emit_vxlan_encap(&mut hdr, &e, inner.len()).unwrap();
-        hdr[42] = flags;
+        VxlanPacket::new_unchecked(&mut hdr[ENCAP_LEN - VXLAN_HEADER_LEN..]).set_flags(flags);
         let mut f = hdr.to_vec();
         f.extend_from_slice(inner);
         f
@@ -403,12 +371,11 @@ mod tests {
             Some(DropReason::VxlanUnknownVni)
         );
         assert_eq!(
-            reason(&frame(1000, 8, &inner[..13])),
+            reason(&frame(1000, 8, &inner[..ethernet::HEADER_LEN - 1])),
             Some(DropReason::VxlanInnerShort)
         );
         let mut tagged = inner;
-        tagged[12] = 0x81;
-        tagged[13] = 0;
+        EthernetFrame::new_unchecked(&mut tagged[..]).set_ethertype(EtherType::Vlan);
         assert_eq!(
             reason(&frame(1000, 8, &tagged)),
             Some(DropReason::VxlanInnerTagged)

@@ -23,6 +23,7 @@ use super::{NetCounters, StackLink, StackPkt};
 use crate::config::{Ipv4Net, Topology};
 use crate::ids::{NetId, Segment};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use shunt_parsers::{ArpOp, ArpRepr};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::udp;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
@@ -157,7 +158,8 @@ impl NetIface {
             let Some(id) = NetId::new(i) else { continue };
             let net = id.raw();
             let mut dev = NetDevice::new(id, Arc::clone(&link));
-            let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(na.mac)));
+            let mut config =
+                Config::new(HardwareAddress::Ethernet(EthernetAddress(na.mac.octets())));
             config.random_seed = seed ^ u64::from(net);
             let mut iface = Interface::new(config, &mut dev, smoltcp::time::Instant::ZERO);
             iface.update_ip_addrs(|a| {
@@ -350,8 +352,8 @@ impl NetIface {
             return;
         };
         if suppress {
-            if let Some(a) = arp::parse(p.frame()) {
-                if a.op == 1 && own_ip != Some(a.tpa) {
+            if let Ok(a) = ArpRepr::parse_frame(p.frame()) {
+                if a.op == ArpOp::Request && own_ip != Some(a.target_ip) {
                     self.suppress(net, &a, &p);
                     return;
                 }
@@ -372,10 +374,10 @@ impl NetIface {
     /// Answers an ARP request in the place of the host that owns the
     /// address; if the switch no longer knows it, the request goes back to
     /// the pipeline to be flooded as it would have been.
-    fn suppress(&mut self, net: u16, a: &arp::Arp, p: &StackPkt) {
-        match self.arp.map.get(&(net, a.tpa)).copied() {
+    fn suppress(&mut self, net: u16, a: &ArpRepr, p: &StackPkt) {
+        match self.arp.map.get(&(net, a.target_ip)).copied() {
             Some(mac) => {
-                let mut buf = [0u8; arp::ARP_FRAME_LEN];
+                let mut buf = [0u8; shunt_parsers::arp::FRAME_LEN];
                 if let Some(n) = arp::write_reply(a, mac, &mut buf) {
                     self.send_frame(net, &buf[..n]);
                     if let Some(c) = self.counters(net) {

@@ -22,6 +22,7 @@ use crate::ids::{NetId, Segment};
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use shunt_parsers::MacAddr;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
@@ -66,7 +67,7 @@ impl StackPkt {
 /// The switch's identity on one network.
 #[derive(Debug, Clone)]
 pub struct NetAddr {
-    pub mac: [u8; 6],
+    pub mac: MacAddr,
     pub ip: Option<Ipv4Addr>,
     pub arp_suppress: bool,
 }
@@ -140,9 +141,9 @@ pub struct StackLink {
     /// (network, IPv4) -> MAC, for ARP suppression: the topology's hosts
     /// plus what ARP snooping saw. Replaced whole by the host thread;
     /// workers only load it.
-    pub arp: ArcSwap<HashMap<(u16, Ipv4Addr), [u8; 6]>>,
+    pub arp: ArcSwap<HashMap<(u16, Ipv4Addr), MacAddr>>,
     /// (network, sender IP, sender MAC) seen in ARP frames; lossy.
-    pub snoop: ArrayQueue<(u16, Ipv4Addr, [u8; 6])>,
+    pub snoop: ArrayQueue<(u16, Ipv4Addr, MacAddr)>,
     /// Per worker (single writer each), summed by readers.
     pub counters: Box<[StackCounters]>,
     /// Per network, written by the host thread.
@@ -183,7 +184,7 @@ impl StackLink {
             .is_some_and(|n| n.ip.is_some() || n.arp_suppress)
     }
 
-    pub fn arp_known(&self, net: NetId, ip: Ipv4Addr) -> Option<[u8; 6]> {
+    pub fn arp_known(&self, net: NetId, ip: Ipv4Addr) -> Option<MacAddr> {
         self.arp.load().get(&(net.raw(), ip)).copied()
     }
 
@@ -263,14 +264,14 @@ pub fn dns_json(
 
 /// The switch's MAC on network `net`: locally administered, derived from
 /// the switch name so that two switches (say, VXLAN peers) differ.
-pub fn switch_mac(switch_name: &str, net: u16) -> [u8; 6] {
+pub fn switch_mac(switch_name: &str, net: u16) -> MacAddr {
     let mut h: u32 = 2166136261;
     for b in switch_name.bytes() {
         h = (h ^ b as u32).wrapping_mul(16777619);
     }
     let h = h.to_be_bytes();
     let n = net.to_be_bytes();
-    [0x02, 0x53, h[0], h[1], n[0], n[1]]
+    MacAddr([0x02, 0x53, h[0], h[1], n[0], n[1]])
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 use super::dns::{self, Query, Rdata};
 use crate::config::{Ipv4Net, Topology};
+use shunt_parsers::MacAddr;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -60,7 +61,7 @@ pub struct Names {
     /// ARP suppression entries the topology gives: (network, ip, mac) of
     /// every host address on a network with `arp_suppress`. The host
     /// thread swaps them into its ARP table when the names change.
-    pub arp: Vec<(u16, Ipv4Addr, [u8; 6])>,
+    pub arp: Vec<(u16, Ipv4Addr, MacAddr)>,
 }
 
 /// A host as the name table sees it: its name, aliases, and its address on
@@ -94,7 +95,7 @@ impl Names {
             for l in &h.links {
                 let suppress = topo.networks.get(l.network).is_some_and(|n| n.arp_suppress);
                 if let (true, Some(ip)) = (suppress, l.ip) {
-                    names.arp.push((l.network as u16, ip.addr, l.mac.0));
+                    names.arp.push((l.network as u16, ip.addr, l.mac));
                 }
             }
         }

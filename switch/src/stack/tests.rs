@@ -9,6 +9,7 @@ use super::iface::{respond, Reply};
 use super::names::{self, Decision, Names, Rotation};
 use super::NetCounters;
 use crate::config;
+use shunt_parsers::{ArpOp, ArpRepr, MacAddr};
 use std::net::Ipv4Addr;
 
 const DNS_PCAP: &[u8] = include_bytes!("../../../parsers/tests/data/dns.pcap");
@@ -518,48 +519,54 @@ fn topology_arp_entries() {
 
 #[test]
 fn arp_reply_in_the_place_of_the_target() {
+    let parse = |f: &[u8]| ArpRepr::parse_frame(f).ok();
     let req = frames(ARP_PCAP)
         .into_iter()
-        .filter_map(arp::parse)
-        .find(|a| a.op == 1)
+        .filter_map(parse)
+        .find(|a| a.op == ArpOp::Request)
         .expect("an ARP request in arp_icmp.pcap");
-    let target_mac = [0x02, 0, 0, 0, 0, 0x02];
+    let target_mac = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
     let mut buf = [0u8; 64];
     let n = arp::write_reply(&req, target_mac, &mut buf).expect("fits");
-    assert_eq!(n, arp::ARP_FRAME_LEN);
+    assert_eq!(n, shunt_parsers::arp::FRAME_LEN);
     let f = &buf[..n];
-    assert_eq!(&f[0..6], &req.sha, "to the requester");
-    assert_eq!(&f[6..12], &target_mac, "from the target");
-    let rep = arp::parse(f).expect("an ARP frame");
-    assert_eq!(rep.op, 2);
-    assert_eq!((rep.sha, rep.spa), (target_mac, req.tpa));
-    assert_eq!((rep.tha, rep.tpa), (req.sha, req.spa));
+    assert_eq!(&f[0..6], req.sender_mac.as_bytes(), "to the requester");
+    assert_eq!(&f[6..12], target_mac.as_bytes(), "from the target");
+    let rep = parse(f).expect("an ARP frame");
+    assert_eq!(rep.op, ArpOp::Reply);
+    assert_eq!((rep.sender_mac, rep.sender_ip), (target_mac, req.target_ip));
+    assert_eq!(
+        (rep.target_mac, rep.target_ip),
+        (req.sender_mac, req.sender_ip)
+    );
     // Compare with the kernel's own reply in the capture.
     let kernel = frames(ARP_PCAP)
         .into_iter()
-        .filter_map(arp::parse)
-        .find(|a| a.op == 2 && a.tpa == req.spa && a.spa == req.tpa)
+        .filter_map(parse)
+        .find(|a| {
+            a.op == ArpOp::Reply && a.target_ip == req.sender_ip && a.sender_ip == req.target_ip
+        })
         .expect("the kernel's reply");
     assert_eq!(
-        (rep.spa, rep.tha, rep.tpa),
-        (kernel.spa, kernel.tha, kernel.tpa)
+        (rep.sender_ip, rep.target_mac, rep.target_ip),
+        (kernel.sender_ip, kernel.target_mac, kernel.target_ip)
     );
     // Short buffers and non-ARP frames are refused, not panicked on.
     assert_eq!(arp::write_reply(&req, target_mac, &mut [0u8; 10]), None);
-    assert_eq!(arp::parse(&f[..30]), None);
-    assert_eq!(arp::parse(&[]), None);
+    assert_eq!(parse(&f[..30]), None);
+    assert_eq!(parse(&[]), None);
 }
 
 #[test]
 fn arp_table_ignores_nonsense_and_tracks_changes() {
     let mut t = arp::ArpTable::default();
-    t.insert(0, Ipv4Addr::UNSPECIFIED, [2, 0, 0, 0, 0, 1]);
-    t.insert(0, Ipv4Addr::new(10, 0, 0, 1), [0xff; 6]);
-    t.insert(0, Ipv4Addr::new(10, 0, 0, 1), [0; 6]);
+    t.insert(0, Ipv4Addr::UNSPECIFIED, MacAddr([2, 0, 0, 0, 0, 1]));
+    t.insert(0, Ipv4Addr::new(10, 0, 0, 1), MacAddr::BROADCAST);
+    t.insert(0, Ipv4Addr::new(10, 0, 0, 1), MacAddr::ZERO);
     assert!(!t.take_dirty());
-    t.insert(0, Ipv4Addr::new(10, 0, 0, 1), [2, 0, 0, 0, 0, 1]);
+    t.insert(0, Ipv4Addr::new(10, 0, 0, 1), MacAddr([2, 0, 0, 0, 0, 1]));
     assert!(t.take_dirty());
-    t.insert(0, Ipv4Addr::new(10, 0, 0, 1), [2, 0, 0, 0, 0, 1]);
+    t.insert(0, Ipv4Addr::new(10, 0, 0, 1), MacAddr([2, 0, 0, 0, 0, 1]));
     assert!(!t.take_dirty(), "the same entry again changes nothing");
     t.remove(0, Ipv4Addr::new(10, 0, 0, 1));
     assert!(t.take_dirty());

@@ -20,6 +20,7 @@ use crate::ids::Segment;
 use crossbeam_queue::ArrayQueue;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use shunt_parsers::{ArpOp, ArpRepr, MacAddr};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
@@ -38,7 +39,7 @@ const RESOLVED: u64 = 1 << 48;
 /// What workers and the underlay thread share.
 pub struct Underlay {
     pub port: u16,
-    pub mac: [u8; 6],
+    pub mac: MacAddr,
     pub addr: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
     pub remotes: Box<[Ipv4Addr]>,
@@ -61,7 +62,7 @@ impl std::fmt::Debug for Underlay {
 }
 
 impl Underlay {
-    pub fn new(v: &Vtep, mac: [u8; 6]) -> std::io::Result<Underlay> {
+    pub fn new(v: &Vtep, mac: MacAddr) -> std::io::Result<Underlay> {
         Ok(Underlay {
             port: v.port as u16,
             mac,
@@ -79,14 +80,15 @@ impl Underlay {
     }
 
     /// The MAC to send frames for remote VTEP `k` to, once resolved.
+    /// (Raw bytes: what the control path formats; a `MacAddr` once the
+    /// control path takes that type.)
     #[inline]
     pub fn nexthop_mac(&self, k: usize) -> Option<[u8; 6]> {
         let v = self.nexthop.get(k)?.load(Relaxed);
         if v & RESOLVED == 0 {
             return None;
         }
-        let b = v.to_be_bytes();
-        Some([b[2], b[3], b[4], b[5], b[6], b[7]])
+        Some(MacAddr::from_u64(v).octets())
     }
 
     /// The next hop towards remote VTEP `ip`.
@@ -108,10 +110,8 @@ impl Underlay {
     }
 
     /// Records the MAC of next hop `nh` for every remote VTEP behind it.
-    pub fn set_nexthop(&self, nh: Ipv4Addr, mac: [u8; 6]) {
-        let mut b = [0u8; 8];
-        b[2..].copy_from_slice(&mac);
-        let v = u64::from_be_bytes(b) | RESOLVED;
+    pub fn set_nexthop(&self, nh: Ipv4Addr, mac: MacAddr) {
+        let v = mac.as_u64() | RESOLVED;
         for (k, r) in self.remotes.iter().enumerate() {
             if self.nexthop_of(*r) == Some(nh) {
                 self.nexthop[k].store(v, Relaxed);
@@ -120,46 +120,12 @@ impl Underlay {
     }
 }
 
-/// An Ethernet + ARP frame (42 bytes).
-pub fn arp_frame(
-    op: u16,
-    src_mac: [u8; 6],
-    src_ip: Ipv4Addr,
-    dst_mac: [u8; 6],
-    target_mac: [u8; 6],
-    target_ip: Ipv4Addr,
-) -> [u8; 42] {
-    let mut f = [0u8; 42];
-    f[0..6].copy_from_slice(&dst_mac);
-    f[6..12].copy_from_slice(&src_mac);
-    f[12..14].copy_from_slice(&[0x08, 0x06]);
-    f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, op as u8]);
-    f[22..28].copy_from_slice(&src_mac);
-    f[28..32].copy_from_slice(&src_ip.octets());
-    f[32..38].copy_from_slice(&target_mac);
-    f[38..42].copy_from_slice(&target_ip.octets());
-    f
-}
-
-/// One ARP frame from the underlay: (op, sender MAC, sender IP, target IP).
-fn parse_arp(f: &[u8]) -> Option<(u16, [u8; 6], Ipv4Addr, Ipv4Addr)> {
-    let a = f.get(14..42)?;
-    if a[0..6] != [0, 1, 8, 0, 6, 4] {
-        return None;
-    }
-    let op = u16::from_be_bytes([a[6], a[7]]);
-    let sha = [a[8], a[9], a[10], a[11], a[12], a[13]];
-    let spa = Ipv4Addr::new(a[14], a[15], a[16], a[17]);
-    let tpa = Ipv4Addr::new(a[24], a[25], a[26], a[27]);
-    Some((op, sha, spa, tpa))
-}
-
 struct Thread {
     link: Arc<StackLink>,
     /// Next hop -> when it was last asked for.
     asked: HashMap<Ipv4Addr, Instant>,
     /// Next hop -> its MAC, as last heard.
-    known: HashMap<Ipv4Addr, [u8; 6]>,
+    known: HashMap<Ipv4Addr, MacAddr>,
 }
 
 impl Thread {
@@ -177,6 +143,14 @@ impl Thread {
         }
     }
 
+    /// Sends `a` in an Ethernet frame to `eth_dst`.
+    fn send_arp(&self, a: &ArpRepr, eth_dst: MacAddr) {
+        let mut f = [0u8; shunt_parsers::arp::FRAME_LEN];
+        if let Ok(n) = a.emit_frame(eth_dst, &mut f) {
+            self.send(&f[..n]);
+        }
+    }
+
     fn receive(&mut self) {
         let Some(ul) = self.link.underlay.as_ref() else {
             return;
@@ -185,20 +159,23 @@ impl Thread {
         let mut replies = Vec::new();
         while let Some(p) = ul.rx.pop() {
             ul.arp_received.add(1);
-            let Some((op, sha, spa, tpa)) = parse_arp(p.frame()) else {
+            let Ok(a) = ArpRepr::parse_frame(p.frame()) else {
                 continue;
             };
+            let (sha, spa) = (a.sender_mac, a.sender_ip);
             let wanted = ul.remotes.iter().any(|r| ul.nexthop_of(*r) == Some(spa));
-            if wanted && sha[0] & 1 == 0 && self.known.get(&spa) != Some(&sha) {
+            if wanted && sha.is_unicast() && self.known.get(&spa) != Some(&sha) {
                 self.known.insert(spa, sha);
                 ul.set_nexthop(spa, sha);
             }
-            if op == 1 && tpa == ul.addr.addr && !spa.is_unspecified() {
-                replies.push(arp_frame(2, ul.mac, ul.addr.addr, sha, sha, spa));
+            if a.target_ip == ul.addr.addr && !spa.is_unspecified() {
+                if let Some(reply) = a.reply(ul.mac) {
+                    replies.push(reply);
+                }
             }
         }
         for r in replies {
-            self.send(&r);
+            self.send_arp(&r, r.target_mac);
             if let Some(ul) = self.ul() {
                 ul.arp_replies_sent.add(1);
             }
@@ -229,11 +206,17 @@ impl Thread {
                 .is_none_or(|t| now.duration_since(*t) >= every)
             {
                 self.asked.insert(nh, now);
-                ask.push(arp_frame(1, ul.mac, ul.addr.addr, [0xff; 6], [0; 6], nh));
+                ask.push(ArpRepr {
+                    op: ArpOp::Request,
+                    sender_mac: ul.mac,
+                    sender_ip: ul.addr.addr,
+                    target_mac: MacAddr::ZERO,
+                    target_ip: nh,
+                });
             }
         }
-        for f in ask {
-            self.send(&f);
+        for a in ask {
+            self.send_arp(&a, MacAddr::BROADCAST);
             if let Some(ul) = self.ul() {
                 ul.arp_requests_sent.add(1);
             }
@@ -276,24 +259,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn arp_frames_parse_back() {
-        let f = arp_frame(
-            1,
-            [2, 0, 0, 0, 0, 1],
-            Ipv4Addr::new(192, 0, 2, 1),
-            [0xff; 6],
-            [0; 6],
-            Ipv4Addr::new(192, 0, 2, 2),
-        );
+    fn requests_and_replies_as_the_underlay_sends_them() {
+        // What tick() asks and receive() answers, byte for byte as before
+        // they were built by shunt_parsers.
+        let ask = ArpRepr {
+            op: ArpOp::Request,
+            sender_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            sender_ip: Ipv4Addr::new(192, 0, 2, 1),
+            target_mac: MacAddr::ZERO,
+            target_ip: Ipv4Addr::new(192, 0, 2, 2),
+        };
+        let mut f = [0u8; 42];
+        assert_eq!(ask.emit_frame(MacAddr::BROADCAST, &mut f), Ok(42));
+        #[rustfmt::skip]
+        let want: [u8; 42] = [
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06, // Ethernet
+            0, 1, 8, 0, 6, 4, 0, 1, // Ethernet/IPv4, request
+            2, 0, 0, 0, 0, 1, 192, 0, 2, 1, // sender
+            0, 0, 0, 0, 0, 0, 192, 0, 2, 2, // target
+        ];
+        assert_eq!(f, want);
+        assert_eq!(ArpRepr::parse_frame(&f), Ok(ask));
+        assert!(ArpRepr::parse_frame(&f[..f.len() - 1]).is_err());
+        let reply = ask.reply(MacAddr([2, 0, 0, 0, 0, 2])).expect("a request");
         assert_eq!(
-            parse_arp(&f),
-            Some((
-                1,
-                [2, 0, 0, 0, 0, 1],
-                Ipv4Addr::new(192, 0, 2, 1),
-                Ipv4Addr::new(192, 0, 2, 2)
-            ))
+            (reply.op, reply.sender_ip, reply.target_mac, reply.target_ip),
+            (ArpOp::Reply, ask.target_ip, ask.sender_mac, ask.sender_ip)
         );
-        assert_eq!(parse_arp(&f[..41]), None);
     }
 }
