@@ -117,7 +117,7 @@ fn encap(c: &mut Criterion) {
                 counters: &rig.counters,
                 port_up: &rig.port_up,
                 tracer: &rig.tracer,
-                host: None,
+                stack: None,
                 worker: 0,
             };
             let p0 = PortId::new(0).expect("port 0");

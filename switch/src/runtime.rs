@@ -117,7 +117,7 @@ pub struct Runtime {
     pub started: Instant,
     /// The switch's stack's link, when some network gives the switch an
     /// address or suppresses ARP.
-    pub host: Option<Arc<crate::stack::StackLink>>,
+    pub stack: Option<Arc<crate::stack::StackLink>>,
     /// Namespaces this switch created and removes on the way down.
     pub owned_namespaces: Mutex<Vec<String>>,
 }
@@ -128,7 +128,7 @@ impl Runtime {
         fdb: Fdb,
         devices: Vec<Device>,
         nworkers: usize,
-        host: Option<Arc<crate::stack::StackLink>>,
+        stack: Option<Arc<crate::stack::StackLink>>,
         owned_namespaces: Vec<String>,
     ) -> std::io::Result<Runtime> {
         let plan = Plan::from_topology(&topo);
@@ -196,7 +196,7 @@ impl Runtime {
             tracer: Tracer::new(),
             stop: AtomicBool::new(false),
             started: Instant::now(),
-            host,
+            stack,
             owned_namespaces: Mutex::new(owned_namespaces),
             topo: Mutex::new(topo),
         })

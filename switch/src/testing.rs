@@ -31,7 +31,7 @@ macro_rules! context {
             counters: &$rig.counters,
             port_up: &$rig.port_up,
             tracer: &$rig.tracer,
-            host: None,
+            stack: None,
             worker: 0,
         }
     };

@@ -173,7 +173,7 @@ impl Worker {
                         let _ = rt.wake[self.id].read();
                         self.io.take_handoffs();
                     }
-                    Src::Stack => self.send_host_output(),
+                    Src::Stack => self.send_stack_output(),
                 }
             }
         }
@@ -195,7 +195,7 @@ impl Worker {
                 counters: &counters,
                 port_up: &rt.port_up,
                 tracer: &rt.tracer,
-                host: rt.host.as_deref(),
+                stack: rt.stack.as_deref(),
                 worker: self.id,
             };
             if rt.bare {
@@ -204,7 +204,7 @@ impl Worker {
                 let now = rt.now_ms();
                 let delivered = pipeline::run(&ctx, p, &mut self.batch, &mut self.tx, now);
                 if delivered > 0 {
-                    if let Some(h) = &rt.host {
+                    if let Some(h) = &rt.stack {
                         StackLink::signal(&h.to_host_event);
                     }
                 }
@@ -221,10 +221,10 @@ impl Worker {
     }
 
     /// Sends what the switch's stack produced, a batch at a time.
-    fn send_host_output(&mut self) {
+    fn send_stack_output(&mut self) {
         let rt = Arc::clone(&self.rt);
         let counters = Arc::clone(&self.counters);
-        let Some(h) = rt.host.as_deref() else { return };
+        let Some(h) = rt.stack.as_deref() else { return };
         StackLink::clear(&h.from_host_event);
         loop {
             local::take_output(h, &mut self.batch);
@@ -238,7 +238,7 @@ impl Worker {
                 counters: &counters,
                 port_up: &rt.port_up,
                 tracer: &rt.tracer,
-                host: Some(h),
+                stack: Some(h),
                 worker: self.id,
             };
             pipeline::run_stack(&ctx, &mut self.batch, &mut self.tx);
@@ -298,7 +298,7 @@ impl Io {
         }
         // Worker 0 also sends what the switch's stack produces.
         if self.id == 0 {
-            if let Some(h) = &rt.host {
+            if let Some(h) = &rt.stack {
                 fds.push(port::pollfd(h.from_host_event.as_raw_fd()));
                 srcs.push(Src::Stack);
             }

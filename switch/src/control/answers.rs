@@ -157,7 +157,7 @@ pub fn fdb_delete(rt: &Runtime, network: &str, mac: &str) -> Result<bool, Answer
 /// the stack lists them (rows of proto::DnsName).
 pub fn dns(rt: &Runtime, network: Option<&str>) -> Result<serde_json::Value, AnswerError> {
     // The stack's only refusal is a network it does not know.
-    crate::stack::dns_json(rt.host.as_deref(), network)
+    crate::stack::dns_json(rt.stack.as_deref(), network)
         .map_err(|_| AnswerError::NoNetwork(network.unwrap_or_default().to_string()))
 }
 
@@ -222,7 +222,7 @@ pub fn stats(rt: &Runtime) -> Stats {
             capacity: topo.switch.fdb_max_entries as u64,
         },
         trace_lost: rt.tracer.lost.load(Relaxed),
-        host: rt.host.as_ref().map(|h| {
+        host: rt.stack.as_ref().map(|h| {
             h.stats_json(|i| {
                 topo.networks
                     .get(i)
@@ -253,7 +253,7 @@ fn vteps(rt: &Runtime, total: &mut [u64; DropReason::COUNT]) -> BTreeMap<String,
     let Some(v) = plan.vxlan.as_ref() else {
         return BTreeMap::new();
     };
-    let ul = rt.host.as_deref().and_then(|h| h.underlay.as_ref());
+    let ul = rt.stack.as_deref().and_then(|h| h.underlay.as_ref());
     let mut out = BTreeMap::new();
     for (k, ip) in v.remotes.iter().enumerate() {
         let Some(id) = VtepId::new(k) else { continue };

@@ -109,7 +109,7 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
         .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
     rt.port_generation.fetch_add(1, Relaxed);
     eprintln!("shunt: attached {port_name} ({ifname} in {host})");
-    crate::stack::topology_changed(rt.host.as_deref(), &topo);
+    crate::stack::topology_changed(rt.stack.as_deref(), &topo);
     Ok(format!(
         "attached {host} to {network}: port {port_name}, {ifname} in {host}{}",
         ip.map(|i| format!(" with {i}")).unwrap_or_default()
@@ -176,7 +176,7 @@ pub fn detach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
         }
     }
     eprintln!("shunt: detached {port_name}; {flushed} learned entries flushed");
-    crate::stack::topology_changed(rt.host.as_deref(), &topo);
+    crate::stack::topology_changed(rt.stack.as_deref(), &topo);
     Ok(format!(
         "detached {host} from {network}; {flushed} learned entries flushed"
     ))

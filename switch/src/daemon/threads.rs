@@ -41,7 +41,7 @@ pub(super) fn workers(rt: &Arc<Runtime>, n: usize) -> Result<Vec<JoinHandle<()>>
 /// The switch's stack and the VXLAN underlay's thread, when there is a
 /// stack.
 pub(super) fn stack(rt: &Arc<Runtime>) -> Result<Vec<JoinHandle<()>>, UpError> {
-    let Some(link) = &rt.host else {
+    let Some(link) = &rt.stack else {
         return Ok(Vec::new());
     };
     let cfg = crate::stack::iface::HostConfig::from_topology(&rt.topo());

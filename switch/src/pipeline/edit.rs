@@ -133,7 +133,7 @@ pub fn run(
     tx: &TxQueues,
     mut send: impl FnMut(&mut Batch, Copy, &Edit),
 ) {
-    let underlay = ctx.host.and_then(|h| h.underlay.as_ref());
+    let underlay = ctx.stack.and_then(|h| h.underlay.as_ref());
     let mut uses = [0u16; BATCH];
     for &p in &tx.dirty {
         for e in tx.queue(p) {

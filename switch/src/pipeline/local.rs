@@ -12,7 +12,7 @@ use shunt_parsers::{ethernet, ArpOp, ArpPacket, ArpRepr, EtherType, Untagged};
 
 /// Returns how many frames were detoured (the caller wakes the host thread).
 pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
-    let Some(host) = ctx.host else { return 0 };
+    let Some(host) = ctx.stack else { return 0 };
     let mut delivered = 0;
     for i in 0..batch.count {
         let m = batch.meta[i];
@@ -80,7 +80,7 @@ pub fn take_output(host: &StackLink, batch: &mut Batch) {
         let Some(p) = host.from_host.pop() else { break };
         let i = batch.count;
         if batch.push(p.frame()) {
-            // The underlay's frames have no network (`vxlan::host_output`).
+            // The underlay's frames have no network (`vxlan::stack_output`).
             batch.meta[i].net = match p.net {
                 Segment::Net(n) => Some(n),
                 Segment::Underlay => None,

@@ -9,7 +9,7 @@
 //!                  size)                  stack)    drop)       output, VID)          rewrite, VXLAN rig moves
 //!                                                                                     header)        the bytes)
 //!  the underlay port: vxlan::decap_run in place of classify (inner frame, VNI's network, VTEP k)
-//!  the switch's stack: run_stack = vxlan::host_output --> forward --> egress --> TxQueues --> edit::run
+//!  the switch's stack: run_stack = vxlan::stack_output --> forward --> egress --> TxQueues --> edit::run
 //! ```
 //!
 //! Frames sit in a `Batch`: fixed slots with headroom, filled by the port,
@@ -286,7 +286,8 @@ pub struct Context<'a> {
     pub counters: &'a WorkerCounters,
     pub port_up: &'a [AtomicBool],
     pub tracer: &'a Tracer,
-    pub host: Option<&'a StackLink>,
+    /// The switch's own stack, when a network gives it something to do.
+    pub stack: Option<&'a StackLink>,
     pub worker: usize,
 }
 
@@ -362,7 +363,7 @@ pub fn run_stack(ctx: &Context, batch: &mut Batch, tx: &mut TxQueues) {
             batch.meta[i].verdict = Verdict::Drop(DropReason::Runt);
         }
     }
-    vxlan::host_output(ctx, batch, tx);
+    vxlan::stack_output(ctx, batch, tx);
     forward::run(ctx, Egress::Stack, batch);
     egress::run(ctx, Egress::Stack, batch, tx);
     if ctx.tracer.active() {

@@ -151,7 +151,7 @@ fn parse(v: &VxlanPlan, f: &[u8]) -> Result<Seen, DropReason> {
 /// The decap stage, for a batch from the underlay port (instead of
 /// classify). Returns how many ARP frames went to the underlay's handler.
 pub fn decap_run(ctx: &Context, v: &VxlanPlan, batch: &mut Batch) -> usize {
-    let ul = ctx.host.and_then(|h| h.underlay.as_ref());
+    let ul = ctx.stack.and_then(|h| h.underlay.as_ref());
     let mut to_arp = 0;
     for i in 0..batch.count {
         let verdict = match parse(v, batch.frame(i)) {
@@ -198,7 +198,7 @@ pub fn decap_run(ctx: &Context, v: &VxlanPlan, batch: &mut Batch) -> usize {
 /// Frames the underlay's ARP handler wants sent (`Segment::Underlay`:
 /// `local::take_output` left them without a network) go straight to the
 /// underlay port, untagged.
-pub fn host_output(ctx: &Context, batch: &mut Batch, tx: &mut TxQueues) {
+pub fn stack_output(ctx: &Context, batch: &mut Batch, tx: &mut TxQueues) {
     let Some(v) = &ctx.plan.vxlan else { return };
     for i in 0..batch.count {
         if batch.meta[i].net.is_none() && batch.meta[i].verdict == Verdict::Pending {
