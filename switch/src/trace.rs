@@ -1,148 +1,16 @@
 //! The frame trace (`shunt trace`): while a trace is active, the pipeline
 //! records each traced frame's decisions into a bounded lock-free queue
-//! (fixed-size records, no allocation); the control plane turns them into
-//! plain words. With no trace active the cost is one check per batch.
+//! (fixed-size records, no allocation: `pipeline::tracer`); here the
+//! control plane turns them into plain words. With no trace active the cost
+//! is one check per batch.
 
 use crate::counters::{DropReason, FloodCause};
-use crate::ids::{Egress, NetId, PortId, Vid};
-use crate::pipeline::{learn::Learned, Batch, Context, TxQueues, Verdict};
-use crossbeam_queue::ArrayQueue;
+use crate::ids::{Egress, NetId, Vid};
+use crate::pipeline::{learn::Learned, Verdict};
 use serde::Serialize;
-use shunt_parsers::{EtherType, EthernetFrame, MacAddr, VlanTag};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use shunt_parsers::MacAddr;
 
-pub const MAX_OUT: usize = 32;
-/// One bit per egress a frame can come from (ports, the stack, VTEPs).
-const INGRESS_WORDS: usize = Egress::SLOTS.div_ceil(64);
-
-#[derive(Debug, Clone, Copy)]
-pub struct TraceRecord {
-    pub ingress: Egress,
-    pub net: Option<NetId>,
-    pub vid_in: Option<u16>,
-    pub src: MacAddr,
-    pub dst: MacAddr,
-    pub ethertype: u16,
-    pub len: u16,
-    pub learned: Learned,
-    pub verdict: Verdict,
-    pub out: [(Egress, Option<Vid>); MAX_OUT],
-    pub n_out: u16,
-    /// The network's VXLAN VNI (0: none).
-    pub vni: u32,
-}
-
-pub struct Tracer {
-    active: AtomicBool,
-    ports: [AtomicU64; INGRESS_WORDS],
-    queue: ArrayQueue<TraceRecord>,
-    pub lost: AtomicU64,
-}
-
-impl Default for Tracer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Tracer {
-    pub fn new() -> Tracer {
-        Tracer {
-            active: AtomicBool::new(false),
-            ports: Default::default(),
-            queue: ArrayQueue::new(4096),
-            lost: AtomicU64::new(0),
-        }
-    }
-
-    #[inline]
-    pub fn active(&self) -> bool {
-        self.active.load(Relaxed)
-    }
-
-    /// Starts tracing frames that enter on `ports` (all ports if empty).
-    pub fn start(&self, ports: &[PortId]) {
-        for w in &self.ports {
-            w.store(if ports.is_empty() { u64::MAX } else { 0 }, Relaxed);
-        }
-        for &p in ports {
-            let s = Egress::Port(p).slot();
-            if let Some(w) = self.ports.get(s / 64) {
-                w.fetch_or(1 << (s % 64), Relaxed);
-            }
-        }
-        while self.queue.pop().is_some() {}
-        self.active.store(true, Relaxed);
-    }
-
-    pub fn stop(&self) {
-        self.active.store(false, Relaxed);
-    }
-
-    pub fn pop(&self) -> Option<TraceRecord> {
-        self.queue.pop()
-    }
-
-    fn wants(&self, from: Egress) -> bool {
-        let s = from.slot();
-        self.ports
-            .get(s / 64)
-            .is_some_and(|w| w.load(Relaxed) & (1 << (s % 64)) != 0)
-    }
-
-    /// Called once per batch while active.
-    pub fn record_batch(&self, ctx: &Context, ingress: Egress, batch: &Batch, tx: &TxQueues) {
-        if !self.wants(ingress) {
-            return;
-        }
-        for i in 0..batch.count {
-            let f = batch.frame(i);
-            let m = &batch.meta[i];
-            let mut r = TraceRecord {
-                // A decapsulated frame came in from its remote VTEP.
-                ingress: crate::pipeline::vxlan::from(ingress, m),
-                net: m.net,
-                vid_in: None,
-                src: MacAddr::ZERO,
-                dst: MacAddr::ZERO,
-                ethertype: 0,
-                len: m.len,
-                learned: m.learned,
-                verdict: m.verdict,
-                out: [(ingress, None); MAX_OUT],
-                n_out: 0,
-                vni: m
-                    .net
-                    .and_then(|n| ctx.plan.nets.get(n.index()))
-                    .and_then(|n| n.vni)
-                    .unwrap_or(0),
-            };
-            if let Ok(eth) = EthernetFrame::new_checked(f) {
-                r.dst = eth.dst_addr();
-                r.src = eth.src_addr();
-                r.ethertype = eth.ethertype().to_u16();
-                // The 802.1Q tag classify reads; an 802.1ad one is data.
-                if eth.ethertype() == EtherType::Vlan {
-                    if let Ok(tag) = VlanTag::new_checked(eth.payload()) {
-                        r.vid_in = Some(tag.vid());
-                        r.ethertype = tag.ethertype().to_u16();
-                    }
-                }
-            }
-            for &p in &tx.dirty {
-                for e in tx.queue(p) {
-                    if e.frame as usize == i && (r.n_out as usize) < MAX_OUT {
-                        r.out[r.n_out as usize] = (p, e.vid);
-                        r.n_out += 1;
-                    }
-                }
-            }
-            if self.queue.push(r).is_err() {
-                self.lost.fetch_add(1, Relaxed);
-            }
-        }
-    }
-}
+pub use crate::pipeline::tracer::{TraceRecord, Tracer, MAX_OUT};
 
 /// A trace record in words and as JSON (`shunt trace --json`).
 #[derive(Debug, Serialize)]
@@ -295,7 +163,7 @@ fn drop_words(d: DropReason) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::VtepId;
+    use crate::ids::{PortId, VtepId};
 
     fn port(i: usize) -> Egress {
         Egress::Port(PortId::new(i).expect("in range"))

@@ -30,9 +30,11 @@ pub mod learn;
 pub mod local;
 pub mod macvlan;
 pub mod plan;
+pub mod tracer;
 pub mod vxlan;
 
 pub use plan::{Carry, NetPlan, Plan, PortPlan};
+pub use tracer::Tracer;
 
 #[cfg(test)]
 mod tests;
@@ -41,7 +43,6 @@ use crate::counters::{DropReason, FloodCause, WorkerCounters};
 use crate::ids::{Egress, NetId, PortId, Vid, VtepId};
 use crate::port::{Port, Rx, RxError};
 use crate::stack::StackLink;
-use crate::trace::Tracer;
 use shunt_tables::Fdb;
 use std::sync::atomic::AtomicBool;
 
