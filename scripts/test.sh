@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
+# No import cycle between the switch's top-level modules (issue 11).
+python3 scripts/check-cycles.py
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

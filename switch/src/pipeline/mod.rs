@@ -36,9 +36,6 @@ pub mod vxlan;
 pub use plan::{Carry, NetPlan, Plan, PortPlan};
 pub use tracer::Tracer;
 
-#[cfg(test)]
-mod tests;
-
 use crate::counters::{DropReason, FloodCause, WorkerCounters};
 use crate::ids::{Egress, NetId, PortId, Vid, VtepId};
 use crate::port::{Port, Rx, RxError};

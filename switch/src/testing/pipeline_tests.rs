@@ -1,9 +1,11 @@
 //! Stage tests: build a batch, run the pipeline, check where each frame
 //! went and why (STYLE.md). No I/O: what a port would send is left in the
-//! transmit queues.
+//! transmit queues. They live beside the rig they drive, not in pipeline/,
+//! so that the pipeline does not import its own test rig (check-cycles.py).
 
-use super::*;
 use crate::counters::{DropReason, FloodCause};
+use crate::ids::{PortId, Vid};
+use crate::pipeline::*;
 use crate::testing::{self, Rig};
 
 /// The pipeline tests' way to drive the shared rig (`crate::testing`).

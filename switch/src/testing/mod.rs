@@ -212,3 +212,6 @@ fn parse(toml: &str) -> Topology {
         Err(e) => panic!("rig topology: {e}"),
     }
 }
+
+#[cfg(test)]
+mod pipeline_tests;
