@@ -24,7 +24,8 @@ pub const VID_MAX: u16 = 4094;
 pub const VID_RESERVED: u16 = 0x0fff;
 
 /// Where the MAC addresses end and the first TPID / EtherType starts.
-const MACS_LEN: usize = 12;
+/// The destination and source MAC in front of a tag.
+pub const MACS_LEN: usize = 12;
 /// An EtherType (or TPID) field.
 const ETHERTYPE_LEN: usize = 2;
 

@@ -20,12 +20,10 @@ use super::{Batch, Context, Meta, Plan, TxEntry, TxQueues, BATCH};
 use crate::counters::DropReason;
 use crate::ids::{Egress, PortId};
 use crate::stack::underlay::Underlay;
-use shunt_parsers::vlan::{pop_tag, push_tag, set_outer_tag};
+use shunt_parsers::vlan::{pop_tag, push_tag, set_outer_tag, Untagged, MACS_LEN};
 use shunt_parsers::EtherType;
 use std::sync::atomic::Ordering::Relaxed;
 
-/// The 12 bytes of MAC addresses in front of a tag.
-const MACS: usize = 12;
 /// An 802.1Q tag.
 const TAG: usize = 4;
 
@@ -34,6 +32,8 @@ const TAG: usize = 4;
 pub struct Edit {
     /// The 802.1Q tag to carry (TPID and TCI), or untagged.
     tag: Option<[u8; TAG]>,
+    /// Its TCI, for the in-place edits.
+    tci: Option<u16>,
     /// The VXLAN outer header in front of the inner frame.
     outer: Option<[u8; super::vxlan::OVERHEAD]>,
     /// Bytes of ingress tag after the MACs, removed (or rewritten).
@@ -47,6 +47,7 @@ impl Edit {
     pub fn tag(tag_len: usize, tci: Option<u16>) -> Edit {
         Edit {
             tag: tci.map(tag_bytes),
+            tci,
             outer: None,
             tag_len,
         }
@@ -56,8 +57,13 @@ impl Edit {
     /// rest], the empty parts left out. Returns the parts and their count.
     #[inline]
     pub fn parts<'a>(&'a self, f: &'a [u8]) -> ([&'a [u8]; 3], usize) {
-        let head = f.get(..MACS).unwrap_or(&[]);
-        let rest = f.get(MACS + self.tag_len..).unwrap_or(&[]);
+        // Classify dropped anything shorter than an Ethernet header (plus
+        // the tag it found), so `None` is unreachable; the frame then goes
+        // as it is.
+        let Some(u) = Untagged::new(f, self.tag_len) else {
+            return ([f, &[], &[]], 1);
+        };
+        let (head, rest) = (u.macs(), u.rest());
         match (&self.outer, &self.tag) {
             (Some(o), _) => ([o, head, rest], 3),
             (None, Some(t)) => ([head, t, rest], 3),
@@ -73,21 +79,17 @@ impl Edit {
     /// small or the frame too short (the caller copies instead).
     pub fn apply(&self, buf: &mut [u8], start: usize, len: usize) -> Option<(usize, usize)> {
         let end = start.checked_add(len)?;
-        if end > buf.len() || len < MACS + self.tag_len {
-            return None;
-        }
+        Untagged::new(buf.get(start..end)?, self.tag_len)?;
         let prefix = self.outer.as_ref().map_or(0, |o| o.len());
         let new_tag = if self.tag.is_some() { TAG } else { 0 };
         // Checked before anything moves, so that a refusal changes nothing.
         (start + self.tag_len).checked_sub(new_tag + prefix)?;
         let (mut s, mut l) = (start, len);
-        match (self.tag_len > 0, self.tag) {
+        match (self.tag_len > 0, self.tci) {
             (false, None) => {}
-            (false, Some(t)) => (s, l) = push_tag(buf, s, l, EtherType::Vlan, tci_of(t))?,
+            (false, Some(t)) => (s, l) = push_tag(buf, s, l, EtherType::Vlan, t)?,
             (true, None) => (s, l) = pop_tag(buf, s, l)?,
-            (true, Some(t)) => {
-                set_outer_tag(&mut buf[s..s + l], EtherType::Vlan, tci_of(t)).ok()?
-            }
+            (true, Some(t)) => set_outer_tag(&mut buf[s..s + l], EtherType::Vlan, t).ok()?,
         }
         if let Some(o) = &self.outer {
             let at = s - o.len();
@@ -103,11 +105,6 @@ fn tag_bytes(tci: u16) -> [u8; TAG] {
     let [t0, t1] = EtherType::Vlan.to_u16().to_be_bytes();
     let [t2, t3] = tci.to_be_bytes();
     [t0, t1, t2, t3]
-}
-
-#[inline]
-fn tci_of(t: [u8; TAG]) -> u16 {
-    u16::from_be_bytes([t[2], t[3]])
 }
 
 /// One copy the edit stage made ready: frame `frame` of the batch, for
@@ -199,7 +196,7 @@ fn edit(
     let tag_len = usize::from(m.tag_len);
     // Classify let no frame this short through; `--bare` does not
     // classify, so check rather than trust.
-    if f.len() < MACS + tag_len {
+    if f.len() < MACS_LEN + tag_len {
         return Err(DropReason::Runt);
     }
     let Egress::Vtep(k) = to else {
@@ -214,6 +211,7 @@ fn edit(
     let outer = super::vxlan::outer_header(v, underlay, k, vni, f, tag_len)?;
     Ok(Edit {
         tag: None,
+        tci: None,
         outer: Some(outer),
         tag_len,
     })
@@ -222,6 +220,11 @@ fn edit(
 #[cfg(test)]
 mod tests {
     use super::Edit;
+
+    /// The TCI of a tag's 4 bytes (test data is written as bytes).
+    fn tci_of(t: [u8; 4]) -> u16 {
+        u16::from_be_bytes([t[2], t[3]])
+    }
 
     /// The in-place form of the gather list [prefix, head, tag, rest], as
     /// the worker's `rewrite_in_place` had it: `tag` (TPID and TCI) or
@@ -234,7 +237,7 @@ mod tests {
         tag: Option<[u8; 4]>,
         prefix: &[u8],
     ) -> Option<(usize, usize)> {
-        let mut e = Edit::tag(tag_len, tag.map(super::tci_of));
+        let mut e = Edit::tag(tag_len, tag.map(tci_of));
         if !prefix.is_empty() {
             e.outer = Some(prefix.try_into().ok()?);
         }
@@ -306,7 +309,7 @@ mod tests {
             (&[0x81, 0, 0, 10][..], 4, Some(tag)),
         ] {
             let (mut b, s, l) = frame(mid);
-            let e = Edit::tag(tag_len, t.map(super::tci_of));
+            let e = Edit::tag(tag_len, t.map(tci_of));
             let (parts, n) = e.parts(&b[s..s + l]);
             let gathered = parts[..n].concat();
             let r = e.apply(&mut b, s, l).expect("fits");

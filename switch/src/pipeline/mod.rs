@@ -341,11 +341,11 @@ fn prefetch(ctx: &Context, batch: &Batch) {
         }
         let Some(net) = m.net else { continue };
         let f = batch.frame(i);
-        let dst = f.get(0..6).and_then(|d| <[u8; 6]>::try_from(d).ok());
-        let src = f.get(6..12).and_then(|s| <[u8; 6]>::try_from(s).ok());
+        let dst = shunt_parsers::ethernet::dst_addr(f);
+        let src = shunt_parsers::ethernet::src_addr(f);
         if let (Some(dst), Some(src)) = (dst, src) {
-            ctx.fdb.prefetch(net.raw(), &src);
-            ctx.fdb.prefetch(net.raw(), &dst);
+            ctx.fdb.prefetch(net.raw(), &src.0);
+            ctx.fdb.prefetch(net.raw(), &dst.0);
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::ids::PortId;
 use crate::pipeline::{self, edit, Batch, Context, Plan, TxQueues, BATCH};
 use crate::port::{MemPort, Port, TxError};
 use crate::trace::Tracer;
+use shunt_parsers::{EthernetFrame, MacAddr};
 use shunt_tables::{Fdb, FdbConfig};
 use std::sync::atomic::AtomicBool;
 
@@ -197,9 +198,9 @@ impl Rig {
     #[inline]
     pub fn readdress(&mut self, macs: &[([u8; 6], [u8; 6])]) {
         for (i, (d, s)) in macs.iter().enumerate().take(self.batch.count) {
-            let area = self.batch.rx_area(i);
-            area[0..6].copy_from_slice(d);
-            area[6..12].copy_from_slice(s);
+            let mut eth = EthernetFrame::new_unchecked(self.batch.rx_area(i));
+            eth.set_dst_addr(MacAddr(*d));
+            eth.set_src_addr(MacAddr(*s));
             let len = self.batch.meta[i].len as usize;
             self.batch.set_received(i, len);
         }
