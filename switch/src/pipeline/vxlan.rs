@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  underlay port rx --> decap --(inner frame, network of its VNI, from VTEP k)--> learn --> forward --> egress
-//!        |                 \--ARP--> host::underlay (answers for the VTEP address, resolves next hops)
+//!        |                 \--ARP--> stack::underlay (answers for the VTEP address, resolves next hops)
 //!        \--anything else: dropped with a reason
 //!
 //!  egress --> queue of remote VTEP k (`Egress::Vtep(k)`)

@@ -3,7 +3,7 @@
 //!
 //! A TAP that plugs in a host is created in the switch's namespace under a
 //! temporary name and then moved into the host's namespace as `eth0`
-//! (daemon.rs): a TAP opened inside the host's namespace would keep that
+//! (daemon/plug.rs): a TAP opened inside the host's namespace would keep that
 //! namespace alive. The descriptor keeps working across the move.
 
 use std::fs::{File, OpenOptions};
