@@ -7,7 +7,13 @@ use crate::harness::{ping, run, run_id, Switch, TestResult};
 use crate::l2::Test;
 
 pub fn tests() -> Vec<Test> {
-    vec![("ctl::attach_matches_the_file", attach_matches_the_file)]
+    vec![
+        ("ctl::attach_matches_the_file", attach_matches_the_file),
+        (
+            "ctl::attach_vxlan_mtu_matches_the_file",
+            attach_vxlan_mtu_matches_the_file,
+        ),
+    ]
 }
 
 /// Host `b` on "lan" (10.79.1.0/24, the switch at .1) and, when `with_a`,
@@ -104,5 +110,73 @@ fn attach_matches_the_file() -> TestResult {
         "a's MAC not learned on {a}.lan: {:?}",
         fdb.0
     );
+    Ok(())
+}
+
+/// A VXLAN network "ov" over the underlay port "ul" (in namespace `{sw}u`),
+/// host `b` on it and, when `with_a`, host `a` too.
+fn vxlan_toml(sw: &str, with_a: bool) -> String {
+    let a = if with_a {
+        format!("[[host]]\nname = \"{sw}a\"\nnetworks = [\"ov\"]\n")
+    } else {
+        String::new()
+    };
+    format!(
+        r#"[switch]
+name = "{sw}"
+workers = 1
+[[network]]
+name = "ov"
+subnet = "10.79.2.0/24"
+vni = 4242
+[vtep]
+port = "ul"
+address = "192.0.2.41/24"
+[[port]]
+name = "ul"
+namespace = "{sw}u"
+[[host]]
+name = "{sw}b"
+networks = ["ov"]
+{a}"#
+    )
+}
+
+/// The MTU of `ifname` in namespace `ns`, as the kernel has it.
+fn mtu_of(ns: &str, ifname: &str) -> Result<u64, String> {
+    let out = run("ip", &["-n", ns, "-j", "link", "show", "dev", ifname])?;
+    let v: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| format!("ip -j link: {e}: {out}"))?;
+    v[0]["mtu"]
+        .as_u64()
+        .ok_or_else(|| format!("{ifname} in {ns} has no MTU: {out}"))
+}
+
+/// A host attached at run time to a VXLAN network gets the MTU the same
+/// host in the file gets: the underlay's minus the encapsulation.
+fn attach_vxlan_mtu_matches_the_file() -> TestResult {
+    let sw = format!("sc2{:03}", run_id());
+    let (a, b, u) = (format!("{sw}a"), format!("{sw}b"), format!("{sw}u"));
+    let ns = vec![a.clone(), b.clone(), u];
+
+    let mut swg = Switch::up_toml(&sw, &vxlan_toml(&sw, true), &ns)?;
+    let from_file = (mtu_of(&a, "eth0")?, mtu_of(&b, "eth0")?);
+    swg.down()?;
+    drop(swg);
+
+    let swg = Switch::up_toml(&sw, &vxlan_toml(&sw, false), &ns)?;
+    let said = swg.cmd(&["attach", &a, "ov"])?;
+    let attached = mtu_of(&a, "eth0")?;
+    ensure!(
+        attached == from_file.0,
+        "a attached has MTU {attached}; a in the file {}",
+        from_file.0
+    );
+    ensure!(
+        from_file == (1450, 1450),
+        "hosts on a VXLAN network over a 1500-byte underlay: {from_file:?}"
+    );
+    ensure!(said.contains("10.79.2.2/24"), "attach a ov said: {said}");
+    ping(&b, "10.79.2.2")?;
     Ok(())
 }

@@ -20,7 +20,7 @@ mod switch;
 mod vtep;
 pub use addresses::Ipv4Net;
 use vtep::vtep_section;
-pub use vtep::VXLAN_OVERHEAD;
+pub use vtep::{inner_mtu, VXLAN_OVERHEAD};
 
 pub const DEFAULT_NAME: &str = "shunt";
 pub const DEFAULT_MTU: u16 = 1500;

@@ -20,6 +20,13 @@ pub(super) struct RawVtep {
 /// Bytes VXLAN adds in front of an inner frame on an IPv4 underlay.
 pub const VXLAN_OVERHEAD: u16 = 50;
 
+/// The MTU of a host on a VXLAN network that sets none, over an underlay
+/// of `underlay_mtu`: room for the encapsulation (as Docker gives its
+/// overlay 1450). Used by the file's hosts and by `attach` alike.
+pub fn inner_mtu(underlay_mtu: u16) -> u16 {
+    underlay_mtu.saturating_sub(VXLAN_OVERHEAD).max(68)
+}
+
 fn ip(ctx: &Ctx, what: &str, s: &Spanned<String>) -> Result<Ipv4Addr, ConfigError> {
     match s.get_ref().parse() {
         Ok(ip) => Ok(ip),
@@ -237,9 +244,7 @@ pub(super) fn vtep_section(
         let k = remote(ctx, vs.span(), &mut remotes, peer)?;
         fdb.push((network, mac, k));
     }
-    // Hosts on VXLAN networks get an MTU that fits the encapsulation
-    // unless they set one (as Docker gives its overlay 1450).
-    let inner_mtu = ports[port].mtu.saturating_sub(VXLAN_OVERHEAD).max(68);
+    let inner_mtu = inner_mtu(ports[port].mtu);
     for (hi, h) in hosts.iter_mut().enumerate() {
         let explicit = raw.host.get(hi).is_some_and(|r| r.get_ref().mtu.is_some());
         if explicit || !h.links.iter().any(|l| networks[l.network].vni.is_some()) {

@@ -5,7 +5,7 @@
 use super::plug::{make_namespace, plug_tap, PlugError};
 use super::state::{read_state, write_state, State};
 use crate::config::addresses::assign_link;
-use crate::config::{Host, HostLink, PortCfg, DEFAULT_MTU};
+use crate::config::{inner_mtu, Host, HostLink, PortCfg, DEFAULT_MTU};
 use crate::ids::MAX_PORTS;
 use crate::netns;
 use crate::runtime::Runtime;
@@ -64,6 +64,14 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
     // refused before anything is created.
     let (ip, mac) = assign_link(&topo, host, ni)
         .map_err(|_| AttachError::NoFreeAddress(network.to_string()))?;
+    // A host made here gets what the same host written in the file would.
+    let new_host_mtu = match (&topo.vtep, topo.networks.get(ni).and_then(|n| n.vni)) {
+        (Some(v), Some(_)) => topo
+            .ports
+            .get(v.port)
+            .map_or(DEFAULT_MTU, |u| inner_mtu(u.mtu)),
+        _ => DEFAULT_MTU,
+    };
     let hi = match topo.hosts.iter().position(|h| h.name == host) {
         Some(i) => i,
         None => {
@@ -77,7 +85,7 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
                 links: vec![],
                 aliases: vec![],
                 ipv6: false,
-                mtu: DEFAULT_MTU,
+                mtu: new_host_mtu,
                 line: 0,
             });
             topo.hosts.len() - 1
