@@ -272,22 +272,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
             host,
             network,
             name,
-        } => {
-            let name = control::pick_name(name);
-            let d: Done = control::request(&name, &Request::Attach { host, network })?;
-            out!("{}", d.message);
-            Ok(())
-        }
+        } => done(name, &Request::Attach { host, network }),
         Cmd::Detach {
             host,
             network,
             name,
-        } => {
-            let name = control::pick_name(name);
-            let d: Done = control::request(&name, &Request::Detach { host, network })?;
-            out!("{}", d.message);
-            Ok(())
-        }
+        } => done(name, &Request::Detach { host, network }),
         Cmd::Ports { name, json } => show(name, &Request::Ports, json, |p: &Vec<PortInfo>| {
             print_ports(p)
         }),
@@ -373,6 +363,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
 
 /// Asks the switch one question and prints the answer as JSON (as it came:
 /// keys sorted) or as text.
+/// Sends a request whose answer is a sentence (attach, detach) and prints it.
+fn done(name: Option<String>, req: &Request) -> Result<(), CliError> {
+    let d: Done = control::request(&control::pick_name(name), req)?;
+    out!("{}", d.message);
+    Ok(())
+}
+
 fn show<T: DeserializeOwned + Serialize>(
     name: Option<String>,
     req: &Request,

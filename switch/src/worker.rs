@@ -566,13 +566,12 @@ impl Io {
             if from == to || from >= self.ports.len() {
                 continue;
             }
-            let (a, b) = if from < to {
-                let (l, r) = self.ports.split_at_mut(to);
-                (&mut l[from], &mut r[0])
-            } else {
-                let (l, r) = self.ports.split_at_mut(from);
-                (&mut r[0], &mut l[to])
+            // Both ports mutably: split at the higher index.
+            let (l, r) = self.ports.split_at_mut(from.max(to));
+            let (Some(low), Some(high)) = (l.get_mut(from.min(to)), r.first_mut()) else {
+                continue;
             };
+            let (a, b) = if from < to { (low, high) } else { (high, low) };
             if let (Some(Device::AfXdp(a)), Some(Device::AfXdp(b))) = (a, b) {
                 a.pass_frames(b, PASS_KEEP);
             }

@@ -16,29 +16,28 @@ pub fn tests() -> Vec<Test> {
     ]
 }
 
+/// A switch `sw` with `networks` (and whatever else the file needs), host
+/// `b` on `b_nets` and, when given, host `a` on `a_nets`.
+fn lab_toml(sw: &str, networks: &str, b_nets: &str, a_nets: Option<&str>) -> String {
+    let host = |h: &str, nets: &str| format!("[[host]]\nname = \"{sw}{h}\"\nnetworks = [{nets}]\n");
+    let a = a_nets.map(|n| host("a", n)).unwrap_or_default();
+    format!(
+        "[switch]\nname = \"{sw}\"\nworkers = 1\n{networks}{}{a}",
+        host("b", b_nets)
+    )
+}
+
 /// Host `b` on "lan" (10.79.1.0/24, the switch at .1) and, when `with_a`,
 /// host `a` on "lan" and on "bare" (a network without a subnet).
 fn toml(sw: &str, with_a: bool) -> String {
-    let a = if with_a {
-        format!("[[host]]\nname = \"{sw}a\"\nnetworks = [\"lan\", \"bare\"]\n")
-    } else {
-        String::new()
-    };
-    format!(
-        r#"[switch]
-name = "{sw}"
-workers = 1
-[[network]]
+    let nets = r#"[[network]]
 name = "lan"
 subnet = "10.79.1.0/24"
 address = "10.79.1.1"
 [[network]]
 name = "bare"
-[[host]]
-name = "{sw}b"
-networks = ["lan"]
-{a}"#
-    )
+"#;
+    lab_toml(sw, nets, r#""lan""#, with_a.then_some(r#""lan", "bare""#))
 }
 
 /// (MAC, IPv4 addresses with prefix) of `ifname` in namespace `ns`, as the
@@ -116,16 +115,8 @@ fn attach_matches_the_file() -> TestResult {
 /// A VXLAN network "ov" over the underlay port "ul" (in namespace `{sw}u`),
 /// host `b` on it and, when `with_a`, host `a` too.
 fn vxlan_toml(sw: &str, with_a: bool) -> String {
-    let a = if with_a {
-        format!("[[host]]\nname = \"{sw}a\"\nnetworks = [\"ov\"]\n")
-    } else {
-        String::new()
-    };
-    format!(
-        r#"[switch]
-name = "{sw}"
-workers = 1
-[[network]]
+    let nets = format!(
+        r#"[[network]]
 name = "ov"
 subnet = "10.79.2.0/24"
 vni = 4242
@@ -135,11 +126,9 @@ address = "192.0.2.41/24"
 [[port]]
 name = "ul"
 namespace = "{sw}u"
-[[host]]
-name = "{sw}b"
-networks = ["ov"]
-{a}"#
-    )
+"#
+    );
+    lab_toml(sw, &nets, r#""ov""#, with_a.then_some(r#""ov""#))
 }
 
 /// The MTU of `ifname` in namespace `ns`, as the kernel has it.

@@ -1,9 +1,9 @@
 //! The recorder of the frame trace (`shunt trace`), the pipeline's side:
 //! while a trace is active, each traced frame's decisions go into a bounded
-//! lock-free queue (fixed-size records, no allocation); `crate::trace`
-//! turns them into plain words for the control plane. With no trace active
-//! the cost is one check per batch. (Here, not in `crate::trace`, so that
-//! the pipeline imports nothing that imports it back.)
+//! lock-free queue (fixed-size records, no allocation); the trace module
+//! (trace.rs) turns them into plain words for the control plane. With no
+//! trace active the cost is one check per batch. (Here, not in trace.rs, so
+//! that the pipeline imports nothing that imports it back.)
 
 use super::{learn::Learned, Batch, Context, TxQueues, Verdict};
 use crate::ids::{Egress, NetId, PortId, Vid};

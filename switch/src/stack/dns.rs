@@ -266,7 +266,8 @@ fn read_record(msg: &[u8], pos: usize, scratch: &mut Vec<u8>) -> Result<RawRecor
         next,
         rdata: after + 10..next,
         rtype,
-        root: scratch.as_slice() == [0],
+        // The root name on the wire is one empty label: a single zero byte.
+        root: scratch.as_slice() == b"\0",
         class,
         ttl: ((ttl_hi as u32) << 16) | ttl_lo as u32,
     })

@@ -269,9 +269,9 @@ pub fn switch_mac(switch_name: &str, net: u16) -> MacAddr {
     for b in switch_name.bytes() {
         h = (h ^ b as u32).wrapping_mul(16777619);
     }
-    let h = h.to_be_bytes();
-    let n = net.to_be_bytes();
-    MacAddr([0x02, 0x53, h[0], h[1], n[0], n[1]])
+    let [h0, h1, _, _] = h.to_be_bytes();
+    let [n0, n1] = net.to_be_bytes();
+    MacAddr([0x02, 0x53, h0, h1, n0, n1])
 }
 
 #[cfg(test)]
