@@ -61,10 +61,12 @@ mod error;
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod gso;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod udp;
+pub mod virtio_net;
 pub mod vlan;
 pub mod vxlan;
 
