@@ -114,6 +114,11 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
+    /// Back to zero: only while its writer cannot write it (a detached
+    /// port's slot after every worker passed a quiescent point).
+    fn reset(&self) {
+        self.0.store(0, Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -129,6 +134,25 @@ pub struct PortCounters {
     pub drops: [Counter; DropReason::COUNT],
     pub learned: Counter,
     pub moved: Counter,
+}
+
+impl PortCounters {
+    /// Zeroes every counter of the slot (see [`Counter::reset`]): a port
+    /// id given to a new port starts from nothing.
+    pub fn reset(&self) {
+        let all = [
+            &self.rx_frames,
+            &self.rx_bytes,
+            &self.tx_frames,
+            &self.tx_bytes,
+            &self.tx_zero_copy,
+            &self.learned,
+            &self.moved,
+        ];
+        for c in all.into_iter().chain(&self.flooded).chain(&self.drops) {
+            c.reset();
+        }
+    }
 }
 
 /// One worker's counters, one slot per egress (`Egress::slot`: the ports,

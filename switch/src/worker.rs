@@ -29,7 +29,7 @@ use crate::runtime::{Handoff, Runtime, MAX_PORTS};
 use crate::stack::StackLink;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 
 /// What a poll set entry stands for.
@@ -132,11 +132,17 @@ impl Worker {
                 last_stats = std::time::Instant::now();
                 self.io.publish_xdp_stats();
             }
-            let gen = rt.port_generation.load(Relaxed);
+            let gen = rt.port_generation.load(Acquire);
             if gen != seen_gen {
                 seen_gen = gen;
+                // What was handed over before goes (or is dropped, its
+                // port gone) before this worker says it is quiescent.
+                self.io.take_handoffs();
                 self.io.adopt_ports();
                 self.io.poll_set(&mut srcs, &mut fds);
+                // A quiescent point: no frame held, gone ports let go of
+                // (Runtime::quiesce, before a port id is given again).
+                rt.quiescent[self.id].store(gen, Release);
             }
             // Frames left in a transmit ring must not wait for new traffic.
             let timeout = if self.io.xdp_pending.is_empty() {
@@ -177,6 +183,8 @@ impl Worker {
                 }
             }
         }
+        // A stopped worker holds nothing: no detach waits for it.
+        rt.quiescent[self.id].store(u64::MAX, Release);
     }
 
     /// Takes batches from port `p` until it has nothing more (at most a few
@@ -292,10 +300,9 @@ impl Io {
                 srcs.push(Src::Port(id));
             }
         }
-        if rt.counters.len() > 1 {
-            fds.push(port::pollfd(rt.wake[self.id].as_fd().as_raw_fd()));
-            srcs.push(Src::Wake);
-        }
+        // Also with one worker: a detach wakes it to a quiescent point.
+        fds.push(port::pollfd(rt.wake[self.id].as_fd().as_raw_fd()));
+        srcs.push(Src::Wake);
         // Worker 0 also sends what the switch's stack produces.
         if self.id == 0 {
             if let Some(h) = &rt.stack {

@@ -82,7 +82,11 @@ pub fn ports(rt: &Runtime) -> Vec<PortInfo> {
             PortInfo {
                 name: p.name.clone(),
                 kind: p.kind.as_str().to_string(),
-                xdp_mode: rt.xdp_mode.get(i).copied().flatten().map(str::to_string),
+                // An id an AF_XDP port had may now be a TAP's.
+                xdp_mode: (rt.port_kind[i].load() == Some(crate::port::Kind::AfXdp))
+                    .then(|| rt.xdp_mode.get(i).copied().flatten())
+                    .flatten()
+                    .map(str::to_string),
                 worker: rt.port_worker.get(i).map(|w| w.load(Relaxed)).unwrap_or(0),
                 mode: if underlay { "underlay" } else { mode }.to_string(),
                 up: rt.port_up[i].load(Relaxed),
