@@ -155,10 +155,25 @@ impl PortCounters {
     }
 }
 
+/// What one worker handed over to another (`shunt stats`: hand-over).
+#[derive(Default)]
+pub struct HandoffCounters {
+    /// Frames put on the queue to the other worker.
+    pub frames: Counter,
+    /// Frames dropped because that queue was full (also counted as the
+    /// egress port's `handoff_full`).
+    pub full: Counter,
+    /// Times this worker left frames in its ingress ring for the next poll
+    /// because the queue lacked room for a batch (push-back, not a drop).
+    pub held_back: Counter,
+}
+
 /// One worker's counters, one slot per egress (`Egress::slot`: the ports,
-/// the switch's stack, the remote VTEPs).
+/// the switch's stack, the remote VTEPs), and one per worker it hands
+/// frames over to.
 pub struct WorkerCounters {
     ports: Box<[PortCounters]>,
+    handoff: Box<[HandoffCounters]>,
     pub batches: Counter,
 }
 
@@ -170,12 +185,24 @@ impl Default for WorkerCounters {
 
 impl WorkerCounters {
     pub fn new() -> WorkerCounters {
+        Self::with_workers(1)
+    }
+
+    /// Counters of one of `workers` workers.
+    pub fn with_workers(workers: usize) -> WorkerCounters {
         WorkerCounters {
             ports: (0..Egress::SLOTS)
                 .map(|_| PortCounters::default())
                 .collect(),
+            handoff: (0..workers).map(|_| HandoffCounters::default()).collect(),
             batches: Counter::default(),
         }
+    }
+
+    /// What this worker handed over to worker `to` (None: no such worker).
+    #[inline]
+    pub fn handoff(&self, to: usize) -> Option<&HandoffCounters> {
+        self.handoff.get(to)
     }
 
     /// The counters of `e` (every egress has its slot).

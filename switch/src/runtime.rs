@@ -24,8 +24,11 @@ use std::time::{Duration, Instant};
 pub use crate::ids::MAX_PORTS;
 
 /// Frames per cross-worker queue (AF_XDP ports transmit only from the
-/// worker that owns their rings).
-pub const HANDOFF_QUEUE: usize = 256;
+/// worker that owns their rings): as many as the owner's transmit ring
+/// takes. With 256, one TCP stream across workers lost 1 frame in 60
+/// (`handoff_full`; docs/reliability.md); the sender now also holds off
+/// receiving while a queue lacks room for a batch.
+pub const HANDOFF_QUEUE: usize = crate::port::umem::RING_SIZE as usize;
 
 /// A frame for another worker's AF_XDP port: the UMEM frame itself (the
 /// rings of a socket have one producer, so the owner puts it on the
@@ -108,6 +111,9 @@ pub struct Runtime {
     /// with one producer and one consumer. Full is a counted drop.
     /// (Frames still queued when the switch stops are freed with the UMEM.)
     pub handoff: Vec<Vec<ArrayQueue<Handoff>>>,
+    /// `handoff_waiting[from][to]`: worker `from` holds off receiving until
+    /// `to` makes room in their queue; `to` wakes it when it has.
+    pub handoff_waiting: Vec<Vec<AtomicBool>>,
     /// Per worker: written after a batch that handed frames to it.
     pub wake: Vec<EventFd>,
     /// Bumped when a port comes, goes, or goes down, so workers rebuild
@@ -196,6 +202,9 @@ impl Runtime {
                         .collect()
                 })
                 .collect(),
+            handoff_waiting: (0..nworkers)
+                .map(|_| (0..nworkers).map(|_| AtomicBool::new(false)).collect())
+                .collect(),
             wake: (0..nworkers)
                 .map(|_| ev())
                 .collect::<std::io::Result<_>>()?,
@@ -203,7 +212,7 @@ impl Runtime {
             quiescent: (0..nworkers).map(|_| AtomicU64::new(u64::MAX)).collect(),
             detached: Mutex::new(DetachedIds::default()),
             counters: (0..nworkers)
-                .map(|_| Arc::new(WorkerCounters::new()))
+                .map(|_| Arc::new(WorkerCounters::with_workers(nworkers)))
                 .collect(),
             tracer: Tracer::new(),
             stop: AtomicBool::new(false),
