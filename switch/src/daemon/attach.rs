@@ -193,7 +193,7 @@ pub fn detach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
         }
     }
     // The id is given again only once no worker can still hold anything
-    // of this port (docs/ports.md#reuse).
+    // of this port (docs/pipeline/workers.md#port-ids).
     if let Some(pid) = PortId::new(id) {
         flushed += rt.retire_port(pid);
     }
