@@ -116,6 +116,19 @@ impl Rig {
         }
     }
 
+    /// The same rig with in-memory ports that take frames of up to 64 KiB
+    /// (GSO super-frames) and claim the offloads the plan gives their kind
+    /// (a TAP's: all; an AF_XDP port's: none).
+    pub fn large_ports(mut self) -> Rig {
+        self.ports = self
+            .plan
+            .ports
+            .iter()
+            .map(|p| MemPort::large(PORT_FRAMES, p.offloads))
+            .collect();
+        self
+    }
+
     /// Receives a batch from port `p` (what was pushed into its
     /// `MemPort`), runs the pipeline and sends what it decided. Returns how
     /// many copies were sent.
@@ -228,5 +241,7 @@ fn parse(toml: &str) -> Topology {
     }
 }
 
+#[cfg(test)]
+mod offload_tests;
 #[cfg(test)]
 mod pipeline_tests;
