@@ -7,7 +7,11 @@
 //! [`MemPort::sent`] shows only flushed frames, so a test sees that the
 //! worker flushed once per batch.
 
-use super::{Caps, Kind, Offloads, Port, Rx, RxError, Slots, TxError, HEADROOM, MAX_FRAME};
+use super::{Caps, Kind, Offload, Offloads, Port, Rx, RxError, Slots, TxError, HEADROOM};
+
+/// The largest frame an in-memory port holds (its rings are of fixed-size
+/// frames: the size of a UMEM frame after its headroom keeps them small).
+pub const MAX_FRAME: usize = super::MAX_UMEM_FRAME;
 
 /// A fixed ring of frames of up to `MAX_FRAME` bytes.
 #[derive(Debug)]
@@ -153,17 +157,16 @@ impl Port for MemPort {
             let Some(f) = self.rx.get(0) else { break };
             let len = f.len();
             slots.slot_mut(n)[HEADROOM..HEADROOM + len].copy_from_slice(f);
-            got[n] = Rx {
-                start: HEADROOM as u16,
-                len: len as u16,
-            };
+            got[n] = Rx::plain(HEADROOM as u16, len as u16);
             self.rx.pop_front();
             n += 1;
         }
         Ok(n)
     }
 
-    fn send(&mut self, parts: &[&[u8]]) -> Result<usize, TxError> {
+    /// Keeps the frame; a test port takes no offload (`off` is always
+    /// `Offload::NONE` here: the edit stage did the work).
+    fn send(&mut self, parts: &[&[u8]], _off: &Offload) -> Result<usize, TxError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len > MAX_FRAME {
             return Err(TxError::Oversize);
@@ -196,12 +199,15 @@ mod tests {
         let at = usize::from(got[1].start);
         assert_eq!(&slots.slot(1)[at..at + usize::from(got[1].len)], b"second");
         assert_eq!(p.pending(), 0);
-        assert_eq!(p.send(&[b"ab", b"cd"]), Ok(4));
+        assert_eq!(p.send(&[b"ab", b"cd"], &Offload::NONE), Ok(4));
         assert_eq!(p.sent().count(), 0, "not flushed yet");
         p.flush();
         assert_eq!(p.sent().collect::<Vec<_>>(), vec![b"abcd"]);
-        assert_eq!(p.send(&[b"x"]), Ok(1));
-        assert_eq!(p.send(&[b"y"]), Err(TxError::Full));
-        assert_eq!(p.send(&[&[0; MAX_FRAME + 1]]), Err(TxError::Oversize));
+        assert_eq!(p.send(&[b"x"], &Offload::NONE), Ok(1));
+        assert_eq!(p.send(&[b"y"], &Offload::NONE), Err(TxError::Full));
+        assert_eq!(
+            p.send(&[&[0; MAX_FRAME + 1]], &Offload::NONE),
+            Err(TxError::Oversize)
+        );
     }
 }
