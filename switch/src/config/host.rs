@@ -23,6 +23,7 @@ pub(super) struct RawHost {
     ipv6: Option<bool>,
     pub(super) mtu: Option<Spanned<i64>>,
     xdp_mode: Option<Spanned<String>>,
+    veth_attach: Option<Spanned<String>>,
 }
 
 /// `xdp_mode` of a host or a port.
@@ -152,6 +153,27 @@ pub(super) fn sections(
                 }
             }
         }
+        // How the switch attaches to a veth's outer end: a packet socket
+        // (the host keeps TSO and checksum offload) or AF_XDP (the host's
+        // transmit checksum offload is turned off). docs/decisions.md.
+        let veth_kind = match h.veth_attach.as_ref().map(|k| k.get_ref().as_str()) {
+            None | Some("packet") => PortKind::Packet,
+            Some("afxdp") => PortKind::Afxdp,
+            Some(other) => {
+                return ctx.err(
+                    h.veth_attach
+                        .as_ref()
+                        .map(|k| k.span())
+                        .unwrap_or(hs.span()),
+                    format!("veth_attach {other:?} is not one of \"packet\", \"afxdp\""),
+                )
+            }
+        };
+        if !veth {
+            if let Some(v) = &h.veth_attach {
+                return ctx.err(v.span(), "veth_attach is for hosts with link = \"veth\"");
+            }
+        }
         let mut links = Vec::new();
         let mut seen_nets = HashSet::new();
         for (i, nname) in nets.iter().enumerate() {
@@ -224,7 +246,7 @@ pub(super) fn sections(
                 mac,
             });
             ports.push(PortCfg {
-                kind: if veth { PortKind::Afxdp } else { PortKind::Tap },
+                kind: if veth { veth_kind } else { PortKind::Tap },
                 xdp_mode: host_xdp_mode,
                 ..PortCfg::host_port(&name, nname, ni, &format!("eth{i}"), mtu, line)
             });

@@ -71,6 +71,8 @@ impl std::error::Error for ConfigError {}
 pub enum PortKind {
     Tap,
     Afxdp,
+    /// An AF_PACKET socket with the virtio-net header (port/packet.rs).
+    Packet,
 }
 
 impl PortKind {
@@ -78,6 +80,7 @@ impl PortKind {
         match self {
             PortKind::Tap => "tap",
             PortKind::Afxdp => "afxdp",
+            PortKind::Packet => "packet",
         }
     }
 }
@@ -192,7 +195,8 @@ pub struct PortCfg {
     /// The host this port plugs in (host ports `H.N`).
     pub host: Option<String>,
     /// A host port on a veth (`link = "veth"`): the end in the switch's
-    /// namespace that AF_XDP attaches to (named at bring-up).
+    /// namespace that the packet socket or AF_XDP attaches to (named at
+    /// bring-up).
     pub outer: Option<String>,
     /// Detached at run time: the id stays taken, the port carries nothing.
     pub removed: bool,

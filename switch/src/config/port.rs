@@ -74,10 +74,16 @@ pub(super) fn sections(
                 }
                 PortKind::Afxdp
             }
+            Some("packet") => {
+                if p.interface.is_none() {
+                    return ctx.err(ps.span(), format!("packet port {name:?} needs `interface`: the existing interface its socket binds to"));
+                }
+                PortKind::Packet
+            }
             Some(other) => {
                 return ctx.err(
                     p.kind.as_ref().map(|k| k.span()).unwrap_or(ps.span()),
-                    format!("kind {other:?} is not one of \"tap\", \"afxdp\""),
+                    format!("kind {other:?} is not one of \"tap\", \"afxdp\", \"packet\""),
                 )
             }
         };
@@ -108,7 +114,7 @@ pub(super) fn sections(
             Some(ns) => {
                 check_name(ctx, "namespace", ns)?;
                 if kind != PortKind::Tap {
-                    return ctx.err(ns.span(), "`namespace` is for TAP ports: an AF_XDP port attaches to an interface where it is");
+                    return ctx.err(ns.span(), "`namespace` is for TAP ports: an AF_XDP or packet port attaches to an interface where it is");
                 }
                 if hosts.iter().any(|h| &h.name == ns.get_ref()) {
                     return ctx.err(
