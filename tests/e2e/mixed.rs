@@ -33,11 +33,13 @@ networks = ["lan"]
 name = "{sw}n"
 networks = ["lan"]
 link = "veth"
+veth_attach = "afxdp"
 xdp_mode = "native"
 [[host]]
 name = "{sw}g"
 networks = ["lan"]
 link = "veth"
+veth_attach = "afxdp"
 xdp_mode = "generic"
 "#
     );

@@ -4,7 +4,7 @@
 use super::addresses::{derived_mac, Ipam};
 use super::{
     check_name, int_in, ConfigError, Ctx, Host, HostLink, Ipv4Net, Network, PortCfg, PortKind,
-    PortMode, XdpMode, DEFAULT_MTU, MAX_MTU,
+    PortMode, XdpMode, DEFAULT_MTU, MAX_AFXDP_MTU, MAX_MTU,
 };
 use serde::Deserialize;
 use shunt_parsers::MacAddr;
@@ -135,10 +135,6 @@ pub(super) fn sections(
                 ),
             );
         }
-        let mtu = match &h.mtu {
-            Some(m) => int_in(ctx, "mtu", m, 68, MAX_MTU)? as u16,
-            None => DEFAULT_MTU,
-        };
         let host_xdp_mode = xdp_mode(ctx, h.xdp_mode.as_ref(), hs.span())?;
         let mut veth = false;
         if let Some(l) = &h.link {
@@ -174,6 +170,17 @@ pub(super) fn sections(
                 return ctx.err(v.span(), "veth_attach is for hosts with link = \"veth\"");
             }
         }
+        // Jumbo frames where the port's buffers take them: a TAP's or a
+        // packet socket's slots hold 64 KiB, an AF_XDP port's UMEM frames 4 KiB.
+        let max_mtu = if veth && veth_kind == PortKind::Afxdp {
+            MAX_AFXDP_MTU
+        } else {
+            MAX_MTU
+        };
+        let mtu = match &h.mtu {
+            Some(m) => int_in(ctx, "mtu", m, 68, max_mtu)? as u16,
+            None => DEFAULT_MTU,
+        };
         let mut links = Vec::new();
         let mut seen_nets = HashSet::new();
         for (i, nname) in nets.iter().enumerate() {

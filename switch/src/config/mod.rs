@@ -24,9 +24,12 @@ pub use vtep::{inner_mtu, VXLAN_OVERHEAD};
 
 pub const DEFAULT_NAME: &str = "shunt";
 pub const DEFAULT_MTU: u16 = 1500;
-/// The largest MTU a port may have: a frame (with a VLAN tag) must fit a
-/// frame buffer slot after its headroom (pipeline::MAX_FRAME).
-pub const MAX_MTU: i64 = 3800;
+/// The largest MTU a port may have: jumbo frames. A TAP's and a packet
+/// port's frames go into own slots of 64 KiB (pipeline::MAX_FRAME).
+pub const MAX_MTU: i64 = 9000;
+/// The largest MTU of an AF_XDP port: a frame (with a VLAN tag) must fit a
+/// UMEM frame after its headroom (port::MAX_UMEM_FRAME).
+pub const MAX_AFXDP_MTU: i64 = 3800;
 
 /// The built-in topology of `shunt up` without a file (TOPOLOGY.md).
 pub const DEFAULT_TOPOLOGY: &str = r#"# shunt's default topology: three hosts on one network.

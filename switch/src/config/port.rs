@@ -10,7 +10,7 @@ use super::host::xdp_mode;
 use super::network::index as net_idx;
 use super::{
     check_name, int_in, ConfigError, Ctx, Host, Network, PortCfg, PortKind, PortMode, DEFAULT_MTU,
-    MAX_MTU,
+    MAX_AFXDP_MTU, MAX_MTU,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -107,7 +107,14 @@ pub(super) fn sections(
             return ctx.err(p.interface.as_ref().map(|i| i.span()).unwrap_or(ps.span()), format!("interface {interface:?}: a bare TAP port must not take the name of an existing interface of the machine"));
         }
         let mtu = match &p.mtu {
-            Some(m) => int_in(ctx, "mtu", m, 68, MAX_MTU)? as u16,
+            Some(m) => {
+                let max = if kind == PortKind::Afxdp {
+                    MAX_AFXDP_MTU
+                } else {
+                    MAX_MTU
+                };
+                int_in(ctx, "mtu", m, 68, max)? as u16
+            }
             None => DEFAULT_MTU,
         };
         let netns = match &p.namespace {
