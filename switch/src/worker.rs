@@ -343,6 +343,9 @@ impl Io {
                     // The handle keeps the descriptor open while polled.
                     *slot = rt.taps[p].load_full().map(Device::Tap);
                 }
+                Some(Kind::Packet) if up && rt.port_worker[p].load(Relaxed) == self.id => {
+                    *slot = rt.packets[p].load_full().map(Device::Packet);
+                }
                 _ => {
                     if let Some(Device::AfXdp(_)) = slot {
                         // Its socket closes and its frames go back to the pool.
@@ -381,25 +384,38 @@ impl Io {
             Some(Kind::Tap) => {
                 // TAPs are written by whichever worker has frames for them.
                 let tap = self.rt.taps[c.dev.index()].load();
-                let Some(t) = tap.as_deref() else {
-                    self.counters.count_drop(c.to, DropReason::PortDown);
-                    return;
-                };
-                let sent = match out {
-                    Out::Frame(e) => {
-                        let (parts, n) = e.parts(batch.frame(c.frame));
-                        Port::send(&mut &*t, &parts[..n], &e.off)
-                    }
-                    Out::Segment(b) => Port::send(&mut &*t, &[b], &Offload::NONE),
-                };
-                if let Err(TxError::Gone(e)) = sent {
-                    let err = io::Error::from_raw_os_error(e);
-                    self.rt.port_gone(c.dev, &format!("write failed: {err}"));
+                match tap.as_deref() {
+                    Some(t) => self.send_shared(&mut &*t, batch, c, out),
+                    None => self.counters.count_drop(c.to, DropReason::PortDown),
                 }
-                self.counters.count_tx(c.to, c.dev, sent);
+            }
+            // Packet ports too (one descriptor, the kernel serialises).
+            Some(Kind::Packet) => {
+                let pk = self.rt.packets[c.dev.index()].load();
+                match pk.as_deref() {
+                    Some(p) => self.send_shared(&mut &*p, batch, c, out),
+                    None => self.counters.count_drop(c.to, DropReason::PortDown),
+                }
             }
             _ => self.counters.count_drop(c.to, DropReason::PortDown),
         }
+    }
+
+    /// Sends a copy out of a port any worker may write to (a TAP, a packet
+    /// port): one system call, the kernel gathers the parts.
+    fn send_shared(&mut self, port: &mut impl Port, batch: &Batch, c: Copy, out: Out<'_>) {
+        let sent = match out {
+            Out::Frame(e) => {
+                let (parts, n) = e.parts(batch.frame(c.frame));
+                port.send(&parts[..n], &e.off)
+            }
+            Out::Segment(b) => port.send(&[b], &Offload::NONE),
+        };
+        if let Err(TxError::Gone(e)) = sent {
+            let err = io::Error::from_raw_os_error(e);
+            self.rt.port_gone(c.dev, &format!("write failed: {err}"));
+        }
+        self.counters.count_tx(c.to, c.dev, sent);
     }
 
     /// Sends a copy out of AF_XDP port `c.dev`. The frame's last copy, when
