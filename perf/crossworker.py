@@ -11,7 +11,7 @@ receiver's rate, the sender's retransmits, what shunt counted as dropped
 drop counters of the hosts' interfaces (`ip -s link` in each namespace:
 for a TAP these are the other side of shunt's counters).
 
-    perf/crossworker.py [--shunt target/release/shunt] [--link tap|veth]
+    perf/crossworker.py [--shunt target/release/shunt] [--link tap|veth|afxdp]
                         [--secs 10] [--rounds 3] [--json FILE] [--txqueuelen N]
 
 Root only; creates namespaces xw<pid>a/b/c and removes them (`shunt down`).
@@ -114,7 +114,9 @@ def iperf(server_ns, server_ip, client_ns, secs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shunt", default="target/release/shunt")
-    ap.add_argument("--link", default="tap", choices=["tap", "veth"])
+    # veth: an AF_PACKET port (the default for veth hosts); afxdp: a veth
+    # with an AF_XDP port (the only kind that crosses workers by hand-over).
+    ap.add_argument("--link", default="tap", choices=["tap", "veth", "afxdp"])
     ap.add_argument("--secs", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json")
@@ -129,7 +131,10 @@ def main():
         f'[[network]]\nname = "lan"\nsubnet = "{net}.0/24"\naddress = "{net}.1"\n'
     )
     for h in hosts:
-        toml += f'[[host]]\nname = "{h}"\nnetworks = ["lan"]\nlink = "{a.link}"\n'
+        link = "tap" if a.link == "tap" else "veth"
+        toml += f'[[host]]\nname = "{h}"\nnetworks = ["lan"]\nlink = "{link}"\n'
+        if a.link == "afxdp":
+            toml += 'veth_attach = "afxdp"\n'
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
         f.write(toml)
     results = []

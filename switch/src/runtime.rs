@@ -9,7 +9,7 @@ use crate::config::Topology;
 use crate::counters::WorkerCounters;
 use crate::ids::{Egress, PortId};
 use crate::pipeline::Plan;
-use crate::port::{AfXdpPort, Device, Kind, KindCell, Tap};
+use crate::port::{AfXdpPort, Device, Kind, KindCell, PacketPort, Tap};
 use crate::trace::Tracer;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use crossbeam_queue::ArrayQueue;
@@ -90,6 +90,8 @@ pub struct Runtime {
     pub fdb: Fdb,
     /// Port devices by id; None for ids not (or no longer) in use.
     pub taps: Box<[ArcSwapOption<Tap>]>,
+    /// Packet ports (veth hosts) by id, shared the same way as TAPs.
+    pub packets: Box<[ArcSwapOption<PacketPort>]>,
     pub port_up: Box<[AtomicBool]>,
     /// Which worker receives from each port.
     pub port_worker: Box<[AtomicUsize]>,
@@ -154,6 +156,8 @@ impl Runtime {
             (0..nworkers).map(|_| ArrayQueue::new(MAX_PORTS)).collect();
         let kinds: Box<[KindCell]> = (0..MAX_PORTS).map(|_| KindCell::default()).collect();
         let mut slots: Vec<ArcSwapOption<Tap>> = Vec::with_capacity(MAX_PORTS);
+        let packets: Box<[ArcSwapOption<PacketPort>]> =
+            (0..MAX_PORTS).map(|_| ArcSwapOption::empty()).collect();
         let mut umem = None;
         let mut xdp_mode: Vec<Option<&'static str>> = vec![None; MAX_PORTS];
         for (p, d) in devices.into_iter().enumerate() {
@@ -165,6 +169,11 @@ impl Runtime {
                 }
                 // In-memory ports are driven by their tests, not workers.
                 Device::Mem(_) => slots.push(ArcSwapOption::empty()),
+                Device::Packet(x) => {
+                    kinds[p].store(Some(Kind::Packet));
+                    packets[p].store(Some(x));
+                    slots.push(ArcSwapOption::empty());
+                }
                 Device::AfXdp(x) => {
                     kinds[p].store(Some(Kind::AfXdp));
                     umem.get_or_insert_with(|| x.umem());
@@ -186,6 +195,7 @@ impl Runtime {
             plan: ArcSwap::from_pointee(plan),
             fdb,
             taps: slots.into_boxed_slice(),
+            packets,
             port_up: (0..MAX_PORTS).map(|p| AtomicBool::new(p < n)).collect(),
             port_worker: (0..MAX_PORTS)
                 .map(|p| AtomicUsize::new(p % nworkers))

@@ -15,6 +15,8 @@ mod harness;
 mod l2;
 mod macvlan;
 mod mixed;
+mod offload;
+mod offload_veth;
 mod trace;
 mod vlan;
 mod vxlan;
@@ -36,7 +38,7 @@ fn main() {
     // The foundation's behaviour suite, once per port kind and worker count.
     for v in harness::VARIANTS {
         for (name, test) in l2::tests() {
-            let why = if v.link == "veth" {
+            let why = if v.afxdp() {
                 skip_xdp.clone()
             } else {
                 skip.clone()
@@ -58,6 +60,7 @@ fn main() {
         .chain(macvlan::tests())
         .chain(trace::tests())
         .chain(vxlan::tests())
+        .chain(offload::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }
@@ -80,10 +83,16 @@ fn main() {
             skip_xdp.clone(),
         ));
     }
+    // veth hosts with their offloads (packet sockets: no AF_XDP needed).
+    let skip_offload = skip.clone().or_else(|| offload_veth::prerequisites().err());
+    for (name, test) in offload_veth::tests() {
+        tests.push((name.to_string(), Box::new(test), skip_offload.clone()));
+    }
     for (name, test) in mixed::tests()
         .into_iter()
         .chain(vlan::afxdp_tests())
         .chain(vxlan::afxdp_tests())
+        .chain(offload::afxdp_tests())
     {
         tests.push((name.to_string(), Box::new(test), skip_xdp.clone()));
     }
