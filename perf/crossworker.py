@@ -12,7 +12,7 @@ drop counters of the hosts' interfaces (`ip -s link` in each namespace:
 for a TAP these are the other side of shunt's counters).
 
     perf/crossworker.py [--shunt target/release/shunt] [--link tap|veth|afxdp]
-                        [--secs 10] [--rounds 3] [--json FILE] [--txqueuelen N]
+                        [--secs 10] [--rounds 3] [--json FILE] [--txqueuelen N] [--no-tso]
 
 Root only; creates namespaces xw<pid>a/b/c and removes them (`shunt down`).
 """
@@ -121,6 +121,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json")
     ap.add_argument("--txqueuelen", type=int, help="set on every host's eth0 after bring-up")
+    ap.add_argument("--no-tso", action="store_true",
+                    help="turn TSO/GSO off in the hosts (one packet per frame on a TAP)")
     a = ap.parse_args()
     sw = f"xw{os.getpid() % 10000}"
     hosts = [f"{sw}{h}" for h in "abc"]
@@ -143,6 +145,9 @@ def main():
         ports = {p["name"]: p["worker"] for p in json.loads(sh(a.shunt, "ports", "--name", sw, "--json"))}
         print(f"# {a.link} hosts, 2 workers: " + ", ".join(f"{p} on worker {w}" for p, w in ports.items()))
         src, cross, same = hosts
+        if a.no_tso:
+            for h in hosts:
+                sh("ip", "netns", "exec", h, "ethtool", "-K", "eth0", "tso", "off", "gso", "off")
         if a.txqueuelen:
             for h in hosts:
                 sh("ip", "-n", h, "link", "set", "dev", "eth0", "txqueuelen", str(a.txqueuelen))

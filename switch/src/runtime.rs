@@ -110,7 +110,8 @@ pub struct Runtime {
     /// generation changes (lock-free hand-over of the socket and its rings).
     pub inbox: Vec<ArrayQueue<(PortId, Box<AfXdpPort>)>>,
     /// Frames for another worker's AF_XDP port: `handoff[from][to]`, each
-    /// with one producer and one consumer. Full is a counted drop.
+    /// with one producer and one consumer. The sender holds off receiving
+    /// while one lacks room for a batch; full is a counted drop.
     /// (Frames still queued when the switch stops are freed with the UMEM.)
     pub handoff: Vec<Vec<ArrayQueue<Handoff>>>,
     /// `handoff_waiting[from][to]`: worker `from` holds off receiving until
