@@ -115,9 +115,11 @@ for name, fs in cap.items():
 # Request and reply between two ports (learn, then known unicast), a port
 # down in between, and ageing.
 arp = cap["arp_icmp"]
-write("pipeline", "conversation",
-      step(WEB, arp[0], LAST) + step(DB1, arp[1], LAST) + step(WEB, arp[2], LAST) +
-      toggle(DB1) + step(WEB, arp[2], LAST) + toggle(DB1) + step(WEB, arp[2], AGE))
+conversation = (step(WEB, arp[0], LAST) + step(DB1, arp[1], LAST) + step(WEB, arp[2], LAST) +
+                toggle(DB1) + step(WEB, arp[2], LAST) + toggle(DB1) + step(WEB, arp[2], AGE))
+write("pipeline", "conversation", conversation)
+# The same with a trace of every port running (0xc0 starts it).
+write("pipeline", "conversation-traced", b"\xc0" + conversation)
 
 # stack: frames to the switch on lan (ARP, ping, DNS at 10.0.0.2) and on
 # blue (DNS forwarded upstream).

@@ -8,7 +8,8 @@
 //! Frame inputs (`pipeline`, `stack`) are a list of steps:
 //!
 //! ```text
-//!  ctl:u8  (bit 7 set)           port ctl & 15 taken down or up again
+//!  ctl:u8  (bits 7, 6: 1 0)      port ctl & 15 taken down or up again
+//!  ctl:u8  (bits 7, 6: 1 1)      a trace of every port started or stopped (pipeline)
 //!  ctl:u8  len:u16be  bytes[len] a frame in from port ctl & 15 (stack: network ctl & 15);
 //!                                bit 4: the batch ends after it; bit 5: 301 s pass first (ageing)
 //! ```
@@ -46,6 +47,7 @@ fn topology() -> &'static Topology {
 /// One step of a frame input.
 enum Step<'a> {
     Toggle(usize),
+    Trace,
     Frame {
         port: usize,
         last: bool,
@@ -60,7 +62,11 @@ fn steps(mut data: &[u8]) -> impl Iterator<Item = Step<'_>> {
         let port = usize::from(ctl & 0x0f);
         if ctl & 0x80 != 0 {
             data = rest;
-            return Some(Step::Toggle(port));
+            return Some(if ctl & 0x40 != 0 {
+                Step::Trace
+            } else {
+                Step::Toggle(port)
+            });
         }
         let len = match rest {
             [a, b, ..] => usize::from(u16::from_be_bytes([*a, *b])),
@@ -156,6 +162,14 @@ fn run_pipeline(rig: &mut Rig, data: &[u8]) {
                 run_batch(rig, topo, ingress, &mut batch, now);
                 if let Some(up) = rig.port_up.get(p % nports) {
                     up.fetch_xor(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Step::Trace => {
+                run_batch(rig, topo, ingress, &mut batch, now);
+                if rig.tracer.active() {
+                    rig.tracer.stop();
+                } else {
+                    rig.tracer.start(&[]);
                 }
             }
             Step::Frame {
@@ -288,6 +302,18 @@ fn run_batch(rig: &mut Rig, topo: &Topology, ingress: usize, frames: &mut Vec<&[
         }
     }
     rig.transmit();
+    // A trace of every port records each frame once, in words that never
+    // fail to be made.
+    if rig.tracer.active() {
+        let mut records = 0;
+        while let Some(r) = rig.tracer.pop() {
+            let line =
+                crate::trace::describe(&r, &|e| format!("{e:?}"), &|n| format!("net{}", n.index()));
+            assert!(!line.text.is_empty());
+            records += 1;
+        }
+        assert_eq!(records, n, "one trace record per frame");
+    }
     let delta = |e: Egress| -> Seen {
         let b = before.iter().find(|(x, _)| *x == e).map(|x| x.1);
         Seen::of(rig, e).since(&b.unwrap_or_default())

@@ -121,8 +121,8 @@ impl Rig {
 
     /// Back to how `from_topology` left it, without allocating again (the
     /// fuzz targets run thousands of inputs a second): a fresh FDB with
-    /// the static entries, every port up and empty, nothing queued, the
-    /// stack's queues empty. Counters keep counting (read differences).
+    /// the static entries, every port up and empty, nothing queued, no
+    /// trace, the stack's queues empty. Counters keep counting (read differences).
     pub fn reset(&mut self, topo: &Topology) {
         self.fdb = fdb(topo, self.fdb.capacity());
         for up in self.port_up.iter() {
@@ -134,6 +134,8 @@ impl Rig {
         }
         self.batch.clear();
         self.tx.clear();
+        self.tracer.stop();
+        while self.tracer.pop().is_some() {}
         if let Some(s) = self.stack.as_deref() {
             while s.to_host.pop().is_some() {}
             while s.from_host.pop().is_some() {}
