@@ -530,6 +530,19 @@ fn print_stats(v: &Stats) {
         ],
         rows,
     );
+    // Offloads (docs/offloads.md), for the ports that saw any.
+    for (name, p) in &v.ports {
+        let o = &p.offload;
+        if o.rx_gso + o.tx_gso_whole + o.tx_gso_segments + o.tx_csum_soft > 0 {
+            out!(
+                "offload {name}: {} super-frames received, {} sent whole, {} segments cut in software, {} checksums completed in software",
+                o.rx_gso,
+                o.tx_gso_whole,
+                o.tx_gso_segments,
+                o.tx_csum_soft
+            );
+        }
+    }
     out!(
         "fdb: {} entries (capacity {})",
         v.fdb.entries,

@@ -123,8 +123,8 @@ pub enum OffloadError {
     /// UDP on TCP, a non-IP frame, an IPv4 packet with options we cannot
     /// replicate, IPv6 extension headers).
     Mismatch,
-    /// The checksum start or offset lies beyond the frame, or the GSO
-    /// checksum is not the L4 checksum.
+    /// The checksum start or offset lies beyond the frame (or inside the
+    /// MAC header), or a super-frame does not ask for its L4 checksum.
     Checksum,
     /// A header length or an IP length field that lies (beyond the frame,
     /// or shorter than the headers).
@@ -138,7 +138,9 @@ impl OffloadError {
             OffloadError::GsoType => "GSO type not supported",
             OffloadError::GsoSize => "GSO segment size 0",
             OffloadError::Mismatch => "GSO type does not match the headers",
-            OffloadError::Checksum => "checksum start or offset beyond the frame",
+            OffloadError::Checksum => {
+                "checksum start or offset beyond the frame, or not the L4 checksum"
+            }
             OffloadError::Length => "a header length lies",
         }
     }

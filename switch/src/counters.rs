@@ -56,6 +56,8 @@ drop_reasons! {
     VxlanInnerTagged => "vxlan_inner_tagged": "the frame inside the VXLAN packet carries a VLAN tag (RFC 7348 section 6.1)",
     VxlanNoNexthop => "vxlan_no_nexthop": "the underlay next hop towards the remote VTEP is not resolved (ARP) yet",
     VxlanTooBig => "vxlan_too_big": "the frame with its VXLAN encapsulation exceeds the underlay MTU",
+    StackGso => "stack_gso": "a GSO super-frame for the switch's own stack, which takes none (it has no TCP: ARP, ping and DNS only)",
+    BadOffload => "bad_offload": "offload metadata (virtio-net header) that does not fit the frame: GSO size 0, checksum beyond the frame, a GSO type that does not match the headers, a length that lies",
 }
 
 impl DropReason {
@@ -125,6 +127,15 @@ pub struct PortCounters {
     /// Of `tx_frames`, those an AF_XDP port sent as the UMEM frame they
     /// arrived in (no copy).
     pub tx_zero_copy: Counter,
+    /// GSO super-frames received (each counted once in `rx_frames`).
+    pub rx_gso: Counter,
+    /// Super-frames sent whole (the port takes the offload).
+    pub tx_gso_whole: Counter,
+    /// Segments the switch cut in software for this port (each also
+    /// counted in `tx_frames`).
+    pub tx_gso_segments: Counter,
+    /// Checksums the switch completed in software for this port.
+    pub tx_csum_soft: Counter,
     pub flooded: [Counter; 3],
     pub drops: [Counter; DropReason::COUNT],
     pub learned: Counter,
@@ -200,10 +211,24 @@ pub struct PortTotals {
     pub tx_frames: u64,
     pub tx_bytes: u64,
     pub tx_zero_copy: u64,
+    pub offload: OffloadTotals,
     pub flooded: [u64; 3],
     pub drops: [u64; DropReason::COUNT],
     pub learned: u64,
     pub moved: u64,
+}
+
+/// A port's offload counters (`shunt stats`: "offload").
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OffloadTotals {
+    /// GSO super-frames received.
+    pub rx_gso: u64,
+    /// Super-frames sent whole: the port takes the offload.
+    pub tx_gso_whole: u64,
+    /// Segments made in software for this port.
+    pub tx_gso_segments: u64,
+    /// Checksums completed in software for this port.
+    pub tx_csum_soft: u64,
 }
 
 pub fn sum_port(workers: &[std::sync::Arc<WorkerCounters>], e: Egress) -> PortTotals {
@@ -215,6 +240,10 @@ pub fn sum_port(workers: &[std::sync::Arc<WorkerCounters>], e: Egress) -> PortTo
         t.tx_frames += p.tx_frames.get();
         t.tx_bytes += p.tx_bytes.get();
         t.tx_zero_copy += p.tx_zero_copy.get();
+        t.offload.rx_gso += p.rx_gso.get();
+        t.offload.tx_gso_whole += p.tx_gso_whole.get();
+        t.offload.tx_gso_segments += p.tx_gso_segments.get();
+        t.offload.tx_csum_soft += p.tx_csum_soft.get();
         t.learned += p.learned.get();
         t.moved += p.moved.get();
         for i in 0..3 {

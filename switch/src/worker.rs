@@ -22,9 +22,9 @@
 
 use crate::counters::{DropReason, WorkerCounters};
 use crate::ids::{Egress, PortId};
-use crate::pipeline::edit::{self, Copy, Edit};
+use crate::pipeline::edit::{self, Copy, Edit, Out, SegmentBuf};
 use crate::pipeline::{self, local, Batch, Context, TxQueues};
-use crate::port::{self, AfXdpPort, Device, Kind, Port, TxError, UmemFrame};
+use crate::port::{self, AfXdpPort, Device, Kind, Offload, Port, TxError, UmemFrame};
 use crate::runtime::{Handoff, Runtime, MAX_PORTS};
 use crate::stack::StackLink;
 use std::io;
@@ -45,6 +45,8 @@ pub struct Worker {
     counters: Arc<WorkerCounters>,
     batch: Batch,
     tx: TxQueues,
+    /// Where super-frames are cut for ports that take no segmentation.
+    seg: SegmentBuf,
     core: Option<core_affinity::CoreId>,
     io: Io,
 }
@@ -106,6 +108,7 @@ impl Worker {
             counters,
             batch: Batch::new(),
             tx: TxQueues::new(),
+            seg: SegmentBuf::new(),
             core,
         }
     }
@@ -251,9 +254,13 @@ impl Worker {
     /// were handed frames.
     fn send(&mut self, ctx: &Context, ingress: Egress) {
         let io = &mut self.io;
-        edit::run(ctx, &mut self.batch, &self.tx, |batch, c, e| {
-            io.send_copy(batch, ingress, c, e)
-        });
+        edit::run(
+            ctx,
+            &mut self.batch,
+            &self.tx,
+            &mut self.seg,
+            |batch, c, out| io.send_copy(batch, ingress, c, out),
+        );
         self.tx.clear();
         self.io.recycle_batch(&mut self.batch, ingress);
         self.io.kick();
@@ -365,9 +372,12 @@ impl Io {
     }
 
     /// Sends one copy the edit stage made ready.
-    fn send_copy(&mut self, batch: &mut Batch, ingress: Egress, c: Copy, e: &Edit) {
+    fn send_copy(&mut self, batch: &mut Batch, ingress: Egress, c: Copy, out: Out<'_>) {
         match self.rt.port_kind[c.dev.index()].load() {
-            Some(Kind::AfXdp) => self.send_afxdp(batch, ingress, c, e),
+            Some(Kind::AfXdp) => match out {
+                Out::Frame(e) => self.send_afxdp(batch, ingress, c, e),
+                Out::Segment(b) => self.send_afxdp_parts(ingress, c, &[b]),
+            },
             Some(Kind::Tap) => {
                 // TAPs are written by whichever worker has frames for them.
                 let tap = self.rt.taps[c.dev.index()].load();
@@ -375,8 +385,13 @@ impl Io {
                     self.counters.count_drop(c.to, DropReason::PortDown);
                     return;
                 };
-                let (parts, n) = e.parts(batch.frame(c.frame));
-                let sent = Port::send(&mut &*t, &parts[..n]);
+                let sent = match out {
+                    Out::Frame(e) => {
+                        let (parts, n) = e.parts(batch.frame(c.frame));
+                        Port::send(&mut &*t, &parts[..n], &e.off)
+                    }
+                    Out::Segment(b) => Port::send(&mut &*t, &[b], &Offload::NONE),
+                };
                 if let Err(TxError::Gone(e)) = sent {
                     let err = io::Error::from_raw_os_error(e);
                     self.rt.port_gone(c.dev, &format!("write failed: {err}"));
@@ -412,7 +427,12 @@ impl Io {
             // did not fit changed nothing).
         }
         let (parts, n) = e.parts(batch.frame(i));
-        let parts = &parts[..n];
+        self.send_afxdp_parts(ingress, c, &parts[..n]);
+    }
+
+    /// Sends a copy gathered from `parts` out of AF_XDP port `c.dev`,
+    /// copied into a free UMEM frame.
+    fn send_afxdp_parts(&mut self, ingress: Egress, c: Copy, parts: &[&[u8]]) {
         if let Some(x) = owned(&mut self.ports, c.dev.into()) {
             let sent = x.send(parts);
             if sent.is_ok() {

@@ -15,6 +15,7 @@ mod harness;
 mod l2;
 mod macvlan;
 mod mixed;
+mod offload;
 mod trace;
 mod vlan;
 mod vxlan;
@@ -58,6 +59,7 @@ fn main() {
         .chain(macvlan::tests())
         .chain(trace::tests())
         .chain(vxlan::tests())
+        .chain(offload::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }
@@ -84,6 +86,7 @@ fn main() {
         .into_iter()
         .chain(vlan::afxdp_tests())
         .chain(vxlan::afxdp_tests())
+        .chain(offload::afxdp_tests())
     {
         tests.push((name.to_string(), Box::new(test), skip_xdp.clone()));
     }

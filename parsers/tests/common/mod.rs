@@ -4,3 +4,4 @@
 
 pub mod exercise;
 pub mod pcap;
+pub mod superframe;

@@ -197,6 +197,7 @@ pub fn stats(rt: &Runtime) -> Stats {
                 rx_bytes: t.rx_bytes,
                 tx_bytes: t.tx_bytes,
                 tx_zero_copy: t.tx_zero_copy,
+                offload: t.offload,
                 flooded,
                 drops: drops(&t, &mut total, true),
                 learned: t.learned,

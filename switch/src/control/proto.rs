@@ -196,6 +196,10 @@ pub struct PortStats {
     pub rx_bytes: u64,
     pub tx_bytes: u64,
     pub tx_zero_copy: u64,
+    /// Super-frames received, passed whole, segmented in software, and
+    /// checksums completed in software (docs/offloads.md).
+    #[serde(default)]
+    pub offload: crate::counters::OffloadTotals,
     /// By cause: broadcast, unknown_unicast, multicast.
     pub flooded: BTreeMap<String, u64>,
     /// By reason, every reason listed.

@@ -11,6 +11,8 @@
 use super::{Batch, Context, Verdict};
 use crate::counters::DropReason;
 use crate::ids::PortId;
+use shunt_parsers::gso::Segmenter;
+use shunt_parsers::virtio_net::Gso;
 use shunt_parsers::{vlan, EtherType, EthernetFrame, VlanTag};
 
 pub const ETH_HDR: usize = shunt_parsers::ethernet::HEADER_LEN;
@@ -21,6 +23,10 @@ pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch) {
         return;
     };
     for i in 0..batch.count {
+        // Dropped on receive (bad offload metadata): stays dropped.
+        if batch.meta[i].verdict != Verdict::Pending {
+            continue;
+        }
         let verdict = process(port, batch, i);
         if let Err(r) = verdict {
             batch.meta[i].verdict = Verdict::Drop(r);
@@ -56,6 +62,15 @@ fn process(port: &super::PortPlan, batch: &mut Batch, i: usize) -> Result<(), Dr
             return Err(DropReason::VlanUntagged);
         };
         (net, 0, 0)
+    };
+    // A super-frame is as long as its longest segment (VPP#3184: a GSO
+    // frame measured whole against the MTU is a black hole).
+    let len = match batch.meta[i].off.gso {
+        Gso::None => len,
+        _ => {
+            let s = Segmenter::new(f, &batch.meta[i].off).map_err(|_| DropReason::BadOffload)?;
+            (s.payload + s.mss).min(len)
+        }
     };
     if len > port.max_frame + tag_len as usize {
         return Err(DropReason::Oversize);

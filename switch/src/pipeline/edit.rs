@@ -2,24 +2,34 @@
 //! forward/egress (which queued the copies) and the ports (which only move
 //! bytes): per copy, the 802.1Q tag is pushed, popped or rewritten, or the
 //! inner frame gets its VXLAN encapsulation (without its tag, RFC 7348
-//! §6.1). Segmentation and checksums for ports without the offload, and
-//! capture copies, will hang here too.
+//! §6.1); and the copy gets what its egress takes of the frame's offload
+//! state (docs/offloads.md): a port that takes it (a TAP, through its
+//! virtio-net header) gets a super-frame whole and a checksum still to
+//! compute, with the checksum start moved by the tag change; for any other
+//! (AF_XDP, a remote VTEP) the checksum is completed here, in the frame,
+//! and a super-frame is cut into segments here (shunt_parsers::gso), each
+//! with its own tag or outer header, into the worker's segment buffer.
 //!
 //! ```text
-//!  tx queues --> edit::run (per copy: tag / outer header, or a drop reason)
-//!                   |--> Edit::apply: the frame's last copy, in its own buffer
-//!                   |    (tag via shunt_parsers::vlan, outer header into the headroom)
-//!                   \--> Edit::parts: any other copy, a gather list over the
-//!                        frame [outer, MACs, tag, rest] (writev, or one copy)
+//!  tx queues --> edit::run (per copy: tag / outer header, offload, or a drop reason)
+//!                   |--> Out::Frame: the frame with an Edit
+//!                   |      |--> Edit::apply: the frame's last copy, in its own buffer
+//!                   |      |    (tag via shunt_parsers::vlan, outer header into the headroom)
+//!                   |      \--> Edit::parts: any other copy, a gather list over the
+//!                   |           frame [outer, MACs, tag, rest] (writev, or one copy)
+//!                   \--> Out::Segment: one segment of a super-frame, finished bytes
 //! ```
 //!
 //! A frame is edited in place only for its last copy, so the copies before
-//! it still see the frame as received.
+//! it still see the frame as received. A checksum completed in place is
+//! final for every later copy too (their offload state says so).
 
 use super::{Batch, Context, Meta, Plan, TxEntry, TxQueues, BATCH};
 use crate::counters::DropReason;
 use crate::ids::{Egress, PortId};
+use crate::port::{Offload, Offloads};
 use crate::stack::underlay::Underlay;
+use shunt_parsers::gso::{self, Segmenter};
 use shunt_parsers::vlan::{pop_tag, push_tag, set_outer_tag, Untagged, MACS_LEN};
 use shunt_parsers::EtherType;
 use std::sync::atomic::Ordering::Relaxed;
@@ -38,6 +48,9 @@ pub struct Edit {
     outer: Option<[u8; super::vxlan::OVERHEAD]>,
     /// Bytes of ingress tag after the MACs, removed (or rewritten).
     tag_len: usize,
+    /// What the port is to be told (its virtio-net header): the frame's
+    /// offload state where the port takes it, `Offload::NONE` otherwise.
+    pub off: Offload,
 }
 
 impl Edit {
@@ -50,7 +63,17 @@ impl Edit {
             tci,
             outer: None,
             tag_len,
+            off: Offload::NONE,
         }
+    }
+
+    /// Bytes the edit adds in front of the L3 header (negative: removes):
+    /// how far a checksum start moves.
+    #[inline]
+    fn shift(&self) -> i32 {
+        let new_tag = if self.tag.is_some() { TAG } else { 0 };
+        let outer = self.outer.as_ref().map_or(0, |o| o.len());
+        (new_tag + outer) as i32 - self.tag_len as i32
     }
 
     /// The copy as a gather list over the frame `f`: [outer, MACs, tag,
@@ -110,7 +133,7 @@ fn tag_bytes(tci: u16) -> [u8; TAG] {
 /// One copy the edit stage made ready: frame `frame` of the batch, for
 /// queue `to`, leaving by port `dev`; `last` when no other copy of the
 /// frame is still to come (it may then be edited in place and sent as it
-/// is).
+/// is; never for a segment).
 #[derive(Debug, Clone, Copy)]
 pub struct Copy {
     pub to: Egress,
@@ -119,16 +142,46 @@ pub struct Copy {
     pub last: bool,
 }
 
+/// What to send for one copy.
+#[derive(Debug, Clone, Copy)]
+pub enum Out<'a> {
+    /// The batch's frame with this edit.
+    Frame(&'a Edit),
+    /// One segment of a super-frame, made in software: finished bytes,
+    /// no offload left.
+    Segment(&'a [u8]),
+}
+
+/// The buffer segments are cut into, one at a time (a worker's, a test
+/// rig's): room for the largest segment a port sends (a 9,000-byte MTU,
+/// a tag and a VXLAN header), taken once.
+pub struct SegmentBuf(Box<[u8]>);
+
+impl Default for SegmentBuf {
+    fn default() -> Self {
+        SegmentBuf::new()
+    }
+}
+
+impl SegmentBuf {
+    pub const LEN: usize = 16 * 1024;
+    pub fn new() -> SegmentBuf {
+        SegmentBuf(vec![0; Self::LEN].into_boxed_slice())
+    }
+}
+
 /// The edit stage over one batch's transmit queues: for every queued copy,
-/// in queue order, the port it leaves by and its edit, handed to `send`
-/// (the worker's, or a test's, way of moving bytes). Copies for a port
-/// that is down, or that cannot be made (a runt, no VXLAN next hop, too
-/// big for the underlay), are counted as drops here and not handed on.
+/// in queue order, the port it leaves by and what to send, handed to
+/// `send` (the worker's, or a test's, way of moving bytes). Copies for a
+/// port that is down, or that cannot be made (a runt, no VXLAN next hop,
+/// too big for the underlay, bad offload metadata), are counted as drops
+/// here and not handed on.
 pub fn run(
     ctx: &Context,
     batch: &mut Batch,
     tx: &TxQueues,
-    mut send: impl FnMut(&mut Batch, Copy, &Edit),
+    seg: &mut SegmentBuf,
+    mut send: impl FnMut(&mut Batch, Copy, Out<'_>),
 ) {
     let underlay = ctx.stack.and_then(|h| h.underlay.as_ref());
     let mut uses = [0u16; BATCH];
@@ -144,6 +197,15 @@ pub fn run(
         let queue = tx.queue(to);
         let dev = device(ctx.plan, to)
             .filter(|d| ctx.port_up.get(d.index()).is_some_and(|u| u.load(Relaxed)));
+        // A remote VTEP takes no offload: the outer header is ours.
+        let takes = match (to, dev) {
+            (Egress::Port(_), Some(d)) => ctx
+                .plan
+                .ports
+                .get(d.index())
+                .map_or(Offloads::default(), |p| p.offloads),
+            _ => Offloads::default(),
+        };
         for &e in queue {
             let i = usize::from(e.frame);
             let Some(u) = uses.get_mut(i) else { continue };
@@ -153,21 +215,120 @@ pub fn run(
                 pc.drops[DropReason::PortDown as usize].add(1);
                 continue;
             };
-            match edit(ctx.plan, underlay, to, e, &batch.meta[i], batch.frame(i)) {
-                Ok(ed) => send(
-                    batch,
-                    Copy {
-                        to,
-                        dev,
-                        frame: i,
-                        last,
-                    },
-                    &ed,
-                ),
-                Err(r) => pc.drops[r as usize].add(1),
+            let c = Copy {
+                to,
+                dev,
+                frame: i,
+                last,
+            };
+            let m = batch.meta[i];
+            if m.off.is_none() {
+                match edit(ctx.plan, underlay, to, e, &m, batch.frame(i), None) {
+                    Ok(ed) => send(batch, c, Out::Frame(&ed)),
+                    Err(r) => pc.drops[r as usize].add(1),
+                }
+                continue;
+            }
+            if let Err(r) = offloaded(ctx, underlay, batch, seg, takes, c, e, &mut send) {
+                pc.drops[r as usize].add(1);
             }
         }
     }
+}
+
+/// A copy of a frame with offload state: passed whole where the egress
+/// takes it, else its checksum completed (in the frame, for every later
+/// copy too) or the super-frame cut into segments.
+#[allow(clippy::too_many_arguments)]
+fn offloaded(
+    ctx: &Context,
+    underlay: Option<&Underlay>,
+    batch: &mut Batch,
+    seg: &mut SegmentBuf,
+    takes: Offloads,
+    c: Copy,
+    e: TxEntry,
+    send: &mut impl FnMut(&mut Batch, Copy, Out<'_>),
+) -> Result<(), DropReason> {
+    let pc = ctx.counters.port(c.to);
+    let i = c.frame;
+    let m = batch.meta[i];
+    if takes.take(&m.off) {
+        let mut ed = edit(ctx.plan, underlay, c.to, e, &m, batch.frame(i), None)?;
+        let shift = ed.shift();
+        ed.off = m.off;
+        if let Some(cs) = &mut ed.off.csum {
+            let start = i32::from(cs.start) + shift;
+            cs.start = u16::try_from(start).map_err(|_| DropReason::BadOffload)?;
+        }
+        if m.off.gso.is_some() {
+            pc.tx_gso_whole.add(1);
+        }
+        send(batch, c, Out::Frame(&ed));
+        return Ok(());
+    }
+    if !m.off.gso.is_some() {
+        // A checksum only: completed once, in the frame.
+        if let Some(cs) = m.off.csum {
+            gso::complete_csum(batch.frame_mut(i), cs).map_err(|_| DropReason::BadOffload)?;
+            batch.meta[i].off.csum = None;
+            batch.meta[i].off.data_valid = true;
+            pc.tx_csum_soft.add(1);
+        }
+        let m = batch.meta[i];
+        let ed = edit(ctx.plan, underlay, c.to, e, &m, batch.frame(i), None)?;
+        send(batch, c, Out::Frame(&ed));
+        return Ok(());
+    }
+    let f = batch.frame(i);
+    let s = Segmenter::new(f, &m.off).map_err(|_| DropReason::BadOffload)?;
+    // Checked once for the longest segment (the first): the others are
+    // no longer.
+    let ed = edit(
+        ctx.plan,
+        underlay,
+        c.to,
+        e,
+        &m,
+        f,
+        Some(s.l3 + s.segment_l3_len(0)),
+    )?;
+    for j in 0..s.count {
+        let len = {
+            let f = batch.frame(i);
+            let ed = match c.to {
+                // Each segment's outer header has its own lengths.
+                Egress::Vtep(_) => edit(
+                    ctx.plan,
+                    underlay,
+                    c.to,
+                    e,
+                    &m,
+                    f,
+                    Some(s.l3 + s.segment_l3_len(j)),
+                )?,
+                _ => ed,
+            };
+            let l2 = f.get(..s.l3).ok_or(DropReason::BadOffload)?;
+            let (parts, n) = ed.parts(l2);
+            let mut at = 0;
+            for p in &parts[..n] {
+                let dst = seg
+                    .0
+                    .get_mut(at..at + p.len())
+                    .ok_or(DropReason::Oversize)?;
+                dst.copy_from_slice(p);
+                at += p.len();
+            }
+            let rest = seg.0.get_mut(at..).ok_or(DropReason::Oversize)?;
+            at + s.write_l3(f, j, rest).ok_or(DropReason::BadOffload)?
+        };
+        pc.tx_gso_segments.add(1);
+        let bytes = seg.0.get(..len).ok_or(DropReason::Oversize)?;
+        // Segments go out as copies: never edited in place.
+        send(batch, Copy { last: false, ..c }, Out::Segment(bytes));
+    }
+    Ok(())
 }
 
 /// The port the frames queued for `to` leave by: the port itself, the
@@ -183,7 +344,8 @@ fn device(plan: &Plan, to: Egress) -> Option<PortId> {
 }
 
 /// The edit for the copy `e` of frame `f` (metadata `m`) queued for `to`,
-/// or why it cannot be made.
+/// or why it cannot be made. `seg_len`: the length of the segment of `f`
+/// this edit is for, when `f` is a super-frame.
 #[inline]
 fn edit(
     plan: &Plan,
@@ -192,6 +354,7 @@ fn edit(
     e: TxEntry,
     m: &Meta,
     f: &[u8],
+    seg_len: Option<usize>,
 ) -> Result<Edit, DropReason> {
     let tag_len = usize::from(m.tag_len);
     // Classify let no frame this short through; `--bare` does not
@@ -208,12 +371,15 @@ fn edit(
         .net
         .and_then(|n| plan.nets.get(n.index()))
         .and_then(|n| n.vni);
-    let outer = super::vxlan::outer_header(v, underlay, k, vni, f, tag_len)?;
+    // A segment is as long as it is, not as its super-frame.
+    let inner_len = seg_len.unwrap_or(f.len()).saturating_sub(tag_len);
+    let outer = super::vxlan::outer_header_for(v, underlay, k, vni, f, tag_len, inner_len)?;
     Ok(Edit {
         tag: None,
         tci: None,
         outer: Some(outer),
         tag_len,
+        off: Offload::NONE,
     })
 }
 

@@ -8,6 +8,7 @@ use super::{Batch, Context, Verdict};
 use crate::counters::DropReason;
 use crate::ids::Segment;
 use crate::stack::{StackLink, StackPkt};
+use shunt_parsers::gso;
 use shunt_parsers::{ethernet, ArpOp, ArpPacket, ArpRepr, EtherType, Untagged};
 
 /// Returns how many frames were detoured (the caller wakes the host thread).
@@ -54,6 +55,22 @@ pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
         if !local {
             continue;
         }
+        // The stack checks checksums: one the sender left to compute is
+        // completed first. It takes no super-frame (it has no TCP).
+        if m.off.gso.is_some() {
+            batch.meta[i].verdict = Verdict::Drop(DropReason::StackGso);
+            continue;
+        }
+        if let Some(c) = m.off.csum {
+            if gso::complete_csum(batch.frame_mut(i), c).is_err() {
+                batch.meta[i].verdict = Verdict::Drop(DropReason::BadOffload);
+                continue;
+            }
+            batch.meta[i].off.csum = None;
+        }
+        let Some(frame) = Untagged::new(batch.frame(i), usize::from(m.tag_len)) else {
+            continue;
+        };
         // The switch's stack sees untagged frames of one network.
         let verdict = match StackPkt::gather(Segment::Net(net), &[frame.macs(), frame.rest()]) {
             Some(p) if host.to_host.push(p).is_ok() => {

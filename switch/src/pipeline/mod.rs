@@ -38,7 +38,7 @@ pub use tracer::Tracer;
 
 use crate::counters::{DropReason, FloodCause, WorkerCounters};
 use crate::ids::{Egress, NetId, PortId, Vid, VtepId};
-use crate::port::{Port, Rx, RxError};
+use crate::port::{Offload, Port, Rx, RxError};
 use crate::stack::StackLink;
 use shunt_tables::Fdb;
 use std::sync::atomic::AtomicBool;
@@ -90,6 +90,10 @@ pub struct Meta {
     pub start: u16,
     /// The remote VTEP the frame came from, if it was decapsulated.
     pub vtep: Option<VtepId>,
+    /// Offload state from the ingress port (a TAP's virtio-net header): a
+    /// checksum still to compute, a GSO super-frame. The edit stage gives
+    /// each copy what its egress takes and does the rest in software.
+    pub off: Offload,
 }
 
 impl Meta {
@@ -102,6 +106,7 @@ impl Meta {
         learned: learn::Learned::Nothing,
         start: HEADROOM as u16,
         vtep: None,
+        off: Offload::NONE,
     };
 }
 
@@ -137,9 +142,21 @@ impl Batch {
     #[inline]
     pub fn frame(&self, i: usize) -> &[u8] {
         let m = &self.meta[i];
-        let off = (m.start as usize).min(SLOT);
-        let len = (m.len as usize).min(SLOT - off);
-        &self.slots.slot(i)[off..off + len]
+        let s = self.slots.slot(i);
+        let off = (m.start as usize).min(s.len());
+        let len = (m.len as usize).min(s.len() - off);
+        &s[off..off + len]
+    }
+
+    /// Frame `i`, writable (checksums completed in place).
+    #[inline]
+    pub fn frame_mut(&mut self, i: usize) -> &mut [u8] {
+        let m = &self.meta[i];
+        let (start, len) = (m.start as usize, m.len as usize);
+        let s = self.slots.slot_mut(i);
+        let off = start.min(s.len());
+        let len = len.min(s.len() - off);
+        &mut s[off..off + len]
     }
 
     /// Reads the first byte of every frame. Frames another core just wrote
@@ -170,6 +187,11 @@ impl Batch {
                 start: g.start,
                 ..Meta::EMPTY
             };
+            match g.off {
+                Ok(off) => m.off = off,
+                // A decided drop is final: no stage looks at it again.
+                Err(_) => m.verdict = Verdict::Drop(DropReason::BadOffload),
+            }
         }
         self.count = n.min(BATCH);
         r
@@ -303,6 +325,13 @@ pub fn run(
     let bytes: u64 = batch.meta[..batch.count].iter().map(|m| m.len as u64).sum();
     c.rx_frames.add(batch.count as u64);
     c.rx_bytes.add(bytes);
+    let gso = batch.meta[..batch.count]
+        .iter()
+        .filter(|m| m.off.gso.is_some())
+        .count();
+    if gso > 0 {
+        c.rx_gso.add(gso as u64);
+    }
     let mut delivered = 0;
     match &ctx.plan.vxlan {
         // The underlay carries no network: its frames are decapsulated

@@ -1,7 +1,7 @@
 //! The forwarding plan: what the control plane decided about ports and
 //! networks, in the shape the stages read fastest. Immutable once built.
 
-use crate::config::{MacvlanMode, PortMode, Topology};
+use crate::config::{MacvlanMode, PortKind, PortMode, Topology};
 use crate::ids::{Egress, NetId, PortId, Vid, VtepId, VLAN_IDS};
 
 /// How a port carries a network on the way out.
@@ -38,7 +38,12 @@ pub struct PortPlan {
     pub flood_unknown: bool,
     pub flood_multicast: bool,
     /// Longest frame accepted: MTU + Ethernet header (+ a tag on trunks).
+    /// For a GSO super-frame: the longest of its segments.
     pub max_frame: usize,
+    /// What the port takes on transmit (docs/offloads.md): a TAP takes
+    /// super-frames and unfinished checksums through its virtio-net header;
+    /// an AF_XDP port takes neither, so the edit stage does them first.
+    pub offloads: crate::port::Offloads,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +132,10 @@ impl Plan {
                 flood_multicast: p.flood_multicast,
                 // classify adds the tag's 4 bytes for tagged frames.
                 max_frame: p.mtu as usize + shunt_parsers::ethernet::HEADER_LEN,
+                offloads: match p.kind {
+                    PortKind::Tap => crate::port::Offloads::ALL,
+                    PortKind::Afxdp => crate::port::Offloads::default(),
+                },
             });
         }
         let vxlan = super::vxlan::VxlanPlan::from_topology(t);

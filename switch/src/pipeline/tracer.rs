@@ -8,6 +8,8 @@
 use super::{learn::Learned, Batch, Context, TxQueues, Verdict};
 use crate::ids::{Egress, NetId, PortId, Vid};
 use crossbeam_queue::ArrayQueue;
+use shunt_parsers::gso::Segmenter;
+use shunt_parsers::virtio_net::Gso;
 use shunt_parsers::{EtherType, EthernetFrame, MacAddr, VlanTag};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
@@ -30,6 +32,12 @@ pub struct TraceRecord {
     pub n_out: u16,
     /// The network's VXLAN VNI (0: none).
     pub vni: u32,
+    /// A GSO super-frame: its kind, how many segments it makes and of how
+    /// many payload bytes each.
+    pub gso: Option<(Gso, u16, u16)>,
+    /// Bit k: `out[k]` takes the super-frame whole (else it is cut in
+    /// software for it).
+    pub whole: u32,
 }
 
 pub struct Tracer {
@@ -116,7 +124,14 @@ impl Tracer {
                     .and_then(|n| ctx.plan.nets.get(n.index()))
                     .and_then(|n| n.vni)
                     .unwrap_or(0),
+                gso: None,
+                whole: 0,
             };
+            if m.off.gso.is_some() {
+                r.gso = Segmenter::new(f, &m.off)
+                    .ok()
+                    .map(|s| (m.off.gso, s.count as u16, s.mss as u16));
+            }
             if let Ok(eth) = EthernetFrame::new_checked(f) {
                 r.dst = eth.dst_addr();
                 r.src = eth.src_addr();
@@ -133,6 +148,18 @@ impl Tracer {
                 for e in tx.queue(p) {
                     if e.frame as usize == i && (r.n_out as usize) < MAX_OUT {
                         r.out[r.n_out as usize] = (p, e.vid);
+                        // Only ports take offloads (docs/offloads.md).
+                        let takes = match p {
+                            Egress::Port(q) => ctx
+                                .plan
+                                .ports
+                                .get(q.index())
+                                .is_some_and(|pl| pl.offloads.take(&m.off)),
+                            _ => false,
+                        };
+                        if takes {
+                            r.whole |= 1 << r.n_out;
+                        }
                         r.n_out += 1;
                     }
                 }

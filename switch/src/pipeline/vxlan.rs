@@ -21,6 +21,7 @@ use crate::counters::DropReason;
 use crate::ids::{Egress, NetId, PortId, Segment, VtepId};
 use crate::stack::underlay::Underlay;
 use crate::stack::StackPkt;
+use shunt_parsers::virtio_net::Csum;
 use shunt_parsers::vxlan::{self, emit_vxlan_encap, entropy_port, Refused, VxlanEncap, ENCAP_LEN};
 use shunt_parsers::{ip, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, MacAddr, Untagged};
 use std::net::Ipv4Addr;
@@ -159,6 +160,21 @@ pub fn decap_run(ctx: &Context, v: &VxlanPlan, batch: &mut Batch) -> usize {
                 inner_len,
             }) => {
                 let m = &mut batch.meta[i];
+                // The underlay TAP may leave the inner L4 checksum to do
+                // (an encapsulated CHECKSUM_PARTIAL): it now counts from
+                // the inner frame. One left in the outer header goes with
+                // it. The TAP is not offered tunnel GSO, so no super-frame
+                // comes this way.
+                if m.off.gso.is_some() {
+                    m.verdict = Verdict::Drop(DropReason::BadOffload);
+                    continue;
+                }
+                m.off.csum = m.off.csum.and_then(|c| {
+                    Some(Csum {
+                        start: c.start.checked_sub(inner_off as u16)?,
+                        offset: c.offset,
+                    })
+                });
                 m.start = m.start.saturating_add(inner_off as u16);
                 m.len = inner_len as u16;
                 m.net = Some(net);
@@ -271,13 +287,27 @@ pub fn outer_header(
     f: &[u8],
     tag_len: usize,
 ) -> Result<[u8; OVERHEAD], DropReason> {
+    outer_header_for(v, ul, k, vni, f, tag_len, f.len().saturating_sub(tag_len))
+}
+
+/// [`outer_header`] for an inner frame of `inner_len` bytes taken from
+/// `f` (a segment of the super-frame `f`: its flow, its own length).
+#[inline]
+pub fn outer_header_for(
+    v: &VxlanPlan,
+    ul: Option<&Underlay>,
+    k: VtepId,
+    vni: Option<u32>,
+    f: &[u8],
+    tag_len: usize,
+    inner_len: usize,
+) -> Result<[u8; OVERHEAD], DropReason> {
     let Some(vni) = vni else {
         return Err(DropReason::NoDestination);
     };
     let Some(&dst_ip) = v.remotes.get(k.index()) else {
         return Err(DropReason::NoDestination);
     };
-    let inner_len = f.len().saturating_sub(tag_len);
     if inner_len + OVERHEAD > v.max_outer {
         return Err(DropReason::VxlanTooBig);
     }

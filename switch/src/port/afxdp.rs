@@ -709,13 +709,13 @@ impl super::Port for AfXdpPort {
     ) -> Result<usize, super::RxError> {
         Ok(self.recv_into(slots, 0, |i, start, len| {
             if let Some(g) = got.get_mut(i) {
-                *g = super::Rx { start, len };
+                *g = super::Rx::plain(start, len);
             }
         }))
     }
 
     #[inline]
-    fn send(&mut self, parts: &[&[u8]]) -> Result<usize, TxError> {
+    fn send(&mut self, parts: &[&[u8]], _off: &super::Offload) -> Result<usize, TxError> {
         AfXdpPort::send(self, parts)?;
         Ok(parts.iter().map(|p| p.len()).sum())
     }

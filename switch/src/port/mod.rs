@@ -34,14 +34,19 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 
+pub use shunt_parsers::virtio_net::{Gso, Offload, OffloadError};
 pub use sys::{poll, pollfd};
 
 /// Where a received frame starts in its slot: room in front for headers
 /// the switch prepends in place (a VLAN tag, a VXLAN encapsulation).
 /// Frames received by AF_XDP start 256 bytes in (the kernel's headroom).
 pub const HEADROOM: usize = 192;
-/// The largest frame a slot takes; a longer one is cut and counted oversize.
-pub const MAX_FRAME: usize = Slots::SIZE - HEADROOM;
+/// The largest frame an own slot takes (what a 16-bit length holds: a
+/// 64 KiB TSO super-frame with its headers); a longer one is cut and
+/// counted oversize. A UMEM frame takes `Slots::SIZE` minus its headroom.
+pub const MAX_FRAME: usize = u16::MAX as usize;
+/// The largest frame a UMEM frame takes after its headroom.
+pub const MAX_UMEM_FRAME: usize = Slots::SIZE - HEADROOM;
 
 /// The kinds of port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,15 +86,35 @@ impl KindCell {
     }
 }
 
-/// Offloads a port does in hardware (or the kernel does for it). All false
-/// today: the switch computes nothing it would have to skip. The edit stage
-/// will segment and checksum where the egress port lacks one (issue 12).
+/// What a port takes on transmit, through the virtio-net header in front
+/// of each frame: a checksum left to compute (`csum`), TCP super-frames
+/// (`tso`), UDP super-frames (`uso`). Where a copy's egress lacks one, the
+/// switch does the work in software first (docs/offloads.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Offloads {
-    pub rx_checksum: bool,
-    pub tx_checksum: bool,
+    pub csum: bool,
     pub tso: bool,
-    pub gso: bool,
+    pub uso: bool,
+}
+
+impl Offloads {
+    /// Everything a TAP with the virtio-net header takes.
+    pub const ALL: Offloads = Offloads {
+        csum: true,
+        tso: true,
+        uso: true,
+    };
+
+    /// Whether a frame with offload state `off` can go out as it is.
+    #[inline]
+    pub fn take(&self, off: &Offload) -> bool {
+        let gso = match off.gso {
+            Gso::None => true,
+            Gso::Tcp4 | Gso::Tcp6 => self.tso,
+            Gso::Udp4 | Gso::Udp6 => self.uso,
+        };
+        gso && (off.csum.is_none() || self.csum)
+    }
 }
 
 /// What a port can do.
@@ -103,11 +128,36 @@ pub struct Caps {
     pub queues: u16,
 }
 
-/// Where a received frame is in its slot.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Where a received frame is in its slot, and its offload state (from
+/// the virtio-net header; `Err` when the header did not fit the frame: it
+/// is dropped as `bad_offload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rx {
     pub start: u16,
     pub len: u16,
+    pub off: Result<Offload, OffloadError>,
+}
+
+impl Default for Rx {
+    fn default() -> Rx {
+        Rx {
+            start: 0,
+            len: 0,
+            off: Ok(Offload::NONE),
+        }
+    }
+}
+
+impl Rx {
+    /// A finished frame (no offload state).
+    #[inline]
+    pub fn plain(start: u16, len: u16) -> Rx {
+        Rx {
+            start,
+            len,
+            off: Ok(Offload::NONE),
+        }
+    }
 }
 
 /// A receive that failed: the device is gone. The frames received before
@@ -144,8 +194,10 @@ pub trait Port {
     /// says in `got` where each is. Returns how many. Never blocks.
     fn recv(&mut self, slots: &mut Slots, got: &mut [Rx]) -> Result<usize, RxError>;
     /// Sends (or queues until [`Port::flush`]) one frame gathered from
-    /// `parts` (at most 4). Returns its length.
-    fn send(&mut self, parts: &[&[u8]]) -> Result<usize, TxError>;
+    /// `parts` (at most 4), with offload state `off` for the kernel (a port
+    /// whose `caps().offloads` does not take it is only ever given
+    /// `Offload::NONE`: the edit stage did the work). Returns its length.
+    fn send(&mut self, parts: &[&[u8]], off: &Offload) -> Result<usize, TxError>;
     /// Once per batch: sends what `send` queued.
     fn flush(&mut self);
 }
@@ -210,11 +262,11 @@ impl Port for Device {
         }
     }
     #[inline]
-    fn send(&mut self, parts: &[&[u8]]) -> Result<usize, TxError> {
+    fn send(&mut self, parts: &[&[u8]], off: &Offload) -> Result<usize, TxError> {
         match self {
-            Device::Tap(t) => Port::send(&mut &**t, parts),
-            Device::AfXdp(x) => Port::send(&mut **x, parts),
-            Device::Mem(m) => m.send(parts),
+            Device::Tap(t) => Port::send(&mut &**t, parts, off),
+            Device::AfXdp(x) => Port::send(&mut **x, parts, off),
+            Device::Mem(m) => m.send(parts, off),
         }
     }
     #[inline]

@@ -1,20 +1,40 @@
 //! TAP ports: one file descriptor per device, non-blocking, one read or one
 //! write system call per frame (the kernel's TAP interface offers no batch).
 //!
+//! Every TAP is opened with the virtio-net header (`IFF_VNET_HDR`, 12 bytes:
+//! `virtio_net_hdr_v1`) and offers the kernel checksum, TSO and USO
+//! offload (`TUNSETOFFLOAD`): the host's stack hands over 64 KiB TCP
+//! super-frames with their checksum left to compute, as it does to a
+//! virtio-net NIC, and takes them back the same way. The header is read and
+//! written in the same system call as the frame (readv/writev).
+//!
 //! A TAP that plugs in a host is created in the switch's namespace under a
 //! temporary name and then moved into the host's namespace as `eth0`
 //! (daemon/plug.rs): a TAP opened inside the host's namespace would keep that
 //! namespace alive. The descriptor keeps working across the move.
 
+use shunt_parsers::virtio_net::{Offload, VirtioNetHdr, VNET_HDR_LEN};
 use std::fs::{File, OpenOptions};
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
 /// `_IOW('T', 202, int)` from linux/if_tun.h.
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+/// `_IOW('T', 208, unsigned int)`.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+/// `_IOW('T', 216, int)`.
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+const TUN_F_TSO_ECN: libc::c_uint = 0x08;
+/// UDP segmentation (Linux 6.2+).
+const TUN_F_USO4: libc::c_uint = 0x20;
+const TUN_F_USO6: libc::c_uint = 0x40;
 
 /// `struct ifreq` as TUNSETIFF reads it: the name, then the flags; padded to
 /// the kernel's 40 bytes.
@@ -33,12 +53,20 @@ pub enum TapError {
     SetIff { name: String, source: io::Error },
     #[error("device name {0:?} is longer than 15 bytes")]
     Name(String),
+    #[error("{what} for {name:?} failed: {source}")]
+    Offload {
+        name: String,
+        what: &'static str,
+        source: io::Error,
+    },
 }
 
 #[derive(Debug)]
 pub struct Tap {
     file: File,
     name: String,
+    /// What the kernel agreed to hand us (and so takes from us).
+    offloads: super::Offloads,
 }
 
 impl Tap {
@@ -56,7 +84,7 @@ impl Tap {
             .map_err(TapError::OpenTun)?;
         let mut req = IfReqFlags {
             name: [0; libc::IFNAMSIZ],
-            flags: IFF_TAP | IFF_NO_PI,
+            flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
             _pad: [0; 22],
         };
         req.name[..name.len()].copy_from_slice(name.as_bytes());
@@ -70,9 +98,23 @@ impl Tap {
                 source: io::Error::last_os_error(),
             });
         }
+        let fail = |what, source| TapError::Offload {
+            name: name.to_string(),
+            what,
+            source,
+        };
+        let hdr_len = VNET_HDR_LEN as libc::c_int;
+        // SAFETY: TUNSETVNETHDRSZ reads one int from the pointer, which
+        // points at a live local; the descriptor is an open TAP.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETVNETHDRSZ as _, &hdr_len) };
+        if rc < 0 {
+            return Err(fail("TUNSETVNETHDRSZ", io::Error::last_os_error()));
+        }
+        let offloads = set_offload(&file).map_err(|e| fail("TUNSETOFFLOAD", e))?;
         Ok(Tap {
             file,
             name: name.to_string(),
+            offloads,
         })
     }
 
@@ -80,19 +122,57 @@ impl Tap {
         &self.name
     }
 
-    /// Reads one frame (`&self`: the kernel serialises reads and writes on a
-    /// TAP, so any worker may transmit on any TAP port); `WouldBlock` when none is waiting. A frame longer
-    /// than `buf` comes back cut to `buf.len()`.
+    /// Reads one frame and its virtio-net header (`&self`: the kernel
+    /// serialises reads and writes on a TAP, so any worker may transmit on
+    /// any TAP port); `WouldBlock` when none is waiting. Returns the
+    /// frame's length; a frame longer than `buf` comes back cut.
     #[inline]
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        (&self.file).read(buf)
+    pub fn recv(&self, hdr: &mut [u8; VNET_HDR_LEN], buf: &mut [u8]) -> io::Result<usize> {
+        let mut iov = [IoSliceMut::new(hdr), IoSliceMut::new(buf)];
+        let n = (&self.file).read_vectored(&mut iov)?;
+        Ok(n.saturating_sub(VNET_HDR_LEN))
     }
 
     /// Writes one frame gathered from `parts` (so a tag can be pushed or
-    /// popped without copying the frame).
+    /// popped without copying the frame); `parts[0]` is its virtio-net
+    /// header. Returns the frame's length.
     #[inline]
     pub fn send(&self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&self.file).write_vectored(parts)
+        let n = (&self.file).write_vectored(parts)?;
+        Ok(n.saturating_sub(VNET_HDR_LEN))
+    }
+
+    /// What this TAP takes (and hands over) through its header.
+    pub fn offloads(&self) -> super::Offloads {
+        self.offloads
+    }
+}
+
+/// Offers the kernel every offload it has: checksum, TSO (with ECN) and,
+/// on kernels that know it (6.2+), USO. Returns what was agreed.
+fn set_offload(file: &File) -> io::Result<super::Offloads> {
+    let base = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+    let ioctl = |flags: libc::c_uint| {
+        // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned
+        // int of flags); the descriptor is an open TAP.
+        let rc =
+            unsafe { libc::ioctl(file.as_raw_fd(), TUNSETOFFLOAD as _, flags as libc::c_ulong) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    match ioctl(base | TUN_F_USO4 | TUN_F_USO6) {
+        Ok(()) => Ok(super::Offloads::ALL),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            ioctl(base)?;
+            Ok(super::Offloads {
+                uso: false,
+                ..super::Offloads::ALL
+            })
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -110,16 +190,19 @@ impl super::Port for &Tap {
     }
 
     fn caps(&self) -> super::Caps {
-        // No IFF_VNET_HDR: the kernel hands over finished frames.
         super::Caps {
             zero_copy: false,
-            offloads: super::Offloads::default(),
+            offloads: self.offloads,
             queues: 1,
         }
     }
 
-    /// One read(2) per frame, each after the slot's headroom, until the
-    /// device has nothing more.
+    /// One readv(2) per frame (its header, then the frame after the slot's
+    /// headroom), until the device has nothing more. A header that does not
+    /// fit its frame is reported in `Rx::off` (the frame is dropped as
+    /// `bad_offload`). The area takes 65,535 bytes: more than the kernel
+    /// hands over (a TSO super-frame is at most 64 KiB with its headers,
+    /// the kernel's `gso_max_size`).
     fn recv(
         &mut self,
         slots: &mut super::Slots,
@@ -128,12 +211,22 @@ impl super::Port for &Tap {
         let mut n = 0;
         let max = got.len().min(slots.len());
         while n < max {
-            let area = &mut slots.slot_mut(n)[super::HEADROOM..super::HEADROOM + super::MAX_FRAME];
-            match Tap::recv(self, area) {
+            let slot = slots.slot_mut(n);
+            let end = slot.len().min(super::HEADROOM + super::MAX_FRAME);
+            let Some(area) = slot.get_mut(super::HEADROOM..end) else {
+                break;
+            };
+            let mut hdr = [0u8; VNET_HDR_LEN];
+            match Tap::recv(self, &mut hdr, area) {
                 Ok(len) => {
+                    let frame = area.get(..len).unwrap_or_default();
+                    let off = VirtioNetHdr::parse(&hdr)
+                        .map_err(|_| shunt_parsers::virtio_net::OffloadError::Length)
+                        .and_then(|h| Offload::from_header(&h, frame));
                     got[n] = super::Rx {
                         start: super::HEADROOM as u16,
-                        len: len as u16,
+                        len: len.min(super::MAX_FRAME) as u16,
+                        off,
                     };
                     n += 1;
                 }
@@ -147,14 +240,18 @@ impl super::Port for &Tap {
         Ok(n)
     }
 
-    /// One writev(2): the parts are gathered by the kernel, not copied here.
-    fn send(&mut self, parts: &[&[u8]]) -> Result<usize, super::TxError> {
-        let mut iov = [IoSlice::new(&[]); 4];
-        let n = parts.len().min(iov.len());
-        for (v, p) in iov.iter_mut().zip(parts) {
+    /// One writev(2) of the header and the parts: gathered by the kernel,
+    /// not copied here. `off` is the frame's offload state as the edit
+    /// stage left it (checksum start already moved for a tag change).
+    fn send(&mut self, parts: &[&[u8]], off: &Offload) -> Result<usize, super::TxError> {
+        let hdr = off.to_header(0, 0).to_bytes();
+        let mut iov = [IoSlice::new(&[]); 5];
+        iov[0] = IoSlice::new(&hdr);
+        let n = parts.len().min(iov.len() - 1);
+        for (v, p) in iov[1..].iter_mut().zip(parts) {
             *v = IoSlice::new(p);
         }
-        Tap::send(self, &iov[..n]).map_err(|err| match err.raw_os_error() {
+        Tap::send(self, &iov[..n + 1]).map_err(|err| match err.raw_os_error() {
             Some(libc::EAGAIN) | Some(libc::ENOBUFS) => super::TxError::Full,
             Some(e @ (libc::EIO | libc::EBADFD | libc::ENODEV)) => super::TxError::Gone(e),
             Some(e) => super::TxError::Refused(e),

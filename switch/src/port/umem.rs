@@ -474,8 +474,11 @@ impl Drop for FrameCache {
     }
 }
 
-/// The frame memory of a batch: `n` slots of [`FRAME_SIZE`] bytes, each
-/// showing its own buffer or a UMEM frame it holds.
+/// The frame memory of a batch: `n` slots, each showing its own buffer of
+/// [`Slots::OWN`] bytes (room for a GSO super-frame of up to 64 KiB: the
+/// large buffer class) or a UMEM frame of [`FRAME_SIZE`] bytes it holds.
+/// Own buffers are only touched as far as frames fill them, so the large
+/// class costs address space, not cache.
 pub struct Slots {
     own: Box<[u8]>,
     /// Where each slot's bytes are: into `own`, or a held UMEM frame.
@@ -492,15 +495,20 @@ pub struct Slots {
 unsafe impl Send for Slots {}
 
 impl Slots {
+    /// Bytes of a UMEM frame slot.
     pub const SIZE: usize = FRAME_SIZE as usize;
+    /// Bytes of an own slot: the headroom, a frame of up to 65,535 bytes
+    /// (what a 16-bit length holds: a 64 KiB TSO super-frame with its
+    /// headers) and a tail, rounded to 256.
+    pub const OWN: usize = 65_536 + 256;
 
     pub fn new(n: usize) -> Slots {
-        let mut own = vec![0u8; n * Self::SIZE].into_boxed_slice();
+        let mut own = vec![0u8; n * Self::OWN].into_boxed_slice();
         let p = own.as_mut_ptr();
         let at = (0..n)
-            // SAFETY: i * SIZE < n * SIZE, inside `own`; a boxed slice of
-            // n * SIZE bytes (non-zero for n > 0; for n = 0 nothing is made).
-            .map(|i| unsafe { NonNull::new_unchecked(p.add(i * Self::SIZE)) })
+            // SAFETY: i * OWN < n * OWN, inside `own`; a boxed slice of
+            // n * OWN bytes (non-zero for n > 0; for n = 0 nothing is made).
+            .map(|i| unsafe { NonNull::new_unchecked(p.add(i * Self::OWN)) })
             .collect();
         Slots {
             own,
@@ -518,22 +526,35 @@ impl Slots {
         self.at.is_empty()
     }
 
-    /// Slot `i`'s bytes (all [`Self::SIZE`] of them).
+    /// Bytes slot `i` shows: [`Self::OWN`], or [`Self::SIZE`] for a UMEM
+    /// frame.
+    #[inline]
+    fn size(&self, i: usize) -> usize {
+        if self.held[i].is_some() {
+            Self::SIZE
+        } else {
+            Self::OWN
+        }
+    }
+
+    /// Slot `i`'s bytes (all of them: [`Self::OWN`] or [`Self::SIZE`]).
     #[inline]
     pub fn slot(&self, i: usize) -> &[u8] {
         let p = self.at[i];
-        // SAFETY: `at[i]` points at SIZE bytes this struct owns: a slice of
-        // `own`, or a UMEM frame whose handle is in `held[i]` (so nobody
-        // else reaches it) and whose area `self.area` keeps mapped.
-        unsafe { std::slice::from_raw_parts(p.as_ptr(), Self::SIZE) }
+        // SAFETY: `at[i]` points at `size(i)` bytes this struct owns: a
+        // slice of `own` (OWN bytes), or a UMEM frame (SIZE bytes) whose
+        // handle is in `held[i]` (so nobody else reaches it) and whose area
+        // `self.area` keeps mapped.
+        unsafe { std::slice::from_raw_parts(p.as_ptr(), self.size(i)) }
     }
 
     /// Slot `i`'s bytes, writable.
     #[inline]
     pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
         let p = self.at[i];
+        let n = self.size(i);
         // SAFETY: as in `slot`, and `&mut self` makes the access exclusive.
-        unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), Self::SIZE) }
+        unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), n) }
     }
 
     /// Whether slot `i` shows a UMEM frame.
@@ -574,8 +595,8 @@ impl Slots {
     #[inline]
     pub fn take(&mut self, i: usize) -> Option<UmemFrame> {
         let f = self.held.get_mut(i)?.take()?;
-        // SAFETY: i < n (held[i] exists), so i * SIZE is inside `own`.
-        self.at[i] = unsafe { NonNull::new_unchecked(self.own.as_mut_ptr().add(i * Self::SIZE)) };
+        // SAFETY: i < n (held[i] exists), so i * OWN is inside `own`.
+        self.at[i] = unsafe { NonNull::new_unchecked(self.own.as_mut_ptr().add(i * Self::OWN)) };
         Some(f)
     }
 

@@ -16,8 +16,9 @@
 use crate::config::{self, Topology};
 use crate::counters::WorkerCounters;
 use crate::ids::PortId;
+use crate::pipeline::edit::Out;
 use crate::pipeline::{self, edit, Batch, Context, Plan, TxQueues, BATCH};
-use crate::port::{MemPort, Port, TxError};
+use crate::port::{MemPort, Offload, Port, TxError};
 use crate::stack::StackLink;
 use crate::trace::Tracer;
 use shunt_parsers::{EthernetFrame, MacAddr};
@@ -71,6 +72,8 @@ pub struct Rig {
     pub stack: Option<Arc<StackLink>>,
     /// Ports sent to since their last flush.
     sent_to: Vec<PortId>,
+    /// Where super-frames are cut (as a worker's).
+    seg: edit::SegmentBuf,
 }
 
 impl Rig {
@@ -107,6 +110,7 @@ impl Rig {
             ports: (0..n).map(|_| MemPort::new(PORT_FRAMES)).collect(),
             stack: None,
             sent_to: Vec::with_capacity(n),
+            seg: edit::SegmentBuf::new(),
         }
     }
 
@@ -146,6 +150,19 @@ impl Rig {
         }
     }
 
+    /// The same rig with in-memory ports that take frames of up to 64 KiB
+    /// (GSO super-frames) and claim the offloads the plan gives their kind
+    /// (a TAP's: all; an AF_XDP port's: none).
+    pub fn large_ports(mut self) -> Rig {
+        self.ports = self
+            .plan
+            .ports
+            .iter()
+            .map(|p| MemPort::large(PORT_FRAMES, p.offloads))
+            .collect();
+        self
+    }
+
     /// Receives a batch from port `p` (what was pushed into its
     /// `MemPort`), runs the pipeline and sends what it decided. Returns how
     /// many copies were sent.
@@ -182,20 +199,30 @@ impl Rig {
         let ctx = context!(self);
         let (ports, sent_to) = (&mut self.ports, &mut self.sent_to);
         let mut sent = 0;
-        edit::run(&ctx, &mut self.batch, &self.tx, |batch, c, e| {
-            let (parts, n) = e.parts(batch.frame(c.frame));
-            let r = match ports.get_mut(c.dev.index()) {
-                Some(p) => p.send(&parts[..n]),
-                None => Err(TxError::Gone(libc::ENODEV)),
-            };
-            if r.is_ok() {
-                sent += 1;
-                if !sent_to.contains(&c.dev) {
-                    sent_to.push(c.dev);
+        edit::run(
+            &ctx,
+            &mut self.batch,
+            &self.tx,
+            &mut self.seg,
+            |batch, c, out| {
+                let port = ports.get_mut(c.dev.index());
+                let r = match (out, port) {
+                    (Out::Frame(e), Some(p)) => {
+                        let (parts, n) = e.parts(batch.frame(c.frame));
+                        p.send(&parts[..n], &e.off)
+                    }
+                    (Out::Segment(b), Some(p)) => p.send(&[b], &Offload::NONE),
+                    (_, None) => Err(TxError::Gone(libc::ENODEV)),
+                };
+                if r.is_ok() {
+                    sent += 1;
+                    if !sent_to.contains(&c.dev) {
+                        sent_to.push(c.dev);
+                    }
                 }
-            }
-            ctx.counters.count_tx(c.to, c.dev, r);
-        });
+                ctx.counters.count_tx(c.to, c.dev, r);
+            },
+        );
         for p in self.sent_to.drain(..) {
             if let Some(port) = self.ports.get_mut(p.index()) {
                 port.flush();
@@ -281,5 +308,7 @@ fn parse(toml: &str) -> Topology {
 
 pub mod fuzz;
 
+#[cfg(test)]
+mod offload_tests;
 #[cfg(test)]
 mod pipeline_tests;
