@@ -71,14 +71,17 @@ for crate in parsers/fuzz fuzz; do
     corpus=$dir/corpus/$t
     art=$dir/artifacts/$t
     mkdir -p "$corpus" "$art"
-    # Seeds: seeds/<target>/ when the crate has one per target, else the
-    # crate's shared seeds/ (parsers/fuzz: whole frames for every view).
+    # Seeds: the target's own (fuzz/seeds/<target>/, or seeds_<target>/
+    # or seeds_<last word>/ as parsers/fuzz/seeds_gso/ for virtio_gso),
+    # else the crate's shared seeds/ (parsers/fuzz: whole frames for every
+    # view). libFuzzer sizes inputs after the largest seed.
     seeds=()
-    if [ -d "$dir/seeds/$t" ]; then
-      seeds=("$dir/seeds/$t")
-    elif [ -d "$dir/seeds" ] && [ -n "$(find "$dir/seeds" -maxdepth 1 -type f -print -quit)" ]; then
-      seeds=("$dir/seeds")
-    fi
+    for s in "$dir/seeds/$t" "$dir/seeds_$t" "$dir/seeds_${t##*_}" "$dir/seeds"; do
+      if [ -d "$s" ] && [ -n "$(find "$s" -maxdepth 1 -type f -print -quit)" ]; then
+        seeds=("$s")
+        break
+      fi
+    done
     # Past failures first: each file run once.
     if [ -d "$dir/regressions/$t" ] && [ -n "$(ls -A "$dir/regressions/$t")" ]; then
       if ! "$bin" -runs=1 "$dir"/regressions/"$t"/* >"$art/regressions.log" 2>&1; then
