@@ -87,6 +87,19 @@ impl Request {
     ];
 }
 
+/// Reads one request line (the bytes a client sent before its newline, or
+/// with it). Err: what the client is told, in words: not UTF-8, not JSON,
+/// an unknown `cmd`, or what the named command lacks.
+pub fn decode(line: &[u8]) -> Result<Request, String> {
+    let line = std::str::from_utf8(line).map_err(|e| format!("bad request: not UTF-8 ({e})"))?;
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("bad request: {e}"))?;
+    let cmd = v.get("cmd").and_then(|c| c.as_str()).unwrap_or("");
+    if !Request::CMDS.contains(&cmd) {
+        return Err(format!("unknown command {cmd:?}"));
+    }
+    serde_json::from_value::<Request>(v).map_err(|e| format!("bad request: {e}"))
+}
+
 /// Any failure: `{"error": "<what went wrong, in words>"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorReply {
@@ -379,6 +392,18 @@ mod tests {
                 seconds: Some(2.0)
             }
         );
+    }
+
+    #[test]
+    fn bad_requests_are_told_what_is_wrong() {
+        let bad = |line: &[u8]| decode(line).expect_err("not a request");
+        assert_eq!(bad(br#"{"cmd":"nope"}"#), "unknown command \"nope\"");
+        assert_eq!(bad(br#"{"x":1}"#), "unknown command \"\"");
+        assert!(bad(b"not json").starts_with("bad request: "));
+        assert!(bad(b"\xff\n").starts_with("bad request: not UTF-8"));
+        let e = bad(br#"{"cmd":"attach","host":"h"}"#);
+        assert!(e.contains("missing field `network`"), "{e}");
+        assert_eq!(decode(b"{\"cmd\":\"ping\"}\n"), Ok(Request::Ping));
     }
 
     #[test]
