@@ -165,7 +165,7 @@ impl Runtime {
         for (p, d) in devices.into_iter().enumerate() {
             let Some(id) = PortId::new(p) else { break };
             match d {
-                Device::Tap(t) => {
+                Device::Tap(t, _) => {
                     kinds[p].store(Some(Kind::Tap));
                     slots.push(ArcSwapOption::new(Some(t)));
                 }
