@@ -114,8 +114,9 @@ fn iperf3(
     let bps = v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
         .unwrap_or(0.0);
+    let enough = bps >= min_gbit * 1e9;
     ensure!(
-        bps >= min_gbit * 1e9,
+        enough,
         "iperf3 {client} -> {server_ip}, {streams} stream(s): {:.3} Gbit/s, less than {min_gbit}",
         bps / 1e9
     );
@@ -194,7 +195,8 @@ fn offload(sw: &Switch, port: &str, counter: &str) -> Result<u64, String> {
 /// Two veth hosts and a TAP host, offloads on in all of them: TCP over
 /// IPv4 (one and four streams) and IPv6 between the veth hosts, their
 /// super-frames passed whole (never cut in software), TCP from the TAP
-/// host to a veth host, files intact both ways, nothing `bad_offload`.
+/// host to a veth host, files intact both ways, TCP through a VXLAN device
+/// inside the veth hosts, nothing `bad_offload`.
 fn packet_hosts_tcp() -> TestResult {
     let tag = 1;
     let (sw, [a, b, c]) = lab(tag, 1500)?;
@@ -227,6 +229,32 @@ fn packet_hosts_tcp() -> TestResult {
     iperf3(&c, &format!("10.74.{tag}.13"), &a, 1, 0.5)?;
     netcat_file(&b, &b_ip, &a, 8)?;
     netcat_file(&a, &a_ip, &b, 8)?;
+    // A VXLAN device inside each veth host, over eth0: its super-frames
+    // are a tunnel's, which the virtio-net header cannot describe, so shunt
+    // turns that offload off in the host (the kernel would drop every one
+    // at the packet socket: 228 kbit/s before).
+    for (h, i, peer) in [(&a, 1, &b_ip), (&b, 2, &a_ip)] {
+        exec(
+            h,
+            &[
+                "ip", "link", "add", "vx0", "type", "vxlan", "id", "42", "remote", peer, "dstport",
+                "4789", "dev", "eth0",
+            ],
+        )?;
+        exec(
+            h,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("192.168.74.{i}/24"),
+                "dev",
+                "vx0",
+            ],
+        )?;
+        exec(h, &["ip", "link", "set", "vx0", "up"])?;
+    }
+    iperf3(&b, "192.168.74.2", &a, 1, 0.1)?;
     let bad = sw.stats()?.drop("bad_offload");
     ensure!(bad == 0, "{bad} frames dropped as bad_offload");
     Ok(())

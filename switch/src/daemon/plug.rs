@@ -142,17 +142,22 @@ pub(super) fn plug_veth(
     ])
     .map_err(nerr(ns))?;
     add_address(ns, ifname, ip)?;
-    if !offloads {
+    let set = if offloads {
+        // TSO, USO and checksum offload stay on; what the header cannot say
+        // (a tunnel's super-frames, a VLAN tag kept aside) goes off.
+        crate::port::sys::vnet_features_only(ns, ifname)
+    } else {
         // A veth offloads TCP/UDP checksums to its peer: the host's frames
         // would leave with a partial checksum, and AF_XDP carries no word
         // of that, so the switch's own stack and the hosts behind other
         // ports would see bad checksums and drop the frames. With the
         // offload off the host's kernel writes complete checksums.
-        crate::port::sys::tx_checksum_off(ns, ifname).map_err(|source| PlugError::ChecksumOff {
-            host: ns.to_string(),
-            source,
-        })?;
-    }
+        crate::port::sys::tx_checksum_off(ns, ifname)
+    };
+    set.map_err(|source| PlugError::ChecksumOff {
+        host: ns.to_string(),
+        source,
+    })?;
     netns::ip(&["link", "set", "dev", &outer, "up"]).map_err(nerr(ns))?;
     Ok(outer)
 }
