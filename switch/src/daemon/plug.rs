@@ -191,9 +191,24 @@ pub(super) fn open_afxdp(
 /// says at start-up what its peer's checksum offload does to TCP and UDP
 /// (shunt's own veth hosts have it turned off).
 pub(super) fn note_veth_checksums(port: &str, ifname: &str) {
-    if crate::port::sys::driver_name(ifname).is_ok_and(|d| d == "veth") {
+    if is_veth(ifname) {
         eprintln!(
             "shunt: port {port}: {ifname} is a veth: TCP and UDP its peer's kernel sends carry partial checksums unless transmit checksum offload is off on the peer (`ethtool -K PEER tx off`); see docs/afxdp.md#checksums"
         );
     }
+}
+
+/// For a packet port on an interface the user brought: if it is a veth,
+/// says which of its peer's offloads the virtio-net header cannot carry
+/// (shunt's own veth hosts have them turned off).
+pub(super) fn note_veth_tunnels(port: &str, ifname: &str) {
+    if is_veth(ifname) {
+        eprintln!(
+            "shunt: port {port}: {ifname} is a veth: its peer's tunnel super-frames (VXLAN, GRE) cannot cross a packet port and are dropped unless their segmentation offload is off on the peer (`ethtool -K PEER tx-udp_tnl-segmentation off tx-udp_tnl-csum-segmentation off tx-gre-segmentation off`); see docs/afxdp.md#veth-hosts-packet-sockets"
+        );
+    }
+}
+
+fn is_veth(ifname: &str) -> bool {
+    crate::port::sys::driver_name(ifname).is_ok_and(|d| d == "veth")
 }
