@@ -1,17 +1,21 @@
 //! Zero-copy typed views over the headers a userspace Ethernet switch reads
-//! and writes: Ethernet, 802.1Q / 802.1ad tags, ARP, IPv4, IPv6, UDP and
-//! VXLAN, plus builders for the headers the switch prepends.
+//! and writes: Ethernet, 802.1Q / 802.1ad tags, ARP, IPv4, IPv6, UDP, TCP,
+//! VXLAN and the virtio-net header, plus builders for the headers the
+//! switch prepends and the software offloads ([`gso`]: checking offload
+//! metadata, completing a checksum, segmenting a GSO super-frame).
 //!
 //! # Contract
 //!
 //! - **No panics on any input.** Every view (`EthernetFrame`, `VlanTag`,
-//!   `ArpPacket`, `Ipv4Packet`, `Ipv6Packet`, `UdpPacket`, `VxlanPacket`)
+//!   `ArpPacket`, `Ipv4Packet`, `Ipv6Packet`, `UdpPacket`, `TcpPacket`,
+//!   `VxlanPacket`)
 //!   wraps any `T: AsRef<[u8]>`. `new_checked` / `check_len` verify that
 //!   every field and every length-derived range (payload, options) lies
 //!   inside the buffer; after that no accessor can panic. `new_unchecked`
 //!   skips the check and is for buffers the caller just built.
 //!   Raw-frame helpers (`vlan::outer_tag`, `vlan::push_tag`, `vlan::pop_tag`,
-//!   `vxlan::encap_in_place`, ...) return `None`/`Err` instead of panicking.
+//!   `vxlan::encap_in_place`, `gso::check_header`, `gso::Segmenter`, ...)
+//!   return `None`/`Err` instead of panicking.
 //! - **No unsafe** (`#![forbid(unsafe_code)]`), **no allocation**, `no_std`
 //!   (the default `std` feature only adds `std::error::Error` impls), and no
 //!   dependencies.

@@ -7,8 +7,9 @@
 
 mod common;
 
-use common::pcap;
+use common::superframe::Built;
 use common::superframe::{build, l4_verifies, ones_sum, pseudo, Rng, Spec};
+use common::{exercise, pcap};
 use shunt_parsers::gso::{check_header, complete_csum, Segmenter};
 use shunt_parsers::virtio_net::{
     Csum, Gso, Offload, OffloadError, VirtioNetHdr, F_DATA_VALID, F_NEEDS_CSUM, GSO_ECN, GSO_NONE,
@@ -220,7 +221,7 @@ fn write_l3_refuses_small_buffers_and_other_frames() {
     assert_eq!(bad.segment_l3_len(0), 0);
 }
 
-fn tcp4() -> (Vec<u8>, VirtioNetHdr, common::superframe::Built) {
+fn tcp4() -> (Vec<u8>, VirtioNetHdr, Built) {
     build(&Spec::new(false, false, 4000, 1448))
 }
 
@@ -548,4 +549,162 @@ fn complete_csum_on_a_real_frame() {
     assert_eq!(be16(&frame, 34 + 6), 0x2145);
     let ph = pseudo(&frame[26..30], &frame[30..34], 17, frame.len() - 34);
     assert_eq!(ones_sum(&[&ph, &frame[34..]]), 0xffff);
+}
+
+/// Header + frame, as the fuzz target reads them.
+fn with_header(frame: &[u8], h: &VirtioNetHdr) -> Vec<u8> {
+    let mut v = h.to_bytes().to_vec();
+    v.extend_from_slice(frame);
+    v
+}
+
+/// A spread of valid super-frames: every kind, tags, options, sizes.
+fn sample_specs() -> Vec<Spec> {
+    let mut specs = Vec::new();
+    for (k, (v6, udp)) in [(false, false), (true, false), (false, true), (true, true)]
+        .into_iter()
+        .enumerate()
+    {
+        for (j, (len, mss)) in [(3000, 1000), (100, 7), (1448, 1448), (0, 536)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut s = Spec::new(v6, udp, len, mss);
+            s.tags = (k + j) % 3;
+            s.ip_opts = if v6 { 0 } else { 4 * j };
+            s.tcp_opts = 12 * (j % 2);
+            specs.push(s);
+        }
+    }
+    specs
+}
+
+#[test]
+fn corrupted_super_frames_never_panic() {
+    let mut rng = Rng(0xf022_0001);
+    let mut out = vec![0u8; exercise::GSO_OUT_LEN];
+    for s in sample_specs() {
+        let (frame, h, _) = build(&s);
+        let input = with_header(&frame, &h);
+        exercise::virtio_gso(&input, &mut out);
+        for _ in 0..300 {
+            let mut f = input.clone();
+            // Flip a few bytes, mostly in the header and the L2-L4 headers.
+            for _ in 0..1 + rng.below(3) {
+                let i = rng.below(f.len().min(12 + 140));
+                f[i] = rng.next() as u8;
+            }
+            if rng.below(4) == 0 {
+                f.truncate(rng.below(f.len() + 1));
+            }
+            exercise::virtio_gso(&f, &mut out);
+        }
+    }
+}
+
+/// Writes the fuzz target's seeds (header + super-frame) into
+/// parsers/fuzz/seeds_gso. Run by hand when the builder changes:
+/// `cargo test -p shunt-parsers --test gso -- --ignored write_fuzz_seeds`.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds_gso");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, s) in sample_specs().iter().enumerate() {
+        let (frame, h, _) = build(s);
+        std::fs::write(dir.join(format!("gso-{i:02}")), with_header(&frame, &h)).unwrap();
+        // The same frame as a plain one with only the checksum to finish.
+        let plain = VirtioNetHdr {
+            gso_type: GSO_NONE,
+            gso_size: 0,
+            ..h
+        };
+        std::fs::write(
+            dir.join(format!("csum-{i:02}")),
+            with_header(&frame, &plain),
+        )
+        .unwrap();
+    }
+    let bytes = std::fs::read(pcap::data_dir().join("tap_offloads.vnet")).unwrap();
+    for (i, rec) in pcap::parse_linktype(&bytes, 147)
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        std::fs::write(dir.join(format!("tap-{i:02}")), rec).unwrap();
+    }
+}
+
+/// What a TAP with IFF_VNET_HDR handed over on this machine's kernel
+/// (tests/data/tap_offloads.vnet, from tests/data/capture_vnet.py): real
+/// headers and frames, TCP over IPv4 and IPv6 and UDP_SEGMENT over both.
+#[test]
+fn real_super_frames_from_a_tap() {
+    let bytes = std::fs::read(pcap::data_dir().join("tap_offloads.vnet")).unwrap();
+    let records = pcap::parse_linktype(&bytes, 147).unwrap();
+    let mut counts = Vec::new();
+    let mut csum_only = 0;
+    let mut out = vec![0u8; 70_000];
+    for rec in &records {
+        let h = VirtioNetHdr::parse(rec).unwrap();
+        let frame = &rec[12..];
+        let off = check_header(&h, frame).unwrap_or_else(|e| panic!("{h:?}: {e:?}"));
+        let v6 = frame[12..14] == [0x86, 0xdd];
+        let (l3, l4) = (14, if v6 { 54 } else { 34 });
+        if !off.gso.is_some() {
+            if let Some(c) = off.csum {
+                let mut f = frame.to_vec();
+                complete_csum(&mut f, c).unwrap();
+                assert!(l4_verifies(
+                    &f[l3..],
+                    v6,
+                    l4 - l3,
+                    f[if v6 { 20 } else { 23 }]
+                ));
+                csum_only += 1;
+            }
+            continue;
+        }
+        let udp = h.gso_type == GSO_UDP_L4;
+        let proto = if udp { 17 } else { 6 };
+        // The kernel left the pseudo-header sum over the whole super-frame's
+        // L4 length in the checksum field (CHECKSUM_PARTIAL).
+        let ph = if v6 {
+            pseudo(&frame[22..38], &frame[38..54], proto, frame.len() - l4)
+        } else {
+            pseudo(&frame[26..30], &frame[30..34], proto, frame.len() - l4)
+        };
+        let at = l4 + usize::from(h.csum_offset);
+        assert_eq!(be16(frame, at), ones_sum(&[&ph]));
+        assert_eq!(usize::from(h.hdr_len), if udp { l4 + 8 } else { l4 + 32 });
+
+        let seg = Segmenter::new(frame, &off).unwrap();
+        assert_eq!(seg.mss, usize::from(h.gso_size));
+        let mut joined = Vec::new();
+        for i in 0..seg.count {
+            let n = seg.write_l3(frame, i, &mut out).unwrap();
+            let s = &out[..n];
+            assert!(l4_verifies(s, v6, l4 - l3, proto), "segment {i}");
+            if !v6 {
+                assert_eq!(ones_sum(&[&s[..20]]), 0xffff);
+            }
+            joined.extend_from_slice(&s[seg.payload - l3..]);
+        }
+        assert_eq!(joined, frame[seg.payload..]);
+        counts.push((off.gso, seg.count));
+    }
+    // The client wrote 10,240 bytes (5 x 1448 + 3000 over IPv4, MSS 1428
+    // over IPv6); the UDP sender 4,518 bytes with UDP_SEGMENT 1000.
+    assert_eq!(
+        counts,
+        [
+            (Gso::Tcp4, 5),
+            (Gso::Tcp4, 3),
+            (Gso::Udp4, 5),
+            (Gso::Tcp6, 5),
+            (Gso::Tcp6, 3),
+            (Gso::Udp6, 5)
+        ]
+    );
+    assert_eq!(csum_only, 3, "SYN, SYN-ACK and ACK over IPv4");
 }

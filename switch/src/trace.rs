@@ -8,6 +8,7 @@ use crate::counters::{DropReason, FloodCause};
 use crate::ids::{Egress, NetId, Vid};
 use crate::pipeline::{learn::Learned, Verdict};
 use serde::Serialize;
+use shunt_parsers::virtio_net::Gso;
 use shunt_parsers::MacAddr;
 
 pub use crate::pipeline::tracer::{TraceRecord, Tracer, MAX_OUT};
@@ -133,13 +134,17 @@ pub fn describe(
     } else {
         vlan_s
     };
-    let text = format!(
+    let mut text = format!(
         "{ingress}: {} > {} type 0x{:04x} len {}{vlan_s}, network {net_s}; {learning}; {decision}",
         mac(&r.src),
         mac(&r.dst),
         r.ethertype,
         r.len
     );
+    if let Some(words) = super_frame_words(r, &out) {
+        text.push_str("; ");
+        text.push_str(&words);
+    }
     TraceLine {
         ingress,
         network,
@@ -154,6 +159,53 @@ pub fn describe(
         out,
         text,
     }
+}
+
+/// "TCP super-frame of 64,066 bytes, 45 segments of 1,448: passed whole
+/// to h2.lan; segmented in software for h3.lan".
+fn super_frame_words(r: &TraceRecord, out: &[TraceOut]) -> Option<String> {
+    let (kind, segments, mss) = r.gso?;
+    let proto = match kind {
+        Gso::Tcp4 | Gso::Tcp6 => "TCP",
+        Gso::Udp4 | Gso::Udp6 | Gso::None => "UDP",
+    };
+    let mut w = format!(
+        "{proto} super-frame of {} bytes, {segments} segments of {}",
+        thousands(r.len.into()),
+        thousands(mss.into())
+    );
+    let (whole, cut): (Vec<_>, Vec<_>) = out
+        .iter()
+        .enumerate()
+        .partition(|(k, _)| r.whole & (1 << k) != 0);
+    let names = |v: Vec<(usize, &TraceOut)>| {
+        v.iter()
+            .map(|(_, o)| o.port.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut sep = ": ";
+    if !whole.is_empty() {
+        w.push_str(&format!("{sep}passed whole to {}", names(whole)));
+        sep = "; ";
+    }
+    if !cut.is_empty() {
+        w.push_str(&format!("{sep}segmented in software for {}", names(cut)));
+    }
+    Some(w)
+}
+
+/// 64066 -> "64,066".
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut o = String::with_capacity(s.len() + s.len() / 3);
+    for (k, c) in s.chars().enumerate() {
+        if k > 0 && (s.len() - k).is_multiple_of(3) {
+            o.push(',');
+        }
+        o.push(c);
+    }
+    o
 }
 
 fn drop_words(d: DropReason) -> &'static str {
@@ -187,6 +239,8 @@ mod tests {
             out: [(port(0), None); MAX_OUT],
             n_out: outs.len() as u16,
             vni: 1000,
+            gso: None,
+            whole: 0,
         };
         r.out[..outs.len()].copy_from_slice(outs);
         r
@@ -239,6 +293,31 @@ mod tests {
             (l.action.as_str(), l.reason.as_deref()),
             ("drop", Some("same_port"))
         );
+    }
+
+    #[test]
+    fn super_frames_say_who_got_them_whole() {
+        let mut r = record(
+            Verdict::Flood(FloodCause::Broadcast),
+            &[(port(1), None), (port(2), Vid::new(10))],
+        );
+        r.len = 64066;
+        r.gso = Some((Gso::Tcp4, 45, 1448));
+        r.whole = 0b01;
+        let l = words(&r);
+        assert!(
+            l.text.ends_with(
+                "; TCP super-frame of 64,066 bytes, 45 segments of 1,448: passed whole to h2.lan; segmented in software for t"
+            ),
+            "{}",
+            l.text
+        );
+        r.whole = 0;
+        assert!(words(&r)
+            .text
+            .ends_with(": segmented in software for h2.lan, t"));
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod harness;
 mod l2;
 mod macvlan;
 mod mixed;
+mod offload;
 mod offload_veth;
 mod trace;
 mod vlan;
@@ -59,6 +60,7 @@ fn main() {
         .chain(macvlan::tests())
         .chain(trace::tests())
         .chain(vxlan::tests())
+        .chain(offload::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }
@@ -90,6 +92,7 @@ fn main() {
         .into_iter()
         .chain(vlan::afxdp_tests())
         .chain(vxlan::afxdp_tests())
+        .chain(offload::afxdp_tests())
     {
         tests.push((name.to_string(), Box::new(test), skip_xdp.clone()));
     }

@@ -466,6 +466,32 @@ fn kernel_vteps() -> TestResult {
     }
     ping(&a, &format!("10.77.{tag}.101"))?;
     ping(&x2, &format!("10.77.{tag}.11"))?;
+
+    // TCP at MTU 1450 with the hosts' TSO on (issue 12, VPP#3184): the
+    // TAP host's super-frames are cut into segments that each fit the
+    // tunnel, with an outer header of their own; the kernel VTEP's side
+    // comes back with its inner checksum left to compute. No black hole.
+    let to_x1 = crate::harness::iperf3_tcp(&x1, &format!("10.77.{tag}.101"), &a, 2)?;
+    let from_x1 = crate::harness::iperf3_tcp(&a, &format!("10.77.{tag}.11"), &x1, 2)?;
+    println!(
+        "vxlan::kernel_vteps: iperf3 TCP to the kernel VTEP's host {:.0} Mbit/s, back {:.0} Mbit/s",
+        to_x1 / 1e6,
+        from_x1 / 1e6
+    );
+    // The tests run the debug build: 100 Mbit/s is far above a black hole
+    // or a retransmission storm.
+    if to_x1 < 1e8 || from_x1 < 1e8 {
+        return Err(
+            format!("TCP through the tunnel: {to_x1} bit/s to x1, {from_x1} bit/s back").into(),
+        );
+    }
+    let st = swg.stats()?;
+    ensure!(
+        st.drop("vxlan_too_big") == 0 && st.drop("bad_offload") == 0,
+        "drops on the TCP through the tunnel: vxlan_too_big {}, bad_offload {}",
+        st.drop("vxlan_too_big"),
+        st.drop("bad_offload")
+    );
     Ok(())
 }
 
@@ -725,8 +751,11 @@ address = "192.0.2.{me}/24"
     );
     // TCP across: iperf3 for two seconds.
     let bps = crate::harness::iperf3_tcp(&hb, &format!("10.77.{tag}.12"), &ha, 2)?;
-    let mbps = (bps / 1e6) as u64;
-    ensure!(mbps >= 1, "iperf3 across two shunt VTEPs: {bps} bit/s");
+    // Super-frames from the hosts are cut for the tunnel (issue 12); the
+    // debug build still moves far more than 100 Mbit/s.
+    if bps < 1e8 {
+        return Err(format!("iperf3 across two shunt VTEPs: {bps} bit/s").into());
+    }
     println!("vxlan::two_switches: iperf3 TCP {:.0} Mbit/s", bps / 1e6);
     let st = a.stats()?;
     ensure!(

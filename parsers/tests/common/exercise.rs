@@ -281,6 +281,124 @@ pub fn all(data: &[u8]) {
         ipv4(d);
         ipv6(d);
         udp(d);
+        tcp(d);
         vxlan(d);
     }
+    let mut out = vec![0u8; GSO_OUT_LEN];
+    virtio_gso(data, &mut out);
+}
+
+pub fn tcp(data: &[u8]) {
+    black_box(ip::l4_ports(data));
+    let Ok(p) = TcpPacket::new_checked(data) else {
+        return;
+    };
+    black_box((p.src_port(), p.dst_port(), p.seq_number(), p.ack_number()));
+    black_box((p.header_len(), p.flags(), p.window(), p.checksum()));
+    black_box((p.urgent(), p.options(), p.payload()));
+    let (a, b) = (
+        "10.0.0.1".parse().expect("ip"),
+        "10.0.0.2".parse().expect("ip"),
+    );
+    black_box(p.verify_checksum_v4(a, b));
+    let (a6, b6) = (
+        "fd00::1".parse().expect("ip"),
+        "fd00::2".parse().expect("ip"),
+    );
+    black_box(p.verify_checksum_v6(a6, b6));
+    let mut copy = data.to_vec();
+    let mut p = TcpPacket::new_checked(&mut copy[..]).expect("checked above");
+    if p.fill_checksum_v4(a, b) {
+        assert!(p.verify_checksum_v4(a, b), "fill then verify (v4)");
+    }
+    assert!(p.fill_checksum_v6(a6, b6));
+    assert!(p.verify_checksum_v6(a6, b6), "fill then verify (v6)");
+    let (s, f) = (p.seq_number(), p.flags());
+    p.set_seq_number(s.wrapping_add(1));
+    p.set_flags(f);
+    black_box(p.payload_mut());
+}
+
+/// The longest segment from its L3 header on: an IPv6 header and a full
+/// 16-bit payload length.
+pub const GSO_OUT_LEN: usize = 40 + 65535;
+
+/// `data` = a 12-byte virtio-net header, then the frame. Whatever
+/// `check_header` accepts must segment: every segment written, none longer
+/// than the buffer, every checksum right, the payload adding up.
+pub fn virtio_gso(data: &[u8], out: &mut [u8]) {
+    use shunt_parsers::gso;
+    use shunt_parsers::virtio_net::{Gso, VirtioNetHdr, VNET_HDR_LEN};
+
+    let Ok(h) = VirtioNetHdr::parse(data) else {
+        return;
+    };
+    assert_eq!(VirtioNetHdr::parse(&h.to_bytes()), Ok(h));
+    let frame = data.get(VNET_HDR_LEN..).unwrap_or(&[]);
+    let Ok(off) = gso::check_header(&h, frame) else {
+        return;
+    };
+    // What the switch hands to the next TAP is accepted there too.
+    let again = gso::check_header(&off.to_header(0, h.hdr_len), frame).expect("re-check");
+    assert_eq!(
+        (again.gso, again.gso_size, again.csum),
+        (off.gso, off.gso_size, off.csum)
+    );
+    if let Some(c) = off.csum {
+        let mut copy = frame.to_vec();
+        gso::complete_csum(&mut copy, c).expect("check_header checked the bounds");
+        let at = usize::from(c.start) + usize::from(c.offset);
+        assert_eq!(copy[..at], frame[..at]);
+        assert_eq!(copy[at + 2..], frame[at + 2..]);
+    }
+    if !off.gso.is_some() {
+        assert!(gso::Segmenter::new(frame, &off).is_err());
+        return;
+    }
+    let seg = gso::Segmenter::new(frame, &off).expect("check_header accepted it");
+    assert!(seg.count >= 1);
+    let ip_hdr = seg.l4() - seg.l3;
+    let mut payload = 0;
+    for i in 0..seg.count {
+        let want = seg.segment_l3_len(i);
+        assert!(want <= out.len(), "segment {i}: {want} bytes");
+        let n = seg.write_l3(frame, i, out).expect("segment written");
+        assert_eq!(n, want);
+        assert!(n <= seg.max_l3_len());
+        let s = &out[..n];
+        let data_len = n - (seg.payload - seg.l3);
+        assert!(data_len <= seg.mss && (data_len == seg.mss || i + 1 == seg.count));
+        payload += data_len;
+        let l4 = &s[ip_hdr..];
+        match seg.gso() {
+            Gso::Tcp4 | Gso::Udp4 => {
+                let p = Ipv4Packet::new_checked(s).expect("IPv4 segment");
+                assert!(p.verify_checksum());
+                assert_eq!(usize::from(p.total_len()), n);
+                let (a, b) = (p.src_addr(), p.dst_addr());
+                if seg.gso() == Gso::Tcp4 {
+                    let t = TcpPacket::new_checked(l4).expect("TCP");
+                    assert!(t.verify_checksum_v4(a, b));
+                } else {
+                    let u = UdpPacket::new_checked(l4).expect("UDP");
+                    assert!(u.checksum() != 0 && u.verify_checksum_v4(a, b));
+                }
+            }
+            Gso::Tcp6 | Gso::Udp6 => {
+                let p = Ipv6Packet::new_checked(s).expect("IPv6 segment");
+                assert_eq!(usize::from(p.payload_len()) + 40, n);
+                let (a, b) = (p.src_addr(), p.dst_addr());
+                if seg.gso() == Gso::Tcp6 {
+                    let t = TcpPacket::new_checked(l4).expect("TCP");
+                    assert!(t.verify_checksum_v6(a, b));
+                } else {
+                    let u = UdpPacket::new_checked(l4).expect("UDP");
+                    assert!(u.verify_checksum_v6(a, b));
+                }
+            }
+            Gso::None => unreachable!("is_some checked"),
+        }
+    }
+    assert_eq!(payload, frame.len() - seg.payload, "payload adds up");
+    assert_eq!(seg.write_l3(frame, seg.count, out), None);
 }

@@ -32,6 +32,11 @@ pub fn all_captures() -> Vec<(String, Vec<Vec<u8>>)> {
 }
 
 pub fn parse(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    parse_linktype(bytes, LINKTYPE_ETHERNET)
+}
+
+/// Every record of a pcap file of link type `want` (the raw bytes).
+pub fn parse_linktype(bytes: &[u8], want: u32) -> Result<Vec<Vec<u8>>, String> {
     let header = bytes
         .get(..24)
         .ok_or("shorter than the pcap global header")?;
@@ -43,8 +48,8 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     };
     let word = |b: &[u8], at: usize| read_u32([b[at], b[at + 1], b[at + 2], b[at + 3]]);
     let linktype = word(header, 20) & 0x0fff_ffff;
-    if linktype != LINKTYPE_ETHERNET {
-        return Err(format!("link type {linktype}, expected Ethernet"));
+    if linktype != want {
+        return Err(format!("link type {linktype}, expected {want}"));
     }
     let mut frames = Vec::new();
     let mut off = 24;

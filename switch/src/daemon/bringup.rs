@@ -92,8 +92,19 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
             port: p.name.clone(),
             source,
         })?;
-        netns::ip(&["link", "set", &p.interface, "mtu", &p.mtu.to_string(), "up"])
-            .map_err(nerr(&p.name))?;
+        let qlen = super::plug::TAP_TXQUEUELEN.to_string();
+        let mtu = p.mtu.to_string();
+        netns::ip(&[
+            "link",
+            "set",
+            &p.interface,
+            "mtu",
+            &mtu,
+            "txqueuelen",
+            &qlen,
+            "up",
+        ])
+        .map_err(nerr(&p.name))?;
         devs[pi] = Some(Device::tap(tap));
     }
     devs.into_iter()

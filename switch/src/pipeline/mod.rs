@@ -325,6 +325,13 @@ pub fn run(
     let bytes: u64 = batch.meta[..batch.count].iter().map(|m| m.len as u64).sum();
     c.rx_frames.add(batch.count as u64);
     c.rx_bytes.add(bytes);
+    let gso = batch.meta[..batch.count]
+        .iter()
+        .filter(|m| m.off.gso.is_some())
+        .count();
+    if gso > 0 {
+        c.rx_gso.add(gso as u64);
+    }
     let mut delivered = 0;
     match &ctx.plan.vxlan {
         // The underlay carries no network: its frames are decapsulated

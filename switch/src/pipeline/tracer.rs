@@ -8,6 +8,8 @@
 use super::{learn::Learned, Batch, Context, TxQueues, Verdict};
 use crate::ids::{Egress, NetId, PortId, Vid};
 use crossbeam_queue::ArrayQueue;
+use shunt_parsers::gso::Segmenter;
+use shunt_parsers::virtio_net::Gso;
 use shunt_parsers::{EtherType, EthernetFrame, MacAddr, VlanTag};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
@@ -30,10 +32,18 @@ pub struct TraceRecord {
     pub n_out: u16,
     /// The network's VXLAN VNI (0: none).
     pub vni: u32,
+    /// A GSO super-frame: its kind, how many segments it makes and of how
+    /// many payload bytes each.
+    pub gso: Option<(Gso, u16, u16)>,
+    /// Bit k: `out[k]` takes the super-frame whole (else it is cut in
+    /// software for it).
+    pub whole: u32,
 }
 
 pub struct Tracer {
     active: AtomicBool,
+    /// The trace takes every port (started with none named).
+    all: AtomicBool,
     ports: [AtomicU64; INGRESS_WORDS],
     queue: ArrayQueue<TraceRecord>,
     pub lost: AtomicU64,
@@ -49,6 +59,7 @@ impl Tracer {
     pub fn new() -> Tracer {
         Tracer {
             active: AtomicBool::new(false),
+            all: AtomicBool::new(false),
             ports: Default::default(),
             queue: ArrayQueue::new(4096),
             lost: AtomicU64::new(0),
@@ -71,8 +82,21 @@ impl Tracer {
                 w.fetch_or(1 << (s % 64), Relaxed);
             }
         }
+        self.all.store(ports.is_empty(), Relaxed);
         while self.queue.pop().is_some() {}
         self.active.store(true, Relaxed);
+    }
+
+    /// A detached port's id leaves a trace of named ports, so that the
+    /// port that gets its id next is not traced in its place.
+    pub fn forget(&self, p: PortId) {
+        if self.all.load(Relaxed) {
+            return;
+        }
+        let s = Egress::Port(p).slot();
+        if let Some(w) = self.ports.get(s / 64) {
+            w.fetch_and(!(1 << (s % 64)), Relaxed);
+        }
     }
 
     pub fn stop(&self) {
@@ -116,7 +140,14 @@ impl Tracer {
                     .and_then(|n| ctx.plan.nets.get(n.index()))
                     .and_then(|n| n.vni)
                     .unwrap_or(0),
+                gso: None,
+                whole: 0,
             };
+            if m.off.gso.is_some() {
+                r.gso = Segmenter::new(f, &m.off)
+                    .ok()
+                    .map(|s| (m.off.gso, s.count as u16, s.mss as u16));
+            }
             if let Ok(eth) = EthernetFrame::new_checked(f) {
                 r.dst = eth.dst_addr();
                 r.src = eth.src_addr();
@@ -133,6 +164,18 @@ impl Tracer {
                 for e in tx.queue(p) {
                     if e.frame as usize == i && (r.n_out as usize) < MAX_OUT {
                         r.out[r.n_out as usize] = (p, e.vid);
+                        // Only ports take offloads (docs/offloads.md).
+                        let takes = match p {
+                            Egress::Port(q) => ctx
+                                .plan
+                                .ports
+                                .get(q.index())
+                                .is_some_and(|pl| pl.offloads.take(&m.off)),
+                            _ => false,
+                        };
+                        if takes {
+                            r.whole |= 1 << r.n_out;
+                        }
                         r.n_out += 1;
                     }
                 }
