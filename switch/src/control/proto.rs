@@ -139,7 +139,7 @@ pub struct Removed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PortInfo {
     pub name: String,
-    /// "tap" or "afxdp".
+    /// "tap", "afxdp" or "packet".
     pub kind: String,
     /// The mode an AF_XDP port got ("native-copy", ...); null otherwise.
     pub xdp_mode: Option<String>,
