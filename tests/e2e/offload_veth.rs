@@ -219,6 +219,15 @@ fn packet_hosts_tcp() -> TestResult {
         whole > 1000,
         "only {whole} super-frames from {a} passed whole to {b}"
     );
+    // The kernel's counters of the packet sockets are in the stats.
+    let st = sw.stats()?;
+    let given = st.json["ports"][format!("{a}.lan")]["packet"]["rx_packets"]
+        .as_u64()
+        .unwrap_or(0);
+    ensure!(
+        given >= whole,
+        "stats: {a}.lan's socket was given {given} frames, fewer than the {whole} super-frames"
+    );
     let cut = offload(&sw, &pb, "tx_gso_segments")?;
     ensure!(
         cut == 0,

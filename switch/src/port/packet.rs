@@ -19,6 +19,7 @@
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use shunt_parsers::virtio_net::{Offload, OffloadError, VirtioNetHdr, VNET_HDR_LEN};
 
@@ -49,13 +50,13 @@ pub enum PacketError {
     },
 }
 
-/// The kernel's counters of a packet socket (since the last read).
+/// The kernel's counters of a packet socket since it was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PacketStats {
-    /// Frames the socket received (including those dropped).
-    pub packets: u32,
+    /// Frames the socket was given (including those dropped).
+    pub packets: u64,
     /// Frames dropped because the receive buffer was full.
-    pub drops: u32,
+    pub drops: u64,
 }
 
 #[derive(Debug)]
@@ -63,6 +64,9 @@ pub struct PacketPort {
     fd: OwnedFd,
     ifname: String,
     ifindex: u32,
+    /// `PACKET_STATISTICS` resets on each read: the sums of the reads.
+    packets: AtomicU64,
+    drops: AtomicU64,
 }
 
 impl PacketPort {
@@ -151,6 +155,8 @@ impl PacketPort {
             fd,
             ifname: ifname.to_string(),
             ifindex,
+            packets: AtomicU64::new(0),
+            drops: AtomicU64::new(0),
         })
     }
 
@@ -162,8 +168,9 @@ impl PacketPort {
         self.ifindex
     }
 
-    /// The kernel's counters since the last call (`PACKET_STATISTICS`
-    /// resets them): how many frames the receive buffer had no room for.
+    /// The kernel's counters since the socket was opened: how many frames
+    /// the receive buffer had no room for (the control path reads them;
+    /// `PACKET_STATISTICS` resets on each read, so the reads are summed).
     pub fn stats(&self) -> io::Result<PacketStats> {
         let mut st = libc::tpacket_stats {
             tp_packets: 0,
@@ -185,8 +192,9 @@ impl PacketPort {
             return Err(io::Error::last_os_error());
         }
         Ok(PacketStats {
-            packets: st.tp_packets,
-            drops: st.tp_drops,
+            packets: self.packets.fetch_add(st.tp_packets.into(), Relaxed)
+                + u64::from(st.tp_packets),
+            drops: self.drops.fetch_add(st.tp_drops.into(), Relaxed) + u64::from(st.tp_drops),
         })
     }
 
