@@ -32,7 +32,7 @@ pub fn prerequisites() -> Result<(), String> {
 /// `{sw}a`, `{sw}b` on veths (the default attachment) and `{sw}c` on a
 /// TAP, all with MTU `mtu`; IPv6 on in the hosts.
 fn lab(tag: u8, mtu: u16) -> Result<(Switch, [String; 3]), String> {
-    let sw = format!("sv{tag:02}{:03}", run_id());
+    let sw = format!("sk{tag:02}{:03}", run_id());
     let hosts = [format!("{sw}a"), format!("{sw}b"), format!("{sw}c")];
     let host = |h: &str, i: u8, link: &str| {
         format!(
