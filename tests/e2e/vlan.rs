@@ -128,16 +128,28 @@ fn truth_table_tap() -> TestResult {
     truth_table(&sw, swg, false)
 }
 
+/// The truth-table lab with every port of `kind` ("afxdp", "packet") on
+/// veths: the switch, and the trunks' veths (removed when dropped).
+fn veth_truth_lab(tag: u8, kind: &str) -> Result<(String, Switch, [TrunkVeth; 2]), String> {
+    let sw = names(tag);
+    let (toml, ns) = truth_topology(&sw, kind);
+    let t = TrunkVeth::new(&format!("{sw}t"), "t", &format!("{sw}to"))?;
+    let n = TrunkVeth::new(&format!("{sw}n"), "n", &format!("{sw}no"))?;
+    let hosts: Vec<String> = ns.into_iter().take(3).collect();
+    let swg = Switch::up_toml(&sw, &toml, &hosts)?;
+    Ok((sw, swg, [t, n]))
+}
+
 /// The same table with packet ports only, under two workers: the kernel
 /// takes a tag out of a frame's bytes before a packet socket sees it, so
 /// the port must put it back for any row to hold.
 fn truth_table_packet() -> TestResult {
-    let sw = names(46);
-    let (toml, ns) = truth_topology(&sw, "packet");
-    let _t = TrunkVeth::new(&format!("{sw}t"), "t", &format!("{sw}to"))?;
-    let _n = TrunkVeth::new(&format!("{sw}n"), "n", &format!("{sw}no"))?;
-    let hosts: Vec<String> = ns.into_iter().take(3).collect();
-    let swg = Switch::up_toml(&sw, &toml, &hosts)?;
+    let (sw, swg, _trunks) = veth_truth_lab(46, "packet")?;
+    let log = std::fs::read_to_string(format!("/run/shunt/{sw}.log")).unwrap_or_default();
+    ensure!(
+        log.contains(&format!("{sw}to is a veth")) && log.contains("tx-udp_tnl-segmentation off"),
+        "no tunnel-offload note for the veth trunks in the log:\n{log}"
+    );
     truth_table(&sw, swg, false)
 }
 
@@ -146,12 +158,7 @@ fn truth_table_packet() -> TestResult {
 /// (tag pushed, popped or rewritten in place), handed between workers
 /// where the ports' owners differ.
 fn truth_table_afxdp() -> TestResult {
-    let sw = names(44);
-    let (toml, ns) = truth_topology(&sw, "afxdp");
-    let _t = TrunkVeth::new(&format!("{sw}t"), "t", &format!("{sw}to"))?;
-    let _n = TrunkVeth::new(&format!("{sw}n"), "n", &format!("{sw}no"))?;
-    let hosts: Vec<String> = ns.into_iter().take(3).collect();
-    let swg = Switch::up_toml(&sw, &toml, &hosts)?;
+    let (sw, swg, _trunks) = veth_truth_lab(44, "afxdp")?;
     // The trunks are veths the test brought: the start-up log says what
     // their peers' checksum offload means.
     let log = std::fs::read_to_string(format!("/run/shunt/{sw}.log")).unwrap_or_default();
