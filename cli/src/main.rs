@@ -508,6 +508,10 @@ fn print_stats(v: &Stats) {
                 }
             }
         }
+        // And a packet socket whose receive buffer was full.
+        if let Some(n) = p.packet.map(|k| k.rx_dropped).filter(|&n| n > 0) {
+            drops.push(format!("kernel:rx_dropped={n}"));
+        }
         rows.push(vec![
             name.clone(),
             p.rx_frames.to_string(),

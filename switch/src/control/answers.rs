@@ -2,8 +2,8 @@
 //! ports, FDB, counters, DNS names, and the live trace.
 
 use super::proto::{
-    FdbEntry, FdbUsage, HandoffStats, PortInfo, PortStats, Stats, TapKernel, TraceEnd, TraceStart,
-    Umem, VtepStats,
+    FdbEntry, FdbUsage, HandoffStats, PacketKernel, PortInfo, PortStats, Stats, TapKernel,
+    TraceEnd, TraceStart, Umem, VtepStats,
 };
 use crate::config::PortMode;
 use crate::counters::{sum_port, DropReason, FloodCause, PortTotals};
@@ -216,6 +216,7 @@ pub fn stats(rt: &Runtime) -> Stats {
                 afxdp: (rt.port_kind[i].load() == Some(crate::port::Kind::AfXdp))
                     .then(|| rt.xdp_stats[i].json()),
                 tap: taps.get(&i).copied(),
+                packet: packet_kernel_counters(rt, i),
             },
         );
     }
@@ -277,6 +278,15 @@ fn handoff(rt: &Runtime) -> Vec<HandoffStats> {
         }
     }
     out
+}
+
+/// The kernel's counters of packet port `i`'s socket, if it is one.
+fn packet_kernel_counters(rt: &Runtime, i: usize) -> Option<PacketKernel> {
+    let st = rt.packets.get(i)?.load().as_deref()?.stats().ok()?;
+    Some(PacketKernel {
+        rx_packets: st.packets,
+        rx_dropped: st.drops,
+    })
 }
 
 /// The kernel's counters of the TAP ports, by port index: one read of

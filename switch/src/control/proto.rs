@@ -139,7 +139,7 @@ pub struct Removed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PortInfo {
     pub name: String,
-    /// "tap" or "afxdp".
+    /// "tap", "afxdp" or "packet".
     pub kind: String,
     /// The mode an AF_XDP port got ("native-copy", ...); null otherwise.
     pub xdp_mode: Option<String>,
@@ -257,6 +257,18 @@ pub struct PortStats {
     /// other ports or when they cannot be read.
     #[serde(default)]
     pub tap: Option<TapKernel>,
+    /// The kernel's counters of a packet port's socket (`PACKET_STATISTICS`
+    /// since it opened: `rx_dropped`, frames its receive buffer had no room
+    /// for, so shunt never saw them); null for other ports.
+    #[serde(default)]
+    pub packet: Option<PacketKernel>,
+}
+
+/// The kernel's counters of a packet port's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PacketKernel {
+    pub rx_packets: u64,
+    pub rx_dropped: u64,
 }
 
 /// The kernel's counters of a TAP device (/proc/net/dev in its namespace).

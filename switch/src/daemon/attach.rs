@@ -187,6 +187,7 @@ pub fn detach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
     rt.plan
         .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
     rt.taps[id].store(None);
+    rt.packets[id].store(None);
     rt.port_kind[id].store(None);
     rt.port_generation.fetch_add(1, Relaxed);
     // Remove the device now rather than when the last worker lets go of

@@ -4,7 +4,8 @@
 
 use super::cleanup::{clean_stale, teardown};
 use super::plug::{
-    make_namespace, nerr, note_veth_checksums, open_afxdp, open_packet, plug_tap, plug_veth,
+    make_namespace, nerr, note_veth_checksums, note_veth_tunnels, open_afxdp, open_packet,
+    plug_tap, plug_veth,
 };
 use super::serve::serve;
 use super::state::{write_state, State};
@@ -70,6 +71,7 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
         }
         if p.kind == PortKind::Packet {
             devs[pi] = Some(open_packet(&p.name, &p.interface)?);
+            note_veth_tunnels(&p.name, &p.interface);
             continue;
         }
         if p.kind == PortKind::Afxdp {
