@@ -14,9 +14,10 @@
 //! a TAP), so a worker transmits directly on a TAP another worker receives
 //! from. An AF_XDP socket's rings have one producer: only the worker that
 //! owns the port transmits on it; frames for it from other workers cross
-//! through a bounded single-producer/single-consumer queue (full is a
-//! counted drop, `handoff_full`) and one eventfd write per batch wakes the
-//! owner. Counters stay per worker, single writer. The plan is loaded once
+//! through a bounded single-producer/single-consumer queue and one eventfd
+//! write per batch wakes the owner. A worker whose queue lacks room for a
+//! batch leaves its ports unread until the owner has taken from it (the
+//! frames wait in their rings); full is a counted drop, `handoff_full`. Counters stay per worker, single writer. The plan is loaded once
 //! per batch, so ports attached or detached at run time take effect between
 //! batches without stopping anyone.
 

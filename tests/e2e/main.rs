@@ -11,6 +11,7 @@
 
 mod ctl;
 mod dns;
+mod handoff;
 mod harness;
 mod l2;
 mod macvlan;
@@ -57,6 +58,7 @@ fn main() {
     for (name, test) in dns::tests()
         .into_iter()
         .chain(ctl::tests())
+        .chain(handoff::tests())
         .chain(vlan::tests())
         .chain(macvlan::tests())
         .chain(trace::tests())
@@ -95,6 +97,7 @@ fn main() {
         .chain(vlan::afxdp_tests())
         .chain(vxlan::afxdp_tests())
         .chain(offload::afxdp_tests())
+        .chain(handoff::afxdp_tests())
     {
         tests.push((name.to_string(), Box::new(test), skip_xdp.clone()));
     }
