@@ -205,7 +205,7 @@ pub struct SizeResult {
     pub ratios: Vec<(String, f64)>,
 }
 
-pub use tcp::{Spread, Tcp, TcpRatio, TcpSummary};
+pub use tcp::{Spread, SwitchCounters, Tcp, TcpRatio, TcpSummary};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -225,6 +225,8 @@ pub struct Report {
     pub tcp_summary: Vec<TcpSummary>,
     /// shunt over the kernel at each IP version and streams.
     pub tcp_ratios: Vec<TcpRatio>,
+    /// What each switch counted during its TCP runs (offloads, drops).
+    pub tcp_switch_counters: Vec<SwitchCounters>,
     pub notes: Vec<String>,
 }
 
@@ -401,6 +403,7 @@ fn measure(
         quiet: q,
     };
     let mut tcp_runs = Vec::new();
+    let mut tcp_switch_counters = Vec::new();
     if args.vxlan && args.bare {
         notes.push(
             "--vxlan: no bare run over VXLAN (bare forwards raw frames, with no encapsulation)"
@@ -452,7 +455,10 @@ fn measure(
                 paths.push(tcp_path("linux-bridge", &lab::BRIDGE_TCP, Vec::new()));
             }
             paths.push(tcp_path("shunt", &lab::SHUNT_TCP, lab.switch_pids()));
+            let before = tcp::counters(lab::SWITCH);
             tcp_runs.extend(tcp::compare(&paths, &plan, &mut || alive(&mut lab))?);
+            let after = tcp::counters(lab::SWITCH);
+            tcp_switch_counters.push(tcp::counters_delta(lab::SWITCH, &before, &after));
         }
         lab.stop_switch();
     }
@@ -473,7 +479,13 @@ fn measure(
             &lab::SHUNT_VXLAN_TCP,
             lab.switch_pids(),
         ));
+        let names = [lab::SWITCH, lab::PEER_SWITCH];
+        let before = names.map(tcp::counters);
         tcp_runs.extend(tcp::compare(&paths, &plan, &mut || alive(&mut lab))?);
+        for (name, before) in names.iter().zip(&before) {
+            let after = tcp::counters(name);
+            tcp_switch_counters.push(tcp::counters_delta(name, before, &after));
+        }
         lab.stop_switch();
         notes.push(format!(
             "--tcp --vxlan: shunt-vxlan is two switches (VNI 2000, inner MTU 1450), both on core(s) {switch_cores:?}, their underlay TAPs in one kernel bridge; linux-vxlan is a kernel vxlan device in each namespace over the bridge path (inner MTU 1450)"
@@ -522,6 +534,7 @@ fn measure(
         tcp: tcp_runs,
         tcp_summary,
         tcp_ratios,
+        tcp_switch_counters,
         notes,
     })
 }
@@ -743,6 +756,7 @@ fn text(r: &Report) -> String {
             r.tcp_seconds.unwrap_or(0),
             &r.tcp_summary,
             &r.tcp_ratios,
+            &r.tcp_switch_counters,
         );
     }
     for n in &r.notes {
@@ -831,6 +845,10 @@ mod tests {
             tcp_seconds: Some(5),
             tcp_summary: sums,
             tcp_ratios: ratios,
+            tcp_switch_counters: vec![SwitchCounters {
+                switch: "shb".into(),
+                counters: [("gen.rx_gso".to_string(), 9)].into(),
+            }],
             notes: vec!["a note".into()],
         }
     }
@@ -956,6 +974,10 @@ mod tests {
             ".tcp_summary[].switch_cpu_per_gbit.max",
             ".tcp_summary[].switch_cpu_per_gbit.median",
             ".tcp_summary[].switch_cpu_per_gbit.min",
+            ".tcp_switch_counters",
+            ".tcp_switch_counters[].counters",
+            ".tcp_switch_counters[].counters.gen.rx_gso",
+            ".tcp_switch_counters[].switch",
             ".trial_seconds",
             ".workers",
         ];
@@ -1047,6 +1069,7 @@ mod tests {
             "  shunt           4       1    1.50  [1.50-1.50]        3             0.600          0.267\n",
             "  shunt/linux-bridge (IPv4, 1 stream(s)): 0.75x (per round 0.75-0.75x)\n",
             "  CPU in cores per Gbit/s: the switch's processes (utime+stime), the whole machine's softirq\n",
+            "  shb counted during its TCP runs: gen.rx_gso 9\n",
             "note: a note\n",
         ]
         .concat();

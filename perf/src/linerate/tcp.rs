@@ -15,6 +15,7 @@
 use super::lab::{GEN_NS, SINK_NS};
 use super::{interrupted, BenchError};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -245,7 +246,13 @@ pub fn ratios(runs: &[Tcp], sums: &[TcpSummary]) -> Vec<TcpRatio> {
 }
 
 /// The text report's TCP part.
-pub fn text(o: &mut String, secs: u64, sums: &[TcpSummary], ratios: &[TcpRatio]) {
+pub fn text(
+    o: &mut String,
+    secs: u64,
+    sums: &[TcpSummary],
+    ratios: &[TcpRatio],
+    counted: &[SwitchCounters],
+) {
     use std::fmt::Write;
     let rounds = sums.iter().map(|s| s.runs).max().unwrap_or(0);
     let _ = writeln!(
@@ -295,6 +302,81 @@ pub fn text(o: &mut String, secs: u64, sums: &[TcpSummary], ratios: &[TcpRatio])
             o,
             "  CPU in cores per Gbit/s: the switch's processes (utime+stime), the whole machine's softirq"
         );
+    }
+    for c in counted {
+        let list: Vec<String> = c.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(
+            o,
+            "  {} counted during its TCP runs: {}",
+            c.switch,
+            if list.is_empty() {
+                "nothing".into()
+            } else {
+                list.join(", ")
+            }
+        );
+    }
+}
+
+/// What one switch counted during the TCP runs: per port, the offload
+/// counters and the drops that moved ("gen.rx_gso", "sink.drop.tx_full",
+/// "vtep 192.0.3.12.drop.vxlan_too_big").
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchCounters {
+    pub switch: String,
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// The counters of switch `name` (`shunt stats`); empty if it does not
+/// answer.
+pub fn counters(name: &str) -> BTreeMap<String, u64> {
+    use shunt_switch::control::{
+        proto::{Request, Stats},
+        request,
+    };
+    let mut m = BTreeMap::new();
+    let Ok(st) = request::<Stats>(name, &Request::Stats) else {
+        return m;
+    };
+    for (port, p) in st.ports {
+        let o = p.offload;
+        for (k, v) in [
+            ("rx_gso", o.rx_gso),
+            ("tx_gso_whole", o.tx_gso_whole),
+            ("tx_gso_segments", o.tx_gso_segments),
+            ("tx_csum_soft", o.tx_csum_soft),
+            ("rx_frames", p.rx_frames),
+            ("tx_frames", p.tx_frames),
+        ] {
+            m.insert(format!("{port}.{k}"), v);
+        }
+        for (r, v) in p.drops {
+            m.insert(format!("{port}.drop.{r}"), v);
+        }
+    }
+    for (ip, v) in st.vteps {
+        for (r, n) in v.drops {
+            m.insert(format!("vtep {ip}.drop.{r}"), n);
+        }
+    }
+    m
+}
+
+/// `after - before`, only what moved.
+pub fn counters_delta(
+    switch: &str,
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> SwitchCounters {
+    SwitchCounters {
+        switch: switch.into(),
+        counters: after
+            .iter()
+            .filter_map(|(k, &v)| {
+                let d = v.saturating_sub(before.get(k).copied().unwrap_or(0));
+                (d > 0).then(|| (k.clone(), d))
+            })
+            .collect(),
     }
 }
 
@@ -508,7 +590,14 @@ mod tests {
         let r = ratios(&runs, &sums);
         assert_eq!(r[0].ratio, "shunt-vxlan/linux-vxlan");
         let mut o = String::new();
-        text(&mut o, 5, &sums, &r);
+        let before = BTreeMap::from([("gen.rx_gso".to_string(), 5), ("gen.drop.runt".into(), 1)]);
+        let after = BTreeMap::from([
+            ("gen.rx_gso".to_string(), 12),
+            ("gen.drop.runt".into(), 1),
+            ("sink.tx_gso_whole".into(), 7),
+        ]);
+        let c = counters_delta("shb", &before, &after);
+        text(&mut o, 5, &sums, &r, &[c]);
         let want = [
             "\n",
             "TCP (iperf3 -t 5, 1 run(s) each, interleaved; median [min-max])\n",
@@ -517,6 +606,7 @@ mod tests {
             "  shunt-vxlan     4       1    4.00  [4.00-4.00]        1             0.250          0.125\n",
             "  shunt-vxlan/linux-vxlan (IPv4, 1 stream(s)): 0.50x (per round 0.50-0.50x)\n",
             "  CPU in cores per Gbit/s: the switch's processes (utime+stime), the whole machine's softirq\n",
+            "  shb counted during its TCP runs: gen.rx_gso 7, sink.tx_gso_whole 7\n",
         ]
         .concat();
         assert_eq!(o, want);
