@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit tests, and the end-to-end
-# tests with real namespaces (root needed; without root they say skipped).
+# The whole test suite: formatting, lints, unit tests, the end-to-end
+# tests with real namespaces (root needed; without root they say skipped)
+# and a short run of every fuzz target.
 # Ends with one line that sums every test binary's result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,14 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace 2>&1 | tee "$log" || status=$?
+# Every fuzz target for a short time (issue 17), so that a parser or a
+# stage that panics on some input is caught before it lands; the long
+# campaign is `scripts/fuzz.sh SECONDS` by hand (docs/reliability.md).
+# About 2 min of fuzzing for 13 targets, plus the build (cached in
+# target/fuzz).
+fuzz=ok
+scripts/fuzz.sh "${FUZZ_SECONDS:-10}" || { fuzz=FAILED; status=1; }
+echo "fuzz: $fuzz"
 # "ignored" covers the tests that said "skipped" (and the benchmarks that
 # only run on request).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) {

@@ -582,7 +582,7 @@ impl PortKind {
     pub fn host_ifs(self) -> (&'static str, &'static str) {
         match self {
             PortKind::Tap => ("shb-tg", "shb-ts"),
-            PortKind::Afxdp => ("shb-xg", "shb-xs"),
+            PortKind::Afxdp | PortKind::Packet => ("shb-xg", "shb-xs"),
         }
     }
 }
@@ -608,15 +608,15 @@ fn host_port_mtu(
             "\n[[port]]\nname = \"{name}\"\nkind = \"tap\"\ninterface = \"{inner}\"\n\
              namespace = \"{ns}\"\n{membership}"
         )),
-        PortKind::Afxdp => {
-            if !super::AFXDP_READY {
+        PortKind::Afxdp | PortKind::Packet => {
+            if kind == PortKind::Afxdp && !super::AFXDP_READY {
                 return Err(BenchError::Unavailable(
                     "--port-kind afxdp: AF_XDP ports are not available in shunt yet; use --port-kind tap".into(),
                 ));
             }
             // A veth pair: the inner end in the namespace (shb-xg, shb-xs),
             // the outer end (shb-xgp, shb-xsp) attached by the switch with
-            // AF_XDP.
+            // AF_XDP or a packet socket.
             let outer = format!("{inner}p");
             let _ = netns::ip(&["link", "del", &outer]);
             ip(&[
@@ -626,14 +626,18 @@ fn host_port_mtu(
             ip(&["-n", ns, "link", "set", inner, "up"])?;
             // Complete checksums from the namespaces' stacks (iperf3 in
             // --tcp): AF_XDP carries no partial-checksum note
-            // (docs/afxdp.md, "Checksums").
-            shunt_switch::port::sys::tx_checksum_off(ns, inner)
-                .map_err(|e| BenchError::Setup(e.to_string()))?;
+            // (docs/afxdp.md, "Checksums"). A packet port carries it in
+            // the virtio-net header: the offloads stay on.
+            if kind == PortKind::Afxdp {
+                shunt_switch::port::sys::tx_checksum_off(ns, inner)
+                    .map_err(|e| BenchError::Setup(e.to_string()))?;
+            }
             if let Some(m) = outer_mtu {
                 ip(&["link", "set", &outer, "mtu", &m.to_string()])?;
             }
             Ok(format!(
-                "\n[[port]]\nname = \"{name}\"\nkind = \"afxdp\"\ninterface = \"{outer}\"\n{membership}"
+                "\n[[port]]\nname = \"{name}\"\nkind = \"{}\"\ninterface = \"{outer}\"\n{membership}",
+                kind.as_str()
             ))
         }
     }

@@ -4,7 +4,7 @@
 
 use super::attach::{attach, detach};
 use crate::control::answers;
-use crate::control::proto::{Done, ErrorReply, Pong, Removed, Request, Stopping};
+use crate::control::proto::{self, Done, ErrorReply, Pong, Removed, Request, Stopping};
 use crate::control::send;
 use crate::runtime::Runtime;
 use std::io::{BufRead, BufReader};
@@ -41,30 +41,14 @@ fn refuse(out: &mut UnixStream, e: impl std::fmt::Display) -> std::io::Result<()
     )
 }
 
-/// What a line that is no request gets told.
-fn bad_request(line: &str) -> String {
-    let v: serde_json::Value = match serde_json::from_str(line) {
-        Ok(v) => v,
-        Err(e) => return format!("bad request: {e}"),
-    };
-    let cmd = v.get("cmd").and_then(|c| c.as_str()).unwrap_or("");
-    if !Request::CMDS.contains(&cmd) {
-        return format!("unknown command {cmd:?}");
-    }
-    match serde_json::from_value::<Request>(v) {
-        Err(e) => format!("bad request: {e}"),
-        Ok(_) => "bad request".into(),
-    }
-}
-
 fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut out = conn;
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let req: Request = match serde_json::from_str(&line) {
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line)?;
+    let req = match proto::decode(&line) {
         Ok(r) => r,
-        Err(_) => return refuse(&mut out, bad_request(&line)),
+        Err(e) => return refuse(&mut out, e),
     };
     let done = |r: Result<String, super::AttachError>, out: &mut UnixStream| match r {
         Ok(message) => send(out, &Done { ok: true, message }),
@@ -114,19 +98,5 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
             let _ = shutdown.send(());
             Ok(())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::bad_request;
-
-    #[test]
-    fn bad_requests_are_told_what_is_wrong() {
-        assert_eq!(bad_request(r#"{"cmd":"nope"}"#), "unknown command \"nope\"");
-        assert_eq!(bad_request(r#"{"x":1}"#), "unknown command \"\"");
-        assert!(bad_request("not json").starts_with("bad request: "));
-        let e = bad_request(r#"{"cmd":"attach","host":"h"}"#);
-        assert!(e.contains("missing field `network`"), "{e}");
     }
 }

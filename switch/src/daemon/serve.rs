@@ -8,7 +8,7 @@ use crate::control;
 use crate::ids::{Egress, VtepId};
 use crate::port::Device;
 use crate::runtime::Runtime;
-use crate::stack::{switch_mac, NetAddr, StackLink};
+use crate::stack::StackLink;
 use shunt_tables::{Fdb, FdbConfig};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc};
@@ -69,39 +69,11 @@ fn fdb(topo: &Topology) -> Result<Fdb, UpError> {
 /// The switch's own stack, when some network gives the switch an address
 /// or suppresses ARP, or the switch is a VTEP.
 fn stack(topo: &Topology, nworkers: usize) -> Result<Option<Arc<StackLink>>, UpError> {
-    let needed = topo.vtep.is_some()
-        || topo
-            .networks
-            .iter()
-            .any(|n| n.address.is_some() || n.arp_suppress);
-    if !needed {
-        return Ok(None);
-    }
-    let name = &topo.switch.name;
-    let nets = topo
-        .networks
-        .iter()
-        .enumerate()
-        .map(|(i, n)| NetAddr {
-            mac: switch_mac(name, i as u16),
-            ip: n.address,
-            arp_suppress: n.arp_suppress,
-        })
-        .collect();
-    let mut link = StackLink::new(nets, nworkers).map_err(|source| UpError::Io {
+    let link = StackLink::for_topology(topo, nworkers).map_err(|source| UpError::Io {
         what: "creating the switch's stack's queues".into(),
         source,
     })?;
-    if let Some(v) = &topo.vtep {
-        let mac = crate::pipeline::vxlan::underlay_mac(name);
-        link.underlay = Some(
-            crate::stack::underlay::Underlay::new(v, mac).map_err(|source| UpError::Io {
-                what: "creating the VXLAN underlay's queue".into(),
-                source,
-            })?,
-        );
-    }
-    Ok(Some(Arc::new(link)))
+    Ok(link.map(Arc::new))
 }
 
 /// Runs the switch on `devices` until SIGINT, SIGTERM or `shunt down`.

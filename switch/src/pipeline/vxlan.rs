@@ -92,10 +92,7 @@ impl VxlanPlan {
     }
 }
 
-/// The switch's MAC on the underlay (locally administered, from its name).
-pub fn underlay_mac(switch_name: &str) -> MacAddr {
-    crate::stack::switch_mac(switch_name, Segment::Underlay.mac_salt())
-}
+pub use crate::stack::underlay_mac;
 
 /// Where a frame came from: its VTEP, or the batch's ingress.
 #[inline]

@@ -142,6 +142,23 @@ pub fn spawn(
         .spawn(move || host.run(stop))
 }
 
+/// The host thread's work without the thread, one round at a time: the
+/// fuzz target (fuzz/) and tests put frames in `link.to_host`, call
+/// [`Host::round`] and read what the stack sent in `link.from_host`.
+pub struct Host(NetIface);
+
+impl Host {
+    pub fn new(link: Arc<StackLink>, cfg: HostConfig) -> Result<Host, String> {
+        NetIface::new(link, cfg).map(Host)
+    }
+
+    /// Takes what is queued for the stack, lets smoltcp and the DNS
+    /// responder answer, queues the answers.
+    pub fn round(&mut self) {
+        self.0.round();
+    }
+}
+
 impl NetIface {
     fn new(link: Arc<StackLink>, cfg: HostConfig) -> Result<NetIface, String> {
         let started = Instant::now();

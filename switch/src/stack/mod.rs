@@ -225,6 +225,46 @@ impl StackLink {
     pub fn arp_suppressed(&self) -> u64 {
         self.counters.iter().map(|c| c.arp_suppressed.get()).sum()
     }
+
+    /// The queues of the switch's stack that `topo` needs, for `workers`
+    /// workers: when some network gives the switch an address or
+    /// suppresses ARP, or the switch is a VTEP (then with the underlay's);
+    /// None when nothing would use them.
+    pub fn for_topology(
+        topo: &crate::config::Topology,
+        workers: usize,
+    ) -> std::io::Result<Option<StackLink>> {
+        let needed = topo.vtep.is_some()
+            || topo
+                .networks
+                .iter()
+                .any(|n| n.address.is_some() || n.arp_suppress);
+        if !needed {
+            return Ok(None);
+        }
+        let name = &topo.switch.name;
+        let nets = topo
+            .networks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| NetAddr {
+                mac: switch_mac(name, i as u16),
+                ip: n.address,
+                arp_suppress: n.arp_suppress,
+            })
+            .collect();
+        let mut link = StackLink::new(nets, workers)?;
+        if let Some(v) = &topo.vtep {
+            link.underlay = Some(underlay::Underlay::new(v, underlay_mac(name))?);
+        }
+        Ok(Some(link))
+    }
+}
+
+/// The switch's MAC on the VXLAN underlay (locally administered, from its
+/// name).
+pub fn underlay_mac(switch_name: &str) -> MacAddr {
+    switch_mac(switch_name, Segment::Underlay.mac_salt())
 }
 
 /// The topology changed at run time (a host attached or detached): serve

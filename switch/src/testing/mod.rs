@@ -5,7 +5,8 @@
 //! in-memory port ([`MemPort`]) behind every port of the topology: a
 //! `Plan` from the topology (`Plan::from_topology` creates no device), an
 //! FDB with the topology's static entries, one worker's counters, an idle
-//! tracer, every port up, no switch stack. [`Rig::step`] does what a worker
+//! tracer, every port up, no switch stack unless [`Rig::with_stack`] adds
+//! one (the fuzz targets do). [`Rig::step`] does what a worker
 //! does with a ready port: receive a batch, run the pipeline, run the edit
 //! stage and send every copy to its port, flush. The pieces
 //! ([`Rig::receive`], [`Rig::process`], [`Rig::transmit`]) are there for
@@ -18,10 +19,12 @@ use crate::ids::PortId;
 use crate::pipeline::edit::Out;
 use crate::pipeline::{self, edit, Batch, Context, Plan, TxQueues, BATCH};
 use crate::port::{MemPort, Offload, Port, TxError};
+use crate::stack::StackLink;
 use crate::trace::Tracer;
 use shunt_parsers::{EthernetFrame, MacAddr};
 use shunt_tables::{Fdb, FdbConfig};
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// The stages' view of a rig (a macro, not a method: the batch and the
 /// queues stay free to borrow mutably beside it).
@@ -33,7 +36,7 @@ macro_rules! context {
             counters: &$rig.counters,
             port_up: &$rig.port_up,
             tracer: &$rig.tracer,
-            stack: None,
+            stack: $rig.stack.as_deref(),
             worker: 0,
         }
     };
@@ -64,6 +67,9 @@ pub struct Rig {
     pub tx: TxQueues,
     /// One in-memory port per topology port, by port id.
     pub ports: Vec<MemPort>,
+    /// The switch's stack's queues (no host thread: frames detoured to it
+    /// stay in `to_host` for the test to take); None unless `with_stack`.
+    pub stack: Option<Arc<StackLink>>,
     /// Ports sent to since their last flush.
     sent_to: Vec<PortId>,
     /// Where super-frames are cut (as a worker's).
@@ -93,27 +99,68 @@ impl Rig {
     pub fn from_topology(topo: &Topology, max_entries: usize) -> Rig {
         let plan = Plan::from_topology(topo);
         let n = plan.ports.len();
-        let fdb = Fdb::new(FdbConfig {
-            max_entries,
-            aging_ms: 300_000,
-        });
-        for s in &topo.fdb {
-            // A static entry the FDB refuses (full) is a test's mistake
-            // that its assertions show.
-            let _ = fdb.add_static(s.network as u16, s.mac.as_bytes(), s.port as u16);
-        }
         Rig {
             plan,
-            fdb,
+            fdb: fdb(topo, max_entries),
             counters: WorkerCounters::new(),
             tracer: Tracer::new(),
             port_up: (0..n).map(|_| AtomicBool::new(true)).collect(),
             batch: Batch::new(),
             tx: TxQueues::new(),
             ports: (0..n).map(|_| MemPort::new(PORT_FRAMES)).collect(),
+            stack: None,
             sent_to: Vec::with_capacity(n),
             seg: edit::SegmentBuf::new(),
         }
+    }
+
+    /// The same rig with the switch's stack's queues that `topo` needs
+    /// (its addresses, ARP suppression, the VXLAN underlay), as
+    /// `shunt up` makes them, so `local` detours frames and VXLAN has
+    /// an underlay to resolve next hops in.
+    pub fn with_stack(mut self, topo: &Topology) -> std::io::Result<Rig> {
+        self.stack = StackLink::for_topology(topo, 1)?.map(Arc::new);
+        Ok(self)
+    }
+
+    /// Back to how `from_topology` left it, without allocating again (the
+    /// fuzz targets run thousands of inputs a second): a fresh FDB with
+    /// the static entries, every port up and empty, nothing queued, no
+    /// trace, the stack's queues empty. Counters keep counting (read differences).
+    pub fn reset(&mut self, topo: &Topology) {
+        self.fdb = fdb(topo, self.fdb.capacity());
+        for up in self.port_up.iter() {
+            up.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        for p in &mut self.ports {
+            while p.pending() > 0 && self.batch.receive(p).is_ok() {}
+            p.clear_sent();
+        }
+        self.batch.clear();
+        self.tx.clear();
+        self.tracer.stop();
+        while self.tracer.pop().is_some() {}
+        if let Some(s) = self.stack.as_deref() {
+            while s.to_host.pop().is_some() {}
+            while s.from_host.pop().is_some() {}
+            while s.snoop.pop().is_some() {}
+            if let Some(ul) = &s.underlay {
+                while ul.rx.pop().is_some() {}
+            }
+        }
+    }
+
+    /// The same rig with in-memory ports that take frames of up to 64 KiB
+    /// (GSO super-frames) and claim the offloads the plan gives their kind
+    /// (a TAP's: all; an AF_XDP port's: none).
+    pub fn large_ports(mut self) -> Rig {
+        self.ports = self
+            .plan
+            .ports
+            .iter()
+            .map(|p| MemPort::large(PORT_FRAMES, p.offloads))
+            .collect();
+        self
     }
 
     /// Receives a batch from port `p` (what was pushed into its
@@ -185,6 +232,23 @@ impl Rig {
         sent
     }
 
+    /// What a worker does when the switch's stack has frames to send:
+    /// takes up to a batch of them, runs them through forward and egress
+    /// and sends the copies. Returns the frames taken (0: none left).
+    pub fn run_stack_output(&mut self) -> usize {
+        let Some(h) = self.stack.as_deref() else {
+            return 0;
+        };
+        crate::pipeline::local::take_output(h, &mut self.batch);
+        let n = self.batch.count;
+        if n > 0 {
+            let ctx = context!(self);
+            pipeline::run_stack(&ctx, &mut self.batch, &mut self.tx);
+            self.transmit();
+        }
+        n
+    }
+
     /// Runs the pipeline over the batch, then empties the transmit queues
     /// without sending (the benchmarks of the pipeline alone). Returns the
     /// number of queued copies.
@@ -221,6 +285,20 @@ impl Rig {
     }
 }
 
+/// An FDB of `max_entries` with the topology's static entries.
+fn fdb(topo: &Topology, max_entries: usize) -> Fdb {
+    let fdb = Fdb::new(FdbConfig {
+        max_entries,
+        aging_ms: 300_000,
+    });
+    for s in &topo.fdb {
+        // A static entry the FDB refuses (full) is a test's mistake
+        // that its assertions show.
+        let _ = fdb.add_static(s.network as u16, s.mac.as_bytes(), s.port as u16);
+    }
+    fdb
+}
+
 fn parse(toml: &str) -> Topology {
     match config::parse("rig.toml", toml) {
         Ok(t) => t,
@@ -228,5 +306,9 @@ fn parse(toml: &str) -> Topology {
     }
 }
 
+pub mod fuzz;
+
+#[cfg(test)]
+mod offload_tests;
 #[cfg(test)]
 mod pipeline_tests;
