@@ -11,6 +11,21 @@
 //! The two namespaces are ours; the switch puts its TAPs into them
 //! (`[[port]] namespace`) and leaves them when it stops. Everything is
 //! removed when the [`Lab`] is dropped: on success, on error, on Ctrl-C.
+//! With `--port-kind afxdp` or `packet` the switch's ports are the outer
+//! ends (shb-xgp, shb-xsp) of veth pairs whose inner ends (shb-xg, shb-xs)
+//! are in the namespaces.
+//!
+//! `--tcp --vxlan` replaces the switch by two, one per namespace, joined
+//! over VXLAN (VNI 2000, inner MTU 1450); the kernel's counterpart is a
+//! vxlan device in each namespace over the bridge path:
+//!
+//! ```text
+//!   shb-gen: shb-tg -- shunt "shb" (VTEP 192.0.3.11) -- TAP shb-ua --+
+//!                                                        shb-ul: br0 (kernel bridge)
+//!   shb-sink: shb-ts -- shunt "shb2" (VTEP 192.0.3.12) -- TAP shb-ub -+
+//!
+//!   shb-gen: shb-kvx (vxlan 2000, 192.0.3.1 over shb-bg) --- shb-br0 --- shb-kvx (192.0.3.2 over shb-bs) :shb-sink
+//! ```
 
 use super::{BenchError, PortKind};
 use shunt_switch::netns;
