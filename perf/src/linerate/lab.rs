@@ -103,6 +103,8 @@ pub struct Lab {
     /// `--tcp --vxlan`: the second switch, at the sink's end of the tunnel.
     peer: Option<SwitchChild>,
     topo_files: Vec<PathBuf>,
+    /// `nice -n` of the switches started from now on.
+    pub switch_nice: i32,
     /// Held while the bench runs: a second bench would remove this one's
     /// namespaces (they have fixed names).
     _lock: nix::fcntl::Flock<std::fs::File>,
@@ -124,6 +126,7 @@ impl Lab {
             switch: None,
             peer: None,
             topo_files: Vec::new(),
+            switch_nice: 0,
             _lock: lock,
         };
         for ns in [GEN_NS, SINK_NS] {
@@ -361,8 +364,9 @@ impl Lab {
             .map(|c| c.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let mut child = Command::new("taskset")
-            .args(["-c", &cpus])
+        let nice = self.switch_nice.to_string();
+        let mut child = Command::new("nice")
+            .args(["-n", &nice, "taskset", "-c", &cpus])
             .arg(&exe)
             .arg("up")
             .arg(&file)
@@ -375,7 +379,7 @@ impl Lab {
             .spawn()
             .map_err(|e| {
                 BenchError::Setup(format!(
-                    "starting `taskset -c {cpus} shunt up` (is util-linux installed?): {e}"
+                    "starting `nice -n {nice} taskset -c {cpus} shunt up` (is util-linux installed?): {e}"
                 ))
             })?;
         let log = Arc::new(Mutex::new(Vec::<String>::new()));

@@ -128,6 +128,11 @@ pub struct BenchArgs {
     /// The generator's core; the switch's workers get the other cores.
     #[arg(long, default_value_t = 0)]
     pub gen_core: usize,
+    /// Run the switch under `nice -n N` (-20..=19): on a machine shared
+    /// with other work, a negative N gives it the precedence the kernel's
+    /// softirq (the bridge's work) has anyway.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub switch_nice: i32,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -226,6 +231,8 @@ pub struct Report {
     pub workers: usize,
     pub generator_core: usize,
     pub switch_cores: Vec<usize>,
+    /// `--switch-nice`.
+    pub switch_nice: i32,
     pub trial_seconds: f64,
     pub latency_fraction: f64,
     pub sizes: Vec<SizeResult>,
@@ -281,6 +288,9 @@ fn validate(args: &mut BenchArgs) -> Result<(), BenchError> {
         return Err(BenchError::Usage(
             "--streams and --ip need at least one value".into(),
         ));
+    }
+    if !(-20..=19).contains(&args.switch_nice) {
+        return Err(BenchError::Usage("--switch-nice: give -20..=19".into()));
     }
     if args.rounds == 0 || args.rounds > 100 {
         return Err(BenchError::Usage("--rounds: give 1..=100".into()));
@@ -361,6 +371,7 @@ fn measure(
         ipv6: args.ip_versions.contains(&6),
     });
     let mut lab = lab::Lab::new(tcp_setup)?;
+    lab.switch_nice = args.switch_nice;
     let mut sizes: Vec<SizeResult> = Vec::new();
 
     // The generator's own ceiling: no switch between it and the sink.
@@ -539,6 +550,7 @@ fn measure(
         workers: args.workers,
         generator_core: gen_core,
         switch_cores: switch_cores.to_vec(),
+        switch_nice: args.switch_nice,
         trial_seconds: args.duration,
         latency_fraction: args.latency_at,
         sizes,
@@ -685,6 +697,9 @@ fn text(r: &Report) -> String {
         r.generator_core,
         r.trial_seconds
     );
+    if r.switch_nice != 0 {
+        let _ = writeln!(o, "the switch runs at nice {}", r.switch_nice);
+    }
     let _ = writeln!(
         o,
         "machine: {} cores, {}, kernel {}, load average {:.2} at the end",
@@ -830,6 +845,7 @@ mod tests {
             workers: 1,
             generator_core: 0,
             switch_cores: vec![1],
+            switch_nice: 0,
             trial_seconds: 2.0,
             latency_fraction: 0.5,
             sizes: vec![SizeResult {
@@ -938,6 +954,7 @@ mod tests {
             ".sizes[].ratios",
             ".sizes[].size",
             ".switch_cores",
+            ".switch_nice",
             ".tcp",
             ".tcp[].busy_cpu",
             ".tcp[].gbit_per_s",
@@ -1039,6 +1056,11 @@ mod tests {
         );
         let b = args(&["--streams", "4,1,4", "--streams", "8"]).expect("repeated");
         assert_eq!(b.streams, [4, 1, 8]);
+        assert_eq!(
+            args(&["--switch-nice", "-10"]).expect("nice").switch_nice,
+            -10
+        );
+        assert!(args(&["--switch-nice", "-21"]).is_err());
         let b = args(&["--tcp-only", "--streams=2"]).expect("tcp only");
         assert!(b.tcp && b.sizes.is_empty());
         assert_eq!(b.streams, [2]);
