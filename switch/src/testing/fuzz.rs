@@ -26,7 +26,7 @@ use crate::stack::dns;
 use crate::stack::iface::{self, Host, HostConfig, Reply};
 use crate::stack::names::{Names, Rotation};
 use crate::stack::{NetCounters, StackPkt};
-use shunt_parsers::{vxlan, EtherType, EthernetFrame, MacAddr};
+use shunt_parsers::{vxlan, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, MacAddr, UdpPacket};
 use std::sync::{Arc, OnceLock};
 
 /// The topology every frame target runs against.
@@ -551,14 +551,27 @@ fn stack_round(rig: &mut Rig, host: &mut Host, topo: &Topology) {
             // known host's: ARP is checked by the pipeline's invariants.
             EtherType::Arp => {}
             EtherType::Ipv4 => {
-                let ip = shunt_parsers::Ipv4Packet::new_checked(eth.payload());
-                let src = ip.map(|ip| ip.src_addr()).ok();
+                let ip = Ipv4Packet::new_checked(eth.payload());
+                let src = ip.as_ref().map(|ip| ip.src_addr()).ok();
                 let want = topo.networks.get(net.index()).and_then(|n| n.address);
                 assert!(
                     want.is_some() && src == want,
                     "IPv4 from {src:?} on network {}, whose address is {want:?}",
                     net.index()
                 );
+                // What the responder sends from port 53 is an answer with
+                // a valid checksum (smoltcp fills it in).
+                let Ok(ip) = ip else { continue };
+                if ip.protocol() != IpProtocol::Udp {
+                    continue;
+                }
+                let Ok(udp) = UdpPacket::new_checked(ip.payload()) else {
+                    panic!("a UDP datagram that does not read: {f:02x?}");
+                };
+                assert!(udp.verify_checksum_v4(ip.src_addr(), ip.dst_addr()));
+                if udp.src_port() == iface::DNS_PORT {
+                    assert!(dns::is_response(udp.payload()), "port 53 sends answers");
+                }
             }
             other => panic!("the stack sent {other:?}"),
         }
@@ -699,6 +712,7 @@ mod tests {
 
     const VXLAN: &[u8] = include_bytes!("../../../parsers/tests/data/vxlan.pcap");
     const ARP: &[u8] = include_bytes!("../../../parsers/tests/data/arp_icmp.pcap");
+    const DNS: &[u8] = include_bytes!("../../../parsers/tests/data/dns.pcap");
 
     fn frames(pcap: &[u8]) -> Vec<&[u8]> {
         let mut out = Vec::new();
@@ -772,5 +786,19 @@ mod tests {
         let stack = rig.counters.port(Egress::Stack);
         assert_eq!(stack.rx_frames.get(), 1, "one ARP reply from the stack");
         assert_eq!(tx(rig, 0), 1, "to web.lan, whose MAC asked");
+        // The capture's first DNS query, to the switch's MAC (UDP checksum
+        // left out, as IPv4 allows): answered from the topology's names.
+        let mut q = frames(DNS)[0].to_vec();
+        q[..6].copy_from_slice(&crate::stack::switch_mac("fz", 0).octets());
+        q[40..42].fill(0);
+        let rig = &mut fresh_rig(topology());
+        run_stack(rig, &input(0, &[&q]));
+        let c = rig.stack.as_deref().map(|s| &s.net_counters[0]);
+        assert_eq!(
+            c.map(|c| c.dns_answered.get()),
+            Some(1),
+            "web.lan.test answered"
+        );
+        assert!(tx(rig, 0) >= 1, "the answer reaches web.lan");
     }
 }
