@@ -324,8 +324,13 @@ fn run_batch(rig: &mut Rig, topo: &Topology, ingress: usize, frames: &mut Vec<&[
     // Verdicts and what was queued for each frame.
     let mut dropped = [0u64; DropReason::COUNT];
     let mut local = 0;
-    for (i, m) in metas.iter().enumerate().take(n) {
-        let copies: Vec<Egress> = queued.iter().filter(|q| q.1 == i).map(|q| q.0).collect();
+    let mut copies_of: Vec<Vec<Egress>> = vec![Vec::new(); n];
+    for &(to, i, _) in &queued {
+        if let Some(c) = copies_of.get_mut(i) {
+            c.push(to);
+        }
+    }
+    for (i, (m, copies)) in metas.iter().zip(copies_of).enumerate() {
         assert!(
             !copies.contains(&Egress::Port(inp)),
             "frame {i} queued back to its ingress port {ingress}"
@@ -408,36 +413,49 @@ fn run_batch(rig: &mut Rig, topo: &Topology, ingress: usize, frames: &mut Vec<&[
         "nothing sent out of the ingress port"
     );
 
-    // What each port sent, byte for byte.
-    for (p, port) in rig.ports.iter().enumerate() {
-        let mut want: Vec<Vec<u8>> = Vec::new();
-        let mut vxlan_copies: Vec<(VtepId, usize)> = Vec::new();
-        for &(to, i, vid) in &queued {
-            let m = &metas[i];
-            let inner = untagged(&post[i], usize::from(m.tag_len));
-            match to {
-                Egress::Port(q) if q.index() == p => {
-                    let trunk = rig.plan.ports[p].trunk;
-                    assert!(
-                        trunk || vid.is_none(),
-                        "a tagged frame (VLAN {vid:?}) queued to access port {p}"
-                    );
-                    want.push(match vid {
-                        None => inner,
-                        Some(v) => {
-                            let tci = (u16::from(m.pcp_dei) << 8) | v;
-                            let [t0, t1] = tci.to_be_bytes();
-                            let mut f = inner[..12.min(inner.len())].to_vec();
-                            f.extend_from_slice(&[0x81, 0x00, t0, t1]);
-                            f.extend_from_slice(inner.get(12..).unwrap_or(&[]));
-                            f
-                        }
-                    });
+    // What each port sent, byte for byte: per port, the copies queued to
+    // it (with their tag) and the VXLAN copies to leave by it.
+    let inner: Vec<Vec<u8>> = (0..n)
+        .map(|i| untagged(&post[i], usize::from(metas[i].tag_len)))
+        .collect();
+    let mut wants: Vec<Vec<Vec<u8>>> = vec![Vec::new(); nports];
+    let mut vxlans: Vec<Vec<(VtepId, usize)>> = vec![Vec::new(); nports];
+    for &(to, i, vid) in &queued {
+        let f = &inner[i];
+        match to {
+            Egress::Port(q) => {
+                let p = q.index();
+                let trunk = rig.plan.ports.get(p).is_some_and(|pp| pp.trunk);
+                assert!(
+                    trunk || vid.is_none(),
+                    "a tagged frame (VLAN {vid:?}) queued to access port {p}"
+                );
+                let want = match vid {
+                    None => f.clone(),
+                    Some(v) => {
+                        let tci = (u16::from(metas[i].pcp_dei) << 8) | v;
+                        let [t0, t1] = tci.to_be_bytes();
+                        let mut t = f[..12.min(f.len())].to_vec();
+                        t.extend_from_slice(&[0x81, 0x00, t0, t1]);
+                        t.extend_from_slice(f.get(12..).unwrap_or(&[]));
+                        t
+                    }
+                };
+                if let Some(w) = wants.get_mut(p) {
+                    w.push(want);
                 }
-                Egress::Vtep(k) if Some(p) == underlay => vxlan_copies.push((k, i)),
-                _ => {}
             }
+            Egress::Vtep(k) => {
+                if let Some(v) = underlay.and_then(|u| vxlans.get_mut(u)) {
+                    v.push((k, i));
+                }
+            }
+            Egress::Stack => {}
         }
+    }
+    for (p, port) in rig.ports.iter().enumerate() {
+        let want = &mut wants[p];
+        let vxlan_copies = &vxlans[p];
         let mut vx = vxlan_copies.clone();
         for f in port.sent() {
             if let Some(w) = want.iter().position(|w| w == f) {
@@ -457,8 +475,7 @@ fn run_batch(rig: &mut Rig, topo: &Topology, ingress: usize, frames: &mut Vec<&[
                 };
                 let m = &metas[i];
                 let vni = m.net.and_then(|n| topo.networks.get(n.index())?.vni);
-                Some(d.vni) == vni
-                    && f.get(d.inner) == Some(&untagged(&post[i], usize::from(m.tag_len))[..])
+                Some(d.vni) == vni && f.get(d.inner) == Some(&inner[i][..])
             });
             match found {
                 Some(x) => {
