@@ -499,6 +499,15 @@ fn print_stats(v: &Stats) {
                 }
             }
         }
+        // So does a TAP's queue (the host's tx_dropped: frames shunt never
+        // read), and the host's kernel may drop what shunt wrote.
+        if let Some(t) = &p.tap {
+            for (k, n) in [("tx_dropped", t.tx_dropped), ("rx_dropped", t.rx_dropped)] {
+                if n > 0 {
+                    drops.push(format!("kernel:{k}={n}"));
+                }
+            }
+        }
         rows.push(vec![
             name.clone(),
             p.rx_frames.to_string(),
@@ -548,6 +557,28 @@ fn print_stats(v: &Stats) {
         v.fdb.entries,
         v.fdb.capacity
     );
+    if v.handoff
+        .iter()
+        .any(|h| h.frames + h.full + h.held_back > 0)
+    {
+        let rows = v
+            .handoff
+            .iter()
+            .map(|h| {
+                vec![
+                    format!("{} -> {}", h.from, h.to),
+                    h.frames.to_string(),
+                    h.full.to_string(),
+                    h.held_back.to_string(),
+                    h.queued.to_string(),
+                ]
+            })
+            .collect();
+        table(
+            &["hand-over", "frames", "full", "held back", "queued"],
+            rows,
+        );
+    }
     if let Some(u) = &v.umem {
         let zero_copy: u64 = v.ports.values().map(|p| p.tx_zero_copy).sum();
         out!(

@@ -116,6 +116,11 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
+    /// Back to zero: only while its writer cannot write it (a detached
+    /// port's slot after every worker passed a quiescent point).
+    fn reset(&self) {
+        self.0.store(0, Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -142,10 +147,44 @@ pub struct PortCounters {
     pub moved: Counter,
 }
 
+impl PortCounters {
+    /// Zeroes every counter of the slot (see [`Counter::reset`]): a port
+    /// id given to a new port starts from nothing.
+    pub fn reset(&self) {
+        let all = [
+            &self.rx_frames,
+            &self.rx_bytes,
+            &self.tx_frames,
+            &self.tx_bytes,
+            &self.tx_zero_copy,
+            &self.learned,
+            &self.moved,
+        ];
+        for c in all.into_iter().chain(&self.flooded).chain(&self.drops) {
+            c.reset();
+        }
+    }
+}
+
+/// What one worker handed over to another (`shunt stats`: hand-over).
+#[derive(Default)]
+pub struct HandoffCounters {
+    /// Frames put on the queue to the other worker.
+    pub frames: Counter,
+    /// Frames dropped because that queue was full (also counted as the
+    /// egress port's `handoff_full`).
+    pub full: Counter,
+    /// Times this worker left frames in its ingress ring for the next poll
+    /// because the queue lacked room for a batch (push-back, not a drop).
+    pub held_back: Counter,
+}
+
 /// One worker's counters, one slot per egress (`Egress::slot`: the ports,
-/// the switch's stack, the remote VTEPs).
+/// the switch's stack, the remote VTEPs), and one per worker it hands
+/// frames over to.
 pub struct WorkerCounters {
     ports: Box<[PortCounters]>,
+    handoff: Box<[HandoffCounters]>,
     pub batches: Counter,
 }
 
@@ -157,12 +196,24 @@ impl Default for WorkerCounters {
 
 impl WorkerCounters {
     pub fn new() -> WorkerCounters {
+        Self::with_workers(1)
+    }
+
+    /// Counters of one of `workers` workers.
+    pub fn with_workers(workers: usize) -> WorkerCounters {
         WorkerCounters {
             ports: (0..Egress::SLOTS)
                 .map(|_| PortCounters::default())
                 .collect(),
+            handoff: (0..workers).map(|_| HandoffCounters::default()).collect(),
             batches: Counter::default(),
         }
+    }
+
+    /// What this worker handed over to worker `to` (None: no such worker).
+    #[inline]
+    pub fn handoff(&self, to: usize) -> Option<&HandoffCounters> {
+        self.handoff.get(to)
     }
 
     /// The counters of `e` (every egress has its slot).

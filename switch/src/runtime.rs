@@ -9,21 +9,26 @@ use crate::config::Topology;
 use crate::counters::WorkerCounters;
 use crate::ids::{Egress, PortId};
 use crate::pipeline::Plan;
-use crate::port::{AfXdpPort, Device, Kind, KindCell, Tap};
+use crate::port::{AfXdpPort, Device, Kind, KindCell, PacketPort, Tap};
 use crate::trace::Tracer;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use crossbeam_queue::ArrayQueue;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use shunt_tables::Fdb;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use crate::ids::MAX_PORTS;
 
 /// Frames per cross-worker queue (AF_XDP ports transmit only from the
-/// worker that owns their rings).
-pub const HANDOFF_QUEUE: usize = 256;
+/// worker that owns their rings): as many as the owner's transmit ring
+/// takes. With 256, one TCP stream across workers lost 1 frame in 60
+/// (`handoff_full`; docs/reliability.md); the sender now also holds off
+/// receiving while a queue lacks room for a batch.
+pub const HANDOFF_QUEUE: usize = crate::port::umem::RING_SIZE as usize;
 
 /// A frame for another worker's AF_XDP port: the UMEM frame itself (the
 /// rings of a socket have one producer, so the owner puts it on the
@@ -85,6 +90,8 @@ pub struct Runtime {
     pub fdb: Fdb,
     /// Port devices by id; None for ids not (or no longer) in use.
     pub taps: Box<[ArcSwapOption<Tap>]>,
+    /// Packet ports (veth hosts) by id, shared the same way as TAPs.
+    pub packets: Box<[ArcSwapOption<PacketPort>]>,
     pub port_up: Box<[AtomicBool]>,
     /// Which worker receives from each port.
     pub port_worker: Box<[AtomicUsize]>,
@@ -106,11 +113,22 @@ pub struct Runtime {
     /// with one producer and one consumer. Full is a counted drop.
     /// (Frames still queued when the switch stops are freed with the UMEM.)
     pub handoff: Vec<Vec<ArrayQueue<Handoff>>>,
+    /// `handoff_waiting[from][to]`: worker `from` holds off receiving until
+    /// `to` makes room in their queue; `to` wakes it when it has.
+    pub handoff_waiting: Vec<Vec<AtomicBool>>,
     /// Per worker: written after a batch that handed frames to it.
     pub wake: Vec<EventFd>,
     /// Bumped when a port comes, goes, or goes down, so workers rebuild
     /// their poll sets.
     pub port_generation: AtomicU64,
+    /// Per worker: the port generation of its last quiescent point (the
+    /// top of its loop, where it holds no frame, has let go of the ports
+    /// that went away and has sent or dropped what was handed to it);
+    /// `u64::MAX` while it is not running. Detach waits on these before an
+    /// id is given again (see [`Runtime::quiesce`]).
+    pub quiescent: Box<[AtomicU64]>,
+    /// Port ids detached at run time (control path only).
+    detached: Mutex<DetachedIds>,
     pub counters: Vec<Arc<WorkerCounters>>,
     pub tracer: Tracer,
     pub stop: AtomicBool,
@@ -138,6 +156,8 @@ impl Runtime {
             (0..nworkers).map(|_| ArrayQueue::new(MAX_PORTS)).collect();
         let kinds: Box<[KindCell]> = (0..MAX_PORTS).map(|_| KindCell::default()).collect();
         let mut slots: Vec<ArcSwapOption<Tap>> = Vec::with_capacity(MAX_PORTS);
+        let packets: Box<[ArcSwapOption<PacketPort>]> =
+            (0..MAX_PORTS).map(|_| ArcSwapOption::empty()).collect();
         let mut umem = None;
         let mut xdp_mode: Vec<Option<&'static str>> = vec![None; MAX_PORTS];
         for (p, d) in devices.into_iter().enumerate() {
@@ -149,6 +169,11 @@ impl Runtime {
                 }
                 // In-memory ports are driven by their tests, not workers.
                 Device::Mem(_) => slots.push(ArcSwapOption::empty()),
+                Device::Packet(x) => {
+                    kinds[p].store(Some(Kind::Packet));
+                    packets[p].store(Some(x));
+                    slots.push(ArcSwapOption::empty());
+                }
                 Device::AfXdp(x) => {
                     kinds[p].store(Some(Kind::AfXdp));
                     umem.get_or_insert_with(|| x.umem());
@@ -170,6 +195,7 @@ impl Runtime {
             plan: ArcSwap::from_pointee(plan),
             fdb,
             taps: slots.into_boxed_slice(),
+            packets,
             port_up: (0..MAX_PORTS).map(|p| AtomicBool::new(p < n)).collect(),
             port_worker: (0..MAX_PORTS)
                 .map(|p| AtomicUsize::new(p % nworkers))
@@ -186,12 +212,17 @@ impl Runtime {
                         .collect()
                 })
                 .collect(),
+            handoff_waiting: (0..nworkers)
+                .map(|_| (0..nworkers).map(|_| AtomicBool::new(false)).collect())
+                .collect(),
             wake: (0..nworkers)
                 .map(|_| ev())
                 .collect::<std::io::Result<_>>()?,
             port_generation: AtomicU64::new(0),
+            quiescent: (0..nworkers).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            detached: Mutex::new(DetachedIds::default()),
             counters: (0..nworkers)
-                .map(|_| Arc::new(WorkerCounters::new()))
+                .map(|_| Arc::new(WorkerCounters::with_workers(nworkers)))
                 .collect(),
             tracer: Tracer::new(),
             stop: AtomicBool::new(false),
@@ -241,6 +272,116 @@ impl Runtime {
             let name = self.port_name(port.into());
             eprintln!("shunt: port {name} is down: {why}; {flushed} learned entries flushed");
         }
+    }
+}
+
+/// Ids of detached ports: waiting until no worker can still hold anything
+/// of the port (`waiting`), then free for the next attach (`free`).
+#[derive(Default)]
+struct DetachedIds {
+    waiting: Vec<PortId>,
+    free: Vec<PortId>,
+}
+
+/// How long a detach waits for every worker to pass a quiescent point
+/// (a worker turns at least every poll timeout, 100 ms; woken, at once).
+const QUIESCE_WITHIN: Duration = Duration::from_secs(2);
+
+impl Runtime {
+    /// Waits until every running worker has passed two quiescent points
+    /// after this call (or `within` passes; false then). After the first,
+    /// no worker receives from, sends to or hands over for a port that
+    /// was detached before the call; after the second, every frame handed
+    /// over before the first has been taken out of its queue. Control
+    /// path only: it sleeps.
+    pub fn quiesce(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        for _ in 0..2 {
+            // Release: a worker that sees the new generation sees what
+            // the detach changed before it (the port down, out of the plan).
+            let gen = self.port_generation.fetch_add(1, Release) + 1;
+            for w in &self.wake {
+                let _ = w.write(1);
+            }
+            while !self
+                .quiescent
+                .iter()
+                .map(|q| q.load(Acquire))
+                .all(|g| g >= gen)
+            {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        true
+    }
+
+    /// A port was detached (already down, out of the plan, its device
+    /// let go of): once the workers are quiescent its id is free again,
+    /// with nothing of the old port left in it. Returns the learned
+    /// entries flushed at that point (frames that were being learned
+    /// while it went away).
+    pub fn retire_port(&self, id: PortId) -> usize {
+        self.detached_ids().waiting.push(id);
+        self.settle_detached()
+    }
+
+    /// Frees the ids waiting for a quiescent point, if the workers reach
+    /// one in time (else they wait for the next attach or detach).
+    fn settle_detached(&self) -> usize {
+        let mut ids = self.detached_ids();
+        if ids.waiting.is_empty() || !self.quiesce(QUIESCE_WITHIN) {
+            return 0;
+        }
+        let waiting = std::mem::take(&mut ids.waiting);
+        let mut flushed = 0;
+        for id in waiting {
+            flushed += self.release_port(id);
+            ids.free.push(id);
+        }
+        flushed
+    }
+
+    /// What a port left in the per-port tables, cleared: its learned
+    /// entries, its counters in every worker, its socket's counters, its
+    /// place in a trace. Only once no worker can write them.
+    fn release_port(&self, id: PortId) -> usize {
+        let flushed = self.fdb.flush_port(Egress::Port(id).encode());
+        for w in &self.counters {
+            w.port(id.into()).reset();
+        }
+        if let Some(x) = self.xdp_stats.get(id.index()) {
+            x.store(&Default::default());
+            x.cached.store(0, Relaxed);
+        }
+        self.tracer.forget(id);
+        flushed
+    }
+
+    /// The id for a port attached now: the lowest one a detached port
+    /// gave back, else the next never used (`next`, the topology's port
+    /// count); None when all `MAX_PORTS` are taken.
+    pub fn take_port_id(&self, next: usize) -> Option<PortId> {
+        self.settle_detached();
+        let mut ids = self.detached_ids();
+        ids.free.sort_unstable_by(|a, b| b.cmp(a));
+        match ids.free.pop() {
+            Some(id) => Some(id),
+            None => PortId::new(next),
+        }
+    }
+
+    /// An id `take_port_id` gave that the attach did not use after all.
+    pub fn give_back_port_id(&self, id: PortId, next: usize) {
+        if id.index() < next {
+            self.detached_ids().free.push(id);
+        }
+    }
+
+    fn detached_ids(&self) -> MutexGuard<'_, DetachedIds> {
+        self.detached.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -23,13 +23,14 @@
 use crate::counters::{DropReason, WorkerCounters};
 use crate::ids::{Egress, PortId};
 use crate::pipeline::edit::{self, Copy, Edit, Out, SegmentBuf};
-use crate::pipeline::{self, local, Batch, Context, TxQueues};
+use crate::pipeline::{self, local, Batch, Context, TxQueues, BATCH};
 use crate::port::{self, AfXdpPort, Device, Kind, Offload, Port, TxError, UmemFrame};
 use crate::runtime::{Handoff, Runtime, MAX_PORTS};
 use crate::stack::StackLink;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::fence;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::Arc;
 
 /// What a poll set entry stands for.
@@ -70,6 +71,12 @@ struct Io {
     tx_ports: Vec<PortId>,
     /// Workers this batch handed frames to (to wake them once).
     woke: Vec<bool>,
+    /// Set when a queue to another worker lacked room for a batch: the
+    /// next poll leaves the ports unread (see `room_to_hand_over`).
+    held_back: bool,
+    /// Per sending worker: a frame taken from its queue while the egress
+    /// port's transmit ring was full, sent first on the next turn.
+    stash: Vec<Option<Handoff>>,
 }
 
 /// A UMEM frame ready to go, with where its bytes are.
@@ -103,6 +110,8 @@ impl Worker {
                 xdp_pending: Vec::with_capacity(MAX_PORTS),
                 tx_ports: Vec::with_capacity(MAX_PORTS),
                 woke: vec![false; nworkers],
+                held_back: false,
+                stash: (0..nworkers).map(|_| None).collect(),
             },
             rt,
             counters,
@@ -128,6 +137,8 @@ impl Worker {
         let mut srcs: Vec<Src> = Vec::new();
         let mut fds: Vec<libc::pollfd> = Vec::new();
         let mut seen_gen = u64::MAX;
+        // fds[..nports] are ports, the rest the wake and stack events.
+        let mut nports = 0;
         let mut last_stats = std::time::Instant::now();
         while !rt.stop.load(Relaxed) {
             // About once a second, not per batch: one getsockopt per port.
@@ -135,14 +146,20 @@ impl Worker {
                 last_stats = std::time::Instant::now();
                 self.io.publish_xdp_stats();
             }
-            let gen = rt.port_generation.load(Relaxed);
+            let gen = rt.port_generation.load(Acquire);
             if gen != seen_gen {
                 seen_gen = gen;
+                // What was handed over before goes (or is dropped, its
+                // port gone) before this worker says it is quiescent.
+                self.io.take_handoffs();
                 self.io.adopt_ports();
-                self.io.poll_set(&mut srcs, &mut fds);
+                nports = self.io.poll_set(&mut srcs, &mut fds);
+                // A quiescent point: no frame held, gone ports let go of
+                // (Runtime::quiesce, before a port id is given again).
+                rt.quiescent[self.id].store(gen, Release);
             }
             // Frames left in a transmit ring must not wait for new traffic.
-            let timeout = if self.io.xdp_pending.is_empty() {
+            let mut timeout = if self.io.xdp_pending.is_empty() {
                 POLL_MS
             } else {
                 // Nothing else is queued between batches: flush these again.
@@ -151,7 +168,21 @@ impl Worker {
                 io.kick();
                 1
             };
-            match port::poll(&mut fds, timeout) {
+            // A frame handed over that met a full transmit ring goes now.
+            if self.io.stash.iter().any(Option::is_some) {
+                self.io.take_handoffs();
+                timeout = 1;
+            }
+            // Held back for room in a hand-over queue: the ports stay
+            // unread (their frames wait in their rings) until the owner
+            // wakes this worker, or for a millisecond.
+            let first = if std::mem::take(&mut self.io.held_back) {
+                timeout = 1;
+                nports
+            } else {
+                0
+            };
+            match port::poll(&mut fds[first..], timeout) {
                 Ok(0) => continue,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -161,7 +192,7 @@ impl Worker {
                     continue;
                 }
             }
-            for (i, src) in srcs.iter().enumerate() {
+            for (i, src) in srcs.iter().enumerate().skip(first) {
                 let rev = fds[i].revents;
                 if rev == 0 {
                     continue;
@@ -180,6 +211,8 @@ impl Worker {
                 }
             }
         }
+        // A stopped worker holds nothing: no detach waits for it.
+        rt.quiescent[self.id].store(u64::MAX, Release);
     }
 
     /// Takes batches from port `p` until it has nothing more (at most a few
@@ -188,7 +221,7 @@ impl Worker {
         let rt = Arc::clone(&self.rt);
         let counters = Arc::clone(&self.counters);
         for _ in 0..4 {
-            if self.io.receive(&mut self.batch, p) == 0 {
+            if !self.io.room_to_hand_over() || self.io.receive(&mut self.batch, p) == 0 {
                 return;
             }
             let plan = rt.plan.load();
@@ -284,8 +317,9 @@ fn bare(ctx: &Context, p: PortId, batch: &Batch, tx: &mut TxQueues) {
 
 impl Io {
     /// The descriptors to poll: this worker's ports that are up, its wake
-    /// eventfd, and (worker 0) the switch's stack's output.
-    fn poll_set(&self, srcs: &mut Vec<Src>, fds: &mut Vec<libc::pollfd>) {
+    /// eventfd, and (worker 0) the switch's stack's output. Returns how
+    /// many are ports (they come first).
+    fn poll_set(&self, srcs: &mut Vec<Src>, fds: &mut Vec<libc::pollfd>) -> usize {
         let rt = &self.rt;
         srcs.clear();
         fds.clear();
@@ -299,10 +333,10 @@ impl Io {
                 srcs.push(Src::Port(id));
             }
         }
-        if rt.counters.len() > 1 {
-            fds.push(port::pollfd(rt.wake[self.id].as_fd().as_raw_fd()));
-            srcs.push(Src::Wake);
-        }
+        let nports = fds.len();
+        // Also with one worker: a detach wakes it to a quiescent point.
+        fds.push(port::pollfd(rt.wake[self.id].as_fd().as_raw_fd()));
+        srcs.push(Src::Wake);
         // Worker 0 also sends what the switch's stack produces.
         if self.id == 0 {
             if let Some(h) = &rt.stack {
@@ -310,6 +344,7 @@ impl Io {
                 srcs.push(Src::Stack);
             }
         }
+        nports
     }
 
     /// Copies the kernel's counters of this worker's AF_XDP sockets where
@@ -342,6 +377,9 @@ impl Io {
                 Some(Kind::Tap) if up && rt.port_worker[p].load(Relaxed) == self.id => {
                     // The handle keeps the descriptor open while polled.
                     *slot = rt.taps[p].load_full().map(Device::Tap);
+                }
+                Some(Kind::Packet) if up && rt.port_worker[p].load(Relaxed) == self.id => {
+                    *slot = rt.packets[p].load_full().map(Device::Packet);
                 }
                 _ => {
                     if let Some(Device::AfXdp(_)) = slot {
@@ -381,25 +419,38 @@ impl Io {
             Some(Kind::Tap) => {
                 // TAPs are written by whichever worker has frames for them.
                 let tap = self.rt.taps[c.dev.index()].load();
-                let Some(t) = tap.as_deref() else {
-                    self.counters.count_drop(c.to, DropReason::PortDown);
-                    return;
-                };
-                let sent = match out {
-                    Out::Frame(e) => {
-                        let (parts, n) = e.parts(batch.frame(c.frame));
-                        Port::send(&mut &*t, &parts[..n], &e.off)
-                    }
-                    Out::Segment(b) => Port::send(&mut &*t, &[b], &Offload::NONE),
-                };
-                if let Err(TxError::Gone(e)) = sent {
-                    let err = io::Error::from_raw_os_error(e);
-                    self.rt.port_gone(c.dev, &format!("write failed: {err}"));
+                match tap.as_deref() {
+                    Some(t) => self.send_shared(&mut &*t, batch, c, out),
+                    None => self.counters.count_drop(c.to, DropReason::PortDown),
                 }
-                self.counters.count_tx(c.to, c.dev, sent);
+            }
+            // Packet ports too (one descriptor, the kernel serialises).
+            Some(Kind::Packet) => {
+                let pk = self.rt.packets[c.dev.index()].load();
+                match pk.as_deref() {
+                    Some(p) => self.send_shared(&mut &*p, batch, c, out),
+                    None => self.counters.count_drop(c.to, DropReason::PortDown),
+                }
             }
             _ => self.counters.count_drop(c.to, DropReason::PortDown),
         }
+    }
+
+    /// Sends a copy out of a port any worker may write to (a TAP, a packet
+    /// port): one system call, the kernel gathers the parts.
+    fn send_shared(&mut self, port: &mut impl Port, batch: &Batch, c: Copy, out: Out<'_>) {
+        let sent = match out {
+            Out::Frame(e) => {
+                let (parts, n) = e.parts(batch.frame(c.frame));
+                port.send(&parts[..n], &e.off)
+            }
+            Out::Segment(b) => port.send(&[b], &Offload::NONE),
+        };
+        if let Err(TxError::Gone(e)) = sent {
+            let err = io::Error::from_raw_os_error(e);
+            self.rt.port_gone(c.dev, &format!("write failed: {err}"));
+        }
+        self.counters.count_tx(c.to, c.dev, sent);
     }
 
     /// Sends a copy out of AF_XDP port `c.dev`. The frame's last copy, when
@@ -499,10 +550,14 @@ impl Io {
             None => Some(h),
         };
         let pc = counters.port(c.to);
+        let pair = counters.handoff(owner);
         match refused {
             None => {
                 if let Some(w) = self.woke.get_mut(owner) {
                     *w = true;
+                }
+                if let Some(c) = pair {
+                    c.frames.add(1);
                 }
                 // The owner counts the underlay's tx; the remote VTEP's is
                 // counted here.
@@ -513,6 +568,9 @@ impl Io {
             }
             Some(h) => {
                 pc.drops[DropReason::HandoffFull as usize].add(1);
+                if let Some(c) = pair {
+                    c.full.add(1);
+                }
                 self.give_back(ingress, h.frame);
             }
         }
@@ -599,16 +657,60 @@ impl Io {
         self.tx_ports.clear();
     }
 
+    /// Whether every queue to another worker has room for a whole batch.
+    /// If one has not, the worker holds off receiving (the frames wait in
+    /// their ingress rings, where the kernel counts what overflows) rather
+    /// than drop frames at the queue, and asks that worker to wake it once
+    /// it has taken from the queue.
+    fn room_to_hand_over(&mut self) -> bool {
+        let rt = &self.rt;
+        let room = |q: &crossbeam_queue::ArrayQueue<Handoff>| q.capacity() - q.len() >= BATCH;
+        for (to, q) in rt.handoff[self.id].iter().enumerate() {
+            if to == self.id || room(q) {
+                continue;
+            }
+            let waiting = &rt.handoff_waiting[self.id][to];
+            waiting.store(true, Relaxed);
+            // Pairs with the fence in take_handoffs: either the owner sees
+            // the flag, or this sees the room it made.
+            fence(SeqCst);
+            if room(q) {
+                waiting.store(false, Relaxed);
+                continue;
+            }
+            if let Some(c) = self.counters.handoff(to) {
+                c.held_back.add(1);
+            }
+            self.held_back = true;
+            return false;
+        }
+        true
+    }
+
     /// Sends the frames other workers handed over for this worker's AF_XDP
-    /// ports (UMEM frames: their addresses go on the transmit ring).
+    /// ports (UMEM frames: their addresses go on the transmit ring),
+    /// flushing every batch so the kernel sends while more are taken. A
+    /// frame that meets a full transmit ring is kept for the next turn, and
+    /// so is the rest of its queue; a sender that waits for room is woken.
     fn take_handoffs(&mut self) {
         let counters = Arc::clone(&self.counters);
-        for from in 0..self.rt.handoff.len() {
-            while let Some(h) = self.rt.handoff[from][self.id].pop() {
+        let rt = Arc::clone(&self.rt);
+        for from in 0..rt.handoff.len() {
+            let q = &rt.handoff[from][self.id];
+            let mut taken = 0usize;
+            while let Some(h) = self.stash[from].take().or_else(|| q.pop()) {
                 let p = h.port;
-                let up = self.rt.port_up[p.index()].load(Relaxed);
+                let up = rt.port_up[p.index()].load(Relaxed);
                 match owned(&mut self.ports, p.into()) {
                     Some(x) if up => {
+                        if x.tx_ring_full() {
+                            // Completions may have come back since.
+                            x.flush();
+                        }
+                        if x.tx_ring_full() {
+                            self.stash[from] = Some(h);
+                            break;
+                        }
                         let sent = x.send_frame(h.frame, h.start, h.len);
                         if sent.is_ok() {
                             if !h.copied {
@@ -617,14 +719,23 @@ impl Io {
                             mark(&mut self.xdp_dirty, p);
                         }
                         counters.count_tx(p.into(), p, sent.map(|()| usize::from(h.len)));
+                        taken += 1;
+                        if taken.is_multiple_of(BATCH) {
+                            self.kick();
+                        }
                     }
                     _ => {
                         counters.count_drop(p.into(), DropReason::PortDown);
-                        if let Some(u) = &self.rt.umem {
+                        if let Some(u) = &rt.umem {
                             u.release(h.frame);
                         }
                     }
                 }
+            }
+            // Pairs with the fence in room_to_hand_over.
+            fence(SeqCst);
+            if rt.handoff_waiting[from][self.id].swap(false, Relaxed) {
+                let _ = rt.wake[from].write(1);
             }
         }
         self.kick();

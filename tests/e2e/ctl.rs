@@ -1,9 +1,11 @@
 //! The control path end to end: a host attached at run time is the same
 //! host as one written in the file (address and MAC, on a network with a
-//! subnet and on one without).
+//! subnet and on one without); hosts attached and detached for a long
+//! time reuse their port ids and give back their memory.
 
 use crate::ensure;
-use crate::harness::{ping, run, run_id, Switch, TestResult};
+use crate::harness::Stats;
+use crate::harness::{pids_with_arg, ping, run, run_id, Switch, TestResult};
 use crate::l2::Test;
 
 pub fn tests() -> Vec<Test> {
@@ -13,6 +15,7 @@ pub fn tests() -> Vec<Test> {
             "ctl::attach_vxlan_mtu_matches_the_file",
             attach_vxlan_mtu_matches_the_file,
         ),
+        ("ctl::attach_detach_churn", attach_detach_churn),
     ]
 }
 
@@ -167,5 +170,101 @@ fn attach_vxlan_mtu_matches_the_file() -> TestResult {
     );
     ensure!(said.contains("10.79.2.2/24"), "attach a ov said: {said}");
     ping(&b, "10.79.2.2")?;
+    Ok(())
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: i32) -> Result<u64, String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// Attach/detach cycles of the churn test (`SHUNT_CHURN_CYCLES`, default
+/// 2,000: about a minute here; the 1,022nd attach failed before port ids
+/// were reused).
+fn churn_cycles() -> usize {
+    std::env::var("SHUNT_CHURN_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
+/// A lab that lives for days (issue 18): three hosts attached and detached
+/// in turn, thousands of times. Ids are reused (the attach never runs out
+/// of ports, `shunt ports` lists only what is attached), a reused id starts
+/// with zeroed counters and nothing of its old port in the FDB, resident
+/// memory stays within 2 MiB of where it was after the first 100 cycles,
+/// and the last host attached reaches the others.
+fn attach_detach_churn() -> TestResult {
+    let sw = format!("sc3{:03}", run_id());
+    let b = format!("{sw}b");
+    let churn: Vec<String> = (0..3).map(|i| format!("{sw}x{i}")).collect();
+    let mut ns = vec![b.clone()];
+    ns.extend(churn.iter().cloned());
+    let cfg = toml(&sw, false).replace("workers = 1", "workers = 2");
+    let swg = Switch::up_toml(&sw, &cfg, &ns)?;
+    let pid = *pids_with_arg(&swg.file.to_string_lossy())
+        .first()
+        .ok_or("no switch process")?;
+    let port = |h: &str| format!("{h}.lan");
+    // Traffic on the first port, so that its id has counters and FDB
+    // entries to leave behind.
+    swg.cmd(&["attach", &churn[0], "lan"])?;
+    ping(&churn[0], "10.79.1.2")?;
+    let before = swg.stats()?;
+    ensure!(
+        before.port(&port(&churn[0]), "rx_frames") > 0,
+        "no traffic counted on {}",
+        port(&churn[0])
+    );
+    swg.cmd(&["detach", &churn[0], "lan"])?;
+    // The next attach takes the id back: its counters start at zero, and
+    // the old host's MAC is not learned on it.
+    swg.cmd(&["attach", &churn[1], "lan"])?;
+    let fresh = swg.stats()?;
+    let p1 = port(&churn[1]);
+    let counts = |s: &Stats, p: &str| (s.port(p, "rx_frames"), s.port(p, "tx_frames"));
+    ensure!(
+        counts(&fresh, &p1) == (0, 0),
+        "a reused port id kept counts: {p1} has (rx, tx) {:?}",
+        counts(&fresh, &p1)
+    );
+    ensure!(
+        !swg.fdb()?.0.iter().any(|e| e.port == p1),
+        "{p1} has FDB entries before any traffic: {:?}",
+        swg.fdb()?.0
+    );
+    swg.cmd(&["detach", &churn[1], "lan"])?;
+    let cycles = churn_cycles();
+    let mut rss_at_100 = None;
+    for i in 0..cycles {
+        let h = &churn[i % churn.len()];
+        swg.cmd(&["attach", h, "lan"])
+            .map_err(|e| format!("attach {i} of {cycles}: {e}"))?;
+        swg.cmd(&["detach", h, "lan"])
+            .map_err(|e| format!("detach {i} of {cycles}: {e}"))?;
+        if i + 1 == 100.min(cycles) {
+            rss_at_100 = Some(rss_kib(pid)?);
+        }
+    }
+    let last = &churn[cycles % churn.len()];
+    swg.cmd(&["attach", last, "lan"])?;
+    ping(last, "10.79.1.2")?;
+    let ports = swg.ports()?;
+    ensure!(
+        ports.len() == 2,
+        "after {cycles} cycles `shunt ports` lists {} ports: {:?}",
+        ports.len(),
+        ports.iter().map(|p| &p.name).collect::<Vec<_>>()
+    );
+    let (at_100, now) = (rss_at_100.unwrap_or(0), rss_kib(pid)?);
+    eprintln!("churn: {cycles} cycles, RSS {at_100} KiB after 100, {now} KiB at the end");
+    ensure!(
+        now <= at_100 + 2048,
+        "resident memory grew from {at_100} KiB (after 100 cycles) to {now} KiB after {cycles}"
+    );
     Ok(())
 }

@@ -60,11 +60,11 @@ struct Lab {
 /// Brings up a two-network lab for test `tag`; `extra` is appended to the
 /// lan network's table (arp_suppress, dns_upstream...), `more` to the file.
 /// The hosts a, b, c are plugged in as the running variant says (TAP, or
-/// veth with AF_XDP), under its number of workers.
+/// veth with AF_XDP or a packet socket), under its number of workers.
 fn lab(tag: u8, extra: &str, more: &str) -> Result<Lab, String> {
     let v = crate::harness::variant();
     let name = format!("sd{tag:02}{}{:03}", v.idx, run_id());
-    let link = format!("link = \"{}\"\nxdp_mode = \"{}\"", v.link, v.xdp_mode);
+    let link = v.host_keys();
     let workers = v.workers;
     let (a, b, c) = (format!("{name}a"), format!("{name}b"), format!("{name}c"));
     let domain = format!("{name}.test");

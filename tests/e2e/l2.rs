@@ -960,11 +960,7 @@ fn counters_exact() -> TestResult {
             errors.push(format!("ports: no {}", h.port()));
             continue;
         };
-        let kind = if crate::harness::variant().link == "veth" {
-            "afxdp"
-        } else {
-            "tap"
-        };
+        let kind = crate::harness::variant().host_kind();
         if pj.kind != kind || pj.mode != "access" {
             errors.push(format!(
                 "ports {}: want kind {kind}, mode access: {pj:?}",

@@ -16,6 +16,7 @@ mod l2;
 mod macvlan;
 mod mixed;
 mod offload;
+mod offload_veth;
 mod trace;
 mod vlan;
 mod vxlan;
@@ -37,7 +38,7 @@ fn main() {
     // The foundation's behaviour suite, once per port kind and worker count.
     for v in harness::VARIANTS {
         for (name, test) in l2::tests() {
-            let why = if v.link == "veth" {
+            let why = if v.afxdp() {
                 skip_xdp.clone()
             } else {
                 skip.clone()
@@ -81,6 +82,11 @@ fn main() {
             }),
             skip_xdp.clone(),
         ));
+    }
+    // veth hosts with their offloads (packet sockets: no AF_XDP needed).
+    let skip_offload = skip.clone().or_else(|| offload_veth::prerequisites().err());
+    for (name, test) in offload_veth::tests() {
+        tests.push((name.to_string(), Box::new(test), skip_offload.clone()));
     }
     for (name, test) in mixed::tests()
         .into_iter()

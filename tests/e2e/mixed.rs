@@ -1,6 +1,7 @@
-//! TAP and AF_XDP ports side by side in one switch, under two workers: a
-//! host on a TAP and hosts on veths (AF_XDP, native and generic) reach each
-//! other, and each port is what it says.
+//! TAP, AF_XDP and packet ports side by side in one switch, under two
+//! workers: a host on a TAP, hosts on veths (AF_XDP, native and generic)
+//! and a veth host on a packet socket (offloads on) reach each other, and
+//! each port is what it says.
 
 use crate::ensure;
 use crate::harness::{netns_exists, output_timeout, ping, run_id, Switch, TestResult, SHUNT};
@@ -33,15 +34,24 @@ networks = ["lan"]
 name = "{sw}n"
 networks = ["lan"]
 link = "veth"
+veth_attach = "afxdp"
 xdp_mode = "native"
 [[host]]
 name = "{sw}g"
 networks = ["lan"]
 link = "veth"
+veth_attach = "afxdp"
 xdp_mode = "generic"
+[[host]]
+name = "{sw}p"
+networks = ["lan"]
+link = "veth"
 "#
     );
-    let hosts: Vec<String> = ["t", "n", "g"].iter().map(|h| format!("{sw}{h}")).collect();
+    let hosts: Vec<String> = ["t", "n", "g", "p"]
+        .iter()
+        .map(|h| format!("{sw}{h}"))
+        .collect();
     let mut s = Switch::up_toml(&sw, &toml, &hosts)?;
     let ports = s.ports()?;
     let kind = |h: &str| {
@@ -53,7 +63,7 @@ xdp_mode = "generic"
     };
     ensure!(kind(&hosts[0]) == "tap", "ports: {ports:?}");
     ensure!(
-        kind(&hosts[1]) == "afxdp" && kind(&hosts[2]) == "afxdp",
+        kind(&hosts[1]) == "afxdp" && kind(&hosts[2]) == "afxdp" && kind(&hosts[3]) == "packet",
         "ports: {ports:?}"
     );
     let xdp_mode = |h: &str| {
@@ -65,7 +75,8 @@ xdp_mode = "generic"
     ensure!(
         xdp_mode(&hosts[0]).is_none()
             && xdp_mode(&hosts[1]).as_deref() == Some("native-copy")
-            && xdp_mode(&hosts[2]).as_deref() == Some("generic-copy"),
+            && xdp_mode(&hosts[2]).as_deref() == Some("generic-copy")
+            && xdp_mode(&hosts[3]).is_none(),
         "xdp_mode in ports: {ports:?}"
     );
     let workers: std::collections::BTreeSet<usize> = ports.iter().map(|p| p.worker).collect();
@@ -98,8 +109,14 @@ xdp_mode = "generic"
     );
     // TCP between the two AF_XDP hosts and from the TAP host to one (the
     // hosts' veths compute their checksums: a partial checksum would be
-    // dropped by the receiver).
-    for (server, ip, client) in [(2, "10.76.9.3", 1), (1, "10.76.9.2", 0)] {
+    // dropped by the receiver), and between the packet host, whose
+    // super-frames are cut in software for an AF_XDP host, and one.
+    for (server, ip, client) in [
+        (2, "10.76.9.3", 1),
+        (1, "10.76.9.2", 0),
+        (1, "10.76.9.2", 3),
+        (3, "10.76.9.4", 2),
+    ] {
         let bps = crate::harness::iperf3_tcp(&hosts[server], ip, &hosts[client], 1)?;
         let mbps = (bps / 1e6) as u64;
         ensure!(
@@ -109,8 +126,8 @@ xdp_mode = "generic"
             hosts[server]
         );
     }
-    // Every pair, both ways: TAP <-> AF_XDP and AF_XDP <-> AF_XDP, across workers.
-    let ips = ["10.76.9.1", "10.76.9.2", "10.76.9.3"];
+    // Every pair, both ways: TAP, AF_XDP and packet ports, across workers.
+    let ips = ["10.76.9.1", "10.76.9.2", "10.76.9.3", "10.76.9.4"];
     for (i, h) in hosts.iter().enumerate() {
         for (j, ip) in ips.iter().enumerate() {
             if i != j {
@@ -126,7 +143,11 @@ xdp_mode = "generic"
         let name = p.name.as_str();
         let x = &st.json["ports"][name]["afxdp"];
         match p.kind.as_str() {
-            "tap" => ensure!(x.is_null(), "TAP port {name} has afxdp counters: {x}"),
+            "tap" | "packet" => ensure!(
+                x.is_null(),
+                "{} port {name} has afxdp counters: {x}",
+                p.kind
+            ),
             _ => ensure!(
                 x["rx_fill_ring_empty"].is_u64()
                     && x["rx_ring_full"].is_u64()

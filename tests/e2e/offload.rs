@@ -176,7 +176,8 @@ fn two_hosts_toml(sw: &str, tag: u8, b_link: &str) -> String {
         "[switch]\nname = \"{sw}\"\n\n\
          [[network]]\nname = \"lan\"\nsubnet = \"10.77.{tag}.0/24\"\naddress = \"10.77.{tag}.1\"\n\n\
          [[host]]\nname = \"{sw}a\"\nnetworks = [\"lan\"]\nip = [\"10.77.{tag}.11/24\"]\n\n\
-         [[host]]\nname = \"{sw}b\"\nnetworks = [\"lan\"]\nip = [\"10.77.{tag}.12/24\"]\nlink = \"{b_link}\"\n"
+         [[host]]\nname = \"{sw}b\"\nnetworks = [\"lan\"]\nip = [\"10.77.{tag}.12/24\"]\nlink = \"{b_link}\"\n{}",
+        if b_link == "veth" { "veth_attach = \"afxdp\"\n" } else { "" }
     )
 }
 

@@ -46,7 +46,7 @@ fn truth_topology(sw: &str, afxdp: bool) -> (String, Vec<String>) {
     let (workers, link, t_port, n_port) = if afxdp {
         (
             2,
-            "link = \"veth\"\nxdp_mode = \"native\"\n",
+            "link = \"veth\"\nveth_attach = \"afxdp\"\nxdp_mode = \"native\"\n",
             format!("kind = \"afxdp\"\ninterface = \"{sw}to\"\nxdp_mode = \"native\""),
             format!("kind = \"afxdp\"\ninterface = \"{sw}no\"\nxdp_mode = \"generic\""),
         )

@@ -812,6 +812,7 @@ name = "{sw}a"
 networks = ["ovl"]
 ip = ["10.77.{tag}.11/24"]
 link = "veth"
+veth_attach = "afxdp"
 xdp_mode = "native"
 
 [[port]]

@@ -265,7 +265,7 @@ impl Lab {
         }
         let (g, s) = match kind {
             PortKind::Tap => ("shb-tg", "shb-ts"),
-            PortKind::Afxdp => ("shb-xg", "shb-xs"),
+            PortKind::Afxdp | PortKind::Packet => ("shb-xg", "shb-xs"),
         };
         if tcp {
             let _ = ip(&["-n", GEN_NS, "addr", "replace", "10.199.1.1/24", "dev", g]);
@@ -458,14 +458,15 @@ pub fn topology(
                 ));
             }
         }
-        PortKind::Afxdp => {
-            if !super::AFXDP_READY {
+        PortKind::Afxdp | PortKind::Packet => {
+            if kind == PortKind::Afxdp && !super::AFXDP_READY {
                 return Err(BenchError::Unavailable(
                     "--port-kind afxdp: AF_XDP ports are not available in shunt yet; use --port-kind tap".into(),
                 ));
             }
             // Veth pairs: the inner ends in the namespaces (shb-xg, shb-xs),
-            // the outer ends attached by the switch with AF_XDP.
+            // the outer ends attached by the switch with AF_XDP or a packet
+            // socket.
             for (name, outer, inner, ns) in [
                 ("gen", "shb-xgp", "shb-xg", GEN_NS),
                 ("sink", "shb-xsp", "shb-xs", SINK_NS),
@@ -478,14 +479,18 @@ pub fn topology(
                 ip(&["-n", ns, "link", "set", inner, "up"])?;
                 // Complete checksums from the namespaces' stacks (iperf3 in
                 // --tcp): AF_XDP carries no partial-checksum note
-                // (docs/afxdp.md, "Checksums").
-                shunt_switch::port::sys::tx_checksum_off(ns, inner)
-                    .map_err(|e| BenchError::Setup(e.to_string()))?;
+                // (docs/afxdp.md, "Checksums"). A packet port carries it
+                // in the virtio-net header: the offloads stay on.
+                if kind == PortKind::Afxdp {
+                    shunt_switch::port::sys::tx_checksum_off(ns, inner)
+                        .map_err(|e| BenchError::Setup(e.to_string()))?;
+                }
                 if vxlan && name == "sink" {
                     ip(&["link", "set", outer, "mtu", "1600"])?;
                 }
                 t.push_str(&format!(
-                    "\n[[port]]\nname = \"{name}\"\nkind = \"afxdp\"\ninterface = \"{outer}\"\n{}",
+                    "\n[[port]]\nname = \"{name}\"\nkind = \"{}\"\ninterface = \"{outer}\"\n{}",
+                    kind.as_str(),
                     membership(name)
                 ));
             }

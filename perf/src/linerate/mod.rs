@@ -58,6 +58,18 @@ pub enum BenchError {
 pub enum PortKind {
     Tap,
     Afxdp,
+    /// veth pairs attached with packet sockets (the default for veth hosts).
+    Packet,
+}
+
+impl PortKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortKind::Tap => "tap",
+            PortKind::Afxdp => "afxdp",
+            PortKind::Packet => "packet",
+        }
+    }
 }
 
 /// `shunt bench` options.
@@ -533,10 +545,7 @@ fn text(r: &Report) -> String {
     let _ = writeln!(
         o,
         "shunt bench: {} ports, {} worker(s) on core(s) {:?}, generator on core {}, {} s per trial",
-        match r.port_kind {
-            PortKind::Tap => "tap",
-            PortKind::Afxdp => "afxdp",
-        },
+        r.port_kind.as_str(),
         r.workers,
         r.switch_cores,
         r.generator_core,

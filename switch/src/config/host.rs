@@ -4,7 +4,7 @@
 use super::addresses::{derived_mac, Ipam};
 use super::{
     check_name, int_in, ConfigError, Ctx, Host, HostLink, Ipv4Net, Network, PortCfg, PortKind,
-    PortMode, XdpMode, DEFAULT_MTU, MAX_MTU,
+    PortMode, XdpMode, DEFAULT_MTU, MAX_AFXDP_MTU, MAX_MTU,
 };
 use serde::Deserialize;
 use shunt_parsers::MacAddr;
@@ -23,6 +23,7 @@ pub(super) struct RawHost {
     ipv6: Option<bool>,
     pub(super) mtu: Option<Spanned<i64>>,
     xdp_mode: Option<Spanned<String>>,
+    veth_attach: Option<Spanned<String>>,
 }
 
 /// `xdp_mode` of a host or a port.
@@ -134,10 +135,6 @@ pub(super) fn sections(
                 ),
             );
         }
-        let mtu = match &h.mtu {
-            Some(m) => int_in(ctx, "mtu", m, 68, MAX_MTU)? as u16,
-            None => DEFAULT_MTU,
-        };
         let host_xdp_mode = xdp_mode(ctx, h.xdp_mode.as_ref(), hs.span())?;
         let mut veth = false;
         if let Some(l) = &h.link {
@@ -152,6 +149,38 @@ pub(super) fn sections(
                 }
             }
         }
+        // How the switch attaches to a veth's outer end: a packet socket
+        // (the host keeps TSO and checksum offload) or AF_XDP (the host's
+        // transmit checksum offload is turned off). docs/decisions.md.
+        let veth_kind = match h.veth_attach.as_ref().map(|k| k.get_ref().as_str()) {
+            None | Some("packet") => PortKind::Packet,
+            Some("afxdp") => PortKind::Afxdp,
+            Some(other) => {
+                return ctx.err(
+                    h.veth_attach
+                        .as_ref()
+                        .map(|k| k.span())
+                        .unwrap_or(hs.span()),
+                    format!("veth_attach {other:?} is not one of \"packet\", \"afxdp\""),
+                )
+            }
+        };
+        if !veth {
+            if let Some(v) = &h.veth_attach {
+                return ctx.err(v.span(), "veth_attach is for hosts with link = \"veth\"");
+            }
+        }
+        // Jumbo frames where the port's buffers take them: a TAP's or a
+        // packet socket's slots hold 64 KiB, an AF_XDP port's UMEM frames 4 KiB.
+        let max_mtu = if veth && veth_kind == PortKind::Afxdp {
+            MAX_AFXDP_MTU
+        } else {
+            MAX_MTU
+        };
+        let mtu = match &h.mtu {
+            Some(m) => int_in(ctx, "mtu", m, 68, max_mtu)? as u16,
+            None => DEFAULT_MTU,
+        };
         let mut links = Vec::new();
         let mut seen_nets = HashSet::new();
         for (i, nname) in nets.iter().enumerate() {
@@ -224,7 +253,7 @@ pub(super) fn sections(
                 mac,
             });
             ports.push(PortCfg {
-                kind: if veth { PortKind::Afxdp } else { PortKind::Tap },
+                kind: if veth { veth_kind } else { PortKind::Tap },
                 xdp_mode: host_xdp_mode,
                 ..PortCfg::host_port(&name, nname, ni, &format!("eth{i}"), mtu, line)
             });

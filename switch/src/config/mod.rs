@@ -24,9 +24,12 @@ pub use vtep::{inner_mtu, VXLAN_OVERHEAD};
 
 pub const DEFAULT_NAME: &str = "shunt";
 pub const DEFAULT_MTU: u16 = 1500;
-/// The largest MTU a port may have: a frame (with a VLAN tag) must fit a
-/// frame buffer slot after its headroom (pipeline::MAX_FRAME).
-pub const MAX_MTU: i64 = 3800;
+/// The largest MTU a port may have: jumbo frames. A TAP's and a packet
+/// port's frames go into own slots of 64 KiB (pipeline::MAX_FRAME).
+pub const MAX_MTU: i64 = 9000;
+/// The largest MTU of an AF_XDP port: a frame (with a VLAN tag) must fit a
+/// UMEM frame after its headroom (port::MAX_UMEM_FRAME).
+pub const MAX_AFXDP_MTU: i64 = 3800;
 
 /// The built-in topology of `shunt up` without a file (TOPOLOGY.md).
 pub const DEFAULT_TOPOLOGY: &str = r#"# shunt's default topology: three hosts on one network.
@@ -71,6 +74,8 @@ impl std::error::Error for ConfigError {}
 pub enum PortKind {
     Tap,
     Afxdp,
+    /// An AF_PACKET socket with the virtio-net header (port/packet.rs).
+    Packet,
 }
 
 impl PortKind {
@@ -78,6 +83,7 @@ impl PortKind {
         match self {
             PortKind::Tap => "tap",
             PortKind::Afxdp => "afxdp",
+            PortKind::Packet => "packet",
         }
     }
 }
@@ -192,7 +198,8 @@ pub struct PortCfg {
     /// The host this port plugs in (host ports `H.N`).
     pub host: Option<String>,
     /// A host port on a veth (`link = "veth"`): the end in the switch's
-    /// namespace that AF_XDP attaches to (named at bring-up).
+    /// namespace that the packet socket or AF_XDP attaches to (named at
+    /// bring-up).
     pub outer: Option<String>,
     /// Detached at run time: the id stays taken, the port carries nothing.
     pub removed: bool,

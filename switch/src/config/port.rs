@@ -10,7 +10,7 @@ use super::host::xdp_mode;
 use super::network::index as net_idx;
 use super::{
     check_name, int_in, ConfigError, Ctx, Host, Network, PortCfg, PortKind, PortMode, DEFAULT_MTU,
-    MAX_MTU,
+    MAX_AFXDP_MTU, MAX_MTU,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -74,10 +74,16 @@ pub(super) fn sections(
                 }
                 PortKind::Afxdp
             }
+            Some("packet") => {
+                if p.interface.is_none() {
+                    return ctx.err(ps.span(), format!("packet port {name:?} needs `interface`: the existing interface its socket binds to"));
+                }
+                PortKind::Packet
+            }
             Some(other) => {
                 return ctx.err(
                     p.kind.as_ref().map(|k| k.span()).unwrap_or(ps.span()),
-                    format!("kind {other:?} is not one of \"tap\", \"afxdp\""),
+                    format!("kind {other:?} is not one of \"tap\", \"afxdp\", \"packet\""),
                 )
             }
         };
@@ -101,14 +107,21 @@ pub(super) fn sections(
             return ctx.err(p.interface.as_ref().map(|i| i.span()).unwrap_or(ps.span()), format!("interface {interface:?}: a bare TAP port must not take the name of an existing interface of the machine"));
         }
         let mtu = match &p.mtu {
-            Some(m) => int_in(ctx, "mtu", m, 68, MAX_MTU)? as u16,
+            Some(m) => {
+                let max = if kind == PortKind::Afxdp {
+                    MAX_AFXDP_MTU
+                } else {
+                    MAX_MTU
+                };
+                int_in(ctx, "mtu", m, 68, max)? as u16
+            }
             None => DEFAULT_MTU,
         };
         let netns = match &p.namespace {
             Some(ns) => {
                 check_name(ctx, "namespace", ns)?;
                 if kind != PortKind::Tap {
-                    return ctx.err(ns.span(), "`namespace` is for TAP ports: an AF_XDP port attaches to an interface where it is");
+                    return ctx.err(ns.span(), "`namespace` is for TAP ports: an AF_XDP or packet port attaches to an interface where it is");
                 }
                 if hosts.iter().any(|h| &h.name == ns.get_ref()) {
                     return ctx.err(

@@ -2,7 +2,8 @@
 //! ports, FDB, counters, DNS names, and the live trace.
 
 use super::proto::{
-    FdbEntry, FdbUsage, PortInfo, PortStats, Stats, TraceEnd, TraceStart, Umem, VtepStats,
+    FdbEntry, FdbUsage, HandoffStats, PortInfo, PortStats, Stats, TapKernel, TraceEnd, TraceStart,
+    Umem, VtepStats,
 };
 use crate::config::PortMode;
 use crate::counters::{sum_port, DropReason, FloodCause, PortTotals};
@@ -82,7 +83,11 @@ pub fn ports(rt: &Runtime) -> Vec<PortInfo> {
             PortInfo {
                 name: p.name.clone(),
                 kind: p.kind.as_str().to_string(),
-                xdp_mode: rt.xdp_mode.get(i).copied().flatten().map(str::to_string),
+                // An id an AF_XDP port had may now be a TAP's.
+                xdp_mode: (rt.port_kind[i].load() == Some(crate::port::Kind::AfXdp))
+                    .then(|| rt.xdp_mode.get(i).copied().flatten())
+                    .flatten()
+                    .map(str::to_string),
                 worker: rt.port_worker.get(i).map(|w| w.load(Relaxed)).unwrap_or(0),
                 mode: if underlay { "underlay" } else { mode }.to_string(),
                 up: rt.port_up[i].load(Relaxed),
@@ -180,6 +185,7 @@ pub fn stats(rt: &Runtime) -> Stats {
     let mut ports = BTreeMap::new();
     let mut total = [0u64; DropReason::COUNT];
     let topo = rt.topo();
+    let taps = tap_kernel_counters(rt, &topo);
     for (i, p) in topo.ports.iter().enumerate() {
         if p.removed {
             continue;
@@ -205,6 +211,7 @@ pub fn stats(rt: &Runtime) -> Stats {
                 up: rt.port_up[i].load(Relaxed),
                 afxdp: (rt.port_kind[i].load() == Some(crate::port::Kind::AfXdp))
                     .then(|| rt.xdp_stats[i].json()),
+                tap: taps.get(&i).copied(),
             },
         );
     }
@@ -223,6 +230,7 @@ pub fn stats(rt: &Runtime) -> Stats {
             capacity: topo.switch.fdb_max_entries as u64,
         },
         trace_lost: rt.tracer.lost.load(Relaxed),
+        handoff: handoff(rt),
         host: rt.stack.as_ref().map(|h| {
             h.stats_json(|i| {
                 topo.networks
@@ -232,6 +240,82 @@ pub fn stats(rt: &Runtime) -> Stats {
             })
         }),
     }
+}
+
+/// Per ordered pair of workers: what the first handed over to the second.
+fn handoff(rt: &Runtime) -> Vec<HandoffStats> {
+    let mut out = Vec::new();
+    for (from, w) in rt.counters.iter().enumerate() {
+        for to in 0..rt.counters.len() {
+            let (Some(c), Some(q)) = (w.handoff(to), rt.handoff[from].get(to)) else {
+                continue;
+            };
+            if from != to {
+                out.push(HandoffStats {
+                    from,
+                    to,
+                    frames: c.frames.get(),
+                    full: c.full.get(),
+                    held_back: c.held_back.get(),
+                    queued: q.len() as u64,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The kernel's counters of the TAP ports, by port index: one read of
+/// /proc/net/dev per namespace the TAPs live in.
+fn tap_kernel_counters(
+    rt: &Runtime,
+    topo: &crate::config::Topology,
+) -> std::collections::HashMap<usize, TapKernel> {
+    let mut by_ns: BTreeMap<Option<&str>, Vec<(usize, &str)>> = BTreeMap::new();
+    for (i, p) in topo.ports.iter().enumerate() {
+        if !p.removed && rt.port_kind[i].load() == Some(crate::port::Kind::Tap) {
+            by_ns
+                .entry(p.netns.as_deref())
+                .or_default()
+                .push((i, p.interface.as_str()));
+        }
+    }
+    let read = || std::fs::read_to_string("/proc/thread-self/net/dev").unwrap_or_default();
+    let mut out = std::collections::HashMap::new();
+    for (ns, ports) in by_ns {
+        let text = match ns {
+            Some(ns) => crate::netns::in_netns(ns, read).unwrap_or_default(),
+            None => read(),
+        };
+        for (i, ifname) in ports {
+            if let Some(k) = proc_net_dev(&text, ifname) {
+                out.insert(i, k);
+            }
+        }
+    }
+    out
+}
+
+/// The counters of `ifname` in the text of /proc/net/dev ("  eth0: rx
+/// bytes, packets, errs, drop, ... | tx bytes, packets, errs, drop, ...").
+fn proc_net_dev(text: &str, ifname: &str) -> Option<TapKernel> {
+    text.lines().find_map(|l| {
+        let (name, rest) = l.split_once(':')?;
+        if name.trim() != ifname {
+            return None;
+        }
+        let v: Vec<u64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        Some(TapKernel {
+            rx_packets: at(1),
+            rx_dropped: at(3),
+            tx_packets: at(9),
+            tx_dropped: at(11),
+        })
+    })
 }
 
 /// Where the AF_XDP frames are (None without AF_XDP ports). When the
@@ -348,4 +432,29 @@ pub fn trace(
     })();
     rt.tracer.stop();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proc_net_dev;
+    use crate::control::proto::TapKernel;
+
+    #[test]
+    fn reads_proc_net_dev() {
+        let text = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0
+  eth0: 9860150  121093    0    7    0     0          0         0 183120464  121170    0 42763    0     0       0          0
+";
+        assert_eq!(
+            proc_net_dev(text, "eth0"),
+            Some(TapKernel {
+                rx_packets: 121093,
+                rx_dropped: 7,
+                tx_packets: 121170,
+                tx_dropped: 42763,
+            })
+        );
+        assert_eq!(proc_net_dev(text, "eth1"), None);
+    }
 }

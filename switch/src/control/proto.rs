@@ -186,6 +186,28 @@ pub struct Stats {
     /// The switch's stack's counters (stack::StackLink::stats_json); null
     /// without it.
     pub host: Option<Value>,
+    /// Frames handed over between workers, one entry per ordered pair of
+    /// workers (empty with one worker).
+    #[serde(default)]
+    pub handoff: Vec<HandoffStats>,
+}
+
+/// One pair of workers of `shunt stats --json` "handoff": what worker
+/// `from` handed to worker `to` for the AF_XDP ports `to` owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffStats {
+    pub from: usize,
+    pub to: usize,
+    /// Frames put on the queue.
+    pub frames: u64,
+    /// Frames dropped because the queue was full (also in the egress
+    /// port's `handoff_full`).
+    pub full: u64,
+    /// Times `from` left frames in its ingress rings for the next poll
+    /// until `to` made room (push-back: no frame lost).
+    pub held_back: u64,
+    /// Frames in the queue now.
+    pub queued: u64,
 }
 
 /// One port of `shunt stats --json`.
@@ -210,6 +232,25 @@ pub struct PortStats {
     /// The kernel's counters of an AF_XDP port's socket
     /// (runtime::XdpStatsCell::json); null for other ports.
     pub afxdp: Option<Value>,
+    /// The kernel's counters of a TAP port's device, as `ip -s link` shows
+    /// them on the host's side (`tx_dropped`: frames the host sent that
+    /// the TAP's queue could not hold, so shunt never saw them); null for
+    /// other ports or when they cannot be read.
+    #[serde(default)]
+    pub tap: Option<TapKernel>,
+}
+
+/// The kernel's counters of a TAP device (/proc/net/dev in its namespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TapKernel {
+    /// Frames shunt wrote that the host received, and those its kernel
+    /// dropped.
+    pub rx_packets: u64,
+    pub rx_dropped: u64,
+    /// Frames the host sent towards shunt, and those dropped before shunt
+    /// read them (the TAP's transmit queue, `txqueuelen`, was full).
+    pub tx_packets: u64,
+    pub tx_dropped: u64,
 }
 
 /// One remote VTEP of `shunt stats --json`.

@@ -6,7 +6,7 @@ use super::plug::{make_namespace, plug_tap, PlugError};
 use super::state::{read_state, write_state, State};
 use crate::config::addresses::assign_link;
 use crate::config::{inner_mtu, Host, HostLink, PortCfg, DEFAULT_MTU};
-use crate::ids::MAX_PORTS;
+use crate::ids::{PortId, MAX_PORTS};
 use crate::netns;
 use crate::runtime::Runtime;
 use std::sync::atomic::Ordering::Relaxed;
@@ -56,10 +56,6 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
             network: network.to_string(),
         });
     }
-    let id = topo.ports.len();
-    if id >= MAX_PORTS {
-        return Err(AttachError::NoPortLeft);
-    }
     // The address and MAC come first: a host that cannot have them is
     // refused before anything is created.
     let (ip, mac) = assign_link(&topo, host, ni)
@@ -97,15 +93,28 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
         .find(|n| !h.links.iter().any(|l| &l.ifname == n))
         .unwrap_or_else(|| "eth0".into());
     let mtu = h.mtu;
-    let tap = plug_tap(&port_name, host, &ifname, Some(mac), mtu, ip)?;
+    // A detached port's id when one is free (Runtime::take_port_id).
+    let next = topo.ports.len();
+    let pid = rt.take_port_id(next).ok_or(AttachError::NoPortLeft)?;
+    let id = pid.index();
+    let tap = match plug_tap(&port_name, host, &ifname, Some(mac), mtu, ip) {
+        Ok(t) => t,
+        Err(e) => {
+            rt.give_back_port_id(pid, next);
+            return Err(e.into());
+        }
+    };
     topo.hosts[hi].links.push(HostLink {
         network: ni,
         ifname: ifname.clone(),
         ip,
         mac,
     });
-    topo.ports
-        .push(PortCfg::host_port(host, network, ni, &ifname, mtu, 0));
+    let cfg = PortCfg::host_port(host, network, ni, &ifname, mtu, 0);
+    match topo.ports.get_mut(id) {
+        Some(old) => *old = cfg,
+        None => topo.ports.push(cfg),
+    }
     if topo.networks[ni].macvlan.is_some() {
         let _ = rt.fdb.add_static(ni as u16, mac.as_bytes(), id as u16);
     }
@@ -177,11 +186,16 @@ pub fn detach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
     if let Some(l) = &removed_link {
         let _ = netns::ip(&["-n", host, "link", "del", "dev", &l.ifname]);
     }
-    let flushed = rt.fdb.flush_port(id as u16);
+    let mut flushed = rt.fdb.flush_port(id as u16);
     if let Some(l) = removed_link {
         if topo.networks.get(ni).is_some_and(|n| n.macvlan.is_some()) {
             rt.fdb.remove(ni as u16, l.mac.as_bytes());
         }
+    }
+    // The id is given again only once no worker can still hold anything
+    // of this port (docs/pipeline/workers.md#port-ids).
+    if let Some(pid) = PortId::new(id) {
+        flushed += rt.retire_port(pid);
     }
     eprintln!("shunt: detached {port_name}; {flushed} learned entries flushed");
     crate::stack::topology_changed(rt.stack.as_deref(), &topo);

@@ -3,7 +3,9 @@
 //! remove it all again.
 
 use super::cleanup::{clean_stale, teardown};
-use super::plug::{make_namespace, nerr, note_veth_checksums, open_afxdp, plug_tap, plug_veth};
+use super::plug::{
+    make_namespace, nerr, note_veth_checksums, open_afxdp, open_packet, plug_tap, plug_veth,
+};
 use super::serve::serve;
 use super::state::{write_state, State};
 use super::UpError;
@@ -37,8 +39,13 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
             let Some(pi) = topo.port_index(&port) else {
                 continue;
             };
-            if topo.ports[pi].kind == PortKind::Afxdp {
-                let outer = plug_veth(&h.name, &link.ifname, link.mac, h.mtu, link.ip)?;
+            let kind = topo.ports[pi].kind;
+            if kind == PortKind::Packet {
+                let outer = plug_veth(&h.name, &link.ifname, link.mac, h.mtu, link.ip, true)?;
+                devs[pi] = Some(open_packet(&port, &outer)?);
+                topo.ports[pi].outer = Some(outer);
+            } else if kind == PortKind::Afxdp {
+                let outer = plug_veth(&h.name, &link.ifname, link.mac, h.mtu, link.ip, false)?;
                 let Some(umem) = &umem else { continue };
                 devs[pi] = Some(open_afxdp(&port, &outer, topo.ports[pi].xdp_mode, umem)?);
                 topo.ports[pi].outer = Some(outer);
@@ -50,6 +57,10 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
     }
     for (pi, p) in topo.ports.iter().enumerate() {
         if p.host.is_some() {
+            continue;
+        }
+        if p.kind == PortKind::Packet {
+            devs[pi] = Some(open_packet(&p.name, &p.interface)?);
             continue;
         }
         if p.kind == PortKind::Afxdp {
@@ -79,8 +90,19 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
             port: p.name.clone(),
             source,
         })?;
-        netns::ip(&["link", "set", &p.interface, "mtu", &p.mtu.to_string(), "up"])
-            .map_err(nerr(&p.name))?;
+        let qlen = super::plug::TAP_TXQUEUELEN.to_string();
+        let mtu = p.mtu.to_string();
+        netns::ip(&[
+            "link",
+            "set",
+            &p.interface,
+            "mtu",
+            &mtu,
+            "txqueuelen",
+            &qlen,
+            "up",
+        ])
+        .map_err(nerr(&p.name))?;
         devs[pi] = Some(Device::tap(tap));
     }
     devs.into_iter()

@@ -1,11 +1,13 @@
 //! Namespaces and the devices that plug them into the switch: TAPs moved
-//! into a namespace, veth pairs, AF_XDP sockets. Used by bring-up and by
-//! `shunt attach`.
+//! into a namespace, veth pairs, packet and AF_XDP sockets. Used by
+//! bring-up and by `shunt attach`.
 
 use crate::config::{Ipv4Net, XdpMode};
 use crate::netns::{self, NetnsError};
 use crate::port::sys::ChecksumOffError;
-use crate::port::{AfXdpError, AfXdpPort, Device, SharedUmem, Tap, TapError};
+use crate::port::{
+    AfXdpError, AfXdpPort, Device, PacketError, PacketPort, SharedUmem, Tap, TapError,
+};
 use shunt_parsers::MacAddr;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
@@ -18,6 +20,8 @@ pub enum PlugError {
     Tap { port: String, source: TapError },
     #[error("port {port}: {source}")]
     AfXdp { port: String, source: AfXdpError },
+    #[error("port {port}: {source}")]
+    Packet { port: String, source: PacketError },
     #[error("host {host}: {source}")]
     ChecksumOff {
         host: String,
@@ -50,6 +54,13 @@ pub(super) fn make_namespace(ns: &str, ipv6: bool) -> Result<(), PlugError> {
     Ok(())
 }
 
+/// Frames a host's TAP holds on their way to the switch (the kernel's
+/// default is 1,000, and tun drops what does not fit as the device's
+/// `tx_dropped`). One TCP stream at 2-3 Gbit/s overflowed 1,000 whenever a
+/// worker was away for a moment: 22,000 to 43,000 drops and as many
+/// retransmits in 5 s; with 4,096, none to a few (docs/reliability.md).
+pub(super) const TAP_TXQUEUELEN: u32 = 4096;
+
 /// Creates a TAP for `port` and plugs it into namespace `ns` as `ifname`,
 /// with the given MAC, MTU and address, up.
 ///
@@ -72,8 +83,20 @@ pub(super) fn plug_tap(
     })?;
     netns::ip(&["link", "set", "dev", &temp, "netns", ns]).map_err(nerr(ns))?;
     let mtu = mtu.to_string();
+    let qlen = TAP_TXQUEUELEN.to_string();
     let mut args = vec![
-        "-n", ns, "link", "set", "dev", &temp, "name", ifname, "mtu", &mtu,
+        "-n",
+        ns,
+        "link",
+        "set",
+        "dev",
+        &temp,
+        "name",
+        ifname,
+        "mtu",
+        &mtu,
+        "txqueuelen",
+        &qlen,
     ];
     let mac_s = mac.map(|m| m.to_string());
     if let Some(m) = &mac_s {
@@ -95,13 +118,17 @@ fn add_address(ns: &str, ifname: &str, ip: Option<Ipv4Net>) -> Result<(), PlugEr
 
 /// Creates a veth pair for a host port: one end in namespace `ns` as
 /// `ifname` (MAC, MTU, address, up), the other in the switch's namespace,
-/// where an AF_XDP socket attaches to it. Returns the outer name.
+/// where a packet socket or an AF_XDP socket attaches to it. `offloads`:
+/// the switch's port carries the virtio-net header (a packet port), so the
+/// host keeps its checksum offload and TSO; otherwise (AF_XDP) transmit
+/// checksum offload is turned off in the host. Returns the outer name.
 pub(super) fn plug_veth(
     ns: &str,
     ifname: &str,
     mac: MacAddr,
     mtu: u16,
     ip: Option<Ipv4Net>,
+    offloads: bool,
 ) -> Result<String, PlugError> {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let outer = format!("shv{:x}x{}", std::process::id(), SEQ.fetch_add(1, Relaxed));
@@ -115,6 +142,10 @@ pub(super) fn plug_veth(
         ns,
     ])
     .map_err(nerr(ns))?;
+    // The outer end is the switch's port, not an interface of the switch's
+    // namespace: no IPv6 address, no router solicitations or MLD reports of
+    // its own into the host.
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{outer}/disable_ipv6"), "1");
     netns::ip(&[
         "-n",
         ns,
@@ -130,17 +161,28 @@ pub(super) fn plug_veth(
     ])
     .map_err(nerr(ns))?;
     add_address(ns, ifname, ip)?;
-    // A veth offloads TCP/UDP checksums to its peer: the host's frames
-    // would leave with a partial checksum, and AF_XDP carries no word of
-    // that, so the switch's own stack and the hosts behind other ports
-    // would see bad checksums and drop the frames. With the offload off the
-    // host's kernel writes complete checksums.
-    crate::port::sys::tx_checksum_off(ns, ifname).map_err(|source| PlugError::ChecksumOff {
-        host: ns.to_string(),
-        source,
-    })?;
+    if !offloads {
+        // A veth offloads TCP/UDP checksums to its peer: the host's frames
+        // would leave with a partial checksum, and AF_XDP carries no word
+        // of that, so the switch's own stack and the hosts behind other
+        // ports would see bad checksums and drop the frames. With the
+        // offload off the host's kernel writes complete checksums.
+        crate::port::sys::tx_checksum_off(ns, ifname).map_err(|source| PlugError::ChecksumOff {
+            host: ns.to_string(),
+            source,
+        })?;
+    }
     netns::ip(&["link", "set", "dev", &outer, "up"]).map_err(nerr(ns))?;
     Ok(outer)
+}
+
+/// Opens a packet port (AF_PACKET with the virtio-net header) on `ifname`.
+pub(super) fn open_packet(port: &str, ifname: &str) -> Result<Device, PlugError> {
+    let p = PacketPort::open(ifname).map_err(|source| PlugError::Packet {
+        port: port.to_string(),
+        source,
+    })?;
+    Ok(Device::Packet(std::sync::Arc::new(p)))
 }
 
 /// Opens an AF_XDP port on `ifname`, saying at start-up which mode it got

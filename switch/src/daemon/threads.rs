@@ -86,7 +86,9 @@ pub(super) fn link_monitor(rt: &Arc<Runtime>) -> Result<(), UpError> {
                     .iter()
                     .enumerate()
                     .filter(|(i, p)| {
-                        !p.removed && p.kind == PortKind::Afxdp && rt.port_up[*i].load(Relaxed)
+                        !p.removed
+                            && matches!(p.kind, PortKind::Afxdp | PortKind::Packet)
+                            && rt.port_up[*i].load(Relaxed)
                     })
                     .filter_map(|(i, p)| {
                         Some((

@@ -133,7 +133,7 @@ impl Plan {
                 // classify adds the tag's 4 bytes for tagged frames.
                 max_frame: p.mtu as usize + shunt_parsers::ethernet::HEADER_LEN,
                 offloads: match p.kind {
-                    PortKind::Tap => crate::port::Offloads::ALL,
+                    PortKind::Tap | PortKind::Packet => crate::port::Offloads::ALL,
                     PortKind::Afxdp => crate::port::Offloads::default(),
                 },
             });

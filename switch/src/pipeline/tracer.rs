@@ -42,6 +42,8 @@ pub struct TraceRecord {
 
 pub struct Tracer {
     active: AtomicBool,
+    /// The trace takes every port (started with none named).
+    all: AtomicBool,
     ports: [AtomicU64; INGRESS_WORDS],
     queue: ArrayQueue<TraceRecord>,
     pub lost: AtomicU64,
@@ -57,6 +59,7 @@ impl Tracer {
     pub fn new() -> Tracer {
         Tracer {
             active: AtomicBool::new(false),
+            all: AtomicBool::new(false),
             ports: Default::default(),
             queue: ArrayQueue::new(4096),
             lost: AtomicU64::new(0),
@@ -79,8 +82,21 @@ impl Tracer {
                 w.fetch_or(1 << (s % 64), Relaxed);
             }
         }
+        self.all.store(ports.is_empty(), Relaxed);
         while self.queue.pop().is_some() {}
         self.active.store(true, Relaxed);
+    }
+
+    /// A detached port's id leaves a trace of named ports, so that the
+    /// port that gets its id next is not traced in its place.
+    pub fn forget(&self, p: PortId) {
+        if self.all.load(Relaxed) {
+            return;
+        }
+        let s = Egress::Port(p).slot();
+        if let Some(w) = self.ports.get(s / 64) {
+            w.fetch_and(!(1 << (s % 64)), Relaxed);
+        }
     }
 
     pub fn stop(&self) {

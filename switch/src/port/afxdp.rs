@@ -667,6 +667,12 @@ impl AfXdpPort {
         self.tx_out
     }
 
+    /// The transmit side takes no frame now (`send_frame` would say
+    /// `Full`): a caller that can keep the frame for later asks first.
+    pub fn tx_ring_full(&self) -> bool {
+        self.tx_out >= RING_SIZE
+    }
+
     /// The kernel's counters for this socket (one getsockopt: control path).
     pub fn stats(&self) -> AfXdpStats {
         let mut s = AfXdpStats {

@@ -1,5 +1,5 @@
 //! Ports: the ways frames enter and leave the switch. One file per kind
-//! (TAP, AF_XDP, in memory), one trait for all of them (Open vSwitch's
+//! (TAP, AF_XDP, AF_PACKET, in memory), one trait for all of them (Open vSwitch's
 //! netdev shape: receive a batch, send, flush once per batch, and say what
 //! the port can do).
 //!
@@ -9,13 +9,15 @@
 //!                     \-> AfXdpPort::send_frame (the received UMEM frame itself)
 //! ```
 //!
-//! This module is the only one with `unsafe` (umem.rs, afxdp.rs, sys.rs,
+//! This module is the only one with `unsafe` (umem.rs, afxdp.rs, packet.rs, sys.rs,
 //! xdp_loader.rs), each with its argument next to it.
 
 // The kernel-facing files: the crate denies `unsafe_code` everywhere else.
 #[allow(unsafe_code)]
 pub mod afxdp;
 pub mod mem;
+#[allow(unsafe_code)]
+pub mod packet;
 #[allow(unsafe_code)]
 pub mod sys;
 #[allow(unsafe_code)]
@@ -27,6 +29,7 @@ pub mod xdp_loader;
 
 pub use afxdp::{AfXdpError, AfXdpPort, AfXdpStats};
 pub use mem::MemPort;
+pub use packet::{PacketError, PacketPort};
 pub use tap::{Tap, TapError};
 pub use umem::{SharedUmem, Slots, UmemFrame};
 
@@ -55,6 +58,7 @@ pub enum Kind {
     Tap = 1,
     AfXdp = 2,
     Mem = 3,
+    Packet = 4,
 }
 
 impl Kind {
@@ -63,6 +67,7 @@ impl Kind {
             Kind::Tap => "tap",
             Kind::AfXdp => "afxdp",
             Kind::Mem => "mem",
+            Kind::Packet => "packet",
         }
     }
 }
@@ -78,6 +83,7 @@ impl KindCell {
             1 => Some(Kind::Tap),
             2 => Some(Kind::AfXdp),
             3 => Some(Kind::Mem),
+            4 => Some(Kind::Packet),
             _ => None,
         }
     }
@@ -210,6 +216,8 @@ pub enum Device {
     Tap(Arc<Tap>),
     AfXdp(Box<AfXdpPort>),
     Mem(Box<MemPort>),
+    /// Shared as a TAP is: one descriptor, any worker sends.
+    Packet(Arc<PacketPort>),
 }
 
 impl Device {
@@ -233,6 +241,7 @@ impl Device {
             Device::Tap(t) => Some(t.as_fd()),
             Device::AfXdp(x) => Some(x.as_fd()),
             Device::Mem(_) => None,
+            Device::Packet(p) => Some(p.as_fd()),
         }
     }
 }
@@ -244,6 +253,7 @@ impl Port for Device {
             Device::Tap(_) => Kind::Tap,
             Device::AfXdp(_) => Kind::AfXdp,
             Device::Mem(_) => Kind::Mem,
+            Device::Packet(_) => Kind::Packet,
         }
     }
     fn caps(&self) -> Caps {
@@ -251,6 +261,7 @@ impl Port for Device {
             Device::Tap(t) => Port::caps(&&**t),
             Device::AfXdp(x) => x.caps(),
             Device::Mem(m) => m.caps(),
+            Device::Packet(p) => Port::caps(&&**p),
         }
     }
     #[inline]
@@ -259,6 +270,7 @@ impl Port for Device {
             Device::Tap(t) => Port::recv(&mut &**t, slots, got),
             Device::AfXdp(x) => Port::recv(&mut **x, slots, got),
             Device::Mem(m) => m.recv(slots, got),
+            Device::Packet(p) => Port::recv(&mut &**p, slots, got),
         }
     }
     #[inline]
@@ -267,12 +279,13 @@ impl Port for Device {
             Device::Tap(t) => Port::send(&mut &**t, parts, off),
             Device::AfXdp(x) => Port::send(&mut **x, parts, off),
             Device::Mem(m) => m.send(parts, off),
+            Device::Packet(p) => Port::send(&mut &**p, parts, off),
         }
     }
     #[inline]
     fn flush(&mut self) {
         match self {
-            Device::Tap(_) => {}
+            Device::Tap(_) | Device::Packet(_) => {}
             Device::AfXdp(x) => x.flush(),
             Device::Mem(m) => m.flush(),
         }
