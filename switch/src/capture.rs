@@ -11,6 +11,7 @@ use crate::control::send;
 use crate::counters::DropReason;
 use crate::ids::{Egress, PortId};
 use crate::pipeline::capture::{Decision, Dir, Filter, Record, Session, MAX_SNAP};
+use crate::pipeline::learn::Learned;
 use crate::runtime::Runtime;
 use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
 use pcap_file::pcapng::blocks::interface_description::{
@@ -150,6 +151,11 @@ pub fn comment(rt: &Runtime, r: &Record) -> String {
     let port_name = |p: Egress| rt.port_name(p);
     let net_name = |n| net_name(rt, n);
     let mut text = crate::trace::describe(&r.what, &port_name, &net_name).text;
+    // The frame went on, but this is why `--drops` took it.
+    if r.what.learned == Learned::Full {
+        let d = DropReason::FdbFull;
+        text.push_str(&format!("; {}: {}", d.name(), d.explain()));
+    }
     if r.dir == Dir::Out {
         text.push_str("; this copy: out of ");
         text.push_str(&rt.port_name(r.at));
@@ -258,6 +264,9 @@ pub fn stream(
             }
             take(s, &mut batch);
             if batch.is_empty() {
+                if client_gone(out) {
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
@@ -292,6 +301,16 @@ pub fn stream(
             lost,
         },
     )
+}
+
+/// Whether the client closed its end: it sends nothing after its request,
+/// so a readable socket means its end of file (a capture ended by Ctrl-C
+/// frees the switch for the next one at once, not at the next write).
+fn client_gone(s: &std::os::unix::net::UnixStream) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(s.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
 /// Takes what the workers' rings hold, in time order.

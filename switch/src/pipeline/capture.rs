@@ -12,8 +12,9 @@
 //! ```
 
 use super::edit::{Copy, Out};
+use super::learn::Learned;
 use super::tracer::{self, TraceRecord};
-use super::{Batch, Context, TxQueues, Verdict};
+use super::{Batch, Context, Meta, TxQueues, Verdict};
 use crate::counters::DropReason;
 use crate::ids::{Egress, PortId, Vid};
 use arc_swap::ArcSwapOption;
@@ -110,18 +111,25 @@ impl Default for Filter {
 }
 
 impl Filter {
-    /// The checks that need no parsing: direction and verdict.
+    /// The checks that need no parsing: direction and verdict. A frame
+    /// whose source the full FDB could not learn counts as dropped for
+    /// `fdb_full`, the one reason that loses no frame (counters.rs): it is
+    /// the frame someone debugging a full FDB wants to see.
     #[inline]
-    fn wants_verdict(&self, dir: Dir, v: Verdict) -> bool {
+    fn wants_verdict(&self, dir: Dir, m: &Meta) -> bool {
+        let v = m.verdict;
+        let reason = match v {
+            Verdict::Drop(d) => Some(d),
+            _ if m.learned == Learned::Full => Some(DropReason::FdbFull),
+            _ => None,
+        };
         let dir_ok = match dir {
             Dir::In => self.inbound,
-            // A dropped frame has no outbound copy.
+            // The dropped frames are taken as they came in.
             Dir::Out => self.outbound && !self.drops_only,
         };
-        let drop_ok = !self.drops_only || matches!(v, Verdict::Drop(_));
-        let reason_ok = self
-            .reason
-            .is_none_or(|r| matches!(v, Verdict::Drop(d) if d == r));
+        let drop_ok = !self.drops_only || reason.is_some();
+        let reason_ok = self.reason.is_none_or(|r| reason == Some(r));
         let decision_ok = self.decision.is_none_or(|d| Decision::of(v) == Some(d));
         dir_ok && drop_ok && reason_ok && decision_ok
     }
@@ -237,7 +245,7 @@ impl Session {
         }
         let ts_ns = now_ns();
         for i in 0..batch.count {
-            if !self.filter.wants_verdict(Dir::In, batch.meta[i].verdict) {
+            if !self.filter.wants_verdict(Dir::In, &batch.meta[i]) {
                 continue;
             }
             let what = tracer::record(ctx, ingress, batch, tx, i);
@@ -278,7 +286,7 @@ impl Session {
         if !self.filter.outbound || !(self.wants(at) || self.wants(to)) {
             return;
         }
-        if !self.filter.wants_verdict(Dir::Out, batch.meta[i].verdict) {
+        if !self.filter.wants_verdict(Dir::Out, &batch.meta[i]) {
             return;
         }
         let what = tracer::record(ctx, ingress, batch, tx, i);
