@@ -86,6 +86,8 @@ pub struct Runtime {
     topo: Mutex<Topology>,
     pub name: String,
     pub bare: bool,
+    /// How the workers wait for frames.
+    pub poll: crate::config::PollMode,
     pub plan: ArcSwap<Plan>,
     pub fdb: Fdb,
     /// Port devices by id; None for ids not (or no longer) in use.
@@ -194,6 +196,7 @@ impl Runtime {
         Ok(Runtime {
             name: topo.switch.name.clone(),
             bare: topo.switch.bare,
+            poll: topo.switch.poll,
             plan: ArcSwap::from_pointee(plan),
             fdb,
             taps: slots.into_boxed_slice(),
