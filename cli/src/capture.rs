@@ -28,7 +28,7 @@ pub struct CaptureArgs {
     #[arg(long)]
     seconds: Option<f64>,
     /// Where the pcapng goes: a file, or - for standard output.
-    #[arg(short = 'w', long = "write")]
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
     write: String,
     /// Bytes kept of each frame (at most 1600; the whole length is recorded).
     #[arg(long)]
@@ -201,9 +201,10 @@ pub fn run(a: CaptureArgs) -> Result<(), CaptureCliError> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
         Err(e) => return Err(pcap_err(pcap_file::PcapError::IoError(e))),
     }
-    eprintln!("{packets} packets captured");
+    let plural = |n: u64| if n == 1 { "packet" } else { "packets" };
+    eprintln!("{packets} {} captured", plural(packets));
     if lost > 0 {
-        eprintln!("{lost} packets not captured: the reader was too slow");
+        eprintln!("{lost} {} not captured: the reader was too slow", plural(lost));
     }
     Ok(())
 }
