@@ -9,6 +9,7 @@
 //! Each test uses names of its own (see harness.rs) and cleans up after
 //! itself also when it fails or panics.
 
+mod capture;
 mod ctl;
 mod dns;
 mod handoff;
@@ -62,6 +63,7 @@ fn main() {
         .chain(vlan::tests())
         .chain(macvlan::tests())
         .chain(trace::tests())
+        .chain(capture::tests())
         .chain(vxlan::tests())
         .chain(offload::tests())
         .chain(queues::tests())
