@@ -134,6 +134,8 @@ pub struct Runtime {
     detached: Mutex<DetachedIds>,
     pub counters: Vec<Arc<WorkerCounters>>,
     pub tracer: Tracer,
+    /// `shunt capture` (pipeline::capture).
+    pub capture: crate::pipeline::Capture,
     pub stop: AtomicBool,
     pub started: Instant,
     /// The switch's stack's link, when some network gives the switch an
@@ -166,7 +168,7 @@ impl Runtime {
         for (p, d) in devices.into_iter().enumerate() {
             let Some(id) = PortId::new(p) else { break };
             match d {
-                Device::Tap(t) => {
+                Device::Tap(t, _) => {
                     kinds[p].store(Some(Kind::Tap));
                     slots.push(ArcSwapOption::new(Some(t)));
                 }
@@ -229,6 +231,7 @@ impl Runtime {
                 .map(|_| Arc::new(WorkerCounters::with_workers(nworkers)))
                 .collect(),
             tracer: Tracer::new(),
+            capture: crate::pipeline::Capture::new(),
             stop: AtomicBool::new(false),
             started: Instant::now(),
             stack,
@@ -361,6 +364,7 @@ impl Runtime {
             x.cached.store(0, Relaxed);
         }
         self.tracer.forget(id);
+        self.capture.forget(id);
         flushed
     }
 

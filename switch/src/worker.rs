@@ -26,7 +26,7 @@ use crate::counters::{DropReason, WorkerCounters};
 use crate::ids::{Egress, PortId};
 use crate::pipeline::edit::{self, Copy, Edit, Out, SegmentBuf};
 use crate::pipeline::{self, local, Batch, Context, TxQueues, BATCH};
-use crate::port::{self, AfXdpPort, Device, Kind, Offload, Port, TxError, UmemFrame};
+use crate::port::{self, AfXdpPort, Device, Kind, Offload, Port, TapQueue, TxError, UmemFrame};
 use crate::runtime::{Handoff, Runtime, MAX_PORTS};
 use crate::stack::StackLink;
 use std::io;
@@ -253,6 +253,7 @@ impl Worker {
                 counters: &counters,
                 port_up: &rt.port_up,
                 tracer: &rt.tracer,
+                capture: &rt.capture,
                 stack: rt.stack.as_deref(),
                 worker: self.id,
             };
@@ -297,6 +298,7 @@ impl Worker {
                 counters: &counters,
                 port_up: &rt.port_up,
                 tracer: &rt.tracer,
+                capture: &rt.capture,
                 stack: Some(h),
                 worker: self.id,
             };
@@ -310,13 +312,18 @@ impl Worker {
     /// were handed frames.
     fn send(&mut self, ctx: &Context, ingress: Egress) {
         let io = &mut self.io;
-        edit::run(
-            ctx,
-            &mut self.batch,
-            &self.tx,
-            &mut self.seg,
-            |batch, c, out| io.send_copy(batch, ingress, c, out),
-        );
+        let tx = &self.tx;
+        // One check per batch when no capture runs (pipeline::capture).
+        let capture = ctx.capture.active().then(|| ctx.capture.session());
+        let cap = capture.as_ref().and_then(|g| g.as_deref());
+        let ts = cap.map_or(0, |_| pipeline::capture::now_ns());
+        edit::run(ctx, &mut self.batch, tx, &mut self.seg, |batch, c, out| {
+            if let Some(s) = cap {
+                // As it will be sent: before an in-place edit takes the frame.
+                s.outbound_copy(ctx, ingress, batch, tx, c, &out, ts);
+            }
+            io.send_copy(batch, ingress, c, out)
+        });
         self.tx.clear();
         self.io.recycle_batch(&mut self.batch, ingress);
         self.io.kick();
@@ -348,7 +355,10 @@ impl Io {
         fds.clear();
         for id in PortId::all() {
             let p = id.index();
-            if rt.port_worker[p].load(Relaxed) != self.id || !rt.port_up[p].load(Relaxed) {
+            // A queue of a multi-queue TAP is this worker's too.
+            let queue = matches!(&self.ports[p], Some(Device::Tap(t, _)) if t.queues() > 1);
+            let mine = queue || rt.port_worker[p].load(Relaxed) == self.id;
+            if !mine || !rt.port_up[p].load(Relaxed) {
                 continue;
             }
             if let Some(fd) = self.ports[p].as_ref().and_then(Device::poll_fd) {
@@ -397,9 +407,16 @@ impl Io {
             let up = rt.port_up[p].load(Relaxed);
             match rt.port_kind[p].load() {
                 Some(Kind::AfXdp) if up => {}
-                Some(Kind::Tap) if up && rt.port_worker[p].load(Relaxed) == self.id => {
-                    // The handle keeps the descriptor open while polled.
-                    *slot = rt.taps[p].load_full().map(Device::Tap);
+                Some(Kind::Tap) if up => {
+                    // The handle keeps the descriptor open while polled. A
+                    // multi-queue TAP is polled by every worker with a queue
+                    // (its own), any other by its one worker.
+                    let owner = rt.port_worker[p].load(Relaxed) == self.id;
+                    *slot = rt.taps[p].load_full().and_then(|t| match t.queues() {
+                        n if n > self.id && n > 1 => Some(Device::Tap(t, self.id)),
+                        _ if owner => Some(Device::Tap(t, 0)),
+                        _ => None,
+                    });
                 }
                 Some(Kind::Packet) if up && rt.port_worker[p].load(Relaxed) == self.id => {
                     *slot = rt.packets[p].load_full().map(Device::Packet);
@@ -443,7 +460,10 @@ impl Io {
                 // TAPs are written by whichever worker has frames for them.
                 let tap = self.rt.taps[c.dev.index()].load();
                 match tap.as_deref() {
-                    Some(t) => self.send_shared(&mut &*t, batch, c, out),
+                    // On this worker's own queue of a multi-queue TAP.
+                    Some(t) => {
+                        self.send_shared(&mut TapQueue { tap: t, q: self.id }, batch, c, out)
+                    }
                     None => self.counters.count_drop(c.to, DropReason::PortDown),
                 }
             }

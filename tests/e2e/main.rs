@@ -9,6 +9,7 @@
 //! Each test uses names of its own (see harness.rs) and cleans up after
 //! itself also when it fails or panics.
 
+mod capture;
 mod ctl;
 mod dns;
 mod handoff;
@@ -18,6 +19,7 @@ mod macvlan;
 mod mixed;
 mod offload;
 mod offload_veth;
+mod queues;
 mod trace;
 mod vlan;
 mod vxlan;
@@ -61,8 +63,10 @@ fn main() {
         .chain(vlan::tests())
         .chain(macvlan::tests())
         .chain(trace::tests())
+        .chain(capture::tests())
         .chain(vxlan::tests())
         .chain(offload::tests())
+        .chain(queues::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }
