@@ -16,21 +16,23 @@ mkdir -p "$OUT"
 [ $# -gt 0 ] || set -- tap packet afxdp vxlan
 
 # Runs `BINARY bench ARGS...` in a network and mount namespace of its own
-# (its own /run/netns and /run/shunt): another bench on the machine uses
-# the same names, and its clean-up would remove this one's namespaces.
-# Tries three times; stdout goes to $JSON.
+# (its own /run/netns and /run/shunt, and /sys for that network namespace,
+# as `ip netns exec` does): another bench on the machine uses the same
+# names, and its clean-up would remove this one's namespaces. Tries three
+# times; stdout goes to $JSON.
 bench() {
     for try in 1 2 3; do
         echo "$(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg): $* > $JSON" >&2
         if unshare --net --mount --propagation private sh -c '
             mount -t tmpfs bench-netns /run/netns && mkdir -p /run/shunt &&
-            mount -t tmpfs bench-shunt /run/shunt && ip link set lo up &&
+            mount -t tmpfs bench-shunt /run/shunt && mount -t sysfs bench-sys /sys &&
+            ip link set lo up &&
             exec "$@"' sh "$@" >"$JSON"; then
             return 0
         fi
         echo "failed (try $try)" >&2
     done
-    return 1
+    echo "gave up: $*" >&2
 }
 
 for what in "$@"; do
