@@ -4,10 +4,11 @@
 # interleaved inside one `shunt bench` run; JSON reports into $OUT.
 #   perf/issue12.sh                      # tap packet afxdp vxlan
 #   perf/issue12.sh tap vxlan            # some
-#   BEFORE=/path/to/old/shunt perf/issue12.sh before-tap before-afxdp
+#   BEFORE=/path/to/old/shunt perf/issue12.sh before-tap before-afxdp:packet
 #                                        # the old build's `bench --tcp
-#                                        # --vs-linux-bridge` and this one's,
-#                                        # alternating, $ROUNDS times
+#                                        # --vs-linux-bridge` (--port-kind
+#                                        # tap, afxdp) and this one's (tap,
+#                                        # packet), alternating, $ROUNDS times
 set -eu
 SHUNT=${SHUNT:-target/release/shunt}
 OUT=${OUT:-/tmp/bench12}
@@ -42,12 +43,14 @@ for what in "$@"; do
             --streams 1,4 --ip 4 --rounds "$ROUNDS" --duration 5 --json --quiet
         ;;
     before-*)
-        kind=${what#before-}
+        kinds=${what#before-}
+        old=${kinds%:*}
+        new=${kinds#*:}
         for r in $(seq "$ROUNDS"); do
-            JSON=$OUT/before-$kind-old-$r.json bench "$BEFORE" bench --tcp --vs-linux-bridge \
-                --port-kind "$kind" --sizes 64 --latency-at 0 --duration 5 --json --quiet
-            JSON=$OUT/before-$kind-new-$r.json bench "$SHUNT" bench --tcp-only --vs-linux-bridge \
-                --port-kind "$kind" --duration 5 --json --quiet
+            JSON=$OUT/before-$old-old-$r.json bench "$BEFORE" bench --tcp --vs-linux-bridge \
+                --port-kind "$old" --sizes 64 --latency-at 0 --duration 5 --json --quiet
+            JSON=$OUT/before-$new-new-$r.json bench "$SHUNT" bench --tcp-only --vs-linux-bridge \
+                --port-kind "$new" --duration 5 --json --quiet
         done
         ;;
     *)
