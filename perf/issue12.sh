@@ -4,10 +4,11 @@
 # interleaved inside one `shunt bench` run; JSON reports into $OUT.
 #   perf/issue12.sh                      # tap packet afxdp vxlan
 #   perf/issue12.sh tap vxlan            # some
-#   BEFORE=/path/to/old/shunt perf/issue12.sh before-tap before-afxdp
+#   BEFORE=/path/to/old/shunt perf/issue12.sh before-tap before-afxdp:packet
 #                                        # the old build's `bench --tcp
-#                                        # --vs-linux-bridge` and this one's,
-#                                        # alternating, $ROUNDS times
+#                                        # --vs-linux-bridge` (--port-kind
+#                                        # tap, afxdp) and this one's (tap,
+#                                        # packet), alternating, $ROUNDS times
 set -eu
 SHUNT=${SHUNT:-target/release/shunt}
 OUT=${OUT:-/tmp/bench12}
@@ -16,21 +17,23 @@ mkdir -p "$OUT"
 [ $# -gt 0 ] || set -- tap packet afxdp vxlan
 
 # Runs `BINARY bench ARGS...` in a network and mount namespace of its own
-# (its own /run/netns and /run/shunt): another bench on the machine uses
-# the same names, and its clean-up would remove this one's namespaces.
-# Tries three times; stdout goes to $JSON.
+# (its own /run/netns and /run/shunt, and /sys for that network namespace,
+# as `ip netns exec` does): another bench on the machine uses the same
+# names, and its clean-up would remove this one's namespaces. Tries three
+# times; stdout goes to $JSON.
 bench() {
     for try in 1 2 3; do
         echo "$(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg): $* > $JSON" >&2
         if unshare --net --mount --propagation private sh -c '
             mount -t tmpfs bench-netns /run/netns && mkdir -p /run/shunt &&
-            mount -t tmpfs bench-shunt /run/shunt && ip link set lo up &&
+            mount -t tmpfs bench-shunt /run/shunt && mount -t sysfs bench-sys /sys &&
+            ip link set lo up &&
             exec "$@"' sh "$@" >"$JSON"; then
             return 0
         fi
         echo "failed (try $try)" >&2
     done
-    return 1
+    echo "gave up: $*" >&2
 }
 
 for what in "$@"; do
@@ -40,12 +43,14 @@ for what in "$@"; do
             --streams 1,4 --ip 4 --rounds "$ROUNDS" --duration 5 --json --quiet
         ;;
     before-*)
-        kind=${what#before-}
+        kinds=${what#before-}
+        old=${kinds%:*}
+        new=${kinds#*:}
         for r in $(seq "$ROUNDS"); do
-            JSON=$OUT/before-$kind-old-$r.json bench "$BEFORE" bench --tcp --vs-linux-bridge \
-                --port-kind "$kind" --sizes 64 --latency-at 0 --duration 5 --json --quiet
-            JSON=$OUT/before-$kind-new-$r.json bench "$SHUNT" bench --tcp-only --vs-linux-bridge \
-                --port-kind "$kind" --duration 5 --json --quiet
+            JSON=$OUT/before-$old-old-$r.json bench "$BEFORE" bench --tcp --vs-linux-bridge \
+                --port-kind "$old" --sizes 64 --latency-at 0 --duration 5 --json --quiet
+            JSON=$OUT/before-$new-new-$r.json bench "$SHUNT" bench --tcp-only --vs-linux-bridge \
+                --port-kind "$new" --duration 5 --json --quiet
         done
         ;;
     *)

@@ -105,6 +105,8 @@ pub struct Lab {
     topo_files: Vec<PathBuf>,
     /// `nice -n` of the switches started from now on.
     pub switch_nice: i32,
+    /// `[switch] poll` of the switches started from now on.
+    pub switch_poll: Option<super::Poll>,
     /// Held while the bench runs: a second bench would remove this one's
     /// namespaces (they have fixed names).
     _lock: nix::fcntl::Flock<std::fs::File>,
@@ -127,6 +129,7 @@ impl Lab {
             peer: None,
             topo_files: Vec::new(),
             switch_nice: 0,
+            switch_poll: None,
             _lock: lock,
         };
         for ns in [GEN_NS, SINK_NS] {
@@ -350,9 +353,10 @@ impl Lab {
         topo: &str,
         cores: &[usize],
     ) -> Result<SwitchChild, BenchError> {
+        let topo = with_poll(topo, self.switch_poll);
         let file =
             std::env::temp_dir().join(format!("shunt-bench-{}-{name}.toml", std::process::id()));
-        std::fs::write(&file, topo)
+        std::fs::write(&file, &topo)
             .map_err(|e| BenchError::Setup(format!("writing {}: {e}", file.display())))?;
         if !self.topo_files.contains(&file) {
             self.topo_files.push(file.clone());
@@ -662,6 +666,19 @@ fn host_port_mtu(
     }
 }
 
+/// `topo` with `[switch] poll` set (every topology of the bench has its
+/// [switch] table first).
+fn with_poll(topo: &str, poll: Option<super::Poll>) -> String {
+    match poll {
+        Some(p) => topo.replacen(
+            "[switch]\n",
+            &format!("[switch]\npoll = \"{}\"\n", p.as_str()),
+            1,
+        ),
+        None => topo.to_string(),
+    }
+}
+
 /// The topology of one of the two switches of `--tcp --vxlan`: a VXLAN
 /// network (VNI 2000) with one VTEP peer, the underlay TAP `ul_if` in
 /// [`UNDERLAY_NS`], and `host` (the host port's `[[port]]` table).
@@ -800,5 +817,8 @@ mod tests {
             .find(|p| p.name == "gen")
             .expect("the host port");
         assert_eq!(gen.mtu, 1450);
+        let t = with_poll(&t, Some(super::super::Poll::Busy));
+        shunt_switch::config::parse("pair.toml", &t).expect("with poll, parses");
+        assert!(t.contains("[switch]\npoll = \"busy\"\n"), "{t}");
     }
 }

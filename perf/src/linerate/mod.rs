@@ -73,6 +73,25 @@ impl PortKind {
     }
 }
 
+/// `[switch] poll` of the switch under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Poll {
+    Interrupt,
+    Adaptive,
+    Busy,
+}
+
+impl Poll {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Poll::Interrupt => "interrupt",
+            Poll::Adaptive => "adaptive",
+            Poll::Busy => "busy",
+        }
+    }
+}
+
 /// `shunt bench` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -133,6 +152,10 @@ pub struct BenchArgs {
     /// softirq (the bridge's work) has anyway.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub switch_nice: i32,
+    /// How the switch's workers wait for frames (`[switch] poll`; default:
+    /// the switch's own default).
+    #[arg(long, value_enum)]
+    pub poll: Option<Poll>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -233,6 +256,8 @@ pub struct Report {
     pub switch_cores: Vec<usize>,
     /// `--switch-nice`.
     pub switch_nice: i32,
+    /// `--poll`; None: the switch's default.
+    pub poll: Option<Poll>,
     pub trial_seconds: f64,
     pub latency_fraction: f64,
     pub sizes: Vec<SizeResult>,
@@ -372,6 +397,7 @@ fn measure(
     });
     let mut lab = lab::Lab::new(tcp_setup)?;
     lab.switch_nice = args.switch_nice;
+    lab.switch_poll = args.poll;
     let mut sizes: Vec<SizeResult> = Vec::new();
 
     // The generator's own ceiling: no switch between it and the sink.
@@ -551,6 +577,7 @@ fn measure(
         generator_core: gen_core,
         switch_cores: switch_cores.to_vec(),
         switch_nice: args.switch_nice,
+        poll: args.poll,
         trial_seconds: args.duration,
         latency_fraction: args.latency_at,
         sizes,
@@ -700,6 +727,9 @@ fn text(r: &Report) -> String {
     if r.switch_nice != 0 {
         let _ = writeln!(o, "the switch runs at nice {}", r.switch_nice);
     }
+    if let Some(p) = r.poll {
+        let _ = writeln!(o, "the switch's workers poll: {}", p.as_str());
+    }
     let _ = writeln!(
         o,
         "machine: {} cores, {}, kernel {}, load average {:.2} at the end",
@@ -846,6 +876,7 @@ mod tests {
             generator_core: 0,
             switch_cores: vec![1],
             switch_nice: 0,
+            poll: Some(Poll::Busy),
             trial_seconds: 2.0,
             latency_fraction: 0.5,
             sizes: vec![SizeResult {
@@ -914,6 +945,7 @@ mod tests {
             ".machine.load_1min",
             ".machine.nproc",
             ".notes",
+            ".poll",
             ".port_kind",
             ".sizes",
             ".sizes[].generator_ceiling",
@@ -1083,6 +1115,7 @@ mod tests {
     fn text_report() {
         let want = [
             "shunt bench: tap ports, 1 worker(s) on core(s) [1], generator on core 0, 2 s per trial\n",
+            "the switch's workers poll: busy\n",
             "machine: 2 cores, cpu, kernel 6.1, load average 0.50 at the end\n",
             "\n",
             "64-byte frames\n",
