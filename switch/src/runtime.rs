@@ -140,6 +140,8 @@ pub struct Runtime {
     pub stack: Option<Arc<crate::stack::StackLink>>,
     /// Namespaces this switch created and removes on the way down.
     pub owned_namespaces: Mutex<Vec<String>>,
+    /// Link impairment and link state (impair/): specs the workers take.
+    pub impair: Arc<crate::impair::Shared>,
 }
 
 impl Runtime {
@@ -232,6 +234,7 @@ impl Runtime {
             started: Instant::now(),
             stack,
             owned_namespaces: Mutex::new(owned_namespaces),
+            impair: Arc::new(crate::impair::Shared::from_topology(&topo, nworkers)),
             topo: Mutex::new(topo),
         })
     }
