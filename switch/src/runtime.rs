@@ -250,6 +250,13 @@ impl Runtime {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// Nanoseconds since the switch started: the clock of impairment's
+    /// due times.
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+
     /// An egress's name: the port's, "switch" for the switch's stack,
     /// "vxlan:<address>" for a remote VTEP.
     pub fn port_name(&self, e: Egress) -> String {

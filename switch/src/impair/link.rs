@@ -8,7 +8,7 @@
 use crate::config::PortKind;
 use crate::ids::{Egress, PortId};
 use crate::runtime::Runtime;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,7 +75,7 @@ pub fn set(rt: &Runtime, p: PortId, up: bool) -> Result<String, LinkError> {
     }
     if !up {
         flag.store(true, Relaxed);
-        rt.impair.generation.fetch_add(1, Relaxed);
+        rt.impair.generation.fetch_add(1, Release);
         // The workers rebuild their poll sets without the port before its
         // device goes down.
         rt.quiesce(QUIESCE);
@@ -88,8 +88,8 @@ pub fn set(rt: &Runtime, p: PortId, up: bool) -> Result<String, LinkError> {
     }
     carrier(rt, p, kind, &dev, &name, true)?;
     flag.store(false, Relaxed);
-    rt.impair.generation.fetch_add(1, Relaxed);
-    rt.port_generation.fetch_add(1, Relaxed);
+    rt.impair.generation.fetch_add(1, Release);
+    rt.port_generation.fetch_add(1, Release);
     for w in &rt.wake {
         let _ = w.write(1);
     }
@@ -141,6 +141,10 @@ fn carrier(
 /// link of a port with one goes down every `every`, for `down_for`,
 /// counted from the start of the switch (or from when the schedule was set).
 pub fn spawn_flapper(rt: &Arc<Runtime>) -> std::io::Result<()> {
+    // Schedules come from the file only: none there, no thread.
+    if !rt.impair.ports.load().iter().any(|p| p.flap.is_some()) {
+        return Ok(());
+    }
     let rt = Arc::clone(rt);
     std::thread::Builder::new()
         .name("shunt-flap".into())

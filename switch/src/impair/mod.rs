@@ -36,7 +36,7 @@ use crate::counters::Counter;
 use crate::ids::MAX_PORTS;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::Release};
 use std::sync::Arc;
 
 /// Which way frames go through a port.
@@ -354,6 +354,9 @@ pub struct PortImpair {
     pub egress: Option<Spec>,
     pub ingress: Option<Spec>,
     pub flap: Option<Flap>,
+    /// Bumped each time the port's impairment is set: set again, even to
+    /// the same spec, its lines start their randomness from the seed again.
+    pub version: u64,
 }
 
 /// Line index of port `p` in direction `egress`.
@@ -445,9 +448,10 @@ impl Shared {
         let mut all: Vec<PortImpair> = (**self.ports.load()).clone();
         if let Some(x) = all.get_mut(p) {
             f(x);
+            x.version += 1;
         }
         self.ports.store(Arc::new(all));
-        self.generation.fetch_add(1, Relaxed);
+        self.generation.fetch_add(1, Release);
     }
 
     /// Line `i`'s counters summed over the workers.

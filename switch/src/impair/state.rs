@@ -6,7 +6,7 @@ use super::rng::line_seed;
 use super::{line_index, Line, LineCounters, Shared};
 use crate::ids::MAX_PORTS;
 use crate::runtime::Runtime;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::Acquire;
 use std::sync::Arc;
 
 pub struct Impair {
@@ -18,6 +18,8 @@ pub struct Impair {
     /// pays when nothing is.
     pub on: bool,
     lines: Vec<Option<Box<Line>>>,
+    /// The `PortImpair::version` each port's lines were made for.
+    versions: Box<[u64]>,
     /// The lines that exist, by index.
     live: Vec<usize>,
     down: Box<[bool]>,
@@ -32,6 +34,7 @@ impl Impair {
             seen: u64::MAX,
             on: false,
             lines: (0..MAX_PORTS * 2).map(|_| None).collect(),
+            versions: vec![0; MAX_PORTS].into_boxed_slice(),
             live: Vec::with_capacity(MAX_PORTS * 2),
             down: vec![false; MAX_PORTS].into_boxed_slice(),
             any_down: false,
@@ -43,7 +46,7 @@ impl Impair {
     /// a changed one keeps its frames; a cleared one lives on until the
     /// frames it holds are sent.
     pub fn sync(&mut self, rt: &Runtime) {
-        let g = self.shared.generation.load(Relaxed);
+        let g = self.shared.generation.load(Acquire);
         if g == self.seen {
             return;
         }
@@ -51,6 +54,7 @@ impl Impair {
         let ports = self.shared.ports.load();
         let plan = rt.plan.load();
         for (p, pi) in ports.iter().enumerate().take(MAX_PORTS) {
+            let again = std::mem::replace(&mut self.versions[p], pi.version) != pi.version;
             for (egress, want) in [(true, pi.egress), (false, pi.ingress)] {
                 let i = line_index(p, egress);
                 let name = plan.ports.get(p).map_or("", |x| x.name.as_str());
@@ -61,7 +65,7 @@ impl Impair {
                         *slot = Some(Box::new(Line::new(s, seed)));
                     }
                     (Some(l), Some(s)) => {
-                        if *l.spec() != s {
+                        if again || *l.spec() != s {
                             l.respec(s, line_seed(s.seed.unwrap_or(0), name, egress));
                         }
                     }
