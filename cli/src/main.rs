@@ -139,51 +139,7 @@ enum Cmd {
     },
     /// Impair a port's link at run time: delay, jitter, loss, rate, duplication,
     /// reordering, corruption (docs/impair.md). Knobs not given are off.
-    Impair {
-        /// A port (h1.lan), or a host: all its ports.
-        port: String,
-        /// Switch name (default: "shunt", or the only switch running).
-        #[arg(long)]
-        name: Option<String>,
-        /// egress (what the switch sends to the host), ingress (what it receives), both.
-        #[arg(long, default_value = "both")]
-        direction: String,
-        /// Delay, like 20ms or 500us.
-        #[arg(long)]
-        delay: Option<String>,
-        /// Jitter around the delay (never reorders).
-        #[arg(long)]
-        jitter: Option<String>,
-        /// uniform (default), normal, pareto or paretonormal.
-        #[arg(long)]
-        distribution: Option<String>,
-        /// Loss: a share like 1%, or "gemodel P R [BAD [GOOD]]" for bursts.
-        #[arg(long, allow_hyphen_values = true)]
-        loss: Option<String>,
-        /// Rate limit, like 10mbit or 1gbit.
-        #[arg(long)]
-        rate: Option<String>,
-        /// Frames held at most (delay, rate); beyond: impair_queue_full.
-        #[arg(long)]
-        limit: Option<u64>,
-        /// Bytes held at most, like 4mb.
-        #[arg(long)]
-        limit_bytes: Option<String>,
-        #[arg(long)]
-        duplicate: Option<String>,
-        /// A share of frames sent ahead of those held before them.
-        #[arg(long)]
-        reorder: Option<String>,
-        /// A share of frames with one payload bit flipped.
-        #[arg(long)]
-        corrupt: Option<String>,
-        /// Seed: the same seed and the same frames make the same decisions.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Remove the impairment (of --direction).
-        #[arg(long)]
-        clear: bool,
-    },
+    Impair(Box<ImpairArgs>),
     /// Take a port's link down (the host sees NO-CARRIER) or up again.
     Link {
         /// A port (h1.lan), or a host: all its ports.
@@ -197,6 +153,53 @@ enum Cmd {
     },
     /// Measure forwarding rate, loss and latency through shunt (and the Linux bridge).
     Bench(shunt_perf::linerate::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ImpairArgs {
+    /// A port (h1.lan), or a host: all its ports.
+    port: String,
+    /// Switch name (default: "shunt", or the only switch running).
+    #[arg(long)]
+    name: Option<String>,
+    /// egress (what the switch sends to the host), ingress (what it receives), both.
+    #[arg(long, default_value = "both")]
+    direction: String,
+    /// Delay, like 20ms or 500us.
+    #[arg(long)]
+    delay: Option<String>,
+    /// Jitter around the delay (never reorders).
+    #[arg(long)]
+    jitter: Option<String>,
+    /// uniform (default), normal, pareto or paretonormal.
+    #[arg(long)]
+    distribution: Option<String>,
+    /// Loss: a share like 1%, or "gemodel P R [BAD [GOOD]]" for bursts.
+    #[arg(long, allow_hyphen_values = true)]
+    loss: Option<String>,
+    /// Rate limit, like 10mbit or 1gbit.
+    #[arg(long)]
+    rate: Option<String>,
+    /// Frames held at most (delay, rate); beyond: impair_queue_full.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Bytes held at most, like 4mb.
+    #[arg(long)]
+    limit_bytes: Option<String>,
+    #[arg(long)]
+    duplicate: Option<String>,
+    /// A share of frames sent ahead of those held before them.
+    #[arg(long)]
+    reorder: Option<String>,
+    /// A share of frames with one payload bit flipped.
+    #[arg(long)]
+    corrupt: Option<String>,
+    /// Seed: the same seed and the same frames make the same decisions.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Remove the impairment (of --direction).
+    #[arg(long)]
+    clear: bool,
 }
 
 fn main() -> ExitCode {
@@ -378,43 +381,46 @@ fn run(cli: Cli) -> Result<(), CliError> {
             print_dns(v)
         }),
         Cmd::Stats { name, json } => show(name, &Request::Stats, json, print_stats),
-        Cmd::Impair {
-            port,
-            name,
-            direction,
-            delay,
-            jitter,
-            distribution,
-            loss,
-            rate,
-            limit,
-            limit_bytes,
-            duplicate,
-            reorder,
-            corrupt,
-            seed,
-            clear,
-        } => done(
-            name,
-            &Request::Impair {
+        Cmd::Impair(args) => {
+            let ImpairArgs {
                 port,
-                direction: Some(direction),
-                settings: shunt_switch::impair::Settings {
-                    delay,
-                    jitter,
-                    distribution,
-                    loss,
-                    rate,
-                    limit,
-                    limit_bytes,
-                    duplicate,
-                    reorder,
-                    corrupt,
-                    seed,
-                },
+                name,
+                direction,
+                delay,
+                jitter,
+                distribution,
+                loss,
+                rate,
+                limit,
+                limit_bytes,
+                duplicate,
+                reorder,
+                corrupt,
+                seed,
                 clear,
-            },
-        ),
+            } = *args;
+            done(
+                name,
+                &Request::Impair {
+                    port,
+                    direction: Some(direction),
+                    settings: Box::new(shunt_switch::impair::Settings {
+                        delay,
+                        jitter,
+                        distribution,
+                        loss,
+                        rate,
+                        limit,
+                        limit_bytes,
+                        duplicate,
+                        reorder,
+                        corrupt,
+                        seed,
+                    }),
+                    clear,
+                },
+            )
+        }
         Cmd::Link { port, state, name } => done(
             name,
             &Request::Link {

@@ -59,7 +59,7 @@ pub enum Request {
         #[serde(default)]
         direction: Option<String>,
         #[serde(default)]
-        settings: crate::impair::Settings,
+        settings: Box<crate::impair::Settings>,
         #[serde(default)]
         clear: bool,
     },

@@ -145,7 +145,7 @@ impl Loss {
             }
         };
         Ok(match l {
-            Loss::Random(p) if p == 0.0 => Loss::None,
+            Loss::Random(0.0) => Loss::None,
             l => l,
         })
     }

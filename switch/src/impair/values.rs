@@ -109,11 +109,11 @@ fn split_unit(t: &str) -> (&str, &str) {
 pub fn show_ns(ns: u64) -> String {
     if ns == 0 {
         "0ms".into()
-    } else if ns % 1_000_000_000 == 0 {
+    } else if ns.is_multiple_of(1_000_000_000) {
         format!("{}s", ns / 1_000_000_000)
-    } else if ns % 1_000_000 == 0 {
+    } else if ns.is_multiple_of(1_000_000) {
         format!("{}ms", ns / 1_000_000)
-    } else if ns % 1000 == 0 {
+    } else if ns.is_multiple_of(1000) {
         format!("{}us", ns / 1000)
     } else {
         format!("{ns}ns")
@@ -123,7 +123,7 @@ pub fn show_ns(ns: u64) -> String {
 /// A rate in words (`10mbit`).
 pub fn show_bps(bps: u64) -> String {
     for (div, p) in [(1_000_000_000, "g"), (1_000_000, "m"), (1000, "k")] {
-        if bps >= div && bps % div == 0 {
+        if bps >= div && bps.is_multiple_of(div) {
             return format!("{}{p}bit", bps / div);
         }
     }
