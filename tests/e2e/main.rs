@@ -12,6 +12,7 @@
 mod ctl;
 mod dns;
 mod harness;
+mod impair;
 mod l2;
 mod macvlan;
 mod mixed;
@@ -61,6 +62,7 @@ fn main() {
         .chain(trace::tests())
         .chain(vxlan::tests())
         .chain(offload::tests())
+        .chain(impair::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }
