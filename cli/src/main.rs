@@ -1,5 +1,7 @@
 //! The `shunt` command.
 
+mod capture;
+
 use clap::{Parser, Subcommand};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -151,6 +153,8 @@ enum Cmd {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Capture frames to pcapng, with the switch's decision on each (docs/capture.md).
+    Capture(capture::CaptureArgs),
     /// Measure forwarding rate, loss and latency through shunt (and the Linux bridge).
     Bench(shunt_perf::linerate::BenchArgs),
 }
@@ -244,6 +248,8 @@ enum CliError {
     NoEntry { mac: String, network: String },
     #[error(transparent)]
     Bench(#[from] shunt_perf::linerate::BenchError),
+    #[error(transparent)]
+    Capture(#[from] capture::CaptureCliError),
 }
 
 fn load(file: Option<&str>) -> Result<config::Topology, CliError> {
@@ -429,6 +435,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             },
         ),
         Cmd::Bench(args) => Ok(shunt_perf::linerate::run(args)?),
+        Cmd::Capture(args) => Ok(capture::run(args)?),
         Cmd::Trace {
             name,
             port,
@@ -639,6 +646,10 @@ fn print_stats(v: &Stats) {
                     drops.push(format!("kernel:{k}={n}"));
                 }
             }
+        }
+        // And a packet socket whose receive buffer was full.
+        if let Some(n) = p.packet.map(|k| k.rx_dropped).filter(|&n| n > 0) {
+            drops.push(format!("kernel:rx_dropped={n}"));
         }
         rows.push(vec![
             name.clone(),

@@ -14,9 +14,10 @@
 //! a TAP), so a worker transmits directly on a TAP another worker receives
 //! from. An AF_XDP socket's rings have one producer: only the worker that
 //! owns the port transmits on it; frames for it from other workers cross
-//! through a bounded single-producer/single-consumer queue (full is a
-//! counted drop, `handoff_full`) and one eventfd write per batch wakes the
-//! owner. Counters stay per worker, single writer. The plan is loaded once
+//! through a bounded single-producer/single-consumer queue and one eventfd
+//! write per batch wakes the owner. A worker whose queue lacks room for a
+//! batch leaves its ports unread until the owner has taken from it (the
+//! frames wait in their rings); full is a counted drop, `handoff_full`. Counters stay per worker, single writer. The plan is loaded once
 //! per batch, so ports attached or detached at run time take effect between
 //! batches without stopping anyone.
 
@@ -25,7 +26,7 @@ use crate::counters::{DropReason, WorkerCounters};
 use crate::ids::{Egress, PortId};
 use crate::pipeline::edit::{self, Copy, Edit, Out, SegmentBuf};
 use crate::pipeline::{self, local, Batch, Context, TxQueues, BATCH};
-use crate::port::{self, AfXdpPort, Device, Kind, Offload, Port, TxError, UmemFrame};
+use crate::port::{self, AfXdpPort, Device, Kind, Offload, Port, TapQueue, TxError, UmemFrame};
 use crate::runtime::{Handoff, Runtime, MAX_PORTS};
 use crate::stack::StackLink;
 use std::io;
@@ -277,30 +278,33 @@ impl Worker {
     fn forward(&mut self, p: PortId) {
         let rt = Arc::clone(&self.rt);
         let counters = Arc::clone(&self.counters);
-        let plan = rt.plan.load();
-        let ctx = Context {
-            plan: &plan,
-            fdb: &rt.fdb,
-            counters: &counters,
-            port_up: &rt.port_up,
-            tracer: &rt.tracer,
-            stack: rt.stack.as_deref(),
-            worker: self.id,
-        };
-        if rt.bare {
-            bare(&ctx, p, &self.batch, &mut self.tx);
-        } else {
-            let now = rt.now_ms();
-            let delivered = pipeline::run(&ctx, p, &mut self.batch, &mut self.tx, now);
-            if delivered > 0 {
-                if let Some(h) = &rt.stack {
-                    StackLink::signal(&h.to_host_event);
+        {
+            let plan = rt.plan.load();
+            let ctx = Context {
+                plan: &plan,
+                fdb: &rt.fdb,
+                counters: &counters,
+                port_up: &rt.port_up,
+                tracer: &rt.tracer,
+                capture: &rt.capture,
+                stack: rt.stack.as_deref(),
+                worker: self.id,
+            };
+            if rt.bare {
+                bare(&ctx, p, &self.batch, &mut self.tx);
+            } else {
+                let now = rt.now_ms();
+                let delivered = pipeline::run(&ctx, p, &mut self.batch, &mut self.tx, now);
+                if delivered > 0 {
+                    if let Some(h) = &rt.stack {
+                        StackLink::signal(&h.to_host_event);
+                    }
                 }
             }
-        }
-        self.send(&ctx, p.into());
-        if !rt.bare {
-            counters.batches.add(1);
+            self.send(&ctx, p.into());
+            if !rt.bare {
+                counters.batches.add(1);
+            }
         }
     }
 
@@ -322,6 +326,7 @@ impl Worker {
                 counters: &counters,
                 port_up: &rt.port_up,
                 tracer: &rt.tracer,
+                capture: &rt.capture,
                 stack: Some(h),
                 worker: self.id,
             };
@@ -335,22 +340,25 @@ impl Worker {
     /// were handed frames.
     fn send(&mut self, ctx: &Context, ingress: Egress) {
         let io = &mut self.io;
+        let tx = &self.tx;
+        // One check per batch when no capture runs (pipeline::capture).
+        let capture = ctx.capture.active().then(|| ctx.capture.session());
+        let cap = capture.as_ref().and_then(|g| g.as_deref());
+        let ts = cap.map_or(0, |_| pipeline::capture::now_ns());
         let imp = &mut self.imp;
-        // One check per batch when no port is impaired.
+        // One check per batch when no port is impaired (impair/).
         let now = if imp.on { self.rt.now_ns() } else { 0 };
-        edit::run(
-            ctx,
-            &mut self.batch,
-            &self.tx,
-            &mut self.seg,
-            |batch, c, out| {
-                if imp.on {
-                    io.send_impaired(imp, now, batch, ingress, c, out)
-                } else {
-                    io.send_copy(batch, ingress, c, out)
-                }
-            },
-        );
+        edit::run(ctx, &mut self.batch, tx, &mut self.seg, |batch, c, out| {
+            if let Some(s) = cap {
+                // As it will be sent: before an in-place edit takes the frame.
+                s.outbound_copy(ctx, ingress, batch, tx, c, &out, ts);
+            }
+            if imp.on {
+                io.send_impaired(imp, now, batch, ingress, c, out)
+            } else {
+                io.send_copy(batch, ingress, c, out)
+            }
+        });
         self.tx.clear();
         self.io.recycle_batch(&mut self.batch, ingress);
         self.io.kick();
@@ -382,10 +390,10 @@ impl Io {
         fds.clear();
         for id in PortId::all() {
             let p = id.index();
-            if rt.port_worker[p].load(Relaxed) != self.id
-                || !rt.port_up[p].load(Relaxed)
-                || rt.impair.is_down(p)
-            {
+            // A queue of a multi-queue TAP is this worker's too.
+            let queue = matches!(&self.ports[p], Some(Device::Tap(t, _)) if t.queues() > 1);
+            let mine = queue || rt.port_worker[p].load(Relaxed) == self.id;
+            if !mine || !rt.port_up[p].load(Relaxed) || rt.impair.is_down(p) {
                 continue;
             }
             if let Some(fd) = self.ports[p].as_ref().and_then(Device::poll_fd) {
@@ -434,9 +442,16 @@ impl Io {
             let up = rt.port_up[p].load(Relaxed);
             match rt.port_kind[p].load() {
                 Some(Kind::AfXdp) if up => {}
-                Some(Kind::Tap) if up && rt.port_worker[p].load(Relaxed) == self.id => {
-                    // The handle keeps the descriptor open while polled.
-                    *slot = rt.taps[p].load_full().map(Device::Tap);
+                Some(Kind::Tap) if up => {
+                    // The handle keeps the descriptor open while polled. A
+                    // multi-queue TAP is polled by every worker with a queue
+                    // (its own), any other by its one worker.
+                    let owner = rt.port_worker[p].load(Relaxed) == self.id;
+                    *slot = rt.taps[p].load_full().and_then(|t| match t.queues() {
+                        n if n > self.id && n > 1 => Some(Device::Tap(t, self.id)),
+                        _ if owner => Some(Device::Tap(t, 0)),
+                        _ => None,
+                    });
                 }
                 Some(Kind::Packet) if up && rt.port_worker[p].load(Relaxed) == self.id => {
                     *slot = rt.packets[p].load_full().map(Device::Packet);
@@ -480,7 +495,10 @@ impl Io {
                 // TAPs are written by whichever worker has frames for them.
                 let tap = self.rt.taps[c.dev.index()].load();
                 match tap.as_deref() {
-                    Some(t) => self.send_shared(&mut &*t, batch, c, out),
+                    // On this worker's own queue of a multi-queue TAP.
+                    Some(t) => {
+                        self.send_shared(&mut TapQueue { tap: t, q: self.id }, batch, c, out)
+                    }
                     None => self.counters.count_drop(c.to, DropReason::PortDown),
                 }
             }

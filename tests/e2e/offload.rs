@@ -28,7 +28,7 @@ fn names(tag: u8) -> String {
 }
 
 /// `ethtool -k eth0` in `ns` says TSO and checksum offload are on.
-fn offloads_on(ns: &str) -> Result<(), String> {
+pub(crate) fn offloads_on(ns: &str) -> Result<(), String> {
     let k = exec(ns, &["ethtool", "-k", "eth0"])?;
     for feature in [
         "tx-checksumming: on",
@@ -46,7 +46,12 @@ fn offloads_on(ns: &str) -> Result<(), String> {
 
 /// iperf3 TCP from `client` to `server_ip` in `server`, `streams`
 /// parallel streams, IPv4 or IPv6 by the address; the receiver's bit/s.
-fn iperf3(server: &str, server_ip: &str, client: &str, streams: u32) -> Result<f64, String> {
+pub(crate) fn iperf3(
+    server: &str,
+    server_ip: &str,
+    client: &str,
+    streams: u32,
+) -> Result<f64, String> {
     let six = server_ip.contains(':');
     let _srv = Background::spawn(
         "ip",
@@ -72,7 +77,7 @@ fn iperf3(server: &str, server_ip: &str, client: &str, streams: u32) -> Result<f
 
 /// At least `gbit` Gbit/s: a black hole, or a path that fell back to
 /// retransmissions, moves next to nothing (VPP#3184 fell to Mbit/s).
-fn moves(what: &str, bps: f64, gbit: f64) -> Result<(), String> {
+pub(crate) fn moves(what: &str, bps: f64, gbit: f64) -> Result<(), String> {
     if bps < gbit * 1e9 {
         return Err(format!(
             "{what}: {:.3} Gbit/s, less than {gbit} Gbit/s",
@@ -102,7 +107,12 @@ fn ipv6(ns: &str, addr: &str) -> Result<(), String> {
 
 /// A file of `mb` MiB of random bytes sent with netcat from `client` to
 /// `server` (at `server_ip`) arrives with the same sha256.
-fn netcat_file(server: &str, server_ip: &str, client: &str, mb: u32) -> Result<(), String> {
+pub(crate) fn netcat_file(
+    server: &str,
+    server_ip: &str,
+    client: &str,
+    mb: u32,
+) -> Result<(), String> {
     let dir = std::env::temp_dir();
     let id = format!("{server}-{}", std::process::id());
     let src = dir.join(format!("shunt-nc-src-{id}"));
@@ -164,7 +174,7 @@ fn netcat_file(server: &str, server_ip: &str, client: &str, mb: u32) -> Result<(
 }
 
 /// An offload counter of a port (`shunt stats --json`, "offload").
-fn offload(sw: &Switch, port: &str, counter: &str) -> Result<u64, String> {
+pub(crate) fn offload(sw: &Switch, port: &str, counter: &str) -> Result<u64, String> {
     let st = sw.stats()?;
     Ok(st.json["ports"][port]["offload"][counter]
         .as_u64()
@@ -249,7 +259,7 @@ fn tap_to_afxdp_host() -> TestResult {
 
 /// UDP with `UDP_SEGMENT` from `client`: 20 sends of 14,000 bytes in
 /// datagrams of 1,400 arrive at `server` as 200 datagrams of 1,400 bytes.
-fn udp_gso(client: &str, server: &str, server_ip: &str) -> Result<(), String> {
+pub(crate) fn udp_gso(client: &str, server: &str, server_ip: &str) -> Result<(), String> {
     let recv = format!(
         "import socket,sys\n\
          s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\

@@ -21,6 +21,7 @@ const WAIT: Duration = Duration::from_millis(500);
 pub fn tests() -> Vec<Test> {
     vec![
         ("vlan::truth_table", truth_table_tap),
+        ("vlan::truth_table[packet,w2]", truth_table_packet),
         ("vlan::isolation", isolation),
         ("vlan::per_network_learning", per_network_learning),
         ("vlan::attach_detach", attach_detach),
@@ -39,16 +40,24 @@ fn names(tag: u8) -> String {
 /// The truth-table topology: access ports a (blue, vlan 10), b (red, vlan
 /// 20), c (green, vlan 30); trunk t carrying blue and red with no native
 /// network; trunk n carrying blue and red tagged and green untagged.
-/// `afxdp`: every port is an AF_XDP port (hosts on veths; the trunks on
-/// veths whose inner ends `t` and `n` the caller puts in namespaces
-/// `{sw}t` and `{sw}n`, outer ends `{sw}to` and `{sw}no`), under two workers.
-fn truth_topology(sw: &str, afxdp: bool) -> (String, Vec<String>) {
-    let (workers, link, t_port, n_port) = if afxdp {
+/// `kind` "afxdp": every port is an AF_XDP port (hosts on veths; the
+/// trunks on veths whose inner ends `t` and `n` the caller puts in
+/// namespaces `{sw}t` and `{sw}n`, outer ends `{sw}to` and `{sw}no`), under
+/// two workers. "packet": the same with packet ports. "tap": TAPs.
+fn truth_topology(sw: &str, kind: &str) -> (String, Vec<String>) {
+    let (workers, link, t_port, n_port) = if kind == "afxdp" {
         (
             2,
             "link = \"veth\"\nveth_attach = \"afxdp\"\nxdp_mode = \"native\"\n",
             format!("kind = \"afxdp\"\ninterface = \"{sw}to\"\nxdp_mode = \"native\""),
             format!("kind = \"afxdp\"\ninterface = \"{sw}no\"\nxdp_mode = \"generic\""),
+        )
+    } else if kind == "packet" {
+        (
+            2,
+            "link = \"veth\"\n",
+            format!("kind = \"packet\"\ninterface = \"{sw}to\""),
+            format!("kind = \"packet\"\ninterface = \"{sw}no\""),
         )
     } else {
         (
@@ -114,8 +123,33 @@ type Seen = BTreeMap<String, Option<(u16, u8)>>;
 
 fn truth_table_tap() -> TestResult {
     let sw = names(40);
-    let (toml, ns) = truth_topology(&sw, false);
+    let (toml, ns) = truth_topology(&sw, "tap");
     let swg = Switch::up_toml(&sw, &toml, &ns)?;
+    truth_table(&sw, swg, false)
+}
+
+/// The truth-table lab with every port of `kind` ("afxdp", "packet") on
+/// veths: the switch, and the trunks' veths (removed when dropped).
+fn veth_truth_lab(tag: u8, kind: &str) -> Result<(String, Switch, [TrunkVeth; 2]), String> {
+    let sw = names(tag);
+    let (toml, ns) = truth_topology(&sw, kind);
+    let t = TrunkVeth::new(&format!("{sw}t"), "t", &format!("{sw}to"))?;
+    let n = TrunkVeth::new(&format!("{sw}n"), "n", &format!("{sw}no"))?;
+    let hosts: Vec<String> = ns.into_iter().take(3).collect();
+    let swg = Switch::up_toml(&sw, &toml, &hosts)?;
+    Ok((sw, swg, [t, n]))
+}
+
+/// The same table with packet ports only, under two workers: the kernel
+/// takes a tag out of a frame's bytes before a packet socket sees it, so
+/// the port must put it back for any row to hold.
+fn truth_table_packet() -> TestResult {
+    let (sw, swg, _trunks) = veth_truth_lab(46, "packet")?;
+    let log = std::fs::read_to_string(format!("/run/shunt/{sw}.log")).unwrap_or_default();
+    ensure!(
+        log.contains(&format!("{sw}to is a veth")) && log.contains("tx-udp_tnl-segmentation off"),
+        "no tunnel-offload note for the veth trunks in the log:\n{log}"
+    );
     truth_table(&sw, swg, false)
 }
 
@@ -124,12 +158,7 @@ fn truth_table_tap() -> TestResult {
 /// (tag pushed, popped or rewritten in place), handed between workers
 /// where the ports' owners differ.
 fn truth_table_afxdp() -> TestResult {
-    let sw = names(44);
-    let (toml, ns) = truth_topology(&sw, true);
-    let _t = TrunkVeth::new(&format!("{sw}t"), "t", &format!("{sw}to"))?;
-    let _n = TrunkVeth::new(&format!("{sw}n"), "n", &format!("{sw}no"))?;
-    let hosts: Vec<String> = ns.into_iter().take(3).collect();
-    let swg = Switch::up_toml(&sw, &toml, &hosts)?;
+    let (sw, swg, _trunks) = veth_truth_lab(44, "afxdp")?;
     // The trunks are veths the test brought: the start-up log says what
     // their peers' checksum offload means.
     let log = std::fs::read_to_string(format!("/run/shunt/{sw}.log")).unwrap_or_default();

@@ -230,6 +230,9 @@ pub struct SwitchCfg {
     pub bare: bool,
     /// How workers wait for frames (`poll`, docs/topology.md).
     pub poll: PollMode,
+    /// Queues of each TAP (`multiqueue = true`: one per worker, spread by
+    /// the kernel by flow hash; else 1).
+    pub tap_queues: usize,
 }
 
 /// How a worker waits for frames (`[switch] poll`).

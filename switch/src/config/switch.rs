@@ -14,6 +14,7 @@ pub(super) struct RawSwitch {
     bare: Option<bool>,
     poll: Option<Spanned<String>>,
     poll_budget_us: Option<Spanned<i64>>,
+    multiqueue: Option<bool>,
 }
 
 pub(super) fn section(
@@ -29,6 +30,7 @@ pub(super) fn section(
         fdb_max_entries: 65536,
         bare: false,
         poll: DEFAULT_POLL,
+        tap_queues: 1,
     };
     let Some(s) = raw else {
         return Ok(switch);
@@ -50,6 +52,9 @@ pub(super) fn section(
     }
     if let Some(m) = &s.fdb_max_entries {
         switch.fdb_max_entries = int_in(ctx, "fdb_max_entries", m, 1, 16_777_216)? as usize;
+    }
+    if s.multiqueue == Some(true) {
+        switch.tap_queues = switch.workers;
     }
     let budget_us = match &s.poll_budget_us {
         Some(b) => int_in(ctx, "poll_budget_us", b, 1, 1_000_000)? as u32,

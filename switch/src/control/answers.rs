@@ -2,8 +2,8 @@
 //! ports, FDB, counters, DNS names, and the live trace.
 
 use super::proto::{
-    FdbEntry, FdbUsage, HandoffStats, ImpairInfo, ImpairStats, PortInfo, PortStats, Stats,
-    TapKernel, TraceEnd, TraceStart, Umem, VtepStats,
+    FdbEntry, FdbUsage, HandoffStats, ImpairInfo, ImpairStats, PacketKernel, PortInfo, PortStats,
+    Stats, TapKernel, TraceEnd, TraceStart, Umem, VtepStats,
 };
 use crate::config::PortMode;
 use crate::counters::{sum_port, DropReason, FloodCause, PortTotals};
@@ -103,6 +103,10 @@ pub fn ports(rt: &Runtime) -> Vec<PortInfo> {
                 mtu: p.mtu,
                 rx_frames: t.rx_frames,
                 tx_frames: t.tx_frames,
+                queues: (rt.port_kind[i].load() == Some(crate::port::Kind::Tap))
+                    .then(|| rt.taps[i].load().as_deref().map(|t| t.queues()))
+                    .flatten()
+                    .unwrap_or(1),
             }
         })
         .collect()
@@ -216,6 +220,7 @@ pub fn stats(rt: &Runtime) -> Stats {
                     .then(|| rt.xdp_stats[i].json()),
                 tap: taps.get(&i).copied(),
                 impair: impair_stats(rt, i),
+                packet: packet_kernel_counters(rt, i),
             },
         );
     }
@@ -235,6 +240,16 @@ pub fn stats(rt: &Runtime) -> Stats {
         },
         trace_lost: rt.tracer.lost.load(Relaxed),
         handoff: handoff(rt),
+        workers: rt
+            .counters
+            .iter()
+            .map(|w| super::proto::WorkerStats {
+                rx_frames: PortId::all()
+                    .map(|p| w.port(p.into()).rx_frames.get())
+                    .sum(),
+                batches: w.batches.get(),
+            })
+            .collect(),
         host: rt.stack.as_ref().map(|h| {
             h.stats_json(|i| {
                 topo.networks
@@ -302,6 +317,15 @@ fn handoff(rt: &Runtime) -> Vec<HandoffStats> {
         }
     }
     out
+}
+
+/// The kernel's counters of packet port `i`'s socket, if it is one.
+fn packet_kernel_counters(rt: &Runtime, i: usize) -> Option<PacketKernel> {
+    let st = rt.packets.get(i)?.load().as_deref()?.stats().ok()?;
+    Some(PacketKernel {
+        rx_packets: st.packets,
+        rx_dropped: st.drops,
+    })
 }
 
 /// The kernel's counters of the TAP ports, by port index: one read of
@@ -401,6 +425,16 @@ fn vteps(rt: &Runtime, total: &mut [u64; DropReason::COUNT]) -> BTreeMap<String,
     out
 }
 
+/// A network's name, as the trace says it.
+pub fn net_name(rt: &Runtime, n: NetId) -> String {
+    rt.plan
+        .load()
+        .nets
+        .get(n.index())
+        .map(|x| x.name.clone())
+        .unwrap_or_else(|| format!("net{}", n.index()))
+}
+
 /// `trace`: the ports to trace (none: all), once the tracer is free.
 pub fn trace_ports(rt: &Runtime, port: Option<&str>) -> Result<Vec<PortId>, AnswerError> {
     let mut ports = Vec::new();
@@ -435,14 +469,7 @@ pub fn trace(
         .and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok())
         .and_then(|d| Instant::now().checked_add(d));
     let port_name = |p: Egress| rt.port_name(p);
-    let net_name = |n: NetId| {
-        rt.plan
-            .load()
-            .nets
-            .get(n.index())
-            .map(|x| x.name.clone())
-            .unwrap_or_else(|| format!("net{}", n.index()))
-    };
+    let net_name = |n: NetId| net_name(rt, n);
     let mut sent = 0u64;
     let result = (|| -> std::io::Result<()> {
         // Tells a client that went away from one that is waiting.

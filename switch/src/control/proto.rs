@@ -47,6 +47,9 @@ pub enum Request {
         #[serde(default)]
         seconds: Option<f64>,
     },
+    /// Answered by a stream of [`CaptureEvent`]s: start, packets (with
+    /// progress now and then), end.
+    Capture(CaptureSpec),
     /// Answered by [`Done`].
     Attach { host: String, network: String },
     /// Answered by [`Done`].
@@ -80,6 +83,7 @@ impl Request {
             Request::Stats => "stats",
             Request::Dns { .. } => "dns",
             Request::Trace { .. } => "trace",
+            Request::Capture(_) => "capture",
             Request::Attach { .. } => "attach",
             Request::Detach { .. } => "detach",
             Request::Impair { .. } => "impair",
@@ -89,7 +93,7 @@ impl Request {
     }
 
     /// Every `cmd` a request may name.
-    pub const CMDS: [&'static str; 12] = [
+    pub const CMDS: [&'static str; 13] = [
         "ping",
         "ports",
         "fdb",
@@ -97,12 +101,78 @@ impl Request {
         "stats",
         "dns",
         "trace",
+        "capture",
         "attach",
         "detach",
         "impair",
         "link",
         "shutdown",
     ];
+}
+
+/// What `shunt capture` asks for (docs/capture.md): the frames of
+/// `targets` (ports, hosts, networks; none: all), which way, which ones,
+/// how many bytes of each, for how long.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CaptureSpec {
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// "in", "out" or "both" (the default).
+    #[serde(default)]
+    pub direction: Option<String>,
+    /// Only dropped frames.
+    #[serde(default)]
+    pub drops: bool,
+    #[serde(default)]
+    pub count: Option<u64>,
+    #[serde(default)]
+    pub seconds: Option<f64>,
+    /// Bytes kept of each frame (its whole length is recorded too).
+    #[serde(default)]
+    pub snaplen: Option<usize>,
+    /// Frames from or to this MAC.
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// Frames that came in with this VLAN, or copies tagged with it.
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    /// "arp", "ipv4", "ipv6", "vlan" or a number (0x0806).
+    #[serde(default)]
+    pub ethertype: Option<String>,
+    /// A drop reason (`vlan_not_allowed`): only frames dropped for it.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// "flooded", "unicast", "dropped" or "local".
+    #[serde(default)]
+    pub decision: Option<String>,
+}
+
+/// One line of a capture's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum CaptureEvent {
+    /// The capture runs: the ports it holds (an interface each).
+    Start {
+        interfaces: Vec<String>,
+        snaplen: usize,
+    },
+    /// One frame seen on `interface`, "in" or "out", `len` bytes long
+    /// on the wire, of which `data` (hex) holds the first; `comment` is
+    /// the switch's decision in the words of `shunt trace`.
+    Packet {
+        interface: String,
+        ts_ns: u64,
+        dir: String,
+        len: u32,
+        data: String,
+        comment: String,
+    },
+    /// Now and then while nothing else is said (and to notice a client
+    /// that went away): records lost so far.
+    Progress { packets: u64, lost: u64 },
+    /// The capture ended: packets sent, records lost because the reader
+    /// was too slow.
+    End { packets: u64, lost: u64 },
 }
 
 /// Reads one request line (the bytes a client sent before its newline, or
@@ -157,7 +227,7 @@ pub struct Removed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PortInfo {
     pub name: String,
-    /// "tap" or "afxdp".
+    /// "tap", "afxdp" or "packet".
     pub kind: String,
     /// The mode an AF_XDP port got ("native-copy", ...); null otherwise.
     pub xdp_mode: Option<String>,
@@ -181,6 +251,10 @@ pub struct PortInfo {
     /// `up` is then false.
     #[serde(default)]
     pub link_down: bool,
+    /// Receive queues (a multi-queue TAP: one per worker, each polled by
+    /// its worker); 1 otherwise.
+    #[serde(default = "one")]
+    pub queues: usize,
 }
 
 /// `shunt ports --json` "impair": each direction's impairment in words
@@ -198,6 +272,10 @@ pub struct ImpairInfo {
 pub struct ImpairStats {
     pub egress: crate::impair::LineTotals,
     pub ingress: crate::impair::LineTotals,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// One entry of `shunt fdb --json`.
@@ -232,6 +310,17 @@ pub struct Stats {
     /// workers (empty with one worker).
     #[serde(default)]
     pub handoff: Vec<HandoffStats>,
+    /// Per worker, in worker order: the frames it received from its ports
+    /// and the batches it ran (how a multi-queue port spreads).
+    #[serde(default)]
+    pub workers: Vec<WorkerStats>,
+}
+
+/// One worker of `shunt stats --json` "workers".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    pub rx_frames: u64,
+    pub batches: u64,
 }
 
 /// One pair of workers of `shunt stats --json` "handoff": what worker
@@ -283,6 +372,18 @@ pub struct PortStats {
     /// What the port's impairment did (null when it never had any).
     #[serde(default)]
     pub impair: Option<ImpairStats>,
+    /// The kernel's counters of a packet port's socket (`PACKET_STATISTICS`
+    /// since it opened: `rx_dropped`, frames its receive buffer had no room
+    /// for, so shunt never saw them); null for other ports.
+    #[serde(default)]
+    pub packet: Option<PacketKernel>,
+}
+
+/// The kernel's counters of a packet port's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PacketKernel {
+    pub rx_packets: u64,
+    pub rx_dropped: u64,
 }
 
 /// The kernel's counters of a TAP device (/proc/net/dev in its namespace).

@@ -74,10 +74,11 @@ pub(super) fn plug_tap(
     mac: Option<MacAddr>,
     mtu: u16,
     ip: Option<Ipv4Net>,
+    queues: usize,
 ) -> Result<Tap, PlugError> {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let temp = format!("sht{:x}x{}", std::process::id(), SEQ.fetch_add(1, Relaxed));
-    let tap = Tap::open(&temp).map_err(|source| PlugError::Tap {
+    let tap = Tap::open_queues(&temp, queues).map_err(|source| PlugError::Tap {
         port: port.to_string(),
         source,
     })?;
@@ -161,17 +162,22 @@ pub(super) fn plug_veth(
     ])
     .map_err(nerr(ns))?;
     add_address(ns, ifname, ip)?;
-    if !offloads {
+    let set = if offloads {
+        // TSO, USO and checksum offload stay on; what the header cannot say
+        // (a tunnel's super-frames, a VLAN tag kept aside) goes off.
+        crate::port::sys::vnet_features_only(ns, ifname)
+    } else {
         // A veth offloads TCP/UDP checksums to its peer: the host's frames
         // would leave with a partial checksum, and AF_XDP carries no word
         // of that, so the switch's own stack and the hosts behind other
         // ports would see bad checksums and drop the frames. With the
         // offload off the host's kernel writes complete checksums.
-        crate::port::sys::tx_checksum_off(ns, ifname).map_err(|source| PlugError::ChecksumOff {
-            host: ns.to_string(),
-            source,
-        })?;
-    }
+        crate::port::sys::tx_checksum_off(ns, ifname)
+    };
+    set.map_err(|source| PlugError::ChecksumOff {
+        host: ns.to_string(),
+        source,
+    })?;
     netns::ip(&["link", "set", "dev", &outer, "up"]).map_err(nerr(ns))?;
     Ok(outer)
 }
@@ -205,9 +211,24 @@ pub(super) fn open_afxdp(
 /// says at start-up what its peer's checksum offload does to TCP and UDP
 /// (shunt's own veth hosts have it turned off).
 pub(super) fn note_veth_checksums(port: &str, ifname: &str) {
-    if crate::port::sys::driver_name(ifname).is_ok_and(|d| d == "veth") {
+    if is_veth(ifname) {
         eprintln!(
             "shunt: port {port}: {ifname} is a veth: TCP and UDP its peer's kernel sends carry partial checksums unless transmit checksum offload is off on the peer (`ethtool -K PEER tx off`); see docs/afxdp.md#checksums"
         );
     }
+}
+
+/// For a packet port on an interface the user brought: if it is a veth,
+/// says which of its peer's offloads the virtio-net header cannot carry
+/// (shunt's own veth hosts have them turned off).
+pub(super) fn note_veth_tunnels(port: &str, ifname: &str) {
+    if is_veth(ifname) {
+        eprintln!(
+            "shunt: port {port}: {ifname} is a veth: its peer's tunnel super-frames (VXLAN, GRE) cannot cross a packet port and are dropped unless their segmentation offload is off on the peer (`ethtool -K PEER tx-udp_tnl-segmentation off tx-udp_tnl-csum-segmentation off tx-gre-segmentation off`); see docs/afxdp.md#veth-hosts-packet-sockets"
+        );
+    }
+}
+
+fn is_veth(ifname: &str) -> bool {
+    crate::port::sys::driver_name(ifname).is_ok_and(|d| d == "veth")
 }

@@ -19,11 +19,17 @@
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use shunt_parsers::ethernet::EtherType;
 use shunt_parsers::virtio_net::{Offload, OffloadError, VirtioNetHdr, VNET_HDR_LEN};
+use shunt_parsers::vlan;
 
 /// linux/if_packet.h (newer than some libc crates).
+const PACKET_AUXDATA: libc::c_int = 8;
 const PACKET_STATISTICS: libc::c_int = 6;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 /// Since 6.2: a virtio-net header of this many bytes (10 or 12) in front
 /// of each frame. 12 is `virtio_net_hdr_v1`, what the TAPs use.
@@ -34,6 +40,23 @@ const SOCKET_BUFFER: libc::c_int = 4 << 20;
 /// Messages per `recvmmsg`: the switch's batch.
 const RECV_BATCH: usize = 64;
 const ETH_P_ALL_BE: u16 = (libc::ETH_P_ALL as u16).to_be();
+
+/// `struct tpacket_auxdata`: what `PACKET_AUXDATA` says beside a frame.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct AuxData {
+    status: u32,
+    len: u32,
+    snaplen: u32,
+    mac: u16,
+    net: u16,
+    vlan_tci: u16,
+    vlan_tpid: u16,
+}
+
+/// Room for one control message with an `AuxData` (`CMSG_SPACE(20)` is 40
+/// on 64-bit Linux), in u64s so that it is aligned as a `cmsghdr`.
+const CTRL_WORDS: usize = 8;
 
 /// What went wrong while opening a packet port.
 #[derive(Debug, thiserror::Error)]
@@ -49,13 +72,13 @@ pub enum PacketError {
     },
 }
 
-/// The kernel's counters of a packet socket (since the last read).
+/// The kernel's counters of a packet socket since it was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PacketStats {
-    /// Frames the socket received (including those dropped).
-    pub packets: u32,
+    /// Frames the socket was given (including those dropped).
+    pub packets: u64,
     /// Frames dropped because the receive buffer was full.
-    pub drops: u32,
+    pub drops: u64,
 }
 
 #[derive(Debug)]
@@ -63,6 +86,9 @@ pub struct PacketPort {
     fd: OwnedFd,
     ifname: String,
     ifindex: u32,
+    /// `PACKET_STATISTICS` resets on each read: the sums of the reads.
+    packets: AtomicU64,
+    drops: AtomicU64,
 }
 
 impl PacketPort {
@@ -120,6 +146,11 @@ impl PacketPort {
         // Or the socket reads back every frame it sends.
         setsockopt(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
             .map_err(setup("PACKET_IGNORE_OUTGOING", ""))?;
+        // The kernel takes a frame's VLAN tag out of its bytes before a
+        // packet socket sees it (skb_vlan_untag) and says it beside the
+        // frame: we put it back, or tagged frames would look untagged.
+        setsockopt(&fd, libc::SOL_PACKET, PACKET_AUXDATA, 1)
+            .map_err(setup("PACKET_AUXDATA", ""))?;
         for (force, plain) in [
             (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
             (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
@@ -151,6 +182,8 @@ impl PacketPort {
             fd,
             ifname: ifname.to_string(),
             ifindex,
+            packets: AtomicU64::new(0),
+            drops: AtomicU64::new(0),
         })
     }
 
@@ -162,8 +195,9 @@ impl PacketPort {
         self.ifindex
     }
 
-    /// The kernel's counters since the last call (`PACKET_STATISTICS`
-    /// resets them): how many frames the receive buffer had no room for.
+    /// The kernel's counters since the socket was opened: how many frames
+    /// the receive buffer had no room for (the control path reads them;
+    /// `PACKET_STATISTICS` resets on each read, so the reads are summed).
     pub fn stats(&self) -> io::Result<PacketStats> {
         let mut st = libc::tpacket_stats {
             tp_packets: 0,
@@ -185,8 +219,9 @@ impl PacketPort {
             return Err(io::Error::last_os_error());
         }
         Ok(PacketStats {
-            packets: st.tp_packets,
-            drops: st.tp_drops,
+            packets: self.packets.fetch_add(st.tp_packets.into(), Relaxed)
+                + u64::from(st.tp_packets),
+            drops: self.drops.fetch_add(st.tp_drops.into(), Relaxed) + u64::from(st.tp_drops),
         })
     }
 
@@ -229,6 +264,7 @@ impl PacketPort {
         let mut iov: [[libc::iovec; 2]; RECV_BATCH] = unsafe { zeroed() };
         // SAFETY: as above.
         let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { zeroed() };
+        let mut ctrl = [[0u64; CTRL_WORDS]; RECV_BATCH];
         let mut n = 0;
         for (i, (h, v)) in hdrs.iter_mut().zip(iov.iter_mut()).take(max).enumerate() {
             let slot = slots.slot_mut(i);
@@ -246,19 +282,27 @@ impl PacketPort {
             };
             n = i + 1;
         }
-        for (m, v) in msgs.iter_mut().zip(iov.iter_mut()).take(n) {
+        for ((m, v), c) in msgs
+            .iter_mut()
+            .zip(iov.iter_mut())
+            .zip(ctrl.iter_mut())
+            .take(n)
+        {
             m.msg_hdr.msg_iov = v.as_mut_ptr();
             m.msg_hdr.msg_iovlen = 2;
+            m.msg_hdr.msg_control = c.as_mut_ptr().cast();
+            m.msg_hdr.msg_controllen = size_of::<[u64; CTRL_WORDS]>();
         }
         if n == 0 {
             return Ok(0);
         }
         let r = loop {
             // SAFETY: `msgs[..n]` point at iovecs of `iov`, which point at
-            // `hdrs` and at distinct slot areas of `slots`, all live and
-            // exclusively borrowed across the call; the kernel writes at
-            // most `iov_len` bytes into each and fills `msg_len` and
-            // `msg_flags`. No timeout (MSG_DONTWAIT).
+            // `hdrs` and at distinct slot areas of `slots`, and at control
+            // buffers of `ctrl`, all live and exclusively borrowed across
+            // the call; the kernel writes at most `iov_len` (or
+            // `msg_controllen`) bytes into each and fills `msg_len`,
+            // `msg_controllen` and `msg_flags`. No timeout (MSG_DONTWAIT).
             let r = unsafe {
                 libc::recvmmsg(
                     self.fd.as_raw_fd(),
@@ -291,23 +335,32 @@ impl PacketPort {
         };
         for (i, (m, h)) in msgs.iter().zip(&hdrs).take(r).enumerate() {
             let len = (m.msg_len as usize).saturating_sub(VNET_HDR_LEN);
-            let len = len.min(super::MAX_FRAME);
+            let mut len = len.min(super::MAX_FRAME);
+            let mut start = super::HEADROOM;
             let cut = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            let frame = slots
-                .slot_mut(i)
-                .get(super::HEADROOM..super::HEADROOM + len)
-                .unwrap_or_default();
+            let mut hdr = VirtioNetHdr::parse(h);
+            let slot = slots.slot_mut(i);
+            if let Some((tpid, tci)) = vlan_tag(&m.msg_hdr) {
+                // Back into the bytes, where it was on the wire (4 bytes
+                // of headroom); the checksum start counted without it.
+                if let Some((s, l)) = vlan::push_tag(slot, start, len, tpid, tci) {
+                    (start, len) = (s, l.min(super::MAX_FRAME));
+                    if let Ok(h) = &mut hdr {
+                        h.csum_start = h.csum_start.saturating_add(vlan::TAG_LEN as u16);
+                    }
+                }
+            }
+            let frame = slot.get(start..start + len).unwrap_or_default();
             let off = if cut {
                 // A cut frame's metadata describes bytes we do not have;
                 // its length makes it an oversize drop.
                 Ok(Offload::NONE)
             } else {
-                VirtioNetHdr::parse(h)
-                    .map_err(|_| OffloadError::Length)
+                hdr.map_err(|_| OffloadError::Length)
                     .and_then(|h| Offload::from_header(&h, frame))
             };
             got[i] = super::Rx {
-                start: super::HEADROOM as u16,
+                start: start as u16,
                 len: len as u16,
                 off,
             };
@@ -361,6 +414,41 @@ impl PacketPort {
             });
         }
     }
+}
+
+/// The VLAN tag the kernel took out of a received frame, from the
+/// `PACKET_AUXDATA` control message of `msg` (TPID 802.1Q unless it says).
+fn vlan_tag(msg: &libc::msghdr) -> Option<(EtherType, u16)> {
+    // SAFETY: CMSG_LEN is arithmetic on its argument.
+    let aux_len = unsafe { libc::CMSG_LEN(size_of::<AuxData>() as u32) } as usize;
+    // SAFETY: `msg` is a message header the kernel filled: its control
+    // pointer and length describe a buffer of ours that is still live.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !c.is_null() {
+        // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR return a header inside the
+        // control buffer, or null.
+        let h = unsafe { &*c };
+        if h.cmsg_level == libc::SOL_PACKET
+            && h.cmsg_type == PACKET_AUXDATA
+            && h.cmsg_len as usize >= aux_len
+        {
+            // SAFETY: the message is long enough for an AuxData (checked
+            // above); its data may be unaligned for it, so read it so.
+            let aux: AuxData = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()) };
+            if aux.status & TP_STATUS_VLAN_VALID == 0 {
+                return None;
+            }
+            let tpid = if aux.status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                EtherType::from(aux.vlan_tpid)
+            } else {
+                EtherType::Vlan
+            };
+            return Some((tpid, aux.vlan_tci));
+        }
+        // SAFETY: as above; `c` is a header of this message.
+        c = unsafe { libc::CMSG_NXTHDR(msg, c) };
+    }
+    None
 }
 
 /// An `int` socket option.

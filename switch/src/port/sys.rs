@@ -128,6 +128,18 @@ struct EthtoolDrvinfo {
 /// One `SIOCETHTOOL` call on `ifname` (calling thread's namespace) with
 /// `data` as the command structure.
 fn ethtool<T>(ifname: &str, data: &mut T) -> io::Result<()> {
+    ethtool_buf(ifname, (data as *mut T).cast())
+}
+
+/// One `SIOCETHTOOL` call with a command structure of variable length
+/// (a string set, a feature array) in `words`, its command first.
+fn ethtool_words(ifname: &str, words: &mut [u32]) -> io::Result<()> {
+    ethtool_buf(ifname, words.as_mut_ptr().cast())
+}
+
+/// One `SIOCETHTOOL` call; `data` points at the command structure, which
+/// is as long as its command says and lives across the call.
+fn ethtool_buf(ifname: &str, data: *mut libc::c_void) -> io::Result<()> {
     let name = ifname.as_bytes();
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
         return Err(io::Error::new(
@@ -140,7 +152,7 @@ fn ethtool<T>(ifname: &str, data: &mut T) -> io::Result<()> {
     for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
         *d = *s as libc::c_char;
     }
-    ifr.ifr_ifru.ifru_data = (data as *mut T).cast();
+    ifr.ifr_ifru.ifru_data = data.cast();
     // SAFETY: plain socket(2); the descriptor goes into an OwnedFd below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -149,8 +161,9 @@ fn ethtool<T>(ifname: &str, data: &mut T) -> io::Result<()> {
     // SAFETY: `fd` is a new descriptor nobody else owns.
     let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     // SAFETY: SIOCETHTOOL with an ifreq whose data points at the command
-    // structure `T` the caller chose for its command, which lives across
-    // the call; the kernel reads and writes only that structure.
+    // structure the caller chose for its command (as long as that command
+    // reads and writes), which lives across the call; the kernel reads and
+    // writes only that structure.
     let r = unsafe {
         libc::ioctl(
             std::os::fd::AsRawFd::as_raw_fd(&fd),
@@ -198,7 +211,9 @@ pub fn set_tx_checksum(ifname: &str, on: bool) -> io::Result<()> {
     ethtool(ifname, &mut value)
 }
 
-/// Why transmit checksum offload could not be turned off in a namespace.
+/// Why a host's offloads could not be set as its port needs them:
+/// transmit checksum offload off (AF_XDP), or what the virtio-net header
+/// cannot carry off (a packet port).
 #[derive(Debug, thiserror::Error)]
 pub enum ChecksumOffError {
     #[error("turning off transmit checksum offload on {ifname} in {ns}: {source}")]
@@ -209,6 +224,8 @@ pub enum ChecksumOffError {
     },
     #[error(transparent)]
     Netns(#[from] crate::netns::NetnsError),
+    #[error(transparent)]
+    Features(FeaturesError),
 }
 
 /// Turns off transmit checksum offload on `ifname` in namespace `ns`, so
@@ -234,4 +251,139 @@ pub fn tx_checksum(ifname: &str) -> io::Result<bool> {
     };
     ethtool(ifname, &mut value)?;
     Ok(value.data != 0)
+}
+
+const ETHTOOL_GSTRINGS: u32 = 0x1b;
+const ETHTOOL_GSSET_INFO: u32 = 0x37;
+const ETHTOOL_SFEATURES: u32 = 0x3b;
+const ETH_SS_FEATURES: u32 = 4;
+const ETH_GSTRING_LEN: usize = 32;
+
+/// The device feature names of `ifname`, in the kernel's bit order (what
+/// `ethtool -k` lists: "tx-tcp-segmentation", ...).
+fn feature_names(ifname: &str) -> io::Result<Vec<String>> {
+    // struct ethtool_sset_info: cmd, reserved, u64 sset_mask, u32 data[1].
+    let mut info = [ETHTOOL_GSSET_INFO, 0, 1 << ETH_SS_FEATURES, 0, 0];
+    ethtool_words(ifname, &mut info)?;
+    let count = info[4] as usize;
+    // struct ethtool_gstrings: cmd, string_set, len, then len * 32 bytes.
+    let mut g = vec![0u32; 3 + count * ETH_GSTRING_LEN / 4];
+    g[..3].copy_from_slice(&[ETHTOOL_GSTRINGS, ETH_SS_FEATURES, count as u32]);
+    ethtool_words(ifname, &mut g)?;
+    let bytes: Vec<u8> = g[3..].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    Ok(bytes
+        .chunks(ETH_GSTRING_LEN)
+        .map(|c| {
+            let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+            String::from_utf8_lossy(&c[..end]).into_owned()
+        })
+        .collect())
+}
+
+/// Turns off the features of `ifname` (calling thread's namespace) for
+/// which `off(name)` says so, as `ethtool -K IF NAME off` would (one
+/// `ETHTOOL_SFEATURES`). Names the device does not have are no error; the
+/// kernel leaves fixed features as they are.
+pub fn features_off(ifname: &str, off: impl Fn(&str) -> bool) -> io::Result<()> {
+    let names = feature_names(ifname)?;
+    let blocks = names.len().div_ceil(32);
+    // struct ethtool_sfeatures: cmd, size, then (valid, requested) blocks.
+    let mut sf = vec![0u32; 2 + 2 * blocks];
+    sf[0] = ETHTOOL_SFEATURES;
+    sf[1] = blocks as u32;
+    for (bit, _) in names.iter().enumerate().filter(|(_, n)| off(n)) {
+        // valid: change this bit; requested stays 0: off.
+        sf[2 + 2 * (bit / 32)] |= 1 << (bit % 32);
+    }
+    ethtool_words(ifname, &mut sf)
+}
+
+/// What a packet port's virtio-net header can say about a frame: TCP and
+/// UDP segmentation, an Internet checksum left to do. The features of a
+/// veth host's end that would make frames it cannot say anything about,
+/// which the kernel then drops at the packet socket (a tunnel's super-frame
+/// from a VXLAN device in the host, 2026-12-02: TCP through it fell to 228
+/// kbit/s, every super-frame dropped), or whose bytes would not be what
+/// the host meant (a VLAN tag kept aside, an SCTP CRC left to do).
+pub fn not_for_vnet(name: &str) -> bool {
+    const KEEP: [&str; 6] = [
+        // GSO itself: the kernel cuts in software what the device lacks.
+        "tx-generic-segmentation",
+        "tx-tcp-segmentation",
+        "tx-tcp-ecn-segmentation",
+        "tx-tcp-mangleid-segmentation",
+        "tx-tcp6-segmentation",
+        "tx-udp-segmentation",
+    ];
+    let gso = name.starts_with("tx-") && name.ends_with("-segmentation");
+    (gso && !KEEP.contains(&name))
+        || matches!(
+            name,
+            "tx-gso-list"
+                | "tx-gso-partial"
+                | "tx-checksum-sctp"
+                | "tx-vlan-hw-insert"
+                | "tx-vlan-stag-hw-insert"
+        )
+}
+
+/// Why a host's features could not be set for its packet port.
+#[derive(Debug, thiserror::Error)]
+#[error("turning off offloads a packet port cannot carry on {ifname} in {ns}: {source}")]
+pub struct FeaturesError {
+    ns: String,
+    ifname: String,
+    source: io::Error,
+}
+
+/// For a veth host attached with a packet port: turns off the features of
+/// `ifname` in namespace `ns` that the virtio-net header cannot carry
+/// ([`not_for_vnet`]); TSO, USO and checksum offload stay on.
+pub fn vnet_features_only(ns: &str, ifname: &str) -> Result<(), ChecksumOffError> {
+    crate::netns::in_netns(ns, || features_off(ifname, not_for_vnet))?.map_err(|source| {
+        ChecksumOffError::Features(FeaturesError {
+            ns: ns.to_string(),
+            ifname: ifname.to_string(),
+            source,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_for_vnet;
+
+    /// The features `ethtool -k` listed as on for a veth on 6.18, and
+    /// whether a packet port's host turns each off.
+    #[test]
+    fn a_packet_port_keeps_tso_uso_and_checksums() {
+        let on = [
+            ("tx-checksum-ip-generic", false),
+            ("tx-checksum-sctp", true),
+            ("tx-scatter-gather", false),
+            ("tx-scatter-gather-fraglist", false),
+            ("tx-tcp-segmentation", false),
+            ("tx-tcp-ecn-segmentation", false),
+            ("tx-tcp-mangleid-segmentation", false),
+            ("tx-tcp6-segmentation", false),
+            ("tx-tcp-accecn-segmentation", true),
+            ("tx-generic-segmentation", false),
+            ("rx-gro", false),
+            ("tx-vlan-hw-insert", true),
+            ("rx-vlan-hw-parse", false),
+            ("tx-gre-segmentation", true),
+            ("tx-gre-csum-segmentation", true),
+            ("tx-ipxip4-segmentation", true),
+            ("tx-ipxip6-segmentation", true),
+            ("tx-udp_tnl-segmentation", true),
+            ("tx-udp_tnl-csum-segmentation", true),
+            ("tx-sctp-segmentation", true),
+            ("tx-udp-segmentation", false),
+            ("tx-gso-list", true),
+            ("tx-vlan-stag-hw-insert", true),
+        ];
+        for (name, off) in on {
+            assert_eq!(not_for_vnet(name), off, "{name}");
+        }
+    }
 }

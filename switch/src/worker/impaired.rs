@@ -9,7 +9,7 @@ use crate::ids::{Egress, PortId};
 use crate::impair::{Fate, Impair};
 use crate::pipeline::edit::{Copy, Out};
 use crate::pipeline::{Batch, Verdict, BATCH};
-use crate::port::{Kind, Offload, Port, TxError};
+use crate::port::{Kind, Offload, Port, TapQueue, TxError};
 use std::sync::Arc;
 
 /// Frames a line sends per loop turn at most (the rest on the next).
@@ -196,7 +196,7 @@ impl Io {
                 return;
             }
             Some(Kind::Tap) => match self.rt.taps[dev.index()].load().as_deref() {
-                Some(t) => (&mut &*t).send(&[bytes], off),
+                Some(t) => TapQueue { tap: t, q: self.id }.send(&[bytes], off),
                 None => Err(TxError::Gone(libc::ENODEV)),
             },
             Some(Kind::Packet) => match self.rt.packets[dev.index()].load().as_deref() {
