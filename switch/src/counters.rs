@@ -121,7 +121,7 @@ impl Counter {
     }
     /// Back to zero: only while its writer cannot write it (a detached
     /// port's slot after every worker passed a quiescent point).
-    fn reset(&self) {
+    pub(crate) fn reset(&self) {
         self.0.store(0, Relaxed);
     }
 }

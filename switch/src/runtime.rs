@@ -369,6 +369,9 @@ impl Runtime {
         for w in &self.counters {
             w.port(id.into()).reset();
         }
+        // Impairment and link state stay with the port, not its id.
+        self.impair.forget(id.index());
+        self.impair.reset_counters(id.index());
         if let Some(x) = self.xdp_stats.get(id.index()) {
             x.store(&Default::default());
             x.cached.store(0, Relaxed);

@@ -278,33 +278,31 @@ impl Worker {
     fn forward(&mut self, p: PortId) {
         let rt = Arc::clone(&self.rt);
         let counters = Arc::clone(&self.counters);
-        {
-            let plan = rt.plan.load();
-            let ctx = Context {
-                plan: &plan,
-                fdb: &rt.fdb,
-                counters: &counters,
-                port_up: &rt.port_up,
-                tracer: &rt.tracer,
-                capture: &rt.capture,
-                stack: rt.stack.as_deref(),
-                worker: self.id,
-            };
-            if rt.bare {
-                bare(&ctx, p, &self.batch, &mut self.tx);
-            } else {
-                let now = rt.now_ms();
-                let delivered = pipeline::run(&ctx, p, &mut self.batch, &mut self.tx, now);
-                if delivered > 0 {
-                    if let Some(h) = &rt.stack {
-                        StackLink::signal(&h.to_host_event);
-                    }
+        let plan = rt.plan.load();
+        let ctx = Context {
+            plan: &plan,
+            fdb: &rt.fdb,
+            counters: &counters,
+            port_up: &rt.port_up,
+            tracer: &rt.tracer,
+            capture: &rt.capture,
+            stack: rt.stack.as_deref(),
+            worker: self.id,
+        };
+        if rt.bare {
+            bare(&ctx, p, &self.batch, &mut self.tx);
+        } else {
+            let now = rt.now_ms();
+            let delivered = pipeline::run(&ctx, p, &mut self.batch, &mut self.tx, now);
+            if delivered > 0 {
+                if let Some(h) = &rt.stack {
+                    StackLink::signal(&h.to_host_event);
                 }
             }
-            self.send(&ctx, p.into());
-            if !rt.bare {
-                counters.batches.add(1);
-            }
+        }
+        self.send(&ctx, p.into());
+        if !rt.bare {
+            counters.batches.add(1);
         }
     }
 

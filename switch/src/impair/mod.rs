@@ -454,6 +454,43 @@ impl Shared {
         self.generation.fetch_add(1, Release);
     }
 
+    /// A port id given back (detached): its impairment and link state go
+    /// with it, so that the next port with the id starts clean. Its
+    /// counters are reset once no worker writes them (`reset_counters`).
+    pub fn forget(&self, p: usize) {
+        self.set(p, |x| {
+            x.egress = None;
+            x.ingress = None;
+            x.flap = None;
+        });
+        if let Some(d) = self.link_down.get(p) {
+            d.store(false, Relaxed);
+        }
+    }
+
+    /// Zeroes port `p`'s line counters: only once no worker can write
+    /// them (after a quiescent point).
+    pub fn reset_counters(&self, p: usize) {
+        for w in &self.counters {
+            for i in [line_index(p, true), line_index(p, false)] {
+                if let Some(c) = w.get(i) {
+                    for n in [
+                        &c.delayed,
+                        &c.lost,
+                        &c.duplicated,
+                        &c.reordered,
+                        &c.corrupted,
+                        &c.queue_full,
+                    ] {
+                        n.reset();
+                    }
+                    c.queued_frames.store(0, Relaxed);
+                    c.queued_bytes.store(0, Relaxed);
+                }
+            }
+        }
+    }
+
     /// Line `i`'s counters summed over the workers.
     pub fn totals(&self, i: usize) -> LineTotals {
         let mut t = LineTotals::default();

@@ -113,9 +113,14 @@ impl Impair {
         Some((l, c))
     }
 
-    /// The lines that exist now: (port, egress).
-    pub fn live(&self) -> impl Iterator<Item = (usize, bool)> + '_ {
-        self.live.iter().map(|&i| (i / 2, i % 2 == 0))
+    /// How many lines exist now.
+    pub fn live_count(&self) -> usize {
+        self.live.len()
+    }
+
+    /// The `k`th line that exists: (port, egress).
+    pub fn live_at(&self, k: usize) -> Option<(usize, bool)> {
+        self.live.get(k).map(|&i| (i / 2, i % 2 == 0))
     }
 
     /// When the next held frame of any line is due.

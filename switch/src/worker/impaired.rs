@@ -23,8 +23,11 @@ impl Worker {
             return;
         }
         let now = self.rt.now_ns();
-        let lines: Vec<(usize, bool)> = self.imp.live().collect();
-        for (p, egress) in lines {
+        // By index: no list is made per turn (forward() leaves it alone).
+        for k in 0..self.imp.live_count() {
+            let Some((p, egress)) = self.imp.live_at(k) else {
+                break;
+            };
             let Some(id) = PortId::new(p) else { continue };
             if egress {
                 let down = self.imp.is_down(p);
@@ -189,21 +192,22 @@ impl Io {
             frame: 0,
             last: false,
         };
-        let sent = match self.rt.port_kind[dev.index()].load() {
-            Some(Kind::AfXdp) => {
-                // Not from any ingress port: a refused frame goes to the pool.
-                self.send_afxdp_parts(Egress::Stack, c, &[bytes]);
+        let kind = self.rt.port_kind[dev.index()].load();
+        if kind == Some(Kind::AfXdp) {
+            // Not from any ingress port: a refused frame goes to the pool.
+            self.send_afxdp_parts(Egress::Stack, c, &[bytes]);
+            return;
+        }
+        let tap = self.rt.taps[dev.index()].load();
+        let packet = self.rt.packets[dev.index()].load();
+        let sent = match (kind, tap.as_deref(), packet.as_deref()) {
+            (Some(Kind::Tap), Some(t), _) => TapQueue { tap: t, q: self.id }.send(&[bytes], off),
+            (Some(Kind::Packet), _, Some(p)) => (&mut &*p).send(&[bytes], off),
+            // The port went away while its frames were held.
+            _ => {
+                self.counters.count_drop(to, DropReason::PortDown);
                 return;
             }
-            Some(Kind::Tap) => match self.rt.taps[dev.index()].load().as_deref() {
-                Some(t) => TapQueue { tap: t, q: self.id }.send(&[bytes], off),
-                None => Err(TxError::Gone(libc::ENODEV)),
-            },
-            Some(Kind::Packet) => match self.rt.packets[dev.index()].load().as_deref() {
-                Some(p) => (&mut &*p).send(&[bytes], off),
-                None => Err(TxError::Gone(libc::ENODEV)),
-            },
-            _ => Err(TxError::Gone(libc::ENODEV)),
         };
         if let Err(TxError::Gone(e)) = sent {
             let rt = Arc::clone(&self.rt);
