@@ -1,7 +1,7 @@
 //! Link impairment and link state (docs/impair.md) with real tools: ping's
 //! round-trip times for a delay, numbered pings for seeded loss, iperf3
 //! for a rate, `ip link` inside the host for `shunt link` and a flap
-//! schedule. Tags 84 to 89.
+//! schedule. Tags 84 to 89, and 94, 95 (AF_XDP hosts).
 //!
 //! The machine these run on is shared: round-trip times are compared as
 //! medians against an unimpaired baseline measured in the same test, so
@@ -25,6 +25,25 @@ pub fn tests() -> Vec<Test> {
         ("impair::link_down_and_up_veth", link_down_and_up_veth),
         ("impair::flap_schedule", flap_schedule),
     ]
+}
+
+/// AF_XDP hosts (veths attached with AF_XDP): the same delay and link tests.
+pub fn afxdp_tests() -> Vec<Test> {
+    vec![
+        ("impair::delay_adds_to_the_rtt_afxdp", delay_afxdp),
+        ("impair::link_down_and_up_afxdp", link_afxdp),
+    ]
+}
+
+/// Host keys of an AF_XDP host.
+const AFXDP: &str = "link = \"veth\"\nveth_attach = \"afxdp\"\nxdp_mode = \"auto\"\n";
+
+fn delay_afxdp() -> TestResult {
+    delay_rtt(94, AFXDP)
+}
+
+fn link_afxdp() -> TestResult {
+    link_down_and_up(95, AFXDP)
 }
 
 /// A two-host topology of tag `tag`, with `extra` TOML after it, up.
@@ -71,7 +90,11 @@ fn spread(v: &[f64]) -> f64 {
 /// 40 ms; with 5 ms of jitter the deviation grows; `--clear` at run time
 /// takes it away within a second.
 fn delay_adds_to_the_rtt() -> TestResult {
-    let (t, sw) = up_with_port_impair(84, "delay = \"20ms\"\n")?;
+    delay_rtt(84, "")
+}
+
+fn delay_rtt(tag: u8, host_keys: &str) -> TestResult {
+    let (t, sw) = up_with_port_impair(tag, host_keys, "delay = \"20ms\"\n")?;
     let (a, b) = (&t.hosts[0], &t.hosts[1]);
     // ARP first: its frames take the delay too.
     let _ = rtts(&a.name, b.ip(), 2, "0.2")?;
@@ -131,10 +154,10 @@ fn delay_adds_to_the_rtt() -> TestResult {
 
 /// The topology of tag `tag` with `keys` impairing both directions of the
 /// first host's port.
-fn up_with_port_impair(tag: u8, keys: &str) -> Result<(Topology, Switch), String> {
+fn up_with_port_impair(tag: u8, host_keys: &str, keys: &str) -> Result<(Topology, Switch), String> {
     let t = Topology::new(tag, 2);
     let extra = format!("\n[[impair]]\nport = \"{}\"\n{keys}", t.hosts[0].port());
-    up(tag, "", &extra)
+    up(tag, host_keys, &extra)
 }
 
 /// Sequence numbers of the echo replies `n` pings got, `gap` apart.
@@ -285,7 +308,7 @@ fn seeded_loss_and_more() -> TestResult {
 /// `rate = "10mbit"` on a's port: iperf3 TCP gets 9.0 to 10.5 Mbit/s; UDP
 /// at 20 Mbit/s loses what the queue cannot hold, as `impair_queue_full`.
 fn rate_limits_tcp_and_udp() -> TestResult {
-    let (t, sw) = up_with_port_impair(86, "rate = \"10mbit\"\n")?;
+    let (t, sw) = up_with_port_impair(86, "", "rate = \"10mbit\"\n")?;
     let (a, b) = (&t.hosts[0], &t.hosts[1]);
     let tcp = iperf3_tcp(&b.name, b.ip(), &a.name, 6)? / 1e6;
     eprintln!("impair: TCP through a 10mbit port: {tcp:.2} Mbit/s");
@@ -387,7 +410,8 @@ fn link_down_and_up_veth() -> TestResult {
 /// `flap = { every = "1s", down_for = "400ms" }`: a's carrier goes and
 /// comes back at those times (sampled from inside a).
 fn flap_schedule() -> TestResult {
-    let (t, _sw) = up_with_port_impair(89, "flap = { every = \"1s\", down_for = \"400ms\" }\n")?;
+    let (t, _sw) =
+        up_with_port_impair(89, "", "flap = { every = \"1s\", down_for = \"400ms\" }\n")?;
     let a = &t.hosts[0];
     let start = Instant::now();
     let mut changes = Vec::new();

@@ -101,6 +101,7 @@ fn main() {
         .chain(vlan::afxdp_tests())
         .chain(vxlan::afxdp_tests())
         .chain(offload::afxdp_tests())
+        .chain(impair::afxdp_tests())
         .chain(handoff::afxdp_tests())
     {
         tests.push((name.to_string(), Box::new(test), skip_xdp.clone()));
