@@ -261,7 +261,7 @@ impl Worker {
                 return taken;
             }
             taken += self.batch.count;
-            if self.imp.on {
+            if self.imp.on && self.imp.touches(p.index()) {
                 self.impair_ingress(p);
             }
             self.forward(p);
@@ -351,7 +351,7 @@ impl Worker {
                 // As it will be sent: before an in-place edit takes the frame.
                 s.outbound_copy(ctx, ingress, batch, tx, c, &out, ts);
             }
-            if imp.on {
+            if imp.on && imp.touches(c.dev.index()) {
                 io.send_impaired(imp, now, batch, ingress, c, out)
             } else {
                 io.send_copy(batch, ingress, c, out)

@@ -24,6 +24,9 @@ pub struct Impair {
     live: Vec<usize>,
     down: Box<[bool]>,
     any_down: bool,
+    /// Per port: down, or with a line in either direction (the one look
+    /// an unimpaired port's copy pays while other ports are impaired).
+    touched: Box<[bool]>,
 }
 
 impl Impair {
@@ -38,6 +41,7 @@ impl Impair {
             live: Vec::with_capacity(MAX_PORTS * 2),
             down: vec![false; MAX_PORTS].into_boxed_slice(),
             any_down: false,
+            touched: vec![false; MAX_PORTS].into_boxed_slice(),
         }
     }
 
@@ -85,6 +89,7 @@ impl Impair {
     /// Lets go of cleared lines that hold nothing more; recomputes `on`.
     fn tidy(&mut self) {
         self.live.clear();
+        self.touched.copy_from_slice(&self.down);
         for (i, l) in self.lines.iter_mut().enumerate() {
             if l.as_ref()
                 .is_some_and(|l| l.spec().is_noop() && l.held() == 0)
@@ -93,9 +98,16 @@ impl Impair {
             }
             if l.is_some() {
                 self.live.push(i);
+                self.touched[i / 2] = true;
             }
         }
         self.on = self.any_down || !self.live.is_empty();
+    }
+
+    /// Whether port `p` is down or impaired in either direction.
+    #[inline]
+    pub fn touches(&self, p: usize) -> bool {
+        self.touched.get(p).copied().unwrap_or(false)
     }
 
     /// Whether port `p`'s link is down.
