@@ -43,6 +43,16 @@ impl Worker {
                 }
                 continue;
             }
+            if self.imp.is_down(p) {
+                // Held from before the link went down: they never arrive.
+                let counters = &self.io.counters;
+                if let Some((line, c)) = self.imp.line(p, false) {
+                    line.serve(now, SERVE_MAX, c, |_| {
+                        counters.count_drop(id.into(), DropReason::LinkDown)
+                    });
+                }
+                continue;
+            }
             for _ in 0..SERVE_MAX / BATCH {
                 self.batch.clear();
                 let batch = &mut self.batch;
