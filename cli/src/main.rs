@@ -139,10 +139,71 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Impair a port's link at run time: delay, jitter, loss, rate, duplication,
+    /// reordering, corruption (docs/impair.md). Knobs not given are off.
+    Impair(Box<ImpairArgs>),
+    /// Take a port's link down (the host sees NO-CARRIER) or up again.
+    Link {
+        /// A port (h1.lan), or a host: all its ports.
+        port: String,
+        /// up or down.
+        #[arg(value_parser = ["up", "down"])]
+        state: String,
+        /// Switch name (default: "shunt", or the only switch running).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Capture frames to pcapng, with the switch's decision on each (docs/capture.md).
     Capture(capture::CaptureArgs),
     /// Measure forwarding rate, loss and latency through shunt (and the Linux bridge).
     Bench(shunt_perf::linerate::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ImpairArgs {
+    /// A port (h1.lan), or a host: all its ports.
+    port: String,
+    /// Switch name (default: "shunt", or the only switch running).
+    #[arg(long)]
+    name: Option<String>,
+    /// egress (what the switch sends to the host), ingress (what it receives), both.
+    #[arg(long, default_value = "both")]
+    direction: String,
+    /// Delay, like 20ms or 500us.
+    #[arg(long)]
+    delay: Option<String>,
+    /// Jitter around the delay (never reorders).
+    #[arg(long)]
+    jitter: Option<String>,
+    /// uniform (default), normal, pareto or paretonormal.
+    #[arg(long)]
+    distribution: Option<String>,
+    /// Loss: a share like 1%, or "gemodel P R [BAD [GOOD]]" for bursts.
+    #[arg(long, allow_hyphen_values = true)]
+    loss: Option<String>,
+    /// Rate limit, like 10mbit or 1gbit.
+    #[arg(long)]
+    rate: Option<String>,
+    /// Frames held at most (delay, rate); beyond: impair_queue_full.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Bytes held at most, like 4mb.
+    #[arg(long)]
+    limit_bytes: Option<String>,
+    #[arg(long)]
+    duplicate: Option<String>,
+    /// A share of frames sent ahead of those held before them.
+    #[arg(long)]
+    reorder: Option<String>,
+    /// A share of frames with one payload bit flipped.
+    #[arg(long)]
+    corrupt: Option<String>,
+    /// Seed: the same seed and the same frames make the same decisions.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Remove the impairment (of --direction).
+    #[arg(long)]
+    clear: bool,
 }
 
 fn main() -> ExitCode {
@@ -326,6 +387,53 @@ fn run(cli: Cli) -> Result<(), CliError> {
             print_dns(v)
         }),
         Cmd::Stats { name, json } => show(name, &Request::Stats, json, print_stats),
+        Cmd::Impair(args) => {
+            let ImpairArgs {
+                port,
+                name,
+                direction,
+                delay,
+                jitter,
+                distribution,
+                loss,
+                rate,
+                limit,
+                limit_bytes,
+                duplicate,
+                reorder,
+                corrupt,
+                seed,
+                clear,
+            } = *args;
+            done(
+                name,
+                &Request::Impair {
+                    port,
+                    direction: Some(direction),
+                    settings: Box::new(shunt_switch::impair::Settings {
+                        delay,
+                        jitter,
+                        distribution,
+                        loss,
+                        rate,
+                        limit,
+                        limit_bytes,
+                        duplicate,
+                        reorder,
+                        corrupt,
+                        seed,
+                    }),
+                    clear,
+                },
+            )
+        }
+        Cmd::Link { port, state, name } => done(
+            name,
+            &Request::Link {
+                port,
+                up: state == "up",
+            },
+        ),
         Cmd::Bench(args) => Ok(shunt_perf::linerate::run(args)?),
         Cmd::Capture(args) => Ok(capture::run(args)?),
         Cmd::Trace {
@@ -436,15 +544,39 @@ fn print_ports(ports: &[PortInfo]) {
                 if p.up { "up".into() } else { "DOWN".into() },
                 p.rx_frames.to_string(),
                 p.tx_frames.to_string(),
+                impair_cell(p),
             ]
         })
         .collect();
     table(
         &[
-            "port", "kind", "worker", "mode", "networks", "link", "rx", "tx",
+            "port", "kind", "worker", "mode", "networks", "link", "rx", "tx", "impair",
         ],
         rows,
     );
+}
+
+/// A port's impairment for the ports table: `out: delay 20ms / in: ...`.
+fn impair_cell(p: &PortInfo) -> String {
+    let Some(i) = &p.impair else {
+        return "-".into();
+    };
+    let mut w = Vec::new();
+    match (&i.egress, &i.ingress) {
+        (Some(e), Some(n)) if e == n => w.push(e.clone()),
+        (e, n) => {
+            if let Some(e) = e {
+                w.push(format!("egress: {e}"));
+            }
+            if let Some(n) = n {
+                w.push(format!("ingress: {n}"));
+            }
+        }
+    }
+    if let Some(f) = &i.flap {
+        w.push(format!("flap {f}"));
+    }
+    w.join(" / ")
 }
 
 fn print_fdb(entries: &[FdbEntry]) {
@@ -560,6 +692,26 @@ fn print_stats(v: &Stats) {
                 o.tx_gso_whole,
                 o.tx_gso_segments,
                 o.tx_csum_soft
+            );
+        }
+    }
+    // Impairment (docs/impair.md), for the ports that have or had any.
+    for (name, p) in &v.ports {
+        let Some(i) = &p.impair else { continue };
+        for (dir, t) in [("egress", &i.egress), ("ingress", &i.ingress)] {
+            if t.is_zero() {
+                continue;
+            }
+            out!(
+                "impair {name} {dir}: {} delayed, {} lost, {} duplicated, {} reordered, {} corrupted, {} queue full; {} frames ({} bytes) held now",
+                t.delayed,
+                t.lost,
+                t.duplicated,
+                t.reordered,
+                t.corrupted,
+                t.queue_full,
+                t.queued_frames,
+                t.queued_bytes
             );
         }
     }

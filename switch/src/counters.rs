@@ -57,6 +57,9 @@ drop_reasons! {
     VxlanNoNexthop => "vxlan_no_nexthop": "the underlay next hop towards the remote VTEP is not resolved (ARP) yet",
     VxlanTooBig => "vxlan_too_big": "the frame with its VXLAN encapsulation exceeds the underlay MTU",
     StackGso => "stack_gso": "a GSO super-frame for the switch's own stack, which takes none (it has no TCP: ARP, ping and DNS only)",
+    LinkDown => "link_down": "the port's link is down (`shunt link PORT down`, or a flap schedule)",
+    ImpairLoss => "impair_loss": "lost on purpose: the port's impairment (`loss`) took it",
+    ImpairQueueFull => "impair_queue_full": "the port's impairment queue (delay, rate) was full: its limit of frames or bytes",
     BadOffload => "bad_offload": "offload metadata (virtio-net header) that does not fit the frame: GSO size 0, checksum beyond the frame, a GSO type that does not match the headers, a length that lies",
 }
 
@@ -118,7 +121,7 @@ impl Counter {
     }
     /// Back to zero: only while its writer cannot write it (a detached
     /// port's slot after every worker passed a quiescent point).
-    fn reset(&self) {
+    pub(crate) fn reset(&self) {
         self.0.store(0, Relaxed);
     }
 }

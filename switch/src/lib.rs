@@ -9,6 +9,7 @@ pub mod control;
 pub mod counters;
 pub mod daemon;
 pub mod ids;
+pub mod impair;
 pub mod netns;
 pub mod pipeline;
 pub mod port;

@@ -143,6 +143,8 @@ pub struct Runtime {
     pub stack: Option<Arc<crate::stack::StackLink>>,
     /// Namespaces this switch created and removes on the way down.
     pub owned_namespaces: Mutex<Vec<String>>,
+    /// Link impairment and link state (impair/): specs the workers take.
+    pub impair: Arc<crate::impair::Shared>,
 }
 
 impl Runtime {
@@ -236,6 +238,7 @@ impl Runtime {
             started: Instant::now(),
             stack,
             owned_namespaces: Mutex::new(owned_namespaces),
+            impair: Arc::new(crate::impair::Shared::from_topology(&topo, nworkers)),
             topo: Mutex::new(topo),
         })
     }
@@ -249,6 +252,13 @@ impl Runtime {
     #[inline]
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// Nanoseconds since the switch started: the clock of impairment's
+    /// due times.
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
     }
 
     /// An egress's name: the port's, "switch" for the switch's stack,
@@ -359,6 +369,9 @@ impl Runtime {
         for w in &self.counters {
             w.port(id.into()).reset();
         }
+        // Impairment and link state stay with the port, not its id.
+        self.impair.forget(id.index());
+        self.impair.reset_counters(id.index());
         if let Some(x) = self.xdp_stats.get(id.index()) {
             x.store(&Default::default());
             x.cached.store(0, Relaxed);

@@ -14,6 +14,7 @@ mod ctl;
 mod dns;
 mod handoff;
 mod harness;
+mod impair;
 mod l2;
 mod macvlan;
 mod mixed;
@@ -66,6 +67,7 @@ fn main() {
         .chain(capture::tests())
         .chain(vxlan::tests())
         .chain(offload::tests())
+        .chain(impair::tests())
         .chain(queues::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
@@ -99,6 +101,7 @@ fn main() {
         .chain(vlan::afxdp_tests())
         .chain(vxlan::afxdp_tests())
         .chain(offload::afxdp_tests())
+        .chain(impair::afxdp_tests())
         .chain(handoff::afxdp_tests())
     {
         tests.push((name.to_string(), Box::new(test), skip_xdp.clone()));

@@ -14,11 +14,13 @@ use crate::ids::MAX_PORTS;
 pub mod addresses;
 mod fdb;
 mod host;
+mod impair;
 mod network;
 mod port;
 mod switch;
 mod vtep;
 pub use addresses::Ipv4Net;
+pub use impair::ImpairCfg;
 use vtep::vtep_section;
 pub use vtep::{inner_mtu, VXLAN_OVERHEAD};
 
@@ -273,6 +275,8 @@ pub struct Topology {
     pub fdb: Vec<StaticFdb>,
     /// The switch as a VXLAN tunnel endpoint (docs/vxlan.md).
     pub vtep: Option<Vtep>,
+    /// Link impairment and flap schedules (`[[impair]]`, docs/impair.md).
+    pub impair: Vec<ImpairCfg>,
 }
 
 /// Most remote VTEPs a topology may name.
@@ -321,6 +325,8 @@ struct RawFile {
     #[serde(default)]
     fdb: Vec<Spanned<fdb::RawFdb>>,
     vtep: Option<Spanned<vtep::RawVtep>>,
+    #[serde(default)]
+    impair: Vec<Spanned<impair::RawImpair>>,
 }
 
 struct Ctx<'a> {
@@ -456,6 +462,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         vtep_fdb,
         &underlay,
     )?;
+    let impair = impair::sections(&ctx, &raw.impair, &hosts, &ports)?;
     Ok(Topology {
         switch,
         networks,
@@ -463,6 +470,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         ports,
         fdb,
         vtep,
+        impair,
     })
 }
 

@@ -2,8 +2,8 @@
 //! ports, FDB, counters, DNS names, and the live trace.
 
 use super::proto::{
-    FdbEntry, FdbUsage, HandoffStats, PacketKernel, PortInfo, PortStats, Stats, TapKernel,
-    TraceEnd, TraceStart, Umem, VtepStats,
+    FdbEntry, FdbUsage, HandoffStats, ImpairInfo, ImpairStats, PacketKernel, PortInfo, PortStats,
+    Stats, TapKernel, TraceEnd, TraceStart, Umem, VtepStats,
 };
 use crate::config::PortMode;
 use crate::counters::{sum_port, DropReason, FloodCause, PortTotals};
@@ -61,6 +61,7 @@ fn port_totals(rt: &Runtime, i: usize) -> PortTotals {
 pub fn ports(rt: &Runtime) -> Vec<PortInfo> {
     let topo = rt.topo();
     let net = |n: usize| topo.networks[n].name.clone();
+    let imp = rt.impair.ports.load();
     topo.ports
         .iter()
         .enumerate()
@@ -90,7 +91,9 @@ pub fn ports(rt: &Runtime) -> Vec<PortInfo> {
                     .map(str::to_string),
                 worker: rt.port_worker.get(i).map(|w| w.load(Relaxed)).unwrap_or(0),
                 mode: if underlay { "underlay" } else { mode }.to_string(),
-                up: rt.port_up[i].load(Relaxed),
+                up: rt.port_up[i].load(Relaxed) && !rt.impair.is_down(i),
+                link_down: rt.impair.is_down(i),
+                impair: imp.get(i).and_then(impair_info),
                 networks,
                 native,
                 vlans,
@@ -216,6 +219,7 @@ pub fn stats(rt: &Runtime) -> Stats {
                 afxdp: (rt.port_kind[i].load() == Some(crate::port::Kind::AfXdp))
                     .then(|| rt.xdp_stats[i].json()),
                 tap: taps.get(&i).copied(),
+                impair: impair_stats(rt, i),
                 packet: packet_kernel_counters(rt, i),
             },
         );
@@ -255,6 +259,41 @@ pub fn stats(rt: &Runtime) -> Stats {
             })
         }),
     }
+}
+
+/// A port's impairment in words, None without any.
+fn impair_info(p: &crate::impair::PortImpair) -> Option<ImpairInfo> {
+    if p.egress.is_none() && p.ingress.is_none() && p.flap.is_none() {
+        return None;
+    }
+    use crate::impair::values::show_ns;
+    Some(ImpairInfo {
+        egress: p.egress.map(|s| s.describe()),
+        ingress: p.ingress.map(|s| s.describe()),
+        flap: p.flap.map(|f| {
+            format!(
+                "every {} down for {}",
+                show_ns(f.every_ns),
+                show_ns(f.down_for_ns)
+            )
+        }),
+    })
+}
+
+/// What port `i`'s impairment did, None when nothing ever happened.
+fn impair_stats(rt: &Runtime, i: usize) -> Option<ImpairStats> {
+    use crate::impair::line_index;
+    let s = ImpairStats {
+        egress: rt.impair.totals(line_index(i, true)),
+        ingress: rt.impair.totals(line_index(i, false)),
+    };
+    let had = rt
+        .impair
+        .ports
+        .load()
+        .get(i)
+        .is_some_and(|p| p.egress.is_some() || p.ingress.is_some());
+    (had || !s.egress.is_zero() || !s.ingress.is_zero()).then_some(s)
 }
 
 /// Per ordered pair of workers: what the first handed over to the second.

@@ -54,6 +54,20 @@ pub enum Request {
     Attach { host: String, network: String },
     /// Answered by [`Done`].
     Detach { host: String, network: String },
+    /// Sets (or clears) a port's link impairment (docs/impair.md).
+    /// Answered by [`Done`].
+    Impair {
+        port: String,
+        /// "egress", "ingress" or "both" (default).
+        #[serde(default)]
+        direction: Option<String>,
+        #[serde(default)]
+        settings: Box<crate::impair::Settings>,
+        #[serde(default)]
+        clear: bool,
+    },
+    /// Takes a port's link up or down. Answered by [`Done`].
+    Link { port: String, up: bool },
     /// Answered by [`Stopping`]; then the switch stops.
     Shutdown,
 }
@@ -72,12 +86,14 @@ impl Request {
             Request::Capture(_) => "capture",
             Request::Attach { .. } => "attach",
             Request::Detach { .. } => "detach",
+            Request::Impair { .. } => "impair",
+            Request::Link { .. } => "link",
             Request::Shutdown => "shutdown",
         }
     }
 
     /// Every `cmd` a request may name.
-    pub const CMDS: [&'static str; 11] = [
+    pub const CMDS: [&'static str; 13] = [
         "ping",
         "ports",
         "fdb",
@@ -88,6 +104,8 @@ impl Request {
         "capture",
         "attach",
         "detach",
+        "impair",
+        "link",
         "shutdown",
     ];
 }
@@ -226,10 +244,34 @@ pub struct PortInfo {
     pub mtu: u16,
     pub rx_frames: u64,
     pub tx_frames: u64,
+    /// The port's link impairment in words, per direction (null: none).
+    #[serde(default)]
+    pub impair: Option<ImpairInfo>,
+    /// Whether the link was taken down (`shunt link`, a flap schedule);
+    /// `up` is then false.
+    #[serde(default)]
+    pub link_down: bool,
     /// Receive queues (a multi-queue TAP: one per worker, each polled by
     /// its worker); 1 otherwise.
     #[serde(default = "one")]
     pub queues: usize,
+}
+
+/// `shunt ports --json` "impair": each direction's impairment in words
+/// (`delay 20ms loss 1% seed 7`), null when none; and the flap schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImpairInfo {
+    pub egress: Option<String>,
+    pub ingress: Option<String>,
+    pub flap: Option<String>,
+}
+
+/// `shunt stats --json` "impair" of a port: what each direction's
+/// impairment did (impair::LineTotals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImpairStats {
+    pub egress: crate::impair::LineTotals,
+    pub ingress: crate::impair::LineTotals,
 }
 
 fn one() -> usize {
@@ -327,6 +369,9 @@ pub struct PortStats {
     /// other ports or when they cannot be read.
     #[serde(default)]
     pub tap: Option<TapKernel>,
+    /// What the port's impairment did (null when it never had any).
+    #[serde(default)]
+    pub impair: Option<ImpairStats>,
     /// The kernel's counters of a packet port's socket (`PACKET_STATISTICS`
     /// since it opened: `rx_dropped`, frames its receive buffer had no room
     /// for, so shunt never saw them); null for other ports.
@@ -478,7 +523,7 @@ mod tests {
             "{\"cmd\":\"fdb_delete\",\"mac\":\"02:00:00:00:00:01\",\"network\":\"lan\"}\n"
         );
         for c in Request::CMDS {
-            let v = serde_json::json!({"cmd": c, "host": "h", "network": "n", "mac": "m"});
+            let v = serde_json::json!({"cmd": c, "host": "h", "network": "n", "mac": "m", "port": "p", "up": true});
             let r: Request = serde_json::from_value(v).expect("every cmd parses");
             assert_eq!(r.cmd(), c);
         }

@@ -91,6 +91,25 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
         },
         Request::Attach { host, network } => done(attach(rt, &host, &network), &mut out),
         Request::Detach { host, network } => done(detach(rt, &host, &network), &mut out),
+        Request::Impair {
+            port,
+            direction,
+            settings,
+            clear,
+        } => {
+            let dir = crate::impair::Direction::parse(direction.as_deref().unwrap_or("both"));
+            let r = dir
+                .map_err(crate::impair::control::ImpairError::Bad)
+                .and_then(|d| crate::impair::control::apply(rt, &port, d, &settings, clear));
+            match r {
+                Ok(message) => send(&mut out, &Done { ok: true, message }),
+                Err(e) => refuse(&mut out, e),
+            }
+        }
+        Request::Link { port, up } => match crate::impair::link::set_by_name(rt, &port, up) {
+            Ok(message) => send(&mut out, &Done { ok: true, message }),
+            Err(e) => refuse(&mut out, e),
+        },
         Request::Shutdown => {
             send(
                 &mut out,

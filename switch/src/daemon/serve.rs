@@ -103,6 +103,10 @@ pub(super) fn serve(
     handles.extend(threads::stack(&rt)?);
     threads::ager(&rt, aging_secs)?;
     threads::link_monitor(&rt)?;
+    crate::impair::link::spawn_flapper(&rt).map_err(|source| UpError::Thread {
+        what: "the link flapper",
+        source,
+    })?;
     let (tx, rx) = mpsc::channel::<()>();
     threads::control(&rt, listener, tx.clone())?;
     threads::signals(sigs, tx)?;

@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 
 pub use shunt_parsers::virtio_net::{Gso, Offload, OffloadError};
-pub use sys::{poll, pollfd};
+pub use sys::{poll, poll_ns, pollfd};
 
 /// Where a received frame starts in its slot: room in front for headers
 /// the switch prepends in place (a VLAN tag, a VXLAN encapsulation).

@@ -225,6 +225,29 @@ impl PacketPort {
         })
     }
 
+    /// Takes the socket's pending error (`SO_ERROR`), which clears it: the
+    /// "network is down" a device taken down and up again left behind
+    /// (`shunt link`), which poll(2) would report as an error until read.
+    pub fn take_error(&self) -> io::Result<i32> {
+        let mut err: libc::c_int = 0;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt(2) writes at most `len` bytes into the live
+        // local `err` and updates `len`.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(err)
+    }
+
     /// Receives up to `got.len()` frames with one `recvmmsg(2)`, each after
     /// its slot's headroom. A frame whose virtio-net header does not fit it
     /// is reported in `Rx::off` (dropped as `bad_offload`); one longer than

@@ -20,6 +20,31 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
     }
 }
 
+/// poll(2) with a timeout in nanoseconds (ppoll): a worker holding delayed
+/// frames sleeps until the next is due, not to the next millisecond.
+pub fn poll_ns(fds: &mut [libc::pollfd], timeout: std::time::Duration) -> io::Result<usize> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos().into(),
+    };
+    // SAFETY: `fds` is a valid, exclusively borrowed array of `pollfd` of
+    // the length passed (ppoll writes only their `revents`); `ts` is a live
+    // timespec read by the call; a null signal mask leaves the mask as is.
+    let n = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// A `pollfd` asking for read readiness on `fd`.
 pub fn pollfd(fd: RawFd) -> libc::pollfd {
     libc::pollfd {

@@ -29,6 +29,8 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 /// `_IOW('T', 216, int)`.
 const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+/// `_IOW('T', 226, int)`: the device's carrier on or off.
+const TUNSETCARRIER: libc::c_ulong = 0x4004_54e2;
 const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
@@ -146,6 +148,19 @@ impl Tap {
     pub fn send(&self, q: usize, parts: &[IoSlice<'_>]) -> io::Result<usize> {
         let n = self.queue(q).write_vectored(parts)?;
         Ok(n.saturating_sub(VNET_HDR_LEN))
+    }
+
+    /// Turns the device's carrier on or off: the host sees `NO-CARRIER`
+    /// (`shunt link PORT down`), as it would with its cable pulled.
+    pub fn set_carrier(&self, on: bool) -> io::Result<()> {
+        let v = libc::c_int::from(on);
+        // SAFETY: TUNSETCARRIER reads one int from the pointer, which points
+        // at a live local; the descriptor is an open TAP.
+        let rc = unsafe { libc::ioctl(self.queue(0).as_raw_fd(), TUNSETCARRIER as _, &v) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// What this TAP takes (and hands over) through its header.

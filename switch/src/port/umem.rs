@@ -480,9 +480,13 @@ impl Drop for FrameCache {
 /// Own buffers are only touched as far as frames fill them, so the large
 /// class costs address space, not cache.
 pub struct Slots {
-    own: Box<[u8]>,
+    /// The own buffers, kept alive here (reached through `at`/`own_at`).
+    _own: Box<[u8]>,
     /// Where each slot's bytes are: into `own`, or a held UMEM frame.
     at: Box<[NonNull<u8>]>,
+    /// Each slot's own buffer in `own` (a permutation of them: `swap`
+    /// exchanges slots' buffers too).
+    own_at: Box<[NonNull<u8>]>,
     /// The UMEM frame slot i holds, if any.
     held: Box<[Option<UmemFrame>]>,
     /// The area of the held frames (kept alive while any is held).
@@ -505,13 +509,14 @@ impl Slots {
     pub fn new(n: usize) -> Slots {
         let mut own = vec![0u8; n * Self::OWN].into_boxed_slice();
         let p = own.as_mut_ptr();
-        let at = (0..n)
+        let at: Box<[NonNull<u8>]> = (0..n)
             // SAFETY: i * OWN < n * OWN, inside `own`; a boxed slice of
             // n * OWN bytes (non-zero for n > 0; for n = 0 nothing is made).
             .map(|i| unsafe { NonNull::new_unchecked(p.add(i * Self::OWN)) })
             .collect();
         Slots {
-            own,
+            _own: own,
+            own_at: at.clone(),
             at,
             held: (0..n).map(|_| None).collect(),
             area: None,
@@ -595,9 +600,20 @@ impl Slots {
     #[inline]
     pub fn take(&mut self, i: usize) -> Option<UmemFrame> {
         let f = self.held.get_mut(i)?.take()?;
-        // SAFETY: i < n (held[i] exists), so i * OWN is inside `own`.
-        self.at[i] = unsafe { NonNull::new_unchecked(self.own.as_mut_ptr().add(i * Self::OWN)) };
+        // The slot's own buffer (i < n: held[i] exists, so own_at[i] does).
+        self.at[i] = self.own_at[i];
         Some(f)
+    }
+
+    /// Exchanges slots `i` and `j`: what each shows, its UMEM frame and
+    /// its own buffer (a batch that takes frames out of its middle moves
+    /// the rest up without copying them).
+    pub fn swap(&mut self, i: usize, j: usize) {
+        if i < self.at.len() && j < self.at.len() {
+            self.at.swap(i, j);
+            self.own_at.swap(i, j);
+            self.held.swap(i, j);
+        }
     }
 
     /// Gives every held frame back to the pool.
