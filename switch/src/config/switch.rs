@@ -97,5 +97,6 @@ pub(super) fn section(
 /// "Polling modes").
 pub const DEFAULT_POLL: PollMode = PollMode::Interrupt;
 
-/// TAP I/O without `tap_io` (docs/PERF.md, "Issue 13: batched TAP I/O").
-pub const DEFAULT_TAP_IO: TapIo = TapIo::Uring;
+/// TAP I/O without `tap_io`: the old path until the io_uring one is measured
+/// faster (docs/decisions.md, "Batched TAP I/O": not measured yet).
+pub const DEFAULT_TAP_IO: TapIo = TapIo::Syscall;
