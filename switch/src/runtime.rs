@@ -88,6 +88,8 @@ pub struct Runtime {
     pub bare: bool,
     /// How the workers wait for frames.
     pub poll: crate::config::PollMode,
+    /// How TAP frames move (one ring per worker, or a call per frame).
+    pub tap_io: crate::config::TapIo,
     pub plan: ArcSwap<Plan>,
     pub fdb: Fdb,
     /// Port devices by id; None for ids not (or no longer) in use.
@@ -200,6 +202,7 @@ impl Runtime {
             name: topo.switch.name.clone(),
             bare: topo.switch.bare,
             poll: topo.switch.poll,
+            tap_io: topo.switch.tap_io,
             plan: ArcSwap::from_pointee(plan),
             fdb,
             taps: slots.into_boxed_slice(),

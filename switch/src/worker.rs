@@ -21,12 +21,14 @@
 //! per batch, so ports attached or detached at run time take effect between
 //! batches without stopping anyone.
 
-use crate::config::PollMode;
+use crate::config::{PollMode, TapIo};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::ids::{Egress, PortId};
 use crate::pipeline::edit::{self, Copy, Edit, Out, SegmentBuf};
 use crate::pipeline::{self, local, Batch, Context, TxQueues, BATCH};
-use crate::port::{self, AfXdpPort, Device, Kind, Offload, Port, TapQueue, TxError, UmemFrame};
+use crate::port::{
+    self, AfXdpPort, Device, Kind, Offload, Port, TapQueue, TapRing, TxError, TxTag, UmemFrame,
+};
 use crate::runtime::{Handoff, Runtime, MAX_PORTS};
 use crate::stack::StackLink;
 use std::io;
@@ -83,6 +85,9 @@ struct Io {
     /// Per sending worker: a frame taken from its queue while the egress
     /// port's transmit ring was full, sent first on the next turn.
     stash: Vec<Option<Handoff>>,
+    /// This worker's io_uring for TAP frames (`tap_io = "uring"`), made on
+    /// its own thread; flushed in `kick`.
+    tap_ring: Option<Box<TapRing>>,
 }
 
 /// A UMEM frame ready to go, with where its bytes are.
@@ -119,6 +124,7 @@ impl Worker {
                 woke: vec![false; nworkers],
                 held_back: false,
                 stash: (0..nworkers).map(|_| None).collect(),
+                tap_ring: None,
             },
             rt,
             counters,
@@ -140,6 +146,18 @@ impl Worker {
             }
         }
         let rt = Arc::clone(&self.rt);
+        if rt.tap_io == TapIo::Uring {
+            self.io.tap_ring = match TapRing::new() {
+                Ok(r) => Some(Box::new(r)),
+                Err(e) => {
+                    eprintln!(
+                        "shunt: worker {}: no io_uring ({e}): one system call per TAP frame",
+                        self.id
+                    );
+                    None
+                }
+            };
+        }
         // The poll set, rebuilt only when a port comes, goes or goes down.
         let mut srcs: Vec<Src> = Vec::new();
         let mut fds: Vec<libc::pollfd> = Vec::new();
@@ -472,7 +490,16 @@ impl Io {
             batch.clear();
             return 0;
         };
-        if let Err(e) = batch.receive(dev) {
+        let r = match &mut *dev {
+            Device::Tap(t, q) => batch.receive(&mut TapQueue::with_ring(
+                t,
+                *q,
+                self.tap_ring.as_deref_mut(),
+                None,
+            )),
+            d => batch.receive(d),
+        };
+        if let Err(e) = r {
             self.rt.port_gone(p, &format!("read failed: {}", e.error));
         }
         // Frames another core just wrote (AF_XDP: the kernel's receive).
@@ -492,10 +519,17 @@ impl Io {
             Some(Kind::Tap) => {
                 // TAPs are written by whichever worker has frames for them.
                 let tap = self.rt.taps[c.dev.index()].load();
-                match tap.as_deref() {
+                match tap.as_ref() {
                     // On this worker's own queue of a multi-queue TAP.
                     Some(t) => {
-                        self.send_shared(&mut TapQueue { tap: t, q: self.id }, batch, c, out)
+                        let mut ring = self.tap_ring.take();
+                        let tag = TxTag {
+                            to: c.to,
+                            dev: c.dev,
+                        };
+                        let mut q = TapQueue::with_ring(t, self.id, ring.as_deref_mut(), Some(tag));
+                        self.send_shared(&mut q, batch, c, out);
+                        self.tap_ring = ring;
                     }
                     None => self.counters.count_drop(c.to, DropReason::PortDown),
                 }
@@ -684,6 +718,24 @@ impl Io {
     /// Once per batch: AF_XDP ports transmit what was queued, and workers
     /// that were handed frames are woken (one eventfd write each).
     fn kick(&mut self) {
+        if let Some(ring) = self.tap_ring.as_deref_mut() {
+            ring.flush();
+            for f in ring.take_failures() {
+                // Counted as sent when queued (as on AF_XDP): the drop too.
+                self.counters.count_tx(f.to, f.dev, Err(f.error));
+                if let TxError::Gone(e) = f.error {
+                    let err = io::Error::from_raw_os_error(e);
+                    self.rt.port_gone(f.dev, &format!("write failed: {err}"));
+                }
+            }
+            if ring.broken() {
+                eprintln!(
+                    "shunt: worker {}: io_uring failed: one system call per TAP frame from now on",
+                    self.id
+                );
+                self.tap_ring = None;
+            }
+        }
         for &p in &self.xdp_dirty {
             if let Some(x) = owned(&mut self.ports, p.into()) {
                 x.flush();

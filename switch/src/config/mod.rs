@@ -230,9 +230,30 @@ pub struct SwitchCfg {
     pub bare: bool,
     /// How workers wait for frames (`poll`, docs/topology.md).
     pub poll: PollMode,
+    /// How TAP frames reach the kernel (`tap_io`).
+    pub tap_io: TapIo,
     /// Queues of each TAP (`multiqueue = true`: one per worker, spread by
     /// the kernel by flow hash; else 1).
     pub tap_queues: usize,
+}
+
+/// How TAP frames move (`[switch] tap_io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapIo {
+    /// One readv(2) or writev(2) per frame.
+    Syscall,
+    /// A batch of reads or writes per io_uring_enter(2), one ring per
+    /// worker (docs/decisions.md, "Batched TAP I/O").
+    Uring,
+}
+
+impl TapIo {
+    pub fn name(self) -> &'static str {
+        match self {
+            TapIo::Syscall => "syscall",
+            TapIo::Uring => "uring",
+        }
+    }
 }
 
 /// How a worker waits for frames (`[switch] poll`).

@@ -1,6 +1,6 @@
 //! `[switch]`: the switch's name, workers and FDB sizing.
 
-use super::{check_name, int_in, ConfigError, Ctx, PollMode, SwitchCfg, DEFAULT_NAME};
+use super::{check_name, int_in, ConfigError, Ctx, PollMode, SwitchCfg, TapIo, DEFAULT_NAME};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -15,6 +15,7 @@ pub(super) struct RawSwitch {
     poll: Option<Spanned<String>>,
     poll_budget_us: Option<Spanned<i64>>,
     multiqueue: Option<bool>,
+    tap_io: Option<Spanned<String>>,
 }
 
 pub(super) fn section(
@@ -30,6 +31,7 @@ pub(super) fn section(
         fdb_max_entries: 65536,
         bare: false,
         poll: DEFAULT_POLL,
+        tap_io: DEFAULT_TAP_IO,
         tap_queues: 1,
     };
     let Some(s) = raw else {
@@ -55,6 +57,18 @@ pub(super) fn section(
     }
     if s.multiqueue == Some(true) {
         switch.tap_queues = switch.workers;
+    }
+    if let Some(t) = &s.tap_io {
+        switch.tap_io = match t.get_ref().as_str() {
+            "syscall" => TapIo::Syscall,
+            "uring" => TapIo::Uring,
+            other => {
+                return ctx.err(
+                    t.span(),
+                    format!("tap_io = {other:?}: write \"syscall\" or \"uring\""),
+                )
+            }
+        };
     }
     let budget_us = match &s.poll_budget_us {
         Some(b) => int_in(ctx, "poll_budget_us", b, 1, 1_000_000)? as u32,
@@ -82,3 +96,7 @@ pub(super) fn section(
 /// polling without sleeping takes the core a host's iperf3 needs (docs/PERF.md,
 /// "Polling modes").
 pub const DEFAULT_POLL: PollMode = PollMode::Interrupt;
+
+/// TAP I/O without `tap_io`: the old path until the io_uring one is measured
+/// faster (docs/decisions.md, "Batched TAP I/O": not measured yet).
+pub const DEFAULT_TAP_IO: TapIo = TapIo::Syscall;

@@ -25,6 +25,8 @@ pub mod tap;
 #[allow(unsafe_code)]
 pub mod umem;
 #[allow(unsafe_code)]
+pub mod uring;
+#[allow(unsafe_code)]
 pub mod xdp_loader;
 
 pub use afxdp::{AfXdpError, AfXdpPort, AfXdpStats};
@@ -32,6 +34,7 @@ pub use mem::MemPort;
 pub use packet::{PacketError, PacketPort};
 pub use tap::{Tap, TapError, TapQueue};
 pub use umem::{SharedUmem, Slots, UmemFrame};
+pub use uring::{TapRing, TxTag};
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -259,7 +262,7 @@ impl Port for Device {
     }
     fn caps(&self) -> Caps {
         match self {
-            Device::Tap(t, q) => TapQueue { tap: t, q: *q }.caps(),
+            Device::Tap(t, q) => TapQueue::new(t, *q).caps(),
             Device::AfXdp(x) => x.caps(),
             Device::Mem(m) => m.caps(),
             Device::Packet(p) => Port::caps(&&**p),
@@ -268,7 +271,7 @@ impl Port for Device {
     #[inline]
     fn recv(&mut self, slots: &mut Slots, got: &mut [Rx]) -> Result<usize, RxError> {
         match self {
-            Device::Tap(t, q) => TapQueue { tap: t, q: *q }.recv(slots, got),
+            Device::Tap(t, q) => TapQueue::new(t, *q).recv(slots, got),
             Device::AfXdp(x) => Port::recv(&mut **x, slots, got),
             Device::Mem(m) => m.recv(slots, got),
             Device::Packet(p) => Port::recv(&mut &**p, slots, got),
@@ -277,7 +280,7 @@ impl Port for Device {
     #[inline]
     fn send(&mut self, parts: &[&[u8]], off: &Offload) -> Result<usize, TxError> {
         match self {
-            Device::Tap(t, q) => TapQueue { tap: t, q: *q }.send(parts, off),
+            Device::Tap(t, q) => TapQueue::new(t, *q).send(parts, off),
             Device::AfXdp(x) => Port::send(&mut **x, parts, off),
             Device::Mem(m) => m.send(parts, off),
             Device::Packet(p) => Port::send(&mut &**p, parts, off),

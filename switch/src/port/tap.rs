@@ -18,6 +18,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+
+use super::uring::{TapRing, TxTag, RX_MIN};
 
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
@@ -70,6 +74,9 @@ pub enum TapError {
 #[derive(Debug)]
 pub struct Tap {
     queues: Box<[File]>,
+    /// Per queue: how many reads the next batched receive submits (from
+    /// the last one's haul; only the queue's one worker touches it).
+    rx_want: Box<[AtomicU8]>,
     name: String,
     /// What the kernel agreed to hand us (and so takes from us).
     offloads: super::Offloads,
@@ -96,6 +103,7 @@ impl Tap {
             queues.push(file);
         }
         Ok(Tap {
+            rx_want: queues.iter().map(|_| AtomicU8::new(RX_MIN as u8)).collect(),
             queues: queues.into_boxed_slice(),
             name: name.to_string(),
             offloads,
@@ -252,11 +260,63 @@ impl AsFd for Tap {
 
 /// One queue of a shared TAP, as a port: any worker may receive or send on
 /// a shared TAP (`Read` and `Write` are on `&File` for the same reason);
-/// a worker uses its own queue of a multi-queue TAP.
-#[derive(Debug, Clone, Copy)]
+/// a worker uses its own queue of a multi-queue TAP. With a ring, frames
+/// move in batches (port/uring.rs), else one system call each.
+#[derive(Debug)]
 pub struct TapQueue<'a> {
-    pub tap: &'a Tap,
+    pub tap: &'a Arc<Tap>,
     pub q: usize,
+    ring: Option<&'a mut TapRing>,
+    /// Who a frame queued on the ring is counted for when it fails.
+    tag: Option<TxTag>,
+}
+
+impl<'a> TapQueue<'a> {
+    /// One system call per frame.
+    pub fn new(tap: &'a Arc<Tap>, q: usize) -> TapQueue<'a> {
+        TapQueue {
+            tap,
+            q,
+            ring: None,
+            tag: None,
+        }
+    }
+
+    /// Through the worker's ring (when it has one); a frame sent is
+    /// counted for `tag` if it fails when the ring flushes.
+    pub fn with_ring(
+        tap: &'a Arc<Tap>,
+        q: usize,
+        ring: Option<&'a mut TapRing>,
+        tag: Option<TxTag>,
+    ) -> TapQueue<'a> {
+        TapQueue { tap, q, ring, tag }
+    }
+}
+
+/// A received frame's entry from its virtio-net header: a header that does
+/// not fit its frame is reported in `Rx::off` (the frame is dropped as
+/// `bad_offload`).
+#[inline]
+pub(super) fn rx_entry(hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> super::Rx {
+    let off = VirtioNetHdr::parse(hdr)
+        .map_err(|_| shunt_parsers::virtio_net::OffloadError::Length)
+        .and_then(|h| Offload::from_header(&h, frame));
+    super::Rx {
+        start: super::HEADROOM as u16,
+        len: frame.len().min(super::MAX_FRAME) as u16,
+        off,
+    }
+}
+
+/// A write's error as the worker counts it.
+pub(super) fn tx_error(err: io::Error) -> super::TxError {
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::ENOBUFS) => super::TxError::Full,
+        Some(e @ (libc::EIO | libc::EBADFD | libc::ENODEV)) => super::TxError::Gone(e),
+        Some(e) => super::TxError::Refused(e),
+        None => super::TxError::Refused(0),
+    }
 }
 
 impl super::Port for TapQueue<'_> {
@@ -272,19 +332,35 @@ impl super::Port for TapQueue<'_> {
         }
     }
 
-    /// One readv(2) per frame (its header, then the frame after the slot's
-    /// headroom), until the device has nothing more. A header that does not
-    /// fit its frame is reported in `Rx::off` (the frame is dropped as
-    /// `bad_offload`). The area takes 65,535 bytes: more than the kernel
-    /// hands over (a TSO super-frame is at most 64 KiB with its headers,
-    /// the kernel's `gso_max_size`).
+    /// With a ring: a batch of reads in one call, as many as the last
+    /// receive found room for plus half as many again (at least
+    /// `RX_MIN`). Without: one readv(2) per frame (its header, then the
+    /// frame after the slot's headroom), until the device has nothing more.
+    /// The area takes 65,535 bytes: more than the kernel hands over (a TSO
+    /// super-frame is at most 64 KiB with its headers, the kernel's
+    /// `gso_max_size`).
     fn recv(
         &mut self,
         slots: &mut super::Slots,
         got: &mut [super::Rx],
     ) -> Result<usize, super::RxError> {
-        let mut n = 0;
         let max = got.len().min(slots.len());
+        if let Some(ring) = self.ring.as_deref_mut() {
+            let cell = &self.tap.rx_want[self.q.min(self.tap.rx_want.len() - 1)];
+            let want = usize::from(cell.load(Relaxed)).clamp(RX_MIN, max.max(RX_MIN));
+            let fd = self.tap.queue(self.q).as_raw_fd();
+            let r = ring.recv(fd, want, slots, got);
+            let n = match &r {
+                Ok(n) => *n,
+                Err(e) => e.received,
+            };
+            // All found: there may be more (twice as many next time);
+            // fewer: about what came, with room for a burst.
+            let next = if n == want { want * 2 } else { n + n / 2 };
+            cell.store(next.clamp(RX_MIN, max.min(u8::MAX.into())) as u8, Relaxed);
+            return r;
+        }
+        let mut n = 0;
         while n < max {
             let slot = slots.slot_mut(n);
             let end = slot.len().min(super::HEADROOM + super::MAX_FRAME);
@@ -294,15 +370,7 @@ impl super::Port for TapQueue<'_> {
             let mut hdr = [0u8; VNET_HDR_LEN];
             match self.tap.recv(self.q, &mut hdr, area) {
                 Ok(len) => {
-                    let frame = area.get(..len).unwrap_or_default();
-                    let off = VirtioNetHdr::parse(&hdr)
-                        .map_err(|_| shunt_parsers::virtio_net::OffloadError::Length)
-                        .and_then(|h| Offload::from_header(&h, frame));
-                    got[n] = super::Rx {
-                        start: super::HEADROOM as u16,
-                        len: len.min(super::MAX_FRAME) as u16,
-                        off,
-                    };
+                    got[n] = rx_entry(&hdr, area.get(..len).unwrap_or_default());
                     n += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -315,26 +383,32 @@ impl super::Port for TapQueue<'_> {
         Ok(n)
     }
 
-    /// One writev(2) of the header and the parts: gathered by the kernel,
-    /// not copied here. `off` is the frame's offload state as the edit
-    /// stage left it (checksum start already moved for a tag change).
+    /// With a ring: copied with its header into one of the ring's buffers
+    /// and written at the worker's flush (a frame too large for a buffer
+    /// goes at once, after what was queued). Without: one writev(2) of the
+    /// header and the parts, gathered by the kernel, not copied here.
+    /// `off` is the frame's offload state as the edit stage left it
+    /// (checksum start already moved for a tag change).
     fn send(&mut self, parts: &[&[u8]], off: &Offload) -> Result<usize, super::TxError> {
         let hdr = off.to_header(0, 0).to_bytes();
+        if let (Some(ring), Some(tag)) = (self.ring.as_deref_mut(), self.tag) {
+            let len: usize = parts.iter().map(|p| p.len()).sum();
+            if ring.fits(len) {
+                let fd = self.tap.queue(self.q).as_raw_fd();
+                return Ok(ring.queue(self.tap, fd, &hdr, parts, tag));
+            }
+            // In order with what the ring holds for this TAP.
+            ring.flush();
+        }
         let mut iov = [IoSlice::new(&[]); 5];
         iov[0] = IoSlice::new(&hdr);
         let n = parts.len().min(iov.len() - 1);
         for (v, p) in iov[1..].iter_mut().zip(parts) {
             *v = IoSlice::new(p);
         }
-        self.tap
-            .send(self.q, &iov[..n + 1])
-            .map_err(|err| match err.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::ENOBUFS) => super::TxError::Full,
-                Some(e @ (libc::EIO | libc::EBADFD | libc::ENODEV)) => super::TxError::Gone(e),
-                Some(e) => super::TxError::Refused(e),
-                None => super::TxError::Refused(0),
-            })
+        self.tap.send(self.q, &iov[..n + 1]).map_err(tx_error)
     }
 
+    /// The ring is flushed by the worker, once per batch over all ports.
     fn flush(&mut self) {}
 }
