@@ -86,6 +86,8 @@ pub struct Runtime {
     topo: Mutex<Topology>,
     pub name: String,
     pub bare: bool,
+    /// How the workers wait for frames.
+    pub poll: crate::config::PollMode,
     pub plan: ArcSwap<Plan>,
     pub fdb: Fdb,
     /// Port devices by id; None for ids not (or no longer) in use.
@@ -163,7 +165,7 @@ impl Runtime {
         for (p, d) in devices.into_iter().enumerate() {
             let Some(id) = PortId::new(p) else { break };
             match d {
-                Device::Tap(t) => {
+                Device::Tap(t, _) => {
                     kinds[p].store(Some(Kind::Tap));
                     slots.push(ArcSwapOption::new(Some(t)));
                 }
@@ -192,6 +194,7 @@ impl Runtime {
         Ok(Runtime {
             name: topo.switch.name.clone(),
             bare: topo.switch.bare,
+            poll: topo.switch.poll,
             plan: ArcSwap::from_pointee(plan),
             fdb,
             taps: slots.into_boxed_slice(),

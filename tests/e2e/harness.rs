@@ -27,9 +27,12 @@ pub type TestResult = Result<(), libtest_mimic::Failed>;
 /// Fail the test with a message unless the condition holds.
 #[macro_export]
 macro_rules! ensure {
+    // A match, not `if !cond`: conditions on floats (rates) read as
+    // written, without clippy's neg_cmp_op_on_partial_ord.
     ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(format!($($fmt)+).into());
+        match $cond {
+            true => {}
+            false => return Err(format!($($fmt)+).into()),
         }
     };
 }

@@ -17,6 +17,7 @@ mod macvlan;
 mod mixed;
 mod offload;
 mod offload_veth;
+mod queues;
 mod trace;
 mod vlan;
 mod vxlan;
@@ -61,6 +62,7 @@ fn main() {
         .chain(trace::tests())
         .chain(vxlan::tests())
         .chain(offload::tests())
+        .chain(queues::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }

@@ -226,6 +226,39 @@ pub struct SwitchCfg {
     /// Benchmark baseline (`shunt bench --bare`): no switching logic; port
     /// 2k's frames go to port 2k+1 and back, untouched.
     pub bare: bool,
+    /// How workers wait for frames (`poll`, docs/topology.md).
+    pub poll: PollMode,
+    /// Queues of each TAP (`multiqueue = true`: one per worker, spread by
+    /// the kernel by flow hash; else 1).
+    pub tap_queues: usize,
+}
+
+/// How a worker waits for frames (`[switch] poll`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollMode {
+    /// Sleep in poll(2) whenever no port has a frame: no CPU when idle, a
+    /// wake-up's latency on the next frame.
+    Interrupt,
+    /// After the last frame keep polling without sleeping for `budget_us`
+    /// microseconds, then sleep: a busy port never waits for a wake-up, an
+    /// idle switch sleeps.
+    Adaptive { budget_us: u32 },
+    /// Never sleep (a core given to the switch).
+    Busy,
+}
+
+impl PollMode {
+    /// The budget when `poll_budget_us` is not given: about the gap between
+    /// a TCP stream's frames on this machine (docs/PERF.md).
+    pub const DEFAULT_BUDGET_US: u32 = 50;
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PollMode::Interrupt => "interrupt",
+            PollMode::Adaptive { .. } => "adaptive",
+            PollMode::Busy => "busy",
+        }
+    }
 }
 
 /// A validated topology: every index points into the vectors here.
@@ -452,6 +485,21 @@ mod tests {
             Some("10.0.0.2/24".into())
         );
         assert_eq!(t.hosts[2].links[0].mac, MacAddr([0x02, 0x42, 10, 0, 0, 4]));
+    }
+
+    #[test]
+    fn poll_modes() {
+        let net = "[[network]]\nname = 'n'\nsubnet = '10.1.0.0/24'\n";
+        let t = |src: &str| parse("t", &format!("{src}{net}")).map(|t| t.switch.poll);
+        assert_eq!(t("").ok(), Some(PollMode::Interrupt));
+        assert_eq!(t("[switch]\npoll = 'busy'\n").ok(), Some(PollMode::Busy));
+        assert_eq!(
+            t("[switch]\npoll = 'adaptive'\npoll_budget_us = 20\n").ok(),
+            Some(PollMode::Adaptive { budget_us: 20 })
+        );
+        let e = err("[switch]\nname = 'x'\npoll = 'spin'\n");
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("\"adaptive\""), "{e}");
     }
 
     #[test]

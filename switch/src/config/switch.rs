@@ -1,6 +1,6 @@
 //! `[switch]`: the switch's name, workers and FDB sizing.
 
-use super::{check_name, int_in, ConfigError, Ctx, SwitchCfg, DEFAULT_NAME};
+use super::{check_name, int_in, ConfigError, Ctx, PollMode, SwitchCfg, DEFAULT_NAME};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -12,6 +12,9 @@ pub(super) struct RawSwitch {
     fdb_aging_secs: Option<Spanned<i64>>,
     fdb_max_entries: Option<Spanned<i64>>,
     bare: Option<bool>,
+    poll: Option<Spanned<String>>,
+    poll_budget_us: Option<Spanned<i64>>,
+    multiqueue: Option<bool>,
 }
 
 pub(super) fn section(
@@ -26,6 +29,8 @@ pub(super) fn section(
         fdb_aging_secs: 300,
         fdb_max_entries: 65536,
         bare: false,
+        poll: DEFAULT_POLL,
+        tap_queues: 1,
     };
     let Some(s) = raw else {
         return Ok(switch);
@@ -48,5 +53,32 @@ pub(super) fn section(
     if let Some(m) = &s.fdb_max_entries {
         switch.fdb_max_entries = int_in(ctx, "fdb_max_entries", m, 1, 16_777_216)? as usize;
     }
+    if s.multiqueue == Some(true) {
+        switch.tap_queues = switch.workers;
+    }
+    let budget_us = match &s.poll_budget_us {
+        Some(b) => int_in(ctx, "poll_budget_us", b, 1, 1_000_000)? as u32,
+        None => PollMode::DEFAULT_BUDGET_US,
+    };
+    if let Some(p) = &s.poll {
+        switch.poll = match p.get_ref().as_str() {
+            "interrupt" => PollMode::Interrupt,
+            "adaptive" => PollMode::Adaptive { budget_us },
+            "busy" => PollMode::Busy,
+            other => {
+                return ctx.err(
+                    p.span(),
+                    format!("poll = {other:?}: write \"interrupt\", \"adaptive\" or \"busy\""),
+                )
+            }
+        };
+    } else if let PollMode::Adaptive { .. } = switch.poll {
+        switch.poll = PollMode::Adaptive { budget_us };
+    }
     Ok(switch)
 }
+
+/// The polling mode without `poll`: measured on this 2-core machine,
+/// polling without sleeping takes the core a host's iperf3 needs (docs/PERF.md,
+/// "Polling modes").
+pub const DEFAULT_POLL: PollMode = PollMode::Interrupt;

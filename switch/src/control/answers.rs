@@ -100,6 +100,10 @@ pub fn ports(rt: &Runtime) -> Vec<PortInfo> {
                 mtu: p.mtu,
                 rx_frames: t.rx_frames,
                 tx_frames: t.tx_frames,
+                queues: (rt.port_kind[i].load() == Some(crate::port::Kind::Tap))
+                    .then(|| rt.taps[i].load().as_deref().map(|t| t.queues()))
+                    .flatten()
+                    .unwrap_or(1),
             }
         })
         .collect()
@@ -232,6 +236,16 @@ pub fn stats(rt: &Runtime) -> Stats {
         },
         trace_lost: rt.tracer.lost.load(Relaxed),
         handoff: handoff(rt),
+        workers: rt
+            .counters
+            .iter()
+            .map(|w| super::proto::WorkerStats {
+                rx_frames: PortId::all()
+                    .map(|p| w.port(p.into()).rx_frames.get())
+                    .sum(),
+                batches: w.batches.get(),
+            })
+            .collect(),
         host: rt.stack.as_ref().map(|h| {
             h.stats_json(|i| {
                 topo.networks

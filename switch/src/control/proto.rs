@@ -156,6 +156,14 @@ pub struct PortInfo {
     pub mtu: u16,
     pub rx_frames: u64,
     pub tx_frames: u64,
+    /// Receive queues (a multi-queue TAP: one per worker, each polled by
+    /// its worker); 1 otherwise.
+    #[serde(default = "one")]
+    pub queues: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// One entry of `shunt fdb --json`.
@@ -190,6 +198,17 @@ pub struct Stats {
     /// workers (empty with one worker).
     #[serde(default)]
     pub handoff: Vec<HandoffStats>,
+    /// Per worker, in worker order: the frames it received from its ports
+    /// and the batches it ran (how a multi-queue port spreads).
+    #[serde(default)]
+    pub workers: Vec<WorkerStats>,
+}
+
+/// One worker of `shunt stats --json` "workers".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    pub rx_frames: u64,
+    pub batches: u64,
 }
 
 /// One pair of workers of `shunt stats --json` "handoff": what worker

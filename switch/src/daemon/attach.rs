@@ -97,7 +97,15 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
     let next = topo.ports.len();
     let pid = rt.take_port_id(next).ok_or(AttachError::NoPortLeft)?;
     let id = pid.index();
-    let tap = match plug_tap(&port_name, host, &ifname, Some(mac), mtu, ip) {
+    let tap = match plug_tap(
+        &port_name,
+        host,
+        &ifname,
+        Some(mac),
+        mtu,
+        ip,
+        topo.switch.tap_queues,
+    ) {
         Ok(t) => t,
         Err(e) => {
             rt.give_back_port_id(pid, next);

@@ -51,7 +51,16 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
                 devs[pi] = Some(open_afxdp(&port, &outer, topo.ports[pi].xdp_mode, umem)?);
                 topo.ports[pi].outer = Some(outer);
             } else {
-                let tap = plug_tap(&port, &h.name, &link.ifname, Some(link.mac), h.mtu, link.ip)?;
+                let queues = topo.switch.tap_queues;
+                let tap = plug_tap(
+                    &port,
+                    &h.name,
+                    &link.ifname,
+                    Some(link.mac),
+                    h.mtu,
+                    link.ip,
+                    queues,
+                )?;
                 devs[pi] = Some(Device::tap(tap));
             }
         }
@@ -85,12 +94,15 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
                 None,
                 p.mtu,
                 None,
+                topo.switch.tap_queues,
             )?));
             continue;
         }
-        let tap = Tap::open(&p.interface).map_err(|source| super::PlugError::Tap {
-            port: p.name.clone(),
-            source,
+        let tap = Tap::open_queues(&p.interface, topo.switch.tap_queues).map_err(|source| {
+            super::PlugError::Tap {
+                port: p.name.clone(),
+                source,
+            }
         })?;
         let qlen = super::plug::TAP_TXQUEUELEN.to_string();
         let mtu = p.mtu.to_string();

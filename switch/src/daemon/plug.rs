@@ -74,10 +74,11 @@ pub(super) fn plug_tap(
     mac: Option<MacAddr>,
     mtu: u16,
     ip: Option<Ipv4Net>,
+    queues: usize,
 ) -> Result<Tap, PlugError> {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let temp = format!("sht{:x}x{}", std::process::id(), SEQ.fetch_add(1, Relaxed));
-    let tap = Tap::open(&temp).map_err(|source| PlugError::Tap {
+    let tap = Tap::open_queues(&temp, queues).map_err(|source| PlugError::Tap {
         port: port.to_string(),
         source,
     })?;

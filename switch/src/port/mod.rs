@@ -30,7 +30,7 @@ pub mod xdp_loader;
 pub use afxdp::{AfXdpError, AfXdpPort, AfXdpStats};
 pub use mem::MemPort;
 pub use packet::{PacketError, PacketPort};
-pub use tap::{Tap, TapError};
+pub use tap::{Tap, TapError, TapQueue};
 pub use umem::{SharedUmem, Slots, UmemFrame};
 
 use std::os::fd::{AsFd, BorrowedFd};
@@ -213,7 +213,8 @@ pub trait Port {
 /// worker that owns its rings, an in-memory port to its test.
 #[derive(Debug)]
 pub enum Device {
-    Tap(Arc<Tap>),
+    /// A shared TAP and the queue this holder uses.
+    Tap(Arc<Tap>, usize),
     AfXdp(Box<AfXdpPort>),
     Mem(Box<MemPort>),
     /// Shared as a TAP is: one descriptor, any worker sends.
@@ -222,7 +223,7 @@ pub enum Device {
 
 impl Device {
     pub fn tap(t: Tap) -> Device {
-        Device::Tap(Arc::new(t))
+        Device::Tap(Arc::new(t), 0)
     }
 
     /// The AF_XDP port, for what only it does (zero-copy send, frames back
@@ -238,7 +239,7 @@ impl Device {
     /// The descriptor to poll; None for in-memory ports.
     pub fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
         match self {
-            Device::Tap(t) => Some(t.as_fd()),
+            Device::Tap(t, q) => Some(t.queue_fd(*q)),
             Device::AfXdp(x) => Some(x.as_fd()),
             Device::Mem(_) => None,
             Device::Packet(p) => Some(p.as_fd()),
@@ -250,7 +251,7 @@ impl Port for Device {
     #[inline]
     fn kind(&self) -> Kind {
         match self {
-            Device::Tap(_) => Kind::Tap,
+            Device::Tap(..) => Kind::Tap,
             Device::AfXdp(_) => Kind::AfXdp,
             Device::Mem(_) => Kind::Mem,
             Device::Packet(_) => Kind::Packet,
@@ -258,7 +259,7 @@ impl Port for Device {
     }
     fn caps(&self) -> Caps {
         match self {
-            Device::Tap(t) => Port::caps(&&**t),
+            Device::Tap(t, q) => TapQueue { tap: t, q: *q }.caps(),
             Device::AfXdp(x) => x.caps(),
             Device::Mem(m) => m.caps(),
             Device::Packet(p) => Port::caps(&&**p),
@@ -267,7 +268,7 @@ impl Port for Device {
     #[inline]
     fn recv(&mut self, slots: &mut Slots, got: &mut [Rx]) -> Result<usize, RxError> {
         match self {
-            Device::Tap(t) => Port::recv(&mut &**t, slots, got),
+            Device::Tap(t, q) => TapQueue { tap: t, q: *q }.recv(slots, got),
             Device::AfXdp(x) => Port::recv(&mut **x, slots, got),
             Device::Mem(m) => m.recv(slots, got),
             Device::Packet(p) => Port::recv(&mut &**p, slots, got),
@@ -276,7 +277,7 @@ impl Port for Device {
     #[inline]
     fn send(&mut self, parts: &[&[u8]], off: &Offload) -> Result<usize, TxError> {
         match self {
-            Device::Tap(t) => Port::send(&mut &**t, parts, off),
+            Device::Tap(t, q) => TapQueue { tap: t, q: *q }.send(parts, off),
             Device::AfXdp(x) => Port::send(&mut **x, parts, off),
             Device::Mem(m) => m.send(parts, off),
             Device::Packet(p) => Port::send(&mut &**p, parts, off),
@@ -285,7 +286,7 @@ impl Port for Device {
     #[inline]
     fn flush(&mut self) {
         match self {
-            Device::Tap(_) | Device::Packet(_) => {}
+            Device::Tap(..) | Device::Packet(_) => {}
             Device::AfXdp(x) => x.flush(),
             Device::Mem(m) => m.flush(),
         }

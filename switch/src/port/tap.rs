@@ -22,6 +22,7 @@ use std::os::unix::fs::OpenOptionsExt;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 /// `_IOW('T', 202, int)` from linux/if_tun.h.
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 /// `_IOW('T', 208, unsigned int)`.
@@ -61,9 +62,12 @@ pub enum TapError {
     },
 }
 
+/// A TAP device: one descriptor per queue (one, or one per worker with
+/// `IFF_MULTI_QUEUE`: the kernel spreads the host's flows over the queues
+/// by hash, so each flow stays on one queue and in order).
 #[derive(Debug)]
 pub struct Tap {
-    file: File,
+    queues: Box<[File]>,
     name: String,
     /// What the kernel agreed to hand us (and so takes from us).
     offloads: super::Offloads,
@@ -71,51 +75,46 @@ pub struct Tap {
 
 impl Tap {
     /// Creates (or attaches to) the TAP device `name` in the calling
-    /// thread's network namespace.
+    /// thread's network namespace, with one queue.
     pub fn open(name: &str) -> Result<Tap, TapError> {
+        Tap::open_queues(name, 1)
+    }
+
+    /// The same with `n` queues (`IFF_MULTI_QUEUE` when more than one).
+    pub fn open_queues(name: &str, n: usize) -> Result<Tap, TapError> {
         if name.len() >= libc::IFNAMSIZ || name.is_empty() {
             return Err(TapError::Name(name.to_string()));
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open("/dev/net/tun")
-            .map_err(TapError::OpenTun)?;
-        let mut req = IfReqFlags {
-            name: [0; libc::IFNAMSIZ],
-            flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
-            _pad: [0; 22],
-        };
-        req.name[..name.len()].copy_from_slice(name.as_bytes());
-        // SAFETY: TUNSETIFF reads a `struct ifreq` (name + flags); `req` is
-        // a properly sized and initialised `repr(C)` value that outlives the
-        // call, and the descriptor is an open /dev/net/tun file.
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req) };
-        if rc < 0 {
-            return Err(TapError::SetIff {
-                name: name.to_string(),
-                source: io::Error::last_os_error(),
-            });
+        let n = n.clamp(1, MAX_QUEUES);
+        let mut queues = Vec::with_capacity(n);
+        let mut offloads = super::Offloads::ALL;
+        for _ in 0..n {
+            let (file, o) = open_queue(name, n > 1)?;
+            offloads = o;
+            queues.push(file);
         }
-        let fail = |what, source| TapError::Offload {
-            name: name.to_string(),
-            what,
-            source,
-        };
-        let hdr_len = VNET_HDR_LEN as libc::c_int;
-        // SAFETY: TUNSETVNETHDRSZ reads one int from the pointer, which
-        // points at a live local; the descriptor is an open TAP.
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETVNETHDRSZ as _, &hdr_len) };
-        if rc < 0 {
-            return Err(fail("TUNSETVNETHDRSZ", io::Error::last_os_error()));
-        }
-        let offloads = set_offload(&file).map_err(|e| fail("TUNSETOFFLOAD", e))?;
         Ok(Tap {
-            file,
+            queues: queues.into_boxed_slice(),
             name: name.to_string(),
             offloads,
         })
+    }
+
+    /// Queues of this TAP (each a descriptor).
+    pub fn queues(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Queue `q`'s descriptor (queue 0 past the last).
+    #[inline]
+    fn queue(&self, q: usize) -> &File {
+        // `queues` is never empty (open_queues opens at least one).
+        &self.queues[q.min(self.queues.len() - 1)]
+    }
+
+    /// Queue `q`'s descriptor, to poll.
+    pub fn queue_fd(&self, q: usize) -> BorrowedFd<'_> {
+        self.queue(q).as_fd()
     }
 
     pub fn name(&self) -> &str {
@@ -126,19 +125,26 @@ impl Tap {
     /// serialises reads and writes on a TAP, so any worker may transmit on
     /// any TAP port); `WouldBlock` when none is waiting. Returns the
     /// frame's length; a frame longer than `buf` comes back cut.
+    /// From queue `q`.
     #[inline]
-    pub fn recv(&self, hdr: &mut [u8; VNET_HDR_LEN], buf: &mut [u8]) -> io::Result<usize> {
+    pub fn recv(
+        &self,
+        q: usize,
+        hdr: &mut [u8; VNET_HDR_LEN],
+        buf: &mut [u8],
+    ) -> io::Result<usize> {
         let mut iov = [IoSliceMut::new(hdr), IoSliceMut::new(buf)];
-        let n = (&self.file).read_vectored(&mut iov)?;
+        let n = self.queue(q).read_vectored(&mut iov)?;
         Ok(n.saturating_sub(VNET_HDR_LEN))
     }
 
     /// Writes one frame gathered from `parts` (so a tag can be pushed or
     /// popped without copying the frame); `parts[0]` is its virtio-net
     /// header. Returns the frame's length.
+    /// On queue `q` (any queue takes any frame: the host's stack gets it).
     #[inline]
-    pub fn send(&self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
-        let n = (&self.file).write_vectored(parts)?;
+    pub fn send(&self, q: usize, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.queue(q).write_vectored(parts)?;
         Ok(n.saturating_sub(VNET_HDR_LEN))
     }
 
@@ -146,6 +152,52 @@ impl Tap {
     pub fn offloads(&self) -> super::Offloads {
         self.offloads
     }
+}
+
+/// The most queues a TAP gets (the kernel allows 256; one per worker is
+/// what the switch uses).
+pub const MAX_QUEUES: usize = 64;
+
+/// Opens one queue of TAP `name` (of a multi-queue TAP when `multi`) with
+/// the virtio-net header and the offloads; returns its descriptor and the
+/// offloads agreed.
+fn open_queue(name: &str, multi: bool) -> Result<(File, super::Offloads), TapError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")
+        .map_err(TapError::OpenTun)?;
+    let mut req = IfReqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | if multi { IFF_MULTI_QUEUE } else { 0 },
+        _pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: TUNSETIFF reads a `struct ifreq` (name + flags); `req` is
+    // a properly sized and initialised `repr(C)` value that outlives the
+    // call, and the descriptor is an open /dev/net/tun file.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req) };
+    if rc < 0 {
+        return Err(TapError::SetIff {
+            name: name.to_string(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    let fail = |what, source| TapError::Offload {
+        name: name.to_string(),
+        what,
+        source,
+    };
+    let hdr_len = VNET_HDR_LEN as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads one int from the pointer, which
+    // points at a live local; the descriptor is an open TAP.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETVNETHDRSZ as _, &hdr_len) };
+    if rc < 0 {
+        return Err(fail("TUNSETVNETHDRSZ", io::Error::last_os_error()));
+    }
+    let offloads = set_offload(&file).map_err(|e| fail("TUNSETOFFLOAD", e))?;
+    Ok((file, offloads))
 }
 
 /// Offers the kernel every offload it has: checksum, TSO (with ECN) and,
@@ -177,14 +229,22 @@ fn set_offload(file: &File) -> io::Result<super::Offloads> {
 }
 
 impl AsFd for Tap {
+    /// Queue 0's.
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
+        self.queue(0).as_fd()
     }
 }
 
-/// On `&Tap`: any worker may receive or send on a shared TAP (`Read` and
-/// `Write` are on `&File` for the same reason).
-impl super::Port for &Tap {
+/// One queue of a shared TAP, as a port: any worker may receive or send on
+/// a shared TAP (`Read` and `Write` are on `&File` for the same reason);
+/// a worker uses its own queue of a multi-queue TAP.
+#[derive(Debug, Clone, Copy)]
+pub struct TapQueue<'a> {
+    pub tap: &'a Tap,
+    pub q: usize,
+}
+
+impl super::Port for TapQueue<'_> {
     fn kind(&self) -> super::Kind {
         super::Kind::Tap
     }
@@ -192,8 +252,8 @@ impl super::Port for &Tap {
     fn caps(&self) -> super::Caps {
         super::Caps {
             zero_copy: false,
-            offloads: self.offloads,
-            queues: 1,
+            offloads: self.tap.offloads,
+            queues: self.tap.queues() as u16,
         }
     }
 
@@ -217,7 +277,7 @@ impl super::Port for &Tap {
                 break;
             };
             let mut hdr = [0u8; VNET_HDR_LEN];
-            match Tap::recv(self, &mut hdr, area) {
+            match self.tap.recv(self.q, &mut hdr, area) {
                 Ok(len) => {
                     let frame = area.get(..len).unwrap_or_default();
                     let off = VirtioNetHdr::parse(&hdr)
@@ -251,12 +311,14 @@ impl super::Port for &Tap {
         for (v, p) in iov[1..].iter_mut().zip(parts) {
             *v = IoSlice::new(p);
         }
-        Tap::send(self, &iov[..n + 1]).map_err(|err| match err.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::ENOBUFS) => super::TxError::Full,
-            Some(e @ (libc::EIO | libc::EBADFD | libc::ENODEV)) => super::TxError::Gone(e),
-            Some(e) => super::TxError::Refused(e),
-            None => super::TxError::Refused(0),
-        })
+        self.tap
+            .send(self.q, &iov[..n + 1])
+            .map_err(|err| match err.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::ENOBUFS) => super::TxError::Full,
+                Some(e @ (libc::EIO | libc::EBADFD | libc::ENODEV)) => super::TxError::Gone(e),
+                Some(e) => super::TxError::Refused(e),
+                None => super::TxError::Refused(0),
+            })
     }
 
     fn flush(&mut self) {}
