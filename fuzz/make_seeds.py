@@ -14,7 +14,7 @@ out = here / "seeds"
 
 # Ports of the fuzz topology.
 WEB, DB1, DB2_LAN, DB2_BLUE, M1, M2, O1, UP, TRUNK, UL = range(10)
-LAST, AGE = 0x10, 0x20
+LAST, AGE, VNET = 0x10, 0x20, 0x40
 
 
 def capture(stem):
@@ -120,6 +120,19 @@ conversation = (step(WEB, arp[0], LAST) + step(DB1, arp[1], LAST) + step(WEB, ar
 write("pipeline", "conversation", conversation)
 # The same with a trace of every port running (0xc0 starts it).
 write("pipeline", "conversation-traced", b"\xc0" + conversation)
+
+# Super-frames and checksum-only frames with their virtio-net header
+# (parsers/fuzz/seeds_gso, as the gso tests wrote them; those that fit an
+# in-memory port's 3.8 KB): from lan (TAP ports take them whole), from a
+# macvlan host (the AF_XDP parent takes none: segments) and from ovl (the
+# trunk whole and tagged, the VTEPs in segments with their outer headers).
+gso = [f.read_bytes() for f in sorted((root / "parsers" / "fuzz" / "seeds_gso").glob("gso-*"))]
+gso = [g for g in gso if len(g) <= 12 + 3800]
+# One frame a seed: libFuzzer sizes its inputs after the largest seed, and
+# small inputs run faster.
+for port, name in ((WEB, "lan"), (M1, "macvlan"), (O1, "ovl")):
+    for i, g in enumerate(gso):
+        write("pipeline", f"offload-{name}-{i:02}", step(port, g, VNET))
 
 # stack: frames to the switch on lan (ARP, ping, DNS at 10.0.0.2) and on
 # blue (DNS forwarded upstream).

@@ -11,8 +11,8 @@ receiver's rate, the sender's retransmits, what shunt counted as dropped
 drop counters of the hosts' interfaces (`ip -s link` in each namespace:
 for a TAP these are the other side of shunt's counters).
 
-    perf/crossworker.py [--shunt target/release/shunt] [--link tap|veth]
-                        [--secs 10] [--rounds 3] [--json FILE] [--txqueuelen N]
+    perf/crossworker.py [--shunt target/release/shunt] [--link tap|veth|afxdp]
+                        [--secs 10] [--rounds 3] [--json FILE] [--txqueuelen N] [--no-tso]
 
 Root only; creates namespaces xw<pid>a/b/c and removes them (`shunt down`).
 """
@@ -114,11 +114,15 @@ def iperf(server_ns, server_ip, client_ns, secs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shunt", default="target/release/shunt")
-    ap.add_argument("--link", default="tap", choices=["tap", "veth"])
+    # veth: an AF_PACKET port (the default for veth hosts); afxdp: a veth
+    # with an AF_XDP port (the only kind that crosses workers by hand-over).
+    ap.add_argument("--link", default="tap", choices=["tap", "veth", "afxdp"])
     ap.add_argument("--secs", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json")
     ap.add_argument("--txqueuelen", type=int, help="set on every host's eth0 after bring-up")
+    ap.add_argument("--no-tso", action="store_true",
+                    help="turn TSO/GSO off in the hosts (one packet per frame on a TAP)")
     a = ap.parse_args()
     sw = f"xw{os.getpid() % 10000}"
     hosts = [f"{sw}{h}" for h in "abc"]
@@ -129,7 +133,10 @@ def main():
         f'[[network]]\nname = "lan"\nsubnet = "{net}.0/24"\naddress = "{net}.1"\n'
     )
     for h in hosts:
-        toml += f'[[host]]\nname = "{h}"\nnetworks = ["lan"]\nlink = "{a.link}"\n'
+        link = "tap" if a.link == "tap" else "veth"
+        toml += f'[[host]]\nname = "{h}"\nnetworks = ["lan"]\nlink = "{link}"\n'
+        if a.link == "afxdp":
+            toml += 'veth_attach = "afxdp"\n'
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
         f.write(toml)
     results = []
@@ -138,6 +145,9 @@ def main():
         ports = {p["name"]: p["worker"] for p in json.loads(sh(a.shunt, "ports", "--name", sw, "--json"))}
         print(f"# {a.link} hosts, 2 workers: " + ", ".join(f"{p} on worker {w}" for p, w in ports.items()))
         src, cross, same = hosts
+        if a.no_tso:
+            for h in hosts:
+                sh("ip", "netns", "exec", h, "ethtool", "-K", "eth0", "tso", "off", "gso", "off")
         if a.txqueuelen:
             for h in hosts:
                 sh("ip", "-n", h, "link", "set", "dev", "eth0", "txqueuelen", str(a.txqueuelen))

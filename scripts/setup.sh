@@ -15,7 +15,7 @@ declare -A pkg=(
   [ip]=iproute2 [ping]=iputils-ping [arping]=iputils-arping [tcpdump]=tcpdump
   [dig]=dnsutils [iperf3]=iperf3 [trafgen]=netsniff-ng [dnsperf]=dnsperf
   [bridge]=iproute2 [sysctl]=procps [taskset]=util-linux
-  [ethtool]=ethtool [nc]=netcat-openbsd [sha256sum]=coreutils [dd]=coreutils
+  [ethtool]=ethtool [nc]=netcat-openbsd [tshark]=tshark [sha256sum]=coreutils [dd]=coreutils
 )
 for cmd in "${!pkg[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || need+=("${pkg[$cmd]}")

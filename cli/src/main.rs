@@ -1,5 +1,7 @@
 //! The `shunt` command.
 
+mod capture;
+
 use clap::{Parser, Subcommand};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -137,6 +139,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Capture frames to pcapng, with the switch's decision on each (docs/capture.md).
+    Capture(capture::CaptureArgs),
     /// Measure forwarding rate, loss and latency through shunt (and the Linux bridge).
     Bench(shunt_perf::linerate::BenchArgs),
 }
@@ -183,6 +187,8 @@ enum CliError {
     NoEntry { mac: String, network: String },
     #[error(transparent)]
     Bench(#[from] shunt_perf::linerate::BenchError),
+    #[error(transparent)]
+    Capture(#[from] capture::CaptureCliError),
 }
 
 fn load(file: Option<&str>) -> Result<config::Topology, CliError> {
@@ -321,6 +327,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }),
         Cmd::Stats { name, json } => show(name, &Request::Stats, json, print_stats),
         Cmd::Bench(args) => Ok(shunt_perf::linerate::run(args)?),
+        Cmd::Capture(args) => Ok(capture::run(args)?),
         Cmd::Trace {
             name,
             port,

@@ -117,6 +117,7 @@ fn encap(c: &mut Criterion) {
                 counters: &rig.counters,
                 port_up: &rig.port_up,
                 tracer: &rig.tracer,
+                capture: &rig.capture,
                 stack: None,
                 worker: 0,
             };

@@ -3,6 +3,7 @@
 // Tests may unwrap: a failed unwrap is a failed test. The datapath may not.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod capture;
 pub mod config;
 pub mod control;
 pub mod counters;

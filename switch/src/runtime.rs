@@ -112,7 +112,8 @@ pub struct Runtime {
     /// generation changes (lock-free hand-over of the socket and its rings).
     pub inbox: Vec<ArrayQueue<(PortId, Box<AfXdpPort>)>>,
     /// Frames for another worker's AF_XDP port: `handoff[from][to]`, each
-    /// with one producer and one consumer. Full is a counted drop.
+    /// with one producer and one consumer. The sender holds off receiving
+    /// while one lacks room for a batch; full is a counted drop.
     /// (Frames still queued when the switch stops are freed with the UMEM.)
     pub handoff: Vec<Vec<ArrayQueue<Handoff>>>,
     /// `handoff_waiting[from][to]`: worker `from` holds off receiving until
@@ -133,6 +134,8 @@ pub struct Runtime {
     detached: Mutex<DetachedIds>,
     pub counters: Vec<Arc<WorkerCounters>>,
     pub tracer: Tracer,
+    /// `shunt capture` (pipeline::capture).
+    pub capture: crate::pipeline::Capture,
     pub stop: AtomicBool,
     pub started: Instant,
     /// The switch's stack's link, when some network gives the switch an
@@ -228,6 +231,7 @@ impl Runtime {
                 .map(|_| Arc::new(WorkerCounters::with_workers(nworkers)))
                 .collect(),
             tracer: Tracer::new(),
+            capture: crate::pipeline::Capture::new(),
             stop: AtomicBool::new(false),
             started: Instant::now(),
             stack,
@@ -360,6 +364,7 @@ impl Runtime {
             x.cached.store(0, Relaxed);
         }
         self.tracer.forget(id);
+        self.capture.forget(id);
         flushed
     }
 
@@ -390,9 +395,58 @@ impl Runtime {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// docs/pipeline/workers.md gives the size of a hand-over record.
     #[test]
     fn handoff_is_a_small_record() {
         assert_eq!(std::mem::size_of::<super::Handoff>(), 24);
+    }
+
+    fn runtime(workers: usize) -> Runtime {
+        let topo = crate::config::parse(
+            "t.toml",
+            "[switch]\nname = \"rt\"\n[[network]]\nname = \"lan\"\n[[host]]\nname = \"a\"\nnetworks = [\"lan\"]\n",
+        )
+        .expect("topology");
+        let fdb = Fdb::new(shunt_tables::FdbConfig {
+            max_entries: 64,
+            aging_ms: 300_000,
+        });
+        Runtime::new(topo, fdb, Vec::new(), workers, None, Vec::new()).expect("runtime")
+    }
+
+    /// A detached id comes back only after a worker passed its quiescent
+    /// points, with its counters and FDB entries gone; until then attach
+    /// takes a fresh one.
+    #[test]
+    fn ids_are_reused_after_quiescent_points_only() {
+        let rt = Arc::new(runtime(2));
+        let p = PortId::new(0).expect("in range");
+        // Worker 0 is "running" at generation 0 and stuck; worker 1 is not running.
+        rt.quiescent[0].store(0, Release);
+        rt.counters[0].port(p.into()).rx_frames.add(5);
+        assert!(!rt.quiesce(Duration::from_millis(20)));
+        // Detaching while the worker is stuck: the id waits.
+        rt.detached_ids().waiting.push(p);
+        assert_eq!(rt.take_port_id(1).map(PortId::index), Some(1));
+        // A worker that turns: publishes every generation it sees.
+        let stop = Arc::new(AtomicBool::new(false));
+        let w = {
+            let (rt, stop) = (Arc::clone(&rt), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Relaxed) {
+                    let g = rt.port_generation.load(Acquire);
+                    rt.quiescent[0].store(g, Release);
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            })
+        };
+        let _ = rt.fdb.learn(0, &[2, 0, 0, 0, 0, 1], 0, rt.now_ms());
+        assert_eq!(rt.take_port_id(1).map(PortId::index), Some(0));
+        assert_eq!(rt.counters[0].port(p.into()).rx_frames.get(), 0);
+        assert_eq!(rt.fdb.len(), 0);
+        stop.store(true, Relaxed);
+        let _ = w.join();
     }
 }

@@ -14,9 +14,10 @@
 //! a TAP), so a worker transmits directly on a TAP another worker receives
 //! from. An AF_XDP socket's rings have one producer: only the worker that
 //! owns the port transmits on it; frames for it from other workers cross
-//! through a bounded single-producer/single-consumer queue (full is a
-//! counted drop, `handoff_full`) and one eventfd write per batch wakes the
-//! owner. Counters stay per worker, single writer. The plan is loaded once
+//! through a bounded single-producer/single-consumer queue and one eventfd
+//! write per batch wakes the owner. A worker whose queue lacks room for a
+//! batch leaves its ports unread until the owner has taken from it (the
+//! frames wait in their rings); full is a counted drop, `handoff_full`. Counters stay per worker, single writer. The plan is loaded once
 //! per batch, so ports attached or detached at run time take effect between
 //! batches without stopping anyone.
 
@@ -252,6 +253,7 @@ impl Worker {
                 counters: &counters,
                 port_up: &rt.port_up,
                 tracer: &rt.tracer,
+                capture: &rt.capture,
                 stack: rt.stack.as_deref(),
                 worker: self.id,
             };
@@ -296,6 +298,7 @@ impl Worker {
                 counters: &counters,
                 port_up: &rt.port_up,
                 tracer: &rt.tracer,
+                capture: &rt.capture,
                 stack: Some(h),
                 worker: self.id,
             };
@@ -309,13 +312,18 @@ impl Worker {
     /// were handed frames.
     fn send(&mut self, ctx: &Context, ingress: Egress) {
         let io = &mut self.io;
-        edit::run(
-            ctx,
-            &mut self.batch,
-            &self.tx,
-            &mut self.seg,
-            |batch, c, out| io.send_copy(batch, ingress, c, out),
-        );
+        let tx = &self.tx;
+        // One check per batch when no capture runs (pipeline::capture).
+        let capture = ctx.capture.active().then(|| ctx.capture.session());
+        let cap = capture.as_ref().and_then(|g| g.as_deref());
+        let ts = cap.map_or(0, |_| pipeline::capture::now_ns());
+        edit::run(ctx, &mut self.batch, tx, &mut self.seg, |batch, c, out| {
+            if let Some(s) = cap {
+                // As it will be sent: before an in-place edit takes the frame.
+                s.outbound_copy(ctx, ingress, batch, tx, c, &out, ts);
+            }
+            io.send_copy(batch, ingress, c, out)
+        });
         self.tx.clear();
         self.io.recycle_batch(&mut self.batch, ingress);
         self.io.kick();

@@ -9,8 +9,10 @@
 //! Each test uses names of its own (see harness.rs) and cleans up after
 //! itself also when it fails or panics.
 
+mod capture;
 mod ctl;
 mod dns;
+mod handoff;
 mod harness;
 mod l2;
 mod macvlan;
@@ -57,9 +59,11 @@ fn main() {
     for (name, test) in dns::tests()
         .into_iter()
         .chain(ctl::tests())
+        .chain(handoff::tests())
         .chain(vlan::tests())
         .chain(macvlan::tests())
         .chain(trace::tests())
+        .chain(capture::tests())
         .chain(vxlan::tests())
         .chain(offload::tests())
         .chain(queues::tests())
@@ -95,6 +99,7 @@ fn main() {
         .chain(vlan::afxdp_tests())
         .chain(vxlan::afxdp_tests())
         .chain(offload::afxdp_tests())
+        .chain(handoff::afxdp_tests())
     {
         tests.push((name.to_string(), Box::new(test), skip_xdp.clone()));
     }

@@ -11,6 +11,21 @@
 //! The two namespaces are ours; the switch puts its TAPs into them
 //! (`[[port]] namespace`) and leaves them when it stops. Everything is
 //! removed when the [`Lab`] is dropped: on success, on error, on Ctrl-C.
+//! With `--port-kind afxdp` or `packet` the switch's ports are the outer
+//! ends (shb-xgp, shb-xsp) of veth pairs whose inner ends (shb-xg, shb-xs)
+//! are in the namespaces.
+//!
+//! `--tcp --vxlan` replaces the switch by two, one per namespace, joined
+//! over VXLAN (VNI 2000, inner MTU 1450); the kernel's counterpart is a
+//! vxlan device in each namespace over the bridge path:
+//!
+//! ```text
+//!   shb-gen: shb-tg -- shunt "shb" (VTEP 192.0.3.11) -- TAP shb-ua --+
+//!                                                        shb-ul: br0 (kernel bridge)
+//!   shb-sink: shb-ts -- shunt "shb2" (VTEP 192.0.3.12) -- TAP shb-ub -+
+//!
+//!   shb-gen: shb-kvx (vxlan 2000, 192.0.3.1 over shb-bg) --- shb-br0 --- shb-kvx (192.0.3.2 over shb-bs) :shb-sink
+//! ```
 
 use super::{BenchError, PortKind};
 use shunt_switch::netns;
@@ -85,23 +100,34 @@ pub struct Lab {
     namespaces: bool,
     bridge: bool,
     switch: Option<SwitchChild>,
-    topo_file: Option<PathBuf>,
+    /// `--tcp --vxlan`: the second switch, at the sink's end of the tunnel.
+    peer: Option<SwitchChild>,
+    topo_files: Vec<PathBuf>,
+    /// `nice -n` of the switches started from now on.
+    pub switch_nice: i32,
+    /// Held while the bench runs: a second bench would remove this one's
+    /// namespaces (they have fixed names).
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl Lab {
     /// Removes what an earlier run killed with SIGKILL may have left, then
     /// creates the two namespaces, the kernel bridge path and the direct
     /// veth pair.
-    pub fn new(tcp: bool) -> Result<Lab, BenchError> {
+    pub fn new(tcp: Option<TcpSetup>) -> Result<Lab, BenchError> {
         if !nix::unistd::geteuid().is_root() {
             return Err(BenchError::NotRoot);
         }
+        let lock = take_lock()?;
         cleanup_stale();
         let mut lab = Lab {
             namespaces: true,
             bridge: false,
             switch: None,
-            topo_file: None,
+            peer: None,
+            topo_files: Vec::new(),
+            switch_nice: 0,
+            _lock: lock,
         };
         for ns in [GEN_NS, SINK_NS] {
             ip(&["netns", "add", ns])?;
@@ -139,25 +165,8 @@ impl Lab {
                 ip(&["-n", ns, "link", "set", i, "up"])?;
             }
         }
-        if tcp {
-            ip(&[
-                "-n",
-                GEN_NS,
-                "addr",
-                "add",
-                "10.199.2.1/24",
-                "dev",
-                "shb-bg",
-            ])?;
-            ip(&[
-                "-n",
-                SINK_NS,
-                "addr",
-                "add",
-                "10.199.2.2/24",
-                "dev",
-                "shb-bs",
-            ])?;
+        if let Some(t) = tcp {
+            addresses(&BRIDGE_TCP, ("shb-bg", "shb-bs"), t.ipv6)?;
         }
         Ok(lab)
     }
@@ -195,81 +204,10 @@ impl Lab {
         } = *o;
         self.stop_switch();
         let topo = topology(kind, workers, bare, vxlan)?;
-        let file = std::env::temp_dir().join(format!("shunt-bench-{}.toml", std::process::id()));
-        std::fs::write(&file, topo)
-            .map_err(|e| BenchError::Setup(format!("writing {}: {e}", file.display())))?;
-        self.topo_file = Some(file.clone());
-        let exe = std::env::current_exe()
-            .map_err(|e| BenchError::Setup(format!("finding the shunt binary: {e}")))?;
-        let cpus = cores
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut child = Command::new("taskset")
-            .args(["-c", &cpus])
-            .arg(&exe)
-            .arg("up")
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            // Its own process group: Ctrl-C reaches the bench, which stops
-            // the switch itself, in order.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| {
-                BenchError::Setup(format!(
-                    "starting `taskset -c {cpus} shunt up` (is util-linux installed?): {e}"
-                ))
-            })?;
-        let log = Arc::new(Mutex::new(Vec::<String>::new()));
-        let (tx, rx) = mpsc::channel();
-        if let Some(err) = child.stderr.take() {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || {
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    if line.contains("is up") {
-                        let _ = tx.send(());
-                    }
-                    if let Ok(mut l) = log.lock() {
-                        if l.len() > 50 {
-                            l.remove(0);
-                        }
-                        l.push(line);
-                    }
-                }
-            });
-        }
-        self.switch = Some(SwitchChild {
-            child,
-            log: Arc::clone(&log),
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
-                break;
-            }
-            let exited = self
-                .switch
-                .as_mut()
-                .and_then(|s| s.child.try_wait().ok().flatten());
-            if exited.is_some() || Instant::now() > deadline || super::interrupted() {
-                let said = log.lock().map(|l| l.join("\n")).unwrap_or_default();
-                return Err(BenchError::Switch(format!(
-                    "shunt up {} did not come up{}:\n{said}",
-                    file.display(),
-                    exited.map(|s| format!(" ({s})")).unwrap_or_default()
-                )));
-            }
-        }
-        let (g, s) = match kind {
-            PortKind::Tap => ("shb-tg", "shb-ts"),
-            PortKind::Afxdp | PortKind::Packet => ("shb-xg", "shb-xs"),
-        };
-        if tcp {
-            let _ = ip(&["-n", GEN_NS, "addr", "replace", "10.199.1.1/24", "dev", g]);
-            let _ = ip(&["-n", SINK_NS, "addr", "replace", "10.199.1.2/24", "dev", s]);
+        self.switch = Some(self.spawn(SWITCH, &topo, cores)?);
+        let (g, s) = kind.host_ifs();
+        if let Some(t) = tcp {
+            addresses(&SHUNT_TCP, (g, s), t.ipv6)?;
         }
         if vxlan {
             // The sink side of the tunnel: a kernel VTEP on the switch's
@@ -316,12 +254,179 @@ impl Lab {
         self.path(g, s)
     }
 
+    /// `--tcp --vxlan`, the kernel's side: a vxlan device in each namespace
+    /// over the bridge path's veths (the namespaces are the VTEPs), inner
+    /// MTU 1450 as shunt's hosts get.
+    pub fn kernel_vxlan(&mut self, t: TcpSetup) -> Result<(), BenchError> {
+        for (ns, dev, me, peer) in [
+            (GEN_NS, "shb-bg", KVX_UNDERLAY.0, KVX_UNDERLAY.1),
+            (SINK_NS, "shb-bs", KVX_UNDERLAY.1, KVX_UNDERLAY.0),
+        ] {
+            let _ = ip(&["-n", ns, "link", "del", KVX_DEV]);
+            ip(&["-n", ns, "addr", "replace", &format!("{me}/24"), "dev", dev])?;
+            ip(&[
+                "-n", ns, "link", "add", KVX_DEV, "type", "vxlan", "id", "2000", "local", me,
+                "remote", peer, "dstport", "4789", "dev", dev,
+            ])?;
+            ip(&["-n", ns, "link", "set", KVX_DEV, "mtu", "1450", "up"])?;
+        }
+        addresses(&KVX_TCP, (KVX_DEV, KVX_DEV), t.ipv6)
+    }
+
+    /// `--tcp --vxlan`, shunt's side: two switches, each with one host
+    /// port (the generator's, the sink's) on a VXLAN network (VNI 2000),
+    /// their underlay TAPs in one kernel bridge in a namespace of the
+    /// bench's own (as tests/e2e/vxlan.rs `two_switches`). Both switches
+    /// run on `cores`. Returns once a ping crosses the tunnel.
+    pub fn start_vxlan_pair(
+        &mut self,
+        kind: PortKind,
+        workers: usize,
+        cores: &[usize],
+        t: TcpSetup,
+    ) -> Result<(), BenchError> {
+        self.stop_switch();
+        if netns::exists(UNDERLAY_NS) {
+            let _ = netns::del(UNDERLAY_NS);
+        }
+        ip(&["netns", "add", UNDERLAY_NS])?;
+        ip(&["-n", UNDERLAY_NS, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", UNDERLAY_NS, "link", "set", "br0", "up"])?;
+        let (g, s) = kind.host_ifs();
+        let sides = [
+            (SWITCH, GEN_NS, "gen", VTEP_ADDRS.0, VTEP_ADDRS.1, "shb-ua"),
+            (
+                PEER_SWITCH,
+                SINK_NS,
+                "sink",
+                VTEP_ADDRS.1,
+                VTEP_ADDRS.0,
+                "shb-ub",
+            ),
+        ];
+        for (i, &(name, ns, port, me, peer, ul)) in sides.iter().enumerate() {
+            let host = host_port(kind, port, ns, VXLAN_HOST)?;
+            let topo = pair_topology(name, workers, me, peer, ul, &host);
+            let child = self.spawn(name, &topo, cores)?;
+            if i == 0 {
+                self.switch = Some(child);
+            } else {
+                self.peer = Some(child);
+            }
+            ip(&["-n", UNDERLAY_NS, "link", "set", ul, "master", "br0", "up"])?;
+        }
+        for (ns, dev) in [(GEN_NS, g), (SINK_NS, s)] {
+            ip(&["-n", ns, "link", "set", dev, "mtu", "1450", "up"])?;
+        }
+        addresses(&SHUNT_VXLAN_TCP, (g, s), t.ipv6)?;
+        // The switches resolve each other's VTEP address (ARP through the
+        // underlay) on the first frame; until then frames wait or drop.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let target = SHUNT_VXLAN_TCP.sink_v4;
+        while netns::run(
+            "ip",
+            &[
+                "netns", "exec", GEN_NS, "ping", "-c", "1", "-W", "1", "-q", target,
+            ],
+        )
+        .is_err()
+        {
+            if Instant::now() > deadline || super::interrupted() {
+                return Err(BenchError::Switch(format!(
+                    "no ping from {GEN_NS} to {target} across the two switches' tunnel:\n{}",
+                    self.switch_log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    }
+
+    /// Writes `topo` to a file of its own and starts `shunt up` on it, its
+    /// workers pinned to `cores`; returns once it forwards.
+    fn spawn(
+        &mut self,
+        name: &str,
+        topo: &str,
+        cores: &[usize],
+    ) -> Result<SwitchChild, BenchError> {
+        let file =
+            std::env::temp_dir().join(format!("shunt-bench-{}-{name}.toml", std::process::id()));
+        std::fs::write(&file, topo)
+            .map_err(|e| BenchError::Setup(format!("writing {}: {e}", file.display())))?;
+        if !self.topo_files.contains(&file) {
+            self.topo_files.push(file.clone());
+        }
+        let exe = std::env::current_exe()
+            .map_err(|e| BenchError::Setup(format!("finding the shunt binary: {e}")))?;
+        let cpus = cores
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let nice = self.switch_nice.to_string();
+        let mut child = Command::new("nice")
+            .args(["-n", &nice, "taskset", "-c", &cpus])
+            .arg(&exe)
+            .arg("up")
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            // Its own process group: Ctrl-C reaches the bench, which stops
+            // the switch itself, in order.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| {
+                BenchError::Setup(format!(
+                    "starting `nice -n {nice} taskset -c {cpus} shunt up` (is util-linux installed?): {e}"
+                ))
+            })?;
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let (tx, rx) = mpsc::channel();
+        if let Some(err) = child.stderr.take() {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    if line.contains("is up") {
+                        let _ = tx.send(());
+                    }
+                    if let Ok(mut l) = log.lock() {
+                        if l.len() > 50 {
+                            l.remove(0);
+                        }
+                        l.push(line);
+                    }
+                }
+            });
+        }
+        let mut sc = SwitchChild { child, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
+                return Ok(sc);
+            }
+            let exited = sc.child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline || super::interrupted() {
+                let said = sc.log.lock().map(|l| l.join("\n")).unwrap_or_default();
+                sc.stop();
+                return Err(BenchError::Switch(format!(
+                    "shunt up {} did not come up{}:\n{said}",
+                    file.display(),
+                    exited.map(|s| format!(" ({s})")).unwrap_or_default()
+                )));
+            }
+        }
+    }
+
     /// What the switch said last (for error reports).
     pub fn switch_log(&self) -> String {
-        self.switch
-            .as_ref()
-            .and_then(|s| s.log.lock().ok().map(|l| l.join("\n")))
-            .unwrap_or_default()
+        [&self.switch, &self.peer]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.log.lock().ok().map(|l| l.join("\n")))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The switch child's process id, while it runs.
@@ -329,16 +434,31 @@ impl Lab {
         self.switch.as_ref().map(|s| s.child.id())
     }
 
-    /// True while the switch child runs.
+    /// The process ids of every switch running (two with `--tcp --vxlan`).
+    pub fn switch_pids(&self) -> Vec<u32> {
+        [&self.switch, &self.peer]
+            .into_iter()
+            .flatten()
+            .map(|s| s.child.id())
+            .collect()
+    }
+
+    /// True while the switch children run.
     pub fn switch_alive(&mut self) -> bool {
-        self.switch
-            .as_mut()
-            .is_some_and(|s| matches!(s.child.try_wait(), Ok(None)))
+        self.switch.is_some()
+            && [&mut self.switch, &mut self.peer]
+                .into_iter()
+                .flatten()
+                .all(|s| matches!(s.child.try_wait(), Ok(None)))
     }
 
     pub fn stop_switch(&mut self) {
-        if let Some(mut s) = self.switch.take() {
+        for s in [self.switch.take(), self.peer.take()].into_iter().flatten() {
+            let mut s = s;
             s.stop();
+        }
+        if netns::exists(UNDERLAY_NS) {
+            let _ = netns::del(UNDERLAY_NS);
         }
     }
 }
@@ -346,7 +466,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.stop_switch();
-        if let Some(f) = self.topo_file.take() {
+        for f in self.topo_files.drain(..) {
             let _ = std::fs::remove_file(f);
         }
         for dev in ["shb-xgp", "shb-xsp"] {
@@ -376,14 +496,35 @@ fn cleanup_stale() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+    let _ = Command::new(std::env::current_exe().unwrap_or_else(|_| "shunt".into()))
+        .args(["down", PEER_SWITCH])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     for dev in ["shb-bgp", "shb-bsp", "shb-xgp", "shb-xsp", BRIDGE] {
         let _ = netns::ip(&["link", "del", dev]);
     }
-    for ns in [GEN_NS, SINK_NS] {
+    for ns in [GEN_NS, SINK_NS, UNDERLAY_NS] {
         if netns::exists(ns) {
             let _ = netns::del(ns);
         }
     }
+}
+
+/// The bench's lock (/run/shunt-bench.lock), taken without waiting.
+fn take_lock() -> Result<nix::fcntl::Flock<std::fs::File>, BenchError> {
+    let path = "/run/shunt-bench.lock";
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| BenchError::Setup(format!("opening {path}: {e}")))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        BenchError::Setup(format!(
+            "another `shunt bench` is running (it holds {path}: {e}); its namespaces have the same names, so wait for it to end"
+        ))
+    })
 }
 
 struct SwitchChild {
@@ -416,7 +557,7 @@ pub struct SwitchOpts {
     /// `[switch] bare`: no switching logic.
     pub bare: bool,
     /// Set up for iperf3 (addresses in the namespaces).
-    pub tcp: bool,
+    pub tcp: Option<TcpSetup>,
     pub vxlan: bool,
 }
 
@@ -441,62 +582,188 @@ pub fn topology(
     );
     // With --vxlan the sink port is the VTEP's underlay: no network, and
     // room for the 50 bytes of encapsulation.
-    let membership = |name: &str| {
-        if vxlan && name == "sink" {
-            "mode = \"underlay\"\nmtu = 1600\n".to_string()
+    for name in ["gen", "sink"] {
+        let underlay = vxlan && name == "sink";
+        let (membership, outer_mtu) = if underlay {
+            ("mode = \"underlay\"\nmtu = 1600\n", Some(1600))
         } else {
-            "mode = \"access\"\nnetwork = \"bench\"\n".to_string()
+            ("mode = \"access\"\nnetwork = \"bench\"\n", None)
+        };
+        let ns = if name == "gen" { GEN_NS } else { SINK_NS };
+        t.push_str(&host_port_mtu(kind, name, ns, membership, outer_mtu)?);
+    }
+    Ok(t)
+}
+
+/// The interfaces of the generator's and the sink's ports inside their
+/// namespaces.
+impl PortKind {
+    pub fn host_ifs(self) -> (&'static str, &'static str) {
+        match self {
+            PortKind::Tap => ("shb-tg", "shb-ts"),
+            PortKind::Afxdp | PortKind::Packet => ("shb-xg", "shb-xs"),
         }
-    };
+    }
+}
+
+/// The `[[port]]` table of the generator's (`name` "gen") or the sink's
+/// ("sink") port, with `membership` (its mode and network keys); for a
+/// veth kind, the veth pair is made here.
+fn host_port(kind: PortKind, name: &str, ns: &str, membership: &str) -> Result<String, BenchError> {
+    host_port_mtu(kind, name, ns, membership, None)
+}
+
+fn host_port_mtu(
+    kind: PortKind,
+    name: &str,
+    ns: &str,
+    membership: &str,
+    outer_mtu: Option<u16>,
+) -> Result<String, BenchError> {
+    let (g, s) = kind.host_ifs();
+    let inner = if name == "gen" { g } else { s };
     match kind {
-        PortKind::Tap => {
-            for (name, ifname, ns) in [("gen", "shb-tg", GEN_NS), ("sink", "shb-ts", SINK_NS)] {
-                t.push_str(&format!(
-                    "\n[[port]]\nname = \"{name}\"\nkind = \"tap\"\ninterface = \"{ifname}\"\n\
-                     namespace = \"{ns}\"\n{}",
-                    membership(name)
-                ));
-            }
-        }
+        PortKind::Tap => Ok(format!(
+            "\n[[port]]\nname = \"{name}\"\nkind = \"tap\"\ninterface = \"{inner}\"\n\
+             namespace = \"{ns}\"\n{membership}"
+        )),
         PortKind::Afxdp | PortKind::Packet => {
             if kind == PortKind::Afxdp && !super::AFXDP_READY {
                 return Err(BenchError::Unavailable(
                     "--port-kind afxdp: AF_XDP ports are not available in shunt yet; use --port-kind tap".into(),
                 ));
             }
-            // Veth pairs: the inner ends in the namespaces (shb-xg, shb-xs),
-            // the outer ends attached by the switch with AF_XDP or a packet
-            // socket.
-            for (name, outer, inner, ns) in [
-                ("gen", "shb-xgp", "shb-xg", GEN_NS),
-                ("sink", "shb-xsp", "shb-xs", SINK_NS),
-            ] {
-                let _ = netns::ip(&["link", "del", outer]);
-                ip(&[
-                    "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", ns,
-                ])?;
-                ip(&["link", "set", outer, "up"])?;
-                ip(&["-n", ns, "link", "set", inner, "up"])?;
-                // Complete checksums from the namespaces' stacks (iperf3 in
-                // --tcp): AF_XDP carries no partial-checksum note
-                // (docs/afxdp.md, "Checksums"). A packet port carries it
-                // in the virtio-net header: the offloads stay on.
-                if kind == PortKind::Afxdp {
-                    shunt_switch::port::sys::tx_checksum_off(ns, inner)
-                        .map_err(|e| BenchError::Setup(e.to_string()))?;
-                }
-                if vxlan && name == "sink" {
-                    ip(&["link", "set", outer, "mtu", "1600"])?;
-                }
-                t.push_str(&format!(
-                    "\n[[port]]\nname = \"{name}\"\nkind = \"{}\"\ninterface = \"{outer}\"\n{}",
-                    kind.as_str(),
-                    membership(name)
-                ));
+            // A veth pair: the inner end in the namespace (shb-xg, shb-xs),
+            // the outer end (shb-xgp, shb-xsp) attached by the switch with
+            // AF_XDP or a packet socket.
+            let outer = format!("{inner}p");
+            let _ = netns::ip(&["link", "del", &outer]);
+            ip(&[
+                "link", "add", &outer, "type", "veth", "peer", "name", inner, "netns", ns,
+            ])?;
+            ip(&["link", "set", &outer, "up"])?;
+            ip(&["-n", ns, "link", "set", inner, "up"])?;
+            // Complete checksums from the namespaces' stacks (iperf3 in
+            // --tcp): AF_XDP carries no partial-checksum note
+            // (docs/afxdp.md, "Checksums"). A packet port carries it in
+            // the virtio-net header: the offloads stay on.
+            if kind == PortKind::Afxdp {
+                shunt_switch::port::sys::tx_checksum_off(ns, inner)
+                    .map_err(|e| BenchError::Setup(e.to_string()))?;
             }
+            if let Some(m) = outer_mtu {
+                ip(&["link", "set", &outer, "mtu", &m.to_string()])?;
+            }
+            Ok(format!(
+                "\n[[port]]\nname = \"{name}\"\nkind = \"{}\"\ninterface = \"{outer}\"\n{membership}",
+                kind.as_str()
+            ))
         }
     }
-    Ok(t)
+}
+
+/// The topology of one of the two switches of `--tcp --vxlan`: a VXLAN
+/// network (VNI 2000) with one VTEP peer, the underlay TAP `ul_if` in
+/// [`UNDERLAY_NS`], and `host` (the host port's `[[port]]` table).
+fn pair_topology(
+    name: &str,
+    workers: usize,
+    me: &str,
+    peer: &str,
+    ul_if: &str,
+    host: &str,
+) -> String {
+    format!(
+        "# Generated by `shunt bench --tcp --vxlan`.\n[switch]\nname = \"{name}\"\n\
+         workers = {workers}\n\n[[network]]\nname = \"bench\"\nvni = 2000\n\
+         vtep_peers = [\"{peer}\"]\n\n[vtep]\nport = \"ul\"\naddress = \"{me}/24\"\n\n\
+         [[port]]\nname = \"ul\"\nkind = \"tap\"\ninterface = \"{ul_if}\"\n\
+         namespace = \"{UNDERLAY_NS}\"\nmode = \"underlay\"\n{host}"
+    )
+}
+
+/// The port tables of a VXLAN host: access to "bench", the inner MTU.
+const VXLAN_HOST: &str = "mode = \"access\"\nnetwork = \"bench\"\nmtu = 1450\n";
+
+/// Addresses for iperf3 on one path: the generator's and the sink's.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpAddrs {
+    pub gen_v4: &'static str,
+    pub sink_v4: &'static str,
+    pub gen_v6: &'static str,
+    pub sink_v6: &'static str,
+}
+
+/// What the TCP runs need of the lab.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpSetup {
+    /// Give the paths IPv6 addresses too.
+    pub ipv6: bool,
+}
+
+pub const BRIDGE_TCP: TcpAddrs = TcpAddrs {
+    gen_v4: "10.199.2.1",
+    sink_v4: "10.199.2.2",
+    gen_v6: "fd00:199:2::1",
+    sink_v6: "fd00:199:2::2",
+};
+pub const SHUNT_TCP: TcpAddrs = TcpAddrs {
+    gen_v4: "10.199.1.1",
+    sink_v4: "10.199.1.2",
+    gen_v6: "fd00:199:1::1",
+    sink_v6: "fd00:199:1::2",
+};
+/// Inside the kernel's VXLAN (`--tcp --vxlan`).
+pub const KVX_TCP: TcpAddrs = TcpAddrs {
+    gen_v4: "10.199.4.1",
+    sink_v4: "10.199.4.2",
+    gen_v6: "fd00:199:4::1",
+    sink_v6: "fd00:199:4::2",
+};
+/// Inside shunt's VXLAN (`--tcp --vxlan`).
+pub const SHUNT_VXLAN_TCP: TcpAddrs = TcpAddrs {
+    gen_v4: "10.199.5.1",
+    sink_v4: "10.199.5.2",
+    gen_v6: "fd00:199:5::1",
+    sink_v6: "fd00:199:5::2",
+};
+/// The kernel's VXLAN: its vxlan devices and their underlay addresses
+/// (on the bridge path's veths).
+pub const KVX_DEV: &str = "shb-kvx";
+const KVX_UNDERLAY: (&str, &str) = ("192.0.3.1", "192.0.3.2");
+/// shunt's VXLAN: the second switch, the underlay namespace (one kernel
+/// bridge joins the switches' underlay TAPs), the VTEP addresses.
+pub const PEER_SWITCH: &str = "shb2";
+pub const UNDERLAY_NS: &str = "shb-ul";
+const VTEP_ADDRS: (&str, &str) = ("192.0.3.11", "192.0.3.12");
+
+/// Puts `a` on the generator's and the sink's interfaces `devs`, with
+/// IPv6 (enabled on those two interfaces only: the namespaces keep it off
+/// for the frame-size trials) when `ipv6`.
+fn addresses(a: &TcpAddrs, devs: (&str, &str), ipv6: bool) -> Result<(), BenchError> {
+    for (ns, dev, v4, v6) in [
+        (GEN_NS, devs.0, a.gen_v4, a.gen_v6),
+        (SINK_NS, devs.1, a.sink_v4, a.sink_v6),
+    ] {
+        ip(&["-n", ns, "addr", "replace", &format!("{v4}/24"), "dev", dev])?;
+        if ipv6 {
+            let set = format!("net.ipv6.conf.{dev}.disable_ipv6=0");
+            netns::run("ip", &["netns", "exec", ns, "sysctl", "-qw", &set])
+                .map_err(|e| BenchError::Setup(e.to_string()))?;
+            ip(&[
+                "-n",
+                ns,
+                "-6",
+                "addr",
+                "replace",
+                &format!("{v6}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ])?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -515,5 +782,23 @@ mod tests {
         let topo = shunt_switch::config::parse("bench.toml", &t).expect("vxlan topology parses");
         assert_eq!(topo.networks[0].vni, Some(1000));
         assert!(topo.vtep.is_some());
+    }
+
+    /// The two switches of `--tcp --vxlan`: a VTEP each, the host port at
+    /// the inner MTU (1450, as the kernel's vxlan devices get).
+    #[test]
+    fn pair_topologies_parse() {
+        let host = host_port(PortKind::Tap, "gen", GEN_NS, VXLAN_HOST).expect("tap port");
+        let t = pair_topology(SWITCH, 1, VTEP_ADDRS.0, VTEP_ADDRS.1, "shb-ua", &host);
+        let topo = shunt_switch::config::parse("pair.toml", &t).expect("pair topology parses");
+        assert_eq!(topo.networks[0].vni, Some(2000));
+        assert!(topo.vtep.is_some());
+        assert_eq!(topo.ports.len(), 2);
+        let gen = topo
+            .ports
+            .iter()
+            .find(|p| p.name == "gen")
+            .expect("the host port");
+        assert_eq!(gen.mtu, 1450);
     }
 }

@@ -17,6 +17,7 @@ mod lab;
 #[allow(unsafe_code)]
 mod packet;
 mod plot;
+mod tcp;
 mod traffic;
 
 use serde::Serialize;
@@ -106,12 +107,32 @@ pub struct BenchArgs {
     /// (0 turns latency off).
     #[arg(long, default_value_t = 0.5)]
     pub latency_at: f64,
-    /// TCP throughput with iperf3, through shunt (and the bridge with --vs-linux-bridge).
+    /// TCP throughput with iperf3, through shunt (and the bridge with
+    /// --vs-linux-bridge; with --vxlan: two shunts over a VXLAN underlay,
+    /// and the kernel's VXLAN with --vs-linux-bridge).
     #[arg(long)]
     pub tcp: bool,
+    /// Only the TCP runs: no frame-size trials (implies --tcp).
+    #[arg(long)]
+    pub tcp_only: bool,
+    /// iperf3 streams (-P), one run per value: `--streams 1,4`.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub streams: Vec<u32>,
+    /// IP versions of the TCP runs: `--ip 4,6`.
+    #[arg(long = "ip", value_delimiter = ',', default_value = "4")]
+    pub ip_versions: Vec<u8>,
+    /// Every TCP comparison this many times, interleaved (bridge, shunt,
+    /// bridge, shunt, ...); the report gives the median and the range.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u32,
     /// The generator's core; the switch's workers get the other cores.
     #[arg(long, default_value_t = 0)]
     pub gen_core: usize,
+    /// Run the switch under `nice -n N` (-20..=19): on a machine shared
+    /// with other work, a negative N gives it the precedence the kernel's
+    /// softirq (the bridge's work) has anyway.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub switch_nice: i32,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -155,18 +176,22 @@ fn machine() -> Machine {
         .unwrap_or_default()
         .trim()
         .to_string();
-    let load_1min = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0.0);
     Machine {
         nproc: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
         cpu,
         kernel,
-        load_1min,
+        load_1min: load_1min(),
     }
+}
+
+/// The 1-minute load average (/proc/loadavg).
+fn load_1min() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
 }
 
 /// One path's results at one frame size.
@@ -197,11 +222,7 @@ pub struct SizeResult {
     pub ratios: Vec<(String, f64)>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Tcp {
-    pub path: String,
-    pub gbit_per_s: f64,
-}
+pub use tcp::{Spread, SwitchCounters, Tcp, TcpRatio, TcpSummary};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -210,15 +231,26 @@ pub struct Report {
     pub workers: usize,
     pub generator_core: usize,
     pub switch_cores: Vec<usize>,
+    /// `--switch-nice`.
+    pub switch_nice: i32,
     pub trial_seconds: f64,
     pub latency_fraction: f64,
     pub sizes: Vec<SizeResult>,
+    /// Every iperf3 run, in the order run.
     pub tcp: Vec<Tcp>,
+    /// iperf3 -t of each run (None: no TCP runs).
+    pub tcp_seconds: Option<u64>,
+    /// Per path, IP version and streams: the median and range of its runs.
+    pub tcp_summary: Vec<TcpSummary>,
+    /// shunt over the kernel at each IP version and streams.
+    pub tcp_ratios: Vec<TcpRatio>,
+    /// What each switch counted during its TCP runs (offloads, drops).
+    pub tcp_switch_counters: Vec<SwitchCounters>,
     pub notes: Vec<String>,
 }
 
-/// Runs the benchmark and prints the report.
-pub fn run(args: BenchArgs) -> Result<(), BenchError> {
+/// The options' values, checked before anything is set up.
+fn validate(args: &mut BenchArgs) -> Result<(), BenchError> {
     if let Some(&s) = args.sizes.iter().find(|&&s| !(64..=1518).contains(&s)) {
         return Err(BenchError::Usage(format!(
             "--sizes: {s} is not a frame size in 64..=1518"
@@ -242,6 +274,51 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
             "--port-kind afxdp: not available yet (the AF_XDP port is being integrated into shunt); use --port-kind tap".into(),
         ));
     }
+    if let Some(&n) = args.streams.iter().find(|&&n| !(1..=128).contains(&n)) {
+        return Err(BenchError::Usage(format!(
+            "--streams: {n} is not a number of iperf3 streams in 1..=128"
+        )));
+    }
+    if let Some(&v) = args.ip_versions.iter().find(|&&v| v != 4 && v != 6) {
+        return Err(BenchError::Usage(format!(
+            "--ip: {v} is not an IP version (4 or 6)"
+        )));
+    }
+    if args.streams.is_empty() || args.ip_versions.is_empty() {
+        return Err(BenchError::Usage(
+            "--streams and --ip need at least one value".into(),
+        ));
+    }
+    if !(-20..=19).contains(&args.switch_nice) {
+        return Err(BenchError::Usage("--switch-nice: give -20..=19".into()));
+    }
+    if args.rounds == 0 || args.rounds > 100 {
+        return Err(BenchError::Usage("--rounds: give 1..=100".into()));
+    }
+    if args.tcp_only {
+        args.tcp = true;
+        args.sizes.clear();
+    }
+    dedup(&mut args.streams);
+    dedup(&mut args.ip_versions);
+    Ok(())
+}
+
+/// Keeps the first of each value, in order.
+fn dedup<T: PartialEq + Copy>(v: &mut Vec<T>) {
+    let mut seen = Vec::with_capacity(v.len());
+    v.retain(|x| {
+        let new = !seen.contains(x);
+        if new {
+            seen.push(*x);
+        }
+        new
+    });
+}
+
+/// Runs the benchmark and prints the report.
+pub fn run(mut args: BenchArgs) -> Result<(), BenchError> {
+    validate(&mut args)?;
     catch_signals();
     let ncpu = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -290,7 +367,11 @@ fn measure(
     let core = Some(gen_core);
     let q = args.quiet;
     let mut notes = Vec::new();
-    let mut lab = lab::Lab::new(args.tcp)?;
+    let tcp_setup = args.tcp.then_some(lab::TcpSetup {
+        ipv6: args.ip_versions.contains(&6),
+    });
+    let mut lab = lab::Lab::new(tcp_setup)?;
+    lab.switch_nice = args.switch_nice;
     let mut sizes: Vec<SizeResult> = Vec::new();
 
     // The generator's own ceiling: no switch between it and the sink.
@@ -318,8 +399,7 @@ fn measure(
         });
     }
 
-    let mut tcp = Vec::new();
-    if args.vs_linux_bridge {
+    if args.vs_linux_bridge && !sizes.is_empty() {
         let br = lab.path("shb-bg", "shb-bs")?;
         traffic::announce_sink(&br)?;
         let rps_core = switch_cores.first().copied().filter(|&c| c != gen_core);
@@ -335,24 +415,25 @@ fn measure(
             }
         }
         lab.bridge_rps(None)?;
-        if args.tcp {
-            check()?;
-            if !q {
-                eprint!("\r\x1b[Ktcp: iperf3 through the linux bridge");
-            }
-            tcp.push(Tcp {
-                path: "linux-bridge".into(),
-                gbit_per_s: traffic::iperf3("10.199.2.2", dur.as_secs().max(2), core)? / 1e9,
-            });
-        }
     }
 
-    if args.vxlan && (args.bare || args.tcp) {
+    let plan = tcp::TcpPlan {
+        streams: args.streams.clone(),
+        ips: args.ip_versions.clone(),
+        rounds: args.rounds,
+        secs: dur.as_secs().max(2),
+        core,
+        quiet: q,
+    };
+    let mut tcp_runs = Vec::new();
+    let mut tcp_switch_counters = Vec::new();
+    if args.vxlan && args.bare {
         notes.push(
-            "--vxlan: no bare or TCP run over VXLAN (bare forwards raw frames, with no encapsulation)".into(),
+            "--vxlan: no bare run over VXLAN (bare forwards raw frames, with no encapsulation)"
+                .into(),
         );
     }
-    if args.vxlan {
+    if args.vxlan && !sizes.is_empty() {
         notes.push(
             "--vxlan: shunt's sink port is its VTEP underlay (VNI 1000, 192.0.2.1 -> 192.0.2.2); the kernel VTEP in shb-sink decapsulates; counted at vx0".into(),
         );
@@ -363,6 +444,10 @@ fn measure(
         &[("shunt", false)]
     };
     for &(name, bare) in modes {
+        let tcp_here = args.tcp && !bare && !args.vxlan;
+        if sizes.is_empty() && !tcp_here {
+            continue;
+        }
         check()?;
         if !q {
             eprint!("\r\x1b[Kstarting the switch ({name})");
@@ -371,7 +456,7 @@ fn measure(
             kind: args.port_kind,
             workers: args.workers,
             bare,
-            tcp: args.tcp && !args.vxlan,
+            tcp: tcp_setup.filter(|_| tcp_here),
             vxlan: args.vxlan,
         };
         let path = lab.start_switch(&opts, switch_cores)?;
@@ -387,16 +472,47 @@ fn measure(
             }
             sr.paths.push(r?);
         }
-        if args.tcp && !bare && !args.vxlan {
-            if !q {
-                eprint!("\r\x1b[Ktcp: iperf3 through shunt");
+        if tcp_here {
+            let mut paths = Vec::new();
+            if args.vs_linux_bridge {
+                paths.push(tcp_path("linux-bridge", &lab::BRIDGE_TCP, Vec::new()));
             }
-            tcp.push(Tcp {
-                path: "shunt".into(),
-                gbit_per_s: traffic::iperf3("10.199.1.2", dur.as_secs().max(2), core)? / 1e9,
-            });
+            paths.push(tcp_path("shunt", &lab::SHUNT_TCP, lab.switch_pids()));
+            let before = tcp::counters(lab::SWITCH);
+            tcp_runs.extend(tcp::compare(&paths, &plan, &mut || alive(&mut lab))?);
+            let after = tcp::counters(lab::SWITCH);
+            tcp_switch_counters.push(tcp::counters_delta(lab::SWITCH, &before, &after));
         }
         lab.stop_switch();
+    }
+    if args.tcp && args.vxlan {
+        check()?;
+        let setup = tcp_setup.unwrap_or(lab::TcpSetup { ipv6: false });
+        let mut paths = Vec::new();
+        if args.vs_linux_bridge {
+            lab.kernel_vxlan(setup)?;
+            paths.push(tcp_path("linux-vxlan", &lab::KVX_TCP, Vec::new()));
+        }
+        if !q {
+            eprint!("\r\x1b[Kstarting two switches joined by VXLAN");
+        }
+        lab.start_vxlan_pair(args.port_kind, args.workers, switch_cores, setup)?;
+        paths.push(tcp_path(
+            "shunt-vxlan",
+            &lab::SHUNT_VXLAN_TCP,
+            lab.switch_pids(),
+        ));
+        let names = [lab::SWITCH, lab::PEER_SWITCH];
+        let before = names.map(tcp::counters);
+        tcp_runs.extend(tcp::compare(&paths, &plan, &mut || alive(&mut lab))?);
+        for (name, before) in names.iter().zip(&before) {
+            let after = tcp::counters(name);
+            tcp_switch_counters.push(tcp::counters_delta(name, before, &after));
+        }
+        lab.stop_switch();
+        notes.push(format!(
+            "--tcp --vxlan: shunt-vxlan is two switches (VNI 2000, inner MTU 1450), both on core(s) {switch_cores:?}, their underlay TAPs in one kernel bridge; linux-vxlan is a kernel vxlan device in each namespace over the bridge path (inner MTU 1450)"
+        ));
     }
     traffic::clear_progress(q);
 
@@ -423,18 +539,48 @@ fn measure(
     {
         notes.push("where the generator was the limit, the switch's rate is a lower bound: it took all that was offered with CPU to spare".into());
     }
+    if args.tcp && args.port_kind == PortKind::Afxdp {
+        notes.push("--port-kind afxdp: the namespaces' veths have transmit checksum offload (and so TSO) off: AF_XDP carries no partial checksum".into());
+    }
+    let tcp_summary = tcp::summarize(&tcp_runs);
+    let tcp_ratios = tcp::ratios(&tcp_runs, &tcp_summary);
     Ok(Report {
         machine: machine(),
         port_kind: args.port_kind,
         workers: args.workers,
         generator_core: gen_core,
         switch_cores: switch_cores.to_vec(),
+        switch_nice: args.switch_nice,
         trial_seconds: args.duration,
         latency_fraction: args.latency_at,
         sizes,
-        tcp,
+        tcp_seconds: args.tcp.then_some(plan.secs),
+        tcp: tcp_runs,
+        tcp_summary,
+        tcp_ratios,
+        tcp_switch_counters,
         notes,
     })
+}
+
+fn tcp_path(name: &'static str, a: &lab::TcpAddrs, pids: Vec<u32>) -> tcp::TcpPath {
+    tcp::TcpPath {
+        name,
+        v4: a.sink_v4,
+        v6: a.sink_v6,
+        pids,
+    }
+}
+
+fn alive(lab: &mut lab::Lab) -> Result<(), BenchError> {
+    if lab.switch_alive() {
+        Ok(())
+    } else {
+        Err(BenchError::Switch(format!(
+            "the switch stopped during the run:\n{}",
+            lab.switch_log()
+        )))
+    }
 }
 
 fn run_path(
@@ -551,6 +697,9 @@ fn text(r: &Report) -> String {
         r.generator_core,
         r.trial_seconds
     );
+    if r.switch_nice != 0 {
+        let _ = writeln!(o, "the switch runs at nice {}", r.switch_nice);
+    }
     let _ = writeln!(
         o,
         "machine: {} cores, {}, kernel {}, load average {:.2} at the end",
@@ -625,11 +774,14 @@ fn text(r: &Report) -> String {
             let _ = writeln!(o, "  {name}: {v:.2}x");
         }
     }
-    if !r.tcp.is_empty() {
-        let _ = writeln!(o, "\nTCP (iperf3, one stream)");
-        for t in &r.tcp {
-            let _ = writeln!(o, "  {:<18} {:>8.2} Gbit/s", t.path, t.gbit_per_s);
-        }
+    if !r.tcp_summary.is_empty() {
+        tcp::text(
+            &mut o,
+            r.tcp_seconds.unwrap_or(0),
+            &r.tcp_summary,
+            &r.tcp_ratios,
+            &r.tcp_switch_counters,
+        );
     }
     for n in &r.notes {
         let _ = writeln!(o, "note: {n}");
@@ -664,6 +816,24 @@ mod tests {
             max_us: 50.0,
             cdf: vec![(10.0, 0.5), (50.0, 1.0)],
         };
+        let tcp = |path: &str, gbit: f64, cpu: Option<f64>| Tcp {
+            path: path.into(),
+            gbit_per_s: gbit,
+            ip: 4,
+            streams: 1,
+            round: 1,
+            retransmits: 3,
+            seconds: 5.3,
+            switch_cpu: cpu,
+            switch_cpu_per_gbit: cpu.map(|c| c / gbit),
+            softirq_cpu: Some(0.4),
+            softirq_cpu_per_gbit: Some(0.4 / gbit),
+            busy_cpu: Some(1.9),
+            load_1min: 2.5,
+        };
+        let runs = vec![tcp("linux-bridge", 2.0, None), tcp("shunt", 1.5, Some(0.9))];
+        let sums = tcp::summarize(&runs);
+        let ratios = tcp::ratios(&runs, &sums);
         Report {
             machine: Machine {
                 nproc: 2,
@@ -675,6 +845,7 @@ mod tests {
             workers: 1,
             generator_core: 0,
             switch_cores: vec![1],
+            switch_nice: 0,
             trial_seconds: 2.0,
             latency_fraction: 0.5,
             sizes: vec![SizeResult {
@@ -695,9 +866,13 @@ mod tests {
                 }],
                 ratios: vec![("shunt/bare".into(), 0.9)],
             }],
-            tcp: vec![Tcp {
-                path: "shunt".into(),
-                gbit_per_s: 1.5,
+            tcp: runs.clone(),
+            tcp_seconds: Some(5),
+            tcp_summary: sums,
+            tcp_ratios: ratios,
+            tcp_switch_counters: vec![SwitchCounters {
+                switch: "shb".into(),
+                counters: [("gen.rx_gso".to_string(), 9)].into(),
             }],
             notes: vec!["a note".into()],
         }
@@ -779,18 +954,128 @@ mod tests {
             ".sizes[].ratios",
             ".sizes[].size",
             ".switch_cores",
+            ".switch_nice",
             ".tcp",
+            ".tcp[].busy_cpu",
             ".tcp[].gbit_per_s",
+            ".tcp[].ip",
+            ".tcp[].load_1min",
             ".tcp[].path",
+            ".tcp[].retransmits",
+            ".tcp[].round",
+            ".tcp[].seconds",
+            ".tcp[].softirq_cpu",
+            ".tcp[].softirq_cpu_per_gbit",
+            ".tcp[].streams",
+            ".tcp[].switch_cpu",
+            ".tcp[].switch_cpu_per_gbit",
+            ".tcp_ratios",
+            ".tcp_ratios[].ip",
+            ".tcp_ratios[].of_medians",
+            ".tcp_ratios[].paired",
+            ".tcp_ratios[].paired.max",
+            ".tcp_ratios[].paired.median",
+            ".tcp_ratios[].paired.min",
+            ".tcp_ratios[].ratio",
+            ".tcp_ratios[].streams",
+            ".tcp_seconds",
+            ".tcp_summary",
+            ".tcp_summary[].gbit_per_s",
+            ".tcp_summary[].gbit_per_s.max",
+            ".tcp_summary[].gbit_per_s.median",
+            ".tcp_summary[].gbit_per_s.min",
+            ".tcp_summary[].ip",
+            ".tcp_summary[].path",
+            ".tcp_summary[].retransmits",
+            ".tcp_summary[].retransmits.max",
+            ".tcp_summary[].retransmits.median",
+            ".tcp_summary[].retransmits.min",
+            ".tcp_summary[].runs",
+            ".tcp_summary[].softirq_cpu_per_gbit",
+            ".tcp_summary[].softirq_cpu_per_gbit.max",
+            ".tcp_summary[].softirq_cpu_per_gbit.median",
+            ".tcp_summary[].softirq_cpu_per_gbit.min",
+            ".tcp_summary[].streams",
+            ".tcp_summary[].switch_cpu_per_gbit",
+            ".tcp_summary[].switch_cpu_per_gbit.max",
+            ".tcp_summary[].switch_cpu_per_gbit.median",
+            ".tcp_summary[].switch_cpu_per_gbit.min",
+            ".tcp_switch_counters",
+            ".tcp_switch_counters[].counters",
+            ".tcp_switch_counters[].counters.gen.rx_gso",
+            ".tcp_switch_counters[].switch",
             ".trial_seconds",
             ".workers",
         ];
         assert_eq!(got, want);
         assert_eq!(v["port_kind"], "tap");
+        assert_eq!(v["tcp"][1]["path"], "shunt");
+        assert_eq!(v["tcp"][1]["gbit_per_s"], 1.5);
+        assert_eq!(v["tcp"][0]["switch_cpu"], serde_json::Value::Null);
+        assert_eq!(v["tcp_ratios"][0]["ratio"], "shunt/linux-bridge");
+        assert_eq!(v["tcp_ratios"][0]["of_medians"], 0.75);
         assert_eq!(
             v["sizes"][0]["ratios"][0],
             serde_json::json!(["shunt/bare", 0.9])
         );
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    /// `shunt bench ARGS`, parsed and checked as `run` does.
+    fn args(a: &[&str]) -> Result<BenchArgs, String> {
+        use clap::Parser;
+        let mut b = Cli::try_parse_from(std::iter::once("bench").chain(a.iter().copied()))
+            .map_err(|e| e.to_string())?
+            .bench;
+        validate(&mut b).map_err(|e| e.to_string())?;
+        Ok(b)
+    }
+
+    #[test]
+    fn tcp_options() {
+        let b = args(&[]).expect("no options");
+        assert_eq!(b.sizes, [64, 512, 1518]);
+        assert!(!b.tcp);
+        assert_eq!((b.streams, b.ip_versions, b.rounds), (vec![1], vec![4], 1));
+        let b = args(&["--tcp", "--streams", "1,4", "--ip", "4,6", "--rounds", "3"])
+            .expect("a list of streams");
+        assert!(b.tcp);
+        assert_eq!(
+            b.sizes,
+            [64, 512, 1518],
+            "--tcp keeps the frame-size trials"
+        );
+        assert_eq!(
+            (b.streams, b.ip_versions, b.rounds),
+            (vec![1, 4], vec![4, 6], 3)
+        );
+        let b = args(&["--streams", "4,1,4", "--streams", "8"]).expect("repeated");
+        assert_eq!(b.streams, [4, 1, 8]);
+        assert_eq!(
+            args(&["--switch-nice", "-10"]).expect("nice").switch_nice,
+            -10
+        );
+        assert!(args(&["--switch-nice", "-21"]).is_err());
+        let b = args(&["--tcp-only", "--streams=2"]).expect("tcp only");
+        assert!(b.tcp && b.sizes.is_empty());
+        assert_eq!(b.streams, [2]);
+        for bad in [
+            &["--streams", "0"][..],
+            &["--streams", "129"],
+            &["--streams", "1,x"],
+            &["--streams", ""],
+            &["--ip", "5"],
+            &["--rounds", "0"],
+        ] {
+            assert!(args(bad).is_err(), "{bad:?} was accepted");
+        }
+        let e = args(&["--streams", "0"]).expect_err("0 streams");
+        assert!(e.contains("--streams: 0"), "{e}");
     }
 
     /// The text report, line for line: the format `shunt bench` prints.
@@ -809,8 +1094,13 @@ mod tests {
             "  shunt                47.5 kfps     10.0     20.0     30.0     40.0      50.0        0\n",
             "  shunt/bare: 0.90x\n",
             "\n",
-            "TCP (iperf3, one stream)\n",
-            "  shunt                  1.50 Gbit/s\n",
+            "TCP (iperf3 -t 5, 1 run(s) each, interleaved; median [min-max])\n",
+            "  path           IP streams  Gbit/s  [min-max]    retrans switch CPU/Gbit/s softirq/Gbit/s\n",
+            "  linux-bridge    4       1    2.00  [2.00-2.00]        3               n/a          0.200\n",
+            "  shunt           4       1    1.50  [1.50-1.50]        3             0.600          0.267\n",
+            "  shunt/linux-bridge (IPv4, 1 stream(s)): 0.75x (per round 0.75-0.75x)\n",
+            "  CPU in cores per Gbit/s: the switch's processes (utime+stime), the whole machine's softirq\n",
+            "  shb counted during its TCP runs: gen.rx_gso 9\n",
             "note: a note\n",
         ]
         .concat();

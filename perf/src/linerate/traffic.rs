@@ -74,7 +74,7 @@ fn cpu_jiffies(except: Option<usize>) -> Option<(u64, u64)> {
 }
 
 /// CPU time of process `pid`, all threads, in seconds (/proc/PID/stat).
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub(super) fn cpu_seconds(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start at ')'.
     let rest = s.rsplit_once(')')?.1;
@@ -404,51 +404,4 @@ fn pin(core: Option<usize>) {
     if let Some(c) = core {
         core_affinity::set_for_current(core_affinity::CoreId { id: c });
     }
-}
-
-/// TCP throughput with iperf3 from the generator's namespace (client, on
-/// `core`) to a server in the sink's namespace, at `server_ip`.
-pub fn iperf3(server_ip: &str, secs: u64, core: Option<usize>) -> Result<f64, BenchError> {
-    use std::process::{Command, Stdio};
-    let mut server = Command::new("ip")
-        .args([
-            "netns", "exec", SINK_NS, "iperf3", "-s", "-1", "-B", server_ip,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            BenchError::Traffic(format!("starting iperf3 -s (is iperf3 installed?): {e}"))
-        })?;
-    std::thread::sleep(Duration::from_millis(300));
-    let mut args: Vec<String> = vec!["netns".into(), "exec".into(), GEN_NS.into()];
-    if let Some(c) = core {
-        args.extend(["taskset".into(), "-c".into(), c.to_string()]);
-    }
-    args.extend(
-        [
-            "iperf3",
-            "-J",
-            "-c",
-            server_ip,
-            "-t",
-            &secs.max(1).to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
-    let out = Command::new("ip").args(&args).output();
-    let _ = server.kill();
-    let _ = server.wait();
-    let out = out.map_err(|e| BenchError::Traffic(format!("running iperf3 -c: {e}")))?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| BenchError::Traffic(format!("iperf3 -J output: {e}")))?;
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .ok_or_else(|| {
-            BenchError::Traffic(format!(
-                "iperf3 to {server_ip} gave no result: {}",
-                v["error"].as_str().unwrap_or("no error message")
-            ))
-        })
 }

@@ -386,6 +386,16 @@ fn vteps(rt: &Runtime, total: &mut [u64; DropReason::COUNT]) -> BTreeMap<String,
     out
 }
 
+/// A network's name, as the trace says it.
+pub fn net_name(rt: &Runtime, n: NetId) -> String {
+    rt.plan
+        .load()
+        .nets
+        .get(n.index())
+        .map(|x| x.name.clone())
+        .unwrap_or_else(|| format!("net{}", n.index()))
+}
+
 /// `trace`: the ports to trace (none: all), once the tracer is free.
 pub fn trace_ports(rt: &Runtime, port: Option<&str>) -> Result<Vec<PortId>, AnswerError> {
     let mut ports = Vec::new();
@@ -420,14 +430,7 @@ pub fn trace(
         .and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok())
         .and_then(|d| Instant::now().checked_add(d));
     let port_name = |p: Egress| rt.port_name(p);
-    let net_name = |n: NetId| {
-        rt.plan
-            .load()
-            .nets
-            .get(n.index())
-            .map(|x| x.name.clone())
-            .unwrap_or_else(|| format!("net{}", n.index()))
-    };
+    let net_name = |n: NetId| net_name(rt, n);
     let mut sent = 0u64;
     let result = (|| -> std::io::Result<()> {
         // Tells a client that went away from one that is waiting.

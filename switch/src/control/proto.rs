@@ -47,6 +47,9 @@ pub enum Request {
         #[serde(default)]
         seconds: Option<f64>,
     },
+    /// Answered by a stream of [`CaptureEvent`]s: start, packets (with
+    /// progress now and then), end.
+    Capture(CaptureSpec),
     /// Answered by [`Done`].
     Attach { host: String, network: String },
     /// Answered by [`Done`].
@@ -66,6 +69,7 @@ impl Request {
             Request::Stats => "stats",
             Request::Dns { .. } => "dns",
             Request::Trace { .. } => "trace",
+            Request::Capture(_) => "capture",
             Request::Attach { .. } => "attach",
             Request::Detach { .. } => "detach",
             Request::Shutdown => "shutdown",
@@ -73,7 +77,7 @@ impl Request {
     }
 
     /// Every `cmd` a request may name.
-    pub const CMDS: [&'static str; 10] = [
+    pub const CMDS: [&'static str; 11] = [
         "ping",
         "ports",
         "fdb",
@@ -81,10 +85,76 @@ impl Request {
         "stats",
         "dns",
         "trace",
+        "capture",
         "attach",
         "detach",
         "shutdown",
     ];
+}
+
+/// What `shunt capture` asks for (docs/capture.md): the frames of
+/// `targets` (ports, hosts, networks; none: all), which way, which ones,
+/// how many bytes of each, for how long.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CaptureSpec {
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// "in", "out" or "both" (the default).
+    #[serde(default)]
+    pub direction: Option<String>,
+    /// Only dropped frames.
+    #[serde(default)]
+    pub drops: bool,
+    #[serde(default)]
+    pub count: Option<u64>,
+    #[serde(default)]
+    pub seconds: Option<f64>,
+    /// Bytes kept of each frame (its whole length is recorded too).
+    #[serde(default)]
+    pub snaplen: Option<usize>,
+    /// Frames from or to this MAC.
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// Frames that came in with this VLAN, or copies tagged with it.
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    /// "arp", "ipv4", "ipv6", "vlan" or a number (0x0806).
+    #[serde(default)]
+    pub ethertype: Option<String>,
+    /// A drop reason (`vlan_not_allowed`): only frames dropped for it.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// "flooded", "unicast", "dropped" or "local".
+    #[serde(default)]
+    pub decision: Option<String>,
+}
+
+/// One line of a capture's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum CaptureEvent {
+    /// The capture runs: the ports it holds (an interface each).
+    Start {
+        interfaces: Vec<String>,
+        snaplen: usize,
+    },
+    /// One frame seen on `interface`, "in" or "out", `len` bytes long
+    /// on the wire, of which `data` (hex) holds the first; `comment` is
+    /// the switch's decision in the words of `shunt trace`.
+    Packet {
+        interface: String,
+        ts_ns: u64,
+        dir: String,
+        len: u32,
+        data: String,
+        comment: String,
+    },
+    /// Now and then while nothing else is said (and to notice a client
+    /// that went away): records lost so far.
+    Progress { packets: u64, lost: u64 },
+    /// The capture ended: packets sent, records lost because the reader
+    /// was too slow.
+    End { packets: u64, lost: u64 },
 }
 
 /// Reads one request line (the bytes a client sent before its newline, or

@@ -85,6 +85,10 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
             Ok(ports) => answers::trace(&mut out, rt, &ports, count, seconds),
             Err(e) => refuse(&mut out, e),
         },
+        Request::Capture(spec) => match crate::capture::session(rt, &spec) {
+            Ok((session, names)) => crate::capture::stream(&mut out, rt, &spec, session, names),
+            Err(e) => refuse(&mut out, e),
+        },
         Request::Attach { host, network } => done(attach(rt, &host, &network), &mut out),
         Request::Detach { host, network } => done(detach(rt, &host, &network), &mut out),
         Request::Shutdown => {

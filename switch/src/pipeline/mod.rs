@@ -22,6 +22,7 @@
 //! test rig), because how a copy is made (in place, gathered) depends on the
 //! port.
 
+pub mod capture;
 pub mod classify;
 pub mod edit;
 pub mod egress;
@@ -33,6 +34,7 @@ pub mod plan;
 pub mod tracer;
 pub mod vxlan;
 
+pub use capture::Capture;
 pub use plan::{Carry, NetPlan, Plan, PortPlan};
 pub use tracer::Tracer;
 
@@ -306,6 +308,8 @@ pub struct Context<'a> {
     pub counters: &'a WorkerCounters,
     pub port_up: &'a [AtomicBool],
     pub tracer: &'a Tracer,
+    /// `shunt capture`: one check per batch when none runs.
+    pub capture: &'a Capture,
     /// The switch's own stack, when a network gives it something to do.
     pub stack: Option<&'a StackLink>,
     pub worker: usize,
@@ -352,6 +356,10 @@ pub fn run(
     if ctx.tracer.active() {
         ctx.tracer.record_batch(ctx, ingress.into(), batch, tx);
     }
+    // As received, before any edit: the bytes are unchanged until edit::run.
+    if ctx.capture.active() {
+        ctx.capture.inbound(ctx, ingress.into(), batch, tx);
+    }
     delivered
 }
 
@@ -395,5 +403,8 @@ pub fn run_stack(ctx: &Context, batch: &mut Batch, tx: &mut TxQueues) {
     egress::run(ctx, Egress::Stack, batch, tx);
     if ctx.tracer.active() {
         ctx.tracer.record_batch(ctx, Egress::Stack, batch, tx);
+    }
+    if ctx.capture.active() {
+        ctx.capture.inbound(ctx, Egress::Stack, batch, tx);
     }
 }

@@ -120,69 +120,83 @@ impl Tracer {
             return;
         }
         for i in 0..batch.count {
-            let f = batch.frame(i);
-            let m = &batch.meta[i];
-            let mut r = TraceRecord {
-                // A decapsulated frame came in from its remote VTEP.
-                ingress: crate::pipeline::vxlan::from(ingress, m),
-                net: m.net,
-                vid_in: None,
-                src: MacAddr::ZERO,
-                dst: MacAddr::ZERO,
-                ethertype: 0,
-                len: m.len,
-                learned: m.learned,
-                verdict: m.verdict,
-                out: [(ingress, None); MAX_OUT],
-                n_out: 0,
-                vni: m
-                    .net
-                    .and_then(|n| ctx.plan.nets.get(n.index()))
-                    .and_then(|n| n.vni)
-                    .unwrap_or(0),
-                gso: None,
-                whole: 0,
-            };
-            if m.off.gso.is_some() {
-                r.gso = Segmenter::new(f, &m.off)
-                    .ok()
-                    .map(|s| (m.off.gso, s.count as u16, s.mss as u16));
-            }
-            if let Ok(eth) = EthernetFrame::new_checked(f) {
-                r.dst = eth.dst_addr();
-                r.src = eth.src_addr();
-                r.ethertype = eth.ethertype().to_u16();
-                // The 802.1Q tag classify reads; an 802.1ad one is data.
-                if eth.ethertype() == EtherType::Vlan {
-                    if let Ok(tag) = VlanTag::new_checked(eth.payload()) {
-                        r.vid_in = Some(tag.vid());
-                        r.ethertype = tag.ethertype().to_u16();
-                    }
-                }
-            }
-            for &p in &tx.dirty {
-                for e in tx.queue(p) {
-                    if e.frame as usize == i && (r.n_out as usize) < MAX_OUT {
-                        r.out[r.n_out as usize] = (p, e.vid);
-                        // Only ports take offloads (docs/offloads.md).
-                        let takes = match p {
-                            Egress::Port(q) => ctx
-                                .plan
-                                .ports
-                                .get(q.index())
-                                .is_some_and(|pl| pl.offloads.take(&m.off)),
-                            _ => false,
-                        };
-                        if takes {
-                            r.whole |= 1 << r.n_out;
-                        }
-                        r.n_out += 1;
-                    }
-                }
-            }
+            let r = record(ctx, ingress, batch, tx, i);
             if self.queue.push(r).is_err() {
                 self.lost.fetch_add(1, Relaxed);
             }
         }
     }
+}
+
+/// Frame `i`'s decisions as a trace record: what it is, what learn and
+/// forward did, and the copies queued for it in `tx` (the capture's
+/// comments say the same words).
+pub fn record(
+    ctx: &Context,
+    ingress: Egress,
+    batch: &Batch,
+    tx: &TxQueues,
+    i: usize,
+) -> TraceRecord {
+    let f = batch.frame(i);
+    let m = &batch.meta[i];
+    let mut r = TraceRecord {
+        // A decapsulated frame came in from its remote VTEP.
+        ingress: crate::pipeline::vxlan::from(ingress, m),
+        net: m.net,
+        vid_in: None,
+        src: MacAddr::ZERO,
+        dst: MacAddr::ZERO,
+        ethertype: 0,
+        len: m.len,
+        learned: m.learned,
+        verdict: m.verdict,
+        out: [(ingress, None); MAX_OUT],
+        n_out: 0,
+        vni: m
+            .net
+            .and_then(|n| ctx.plan.nets.get(n.index()))
+            .and_then(|n| n.vni)
+            .unwrap_or(0),
+        gso: None,
+        whole: 0,
+    };
+    if m.off.gso.is_some() {
+        r.gso = Segmenter::new(f, &m.off)
+            .ok()
+            .map(|s| (m.off.gso, s.count as u16, s.mss as u16));
+    }
+    if let Ok(eth) = EthernetFrame::new_checked(f) {
+        r.dst = eth.dst_addr();
+        r.src = eth.src_addr();
+        r.ethertype = eth.ethertype().to_u16();
+        // The 802.1Q tag classify reads; an 802.1ad one is data.
+        if eth.ethertype() == EtherType::Vlan {
+            if let Ok(tag) = VlanTag::new_checked(eth.payload()) {
+                r.vid_in = Some(tag.vid());
+                r.ethertype = tag.ethertype().to_u16();
+            }
+        }
+    }
+    for &p in &tx.dirty {
+        for e in tx.queue(p) {
+            if e.frame as usize == i && (r.n_out as usize) < MAX_OUT {
+                r.out[r.n_out as usize] = (p, e.vid);
+                // Only ports take offloads (docs/offloads.md).
+                let takes = match p {
+                    Egress::Port(q) => ctx
+                        .plan
+                        .ports
+                        .get(q.index())
+                        .is_some_and(|pl| pl.offloads.take(&m.off)),
+                    _ => false,
+                };
+                if takes {
+                    r.whole |= 1 << r.n_out;
+                }
+                r.n_out += 1;
+            }
+        }
+    }
+    r
 }

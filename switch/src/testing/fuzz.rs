@@ -11,7 +11,9 @@
 //!  ctl:u8  (bits 7, 6: 1 0)      port ctl & 15 taken down or up again
 //!  ctl:u8  (bits 7, 6: 1 1)      a trace of every port started or stopped (pipeline)
 //!  ctl:u8  len:u16be  bytes[len] a frame in from port ctl & 15 (stack: network ctl & 15);
-//!                                bit 4: the batch ends after it; bit 5: 301 s pass first (ageing)
+//!                                bit 4: the batch ends after it; bit 5: 301 s pass first (ageing);
+//!                                bit 6 (pipeline): bytes are a virtio-net header (12 bytes) and
+//!                                the frame, whose offload state (checksum, GSO) travels with it
 //! ```
 //!
 //! fuzz/make_seeds.py writes the seeds in this form from the captures.
@@ -26,7 +28,8 @@ use crate::stack::dns;
 use crate::stack::iface::{self, Host, HostConfig, Reply};
 use crate::stack::names::{Names, Rotation};
 use crate::stack::{NetCounters, StackPkt};
-use shunt_parsers::{vxlan, EtherType, EthernetFrame, MacAddr};
+use shunt_parsers::virtio_net::{Offload, OffloadError, VirtioNetHdr, VNET_HDR_LEN};
+use shunt_parsers::{vxlan, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, MacAddr, UdpPacket};
 use std::sync::{Arc, OnceLock};
 
 /// The topology every frame target runs against.
@@ -52,6 +55,7 @@ enum Step<'a> {
         port: usize,
         last: bool,
         age: bool,
+        vnet: bool,
         bytes: &'a [u8],
     },
 }
@@ -79,6 +83,7 @@ fn steps(mut data: &[u8]) -> impl Iterator<Item = Step<'_>> {
             port,
             last: ctl & 0x10 != 0,
             age: ctl & 0x20 != 0,
+            vnet: ctl & 0x40 != 0,
             bytes,
         })
     })
@@ -154,7 +159,7 @@ fn run_pipeline(rig: &mut Rig, data: &[u8]) {
     let topo = topology();
     let nports = rig.ports.len();
     let mut now = 1_000;
-    let mut batch: Vec<&[u8]> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<(&[u8], bool)> = Vec::with_capacity(BATCH);
     let mut ingress = 0;
     for step in steps(data) {
         match step {
@@ -176,6 +181,7 @@ fn run_pipeline(rig: &mut Rig, data: &[u8]) {
                 port,
                 last,
                 age,
+                vnet,
                 bytes,
             } => {
                 let port = port % nports;
@@ -186,7 +192,7 @@ fn run_pipeline(rig: &mut Rig, data: &[u8]) {
                     ingress = port;
                     now += if age { 301_000 } else { 1 };
                 }
-                batch.push(bytes);
+                batch.push((bytes, vnet));
                 if last || batch.len() == BATCH {
                     run_batch(rig, topo, ingress, &mut batch, now);
                 }
@@ -267,7 +273,13 @@ fn untagged(f: &[u8], tag_len: usize) -> Vec<u8> {
 ///   port or the trunk's native network, the network's VLAN on a trunk,
 ///   a VXLAN header to the right VTEP and VNI on the underlay;
 /// - frames for the switch's stack are in its queues, once each.
-fn run_batch(rig: &mut Rig, topo: &Topology, ingress: usize, frames: &mut Vec<&[u8]>, now: u64) {
+fn run_batch(
+    rig: &mut Rig,
+    topo: &Topology,
+    ingress: usize,
+    frames: &mut Vec<(&[u8], bool)>,
+    now: u64,
+) {
     if frames.is_empty() {
         return;
     }
@@ -283,7 +295,17 @@ fn run_batch(rig: &mut Rig, topo: &Topology, ingress: usize, frames: &mut Vec<&[
     rig.tx.clear();
     let pushed = frames
         .drain(..)
-        .filter(|f| rig.ports[ingress].push(f))
+        .filter(|&(f, vnet)| {
+            if !vnet {
+                return rig.ports[ingress].push(f);
+            }
+            // As a TAP reads it: the header, then the frame it describes.
+            let (hdr, frame) = f.split_at(VNET_HDR_LEN.min(f.len()));
+            let off = VirtioNetHdr::parse(hdr)
+                .map_err(|_| OffloadError::Length)
+                .and_then(|h| Offload::from_header(&h, frame));
+            rig.ports[ingress].push_offload(frame, off)
+        })
         .count();
     let before: Vec<(Egress, Seen)> = egresses(nports, nvteps)
         .map(|e| (e, Seen::of(rig, e)))
@@ -324,8 +346,13 @@ fn run_batch(rig: &mut Rig, topo: &Topology, ingress: usize, frames: &mut Vec<&[
     // Verdicts and what was queued for each frame.
     let mut dropped = [0u64; DropReason::COUNT];
     let mut local = 0;
-    for (i, m) in metas.iter().enumerate().take(n) {
-        let copies: Vec<Egress> = queued.iter().filter(|q| q.1 == i).map(|q| q.0).collect();
+    let mut copies_of: Vec<Vec<Egress>> = vec![Vec::new(); n];
+    for &(to, i, _) in &queued {
+        if let Some(c) = copies_of.get_mut(i) {
+            c.push(to);
+        }
+    }
+    for (i, (m, copies)) in metas.iter().zip(copies_of).enumerate() {
         assert!(
             !copies.contains(&Egress::Port(inp)),
             "frame {i} queued back to its ingress port {ingress}"
@@ -391,12 +418,26 @@ fn run_batch(rig: &mut Rig, topo: &Topology, ingress: usize, frames: &mut Vec<&[
             tx -= vtep_tx;
         }
         let q = queued.iter().filter(|q| q.0 == e).count() as u64;
-        assert_eq!(
-            tx + d.lost(),
-            q,
-            "{e:?}: {q} queued, {tx} sent, {} dropped",
-            d.lost()
-        );
+        let supers = queued
+            .iter()
+            .filter(|q| q.0 == e && metas[q.1].off.gso.is_some())
+            .count();
+        if supers == 0 {
+            assert_eq!(
+                tx + d.lost(),
+                q,
+                "{e:?}: {q} queued, {tx} sent, {} dropped",
+                d.lost()
+            );
+        } else {
+            // A super-frame cut into segments is several sends, or some
+            // and then a drop; never nothing.
+            assert!(
+                tx + d.lost() >= q,
+                "{e:?}: {q} queued ({supers} super-frames), {tx} sent, {} dropped",
+                d.lost()
+            );
+        }
         if let Some(p) = e.port() {
             let sent = rig.ports[p.index()].sent().count() as u64;
             assert_eq!(sent, d.tx, "port {} sent what it counted", p.index());
@@ -408,36 +449,67 @@ fn run_batch(rig: &mut Rig, topo: &Topology, ingress: usize, frames: &mut Vec<&[
         "nothing sent out of the ingress port"
     );
 
-    // What each port sent, byte for byte.
-    for (p, port) in rig.ports.iter().enumerate() {
-        let mut want: Vec<Vec<u8>> = Vec::new();
-        let mut vxlan_copies: Vec<(VtepId, usize)> = Vec::new();
-        for &(to, i, vid) in &queued {
-            let m = &metas[i];
-            let inner = untagged(&post[i], usize::from(m.tag_len));
-            match to {
-                Egress::Port(q) if q.index() == p => {
-                    let trunk = rig.plan.ports[p].trunk;
-                    assert!(
-                        trunk || vid.is_none(),
-                        "a tagged frame (VLAN {vid:?}) queued to access port {p}"
-                    );
-                    want.push(match vid {
-                        None => inner,
-                        Some(v) => {
-                            let tci = (u16::from(m.pcp_dei) << 8) | v;
-                            let [t0, t1] = tci.to_be_bytes();
-                            let mut f = inner[..12.min(inner.len())].to_vec();
-                            f.extend_from_slice(&[0x81, 0x00, t0, t1]);
-                            f.extend_from_slice(inner.get(12..).unwrap_or(&[]));
-                            f
-                        }
-                    });
-                }
-                Egress::Vtep(k) if Some(p) == underlay => vxlan_copies.push((k, i)),
-                _ => {}
+    // What each port sent, byte for byte: per port, the copies queued to
+    // it (with their tag) and the VXLAN copies to leave by it.
+    let inner: Vec<Vec<u8>> = (0..n)
+        .map(|i| untagged(&post[i], usize::from(metas[i].tag_len)))
+        .collect();
+    let mut wants: Vec<Vec<Vec<u8>>> = vec![Vec::new(); nports];
+    let mut vxlans: Vec<Vec<(VtepId, usize)>> = vec![Vec::new(); nports];
+    // Ports sent copies of frames with offload state: checksums completed
+    // and segments differ from the frame, so only their size is checked.
+    let mut loose = vec![false; nports];
+    for &(to, i, vid) in &queued {
+        let f = &inner[i];
+        if !metas[i].off.is_none() {
+            let dev = match to {
+                Egress::Port(q) => Some(q.index()),
+                Egress::Vtep(_) => underlay,
+                Egress::Stack => None,
+            };
+            if let Some(l) = dev.and_then(|d| loose.get_mut(d)) {
+                *l = true;
             }
+            if let (Egress::Port(q), Some(_)) = (to, vid) {
+                let trunk = rig.plan.ports.get(q.index()).is_some_and(|pp| pp.trunk);
+                assert!(trunk, "a tagged frame queued to access port {}", q.index());
+            }
+            continue;
         }
+        match to {
+            Egress::Port(q) => {
+                let p = q.index();
+                let trunk = rig.plan.ports.get(p).is_some_and(|pp| pp.trunk);
+                assert!(
+                    trunk || vid.is_none(),
+                    "a tagged frame (VLAN {vid:?}) queued to access port {p}"
+                );
+                let want = match vid {
+                    None => f.clone(),
+                    Some(v) => {
+                        let tci = (u16::from(metas[i].pcp_dei) << 8) | v;
+                        let [t0, t1] = tci.to_be_bytes();
+                        let mut t = f[..12.min(f.len())].to_vec();
+                        t.extend_from_slice(&[0x81, 0x00, t0, t1]);
+                        t.extend_from_slice(f.get(12..).unwrap_or(&[]));
+                        t
+                    }
+                };
+                if let Some(w) = wants.get_mut(p) {
+                    w.push(want);
+                }
+            }
+            Egress::Vtep(k) => {
+                if let Some(v) = underlay.and_then(|u| vxlans.get_mut(u)) {
+                    v.push((k, i));
+                }
+            }
+            Egress::Stack => {}
+        }
+    }
+    for (p, port) in rig.ports.iter().enumerate() {
+        let want = &mut wants[p];
+        let vxlan_copies = &vxlans[p];
         let mut vx = vxlan_copies.clone();
         for f in port.sent() {
             if let Some(w) = want.iter().position(|w| w == f) {
@@ -457,14 +529,31 @@ fn run_batch(rig: &mut Rig, topo: &Topology, ingress: usize, frames: &mut Vec<&[
                 };
                 let m = &metas[i];
                 let vni = m.net.and_then(|n| topo.networks.get(n.index())?.vni);
-                Some(d.vni) == vni
-                    && f.get(d.inner) == Some(&untagged(&post[i], usize::from(m.tag_len))[..])
+                Some(d.vni) == vni && f.get(d.inner) == Some(&inner[i][..])
             });
             match found {
                 Some(x) => {
                     vx.swap_remove(x);
                 }
+                None if loose[p] => {}
                 None => panic!("port {p} sent a frame nobody queued: {f:02x?}"),
+            }
+        }
+        // No frame larger than the port's MTU allows (with a tag) but a
+        // super-frame handed whole to a port that takes it; no offload
+        // state to a port that takes none.
+        let pp = &rig.plan.ports[p];
+        let takes = pp.offloads;
+        for (f, off) in port.sent_offloads() {
+            if !off.gso.is_some() {
+                assert!(
+                    f.len() <= pp.max_frame + 4,
+                    "port {p} sent {} bytes, more than its MTU allows",
+                    f.len()
+                );
+            }
+            if !(takes.csum || takes.tso || takes.uso) {
+                assert!(off.is_none(), "port {p} takes no offload but got {off:?}");
             }
         }
     }
@@ -551,14 +640,27 @@ fn stack_round(rig: &mut Rig, host: &mut Host, topo: &Topology) {
             // known host's: ARP is checked by the pipeline's invariants.
             EtherType::Arp => {}
             EtherType::Ipv4 => {
-                let ip = shunt_parsers::Ipv4Packet::new_checked(eth.payload());
-                let src = ip.map(|ip| ip.src_addr()).ok();
+                let ip = Ipv4Packet::new_checked(eth.payload());
+                let src = ip.as_ref().map(|ip| ip.src_addr()).ok();
                 let want = topo.networks.get(net.index()).and_then(|n| n.address);
                 assert!(
                     want.is_some() && src == want,
                     "IPv4 from {src:?} on network {}, whose address is {want:?}",
                     net.index()
                 );
+                // What the responder sends from port 53 is an answer with
+                // a valid checksum (smoltcp fills it in).
+                let Ok(ip) = ip else { continue };
+                if ip.protocol() != IpProtocol::Udp {
+                    continue;
+                }
+                let Ok(udp) = UdpPacket::new_checked(ip.payload()) else {
+                    panic!("a UDP datagram that does not read: {f:02x?}");
+                };
+                assert!(udp.verify_checksum_v4(ip.src_addr(), ip.dst_addr()));
+                if udp.src_port() == iface::DNS_PORT {
+                    assert!(dns::is_response(udp.payload()), "port 53 sends answers");
+                }
             }
             other => panic!("the stack sent {other:?}"),
         }
@@ -699,6 +801,9 @@ mod tests {
 
     const VXLAN: &[u8] = include_bytes!("../../../parsers/tests/data/vxlan.pcap");
     const ARP: &[u8] = include_bytes!("../../../parsers/tests/data/arp_icmp.pcap");
+    const DNS: &[u8] = include_bytes!("../../../parsers/tests/data/dns.pcap");
+    /// A virtio-net header and a TCP/IPv4 super-frame (parsers' gso tests).
+    const GSO: &[u8] = include_bytes!("../../../parsers/fuzz/seeds_gso/gso-00");
 
     fn frames(pcap: &[u8]) -> Vec<&[u8]> {
         let mut out = Vec::new();
@@ -772,5 +877,28 @@ mod tests {
         let stack = rig.counters.port(Egress::Stack);
         assert_eq!(stack.rx_frames.get(), 1, "one ARP reply from the stack");
         assert_eq!(tx(rig, 0), 1, "to web.lan, whose MAC asked");
+        // The capture's first DNS query, to the switch's MAC (UDP checksum
+        // left out, as IPv4 allows): answered from the topology's names.
+        let mut q = frames(DNS)[0].to_vec();
+        q[..6].copy_from_slice(&crate::stack::switch_mac("fz", 0).octets());
+        q[40..42].fill(0);
+        let rig = &mut fresh_rig(topology());
+        run_stack(rig, &input(0, &[&q]));
+        let c = rig.stack.as_deref().map(|s| &s.net_counters[0]);
+        assert_eq!(
+            c.map(|c| c.dns_answered.get()),
+            Some(1),
+            "web.lan.test answered"
+        );
+        assert!(tx(rig, 0) >= 1, "the answer reaches web.lan");
+        // A TCP super-frame with its virtio-net header from a macvlan host:
+        // the AF_XDP-kind parent takes no offload, so it gets segments.
+        let mut sup = vec![0x40 | 4];
+        sup.extend_from_slice(&(GSO.len() as u16).to_be_bytes());
+        sup.extend_from_slice(GSO);
+        let rig = &mut fresh_rig(topology());
+        run_pipeline(rig, &sup);
+        let up = rig.counters.port(testing_port(7).into());
+        assert!(up.tx_gso_segments.get() > 1, "segmented for the parent");
     }
 }

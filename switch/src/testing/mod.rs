@@ -36,6 +36,7 @@ macro_rules! context {
             counters: &$rig.counters,
             port_up: &$rig.port_up,
             tracer: &$rig.tracer,
+            capture: &$rig.capture,
             stack: $rig.stack.as_deref(),
             worker: 0,
         }
@@ -62,6 +63,7 @@ pub struct Rig {
     pub fdb: Fdb,
     pub counters: WorkerCounters,
     pub tracer: Tracer,
+    pub capture: crate::pipeline::Capture,
     pub port_up: Box<[AtomicBool]>,
     pub batch: Batch,
     pub tx: TxQueues,
@@ -74,6 +76,8 @@ pub struct Rig {
     sent_to: Vec<PortId>,
     /// Where super-frames are cut (as a worker's).
     seg: edit::SegmentBuf,
+    /// Where the batch in hand came from (for the capture's outbound copies).
+    ingress: crate::ids::Egress,
 }
 
 impl Rig {
@@ -104,6 +108,7 @@ impl Rig {
             fdb: fdb(topo, max_entries),
             counters: WorkerCounters::new(),
             tracer: Tracer::new(),
+            capture: crate::pipeline::Capture::new(),
             port_up: (0..n).map(|_| AtomicBool::new(true)).collect(),
             batch: Batch::new(),
             tx: TxQueues::new(),
@@ -111,6 +116,7 @@ impl Rig {
             stack: None,
             sent_to: Vec::with_capacity(n),
             seg: edit::SegmentBuf::new(),
+            ingress: crate::ids::Egress::Stack,
         }
     }
 
@@ -188,6 +194,7 @@ impl Rig {
     /// leaving the copies in the transmit queues.
     #[inline]
     pub fn process(&mut self, ingress: PortId, now_ms: u64) {
+        self.ingress = ingress.into();
         let ctx = context!(self);
         pipeline::run(&ctx, ingress, &mut self.batch, &mut self.tx, now_ms);
     }
@@ -199,30 +206,32 @@ impl Rig {
         let ctx = context!(self);
         let (ports, sent_to) = (&mut self.ports, &mut self.sent_to);
         let mut sent = 0;
-        edit::run(
-            &ctx,
-            &mut self.batch,
-            &self.tx,
-            &mut self.seg,
-            |batch, c, out| {
-                let port = ports.get_mut(c.dev.index());
-                let r = match (out, port) {
-                    (Out::Frame(e), Some(p)) => {
-                        let (parts, n) = e.parts(batch.frame(c.frame));
-                        p.send(&parts[..n], &e.off)
-                    }
-                    (Out::Segment(b), Some(p)) => p.send(&[b], &Offload::NONE),
-                    (_, None) => Err(TxError::Gone(libc::ENODEV)),
-                };
-                if r.is_ok() {
-                    sent += 1;
-                    if !sent_to.contains(&c.dev) {
-                        sent_to.push(c.dev);
-                    }
+        let (tx, ingress) = (&self.tx, self.ingress);
+        // As the worker does (worker.rs `send`): outbound copies captured.
+        let capture = ctx.capture.active().then(|| ctx.capture.session());
+        let cap = capture.as_ref().and_then(|g| g.as_deref());
+        let ts = cap.map_or(0, |_| pipeline::capture::now_ns());
+        edit::run(&ctx, &mut self.batch, tx, &mut self.seg, |batch, c, out| {
+            if let Some(s) = cap {
+                s.outbound_copy(&ctx, ingress, batch, tx, c, &out, ts);
+            }
+            let port = ports.get_mut(c.dev.index());
+            let r = match (out, port) {
+                (Out::Frame(e), Some(p)) => {
+                    let (parts, n) = e.parts(batch.frame(c.frame));
+                    p.send(&parts[..n], &e.off)
                 }
-                ctx.counters.count_tx(c.to, c.dev, r);
-            },
-        );
+                (Out::Segment(b), Some(p)) => p.send(&[b], &Offload::NONE),
+                (_, None) => Err(TxError::Gone(libc::ENODEV)),
+            };
+            if r.is_ok() {
+                sent += 1;
+                if !sent_to.contains(&c.dev) {
+                    sent_to.push(c.dev);
+                }
+            }
+            ctx.counters.count_tx(c.to, c.dev, r);
+        });
         for p in self.sent_to.drain(..) {
             if let Some(port) = self.ports.get_mut(p.index()) {
                 port.flush();
@@ -242,6 +251,7 @@ impl Rig {
         crate::pipeline::local::take_output(h, &mut self.batch);
         let n = self.batch.count;
         if n > 0 {
+            self.ingress = crate::ids::Egress::Stack;
             let ctx = context!(self);
             pipeline::run_stack(&ctx, &mut self.batch, &mut self.tx);
             self.transmit();
@@ -308,6 +318,8 @@ fn parse(toml: &str) -> Topology {
 
 pub mod fuzz;
 
+#[cfg(test)]
+mod capture_tests;
 #[cfg(test)]
 mod offload_tests;
 #[cfg(test)]

@@ -1,0 +1,434 @@
+//! The capture's datapath side (`shunt capture`): while a capture runs,
+//! the frames it selects are copied, with the switch's decision, into a
+//! bounded lock-free ring per worker (fixed-size records, allocated when
+//! the capture starts, none per frame); the control plane (capture.rs)
+//! drains them into pcapng for the client. A full ring loses the record
+//! (counted), never the frame. With no capture running the cost is one
+//! check per batch, as the trace's.
+//!
+//! ```text
+//!  pipeline::run (decided) --inbound--> ring[worker] --control plane--> pcapng
+//!  edit::run's copy, before Port::send --outbound--^
+//! ```
+
+use super::edit::{Copy, Out};
+use super::learn::Learned;
+use super::tracer::{self, TraceRecord};
+use super::{Batch, Context, Meta, TxQueues, Verdict};
+use crate::counters::DropReason;
+use crate::ids::{Egress, PortId, Vid};
+use arc_swap::ArcSwapOption;
+use crossbeam_queue::ArrayQueue;
+use shunt_parsers::MacAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// The most bytes of a frame a record holds (`--snaplen` up to this): a
+/// 1500-byte frame with a tag and a VXLAN outer header fits whole.
+pub const MAX_SNAP: usize = 1600;
+/// What a capture keeps of each frame unless told otherwise: every header
+/// of a VXLAN-encapsulated TCP frame, and a ping whole.
+pub const DEFAULT_SNAP: usize = 256;
+/// Records per worker ring: 1024 x ~2 KiB = 2 MiB per worker while a
+/// capture runs.
+pub const RING: usize = 1024;
+const WORDS: usize = Egress::SLOTS.div_ceil(64);
+
+/// Which way a captured frame went through its interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// As received, before any edit.
+    In,
+    /// As sent, after the tag and VXLAN edits.
+    Out,
+}
+
+/// The decision a capture can select on (`--decision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Flooded,
+    Unicast,
+    Dropped,
+    Local,
+}
+
+impl Decision {
+    pub const NAMES: [&'static str; 4] = ["flooded", "unicast", "dropped", "local"];
+
+    pub fn from_name(s: &str) -> Option<Decision> {
+        match s {
+            "flooded" | "flood" => Some(Decision::Flooded),
+            "unicast" | "known_unicast" => Some(Decision::Unicast),
+            "dropped" | "drop" => Some(Decision::Dropped),
+            "local" => Some(Decision::Local),
+            _ => None,
+        }
+    }
+
+    fn of(v: Verdict) -> Option<Decision> {
+        match v {
+            Verdict::Flood(_) | Verdict::Macvlan { .. } => Some(Decision::Flooded),
+            Verdict::Unicast(_) => Some(Decision::Unicast),
+            Verdict::Drop(_) => Some(Decision::Dropped),
+            Verdict::Local => Some(Decision::Local),
+            Verdict::Pending => None,
+        }
+    }
+}
+
+/// What a capture selects. Every field set must match.
+#[derive(Debug, Clone, Copy)]
+pub struct Filter {
+    pub inbound: bool,
+    pub outbound: bool,
+    /// Only dropped frames (`--drops`).
+    pub drops_only: bool,
+    /// Source or destination.
+    pub mac: Option<MacAddr>,
+    /// The VLAN the frame came in with, or the tag of an outbound copy.
+    pub vlan: Option<u16>,
+    /// The ethertype after any 802.1Q tag.
+    pub ethertype: Option<u16>,
+    pub reason: Option<DropReason>,
+    pub decision: Option<Decision>,
+    pub snaplen: usize,
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Filter {
+            inbound: true,
+            outbound: true,
+            drops_only: false,
+            mac: None,
+            vlan: None,
+            ethertype: None,
+            reason: None,
+            decision: None,
+            snaplen: DEFAULT_SNAP,
+        }
+    }
+}
+
+impl Filter {
+    /// The checks that need no parsing: direction and verdict. A frame
+    /// whose source the full FDB could not learn counts as dropped for
+    /// `fdb_full`, the one reason that loses no frame (counters.rs): it is
+    /// the frame someone debugging a full FDB wants to see.
+    #[inline]
+    fn wants_verdict(&self, dir: Dir, m: &Meta) -> bool {
+        let v = m.verdict;
+        let reason = match v {
+            Verdict::Drop(d) => Some(d),
+            _ if m.learned == Learned::Full => Some(DropReason::FdbFull),
+            _ => None,
+        };
+        let dir_ok = match dir {
+            Dir::In => self.inbound,
+            // The dropped frames are taken as they came in.
+            Dir::Out => self.outbound && !self.drops_only,
+        };
+        let drop_ok = !self.drops_only || reason.is_some();
+        let reason_ok = self.reason.is_none_or(|r| reason == Some(r));
+        let decision_ok = self.decision.is_none_or(|d| Decision::of(v) == Some(d));
+        dir_ok && drop_ok && reason_ok && decision_ok
+    }
+
+    /// The checks on the frame's headers (from its trace record).
+    fn wants_record(&self, r: &TraceRecord, copy_vid: Option<Vid>) -> bool {
+        let mac_ok = self.mac.is_none_or(|m| r.src == m || r.dst == m);
+        let vlan_ok = self
+            .vlan
+            .is_none_or(|v| r.vid_in == Some(v) || copy_vid.map(Vid::get) == Some(v));
+        let type_ok = self.ethertype.is_none_or(|t| r.ethertype == t);
+        mac_ok && vlan_ok && type_ok
+    }
+}
+
+/// One captured frame: where and when it was seen, which way, the
+/// decision about it, and its first bytes.
+#[derive(Clone, Copy)]
+pub struct Record {
+    /// Nanoseconds since the Unix epoch (read once per batch).
+    pub ts_ns: u64,
+    /// The interface: the port (or the switch's stack) it came in on, or
+    /// the port it left by.
+    pub at: Egress,
+    pub dir: Dir,
+    /// The frame's length on the wire (a super-frame's whole length).
+    pub orig_len: u32,
+    /// How many of `bytes` hold the frame.
+    pub snap: u16,
+    /// The outbound copy's 802.1Q tag.
+    pub copy_vid: Option<Vid>,
+    /// The queue the copy came from (a remote VTEP for an encapsulated one).
+    pub copy_to: Egress,
+    pub what: TraceRecord,
+    pub bytes: [u8; MAX_SNAP],
+}
+
+/// A running capture: what it selects and where its records go.
+pub struct Session {
+    pub filter: Filter,
+    ports: [AtomicU64; WORDS],
+    all: bool,
+    rings: Box<[ArrayQueue<Record>]>,
+    /// Records a full ring could not take (the reader was too slow).
+    pub lost: AtomicU64,
+}
+
+impl Session {
+    /// A capture of frames on `ports` (all, and the switch's stack, if
+    /// empty) for `workers` workers.
+    pub fn new(filter: Filter, ports: &[PortId], workers: usize) -> Session {
+        let all = ports.is_empty();
+        let words: [AtomicU64; WORDS] =
+            std::array::from_fn(|_| AtomicU64::new(if all { u64::MAX } else { 0 }));
+        for &p in ports {
+            let s = Egress::Port(p).slot();
+            if let Some(w) = words.get(s / 64) {
+                w.fetch_or(1 << (s % 64), Relaxed);
+            }
+        }
+        Session {
+            filter: Filter {
+                snaplen: filter.snaplen.clamp(1, MAX_SNAP),
+                ..filter
+            },
+            ports: words,
+            all,
+            rings: (0..workers.max(1)).map(|_| ArrayQueue::new(RING)).collect(),
+            lost: AtomicU64::new(0),
+        }
+    }
+
+    fn wants(&self, at: Egress) -> bool {
+        let s = at.slot();
+        self.ports
+            .get(s / 64)
+            .is_some_and(|w| w.load(Relaxed) & (1 << (s % 64)) != 0)
+    }
+
+    /// Every ring's records, oldest first per ring.
+    pub fn pop(&self, worker: usize) -> Option<Record> {
+        self.rings.get(worker)?.pop()
+    }
+
+    pub fn workers(&self) -> usize {
+        self.rings.len()
+    }
+
+    /// Whether worker `w`'s ring has room; if not, the record is lost.
+    #[inline]
+    fn room(&self, w: usize) -> bool {
+        let full = self.rings.get(w).is_none_or(ArrayQueue::is_full);
+        if full {
+            self.lost.fetch_add(1, Relaxed);
+        }
+        !full
+    }
+
+    #[inline]
+    fn push(&self, w: usize, r: Record) {
+        if let Some(q) = self.rings.get(w) {
+            if q.push(r).is_err() {
+                self.lost.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// The frames of a decided batch that came in on `ingress`, as
+    /// received (called once per batch while a capture runs).
+    pub fn inbound(&self, ctx: &Context, ingress: Egress, batch: &Batch, tx: &TxQueues) {
+        if !self.filter.inbound || !self.wants(ingress) {
+            return;
+        }
+        let ts_ns = now_ns();
+        for i in 0..batch.count {
+            if !self.filter.wants_verdict(Dir::In, &batch.meta[i]) {
+                continue;
+            }
+            let what = tracer::record(ctx, ingress, batch, tx, i);
+            if !self.filter.wants_record(&what, None) || !self.room(ctx.worker) {
+                continue;
+            }
+            let mut r = Record {
+                ts_ns,
+                at: ingress,
+                dir: Dir::In,
+                orig_len: batch.meta[i].len.into(),
+                snap: 0,
+                copy_vid: None,
+                copy_to: ingress,
+                what,
+                bytes: [0; MAX_SNAP],
+            };
+            r.fill(&[batch.frame(i)], self.filter.snaplen);
+            self.push(ctx.worker, r);
+        }
+    }
+
+    /// One outbound copy of frame `i`, leaving by `dev` from queue `to`
+    /// with tag `vid`, as the gather list `parts` (called per copy, only
+    /// while a capture runs; `ts_ns` read once per batch).
+    #[allow(clippy::too_many_arguments)]
+    pub fn outbound(
+        &self,
+        ctx: &Context,
+        ingress: Egress,
+        batch: &Batch,
+        tx: &TxQueues,
+        (i, to, dev): (usize, Egress, PortId),
+        parts: &[&[u8]],
+        ts_ns: u64,
+    ) {
+        let at = Egress::Port(dev);
+        if !self.filter.outbound || !(self.wants(at) || self.wants(to)) {
+            return;
+        }
+        if !self.filter.wants_verdict(Dir::Out, &batch.meta[i]) {
+            return;
+        }
+        let what = tracer::record(ctx, ingress, batch, tx, i);
+        let vid = tx
+            .queue(to)
+            .iter()
+            .find(|e| usize::from(e.frame) == i)
+            .and_then(|e| e.vid);
+        if !self.filter.wants_record(&what, vid) || !self.room(ctx.worker) {
+            return;
+        }
+        let mut r = Record {
+            ts_ns,
+            at,
+            dir: Dir::Out,
+            orig_len: parts.iter().map(|p| p.len() as u32).sum(),
+            snap: 0,
+            copy_vid: vid,
+            copy_to: to,
+            what,
+            bytes: [0; MAX_SNAP],
+        };
+        r.fill(parts, self.filter.snaplen);
+        self.push(ctx.worker, r);
+    }
+
+    /// One copy the edit stage made (`Out`), before it is sent.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn outbound_copy(
+        &self,
+        ctx: &Context,
+        ingress: Egress,
+        batch: &Batch,
+        tx: &TxQueues,
+        c: Copy,
+        out: &Out<'_>,
+        ts_ns: u64,
+    ) {
+        let at = (c.frame, c.to, c.dev);
+        match *out {
+            Out::Frame(e) => {
+                let (parts, n) = e.parts(batch.frame(c.frame));
+                self.outbound(ctx, ingress, batch, tx, at, &parts[..n], ts_ns);
+            }
+            Out::Segment(b) => self.outbound(ctx, ingress, batch, tx, at, &[b], ts_ns),
+        }
+    }
+
+    /// A detached port's id leaves a capture of named ports.
+    pub fn forget(&self, p: PortId) {
+        if self.all {
+            return;
+        }
+        let s = Egress::Port(p).slot();
+        if let Some(w) = self.ports.get(s / 64) {
+            w.fetch_and(!(1 << (s % 64)), Relaxed);
+        }
+    }
+}
+
+impl Record {
+    /// Copies the first `snaplen` bytes of the gathered `parts`.
+    fn fill(&mut self, parts: &[&[u8]], snaplen: usize) {
+        let mut n = 0;
+        for p in parts {
+            let k = p.len().min(snaplen.min(MAX_SNAP) - n);
+            self.bytes[n..n + k].copy_from_slice(&p[..k]);
+            n += k;
+        }
+        self.snap = n as u16;
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.snap).min(MAX_SNAP)]
+    }
+}
+
+/// The wall clock in nanoseconds (pcapng's time base).
+#[inline]
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The switch's capture: off, or one running session.
+#[derive(Default)]
+pub struct Capture {
+    active: AtomicBool,
+    session: ArcSwapOption<Session>,
+}
+
+impl Capture {
+    pub fn new() -> Capture {
+        Capture::default()
+    }
+
+    /// The one check per batch.
+    #[inline]
+    pub fn active(&self) -> bool {
+        self.active.load(Relaxed)
+    }
+
+    /// The running session (load it once per batch: a guard, no
+    /// reference count touched).
+    #[inline]
+    pub fn session(&self) -> arc_swap::Guard<Option<Arc<Session>>> {
+        self.session.load()
+    }
+
+    /// Starts `s`; false (and nothing changed) if a capture runs already.
+    pub fn start(&self, s: Session) -> bool {
+        let s = Arc::new(s);
+        let prev = self
+            .session
+            .compare_and_swap(&None::<Arc<Session>>, Some(s));
+        if prev.is_some() {
+            return false;
+        }
+        self.active.store(true, Relaxed);
+        true
+    }
+
+    /// Ends the running capture; its records stay readable in the returned
+    /// session.
+    pub fn stop(&self) -> Option<Arc<Session>> {
+        self.active.store(false, Relaxed);
+        self.session.swap(None)
+    }
+
+    pub fn forget(&self, p: PortId) {
+        if let Some(s) = self.session.load_full() {
+            s.forget(p);
+        }
+    }
+
+    /// Runs the inbound side over a decided batch (pipeline::run).
+    #[inline]
+    pub fn inbound(&self, ctx: &Context, ingress: Egress, batch: &Batch, tx: &TxQueues) {
+        if let Some(s) = self.session().as_ref() {
+            s.inbound(ctx, ingress, batch, tx);
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Capture stage tests: a batch through the rig with a capture running,
+//! then what the capture's rings hold (pipeline::capture).
+
+use crate::counters::{DropReason, FloodCause};
+use crate::ids::{Egress, NetId};
+use crate::pipeline::capture::{Decision, Dir, Filter, Record, Session, RING};
+use crate::pipeline::Verdict;
+use crate::testing::{port, Rig};
+use shunt_parsers::MacAddr;
+use std::sync::atomic::Ordering::Relaxed;
+
+const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+const BCAST: [u8; 6] = [0xff; 6];
+
+fn frame(dst: [u8; 6], src: [u8; 6], tag: Option<u16>, ethertype: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    if let Some(vid) = tag {
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.resize(f.len().max(60), 0x5a);
+    f
+}
+
+/// Access a (blue, 10), access b (blue), trunk t (blue only).
+const NET: &str = r#"
+[[network]]
+name = "blue"
+vlan = 10
+[[port]]
+name = "a"
+network = "blue"
+[[port]]
+name = "b"
+network = "blue"
+[[port]]
+name = "t"
+mode = "trunk"
+networks = ["blue"]
+"#;
+
+fn start(r: &Rig, filter: Filter, ports: &[u16]) {
+    let ports: Vec<_> = ports.iter().map(|&p| port(p.into())).collect();
+    assert!(r.capture.start(Session::new(filter, &ports, 1)));
+}
+
+/// Sends `frames` in on port `p` and returns what the capture took.
+fn feed(r: &mut Rig, p: u16, frames: &[Vec<u8>]) -> Vec<Record> {
+    for f in frames {
+        assert!(r.ports[usize::from(p)].push(f));
+    }
+    r.step(port(p.into()), 1000);
+    let s = r.capture.session();
+    let s = s.as_ref().expect("a capture runs");
+    std::iter::from_fn(|| s.pop(0)).collect()
+}
+
+fn at(p: u16) -> Egress {
+    port(p.into()).into()
+}
+
+fn words(r: &Record) -> String {
+    let name = |e: Egress| match e.port().map(|p| p.index()) {
+        Some(0) => "a".to_string(),
+        Some(1) => "b".to_string(),
+        Some(2) => "t".to_string(),
+        _ => "switch".to_string(),
+    };
+    crate::trace::describe(&r.what, &name, &|_: NetId| "blue".to_string()).text
+}
+
+#[test]
+fn a_flood_is_captured_in_and_out_with_its_decision() {
+    let mut r = Rig::new(NET);
+    start(&r, Filter::default(), &[]);
+    let f = frame(BCAST, A, None, 0x0806);
+    let got = feed(&mut r, 0, std::slice::from_ref(&f));
+    let dirs: Vec<_> = got.iter().map(|c| (c.dir, c.at)).collect();
+    assert_eq!(
+        dirs,
+        [(Dir::In, at(0)), (Dir::Out, at(1)), (Dir::Out, at(2))]
+    );
+    // In: as received. Out towards the trunk: as sent, the tag pushed.
+    assert_eq!(got[0].data(), &f[..]);
+    assert_eq!(got[1].data(), &f[..]);
+    assert_eq!(got[2].orig_len as usize, f.len() + 4);
+    assert_eq!(&got[2].data()[12..16], &[0x81, 0, 0, 10]);
+    assert_eq!(got[2].copy_vid.map(|v| v.get()), Some(10));
+    assert_eq!(got[0].what.verdict, Verdict::Flood(FloodCause::Broadcast));
+    let w = words(&got[0]);
+    assert!(
+        w.ends_with("broadcast in blue: flooded to b, t (tagged 10)"),
+        "{w}"
+    );
+    // Forwarding was not changed by it.
+    assert_eq!(r.ports[2].sent().count(), 1);
+}
+
+#[test]
+fn drops_only_takes_the_dropped_frame_as_received_with_its_reason() {
+    let mut r = Rig::new(NET);
+    start(
+        &r,
+        Filter {
+            drops_only: true,
+            ..Filter::default()
+        },
+        &[],
+    );
+    // VLAN 20 is not allowed on trunk t; the other frame is fine.
+    let bad = frame(BCAST, A, Some(20), 0x0800);
+    let got = feed(&mut r, 2, &[bad.clone(), frame(BCAST, A, Some(10), 0x0800)]);
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].dir, got[0].at), (Dir::In, at(2)));
+    assert_eq!(got[0].data(), &bad[..]);
+    assert_eq!(
+        got[0].what.verdict,
+        Verdict::Drop(DropReason::VlanNotAllowed)
+    );
+    let w = words(&got[0]);
+    assert!(w.contains("dropped (vlan_not_allowed)"), "{w}");
+}
+
+#[test]
+fn filters_select_by_port_mac_type_vlan_reason_and_decision() {
+    let mut r = Rig::new(NET);
+    // Only port b: the flood from a shows as its copy out of b.
+    start(&r, Filter::default(), &[1]);
+    let got = feed(&mut r, 0, &[frame(BCAST, A, None, 0x0800)]);
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].dir, got[0].at), (Dir::Out, at(1)));
+    r.capture.stop();
+
+    let cases: [(Filter, usize); 7] = [
+        (
+            Filter {
+                mac: Some(MacAddr(B)),
+                ..Filter::default()
+            },
+            0,
+        ),
+        (
+            Filter {
+                mac: Some(MacAddr(A)),
+                inbound: false,
+                ..Filter::default()
+            },
+            2,
+        ),
+        (
+            Filter {
+                ethertype: Some(0x0806),
+                ..Filter::default()
+            },
+            0,
+        ),
+        (
+            Filter {
+                ethertype: Some(0x0800),
+                outbound: false,
+                ..Filter::default()
+            },
+            1,
+        ),
+        // The copy tagged 10 towards the trunk, and the frame itself
+        // (access port a: its network's VLAN is not a tag it came with).
+        (
+            Filter {
+                vlan: Some(10),
+                ..Filter::default()
+            },
+            1,
+        ),
+        (
+            Filter {
+                decision: Some(Decision::Unicast),
+                ..Filter::default()
+            },
+            0,
+        ),
+        (
+            Filter {
+                reason: Some(DropReason::SamePort),
+                ..Filter::default()
+            },
+            0,
+        ),
+    ];
+    for (k, (f, n)) in cases.into_iter().enumerate() {
+        start(&r, f, &[]);
+        let got = feed(&mut r, 0, &[frame(BCAST, A, None, 0x0800)]);
+        assert_eq!(got.len(), n, "case {k}");
+        r.capture.stop();
+    }
+}
+
+#[test]
+fn a_full_ring_loses_records_never_frames() {
+    let mut r = Rig::new(NET);
+    start(
+        &r,
+        Filter {
+            outbound: false,
+            ..Filter::default()
+        },
+        &[],
+    );
+    let batches = RING / 60 + 2;
+    let mut sent = 0;
+    for _ in 0..batches {
+        for p in &mut r.ports {
+            p.clear_sent();
+        }
+        for _ in 0..60 {
+            assert!(r.ports[0].push(&frame(BCAST, A, None, 0x0800)));
+        }
+        r.step(port(0), 1000);
+        sent += r.ports[1].sent().count();
+    }
+    assert_eq!(sent, batches * 60);
+    let s = r.capture.stop().expect("the capture ran");
+    let kept = std::iter::from_fn(|| s.pop(0)).count();
+    assert_eq!(kept, RING);
+    assert_eq!(s.lost.load(Relaxed) as usize, batches * 60 - RING);
+}
+
+#[test]
+fn no_capture_no_records() {
+    let mut r = Rig::new(NET);
+    assert!(!r.capture.active());
+    for _ in 0..3 {
+        assert!(r.ports[0].push(&frame(BCAST, A, None, 0x0800)));
+    }
+    r.step(port(0), 1000);
+    assert!(r.capture.stop().is_none());
+    // One capture at a time.
+    start(&r, Filter::default(), &[]);
+    assert!(!r.capture.start(Session::new(Filter::default(), &[], 1)));
+}
