@@ -75,13 +75,16 @@ def handoff_of(st):
 
 def port_kernel_of(st):
     """Per port, the kernel's counters shunt reports: an AF_XDP socket's
-    drops, a TAP device's (`tap`, when the switch reports them)."""
+    drops, a packet socket's, a TAP device's (when the switch reports them)."""
     out = {}
     for name, p in st["ports"].items():
         k = {}
         for key in ("rx_fill_ring_empty", "rx_ring_full", "rx_dropped"):
             if p.get("afxdp"):
                 k["afxdp_" + key] = p["afxdp"].get(key, 0)
+        for key, v in (p.get("packet") or {}).items():
+            if "dropped" in key:
+                k["packet_" + key] = v
         for key, v in (p.get("tap") or {}).items():
             if "dropped" in key:
                 k["tap_" + key] = v
