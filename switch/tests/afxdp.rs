@@ -18,22 +18,11 @@ use std::time::{Duration, Instant};
 use shunt_switch::config::XdpMode;
 use shunt_switch::port::afxdp::{AfXdpPort, SharedUmem, TxError, FRAME_SIZE};
 use shunt_switch::port::{sys, Slots};
-use shunt_tools::{FrameBuilder, MacAddr, Marker, RawPort};
+use shunt_tools::{FrameBuilder, MacAddr, Marker};
 
-fn sh(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+#[macro_use]
+mod common;
+use common::{sh, Veth};
 
 /// Why these tests cannot run here, if they cannot.
 fn cannot_run() -> Option<String> {
@@ -47,91 +36,6 @@ fn cannot_run() -> Option<String> {
         return Some(format!("no AF_XDP sockets: {e}"));
     }
     None
-}
-
-macro_rules! skip_unless_able {
-    () => {
-        if let Some(reason) = cannot_run() {
-            println!("skipped: {reason}");
-            return;
-        }
-    };
-}
-
-/// A veth pair: `a` stays in the root namespace, `b` goes into `ns`.
-/// Dropping it deletes both (and the namespace), also when a test fails.
-struct Veth {
-    a: String,
-    b: String,
-    ns: String,
-}
-
-impl Veth {
-    fn new(n: u32) -> Veth {
-        let v = Veth {
-            a: format!("axt{n}a"),
-            b: format!("axt{n}b"),
-            ns: format!("axt{n}ns"),
-        };
-        v.cleanup();
-        let steps: Vec<Vec<&str>> = vec![
-            vec!["ip", "netns", "add", &v.ns],
-            vec![
-                "ip", "link", "add", &v.a, "type", "veth", "peer", "name", &v.b,
-            ],
-            vec!["ip", "link", "set", &v.b, "netns", &v.ns],
-            vec!["ip", "link", "set", &v.a, "up"],
-            vec![
-                "ip", "netns", "exec", &v.ns, "ip", "link", "set", &v.b, "up",
-            ],
-        ];
-        for s in steps {
-            if let Err(e) = sh(&s) {
-                panic!("setting up veth {}/{}: {e}", v.a, v.b);
-            }
-        }
-        // Less noise (IPv6 router solicitations); fine if it fails.
-        let _ = sh(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{}.disable_ipv6=1", v.a),
-        ]);
-        let _ = sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &v.ns,
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{}.disable_ipv6=1", v.b),
-        ]);
-        v
-    }
-
-    fn set_mtu(&self, mtu: u32) {
-        let m = mtu.to_string();
-        sh(&["ip", "link", "set", &self.a, "mtu", &m]).expect("mtu a");
-        sh(&[
-            "ip", "netns", "exec", &self.ns, "ip", "link", "set", &self.b, "mtu", &m,
-        ])
-        .expect("mtu b");
-    }
-
-    fn cleanup(&self) {
-        let _ = sh(&["ip", "link", "del", &self.a]);
-        let _ = sh(&["ip", "netns", "del", &self.ns]);
-    }
-
-    /// The namespace side, for sending and capturing raw frames.
-    fn peer(&self) -> RawPort {
-        RawPort::open(&self.ns, &self.b).expect("raw socket in the namespace")
-    }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        self.cleanup();
-    }
 }
 
 /// Does `ip -d link show dev X` show an XDP program?
@@ -192,7 +96,7 @@ fn open(ifname: &str, mode: XdpMode, umem: &SharedUmem) -> AfXdpPort {
 }
 
 fn receive_in(mode: XdpMode, n: u32, expect_mode: &str) {
-    let veth = Veth::new(n);
+    let veth = Veth::new("axt", n);
     let umem = SharedUmem::new(1).expect("umem");
     let mut port = open(&veth.a, mode, &umem);
     println!("{}", port.summary());
@@ -216,7 +120,7 @@ fn receive_in(mode: XdpMode, n: u32, expect_mode: &str) {
 }
 
 fn transmit_in(mode: XdpMode, n: u32) {
-    let veth = Veth::new(n);
+    let veth = Veth::new("axt", n);
     let umem = SharedUmem::new(1).expect("umem");
     let mut port = open(&veth.a, mode, &umem);
     let mut peer = veth.peer();
@@ -290,7 +194,7 @@ fn auto_is_native_on_veth() {
 /// oversize; normal frames still come through.
 fn auto_falls_back_and_counts_oversize() {
     skip_unless_able!();
-    let veth = Veth::new(6);
+    let veth = Veth::new("axt", 6);
     veth.set_mtu(9000);
     let umem = SharedUmem::new(1).expect("umem");
     let mut port = open(&veth.a, XdpMode::Auto, &umem);
@@ -312,7 +216,7 @@ fn auto_falls_back_and_counts_oversize() {
 
 fn native_refuses_jumbo_veth_with_a_clear_error() {
     skip_unless_able!();
-    let veth = Veth::new(7);
+    let veth = Veth::new("axt", 7);
     veth.set_mtu(9000);
     let umem = SharedUmem::new(1).expect("umem");
     let err = AfXdpPort::open(&veth.a, XdpMode::Native, &umem).expect_err("native on MTU 9000");
@@ -330,8 +234,8 @@ fn native_refuses_jumbo_veth_with_a_clear_error() {
 /// is back in its pool once the ports are closed.
 fn shared_umem_forwarding() {
     skip_unless_able!();
-    let v1 = Veth::new(8);
-    let v2 = Veth::new(9);
+    let v1 = Veth::new("axt", 8);
+    let v2 = Veth::new("axt", 9);
     let umem = SharedUmem::new(2).expect("umem");
     let mut p1 = open(&v1.a, XdpMode::Native, &umem);
     let mut p2 = open(&v2.a, XdpMode::Generic, &umem);
@@ -397,7 +301,7 @@ fn shared_umem_forwarding() {
 /// previous socket and link may still be going away (EBUSY), open retries.
 fn reopen_right_after_close() {
     skip_unless_able!();
-    let veth = Veth::new(10);
+    let veth = Veth::new("axt", 10);
     let umem = SharedUmem::new(1).expect("umem");
     for i in 0..6 {
         let mode = if i % 2 == 0 {
@@ -419,7 +323,7 @@ fn reopen_right_after_close() {
 /// (shunt's veth hosts, `shunt bench`).
 fn veth_driver_and_checksum_offload() {
     skip_unless_able!();
-    let v = Veth::new(30);
+    let v = Veth::new("axt", 30);
     assert_eq!(sys::driver_name(&v.a).expect("drvinfo"), "veth");
     assert!(
         sys::tx_checksum(&v.a).expect("get"),
@@ -434,8 +338,8 @@ fn veth_driver_and_checksum_offload() {
 
 fn umem_full_is_an_error() {
     skip_unless_able!();
-    let v1 = Veth::new(11);
-    let v2 = Veth::new(12);
+    let v1 = Veth::new("axt", 11);
+    let v2 = Veth::new("axt", 12);
     let umem = SharedUmem::new(1).expect("umem");
     let _p1 = open(&v1.a, XdpMode::Generic, &umem);
     let err = AfXdpPort::open(&v2.a, XdpMode::Generic, &umem).expect_err("second port");
@@ -467,7 +371,7 @@ fn child_holds_a_port() {
 
 fn killed_process_leaves_no_program() {
     skip_unless_able!();
-    let veth = Veth::new(13);
+    let veth = Veth::new("axt", 13);
     let exe = std::env::current_exe().expect("test binary");
     for mode in ["native", "generic"] {
         let mut child = Command::new(&exe)
@@ -554,8 +458,8 @@ fn forwarding_rate() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60)
         .clamp(60, 1514);
-    let v1 = Veth::new(20);
-    let v2 = Veth::new(21);
+    let v1 = Veth::new("axt", 20);
+    let v2 = Veth::new("axt", 21);
     let umem = SharedUmem::new(2).expect("umem");
     let mut p1 = open(&v1.a, mode, &umem);
     let mut p2 = open(&v2.a, mode, &umem);

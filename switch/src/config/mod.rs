@@ -532,6 +532,54 @@ mod tests {
     }
 
     #[test]
+    fn veth_hosts_attach_with_packet_sockets_unless_told() {
+        let net = "[[network]]\nname = 'n'\n[[host]]\nname = 'a'\nnetworks = ['n']\n";
+        let kind = |keys: &str| parse("t", &format!("{net}{keys}")).map(|t| t.ports[0].kind);
+        assert_eq!(kind("").ok(), Some(PortKind::Tap));
+        assert_eq!(kind("link = 'veth'\n").ok(), Some(PortKind::Packet));
+        assert_eq!(
+            kind("link = 'veth'\nveth_attach = 'packet'\n").ok(),
+            Some(PortKind::Packet)
+        );
+        assert_eq!(
+            kind("link = 'veth'\nveth_attach = 'afxdp'\n").ok(),
+            Some(PortKind::Afxdp)
+        );
+        let e = err(&format!("{net}link = 'veth'\nveth_attach = 'xdp'\n"));
+        assert_eq!(e.line, 7, "{e}");
+        assert!(e.message.contains("\"packet\", \"afxdp\""), "{e}");
+        let e = err(&format!("{net}veth_attach = 'afxdp'\n"));
+        assert!(e.message.contains("link = \"veth\""), "{e}");
+        // Jumbo frames where the buffers take them: not into a UMEM frame.
+        assert!(kind("link = 'veth'\nmtu = 9000\n").is_ok());
+        assert!(kind("mtu = 9000\n").is_ok());
+        let e = err(&format!(
+            "{net}link = 'veth'\nveth_attach = 'afxdp'\nmtu = 9000\n"
+        ));
+        assert!(e.message.contains("68 to 3800"), "{e}");
+        assert!(err(&format!("{net}mtu = 9001\n"))
+            .message
+            .contains("68 to 9000"));
+        let port = |kind: &str, mtu: u16| {
+            parse(
+                "t",
+                &format!(
+                    "[[network]]\nname = 'n'\n[[port]]\nname = 'p'\nkind = '{kind}'\n\
+                     interface = 'x0'\nnetwork = 'n'\nmtu = {mtu}\n"
+                ),
+            )
+            .map(|t| t.ports[0].kind)
+        };
+        assert_eq!(port("packet", 9000).ok(), Some(PortKind::Packet));
+        assert!(port("afxdp", 9000).is_err());
+        assert!(err(
+            "[[network]]\nname = 'n'\n[[port]]\nname = 'p'\nkind = 'packet'\nnetwork = 'n'\n"
+        )
+        .message
+        .contains("needs `interface`"));
+    }
+
+    #[test]
     fn ipam_skips_explicit_addresses() {
         let t = parse("t", "[[network]]\nname='n'\nsubnet='10.1.0.0/24'\n[[host]]\nname='a'\nnetworks=['n']\n[[host]]\nname='b'\nnetworks=['n']\nip=['10.1.0.1/24']\n").expect("ok");
         assert_eq!(
