@@ -210,8 +210,8 @@ impl Io {
         }
         let tap = self.rt.taps[dev.index()].load();
         let packet = self.rt.packets[dev.index()].load();
-        let sent = match (kind, tap.as_deref(), packet.as_deref()) {
-            (Some(Kind::Tap), Some(t), _) => TapQueue { tap: t, q: self.id }.send(&[bytes], off),
+        let sent = match (kind, tap.as_ref(), packet.as_deref()) {
+            (Some(Kind::Tap), Some(t), _) => TapQueue::new(t, self.id).send(&[bytes], off),
             (Some(Kind::Packet), _, Some(p)) => (&mut &*p).send(&[bytes], off),
             // The port went away while its frames were held.
             _ => {
