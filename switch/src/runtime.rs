@@ -241,7 +241,10 @@ impl Runtime {
             started: Instant::now(),
             stack,
             owned_namespaces: Mutex::new(owned_namespaces),
-            impair: Arc::new(crate::impair::Shared::from_topology(&topo, nworkers)),
+            impair: Arc::new(crate::impair::Shared::with_ports(
+                nworkers,
+                crate::config::port_impairs(&topo),
+            )),
             topo: Mutex::new(topo),
         })
     }

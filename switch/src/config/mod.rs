@@ -20,7 +20,7 @@ mod port;
 mod switch;
 mod vtep;
 pub use addresses::Ipv4Net;
-pub use impair::ImpairCfg;
+pub use impair::{port_impairs, ImpairCfg};
 use vtep::vtep_section;
 pub use vtep::{inner_mtu, VXLAN_OVERHEAD};
 

@@ -15,6 +15,7 @@
 mod attach;
 mod bringup;
 mod cleanup;
+mod impair;
 mod lifecycle;
 mod plug;
 mod requests;

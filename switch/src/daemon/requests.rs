@@ -99,14 +99,19 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
         } => {
             let dir = crate::impair::Direction::parse(direction.as_deref().unwrap_or("both"));
             let r = dir
-                .map_err(crate::impair::control::ImpairError::Bad)
-                .and_then(|d| crate::impair::control::apply(rt, &port, d, &settings, clear));
+                .map_err(super::impair::ImpairError::Bad)
+                .and_then(|d| super::impair::apply(rt, &port, d, &settings, clear));
             match r {
                 Ok(message) => send(&mut out, &Done { ok: true, message }),
                 Err(e) => refuse(&mut out, e),
             }
         }
-        Request::Link { port, up } => match crate::impair::link::set_by_name(rt, &port, up) {
+        Request::Link { port, up } => match crate::impair::link::set_by_name(
+            rt,
+            &port,
+            crate::control::answers::resolve_ports(rt, &port),
+            up,
+        ) {
             Ok(message) => send(&mut out, &Done { ok: true, message }),
             Err(e) => refuse(&mut out, e),
         },

@@ -22,7 +22,7 @@
 use super::rng::{threshold, Rng};
 use super::{Distribution, LineCounters, Loss, Spec};
 use crate::ids::Egress;
-use crate::port::Offload;
+use shunt_parsers::virtio_net::Offload;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// What to do with one copy of a frame.

@@ -5,7 +5,6 @@
 //! workers stop polling the port and drop what they would send to it as
 //! `link_down`; what was learned on it is flushed, as a real switch does.
 
-use crate::config::PortKind;
 use crate::ids::{Egress, PortId};
 use crate::runtime::Runtime;
 use std::sync::atomic::Ordering::{Relaxed, Release};
@@ -36,9 +35,14 @@ pub enum LinkError {
 /// as an error, which a worker would take for the device gone).
 const QUIESCE: Duration = Duration::from_secs(2);
 
-/// Takes the links of `name` (a port, or a host's ports) up or down.
-pub fn set_by_name(rt: &Runtime, name: &str, up: bool) -> Result<String, LinkError> {
-    let ports = crate::control::answers::resolve_ports(rt, name);
+/// Takes the links of `name` (a port, or a host's ports, resolved by the
+/// control path into `ports`) up or down.
+pub fn set_by_name(
+    rt: &Runtime,
+    name: &str,
+    ports: Vec<u16>,
+    up: bool,
+) -> Result<String, LinkError> {
     if ports.is_empty() {
         return Err(LinkError::NoPort(name.to_string()));
     }
@@ -65,7 +69,7 @@ pub fn set(rt: &Runtime, p: PortId, up: bool) -> Result<String, LinkError> {
             return Err(LinkError::NoPort(name));
         };
         (
-            c.kind,
+            rt.taps[i].load().is_some(),
             c.outer.clone().unwrap_or_else(|| c.interface.clone()),
         )
     };
@@ -101,14 +105,15 @@ pub fn set(rt: &Runtime, p: PortId, up: bool) -> Result<String, LinkError> {
 fn carrier(
     rt: &Runtime,
     p: PortId,
-    kind: PortKind,
+    // The port is a TAP (its carrier is switched), else a veth end.
+    tap: bool,
     dev: &str,
     name: &str,
     on: bool,
 ) -> Result<(), LinkError> {
     let what = if on { "on" } else { "off" };
-    match kind {
-        PortKind::Tap => {
+    match tap {
+        true => {
             let tap = rt.taps[p.index()].load_full();
             let t = tap.ok_or_else(|| LinkError::Gone(name.to_string()))?;
             t.set_carrier(on).map_err(|source| LinkError::Carrier {
@@ -117,7 +122,7 @@ fn carrier(
                 source,
             })
         }
-        PortKind::Packet | PortKind::Afxdp => {
+        false => {
             let state = if on { "up" } else { "down" };
             crate::netns::ip(&["link", "set", "dev", dev, state]).map_err(|source| {
                 LinkError::Ip {

@@ -22,7 +22,6 @@
 //! check of a worker-local flag per copy when any port is impaired, and
 //! nothing else.
 
-pub mod control;
 pub mod line;
 pub mod link;
 pub mod rng;
@@ -410,29 +409,10 @@ impl Shared {
         }
     }
 
-    /// The impairment the topology file asks for (`[[impair]]`), seeds
-    /// drawn for the lines that name none.
-    pub fn from_topology(topo: &crate::config::Topology, workers: usize) -> Shared {
+    /// With the impairment of each port given (the topology file's
+    /// `[[impair]]`: config::port_impairs).
+    pub fn with_ports(workers: usize, all: Vec<PortImpair>) -> Shared {
         let sh = Shared::new(workers);
-        let mut all = vec![PortImpair::default(); MAX_PORTS];
-        for c in &topo.impair {
-            let spec = c.spec.map(|mut s| {
-                s.seed = Some(s.seed.unwrap_or_else(fresh_seed));
-                s
-            });
-            for &p in &c.ports {
-                let Some(x) = all.get_mut(p) else { continue };
-                if c.direction.egress() && spec.is_some() {
-                    x.egress = spec;
-                }
-                if c.direction.ingress() && spec.is_some() {
-                    x.ingress = spec;
-                }
-                if c.flap.is_some() {
-                    x.flap = c.flap;
-                }
-            }
-        }
         sh.ports.store(Arc::new(all));
         sh
     }

@@ -2,8 +2,8 @@
 //! published to the workers (who take them within a loop turn, at most
 //! 100 ms).
 
-use super::{Direction, Settings, Spec};
 use crate::ids::MAX_PORTS;
+use crate::impair::{Direction, Settings, Spec};
 use crate::runtime::Runtime;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ pub fn apply(
         None
     } else {
         let mut s = settings.spec().map_err(ImpairError::Bad)?;
-        s.seed = Some(s.seed.unwrap_or_else(super::fresh_seed));
+        s.seed = Some(s.seed.unwrap_or_else(crate::impair::fresh_seed));
         (!s.is_noop()).then_some(s)
     };
     let mut said = Vec::new();
