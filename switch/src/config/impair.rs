@@ -181,6 +181,31 @@ fn set(s: &mut Settings, key: &str, v: String) {
     *slot = Some(v);
 }
 
+/// Each port's impairment as the file's `[[impair]]` sections ask, seeds
+/// drawn for the lines that name none (impair::Shared::with_ports).
+pub fn port_impairs(topo: &super::Topology) -> Vec<PortImpair> {
+    let mut all = vec![PortImpair::default(); crate::ids::MAX_PORTS];
+    for c in &topo.impair {
+        let spec = c.spec.map(|mut s| {
+            s.seed = Some(s.seed.unwrap_or_else(fresh_seed));
+            s
+        });
+        for &p in &c.ports {
+            let Some(x) = all.get_mut(p) else { continue };
+            if c.direction.egress() && spec.is_some() {
+                x.egress = spec;
+            }
+            if c.direction.ingress() && spec.is_some() {
+                x.ingress = spec;
+            }
+            if c.flap.is_some() {
+                x.flap = c.flap;
+            }
+        }
+    }
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::parse;
@@ -226,29 +251,4 @@ mod tests {
         let x = e("[[impair]]\nport='h1.lan'\nlatency='20ms'\n");
         assert!(x.message.contains("latency"), "{x}");
     }
-}
-
-/// Each port's impairment as the file's `[[impair]]` sections ask, seeds
-/// drawn for the lines that name none (impair::Shared::with_ports).
-pub fn port_impairs(topo: &super::Topology) -> Vec<PortImpair> {
-    let mut all = vec![PortImpair::default(); crate::ids::MAX_PORTS];
-    for c in &topo.impair {
-        let spec = c.spec.map(|mut s| {
-            s.seed = Some(s.seed.unwrap_or_else(fresh_seed));
-            s
-        });
-        for &p in &c.ports {
-            let Some(x) = all.get_mut(p) else { continue };
-            if c.direction.egress() && spec.is_some() {
-                x.egress = spec;
-            }
-            if c.direction.ingress() && spec.is_some() {
-                x.ingress = spec;
-            }
-            if c.flap.is_some() {
-                x.flap = c.flap;
-            }
-        }
-    }
-    all
 }
