@@ -64,17 +64,6 @@ drop_reasons! {
 }
 
 impl DropReason {
-    /// The reason a frame a port would not send is dropped for.
-    pub fn of_tx(e: crate::port::TxError) -> DropReason {
-        use crate::port::TxError;
-        match e {
-            TxError::Full => DropReason::TxFull,
-            TxError::Oversize => DropReason::Oversize,
-            TxError::Gone(_) => DropReason::PortDown,
-            TxError::Foreign | TxError::Refused(_) => DropReason::TxError,
-        }
-    }
-
     /// `fdb_full` counts learning that did not happen, not a frame lost.
     pub fn loses_frame(self) -> bool {
         self != DropReason::FdbFull
@@ -239,7 +228,7 @@ impl WorkerCounters {
         &self,
         to: Egress,
         dev: crate::ids::PortId,
-        sent: Result<usize, crate::port::TxError>,
+        sent: Result<usize, impl Into<DropReason>>,
     ) {
         let pc = self.port(to);
         match sent {
@@ -252,7 +241,7 @@ impl WorkerCounters {
                     dc.tx_bytes.add(n as u64);
                 }
             }
-            Err(e) => pc.drops[DropReason::of_tx(e) as usize].add(1),
+            Err(e) => pc.drops[e.into() as usize].add(1),
         }
     }
 }

@@ -229,3 +229,7 @@ mod tests {
         assert!(PortId::new(MAX_PORTS).is_none());
     }
 }
+
+/// Frames per batch: what one poll takes from a port at most (the
+/// pipeline's and the ports' batch size).
+pub const BATCH: usize = 64;

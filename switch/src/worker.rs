@@ -185,7 +185,7 @@ impl Worker {
                 rt.quiescent[self.id].store(gen, Release);
             }
             // Impairment: new specs, and what the lines hold that is due.
-            self.imp.sync(&rt);
+            self.imp.sync(|p| port_name(&rt, p));
             self.serve_impaired();
             // Frames left in a transmit ring must not wait for new traffic.
             let mut timeout = if self.io.xdp_pending.is_empty() {
@@ -272,7 +272,8 @@ impl Worker {
     /// Returns how many frames it took.
     fn drain(&mut self, p: PortId) -> usize {
         // A spec published before these frames arrived applies to them.
-        self.imp.sync(&self.rt);
+        let rt = Arc::clone(&self.rt);
+        self.imp.sync(|p| port_name(&rt, p));
         let mut taken = 0;
         for _ in 0..4 {
             if !self.io.room_to_hand_over() || self.io.receive(&mut self.batch, p) == 0 {
@@ -882,4 +883,13 @@ fn mark(list: &mut Vec<PortId>, p: PortId) {
     if !list.contains(&p) {
         list.push(p);
     }
+}
+
+/// Port `p`'s name in the current plan (control-rate: impairment changes).
+fn port_name(rt: &Runtime, p: usize) -> String {
+    rt.plan
+        .load()
+        .ports
+        .get(p)
+        .map_or(String::new(), |x| x.name.clone())
 }

@@ -17,6 +17,7 @@ mod bringup;
 mod cleanup;
 mod impair;
 mod lifecycle;
+pub(crate) mod link;
 mod plug;
 mod requests;
 mod serve;

@@ -106,7 +106,7 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
                 Err(e) => refuse(&mut out, e),
             }
         }
-        Request::Link { port, up } => match crate::impair::link::set_by_name(
+        Request::Link { port, up } => match super::link::set_by_name(
             rt,
             &port,
             crate::control::answers::resolve_ports(rt, &port),

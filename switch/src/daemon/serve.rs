@@ -103,7 +103,7 @@ pub(super) fn serve(
     handles.extend(threads::stack(&rt)?);
     threads::ager(&rt, aging_secs)?;
     threads::link_monitor(&rt)?;
-    crate::impair::link::spawn_flapper(&rt).map_err(|source| UpError::Thread {
+    super::link::spawn_flapper(&rt).map_err(|source| UpError::Thread {
         what: "the link flapper",
         source,
     })?;

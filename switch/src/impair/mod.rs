@@ -23,7 +23,7 @@
 //! nothing else.
 
 pub mod line;
-pub mod link;
+
 pub mod rng;
 pub mod state;
 pub mod values;

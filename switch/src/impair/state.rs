@@ -5,7 +5,6 @@
 use super::rng::line_seed;
 use super::{line_index, Line, LineCounters, Shared};
 use crate::ids::MAX_PORTS;
-use crate::runtime::Runtime;
 use std::sync::atomic::Ordering::Acquire;
 use std::sync::Arc;
 
@@ -49,19 +48,20 @@ impl Impair {
     /// atomic load when nothing changed). A new line takes its arena here;
     /// a changed one keeps its frames; a cleared one lives on until the
     /// frames it holds are sent.
-    pub fn sync(&mut self, rt: &Runtime) {
+    /// `name_of(p)`: port p's name (its lines' seeds mix it in); asked only
+    /// when something changed.
+    pub fn sync(&mut self, name_of: impl Fn(usize) -> String) {
         let g = self.shared.generation.load(Acquire);
         if g == self.seen {
             return;
         }
         self.seen = g;
         let ports = self.shared.ports.load();
-        let plan = rt.plan.load();
         for (p, pi) in ports.iter().enumerate().take(MAX_PORTS) {
             let again = std::mem::replace(&mut self.versions[p], pi.version) != pi.version;
             for (egress, want) in [(true, pi.egress), (false, pi.ingress)] {
                 let i = line_index(p, egress);
-                let name = plan.ports.get(p).map_or("", |x| x.name.as_str());
+                let name = &name_of(p);
                 match (&mut self.lines[i], want) {
                     (None, None) => {}
                     (slot @ None, Some(s)) => {

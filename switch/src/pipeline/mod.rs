@@ -46,7 +46,7 @@ use shunt_tables::Fdb;
 use std::sync::atomic::AtomicBool;
 
 /// Frames per batch: what one poll takes from a port at most.
-pub const BATCH: usize = 64;
+pub const BATCH: usize = crate::ids::BATCH;
 /// Bytes per slot (the size of a UMEM frame); a frame starts after
 /// `HEADROOM` so that headers (a VLAN tag, a VXLAN encapsulation) can be
 /// prepended in place. Frames received by AF_XDP start 256 bytes in.

@@ -178,7 +178,7 @@ pub struct RxError {
 }
 
 /// Why a frame could not be queued for transmission. The frame is not sent;
-/// the caller counts it under one drop reason (`DropReason::of_tx`).
+/// the caller counts it under one drop reason (`From<TxError> for DropReason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TxError {
     #[error("transmit ring or free frame pool full")]
@@ -292,6 +292,20 @@ impl Port for Device {
             Device::Tap(..) | Device::Packet(_) => {}
             Device::AfXdp(x) => x.flush(),
             Device::Mem(m) => m.flush(),
+        }
+    }
+}
+
+/// The reason a frame a port would not send is dropped for (here, so that
+/// the counters need not know the ports).
+impl From<TxError> for crate::counters::DropReason {
+    fn from(e: TxError) -> Self {
+        use crate::counters::DropReason;
+        match e {
+            TxError::Full => DropReason::TxFull,
+            TxError::Oversize => DropReason::Oversize,
+            TxError::Gone(_) => DropReason::PortDown,
+            TxError::Foreign | TxError::Refused(_) => DropReason::TxError,
         }
     }
 }

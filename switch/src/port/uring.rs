@@ -74,7 +74,7 @@ pub struct TapRing {
     failed: Vec<TxFailure>,
     broken: bool,
     /// Per receive: each read's result.
-    rx_res: [i32; crate::pipeline::BATCH],
+    rx_res: [i32; crate::ids::BATCH],
     /// Where a frame is moved through when a read between two that found
     /// frames found none (a frame arrived meanwhile).
     scratch: Box<[u8]>,
@@ -108,7 +108,7 @@ impl TapRing {
             pins: Vec::with_capacity(TX_SLOTS),
             failed: Vec::with_capacity(TX_SLOTS),
             broken: false,
-            rx_res: [0; crate::pipeline::BATCH],
+            rx_res: [0; crate::ids::BATCH],
             scratch: vec![0u8; VNET_HDR_LEN + MAX_FRAME].into_boxed_slice(),
         })
     }
@@ -353,8 +353,8 @@ mod tests {
         };
         let tap = Arc::new(tap);
         let mut ring = TapRing::new().expect("ring");
-        let mut slots = Slots::new(crate::pipeline::BATCH);
-        let mut got = [Rx::default(); crate::pipeline::BATCH];
+        let mut slots = Slots::new(crate::ids::BATCH);
+        let mut got = [Rx::default(); crate::ids::BATCH];
         let t0 = Instant::now();
         let n = ring.recv(fd(&tap), 8, &mut slots, &mut got).expect("recv");
         assert_eq!(n, 0);

@@ -154,7 +154,8 @@ pub fn spawn_flapper(rt: &Arc<Runtime>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("shunt-flap".into())
         .spawn(move || {
-            let mut since: Vec<Option<(super::Flap, Instant)>> = vec![None; crate::ids::MAX_PORTS];
+            let mut since: Vec<Option<(crate::impair::Flap, Instant)>> =
+                vec![None; crate::ids::MAX_PORTS];
             while !rt.stop.load(Relaxed) {
                 std::thread::sleep(Duration::from_millis(20));
                 let ports = rt.impair.ports.load();
