@@ -200,6 +200,10 @@ impl Segment {
     }
 }
 
+/// Frames per batch: what one poll takes from a port at most (the
+/// pipeline's and the ports' batch size).
+pub const BATCH: usize = 64;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,7 +233,3 @@ mod tests {
         assert!(PortId::new(MAX_PORTS).is_none());
     }
 }
-
-/// Frames per batch: what one poll takes from a port at most (the
-/// pipeline's and the ports' batch size).
-pub const BATCH: usize = 64;
