@@ -127,8 +127,10 @@ impl Loss {
         let l = match words.as_slice() {
             [] => return Err("an empty loss: write it like \"1%\" or \"gemodel 1% 30%\"".into()),
             [p] | ["random", p] => Loss::Random(values::share(p)?),
-            ["gemodel" | "gilbert", rest @ ..] if !rest.is_empty() && rest.len() <= 4 => {
-                let p = values::share(rest[0])?;
+            ["gemodel" | "gilbert", first, rest @ ..] if rest.len() <= 3 => {
+                let p = values::share(first)?;
+                // From the first probability on: p, r, bad, good.
+                let rest = words.get(1..).unwrap_or_default();
                 let get = |i: usize, d: f64| rest.get(i).map_or(Ok(d), |v| values::share(v));
                 Loss::Gilbert {
                     p,

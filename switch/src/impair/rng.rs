@@ -32,15 +32,17 @@ impl Rng {
 
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
-        let s = &mut self.s;
-        let out = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
+        // xoshiro256**, its four state words by name.
+        let [mut a, mut b, mut c, mut d] = self.s;
+        let out = b.wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = b << 17;
+        c ^= a;
+        d ^= b;
+        b ^= c;
+        a ^= d;
+        c ^= t;
+        d = d.rotate_left(45);
+        self.s = [a, b, c, d];
         out
     }
 
