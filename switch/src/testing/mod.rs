@@ -60,7 +60,9 @@ pub fn port(i: usize) -> PortId {
 /// The pipeline's state for one worker, with in-memory ports.
 pub struct Rig {
     pub plan: Plan,
-    pub fdb: Fdb,
+    /// Shared with the rigs made by [`Rig::sharing_fdb`], as the workers of
+    /// a switch share one table.
+    pub fdb: Arc<Fdb>,
     pub counters: WorkerCounters,
     pub tracer: Tracer,
     pub capture: crate::pipeline::Capture,
@@ -101,11 +103,16 @@ impl Rig {
     }
 
     pub fn from_topology(topo: &Topology, max_entries: usize) -> Rig {
-        let plan = Plan::from_topology(topo);
+        Rig::build(Plan::from_topology(topo), Arc::new(fdb(topo, max_entries)))
+    }
+
+    /// A rig around `plan` and `fdb`: every port up and empty, its own
+    /// counters, no stack.
+    fn build(plan: Plan, fdb: Arc<Fdb>) -> Rig {
         let n = plan.ports.len();
         Rig {
             plan,
-            fdb: fdb(topo, max_entries),
+            fdb,
             counters: WorkerCounters::new(),
             tracer: Tracer::new(),
             capture: crate::pipeline::Capture::new(),
@@ -134,7 +141,7 @@ impl Rig {
     /// the static entries, every port up and empty, nothing queued, no
     /// trace, the stack's queues empty. Counters keep counting (read differences).
     pub fn reset(&mut self, topo: &Topology) {
-        self.fdb = fdb(topo, self.fdb.capacity());
+        self.fdb = Arc::new(fdb(topo, self.fdb.capacity()));
         for up in self.port_up.iter() {
             up.store(true, std::sync::atomic::Ordering::Relaxed);
         }
@@ -154,6 +161,13 @@ impl Rig {
                 while ul.rx.pop().is_some() {}
             }
         }
+    }
+
+    /// A second worker's rig: the same plan and the same FDB (shared, as
+    /// a switch's workers share it), counters, batch, queues and ports of
+    /// its own (the in-memory scaling benchmark, perf/benches/scaling.rs).
+    pub fn sharing_fdb(&self) -> Rig {
+        Rig::build(self.plan.clone(), Arc::clone(&self.fdb))
     }
 
     /// The same rig with in-memory ports that take frames of up to 64 KiB
