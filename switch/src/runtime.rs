@@ -143,6 +143,8 @@ pub struct Runtime {
     /// The switch's stack's link, when some network gives the switch an
     /// address or suppresses ARP.
     pub stack: Option<Arc<crate::stack::StackLink>>,
+    /// The L2 control thread's queues (l2/), set before the workers start.
+    pub l2: Option<Arc<crate::l2::L2Link>>,
     /// Namespaces this switch created and removes on the way down.
     pub owned_namespaces: Mutex<Vec<String>>,
     /// Link impairment and link state (impair/): specs the workers take.
@@ -240,6 +242,7 @@ impl Runtime {
             stop: AtomicBool::new(false),
             started: Instant::now(),
             stack,
+            l2: None,
             owned_namespaces: Mutex::new(owned_namespaces),
             impair: Arc::new(crate::impair::Shared::with_ports(
                 nworkers,

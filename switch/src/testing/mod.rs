@@ -38,6 +38,7 @@ macro_rules! context {
             tracer: &$rig.tracer,
             capture: &$rig.capture,
             stack: $rig.stack.as_deref(),
+            l2: $rig.l2.as_deref(),
             worker: 0,
         }
     };
@@ -74,6 +75,9 @@ pub struct Rig {
     /// The switch's stack's queues (no host thread: frames detoured to it
     /// stay in `to_host` for the test to take); None unless `with_stack`.
     pub stack: Option<Arc<StackLink>>,
+    /// The L2 control thread's queues (no thread: copies stay in `to_l2`
+    /// for the test to take); None unless `with_l2`.
+    pub l2: Option<Arc<crate::l2::L2Link>>,
     /// Ports sent to since their last flush.
     sent_to: Vec<PortId>,
     /// Where super-frames are cut (as a worker's).
@@ -121,6 +125,7 @@ impl Rig {
             tx: TxQueues::new(),
             ports: (0..n).map(|_| MemPort::new(PORT_FRAMES)).collect(),
             stack: None,
+            l2: None,
             sent_to: Vec::with_capacity(n),
             seg: edit::SegmentBuf::new(),
             ingress: crate::ids::Egress::Stack,
@@ -134,6 +139,29 @@ impl Rig {
     pub fn with_stack(mut self, topo: &Topology) -> std::io::Result<Rig> {
         self.stack = StackLink::for_topology(topo, 1)?.map(Arc::new);
         Ok(self)
+    }
+
+    /// The same rig with the L2 control thread's queues (and no thread:
+    /// tests run `l2::Registry::round` themselves, or look in the queues).
+    pub fn with_l2(mut self) -> std::io::Result<Rig> {
+        self.l2 = Some(Arc::new(crate::l2::L2Link::new(1)?));
+        Ok(self)
+    }
+
+    /// What worker 0 does when the l2 thread has frames to send: takes up
+    /// to a batch, queues each on its port and sends. Returns the frames
+    /// taken (0: none left).
+    pub fn run_l2_output(&mut self) -> usize {
+        let Some(l2) = self.l2.clone() else {
+            return 0;
+        };
+        self.ingress = crate::ids::Egress::Stack;
+        let ctx = context!(self);
+        let n = pipeline::ctl::take_output(&ctx, &l2, &mut self.batch, &mut self.tx);
+        if n > 0 {
+            self.transmit();
+        }
+        n
     }
 
     /// Back to how `from_topology` left it, without allocating again (the
@@ -160,6 +188,10 @@ impl Rig {
             if let Some(ul) = &s.underlay {
                 while ul.rx.pop().is_some() {}
             }
+        }
+        if let Some(l2) = self.l2.as_deref() {
+            while l2.to_l2.pop().is_some() {}
+            while l2.from_l2.pop().is_some() {}
         }
     }
 
@@ -334,6 +366,8 @@ pub mod fuzz;
 
 #[cfg(test)]
 mod capture_tests;
+#[cfg(test)]
+mod l2_tests;
 #[cfg(test)]
 mod offload_tests;
 #[cfg(test)]
