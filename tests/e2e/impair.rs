@@ -1,7 +1,7 @@
 //! Link impairment and link state (docs/impair.md) with real tools: ping's
 //! round-trip times for a delay, numbered pings for seeded loss, iperf3
 //! for a rate, `ip link` inside the host for `shunt link` and a flap
-//! schedule. Tags 84 to 89, and 94, 95 (AF_XDP hosts).
+//! schedule. Tags 84 to 89, 140, and 94, 95 (AF_XDP hosts).
 //!
 //! The machine these run on is shared: round-trip times are compared as
 //! medians against an unimpaired baseline measured in the same test, so
@@ -21,6 +21,10 @@ pub fn tests() -> Vec<Test> {
             seeded_loss_and_more,
         ),
         ("impair::rate_limits_tcp_and_udp", rate_limits_tcp_and_udp),
+        (
+            "impair::rate_is_the_ports_across_workers",
+            rate_across_workers,
+        ),
         ("impair::link_down_and_up_tap", link_down_and_up_tap),
         ("impair::link_down_and_up_veth", link_down_and_up_veth),
         ("impair::flap_schedule", flap_schedule),
@@ -346,6 +350,110 @@ fn rate_limits_tcp_and_udp() -> TestResult {
     // Half is beyond the rate; the queue (1000 frames, 1.2 s) drains after.
     ensure!((20.0..=60.0).contains(&lost), "UDP lost {lost:.1}%");
     ensure!(full > 0, "no impair_queue_full drops");
+    Ok(())
+}
+
+/// Bytes received by the interfaces of namespace `ns` (all but lo).
+fn rx_bytes(ns: &str) -> Result<u64, String> {
+    let out = run_timeout(
+        "ip",
+        &["-n", ns, "-j", "-s", "link"],
+        Duration::from_secs(5),
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["ifname"] != "lo")
+        .map(|l| l["stats64"]["rx"]["bytes"].as_u64().unwrap_or(0))
+        .sum())
+}
+
+/// Two workers send to one rate-limited port: a on worker 0 and b on
+/// worker 1 each send 12 Mbit/s of UDP to c, whose egress is limited to
+/// 10 Mbit/s. Every worker has a line for c (any worker writes to a TAP),
+/// and they take their slots from one timeline: c receives 10 Mbit/s, not
+/// 20.
+fn rate_across_workers() -> TestResult {
+    let t = Topology::new(140, 3);
+    let (a, b, c) = (&t.hosts[0], &t.hosts[1], &t.hosts[2]);
+    let mut toml = t.toml();
+    for w in 1..=8 {
+        toml = toml.replace(&format!("workers = {w}\n"), "workers = 2\n");
+    }
+    toml += &format!(
+        "\n[[impair]]\nport = \"{}\"\ndirection = \"egress\"\nrate = \"10mbit\"\n",
+        c.port()
+    );
+    let hosts: Vec<String> = t.hosts.iter().map(|h| h.name.clone()).collect();
+    let sw = Switch::up_toml(&t.switch, &toml, &hosts)?;
+    let ports = sw.ports()?;
+    let worker =
+        |h: &crate::harness::Host| ports.iter().find(|p| p.name == h.port()).map(|p| p.worker);
+    ensure!(
+        worker(a) != worker(b),
+        "a and b on one worker: {:?} {:?}",
+        worker(a),
+        worker(b)
+    );
+    let mut servers = Vec::new();
+    for port in ["5301", "5302"] {
+        servers.push(Background::spawn(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &c.name,
+                "iperf3",
+                "-s",
+                "-1",
+                "-B",
+                c.ip(),
+                "-p",
+                port,
+            ],
+        )?);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let clients: Vec<Background> = [(a, "5301"), (b, "5302")]
+        .iter()
+        .map(|(h, port)| {
+            Background::spawn(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &h.name,
+                    "iperf3",
+                    "-c",
+                    c.ip(),
+                    "-p",
+                    port,
+                    "-u",
+                    "-b",
+                    "12M",
+                    "-t",
+                    "5",
+                ],
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    // The middle of the run: both senders going, the queues full.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (b0, t0) = (rx_bytes(&c.name)?, Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let (b1, t1) = (rx_bytes(&c.name)?, Instant::now());
+    let mbit = (b1 - b0) as f64 * 8.0 / (t1 - t0).as_secs_f64() / 1e6;
+    drop(clients);
+    drop(servers);
+    eprintln!(
+        "impair: 2 x 12 Mbit/s from two workers into a 10mbit egress: {mbit:.2} Mbit/s received"
+    );
+    // Ethernet bytes as the host counts them; the rate counts the same.
+    ensure!(
+        (8.5..=10.8).contains(&mbit),
+        "c received {mbit:.2} Mbit/s through a 10mbit egress fed by two workers"
+    );
     Ok(())
 }
 

@@ -23,7 +23,8 @@ use super::rng::{threshold, Rng};
 use super::{Distribution, LineCounters, Loss, Spec};
 use crate::ids::Egress;
 use shunt_parsers::virtio_net::Offload;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// What to do with one copy of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,8 +93,10 @@ pub struct Line {
     bad: bool,
     /// The due time of the last frame held (none is due before it).
     last_due: u64,
-    /// When the rate lets the next frame start.
-    next_free: u64,
+    /// When the rate lets the next frame start: shared by every worker's
+    /// line of the same port and direction (`Shared::pace`), so that the
+    /// rate is the port's, whichever workers send to it.
+    next_free: Arc<AtomicU64>,
     q: Queue,
     /// Limits of a new spec, applied once the queue is empty.
     resize: Option<(u32, u32)>,
@@ -107,11 +110,18 @@ impl Line {
             rng: Rng::new(seed),
             bad: false,
             last_due: 0,
-            next_free: 0,
+            next_free: Arc::new(AtomicU64::new(0)),
             q: Queue::new(spec.limit as usize, spec.limit_bytes as usize),
             resize: None,
             spec,
         }
+    }
+
+    /// The same line, its rate's clock shared with other lines (the other
+    /// workers' lines of its port and direction).
+    pub fn paced_by(mut self, pace: Arc<AtomicU64>) -> Line {
+        self.next_free = pace;
+        self
     }
 
     pub fn spec(&self) -> &Spec {
@@ -251,10 +261,24 @@ impl Line {
         let wire = wire_len(buf, &off);
         let mut t = now;
         if self.spec.rate_bps > 0 {
-            let start = t.max(self.next_free);
             let tx = (wire as u128 * 8_000_000_000 / u128::from(self.spec.rate_bps)) as u64;
-            self.next_free = start + tx;
-            t = self.next_free;
+            // Take the next slot of the port's timeline: a compare-and-swap
+            // (lock-free), contended only when two workers send to one
+            // rate-limited port at once.
+            let mut cur = self.next_free.load(Relaxed);
+            loop {
+                let start = t.max(cur);
+                match self
+                    .next_free
+                    .compare_exchange_weak(cur, start + tx, Relaxed, Relaxed)
+                {
+                    Ok(_) => {
+                        t = start + tx;
+                        break;
+                    }
+                    Err(now_there) => cur = now_there,
+                }
+            }
         }
         let due = (t + self.delay()).max(self.last_due);
         self.last_due = due;
@@ -584,6 +608,41 @@ mod tests {
         assert!(out
             .iter()
             .all(|&(n, t)| t - u64::from(n) * 200_000 <= 200_000));
+    }
+
+    /// Two workers' lines of one port (sharing its pace) together keep to
+    /// the port's rate, not twice it.
+    #[test]
+    fn two_lines_of_a_port_share_its_rate() {
+        // 100-byte frames at 8 Mbit/s: 100 us each; each line offered one
+        // every 100 us, so together twice the rate.
+        let s = spec(|s| {
+            s.rate = Some("8mbit".into());
+            s.limit = Some(1000);
+        });
+        let pace = Arc::new(AtomicU64::new(0));
+        let mut a = Line::new(s, 1).paced_by(Arc::clone(&pace));
+        let mut b = Line::new(s, 2).paced_by(Arc::clone(&pace));
+        let c = LineCounters::default();
+        let mut sent = Vec::new();
+        for i in 0..400u32 {
+            let now = u64::from(i) * 100_000;
+            for l in [&mut a, &mut b] {
+                l.serve(now, usize::MAX, &c, |_| sent.push(now));
+                assert!(l.hold(now, &[&frame(i)], Offload::NONE, P, false, &c));
+            }
+        }
+        // After 40 ms at 100 us a frame: about 400 of the 800 out.
+        assert!((395..=405).contains(&sent.len()), "{}", sent.len());
+        // Unshared, each line would have sent its 400 at its own rate.
+        let mut lone = Line::new(s, 1);
+        let mut n = 0;
+        for i in 0..400u32 {
+            let now = u64::from(i) * 100_000;
+            lone.serve(now, usize::MAX, &c, |_| n += 1);
+            assert!(lone.hold(now, &[&frame(i)], Offload::NONE, P, false, &c));
+        }
+        assert!(n >= 395, "{n}");
     }
 
     #[test]

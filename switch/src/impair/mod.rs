@@ -393,6 +393,10 @@ pub struct Shared {
     pub link_down: Box<[AtomicBool]>,
     /// Per worker, per line.
     pub counters: Vec<Box<[LineCounters]>>,
+    /// Per line (port and direction): when its rate lets the next frame
+    /// start, in the workers' clock (ns). Every worker's line of a port and
+    /// direction takes its slots from this one timeline (line.rs).
+    pub pace: Box<[Arc<AtomicU64>]>,
 }
 
 impl Shared {
@@ -407,6 +411,9 @@ impl Shared {
                         .map(|_| LineCounters::default())
                         .collect()
                 })
+                .collect(),
+            pace: (0..MAX_PORTS * 2)
+                .map(|_| Arc::new(AtomicU64::new(0)))
                 .collect(),
         }
     }
@@ -447,6 +454,11 @@ impl Shared {
         });
         if let Some(d) = self.link_down.get(p) {
             d.store(false, Relaxed);
+        }
+        for i in [line_index(p, true), line_index(p, false)] {
+            if let Some(t) = self.pace.get(i) {
+                t.store(0, Relaxed);
+            }
         }
     }
 

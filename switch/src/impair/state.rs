@@ -66,7 +66,12 @@ impl Impair {
                     (None, None) => {}
                     (slot @ None, Some(s)) => {
                         let seed = line_seed(s.seed.unwrap_or(0), name, egress);
-                        *slot = Some(Box::new(Line::new(s, seed)));
+                        let pace = self.shared.pace.get(i).cloned();
+                        let line = Line::new(s, seed);
+                        *slot = Some(Box::new(match pace {
+                            Some(pace) => line.paced_by(pace),
+                            None => line,
+                        }));
                     }
                     (Some(l), Some(s)) => {
                         if again || *l.spec() != s {
