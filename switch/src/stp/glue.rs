@@ -1,0 +1,1 @@
+//! Between the state machine and the switch (filled in below).
