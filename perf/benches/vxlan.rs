@@ -119,6 +119,7 @@ fn encap(c: &mut Criterion) {
                 tracer: &rig.tracer,
                 capture: &rig.capture,
                 stack: None,
+                stp: None,
                 worker: 0,
             };
             let p0 = PortId::new(0).expect("port 0");

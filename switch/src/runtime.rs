@@ -143,6 +143,9 @@ pub struct Runtime {
     /// The switch's stack's link, when some network gives the switch an
     /// address or suppresses ARP.
     pub stack: Option<Arc<crate::stack::StackLink>>,
+    /// Spanning tree (stp/), when `[switch] stp` asks for it: the port
+    /// states the workers read, the status `shunt stp` shows.
+    pub stp: Option<Arc<crate::stp::glue::Shared>>,
     /// Namespaces this switch created and removes on the way down.
     pub owned_namespaces: Mutex<Vec<String>>,
     /// Link impairment and link state (impair/): specs the workers take.
@@ -240,6 +243,7 @@ impl Runtime {
             stop: AtomicBool::new(false),
             started: Instant::now(),
             stack,
+            stp: crate::stp::glue::Shared::for_topology(&topo).map(Arc::new),
             owned_namespaces: Mutex::new(owned_namespaces),
             impair: Arc::new(crate::impair::Shared::with_ports(
                 nworkers,

@@ -306,6 +306,7 @@ impl Worker {
             tracer: &rt.tracer,
             capture: &rt.capture,
             stack: rt.stack.as_deref(),
+            stp: rt.stp.as_deref().map(|s| &s.states[..]),
             worker: self.id,
         };
         if rt.bare {
@@ -345,6 +346,7 @@ impl Worker {
                 tracer: &rt.tracer,
                 capture: &rt.capture,
                 stack: Some(h),
+                stp: rt.stp.as_deref().map(|s| &s.states[..]),
                 worker: self.id,
             };
             pipeline::run_stack(&ctx, &mut self.batch, &mut self.tx);

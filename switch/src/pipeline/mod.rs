@@ -31,6 +31,7 @@ pub mod learn;
 pub mod local;
 pub mod macvlan;
 pub mod plan;
+pub mod stp;
 pub mod tracer;
 pub mod vxlan;
 
@@ -312,6 +313,9 @@ pub struct Context<'a> {
     pub capture: &'a Capture,
     /// The switch's own stack, when a network gives it something to do.
     pub stack: Option<&'a StackLink>,
+    /// Spanning-tree state per port (`stp::PortState` as u8), when the
+    /// switch runs spanning tree (pipeline/stp.rs).
+    pub stp: Option<&'a [std::sync::atomic::AtomicU8]>,
     pub worker: usize,
 }
 
@@ -349,6 +353,7 @@ pub fn run(
         prefetch(ctx, batch);
     }
     learn::run(ctx, ingress, batch, now_ms);
+    stp::run(ctx, ingress, batch);
     delivered += local::run(ctx, ctx.worker, batch);
     forward::run(ctx, ingress.into(), batch);
     egress::run(ctx, ingress.into(), batch, tx);

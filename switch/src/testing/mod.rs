@@ -38,6 +38,7 @@ macro_rules! context {
             tracer: &$rig.tracer,
             capture: &$rig.capture,
             stack: $rig.stack.as_deref(),
+            stp: $rig.stp.as_deref(),
             worker: 0,
         }
     };
@@ -72,6 +73,8 @@ pub struct Rig {
     /// The switch's stack's queues (no host thread: frames detoured to it
     /// stay in `to_host` for the test to take); None unless `with_stack`.
     pub stack: Option<Arc<StackLink>>,
+    /// Spanning-tree port states (pipeline/stp.rs); None: spanning tree off.
+    pub stp: Option<Box<[std::sync::atomic::AtomicU8]>>,
     /// Ports sent to since their last flush.
     sent_to: Vec<PortId>,
     /// Where super-frames are cut (as a worker's).
@@ -114,6 +117,7 @@ impl Rig {
             tx: TxQueues::new(),
             ports: (0..n).map(|_| MemPort::new(PORT_FRAMES)).collect(),
             stack: None,
+            stp: None,
             sent_to: Vec::with_capacity(n),
             seg: edit::SegmentBuf::new(),
             ingress: crate::ids::Egress::Stack,
@@ -324,3 +328,5 @@ mod capture_tests;
 mod offload_tests;
 #[cfg(test)]
 mod pipeline_tests;
+#[cfg(test)]
+mod stp_tests;
