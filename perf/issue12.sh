@@ -25,7 +25,7 @@ bench() {
     for try in 1 2 3; do
         echo "$(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg): $* > $JSON" >&2
         if unshare --net --mount --propagation private sh -c '
-            mount -t tmpfs bench-netns /run/netns && mkdir -p /run/shunt &&
+            mkdir -p /run/netns && mount -t tmpfs bench-netns /run/netns && mkdir -p /run/shunt &&
             mount -t tmpfs bench-shunt /run/shunt && mount -t sysfs bench-sys /sys &&
             ip link set lo up &&
             exec "$@"' sh "$@" >"$JSON"; then

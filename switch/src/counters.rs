@@ -44,7 +44,7 @@ drop_reasons! {
     VlanNotAllowed => "vlan_not_allowed": "VLAN tag not allowed on the ingress port",
     VlanUntagged => "vlan_untagged": "untagged frame on a trunk port without a native network",
     VlanReserved => "vlan_reserved": "VLAN ID 4095 is reserved",
-    HostQueueFull => "host_queue_full": "the queue to the switch's host stack was full",
+    HostQueueFull => "host_queue_full": "the queue to the switch's host stack was full (or, for a control frame the switch consumes, such as its spanning tree's BPDUs, the queue to its L2 control thread)",
     MacvlanUnknown => "macvlan_unknown": "unicast from a macvlan parent to a MAC no host has (never flooded)",
     MacvlanFiltered => "macvlan_filtered": "multicast a macvlan host sent, back from the parent: its mode delivers it to no host",
     UnderlayOther => "underlay_other": "on the VXLAN underlay but neither ARP nor VXLAN to the VTEP's address and UDP port",

@@ -10,6 +10,7 @@ pub mod counters;
 pub mod daemon;
 pub mod ids;
 pub mod impair;
+pub mod l2;
 pub mod netns;
 pub mod pipeline;
 pub mod port;

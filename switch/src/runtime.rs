@@ -146,6 +146,8 @@ pub struct Runtime {
     /// Spanning tree (stp/), when `[switch] stp` asks for it: the port
     /// states the workers read, the status `shunt stp` shows.
     pub stp: Option<Arc<crate::stp::glue::Shared>>,
+    /// The L2 control thread's queues (l2/), set before the workers start.
+    pub l2: Option<Arc<crate::l2::L2Link>>,
     /// Namespaces this switch created and removes on the way down.
     pub owned_namespaces: Mutex<Vec<String>>,
     /// Link impairment and link state (impair/): specs the workers take.
@@ -244,6 +246,7 @@ impl Runtime {
             started: Instant::now(),
             stack,
             stp: crate::stp::glue::Shared::for_topology(&topo).map(Arc::new),
+            l2: None,
             owned_namespaces: Mutex::new(owned_namespaces),
             impair: Arc::new(crate::impair::Shared::with_ports(
                 nworkers,

@@ -123,6 +123,14 @@ pub fn describe(
             // The words users and tests know (docs/trace.md): "host stack" here is the switch's own stack.
             "for the switch itself: handed to its host stack".to_string(),
         ),
+        Verdict::Control(kind) => (
+            "local",
+            None,
+            format!(
+                "control frame ({}) for the switch's L2 protocols: taken, not forwarded",
+                kind.name()
+            ),
+        ),
         Verdict::Pending => ("none", None, "no decision".to_string()),
     };
     let vlan_s = match r.vid_in {

@@ -44,6 +44,7 @@ enum Src {
     Port(PortId),
     Wake,
     Stack,
+    L2,
 }
 
 pub struct Worker {
@@ -260,6 +261,7 @@ impl Worker {
                         self.io.take_handoffs();
                     }
                     Src::Stack => self.send_stack_output(),
+                    Src::L2 => self.send_l2_output(),
                 }
             }
         }
@@ -298,17 +300,7 @@ impl Worker {
         let rt = Arc::clone(&self.rt);
         let counters = Arc::clone(&self.counters);
         let plan = rt.plan.load();
-        let ctx = Context {
-            plan: &plan,
-            fdb: &rt.fdb,
-            counters: &counters,
-            port_up: &rt.port_up,
-            tracer: &rt.tracer,
-            capture: &rt.capture,
-            stack: rt.stack.as_deref(),
-            stp: rt.stp.as_deref().map(|s| &s.states[..]),
-            worker: self.id,
-        };
+        let ctx = context(&rt, &plan, &counters, self.id);
         if rt.bare {
             bare(&ctx, p, &self.batch, &mut self.tx);
         } else {
@@ -338,18 +330,26 @@ impl Worker {
                 return;
             }
             let plan = rt.plan.load();
-            let ctx = Context {
-                plan: &plan,
-                fdb: &rt.fdb,
-                counters: &counters,
-                port_up: &rt.port_up,
-                tracer: &rt.tracer,
-                capture: &rt.capture,
-                stack: Some(h),
-                stp: rt.stp.as_deref().map(|s| &s.states[..]),
-                worker: self.id,
-            };
+            let ctx = context(&rt, &plan, &counters, self.id);
             pipeline::run_stack(&ctx, &mut self.batch, &mut self.tx);
+            self.send(&ctx, Egress::Stack);
+        }
+    }
+
+    /// Sends what the L2 control thread wants sent out of given ports
+    /// (l2/: BPDUs, queries), a batch at a time, straight to those ports.
+    fn send_l2_output(&mut self) {
+        let rt = Arc::clone(&self.rt);
+        let counters = Arc::clone(&self.counters);
+        let Some(l2) = rt.l2.as_deref() else { return };
+        crate::l2::L2Link::clear(&l2.from_l2_event);
+        loop {
+            let plan = rt.plan.load();
+            let ctx = context(&rt, &plan, &counters, self.id);
+            if pipeline::ctl::take_output(&ctx, l2, &mut self.batch, &mut self.tx) == 0 {
+                return;
+            }
+            // From the switch itself, as its stack's frames.
             self.send(&ctx, Egress::Stack);
         }
     }
@@ -382,6 +382,27 @@ impl Worker {
         self.io.recycle_batch(&mut self.batch, ingress);
         self.io.kick();
         self.io.pass_frames_back(ingress);
+    }
+}
+
+/// The stages' view of the runtime for one batch of worker `worker`.
+fn context<'a>(
+    rt: &'a Runtime,
+    plan: &'a pipeline::Plan,
+    counters: &'a crate::counters::WorkerCounters,
+    worker: usize,
+) -> Context<'a> {
+    Context {
+        plan,
+        fdb: &rt.fdb,
+        counters,
+        port_up: &rt.port_up,
+        tracer: &rt.tracer,
+        capture: &rt.capture,
+        stack: rt.stack.as_deref(),
+        stp: rt.stp.as_deref().map(|s| &s.states[..]),
+        l2: rt.l2.as_deref(),
+        worker,
     }
 }
 
@@ -424,11 +445,16 @@ impl Io {
         // Also with one worker: a detach wakes it to a quiescent point.
         fds.push(port::pollfd(rt.wake[self.id].as_fd().as_raw_fd()));
         srcs.push(Src::Wake);
-        // Worker 0 also sends what the switch's stack produces.
+        // Worker 0 also sends what the switch's stack and its L2 control
+        // thread produce.
         if self.id == 0 {
             if let Some(h) = &rt.stack {
                 fds.push(port::pollfd(h.from_host_event.as_raw_fd()));
                 srcs.push(Src::Stack);
+            }
+            if let Some(l2) = &rt.l2 {
+                fds.push(port::pollfd(l2.from_l2_event.as_raw_fd()));
+                srcs.push(Src::L2);
             }
         }
         nports

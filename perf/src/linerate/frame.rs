@@ -17,6 +17,12 @@ pub const STAMP_MAGIC: [u8; 2] = *b"SB";
 /// the sink's: the sink's kernel drops the frames without answering.
 /// (The destination MAC is not the sink's either: see `lab::SINK_STATION`.)
 pub fn udp_frame(size: usize, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    udp_flow_frame(size, dst, src, 0)
+}
+
+/// The same as flow `flow` of several: UDP source port 49184 + `flow`
+/// (what a multi-queue TAP's hash spreads on).
+pub fn udp_flow_frame(size: usize, dst: [u8; 6], src: [u8; 6], flow: u16) -> Vec<u8> {
     let len = size.max(64) - 4;
     let mut f = vec![0u8; len];
     let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
@@ -35,7 +41,7 @@ pub fn udp_frame(size: usize, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
     ip.fill_checksum();
     // No UDP checksum (0): the sink counts frames, it does not read them.
     let mut u = UdpPacket::new_unchecked(ip.payload_mut());
-    u.set_src_port(49184);
+    u.set_src_port(49184u16.wrapping_add(flow));
     u.set_dst_port(7);
     u.set_len(ip_len - ipv4::HEADER_LEN as u16);
     f

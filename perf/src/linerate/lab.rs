@@ -61,6 +61,9 @@ pub struct Path {
     pub sink_if: String,
     pub gen_mac: [u8; 6],
     pub sink_mac: [u8; 6],
+    /// Flows the generator sends (UDP source ports 49184 and up): a
+    /// multi-queue TAP spreads them over its queues by hash.
+    pub flows: usize,
 }
 
 fn ip(args: &[&str]) -> Result<String, BenchError> {
@@ -107,6 +110,11 @@ pub struct Lab {
     pub switch_nice: i32,
     /// `[switch] poll` of the switches started from now on.
     pub switch_poll: Option<super::Poll>,
+    /// `[switch] multiqueue` of the switches started from now on: TAPs
+    /// with one queue per worker.
+    pub switch_multiqueue: bool,
+    /// Flows of the paths made from now on ([`Path::flows`]).
+    pub flows: usize,
     /// Held while the bench runs: a second bench would remove this one's
     /// namespaces (they have fixed names).
     _lock: nix::fcntl::Flock<std::fs::File>,
@@ -130,6 +138,8 @@ impl Lab {
             topo_files: Vec::new(),
             switch_nice: 0,
             switch_poll: None,
+            switch_multiqueue: false,
+            flows: 1,
             _lock: lock,
         };
         for ns in [GEN_NS, SINK_NS] {
@@ -180,6 +190,7 @@ impl Lab {
             sink_if: sink_if.into(),
             gen_mac: mac_of(GEN_NS, gen_if)?,
             sink_mac: SINK_STATION,
+            flows: self.flows,
         })
     }
 
@@ -353,7 +364,7 @@ impl Lab {
         topo: &str,
         cores: &[usize],
     ) -> Result<SwitchChild, BenchError> {
-        let topo = with_poll(topo, self.switch_poll);
+        let topo = with_switch_keys(topo, self.switch_poll, self.switch_multiqueue);
         let file =
             std::env::temp_dir().join(format!("shunt-bench-{}-{name}.toml", std::process::id()));
         std::fs::write(&file, &topo)
@@ -668,15 +679,15 @@ fn host_port_mtu(
 
 /// `topo` with `[switch] poll` set (every topology of the bench has its
 /// [switch] table first).
-fn with_poll(topo: &str, poll: Option<super::Poll>) -> String {
-    match poll {
-        Some(p) => topo.replacen(
-            "[switch]\n",
-            &format!("[switch]\npoll = \"{}\"\n", p.as_str()),
-            1,
-        ),
-        None => topo.to_string(),
+fn with_switch_keys(topo: &str, poll: Option<super::Poll>, multiqueue: bool) -> String {
+    let mut keys = String::from("[switch]\n");
+    if let Some(p) = poll {
+        keys.push_str(&format!("poll = \"{}\"\n", p.as_str()));
     }
+    if multiqueue {
+        keys.push_str("multiqueue = true\n");
+    }
+    topo.replacen("[switch]\n", &keys, 1)
 }
 
 /// The topology of one of the two switches of `--tcp --vxlan`: a VXLAN
@@ -817,8 +828,12 @@ mod tests {
             .find(|p| p.name == "gen")
             .expect("the host port");
         assert_eq!(gen.mtu, 1450);
-        let t = with_poll(&t, Some(super::super::Poll::Busy));
-        shunt_switch::config::parse("pair.toml", &t).expect("with poll, parses");
-        assert!(t.contains("[switch]\npoll = \"busy\"\n"), "{t}");
+        let t = with_switch_keys(&t, Some(super::super::Poll::Busy), true);
+        let topo = shunt_switch::config::parse("pair.toml", &t).expect("with poll, parses");
+        assert!(
+            t.contains("[switch]\npoll = \"busy\"\nmultiqueue = true\n"),
+            "{t}"
+        );
+        assert_eq!(topo.switch.tap_queues, topo.switch.workers);
     }
 }

@@ -107,6 +107,14 @@ pub struct BenchArgs {
     /// Worker threads of the switch under test.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Flows the generator sends in turn (UDP source ports 49184 and up,
+    /// 1..=2048): something for a multi-queue TAP to spread over its queues.
+    #[arg(long, default_value_t = 1)]
+    pub flows: usize,
+    /// TAP ports with one queue per worker (`[switch] multiqueue = true`):
+    /// with `--flows N --workers 2`, one port's frames on both workers.
+    #[arg(long)]
+    pub multiqueue: bool,
     /// Also run the same traffic through a Linux bridge (default, and with
     /// RPS moving its work off the generator's core) and give the ratios.
     #[arg(long)]
@@ -252,6 +260,10 @@ pub struct Report {
     pub machine: Machine,
     pub port_kind: PortKind,
     pub workers: usize,
+    /// `--flows`: UDP flows the generator sent in turn.
+    pub flows: usize,
+    /// `--multiqueue`: TAPs with one queue per worker.
+    pub multiqueue: bool,
     pub generator_core: usize,
     pub switch_cores: Vec<usize>,
     /// `--switch-nice`.
@@ -293,6 +305,17 @@ fn validate(args: &mut BenchArgs) -> Result<(), BenchError> {
     }
     if args.workers == 0 || args.workers > 64 {
         return Err(BenchError::Usage("--workers: give 1..=64".into()));
+    }
+    if args.flows == 0 || args.flows > packet::TxRing::SLOTS {
+        return Err(BenchError::Usage(format!(
+            "--flows: give 1..={} (the generator's ring holds that many distinct frames)",
+            packet::TxRing::SLOTS
+        )));
+    }
+    if args.multiqueue && args.port_kind != PortKind::Tap {
+        return Err(BenchError::Usage(
+            "--multiqueue: multi-queue ports are TAPs; add --port-kind tap".into(),
+        ));
     }
     if args.port_kind == PortKind::Afxdp && !AFXDP_READY {
         return Err(BenchError::Unavailable(
@@ -398,6 +421,8 @@ fn measure(
     let mut lab = lab::Lab::new(tcp_setup)?;
     lab.switch_nice = args.switch_nice;
     lab.switch_poll = args.poll;
+    lab.switch_multiqueue = args.multiqueue;
+    lab.flows = args.flows;
     let mut sizes: Vec<SizeResult> = Vec::new();
 
     // The generator's own ceiling: no switch between it and the sink.
@@ -574,6 +599,8 @@ fn measure(
         machine: machine(),
         port_kind: args.port_kind,
         workers: args.workers,
+        flows: args.flows,
+        multiqueue: args.multiqueue,
         generator_core: gen_core,
         switch_cores: switch_cores.to_vec(),
         switch_nice: args.switch_nice,
@@ -730,6 +757,18 @@ fn text(r: &Report) -> String {
     if let Some(p) = r.poll {
         let _ = writeln!(o, "the switch's workers poll: {}", p.as_str());
     }
+    if r.flows > 1 || r.multiqueue {
+        let _ = writeln!(
+            o,
+            "{} flow(s) (UDP source ports 49184 and up){}",
+            r.flows,
+            if r.multiqueue {
+                ", multi-queue TAPs (one queue per worker)"
+            } else {
+                ""
+            }
+        );
+    }
     let _ = writeln!(
         o,
         "machine: {} cores, {}, kernel {}, load average {:.2} at the end",
@@ -873,6 +912,8 @@ mod tests {
             },
             port_kind: PortKind::Tap,
             workers: 1,
+            flows: 1,
+            multiqueue: false,
             generator_core: 0,
             switch_cores: vec![1],
             switch_nice: 0,
@@ -937,6 +978,7 @@ mod tests {
         got.sort();
         got.dedup();
         let want = [
+            ".flows",
             ".generator_core",
             ".latency_fraction",
             ".machine",
@@ -944,6 +986,7 @@ mod tests {
             ".machine.kernel",
             ".machine.load_1min",
             ".machine.nproc",
+            ".multiqueue",
             ".notes",
             ".poll",
             ".port_kind",

@@ -225,17 +225,26 @@ const RING_BLOCK: usize = 1 << 16;
 const RING_BLOCKS: usize = 64;
 
 impl TxRing {
-    /// A ring of 2048 slots on `ifname` in namespace `ns`, every slot
-    /// holding a copy of `frame` (at most 2000 bytes).
-    pub fn new(ns: &str, ifname: &str, frame: &[u8]) -> Result<TxRing, String> {
-        if frame.len() > RING_FRAME - TX_DATA_OFF {
+    /// Slots of a ring: the most distinct frames (flows) it cycles through.
+    pub const SLOTS: usize = RING_BLOCK * RING_BLOCKS / RING_FRAME;
+}
+
+impl TxRing {
+    /// A ring of [`TxRing::SLOTS`] slots on `ifname` in namespace `ns`,
+    /// slot i holding a copy of `frames[i % frames.len()]` (each at most
+    /// 2000 bytes): frames sent in turn, as many flows interleaved.
+    pub fn new(ns: &str, ifname: &str, frames: &[Vec<u8>]) -> Result<TxRing, String> {
+        if let Some(f) = frames.iter().find(|f| f.len() > RING_FRAME - TX_DATA_OFF) {
             return Err(format!(
                 "frame of {} bytes does not fit a ring slot",
-                frame.len()
+                f.len()
             ));
         }
+        if frames.is_empty() {
+            return Err("no frame to send".into());
+        }
         let map_len = RING_BLOCK * RING_BLOCKS;
-        let frames = map_len / RING_FRAME;
+        let slots = map_len / RING_FRAME;
         let fd = in_ns(ns, &format!("opening a transmit ring on {ifname}"), || {
             open_bound_with(ifname, 0, |fd| {
                 setsockopt_int(
@@ -253,7 +262,7 @@ impl TxRing {
                     tp_block_size: RING_BLOCK as u32,
                     tp_block_nr: RING_BLOCKS as u32,
                     tp_frame_size: RING_FRAME as u32,
-                    tp_frame_nr: frames as u32,
+                    tp_frame_nr: slots as u32,
                 };
                 setsockopt(fd, libc::SOL_PACKET, libc::PACKET_TX_RING, &req)
             })
@@ -280,10 +289,11 @@ impl TxRing {
             map: map as *mut u8,
             map_len,
             frame_size: RING_FRAME,
-            frames,
+            frames: slots,
             next: 0,
         };
-        for i in 0..frames {
+        for i in 0..ring.frames {
+            let frame = &frames[i % frames.len()];
             // SAFETY: slot i lies within the mapping; the kernel does not
             // touch slots whose status is AVAILABLE.
             unsafe {

@@ -115,8 +115,10 @@ pub fn trial(
     switch_pid: Option<u32>,
     progress: &Progress,
 ) -> Result<Trial, BenchError> {
-    let frame = raw::udp_frame(size, path.sink_mac, path.gen_mac);
-    let mut ring = TxRing::new(GEN_NS, &path.gen_if, &frame).map_err(BenchError::Traffic)?;
+    let frames: Vec<Vec<u8>> = (0..path.flows.max(1))
+        .map(|f| raw::udp_flow_frame(size, path.sink_mac, path.gen_mac, f as u16))
+        .collect();
+    let mut ring = TxRing::new(GEN_NS, &path.gen_if, &frames).map_err(BenchError::Traffic)?;
     let before = if_stats(SINK_NS, &path.sink_if)?;
     let cpu_before = switch_pid.and_then(cpu_seconds);
     let side_before = cpu_jiffies(core);

@@ -250,6 +250,7 @@ pub fn stats(rt: &Runtime) -> Stats {
                 batches: w.batches.get(),
             })
             .collect(),
+        l2: rt.l2.as_ref().map(|l| l.stats_json()),
         host: rt.stack.as_ref().map(|h| {
             h.stats_json(|i| {
                 topo.networks

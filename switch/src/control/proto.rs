@@ -314,6 +314,10 @@ pub struct Stats {
     /// and the batches it ran (how a multi-queue port spreads).
     #[serde(default)]
     pub workers: Vec<WorkerStats>,
+    /// The L2 control channel's and its protocols' counters (l2/); null
+    /// without it.
+    #[serde(default)]
+    pub l2: Option<Value>,
 }
 
 /// One worker of `shunt stats --json` "workers".

@@ -90,17 +90,24 @@ pub(super) fn serve(
     let stack_link = stack(&topo, nworkers)?;
     let aging_secs = topo.switch.fdb_aging_secs;
     let (nhosts, nnets) = (topo.hosts.len(), topo.networks.len());
-    let rt = Arc::new(
+    let mut rt =
         Runtime::new(topo, fdb, devices, nworkers, stack_link, owned).map_err(|source| {
             UpError::Io {
                 what: "creating the workers' queues".into(),
                 source,
             }
-        })?,
-    );
+        })?;
+    rt.l2 = Some(Arc::new(crate::l2::L2Link::new(nworkers).map_err(
+        |source| UpError::Io {
+            what: "creating the L2 control thread's queues".into(),
+            source,
+        },
+    )?));
+    let rt = Arc::new(rt);
     let listener = control::bind(&name)?;
     let mut handles = threads::workers(&rt, nworkers)?;
     handles.extend(threads::stack(&rt)?);
+    handles.extend(threads::l2(&rt)?);
     threads::ager(&rt, aging_secs)?;
     threads::link_monitor(&rt)?;
     super::link::spawn_flapper(&rt).map_err(|source| UpError::Thread {

@@ -60,6 +60,26 @@ pub(super) fn stack(rt: &Arc<Runtime>) -> Result<Vec<JoinHandle<()>>, UpError> {
     Ok(std::iter::once(h).chain(ul).collect())
 }
 
+/// The L2 control thread (l2/) with the protocols the topology asks for;
+/// none when it asks for none.
+pub(super) fn l2(rt: &Arc<Runtime>) -> Result<Option<JoinHandle<()>>, UpError> {
+    let Some(link) = &rt.l2 else {
+        return Ok(None);
+    };
+    let reg = crate::l2::Registry::new(Arc::clone(link));
+    // Protocols are added here: reg.add(Box::new(...)).
+    if reg.is_empty() {
+        return Ok(None);
+    }
+    let (rt1, rt2) = (Arc::clone(rt), Arc::clone(rt));
+    crate::l2::spawn(reg, move || rt1.now_ms(), move || rt2.stop.load(Relaxed))
+        .map(Some)
+        .map_err(|source| UpError::Thread {
+            what: "the L2 control thread",
+            source,
+        })
+}
+
 /// Ageing beside the workers, never stopping them.
 pub(super) fn ager(rt: &Arc<Runtime>, aging_secs: u64) -> Result<(), UpError> {
     let rt = Arc::clone(rt);

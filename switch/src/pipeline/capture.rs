@@ -70,7 +70,7 @@ impl Decision {
             Verdict::Flood(_) | Verdict::Macvlan { .. } => Some(Decision::Flooded),
             Verdict::Unicast(_) => Some(Decision::Unicast),
             Verdict::Drop(_) => Some(Decision::Dropped),
-            Verdict::Local => Some(Decision::Local),
+            Verdict::Local | Verdict::Control(_) => Some(Decision::Local),
             Verdict::Pending => None,
         }
     }

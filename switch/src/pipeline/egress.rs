@@ -72,7 +72,7 @@ pub fn run(ctx: &Context, ingress: Egress, batch: &mut Batch, tx: &mut TxQueues)
                     batch.meta[i].verdict = Verdict::Drop(DropReason::NoDestination);
                 }
             }
-            Verdict::Drop(_) | Verdict::Pending | Verdict::Local => {}
+            Verdict::Drop(_) | Verdict::Pending | Verdict::Local | Verdict::Control(_) => {}
         }
         if let Verdict::Drop(r) = batch.meta[i].verdict {
             c.drops[r as usize].add(1);

@@ -3,11 +3,11 @@
 //! one from the switch's own stack.
 //!
 //! ```text
-//!  Port::recv --> classify --> learn --> local --> forward --> egress --> TxQueues --> edit::run --> Port::send
-//!                 (network,    (source   (to the   (unicast,   (a queue              (per copy:     (the worker
-//!                  VLAN,        MAC)      switch's  flood,      entry per             tag push/pop/  or the test
-//!                  size)                  stack)    drop)       output, VID)          rewrite, VXLAN rig moves
-//!                                                                                     header)        the bytes)
+//!  Port::recv --> classify --> learn --> ctl -----> local --> forward --> egress --> TxQueues --> edit::run --> Port::send
+//!                 (network,    (source   (control   (to the   (unicast,   (a queue              (per copy:     (the worker
+//!                  VLAN,        MAC)      frames to  switch's  flood,      entry per             tag push/pop/  or the test
+//!                  size)                  the l2     stack)    drop)       output, VID)          rewrite, VXLAN rig moves
+//!                                         thread)                                                header)        the bytes)
 //!  the underlay port: vxlan::decap_run in place of classify (inner frame, VNI's network, VTEP k)
 //!  the switch's stack: run_stack = vxlan::stack_output --> forward --> egress --> TxQueues --> edit::run
 //! ```
@@ -24,12 +24,14 @@
 
 pub mod capture;
 pub mod classify;
+pub mod ctl;
 pub mod edit;
 pub mod egress;
 pub mod forward;
 pub mod learn;
 pub mod local;
 pub mod macvlan;
+pub mod mcast;
 pub mod plan;
 pub mod stp;
 pub mod tracer;
@@ -64,6 +66,9 @@ pub enum Verdict {
     Flood(FloodCause),
     /// For the switch itself: handed to the switch's stack.
     Local,
+    /// A control frame the switch's L2 protocols take (its own BPDUs when
+    /// it runs spanning tree): handed to the l2 thread, not forwarded.
+    Control(crate::l2::CtlKind),
     /// A macvlan network's multicast: to its hosts (except `except`), and
     /// to the parent when `parent`.
     Macvlan {
@@ -316,6 +321,8 @@ pub struct Context<'a> {
     /// Spanning-tree state per port (`stp::PortState` as u8), when the
     /// switch runs spanning tree (pipeline/stp.rs).
     pub stp: Option<&'a [std::sync::atomic::AtomicU8]>,
+    /// The L2 control thread's queues (l2/), when it runs.
+    pub l2: Option<&'a crate::l2::L2Link>,
     pub worker: usize,
 }
 
@@ -353,6 +360,7 @@ pub fn run(
         prefetch(ctx, batch);
     }
     learn::run(ctx, ingress, batch, now_ms);
+    ctl::run(ctx, ingress, batch);
     stp::run(ctx, ingress, batch);
     delivered += local::run(ctx, ctx.worker, batch);
     forward::run(ctx, ingress.into(), batch);

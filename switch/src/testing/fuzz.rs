@@ -364,7 +364,7 @@ fn run_batch(
                 assert!(copies.is_empty(), "frame {i} dropped and queued");
                 dropped[r as usize] += 1;
             }
-            Verdict::Local => {
+            Verdict::Local | Verdict::Control(_) => {
                 assert!(copies.is_empty(), "frame {i} for the stack and queued");
                 local += 1;
             }

@@ -39,6 +39,7 @@ macro_rules! context {
             capture: &$rig.capture,
             stack: $rig.stack.as_deref(),
             stp: $rig.stp.as_deref(),
+            l2: $rig.l2.as_deref(),
             worker: 0,
         }
     };
@@ -61,7 +62,9 @@ pub fn port(i: usize) -> PortId {
 /// The pipeline's state for one worker, with in-memory ports.
 pub struct Rig {
     pub plan: Plan,
-    pub fdb: Fdb,
+    /// Shared with the rigs made by [`Rig::sharing_fdb`], as the workers of
+    /// a switch share one table.
+    pub fdb: Arc<Fdb>,
     pub counters: WorkerCounters,
     pub tracer: Tracer,
     pub capture: crate::pipeline::Capture,
@@ -75,6 +78,9 @@ pub struct Rig {
     pub stack: Option<Arc<StackLink>>,
     /// Spanning-tree port states (pipeline/stp.rs); None: spanning tree off.
     pub stp: Option<Box<[std::sync::atomic::AtomicU8]>>,
+    /// The L2 control thread's queues (no thread: copies stay in `to_l2`
+    /// for the test to take); None unless `with_l2`.
+    pub l2: Option<Arc<crate::l2::L2Link>>,
     /// Ports sent to since their last flush.
     sent_to: Vec<PortId>,
     /// Where super-frames are cut (as a worker's).
@@ -104,11 +110,16 @@ impl Rig {
     }
 
     pub fn from_topology(topo: &Topology, max_entries: usize) -> Rig {
-        let plan = Plan::from_topology(topo);
+        Rig::build(Plan::from_topology(topo), Arc::new(fdb(topo, max_entries)))
+    }
+
+    /// A rig around `plan` and `fdb`: every port up and empty, its own
+    /// counters, no stack.
+    fn build(plan: Plan, fdb: Arc<Fdb>) -> Rig {
         let n = plan.ports.len();
         Rig {
             plan,
-            fdb: fdb(topo, max_entries),
+            fdb,
             counters: WorkerCounters::new(),
             tracer: Tracer::new(),
             capture: crate::pipeline::Capture::new(),
@@ -118,6 +129,7 @@ impl Rig {
             ports: (0..n).map(|_| MemPort::new(PORT_FRAMES)).collect(),
             stack: None,
             stp: None,
+            l2: None,
             sent_to: Vec::with_capacity(n),
             seg: edit::SegmentBuf::new(),
             ingress: crate::ids::Egress::Stack,
@@ -133,12 +145,35 @@ impl Rig {
         Ok(self)
     }
 
+    /// The same rig with the L2 control thread's queues (and no thread:
+    /// tests run `l2::Registry::round` themselves, or look in the queues).
+    pub fn with_l2(mut self) -> std::io::Result<Rig> {
+        self.l2 = Some(Arc::new(crate::l2::L2Link::new(1)?));
+        Ok(self)
+    }
+
+    /// What worker 0 does when the l2 thread has frames to send: takes up
+    /// to a batch, queues each on its port and sends. Returns the frames
+    /// taken (0: none left).
+    pub fn run_l2_output(&mut self) -> usize {
+        let Some(l2) = self.l2.clone() else {
+            return 0;
+        };
+        self.ingress = crate::ids::Egress::Stack;
+        let ctx = context!(self);
+        let n = pipeline::ctl::take_output(&ctx, &l2, &mut self.batch, &mut self.tx);
+        if n > 0 {
+            self.transmit();
+        }
+        n
+    }
+
     /// Back to how `from_topology` left it, without allocating again (the
     /// fuzz targets run thousands of inputs a second): a fresh FDB with
     /// the static entries, every port up and empty, nothing queued, no
     /// trace, the stack's queues empty. Counters keep counting (read differences).
     pub fn reset(&mut self, topo: &Topology) {
-        self.fdb = fdb(topo, self.fdb.capacity());
+        self.fdb = Arc::new(fdb(topo, self.fdb.capacity()));
         for up in self.port_up.iter() {
             up.store(true, std::sync::atomic::Ordering::Relaxed);
         }
@@ -158,6 +193,17 @@ impl Rig {
                 while ul.rx.pop().is_some() {}
             }
         }
+        if let Some(l2) = self.l2.as_deref() {
+            while l2.to_l2.pop().is_some() {}
+            while l2.from_l2.pop().is_some() {}
+        }
+    }
+
+    /// A second worker's rig: the same plan and the same FDB (shared, as
+    /// a switch's workers share it), counters, batch, queues and ports of
+    /// its own (the in-memory scaling benchmark, perf/benches/scaling.rs).
+    pub fn sharing_fdb(&self) -> Rig {
+        Rig::build(self.plan.clone(), Arc::clone(&self.fdb))
     }
 
     /// The same rig with in-memory ports that take frames of up to 64 KiB
@@ -324,6 +370,8 @@ pub mod fuzz;
 
 #[cfg(test)]
 mod capture_tests;
+#[cfg(test)]
+mod l2_tests;
 #[cfg(test)]
 mod offload_tests;
 #[cfg(test)]
