@@ -11,10 +11,12 @@
 //! events into frames, the per-port state the workers read, and
 //! `Fdb::flush_port`. Ports are indices `0..n` of the instance.
 //!
-//! This module imports nothing from the crate but the glue below, so any
-//! module may use it without a cycle.
+//! The state machine imports nothing from the crate; `glue` (ports and
+//! parameters from the topology, what the workers and `shunt stp` read)
+//! and `protocol` (RSTP as an l2 protocol) import config, ids and l2.
 
 pub mod glue;
+pub mod protocol;
 #[cfg(test)]
 mod tests;
 
