@@ -7,6 +7,7 @@
 # <crate>/artifacts/<target>/ and named at the end.
 #
 #   scripts/fuzz.sh [SECONDS]
+#   FUZZ_TARGETS=stp scripts/fuzz.sh 60   # one target: the spanning-tree BPDUs
 #
 # Environment:
 #   FUZZ_SANITIZER  none (default) or address: the targets are safe Rust

@@ -22,6 +22,8 @@ macro_rules! out {
     }};
 }
 
+mod stp;
+
 #[derive(Parser)]
 #[command(
     name = "shunt",
@@ -89,6 +91,14 @@ enum Cmd {
     },
     /// Counters per port: frames, bytes, floods by cause, drops by reason.
     Stats {
+        /// Switch name (default: "shunt", or the only switch running).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Spanning tree: the bridge, the root, each port's role and state.
+    Stp {
         /// Switch name (default: "shunt", or the only switch running).
         #[arg(long)]
         name: Option<String>,
@@ -387,6 +397,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             print_dns(v)
         }),
         Cmd::Stats { name, json } => show(name, &Request::Stats, json, print_stats),
+        Cmd::Stp { name, json } => show(name, &Request::Stp, json, stp::print),
         Cmd::Impair(args) => {
             let ImpairArgs {
                 port,
@@ -750,6 +761,15 @@ fn print_stats(v: &Stats) {
             u.pool,
             u.cached,
             u.in_kernel
+        );
+    }
+    if let Some(s) = &v.stp {
+        out!(
+            "stp: {} BPDUs in ({} ignored), {} out, {} topology changes",
+            s["bpdus_in"],
+            s["bpdus_bad"],
+            s["bpdus_out"],
+            s["topology_changes"]
         );
     }
 }

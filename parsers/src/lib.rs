@@ -8,7 +8,7 @@
 //!
 //! - **No panics on any input.** Every view (`EthernetFrame`, `VlanTag`,
 //!   `ArpPacket`, `Ipv4Packet`, `Ipv6Packet`, `UdpPacket`, `TcpPacket`,
-//!   `VxlanPacket`)
+//!   `VxlanPacket`, `BpduPacket`)
 //!   wraps any `T: AsRef<[u8]>`. `new_checked` / `check_len` verify that
 //!   every field and every length-derived range (payload, options) lies
 //!   inside the buffer; after that no accessor can panic. `new_unchecked`
@@ -69,6 +69,7 @@ pub mod gso;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod stp;
 pub mod tcp;
 pub mod udp;
 pub mod virtio_net;
@@ -81,6 +82,7 @@ pub use ethernet::{EtherType, EthernetFrame, MacAddr, ParseMacAddrError};
 pub use ip::IpProtocol;
 pub use ipv4::Ipv4Packet;
 pub use ipv6::Ipv6Packet;
+pub use stp::{Bpdu, BpduPacket, BpduType};
 pub use tcp::TcpPacket;
 pub use udp::UdpPacket;
 pub use vlan::{outer_tag, pop_tag, push_tag, Tag, Untagged, VlanTag};

@@ -173,6 +173,13 @@ fn check_frame(frame: &[u8], net: &Net, kinds: &mut Vec<Kind>) {
             );
             assert_eq!(usize::from(len), eth.payload().len());
             assert_eq!(&eth.payload()[..3], &[0x42, 0x42, 0x03], "LLC for STP");
+            let bpdu = stp::Bpdu::parse_frame(frame).expect("a kernel BPDU parses");
+            assert_eq!(bpdu.kind, stp::BpduType::Config);
+            assert_eq!(bpdu.times, stp::Times::secs(0, 20, 2, 15));
+            // Rebuilt from the parsed form: the same bytes (before padding).
+            let mut out = [0u8; stp::MAX_FRAME_LEN];
+            let n = bpdu.emit_frame(eth.src_addr(), &mut out).unwrap();
+            assert_eq!(&out[..frame.len().min(n)], &frame[..frame.len().min(n)]);
         }
         other => panic!("unexpected EtherType {other}"),
     }

@@ -119,6 +119,7 @@ fn encap(c: &mut Criterion) {
                 tracer: &rig.tracer,
                 capture: &rig.capture,
                 stack: None,
+                stp: None,
                 l2: None,
                 worker: 0,
             };

@@ -34,6 +34,7 @@ drop_reasons! {
     SrcMulticast => "src_multicast": "source MAC is multicast or broadcast",
     SamePort => "same_port": "destination learned on the ingress port",
     LinkLocal => "link_local": "link-local control frame (01:80:c2:00:00:0x) is never forwarded",
+    StpDiscarding => "stp_discarding": "spanning tree: received on a port that is not forwarding (discarding or learning), or to a known destination behind one",
     NoDestination => "no_destination": "no other port in the network to deliver to",
     PortDown => "port_down": "the egress port is down",
     TxFull => "tx_full": "the egress port's transmit queue was full",
@@ -61,6 +62,43 @@ drop_reasons! {
     ImpairLoss => "impair_loss": "lost on purpose: the port's impairment (`loss`) took it",
     ImpairQueueFull => "impair_queue_full": "the port's impairment queue (delay, rate) was full: its limit of frames or bytes",
     BadOffload => "bad_offload": "offload metadata (virtio-net header) that does not fit the frame: GSO size 0, checksum beyond the frame, a GSO type that does not match the headers, a length that lies",
+}
+
+/// One value per drop reason. A newtype over the array: std and serde
+/// give `Default` and `Serialize` to arrays of at most 32 elements, and
+/// there are more reasons than that. Indexes and iterates as the array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerReason<T>(pub [T; DropReason::COUNT]);
+
+impl<T: Default> Default for PerReason<T> {
+    fn default() -> Self {
+        PerReason(std::array::from_fn(|_| T::default()))
+    }
+}
+
+impl<T> std::ops::Deref for PerReason<T> {
+    type Target = [T; DropReason::COUNT];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for PerReason<T> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl<T: serde::Serialize> serde::Serialize for PerReason<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // As serde writes an array: a tuple.
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(DropReason::COUNT)?;
+        for v in &self.0 {
+            t.serialize_element(v)?;
+        }
+        t.end()
+    }
 }
 
 impl DropReason {
@@ -134,7 +172,7 @@ pub struct PortCounters {
     /// Checksums the switch completed in software for this port.
     pub tx_csum_soft: Counter,
     pub flooded: [Counter; 3],
-    pub drops: [Counter; DropReason::COUNT],
+    pub drops: PerReason<Counter>,
     pub learned: Counter,
     pub moved: Counter,
 }
@@ -152,7 +190,11 @@ impl PortCounters {
             &self.learned,
             &self.moved,
         ];
-        for c in all.into_iter().chain(&self.flooded).chain(&self.drops) {
+        for c in all
+            .into_iter()
+            .chain(&self.flooded)
+            .chain(self.drops.iter())
+        {
             c.reset();
         }
     }
@@ -256,7 +298,7 @@ pub struct PortTotals {
     pub tx_zero_copy: u64,
     pub offload: OffloadTotals,
     pub flooded: [u64; 3],
-    pub drops: [u64; DropReason::COUNT],
+    pub drops: PerReason<u64>,
     pub learned: u64,
     pub moved: u64,
 }

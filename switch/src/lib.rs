@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod port;
 pub mod runtime;
 pub mod stack;
+pub mod stp;
 pub mod testing;
 pub mod trace;
 pub mod worker;

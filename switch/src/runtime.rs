@@ -143,6 +143,9 @@ pub struct Runtime {
     /// The switch's stack's link, when some network gives the switch an
     /// address or suppresses ARP.
     pub stack: Option<Arc<crate::stack::StackLink>>,
+    /// Spanning tree (stp/), when `[switch] stp` asks for it: the port
+    /// states the workers read, the status `shunt stp` shows.
+    pub stp: Option<Arc<crate::stp::glue::Shared>>,
     /// The L2 control thread's queues (l2/), set before the workers start.
     pub l2: Option<Arc<crate::l2::L2Link>>,
     /// Namespaces this switch created and removes on the way down.
@@ -242,6 +245,7 @@ impl Runtime {
             stop: AtomicBool::new(false),
             started: Instant::now(),
             stack,
+            stp: crate::stp::glue::Shared::for_topology(&topo).map(Arc::new),
             l2: None,
             owned_namespaces: Mutex::new(owned_namespaces),
             impair: Arc::new(crate::impair::Shared::with_ports(

@@ -400,6 +400,7 @@ fn context<'a>(
         tracer: &rt.tracer,
         capture: &rt.capture,
         stack: rt.stack.as_deref(),
+        stp: rt.stp.as_deref().map(|s| &s.states[..]),
         l2: rt.l2.as_deref(),
         worker,
     }

@@ -283,6 +283,7 @@ pub fn all(data: &[u8]) {
         udp(d);
         tcp(d);
         vxlan(d);
+        stp(d);
     }
     let mut out = vec![0u8; GSO_OUT_LEN];
     virtio_gso(data, &mut out);
@@ -401,4 +402,39 @@ pub fn virtio_gso(data: &[u8], out: &mut [u8]) {
     }
     assert_eq!(payload, frame.len() - seg.payload, "payload adds up");
     assert_eq!(seg.write_l3(frame, seg.count, out), None);
+}
+
+pub fn stp(data: &[u8]) {
+    black_box(stp::is_bpdu_dst(data));
+    if let Ok(b) = stp::Bpdu::parse_frame(data) {
+        let mut out = [0u8; stp::MAX_FRAME_LEN];
+        let n = b
+            .emit_frame(ethernet::src_addr(data).expect("parsed a frame"), &mut out)
+            .expect("60 bytes are enough");
+        assert_eq!(
+            stp::Bpdu::parse_frame(&out[..n]),
+            Ok(b),
+            "Bpdu frame round trip"
+        );
+        black_box((b.role(), b.has(stp::flags::TC)));
+    }
+    let Ok(p) = BpduPacket::new_checked(data) else {
+        return;
+    };
+    black_box((p.protocol_id(), p.version(), p.bpdu_type(), p.flags()));
+    black_box((p.root_id(), p.root_path_cost(), p.bridge_id(), p.port_id()));
+    black_box((
+        p.message_age(),
+        p.max_age(),
+        p.hello_time(),
+        p.forward_delay(),
+    ));
+    if let Ok(b) = Bpdu::parse(&p) {
+        let mut out = [0u8; stp::RST_LEN];
+        let n = b.emit(&mut out).expect("36 bytes are enough");
+        assert_eq!(
+            Bpdu::parse(&BpduPacket::new_checked(&out[..n]).unwrap()),
+            Ok(b)
+        );
+    }
 }

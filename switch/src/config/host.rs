@@ -24,6 +24,9 @@ pub(super) struct RawHost {
     pub(super) mtu: Option<Spanned<i64>>,
     xdp_mode: Option<Spanned<String>>,
     veth_attach: Option<Spanned<String>>,
+    stp_cost: Option<Spanned<i64>>,
+    stp_priority: Option<Spanned<i64>>,
+    stp_edge: Option<bool>,
 }
 
 /// `xdp_mode` of a host or a port.
@@ -255,6 +258,13 @@ pub(super) fn sections(
             ports.push(PortCfg {
                 kind: if veth { veth_kind } else { PortKind::Tap },
                 xdp_mode: host_xdp_mode,
+                stp: super::stp::port(
+                    ctx,
+                    super::StpPortCfg::HOST,
+                    h.stp_cost.as_ref(),
+                    h.stp_priority.as_ref(),
+                    h.stp_edge,
+                )?,
                 ..PortCfg::host_port(&name, nname, ni, &format!("eth{i}"), mtu, line)
             });
         }
@@ -300,6 +310,7 @@ impl PortCfg {
             outer: None,
             removed: false,
             netns: Some(host.to_string()),
+            stp: super::StpPortCfg::HOST,
             line,
         }
     }

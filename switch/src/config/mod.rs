@@ -17,10 +17,12 @@ mod host;
 mod impair;
 mod network;
 mod port;
+mod stp;
 mod switch;
 mod vtep;
 pub use addresses::Ipv4Net;
 pub use impair::{port_impairs, ImpairCfg};
+pub use stp::{StpCfg, StpMode, StpPortCfg};
 use vtep::vtep_section;
 pub use vtep::{inner_mtu, VXLAN_OVERHEAD};
 
@@ -208,6 +210,8 @@ pub struct PortCfg {
     /// The namespace the TAP device lives in: the host's, a `[[port]]`'s
     /// `namespace`, or None (the switch's own).
     pub netns: Option<String>,
+    /// Spanning tree: cost, priority, edge (`stp_cost`, ...).
+    pub stp: StpPortCfg,
     pub line: usize,
 }
 
@@ -235,6 +239,8 @@ pub struct SwitchCfg {
     /// Queues of each TAP (`multiqueue = true`: one per worker, spread by
     /// the kernel by flow hash; else 1).
     pub tap_queues: usize,
+    /// Spanning tree (`stp`, `stp_priority`, timers; docs/stp.md).
+    pub stp: StpCfg,
 }
 
 /// How TAP frames move (`[switch] tap_io`).

@@ -31,6 +31,9 @@ pub(super) struct RawPort {
     flood_multicast: Option<bool>,
     mtu: Option<Spanned<i64>>,
     namespace: Option<Spanned<String>>,
+    stp_cost: Option<Spanned<i64>>,
+    stp_priority: Option<Spanned<i64>>,
+    stp_edge: Option<bool>,
 }
 
 /// What other tables say about the `[[port]]`s.
@@ -150,6 +153,13 @@ pub(super) fn sections(
             outer: None,
             removed: false,
             netns,
+            stp: super::stp::port(
+                ctx,
+                super::StpPortCfg::PORT,
+                p.stp_cost.as_ref(),
+                p.stp_priority.as_ref(),
+                p.stp_edge,
+            )?,
             line,
         });
     }

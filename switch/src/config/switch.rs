@@ -16,6 +16,11 @@ pub(super) struct RawSwitch {
     poll_budget_us: Option<Spanned<i64>>,
     multiqueue: Option<bool>,
     tap_io: Option<Spanned<String>>,
+    stp: Option<Spanned<String>>,
+    stp_priority: Option<Spanned<i64>>,
+    stp_hello_secs: Option<Spanned<i64>>,
+    stp_max_age_secs: Option<Spanned<i64>>,
+    stp_forward_delay_secs: Option<Spanned<i64>>,
 }
 
 pub(super) fn section(
@@ -33,6 +38,7 @@ pub(super) fn section(
         poll: DEFAULT_POLL,
         tap_io: DEFAULT_TAP_IO,
         tap_queues: 1,
+        stp: super::StpCfg::default(),
     };
     let Some(s) = raw else {
         return Ok(switch);
@@ -46,6 +52,16 @@ pub(super) fn section(
         switch.name = n.get_ref().clone();
     }
     switch.bare = s.bare.unwrap_or(false);
+    switch.stp = super::stp::switch(
+        ctx,
+        super::stp::SwitchKeys {
+            stp: s.stp.as_ref(),
+            priority: s.stp_priority.as_ref(),
+            hello: s.stp_hello_secs.as_ref(),
+            max_age: s.stp_max_age_secs.as_ref(),
+            forward_delay: s.stp_forward_delay_secs.as_ref(),
+        },
+    )?;
     if let Some(w) = &s.workers {
         switch.workers = int_in(ctx, "workers", w, 1, 64)? as usize;
     }

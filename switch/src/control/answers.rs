@@ -251,6 +251,7 @@ pub fn stats(rt: &Runtime) -> Stats {
             })
             .collect(),
         l2: rt.l2.as_ref().map(|l| l.stats_json()),
+        stp: rt.stp.as_ref().map(|s| s.stats_json()),
         host: rt.stack.as_ref().map(|h| {
             h.stats_json(|i| {
                 topo.networks
@@ -499,6 +500,15 @@ pub fn trace(
     })();
     rt.tracer.stop();
     result
+}
+
+/// `shunt stp --json` (docs/stp.md): the bridge, the root, each port's
+/// role and state; the same shape without ports when spanning tree is off.
+pub fn stp(rt: &Runtime) -> serde_json::Value {
+    match &rt.stp {
+        Some(s) => s.json(),
+        None => crate::stp::glue::off_json(&rt.name, rt.topo().switch.stp.priority),
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,9 @@ pub enum Request {
     },
     /// Takes a port's link up or down. Answered by [`Done`].
     Link { port: String, up: bool },
+    /// Spanning tree (docs/stp.md): answered by a JSON object
+    /// (stp::glue::Shared::json).
+    Stp,
     /// Answered by [`Stopping`]; then the switch stops.
     Shutdown,
 }
@@ -88,12 +91,13 @@ impl Request {
             Request::Detach { .. } => "detach",
             Request::Impair { .. } => "impair",
             Request::Link { .. } => "link",
+            Request::Stp => "stp",
             Request::Shutdown => "shutdown",
         }
     }
 
     /// Every `cmd` a request may name.
-    pub const CMDS: [&'static str; 13] = [
+    pub const CMDS: [&'static str; 14] = [
         "ping",
         "ports",
         "fdb",
@@ -107,6 +111,7 @@ impl Request {
         "impair",
         "link",
         "shutdown",
+        "stp",
     ];
 }
 
@@ -318,6 +323,10 @@ pub struct Stats {
     /// without it.
     #[serde(default)]
     pub l2: Option<Value>,
+    /// Spanning tree's counters (BPDUs in and out, topology changes);
+    /// null with `stp = "off"`.
+    #[serde(default)]
+    pub stp: Option<Value>,
 }
 
 /// One worker of `shunt stats --json` "workers".

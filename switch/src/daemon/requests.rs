@@ -73,6 +73,7 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
             Err(e) => refuse(&mut out, e),
         },
         Request::Stats => send(&mut out, &answers::stats(rt)),
+        Request::Stp => send(&mut out, &answers::stp(rt)),
         Request::Dns { network } => match answers::dns(rt, network.as_deref()) {
             Ok(v) => send(&mut out, &v),
             Err(e) => refuse(&mut out, e),

@@ -66,8 +66,11 @@ pub(super) fn l2(rt: &Arc<Runtime>) -> Result<Option<JoinHandle<()>>, UpError> {
     let Some(link) = &rt.l2 else {
         return Ok(None);
     };
-    let reg = crate::l2::Registry::new(Arc::clone(link));
+    let mut reg = crate::l2::Registry::new(Arc::clone(link));
     // Protocols are added here: reg.add(Box::new(...)).
+    if let Some(stp) = &rt.stp {
+        reg.add(Box::new(rstp(rt, stp)));
+    }
     if reg.is_empty() {
         return Ok(None);
     }
@@ -78,6 +81,23 @@ pub(super) fn l2(rt: &Arc<Runtime>) -> Result<Option<JoinHandle<()>>, UpError> {
             what: "the L2 control thread",
             source,
         })
+}
+
+/// Spanning tree (stp/) as an l2 protocol: links as the workers see
+/// them, flushes into the FDB.
+fn rstp(rt: &Arc<Runtime>, stp: &Arc<crate::stp::glue::Shared>) -> crate::stp::protocol::Rstp {
+    let (r1, r2) = (Arc::clone(rt), Arc::clone(rt));
+    let p = crate::stp::protocol::Rstp::new(
+        Arc::clone(stp),
+        rt.now_ms(),
+        Box::new(move |p: PortId| {
+            r1.port_up.get(p.index()).is_some_and(|u| u.load(Relaxed))
+                && !r1.impair.is_down(p.index())
+        }),
+        Box::new(move |p: PortId| r2.fdb.flush_port(crate::ids::Egress::Port(p).encode())),
+    );
+    p.publish_states();
+    p
 }
 
 /// Ageing beside the workers, never stopping them.

@@ -23,7 +23,10 @@ pub fn run(ctx: &Context, ingress: Egress, batch: &mut Batch, tx: &mut TxQueues)
                 };
                 let mut sent = 0;
                 for &p in &n.members {
-                    if Egress::Port(p) == ingress || !port_up(ctx, p.into()) {
+                    if Egress::Port(p) == ingress
+                        || !port_up(ctx, p.into())
+                        || !super::stp::forwarding(ctx, p)
+                    {
                         continue;
                     }
                     let pp = &ctx.plan.ports[p.index()];
@@ -57,6 +60,7 @@ pub fn run(ctx: &Context, ingress: Egress, batch: &mut Batch, tx: &mut TxQueues)
                         || Some(p) == except
                         || (Some(p) == mvparent && !parent)
                         || !port_up(ctx, p.into())
+                        || !super::stp::forwarding(ctx, p)
                     {
                         continue;
                     }

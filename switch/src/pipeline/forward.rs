@@ -68,6 +68,9 @@ pub fn run(ctx: &Context, ingress: Egress, batch: &mut Batch) {
                 Some(port) if port == from || (from.is_vtep() && port.is_vtep()) => {
                     Verdict::Drop(DropReason::SamePort)
                 }
+                Some(Egress::Port(p)) if !super::stp::forwarding(ctx, p) => {
+                    Verdict::Drop(DropReason::StpDiscarding)
+                }
                 Some(port) if port_up(ctx, port) => Verdict::Unicast(port),
                 _ => Verdict::Flood(FloodCause::UnknownUnicast),
             }

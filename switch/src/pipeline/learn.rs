@@ -25,6 +25,8 @@ pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch, now_ms: u64) {
         return;
     };
     let c = ctx.counters.port(ingress.into());
+    // Spanning tree: a discarding port learns nothing (a learning one does).
+    let stp_learns = super::stp::state(ctx, ingress) != crate::stp::PortState::Discarding;
     // Bounded by BATCH, so that indexing `meta` needs no check per frame.
     for i in 0..batch.count.min(BATCH) {
         if batch.meta[i].verdict != Verdict::Pending {
@@ -49,7 +51,7 @@ pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch, now_ms: u64) {
             .nets
             .get(net.index())
             .is_some_and(|n| n.macvlan.is_some());
-        if !port.learning || macvlan {
+        if !port.learning || macvlan || !stp_learns {
             batch.meta[i].learned = Learned::Disabled;
             continue;
         }

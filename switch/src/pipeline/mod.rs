@@ -33,6 +33,7 @@ pub mod local;
 pub mod macvlan;
 pub mod mcast;
 pub mod plan;
+pub mod stp;
 pub mod tracer;
 pub mod vxlan;
 
@@ -317,6 +318,9 @@ pub struct Context<'a> {
     pub capture: &'a Capture,
     /// The switch's own stack, when a network gives it something to do.
     pub stack: Option<&'a StackLink>,
+    /// Spanning-tree state per port (`stp::PortState` as u8), when the
+    /// switch runs spanning tree (pipeline/stp.rs).
+    pub stp: Option<&'a [std::sync::atomic::AtomicU8]>,
     /// The L2 control thread's queues (l2/), when it runs.
     pub l2: Option<&'a crate::l2::L2Link>,
     pub worker: usize,
@@ -357,6 +361,7 @@ pub fn run(
     }
     learn::run(ctx, ingress, batch, now_ms);
     ctl::run(ctx, ingress, batch);
+    stp::run(ctx, ingress, batch);
     delivered += local::run(ctx, ctx.worker, batch);
     forward::run(ctx, ingress.into(), batch);
     egress::run(ctx, ingress.into(), batch, tx);

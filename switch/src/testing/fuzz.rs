@@ -207,14 +207,14 @@ fn run_pipeline(rig: &mut Rig, data: &[u8]) {
 struct Seen {
     rx: u64,
     tx: u64,
-    drops: [u64; DropReason::COUNT],
+    drops: crate::counters::PerReason<u64>,
 }
 
 impl Seen {
     fn of(rig: &Rig, e: Egress) -> Seen {
         let c = rig.counters.port(e);
-        let mut drops = [0; DropReason::COUNT];
-        for (d, c) in drops.iter_mut().zip(&c.drops) {
+        let mut drops = crate::counters::PerReason::<u64>::default();
+        for (d, c) in drops.iter_mut().zip(c.drops.iter()) {
             *d = c.get();
         }
         Seen {

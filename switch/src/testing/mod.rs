@@ -38,6 +38,7 @@ macro_rules! context {
             tracer: &$rig.tracer,
             capture: &$rig.capture,
             stack: $rig.stack.as_deref(),
+            stp: $rig.stp.as_deref(),
             l2: $rig.l2.as_deref(),
             worker: 0,
         }
@@ -75,6 +76,8 @@ pub struct Rig {
     /// The switch's stack's queues (no host thread: frames detoured to it
     /// stay in `to_host` for the test to take); None unless `with_stack`.
     pub stack: Option<Arc<StackLink>>,
+    /// Spanning-tree port states (pipeline/stp.rs); None: spanning tree off.
+    pub stp: Option<Box<[std::sync::atomic::AtomicU8]>>,
     /// The L2 control thread's queues (no thread: copies stay in `to_l2`
     /// for the test to take); None unless `with_l2`.
     pub l2: Option<Arc<crate::l2::L2Link>>,
@@ -125,6 +128,7 @@ impl Rig {
             tx: TxQueues::new(),
             ports: (0..n).map(|_| MemPort::new(PORT_FRAMES)).collect(),
             stack: None,
+            stp: None,
             l2: None,
             sent_to: Vec::with_capacity(n),
             seg: edit::SegmentBuf::new(),
@@ -372,3 +376,5 @@ mod l2_tests;
 mod offload_tests;
 #[cfg(test)]
 mod pipeline_tests;
+#[cfg(test)]
+mod stp_tests;
