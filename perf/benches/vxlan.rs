@@ -120,6 +120,7 @@ fn encap(c: &mut Criterion) {
                 capture: &rig.capture,
                 stack: None,
                 worker: 0,
+                guard: &rig.guard,
             };
             let p0 = PortId::new(0).expect("port 0");
             pipeline::run(&ctx, p0, &mut rig.batch, &mut rig.tx, NOW);

@@ -307,6 +307,7 @@ impl Worker {
             capture: &rt.capture,
             stack: rt.stack.as_deref(),
             worker: self.id,
+            guard: &rt.guard,
         };
         if rt.bare {
             bare(&ctx, p, &self.batch, &mut self.tx);
@@ -346,6 +347,7 @@ impl Worker {
                 capture: &rt.capture,
                 stack: Some(h),
                 worker: self.id,
+                guard: &rt.guard,
             };
             pipeline::run_stack(&ctx, &mut self.batch, &mut self.tx);
             self.send(&ctx, Egress::Stack);

@@ -24,6 +24,7 @@ pub(super) struct RawHost {
     pub(super) mtu: Option<Spanned<i64>>,
     xdp_mode: Option<Spanned<String>>,
     veth_attach: Option<Spanned<String>>,
+    max_learned: Option<Spanned<i64>>,
 }
 
 /// `xdp_mode` of a host or a port.
@@ -255,6 +256,7 @@ pub(super) fn sections(
             ports.push(PortCfg {
                 kind: if veth { veth_kind } else { PortKind::Tap },
                 xdp_mode: host_xdp_mode,
+                max_learned: super::guard::max_learned(ctx, h.max_learned.as_ref())?,
                 ..PortCfg::host_port(&name, nname, ni, &format!("eth{i}"), mtu, line)
             });
         }
@@ -297,6 +299,7 @@ impl PortCfg {
             flood_multicast: true,
             mtu,
             host: Some(host.to_string()),
+            max_learned: 0,
             outer: None,
             removed: false,
             netns: Some(host.to_string()),

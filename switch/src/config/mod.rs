@@ -13,6 +13,7 @@ use crate::ids::MAX_PORTS;
 
 pub mod addresses;
 mod fdb;
+pub mod guard;
 mod host;
 mod impair;
 mod network;
@@ -20,6 +21,7 @@ mod port;
 mod switch;
 mod vtep;
 pub use addresses::Ipv4Net;
+pub use guard::{FlapAction, LinkLocal, MacFlapCfg, StormCfg, StormRate};
 pub use impair::{port_impairs, ImpairCfg};
 use vtep::vtep_section;
 pub use vtep::{inner_mtu, VXLAN_OVERHEAD};
@@ -136,6 +138,8 @@ pub struct Network {
     pub vni: Option<u32>,
     /// The remote VTEPs that get a copy of each flooded frame.
     pub vtep_peers: Vec<Ipv4Addr>,
+    /// 01:80:c2:00:00:0X frames: dropped or flooded (`link_local`).
+    pub link_local: LinkLocal,
     pub line: usize,
 }
 
@@ -199,6 +203,8 @@ pub struct PortCfg {
     pub mtu: u16,
     /// The host this port plugs in (host ports `H.N`).
     pub host: Option<String>,
+    /// Most MACs learned behind the port (`max_learned`; 0: no limit).
+    pub max_learned: usize,
     /// A host port on a veth (`link = "veth"`): the end in the switch's
     /// namespace that the packet socket or AF_XDP attaches to (named at
     /// bring-up).
@@ -235,6 +241,8 @@ pub struct SwitchCfg {
     /// Queues of each TAP (`multiqueue = true`: one per worker, spread by
     /// the kernel by flow hash; else 1).
     pub tap_queues: usize,
+    /// MAC-flap detection (`mac_flap`; None: off).
+    pub mac_flap: Option<MacFlapCfg>,
 }
 
 /// How TAP frames move (`[switch] tap_io`).
@@ -298,6 +306,8 @@ pub struct Topology {
     pub vtep: Option<Vtep>,
     /// Link impairment and flap schedules (`[[impair]]`, docs/impair.md).
     pub impair: Vec<ImpairCfg>,
+    /// Storm control (`[[storm]]`, docs/storm.md).
+    pub storm: Vec<StormCfg>,
 }
 
 /// Most remote VTEPs a topology may name.
@@ -348,6 +358,8 @@ struct RawFile {
     vtep: Option<Spanned<vtep::RawVtep>>,
     #[serde(default)]
     impair: Vec<Spanned<impair::RawImpair>>,
+    #[serde(default)]
+    storm: Vec<Spanned<guard::RawStorm>>,
 }
 
 struct Ctx<'a> {
@@ -484,6 +496,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         &underlay,
     )?;
     let impair = impair::sections(&ctx, &raw.impair, &hosts, &ports)?;
+    let storm = guard::storm_sections(&ctx, &raw.storm, &hosts, &ports)?;
     Ok(Topology {
         switch,
         networks,
@@ -492,6 +505,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         fdb,
         vtep,
         impair,
+        storm,
     })
 }
 

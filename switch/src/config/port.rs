@@ -31,6 +31,7 @@ pub(super) struct RawPort {
     flood_multicast: Option<bool>,
     mtu: Option<Spanned<i64>>,
     namespace: Option<Spanned<String>>,
+    max_learned: Option<Spanned<i64>>,
 }
 
 /// What other tables say about the `[[port]]`s.
@@ -147,6 +148,7 @@ pub(super) fn sections(
             flood_multicast: p.flood_multicast.unwrap_or(true),
             mtu,
             host: None,
+            max_learned: super::guard::max_learned(ctx, p.max_learned.as_ref())?,
             outer: None,
             removed: false,
             netns,

@@ -16,6 +16,7 @@ pub(super) struct RawSwitch {
     poll_budget_us: Option<Spanned<i64>>,
     multiqueue: Option<bool>,
     tap_io: Option<Spanned<String>>,
+    mac_flap: Option<Spanned<super::guard::RawMacFlap>>,
 }
 
 pub(super) fn section(
@@ -33,11 +34,13 @@ pub(super) fn section(
         poll: DEFAULT_POLL,
         tap_io: DEFAULT_TAP_IO,
         tap_queues: 1,
+        mac_flap: None,
     };
     let Some(s) = raw else {
         return Ok(switch);
     };
     let s = s.get_ref();
+    switch.mac_flap = super::guard::mac_flap(ctx, s.mac_flap.as_ref())?;
     if let Some(n) = &s.name {
         check_name(ctx, "switch", n)?;
         if n.get_ref().len() > 12 {

@@ -26,15 +26,19 @@ pub mod capture;
 pub mod classify;
 pub mod edit;
 pub mod egress;
+pub mod flap;
 pub mod forward;
+pub mod guard;
 pub mod learn;
 pub mod local;
 pub mod macvlan;
 pub mod plan;
+pub mod storm;
 pub mod tracer;
 pub mod vxlan;
 
 pub use capture::Capture;
+pub use guard::Guard;
 pub use plan::{Carry, NetPlan, Plan, PortPlan};
 pub use tracer::Tracer;
 
@@ -313,6 +317,8 @@ pub struct Context<'a> {
     /// The switch's own stack, when a network gives it something to do.
     pub stack: Option<&'a StackLink>,
     pub worker: usize,
+    /// Storm control and MAC-flap detection (docs/storm.md).
+    pub guard: &'a Guard,
 }
 
 /// Runs the whole pipeline over one batch from `ingress`, leaving the
@@ -351,6 +357,7 @@ pub fn run(
     learn::run(ctx, ingress, batch, now_ms);
     delivered += local::run(ctx, ctx.worker, batch);
     forward::run(ctx, ingress.into(), batch);
+    storm::run(ctx, ingress, batch, now_ms);
     egress::run(ctx, ingress.into(), batch, tx);
     // One check per batch when no trace is active.
     if ctx.tracer.active() {

@@ -203,11 +203,22 @@ fn run_pipeline(rig: &mut Rig, data: &[u8]) {
 }
 
 /// Counters of one egress slot, before and after a batch.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct Seen {
     rx: u64,
     tx: u64,
     drops: [u64; DropReason::COUNT],
+}
+
+// By hand: arrays of more than 32 (the drop reasons) derive no Default.
+impl Default for Seen {
+    fn default() -> Self {
+        Seen {
+            rx: 0,
+            tx: 0,
+            drops: [0; DropReason::COUNT],
+        }
+    }
 }
 
 impl Seen {

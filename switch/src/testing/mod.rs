@@ -39,6 +39,7 @@ macro_rules! context {
             capture: &$rig.capture,
             stack: $rig.stack.as_deref(),
             worker: 0,
+            guard: &$rig.guard,
         }
     };
 }
@@ -78,6 +79,8 @@ pub struct Rig {
     seg: edit::SegmentBuf,
     /// Where the batch in hand came from (for the capture's outbound copies).
     ingress: crate::ids::Egress,
+    /// Storm control and MAC-flap detection, as the topology says.
+    pub guard: crate::pipeline::Guard,
 }
 
 impl Rig {
@@ -117,6 +120,7 @@ impl Rig {
             sent_to: Vec::with_capacity(n),
             seg: edit::SegmentBuf::new(),
             ingress: crate::ids::Egress::Stack,
+            guard: crate::pipeline::Guard::from_topology(topo, 1),
         }
     }
 
@@ -297,10 +301,13 @@ impl Rig {
 
 /// An FDB of `max_entries` with the topology's static entries.
 fn fdb(topo: &Topology, max_entries: usize) -> Fdb {
-    let fdb = Fdb::new(FdbConfig {
-        max_entries,
-        aging_ms: 300_000,
-    });
+    let fdb = crate::pipeline::guard::fdb_for(
+        topo,
+        FdbConfig {
+            max_entries,
+            aging_ms: 300_000,
+        },
+    );
     for s in &topo.fdb {
         // A static entry the FDB refuses (full) is a test's mistake
         // that its assertions show.
@@ -320,6 +327,8 @@ pub mod fuzz;
 
 #[cfg(test)]
 mod capture_tests;
+#[cfg(test)]
+mod guard_tests;
 #[cfg(test)]
 mod offload_tests;
 #[cfg(test)]
