@@ -247,21 +247,22 @@ pub(super) fn mac_flap(
     };
     let window_ms = ms(&r.window, "window", 10_000)?;
     let hold_ms = ms(&r.hold, "hold", 30_000)?;
-    let action =
-        match &r.action {
-            None => FlapAction::Log,
-            Some(a) => match a.get_ref().as_str() {
-                "log" => FlapAction::Log,
-                "block" => FlapAction::Block,
-                "port_down" => FlapAction::PortDown,
-                other => return ctx.err(
+    let action = match &r.action {
+        None => FlapAction::Log,
+        Some(a) => match a.get_ref().as_str() {
+            "log" => FlapAction::Log,
+            "block" => FlapAction::Block,
+            "port_down" => FlapAction::PortDown,
+            other => {
+                return ctx.err(
                     a.span(),
                     format!(
                         "mac_flap action = {other:?}: write \"log\", \"block\" or \"port_down\""
                     ),
-                ),
-            },
-        };
+                )
+            }
+        },
+    };
     Ok(Some(MacFlapCfg {
         moves,
         window_ms,

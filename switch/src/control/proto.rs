@@ -68,6 +68,9 @@ pub enum Request {
     },
     /// Takes a port's link up or down. Answered by [`Done`].
     Link { port: String, up: bool },
+    /// Sets, clears or (no rate, no clear) shows a port's storm control
+    /// (docs/storm.md). Answered by [`Done`].
+    Storm(StormSpec),
     /// Answered by [`Stopping`]; then the switch stops.
     Shutdown,
 }
@@ -88,12 +91,13 @@ impl Request {
             Request::Detach { .. } => "detach",
             Request::Impair { .. } => "impair",
             Request::Link { .. } => "link",
+            Request::Storm(_) => "storm",
             Request::Shutdown => "shutdown",
         }
     }
 
     /// Every `cmd` a request may name.
-    pub const CMDS: [&'static str; 13] = [
+    pub const CMDS: [&'static str; 14] = [
         "ping",
         "ports",
         "fdb",
@@ -106,8 +110,27 @@ impl Request {
         "detach",
         "impair",
         "link",
+        "storm",
         "shutdown",
     ];
+}
+
+/// What `shunt storm` asks for: frames per second allowed in, per class
+/// (absent: that class as it was), the bucket's depth, or no limit at all.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StormSpec {
+    pub port: String,
+    #[serde(default)]
+    pub broadcast: Option<u64>,
+    #[serde(default)]
+    pub multicast: Option<u64>,
+    #[serde(default)]
+    pub unknown_unicast: Option<u64>,
+    /// Like "1s", "100ms" (default: as it was, or 1s).
+    #[serde(default)]
+    pub burst: Option<String>,
+    #[serde(default)]
+    pub clear: bool,
 }
 
 /// What `shunt capture` asks for (docs/capture.md): the frames of
@@ -314,6 +337,11 @@ pub struct Stats {
     /// and the batches it ran (how a multi-queue port spreads).
     #[serde(default)]
     pub workers: Vec<WorkerStats>,
+    /// MAC-flap detection (docs/storm.md): `{ "enabled", "flaps",
+    /// "events_lost", "recent": [{ "mac", "network", "ports", "moves",
+    /// "action", "age_secs", "holds_secs" }] }`.
+    #[serde(default)]
+    pub mac_flap: Option<Value>,
 }
 
 /// One worker of `shunt stats --json` "workers".

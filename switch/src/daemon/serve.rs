@@ -106,6 +106,7 @@ pub(super) fn serve(
     handles.extend(threads::stack(&rt)?);
     threads::ager(&rt, aging_secs)?;
     threads::link_monitor(&rt)?;
+    super::flap::spawn(&rt)?;
     super::link::spawn_flapper(&rt).map_err(|source| UpError::Thread {
         what: "the link flapper",
         source,

@@ -160,6 +160,37 @@ impl Flap {
     }
 }
 
+impl Flap {
+    /// `shunt stats` "mac_flap" (control path): the count, what the
+    /// queues lost, and the recent flaps with their age.
+    pub fn report(&self, now_ms: u64) -> serde_json::Value {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let recent: Vec<serde_json::Value> = log
+            .recent
+            .iter()
+            .rev()
+            .map(|r| {
+                serde_json::json!({
+                    "mac": r.mac,
+                    "network": r.network,
+                    "ports": r.ports,
+                    "moves": r.moves,
+                    "action": r.action,
+                    "age_secs": now_ms.saturating_sub(r.at_ms) as f64 / 1000.0,
+                    "holds_secs": r.until_ms.map(|u| u.saturating_sub(now_ms) as f64 / 1000.0),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "enabled": self.enabled(),
+            "flaps": log.total,
+            "events_lost": self.lost(),
+            "blocked": self.blocking.load(Relaxed),
+            "recent": recent,
+        })
+    }
+}
+
 fn key(net: u16, mac: &[u8; 6]) -> u64 {
     let mut b = [0u8; 8];
     b[0..2].copy_from_slice(&net.to_be_bytes());
