@@ -123,8 +123,8 @@ impl Storm {
         }
     }
 
-    /// As the topology's `[[storm]]` tables say (later tables win per
-    /// class, as they are read).
+    /// As the topology's `[[storm]]` tables say (a later table for a port
+    /// replaces an earlier one's limits).
     pub fn from_topology(t: &Topology) -> Storm {
         let s = Storm::new();
         s.apply(&t.storm);

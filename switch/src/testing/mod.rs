@@ -148,6 +148,9 @@ impl Rig {
         }
         self.batch.clear();
         self.tx.clear();
+        // Storm buckets full again, no move left queued.
+        self.guard.storm.apply(&topo.storm);
+        self.guard.flap.drain(drop);
         self.tracer.stop();
         while self.tracer.pop().is_some() {}
         if let Some(s) = self.stack.as_deref() {
