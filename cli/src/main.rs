@@ -163,6 +163,27 @@ enum Cmd {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Storm control of a port at run time: frames per second allowed in per
+    /// class (docs/storm.md). Without a rate or --clear: shows the limits.
+    Storm {
+        /// A port (h1.lan), or a host: all its ports.
+        port: String,
+        #[arg(long, value_name = "FPS")]
+        broadcast: Option<u64>,
+        #[arg(long, value_name = "FPS")]
+        multicast: Option<u64>,
+        #[arg(long = "unknown-unicast", value_name = "FPS")]
+        unknown_unicast: Option<u64>,
+        /// Bucket depth as time at the rate, like 100ms or 1s (default 1s).
+        #[arg(long, value_name = "D")]
+        burst: Option<String>,
+        /// No storm control on the port (rates given with it start afresh).
+        #[arg(long)]
+        clear: bool,
+        /// Switch name (default: "shunt", or the only switch running).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Capture frames to pcapng, with the switch's decision on each (docs/capture.md).
     Capture(capture::CaptureArgs),
     /// Measure forwarding rate, loss and latency through shunt (and the Linux bridge).
@@ -445,6 +466,25 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 up: state == "up",
             },
         ),
+        Cmd::Storm {
+            port,
+            broadcast,
+            multicast,
+            unknown_unicast,
+            burst,
+            clear,
+            name,
+        } => done(
+            name,
+            &Request::Storm(proto::StormSpec {
+                port,
+                broadcast,
+                multicast,
+                unknown_unicast,
+                burst,
+                clear,
+            }),
+        ),
         Cmd::Bench(args) => Ok(shunt_perf::linerate::run(args)?),
         Cmd::Capture(args) => Ok(capture::run(args)?),
         Cmd::Trace {
@@ -630,6 +670,35 @@ fn print_dns(names: &[DnsName]) {
     out!("{n} names");
 }
 
+/// MAC-flap detection's part of `shunt stats` (docs/storm.md).
+fn print_mac_flap(v: &Stats) {
+    let Some(f) = v.mac_flap.as_ref().filter(|f| f["enabled"] == true) else {
+        return;
+    };
+    out!(
+        "mac flaps: {} (events lost: {})",
+        f["flaps"].as_u64().unwrap_or(0),
+        f["events_lost"].as_u64().unwrap_or(0)
+    );
+    for r in f["recent"].as_array().into_iter().flatten() {
+        let ports: Vec<&str> = r["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str())
+            .collect();
+        out!(
+            "  {} in {}: {} moves between {}, {:.0} s ago, action {}",
+            r["mac"].as_str().unwrap_or("?"),
+            r["network"].as_str().unwrap_or("?"),
+            r["moves"].as_u64().unwrap_or(0),
+            ports.join(", "),
+            r["age_secs"].as_f64().unwrap_or(0.0),
+            r["action"].as_str().unwrap_or("?")
+        );
+    }
+}
+
 fn print_stats(v: &Stats) {
     let mut rows = Vec::new();
     for (name, p) in &v.ports {
@@ -693,6 +762,7 @@ fn print_stats(v: &Stats) {
         ],
         rows,
     );
+    print_mac_flap(v);
     // Offloads (docs/offloads.md), for the ports that saw any.
     for (name, p) in &v.ports {
         let o = &p.offload;

@@ -92,7 +92,7 @@ fn trial(base: &Rig, workers: usize, macs: u64, secs: f64, cores: &[core_affinit
     let start = Arc::new(Barrier::new(workers + 1));
     let threads: Vec<_> = (0..workers)
         .map(|w| {
-            let mut rig = base.sharing_fdb();
+            let mut rig = base.sharing_fdb(&access_ports(PORTS as usize));
             let core = cores.get(w).copied();
             let (stop, start) = (Arc::clone(&stop), Arc::clone(&start));
             std::thread::spawn(move || {

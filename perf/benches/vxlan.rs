@@ -122,6 +122,7 @@ fn encap(c: &mut Criterion) {
                 stp: None,
                 l2: None,
                 worker: 0,
+                guard: &rig.guard,
             };
             let p0 = PortId::new(0).expect("port 0");
             pipeline::run(&ctx, p0, &mut rig.batch, &mut rig.tx, NOW);

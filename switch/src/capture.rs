@@ -11,7 +11,6 @@ use crate::control::send;
 use crate::counters::DropReason;
 use crate::ids::{Egress, PortId};
 use crate::pipeline::capture::{Decision, Dir, Filter, Record, Session, MAX_SNAP};
-use crate::pipeline::learn::Learned;
 use crate::runtime::Runtime;
 use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
 use pcap_file::pcapng::blocks::interface_description::{
@@ -152,8 +151,7 @@ pub fn comment(rt: &Runtime, r: &Record) -> String {
     let net_name = |n| net_name(rt, n);
     let mut text = crate::trace::describe(&r.what, &port_name, &net_name).text;
     // The frame went on, but this is why `--drops` took it.
-    if r.what.learned == Learned::Full {
-        let d = DropReason::FdbFull;
+    if let Some(d) = r.what.learned.reason() {
         text.push_str(&format!("; {}: {}", d.name(), d.explain()));
     }
     if r.dir == Dir::Out {

@@ -61,6 +61,11 @@ drop_reasons! {
     LinkDown => "link_down": "the port's link is down (`shunt link PORT down`, or a flap schedule)",
     ImpairLoss => "impair_loss": "lost on purpose: the port's impairment (`loss`) took it",
     ImpairQueueFull => "impair_queue_full": "the port's impairment queue (delay, rate) was full: its limit of frames or bytes",
+    StormBroadcast => "storm_broadcast": "storm control: the ingress port's broadcast frames per second ([[storm]] broadcast) were used up",
+    StormMulticast => "storm_multicast": "storm control: the ingress port's multicast frames per second ([[storm]] multicast) were used up",
+    StormUnknownUnicast => "storm_unknown_unicast": "storm control: the ingress port's unknown-unicast frames per second ([[storm]] unknown_unicast) were used up",
+    PortLearnLimit => "port_learn_limit": "source not learned: the ingress port holds its max_learned MACs (the frame itself is forwarded)",
+    MacFlapBlocked => "mac_flap_blocked": "source not learned: the MAC flapped between ports and its learning is blocked for a while (the frame itself is forwarded)",
     BadOffload => "bad_offload": "offload metadata (virtio-net header) that does not fit the frame: GSO size 0, checksum beyond the frame, a GSO type that does not match the headers, a length that lies",
 }
 
@@ -102,9 +107,13 @@ impl<T: serde::Serialize> serde::Serialize for PerReason<T> {
 }
 
 impl DropReason {
-    /// `fdb_full` counts learning that did not happen, not a frame lost.
+    /// `fdb_full`, `port_learn_limit` and `mac_flap_blocked` count
+    /// learning that did not happen, not a frame lost.
     pub fn loses_frame(self) -> bool {
-        self != DropReason::FdbFull
+        !matches!(
+            self,
+            DropReason::FdbFull | DropReason::PortLearnLimit | DropReason::MacFlapBlocked
+        )
     }
 }
 
@@ -142,6 +151,12 @@ impl Counter {
         // Single writer: load + store is enough and avoids a locked add.
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
     }
+    /// Takes back `n` this writer added (storm control's drops of frames
+    /// forward counted as flooded).
+    #[inline]
+    pub fn sub(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_sub(n), Relaxed);
+    }
     #[inline]
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
@@ -177,6 +192,7 @@ pub struct PortCounters {
     pub moved: Counter,
 }
 
+// By hand: arrays of more than 32 (the drop reasons) derive no Default.
 impl PortCounters {
     /// Zeroes every counter of the slot (see [`Counter::reset`]): a port
     /// id given to a new port starts from nothing.
@@ -289,7 +305,7 @@ impl WorkerCounters {
 }
 
 /// A port's counters summed over workers (control path).
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct PortTotals {
     pub rx_frames: u64,
     pub rx_bytes: u64,

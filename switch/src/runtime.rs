@@ -152,6 +152,8 @@ pub struct Runtime {
     pub owned_namespaces: Mutex<Vec<String>>,
     /// Link impairment and link state (impair/): specs the workers take.
     pub impair: Arc<crate::impair::Shared>,
+    /// Storm control and MAC-flap detection (docs/storm.md).
+    pub guard: crate::pipeline::Guard,
 }
 
 impl Runtime {
@@ -252,6 +254,7 @@ impl Runtime {
                 nworkers,
                 crate::config::port_impairs(&topo),
             )),
+            guard: crate::pipeline::Guard::from_topology(&topo, nworkers),
             topo: Mutex::new(topo),
         })
     }

@@ -56,6 +56,14 @@ pub fn describe(
         Learned::Static => format!("source {} is a static entry: not moved", mac(&r.src)),
         Learned::Full => format!("source {} not learned: FDB full", mac(&r.src)),
         Learned::Disabled => "learning is off on this port".to_string(),
+        Learned::Limited => format!(
+            "source {} not learned: {ingress} holds its max_learned MACs",
+            mac(&r.src)
+        ),
+        Learned::Blocked => format!(
+            "source {} not learned: it flapped between ports and is blocked for a while",
+            mac(&r.src)
+        ),
     };
     let out: Vec<TraceOut> = r.out[..r.n_out as usize]
         .iter()

@@ -402,6 +402,7 @@ fn context<'a>(
         stack: rt.stack.as_deref(),
         stp: rt.stp.as_deref().map(|s| &s.states[..]),
         l2: rt.l2.as_deref(),
+        guard: &rt.guard,
         worker,
     }
 }

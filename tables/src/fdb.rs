@@ -76,6 +76,11 @@ pub enum Learn {
     Static,
     /// `max_entries` is reached: not learned.
     Full,
+    /// The port holds its learning limit ([`Fdb::set_port_limit`]): not
+    /// learned. For a MAC that moved to such a port, its entry on the old
+    /// port is removed (frames to it are flooded until it is learned where
+    /// there is room), so that nothing is sent to where it no longer is.
+    PortLimit,
     /// Not learned: the source MAC is multicast or broadcast.
     GroupSource,
     /// Not learned: `PortId::MAX` is reserved.
@@ -201,6 +206,21 @@ pub struct Fdb {
     /// (at the first call with a wall-clock epoch; then every 2^38 ms).
     clock_ref: AtomicU64,
     count: Padded<AtomicUsize>,
+    /// Per-port learned counts and limits, for ports below its length
+    /// (empty: none kept, see [`Fdb::with_port_limits`]).
+    ports: Box<[PortLearn]>,
+}
+
+/// One port's dynamic entries and their limit (0: none). The count is an
+/// upper bound of the port's live dynamic entries at every instant: taken
+/// before an entry goes live on the port, given back after it stopped
+/// being (README, "Per-port learning limits"). One line per port, so that
+/// workers learning on different ports do not share it.
+#[repr(align(64))]
+#[derive(Default)]
+struct PortLearn {
+    learned: AtomicU64,
+    max: AtomicU64,
 }
 
 /// What a probe for a key found.
@@ -260,9 +280,75 @@ impl Fdb {
             refresh_ms: AtomicU64::new(0),
             clock_ref: AtomicU64::new(0),
             count: Padded(AtomicUsize::new(0)),
+            ports: Box::new([]),
         };
         fdb.set_aging_ms(cfg.aging_ms);
         fdb
+    }
+
+    /// [`Fdb::new`], keeping a count of learned entries for each port
+    /// below `ports`, so that those ports can be given a learning limit
+    /// ([`Fdb::set_port_limit`]). The counting costs one atomic add on the
+    /// port's own line per entry learned, moved or removed (not per
+    /// refresh or lookup).
+    pub fn with_port_limits(cfg: FdbConfig, ports: usize) -> Fdb {
+        let mut fdb = Fdb::new(cfg);
+        fdb.ports = (0..ports.min(PortId::MAX as usize))
+            .map(|_| PortLearn::default())
+            .collect();
+        fdb
+    }
+
+    /// Limits the dynamic entries learned on `port` to `max` (0: no limit
+    /// but the table's). Entries already beyond a lowered limit stay until
+    /// they age, move or are flushed; no new one is learned meanwhile.
+    /// Returns false (nothing set) for a port the table keeps no count of.
+    pub fn set_port_limit(&self, port: PortId, max: usize) -> bool {
+        match self.ports.get(usize::from(port)) {
+            Some(p) => {
+                p.max.store(max as u64, Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The dynamic entries on `port`, as counted (exact when no change is
+    /// in flight), and its limit (0: none); None for a port not counted.
+    pub fn port_learned(&self, port: PortId) -> Option<(usize, usize)> {
+        let p = self.ports.get(usize::from(port))?;
+        Some((
+            p.learned.load(Relaxed) as usize,
+            p.max.load(Relaxed) as usize,
+        ))
+    }
+
+    /// Takes room for one more dynamic entry on `port`: false if the port
+    /// holds its limit. A plain load first, so that a port at its limit
+    /// under a MAC flood costs no shared write.
+    #[inline]
+    fn take_port(&self, port: PortId) -> bool {
+        let Some(p) = self.ports.get(usize::from(port)) else {
+            return true;
+        };
+        let max = p.max.load(Relaxed);
+        if max != 0 && p.learned.load(Relaxed) >= max {
+            return false;
+        }
+        if p.learned.fetch_add(1, AcqRel) >= max && max != 0 {
+            p.learned.fetch_sub(1, AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back what [`Fdb::take_port`] took, or the count of an entry
+    /// that stopped being a dynamic entry on `port`.
+    #[inline]
+    fn give_port(&self, port: PortId) {
+        if let Some(p) = self.ports.get(usize::from(port)) {
+            p.learned.fetch_sub(1, AcqRel);
+        }
     }
 
     /// The entry for (net, mac), if stored. Never blocks, never writes.
@@ -363,12 +449,20 @@ impl Fdb {
                     if v.is_static() {
                         return Learn::Static;
                     }
-                    let new = if v.port() == port {
+                    let moving = v.port() != port;
+                    let new = if !moving {
                         if !self.is_stale(v, t) {
                             return Learn::Refreshed;
                         }
                         v.with_time(t)
                     } else {
+                        // Room on the new port before the entry is there.
+                        if !self.take_port(port) {
+                            // The MAC is no longer where the entry says:
+                            // removed, not left pointing at the old port.
+                            self.kill_live(b, s, p.key, v);
+                            return Learn::PortLimit;
+                        }
                         let ahead = slot::time_diff(t, v.time()) > 0;
                         let time = if ahead { t } else { v.time() };
                         Val::live(v.gen(), port, false, time)
@@ -380,19 +474,30 @@ impl Fdb {
                         .compare_exchange(v.0, new.0, AcqRel, Relaxed)
                         .is_ok()
                     {
-                        return if v.port() == port {
-                            Learn::Refreshed
-                        } else {
-                            Learn::Moved { from: v.port() }
-                        };
+                        if !moving {
+                            return Learn::Refreshed;
+                        }
+                        self.give_port(v.port());
+                        return Learn::Moved { from: v.port() };
+                    }
+                    if moving {
+                        self.give_port(port);
                     }
                 }
                 Find::Pending => return Learn::Refreshed,
-                Find::Missing => match self.insert(p, port, false, t, self.max_entries) {
-                    Insert::New => return Learn::New,
-                    Insert::Full => return Learn::Full,
-                    Insert::Retry => {}
-                },
+                Find::Missing => {
+                    if !self.take_port(port) {
+                        return Learn::PortLimit;
+                    }
+                    match self.insert(p, port, false, t, self.max_entries) {
+                        Insert::New => return Learn::New,
+                        Insert::Full => {
+                            self.give_port(port);
+                            return Learn::Full;
+                        }
+                        Insert::Retry => self.give_port(port),
+                    }
+                }
             }
         }
         Learn::Contended
@@ -428,6 +533,10 @@ impl Fdb {
                         .compare_exchange(v.0, new.0, AcqRel, Relaxed)
                         .is_ok()
                     {
+                        // A dynamic entry became static: no longer learned.
+                        if !v.is_static() {
+                            self.give_port(v.port());
+                        }
                         return Ok(());
                     }
                 }
@@ -620,6 +729,23 @@ impl Fdb {
         }
         if live != self.len() {
             return Err(format!("len() {} but {live} live entries", self.len()));
+        }
+        let mut per_port = vec![0u64; self.ports.len()];
+        for (_, _, e) in self.entries() {
+            if let Some(n) = per_port
+                .get_mut(usize::from(e.port))
+                .filter(|_| !e.is_static)
+            {
+                *n += 1;
+            }
+        }
+        for (port, (p, want)) in self.ports.iter().zip(per_port).enumerate() {
+            let have = p.learned.load(SeqCst);
+            if have != want {
+                return Err(format!(
+                    "port {port}: learned count {have}, but {want} dynamic entries"
+                ));
+            }
         }
         Ok(())
     }
@@ -945,6 +1071,9 @@ impl Fdb {
         let home = self.home(key);
         self.unwind(home, b.wrapping_sub(home) & self.mask);
         self.count.0.fetch_sub(1, Relaxed);
+        if !v.is_static() {
+            self.give_port(v.port());
+        }
         true
     }
 

@@ -12,6 +12,7 @@
 mod capture;
 mod ctl;
 mod dns;
+mod guard;
 mod handoff;
 mod harness;
 mod impair;
@@ -69,6 +70,7 @@ fn main() {
         .chain(offload::tests())
         .chain(impair::tests())
         .chain(queues::tests())
+        .chain(guard::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }

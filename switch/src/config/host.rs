@@ -27,6 +27,7 @@ pub(super) struct RawHost {
     stp_cost: Option<Spanned<i64>>,
     stp_priority: Option<Spanned<i64>>,
     stp_edge: Option<bool>,
+    max_learned: Option<Spanned<i64>>,
 }
 
 /// `xdp_mode` of a host or a port.
@@ -265,6 +266,7 @@ pub(super) fn sections(
                     h.stp_priority.as_ref(),
                     h.stp_edge,
                 )?,
+                max_learned: super::guard::max_learned(ctx, h.max_learned.as_ref())?,
                 ..PortCfg::host_port(&name, nname, ni, &format!("eth{i}"), mtu, line)
             });
         }
@@ -307,6 +309,7 @@ impl PortCfg {
             flood_multicast: true,
             mtu,
             host: Some(host.to_string()),
+            max_learned: 0,
             outer: None,
             removed: false,
             netns: Some(host.to_string()),

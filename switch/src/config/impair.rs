@@ -72,16 +72,7 @@ pub(super) fn sections(
     for rs in raw {
         let r = rs.get_ref();
         let name = r.port.get_ref();
-        let found: Vec<usize> = match ports.iter().position(|p| &p.name == name) {
-            Some(i) => vec![i],
-            None if hosts.iter().any(|h| &h.name == name) => ports
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.host.as_deref() == Some(name.as_str()))
-                .map(|(i, _)| i)
-                .collect(),
-            None => vec![],
-        };
+        let found = super::guard::ports_named(name, hosts, ports);
         if found.is_empty() {
             return ctx.err(
                 r.port.span(),

@@ -13,6 +13,7 @@ use crate::ids::MAX_PORTS;
 
 pub mod addresses;
 mod fdb;
+pub mod guard;
 mod host;
 mod impair;
 mod network;
@@ -21,6 +22,7 @@ mod stp;
 mod switch;
 mod vtep;
 pub use addresses::Ipv4Net;
+pub use guard::{FlapAction, LinkLocal, MacFlapCfg, StormCfg, StormRate};
 pub use impair::{port_impairs, ImpairCfg};
 pub use stp::{StpCfg, StpMode, StpPortCfg};
 use vtep::vtep_section;
@@ -138,6 +140,8 @@ pub struct Network {
     pub vni: Option<u32>,
     /// The remote VTEPs that get a copy of each flooded frame.
     pub vtep_peers: Vec<Ipv4Addr>,
+    /// 01:80:c2:00:00:0X frames: dropped or flooded (`link_local`).
+    pub link_local: LinkLocal,
     pub line: usize,
 }
 
@@ -201,6 +205,8 @@ pub struct PortCfg {
     pub mtu: u16,
     /// The host this port plugs in (host ports `H.N`).
     pub host: Option<String>,
+    /// Most MACs learned behind the port (`max_learned`; 0: no limit).
+    pub max_learned: usize,
     /// A host port on a veth (`link = "veth"`): the end in the switch's
     /// namespace that the packet socket or AF_XDP attaches to (named at
     /// bring-up).
@@ -241,6 +247,8 @@ pub struct SwitchCfg {
     pub tap_queues: usize,
     /// Spanning tree (`stp`, `stp_priority`, timers; docs/stp.md).
     pub stp: StpCfg,
+    /// MAC-flap detection (`mac_flap`; None: off).
+    pub mac_flap: Option<MacFlapCfg>,
 }
 
 /// How TAP frames move (`[switch] tap_io`).
@@ -304,6 +312,8 @@ pub struct Topology {
     pub vtep: Option<Vtep>,
     /// Link impairment and flap schedules (`[[impair]]`, docs/impair.md).
     pub impair: Vec<ImpairCfg>,
+    /// Storm control (`[[storm]]`, docs/storm.md).
+    pub storm: Vec<StormCfg>,
 }
 
 /// Most remote VTEPs a topology may name.
@@ -354,6 +364,8 @@ struct RawFile {
     vtep: Option<Spanned<vtep::RawVtep>>,
     #[serde(default)]
     impair: Vec<Spanned<impair::RawImpair>>,
+    #[serde(default)]
+    storm: Vec<Spanned<guard::RawStorm>>,
 }
 
 struct Ctx<'a> {
@@ -490,6 +502,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         &underlay,
     )?;
     let impair = impair::sections(&ctx, &raw.impair, &hosts, &ports)?;
+    let storm = guard::storm_sections(&ctx, &raw.storm, &hosts, &ports)?;
     Ok(Topology {
         switch,
         networks,
@@ -498,6 +511,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         fdb,
         vtep,
         impair,
+        storm,
     })
 }
 

@@ -24,6 +24,7 @@ pub(super) struct RawNetwork {
     macvlan_mode: Option<Spanned<String>>,
     pub(super) vni: Option<Spanned<i64>>,
     pub(super) vtep_peers: Option<Spanned<Vec<String>>>,
+    link_local: Option<Spanned<String>>,
 }
 
 impl RawNetwork {
@@ -126,6 +127,7 @@ pub(super) fn sections(
             macvlan: None,
             vni: None,
             vtep_peers: Vec::new(),
+            link_local: super::guard::link_local(ctx, n.link_local.as_ref())?,
             line,
         });
     }

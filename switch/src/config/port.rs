@@ -34,6 +34,7 @@ pub(super) struct RawPort {
     stp_cost: Option<Spanned<i64>>,
     stp_priority: Option<Spanned<i64>>,
     stp_edge: Option<bool>,
+    max_learned: Option<Spanned<i64>>,
 }
 
 /// What other tables say about the `[[port]]`s.
@@ -150,6 +151,7 @@ pub(super) fn sections(
             flood_multicast: p.flood_multicast.unwrap_or(true),
             mtu,
             host: None,
+            max_learned: super::guard::max_learned(ctx, p.max_learned.as_ref())?,
             outer: None,
             removed: false,
             netns,

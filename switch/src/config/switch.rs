@@ -21,6 +21,7 @@ pub(super) struct RawSwitch {
     stp_hello_secs: Option<Spanned<i64>>,
     stp_max_age_secs: Option<Spanned<i64>>,
     stp_forward_delay_secs: Option<Spanned<i64>>,
+    mac_flap: Option<Spanned<super::guard::RawMacFlap>>,
 }
 
 pub(super) fn section(
@@ -39,11 +40,13 @@ pub(super) fn section(
         tap_io: DEFAULT_TAP_IO,
         tap_queues: 1,
         stp: super::StpCfg::default(),
+        mac_flap: None,
     };
     let Some(s) = raw else {
         return Ok(switch);
     };
     let s = s.get_ref();
+    switch.mac_flap = super::guard::mac_flap(ctx, s.mac_flap.as_ref())?;
     if let Some(n) = &s.name {
         check_name(ctx, "switch", n)?;
         if n.get_ref().len() > 12 {

@@ -260,6 +260,7 @@ pub fn stats(rt: &Runtime) -> Stats {
                     .unwrap_or_default()
             })
         }),
+        mac_flap: Some(rt.guard.flap.report(rt.now_ms())),
     }
 }
 

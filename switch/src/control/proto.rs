@@ -71,6 +71,9 @@ pub enum Request {
     /// Spanning tree (docs/stp.md): answered by a JSON object
     /// (stp::glue::Shared::json).
     Stp,
+    /// Sets, clears or (no rate, no clear) shows a port's storm control
+    /// (docs/storm.md). Answered by [`Done`].
+    Storm(StormSpec),
     /// Answered by [`Stopping`]; then the switch stops.
     Shutdown,
 }
@@ -92,12 +95,13 @@ impl Request {
             Request::Impair { .. } => "impair",
             Request::Link { .. } => "link",
             Request::Stp => "stp",
+            Request::Storm(_) => "storm",
             Request::Shutdown => "shutdown",
         }
     }
 
     /// Every `cmd` a request may name.
-    pub const CMDS: [&'static str; 14] = [
+    pub const CMDS: [&'static str; 15] = [
         "ping",
         "ports",
         "fdb",
@@ -110,9 +114,28 @@ impl Request {
         "detach",
         "impair",
         "link",
+        "storm",
         "shutdown",
         "stp",
     ];
+}
+
+/// What `shunt storm` asks for: frames per second allowed in, per class
+/// (absent: that class as it was), the bucket's depth, or no limit at all.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StormSpec {
+    pub port: String,
+    #[serde(default)]
+    pub broadcast: Option<u64>,
+    #[serde(default)]
+    pub multicast: Option<u64>,
+    #[serde(default)]
+    pub unknown_unicast: Option<u64>,
+    /// Like "1s", "100ms" (default: as it was, or 1s).
+    #[serde(default)]
+    pub burst: Option<String>,
+    #[serde(default)]
+    pub clear: bool,
 }
 
 /// What `shunt capture` asks for (docs/capture.md): the frames of
@@ -327,6 +350,11 @@ pub struct Stats {
     /// null with `stp = "off"`.
     #[serde(default)]
     pub stp: Option<Value>,
+    /// MAC-flap detection (docs/storm.md): `{ "enabled", "flaps",
+    /// "events_lost", "recent": [{ "mac", "network", "ports", "moves",
+    /// "action", "age_secs", "holds_secs" }] }`.
+    #[serde(default)]
+    pub mac_flap: Option<Value>,
 }
 
 /// One worker of `shunt stats --json` "workers".

@@ -15,6 +15,7 @@
 mod attach;
 mod bringup;
 mod cleanup;
+mod flap;
 mod impair;
 mod lifecycle;
 pub(crate) mod link;
@@ -22,6 +23,7 @@ mod plug;
 mod requests;
 mod serve;
 mod state;
+mod storm;
 mod threads;
 
 pub use attach::{attach, detach, AttachError};

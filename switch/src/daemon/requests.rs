@@ -116,6 +116,10 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
             Ok(message) => send(&mut out, &Done { ok: true, message }),
             Err(e) => refuse(&mut out, e),
         },
+        Request::Storm(spec) => match super::storm::apply(rt, &spec) {
+            Ok(message) => send(&mut out, &Done { ok: true, message }),
+            Err(e) => refuse(&mut out, e),
+        },
         Request::Shutdown => {
             send(
                 &mut out,

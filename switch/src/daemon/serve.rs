@@ -23,10 +23,13 @@ pub(super) struct Ended {
 /// The FDB with the file's static entries, those behind remote VTEPs, and
 /// the hosts of macvlan networks (known by their fixed MACs).
 fn fdb(topo: &Topology) -> Result<Fdb, UpError> {
-    let fdb = Fdb::new(FdbConfig {
-        max_entries: topo.switch.fdb_max_entries,
-        aging_ms: topo.switch.fdb_aging_secs * 1000,
-    });
+    let fdb = crate::pipeline::guard::fdb_for(
+        topo,
+        FdbConfig {
+            max_entries: topo.switch.fdb_max_entries,
+            aging_ms: topo.switch.fdb_aging_secs * 1000,
+        },
+    );
     for s in &topo.fdb {
         fdb.add_static(s.network as u16, s.mac.as_bytes(), s.port as u16)
             .map_err(|source| UpError::StaticEntry {
@@ -110,6 +113,7 @@ pub(super) fn serve(
     handles.extend(threads::l2(&rt)?);
     threads::ager(&rt, aging_secs)?;
     threads::link_monitor(&rt)?;
+    super::flap::spawn(&rt)?;
     super::link::spawn_flapper(&rt).map_err(|source| UpError::Thread {
         what: "the link flapper",
         source,

@@ -12,7 +12,6 @@
 //! ```
 
 use super::edit::{Copy, Out};
-use super::learn::Learned;
 use super::tracer::{self, TraceRecord};
 use super::{Batch, Context, Meta, TxQueues, Verdict};
 use crate::counters::DropReason;
@@ -120,8 +119,7 @@ impl Filter {
         let v = m.verdict;
         let reason = match v {
             Verdict::Drop(d) => Some(d),
-            _ if m.learned == Learned::Full => Some(DropReason::FdbFull),
-            _ => None,
+            _ => m.learned.reason(),
         };
         let dir_ok = match dir {
             Dir::In => self.inbound,

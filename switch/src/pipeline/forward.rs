@@ -51,7 +51,7 @@ pub fn run(ctx: &Context, ingress: Egress, batch: &mut Batch) {
         let v = if dst.is_multicast() {
             if dst.is_broadcast() {
                 Verdict::Flood(FloodCause::Broadcast)
-            } else if dst.is_link_local() {
+            } else if dst.is_link_local() && !link_local_forwarded(ctx, net) {
                 // 802.1D reserved group addresses (STP, LACP, LLDP...).
                 Verdict::Drop(DropReason::LinkLocal)
             } else {
@@ -80,6 +80,16 @@ pub fn run(ctx: &Context, ingress: Egress, batch: &mut Batch) {
         }
         batch.meta[i].verdict = v;
     }
+}
+
+/// `link_local = "forward"` on the frame's network: 01:80:c2:00:00:0X
+/// frames are flooded untouched, as other multicast (docs/storm.md).
+#[inline]
+fn link_local_forwarded(ctx: &Context, net: crate::ids::NetId) -> bool {
+    ctx.plan
+        .nets
+        .get(net.index())
+        .is_some_and(|n| n.link_local == crate::config::LinkLocal::Forward)
 }
 
 #[inline]

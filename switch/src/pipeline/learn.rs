@@ -14,10 +14,29 @@ pub enum Learned {
     Nothing,
     New,
     Refreshed,
-    Moved { from: Egress },
+    Moved {
+        from: Egress,
+    },
     Static,
     Full,
     Disabled,
+    /// Not learned: the port holds its `max_learned` MACs.
+    Limited,
+    /// Not learned: the MAC flapped and is blocked (`mac_flap`).
+    Blocked,
+}
+
+impl Learned {
+    /// The counted reason of learning that did not happen (the frame goes
+    /// on): `fdb_full`, `port_learn_limit`, `mac_flap_blocked`.
+    pub fn reason(self) -> Option<DropReason> {
+        match self {
+            Learned::Full => Some(DropReason::FdbFull),
+            Learned::Limited => Some(DropReason::PortLearnLimit),
+            Learned::Blocked => Some(DropReason::MacFlapBlocked),
+            _ => None,
+        }
+    }
 }
 
 pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch, now_ms: u64) {
@@ -27,6 +46,8 @@ pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch, now_ms: u64) {
     let c = ctx.counters.port(ingress.into());
     // Spanning tree: a discarding port learns nothing (a learning one does).
     let stp_learns = super::stp::state(ctx, ingress) != crate::stp::PortState::Discarding;
+    // MAC-flap blocks: one load per batch while none is set.
+    let blocking = ctx.guard.flap.blocking();
     // Bounded by BATCH, so that indexing `meta` needs no check per frame.
     for i in 0..batch.count.min(BATCH) {
         if batch.meta[i].verdict != Verdict::Pending {
@@ -55,6 +76,11 @@ pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch, now_ms: u64) {
             batch.meta[i].learned = Learned::Disabled;
             continue;
         }
+        if blocking && ctx.guard.flap.is_blocked(net.raw(), src.as_bytes()) {
+            c.drops[DropReason::MacFlapBlocked as usize].add(1);
+            batch.meta[i].learned = Learned::Blocked;
+            continue;
+        }
         // A frame from a remote VTEP is learned behind that VTEP.
         let from = super::vxlan::from(ingress.into(), &batch.meta[i]);
         let learned = ctx
@@ -66,9 +92,19 @@ pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch, now_ms: u64) {
                 Learned::New
             }
             Learn::Refreshed => Learned::Refreshed,
-            Learn::Moved { from } => {
+            Learn::Moved { from: old } => {
                 c.moved.add(1);
-                match Egress::decode(from) {
+                let at_ms = now_ms;
+                let (net, mac, to) = (net.raw(), *src.as_bytes(), from.encode());
+                let m = super::flap::Move {
+                    net,
+                    mac,
+                    from: old,
+                    to,
+                    at_ms,
+                };
+                ctx.guard.flap.moved(ctx.worker, m);
+                match Egress::decode(old) {
                     Some(from) => Learned::Moved { from },
                     None => Learned::Nothing,
                 }
@@ -78,6 +114,11 @@ pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch, now_ms: u64) {
                 // The frame goes on; only its learning is lost.
                 c.drops[DropReason::FdbFull as usize].add(1);
                 Learned::Full
+            }
+            Learn::PortLimit => {
+                // As fdb_full: the frame goes on.
+                c.drops[DropReason::PortLearnLimit as usize].add(1);
+                Learned::Limited
             }
             // Group sources were dropped above; the next frame retries a
             // contended key.

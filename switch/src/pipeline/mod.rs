@@ -27,17 +27,21 @@ pub mod classify;
 pub mod ctl;
 pub mod edit;
 pub mod egress;
+pub mod flap;
 pub mod forward;
+pub mod guard;
 pub mod learn;
 pub mod local;
 pub mod macvlan;
 pub mod mcast;
 pub mod plan;
+pub mod storm;
 pub mod stp;
 pub mod tracer;
 pub mod vxlan;
 
 pub use capture::Capture;
+pub use guard::Guard;
 pub use plan::{Carry, NetPlan, Plan, PortPlan};
 pub use tracer::Tracer;
 
@@ -324,6 +328,8 @@ pub struct Context<'a> {
     /// The L2 control thread's queues (l2/), when it runs.
     pub l2: Option<&'a crate::l2::L2Link>,
     pub worker: usize,
+    /// Storm control and MAC-flap detection (docs/storm.md).
+    pub guard: &'a Guard,
 }
 
 /// Runs the whole pipeline over one batch from `ingress`, leaving the
@@ -364,6 +370,7 @@ pub fn run(
     stp::run(ctx, ingress, batch);
     delivered += local::run(ctx, ctx.worker, batch);
     forward::run(ctx, ingress.into(), batch);
+    storm::run(ctx, ingress, batch, now_ms);
     egress::run(ctx, ingress.into(), batch, tx);
     // One check per batch when no trace is active.
     if ctx.tracer.active() {

@@ -57,6 +57,8 @@ pub struct NetPlan {
     /// VXLAN: the network's VNI, and its peer VTEPs to flood to.
     pub vni: Option<u32>,
     pub peers: Vec<Egress>,
+    /// What 01:80:c2:00:00:0X frames get (`link_local`).
+    pub link_local: crate::config::LinkLocal,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +90,7 @@ impl Plan {
                     .filter_map(VtepId::new)
                     .map(Egress::Vtep)
                     .collect(),
+                link_local: n.link_local,
             })
             .collect();
         let mut ports = Vec::with_capacity(t.ports.len());

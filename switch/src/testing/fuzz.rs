@@ -203,13 +203,14 @@ fn run_pipeline(rig: &mut Rig, data: &[u8]) {
 }
 
 /// Counters of one egress slot, before and after a batch.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 struct Seen {
     rx: u64,
     tx: u64,
     drops: crate::counters::PerReason<u64>,
 }
 
+// By hand: arrays of more than 32 (the drop reasons) derive no Default.
 impl Seen {
     fn of(rig: &Rig, e: Egress) -> Seen {
         let c = rig.counters.port(e);

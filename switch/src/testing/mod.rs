@@ -41,6 +41,7 @@ macro_rules! context {
             stp: $rig.stp.as_deref(),
             l2: $rig.l2.as_deref(),
             worker: 0,
+            guard: &$rig.guard,
         }
     };
 }
@@ -87,6 +88,8 @@ pub struct Rig {
     seg: edit::SegmentBuf,
     /// Where the batch in hand came from (for the capture's outbound copies).
     ingress: crate::ids::Egress,
+    /// Storm control and MAC-flap detection, as the topology says.
+    pub guard: crate::pipeline::Guard,
 }
 
 impl Rig {
@@ -110,12 +113,13 @@ impl Rig {
     }
 
     pub fn from_topology(topo: &Topology, max_entries: usize) -> Rig {
-        Rig::build(Plan::from_topology(topo), Arc::new(fdb(topo, max_entries)))
+        Rig::build(topo, Arc::new(fdb(topo, max_entries)))
     }
 
     /// A rig around `plan` and `fdb`: every port up and empty, its own
     /// counters, no stack.
-    fn build(plan: Plan, fdb: Arc<Fdb>) -> Rig {
+    fn build(topo: &Topology, fdb: Arc<Fdb>) -> Rig {
+        let plan = Plan::from_topology(topo);
         let n = plan.ports.len();
         Rig {
             plan,
@@ -133,6 +137,7 @@ impl Rig {
             sent_to: Vec::with_capacity(n),
             seg: edit::SegmentBuf::new(),
             ingress: crate::ids::Egress::Stack,
+            guard: crate::pipeline::Guard::from_topology(topo, 1),
         }
     }
 
@@ -183,6 +188,9 @@ impl Rig {
         }
         self.batch.clear();
         self.tx.clear();
+        // Storm buckets full again, no move left queued.
+        self.guard.storm.apply(&topo.storm);
+        self.guard.flap.drain(drop);
         self.tracer.stop();
         while self.tracer.pop().is_some() {}
         if let Some(s) = self.stack.as_deref() {
@@ -199,11 +207,11 @@ impl Rig {
         }
     }
 
-    /// A second worker's rig: the same plan and the same FDB (shared, as
-    /// a switch's workers share it), counters, batch, queues and ports of
-    /// its own (the in-memory scaling benchmark, perf/benches/scaling.rs).
-    pub fn sharing_fdb(&self) -> Rig {
-        Rig::build(self.plan.clone(), Arc::clone(&self.fdb))
+    /// A second worker's rig for `toml` (the same topology as this one's),
+    /// sharing this rig's FDB as a switch's workers share it: counters,
+    /// batch, queues and ports of its own (perf/benches/scaling.rs).
+    pub fn sharing_fdb(&self, toml: &str) -> Rig {
+        Rig::build(&parse(toml), Arc::clone(&self.fdb))
     }
 
     /// The same rig with in-memory ports that take frames of up to 64 KiB
@@ -347,10 +355,13 @@ impl Rig {
 
 /// An FDB of `max_entries` with the topology's static entries.
 fn fdb(topo: &Topology, max_entries: usize) -> Fdb {
-    let fdb = Fdb::new(FdbConfig {
-        max_entries,
-        aging_ms: 300_000,
-    });
+    let fdb = crate::pipeline::guard::fdb_for(
+        topo,
+        FdbConfig {
+            max_entries,
+            aging_ms: 300_000,
+        },
+    );
     for s in &topo.fdb {
         // A static entry the FDB refuses (full) is a test's mistake
         // that its assertions show.
@@ -370,6 +381,8 @@ pub mod fuzz;
 
 #[cfg(test)]
 mod capture_tests;
+#[cfg(test)]
+mod guard_tests;
 #[cfg(test)]
 mod l2_tests;
 #[cfg(test)]
