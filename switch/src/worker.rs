@@ -139,9 +139,10 @@ impl Worker {
     pub fn run(mut self) {
         if let Some(core) = self.core {
             if !core_affinity::set_for_current(core) {
-                eprintln!(
+                crate::say!(
                     "shunt: worker {} could not be pinned to core {}",
-                    self.id, core.id
+                    self.id,
+                    core.id
                 );
             }
         }
@@ -150,7 +151,7 @@ impl Worker {
             self.io.tap_ring = match TapRing::new() {
                 Ok(r) => Some(Box::new(r)),
                 Err(e) => {
-                    eprintln!(
+                    crate::say!(
                         "shunt: worker {}: no io_uring ({e}): one system call per TAP frame",
                         self.id
                     );
@@ -235,7 +236,7 @@ impl Worker {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    eprintln!("shunt: worker {}: poll failed: {e}", self.id);
+                    crate::say!("shunt: worker {}: poll failed: {e}", self.id);
                     std::thread::sleep(std::time::Duration::from_millis(10));
                     continue;
                 }
@@ -730,7 +731,7 @@ impl Io {
                 }
             }
             if ring.broken() {
-                eprintln!(
+                crate::say!(
                     "shunt: worker {}: io_uring failed: one system call per TAP frame from now on",
                     self.id
                 );

@@ -12,6 +12,8 @@
 mod capture;
 mod ctl;
 mod dns;
+mod faults;
+mod flood;
 mod handoff;
 mod harness;
 mod impair;
@@ -69,6 +71,8 @@ fn main() {
         .chain(offload::tests())
         .chain(impair::tests())
         .chain(queues::tests())
+        .chain(flood::tests())
+        .chain(faults::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }

@@ -345,7 +345,7 @@ impl AfXdpPort {
                 (Ok(link), _) => link,
                 (Err(e), tries) if is_busy(&e) => return Err(busy(tries)),
                 (Err(native), _) => {
-                    eprintln!(
+                    crate::say!(
                         "afxdp: {ifname}: native XDP attach failed ({native}); falling back to generic (skb) mode"
                     );
                     match attach(Hook::Generic) {
