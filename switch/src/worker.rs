@@ -172,6 +172,7 @@ impl Worker {
             if last_stats.elapsed() >= STATS_EVERY {
                 last_stats = std::time::Instant::now();
                 self.io.publish_xdp_stats();
+                self.io.refill_xdp();
             }
             let gen = rt.port_generation.load(Acquire);
             if gen != seen_gen {
@@ -440,6 +441,17 @@ impl Io {
             if let (Some(Device::AfXdp(x)), Some(cell)) = (d, self.rt.xdp_stats.get(p)) {
                 cell.store(&x.stats());
                 cell.cached.store(x.cached_frames() as u64, Relaxed);
+            }
+        }
+    }
+
+    /// Tops up the fill ring of every AF_XDP port this worker owns: a port
+    /// whose ring ran empty while the pool was dry gets no frame, so no
+    /// poll(2) wake-up, until it is refilled (AfXdpPort::refill).
+    fn refill_xdp(&mut self) {
+        for d in self.ports.iter_mut() {
+            if let Some(Device::AfXdp(x)) = d {
+                x.refill();
             }
         }
     }
