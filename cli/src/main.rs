@@ -242,7 +242,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("shunt: {e}");
+            // Not eprintln!: a switch started with --detach has its log as
+            // stderr, and a full /run must not turn the error into a panic.
+            shunt_switch::say!("shunt: {e}");
             ExitCode::FAILURE
         }
     }

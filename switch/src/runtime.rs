@@ -303,7 +303,7 @@ impl Runtime {
             let flushed = self.fdb.flush_port(Egress::Port(port).encode());
             self.port_generation.fetch_add(1, Relaxed);
             let name = self.port_name(port.into());
-            eprintln!("shunt: port {name} is down: {why}; {flushed} learned entries flushed");
+            crate::say!("shunt: port {name} is down: {why}; {flushed} learned entries flushed");
         }
     }
 }

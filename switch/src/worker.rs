@@ -140,9 +140,10 @@ impl Worker {
     pub fn run(mut self) {
         if let Some(core) = self.core {
             if !core_affinity::set_for_current(core) {
-                eprintln!(
+                crate::say!(
                     "shunt: worker {} could not be pinned to core {}",
-                    self.id, core.id
+                    self.id,
+                    core.id
                 );
             }
         }
@@ -151,7 +152,7 @@ impl Worker {
             self.io.tap_ring = match TapRing::new() {
                 Ok(r) => Some(Box::new(r)),
                 Err(e) => {
-                    eprintln!(
+                    crate::say!(
                         "shunt: worker {}: no io_uring ({e}): one system call per TAP frame",
                         self.id
                     );
@@ -172,6 +173,7 @@ impl Worker {
             if last_stats.elapsed() >= STATS_EVERY {
                 last_stats = std::time::Instant::now();
                 self.io.publish_xdp_stats();
+                self.io.refill_xdp();
             }
             let gen = rt.port_generation.load(Acquire);
             if gen != seen_gen {
@@ -236,7 +238,7 @@ impl Worker {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    eprintln!("shunt: worker {}: poll failed: {e}", self.id);
+                    crate::say!("shunt: worker {}: poll failed: {e}", self.id);
                     std::thread::sleep(std::time::Duration::from_millis(10));
                     continue;
                 }
@@ -468,6 +470,17 @@ impl Io {
             if let (Some(Device::AfXdp(x)), Some(cell)) = (d, self.rt.xdp_stats.get(p)) {
                 cell.store(&x.stats());
                 cell.cached.store(x.cached_frames() as u64, Relaxed);
+            }
+        }
+    }
+
+    /// Tops up the fill ring of every AF_XDP port this worker owns: a port
+    /// whose ring ran empty while the pool was dry gets no frame, so no
+    /// poll(2) wake-up, until it is refilled (AfXdpPort::refill).
+    fn refill_xdp(&mut self) {
+        for d in self.ports.iter_mut() {
+            if let Some(Device::AfXdp(x)) = d {
+                x.refill();
             }
         }
     }
@@ -759,7 +772,7 @@ impl Io {
                 }
             }
             if ring.broken() {
-                eprintln!(
+                crate::say!(
                     "shunt: worker {}: io_uring failed: one system call per TAP frame from now on",
                     self.id
                 );

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shunt_switch::config::XdpMode;
-use shunt_switch::port::afxdp::{AfXdpPort, SharedUmem, TxError, FRAME_SIZE};
+use shunt_switch::port::afxdp::{AfXdpPort, SharedUmem, TxError, FRAME_SIZE, RING_SIZE};
 use shunt_switch::port::{sys, Slots};
 use shunt_tools::{FrameBuilder, MacAddr, Marker};
 
@@ -348,6 +348,96 @@ fn umem_full_is_an_error() {
     assert!(err.to_string().contains("axt-nonexistent"), "{err}");
 }
 
+/// The frame pool run dry (issue 17, "Faults"): every free frame of the
+/// UMEM is taken out and every frame received is kept. Frames that then
+/// arrive find no frame in the fill ring: the kernel drops them and counts
+/// them (`rx_fill_ring_empty`, in `shunt stats` as the port's
+/// `afxdp.rx_fill_ring_empty`); a send is refused as `Full` (the worker
+/// counts `tx_full`). Once the frames come back, both work again and no
+/// frame is lost to the pool.
+fn pool_exhausted_is_counted_and_recovers() {
+    skip_unless_able!();
+    let veth = Veth::new("axt", 13);
+    let umem = SharedUmem::new(1).expect("umem");
+    let mut port = open(&veth.a, XdpMode::Generic, &umem);
+    let mut peer = veth.peer();
+    let mut held = Vec::new();
+    while let Some(f) = umem.alloc() {
+        held.push(f);
+    }
+    assert_eq!(umem.free_frames(), 0);
+    // More than the receive side has frames for, kept as they come.
+    let n = RING_SIZE as usize + 500;
+    for seq in 0..n as u32 {
+        peer.send(&frame(313, seq, 60))
+            .expect("send from namespace");
+    }
+    let mut slots = Slots::new(n);
+    let mut kept = 0;
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        let got = port.recv_into(&mut slots, kept, |_, _, _| {});
+        kept += got;
+        if got == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let st = port.stats();
+    println!(
+        "pool dry: {kept} of {n} received and kept; kernel: rx_fill_ring_empty {}, rx_ring_full {}",
+        st.rx_fill_ring_empty, st.rx_ring_full
+    );
+    assert!(kept < n, "all {n} frames received with no free frame left");
+    assert_eq!(
+        (kept + st.rx_fill_ring_empty as usize + st.rx_ring_full as usize),
+        n,
+        "every frame received or counted by the kernel"
+    );
+    assert!(st.rx_fill_ring_empty > 0, "no fill-ring-empty drop counted");
+    let f = frame(314, 0, 60);
+    let refused = (0..=RING_SIZE).any(|_| matches!(port.send(&[&f]), Err(TxError::Full)));
+    assert!(refused, "a send with no free frame was not refused as Full");
+    port.flush();
+    // The frames come back: receive and transmit work again, once the fill
+    // ring has frames again. Nothing arrives to wake a receive (the kernel
+    // drops what comes while the ring is empty): the switch's workers
+    // refill every port once a second, as here. (Without that, a starved
+    // port stayed starved: frames sent now were all dropped.)
+    drop(slots);
+    for f in held.drain(..) {
+        umem.release(f);
+    }
+    port.refill();
+    for seq in 0..50 {
+        peer.send(&frame(315, seq, 60))
+            .expect("send from namespace");
+    }
+    let seqs = recv_markers(&mut port, 315, 50, Duration::from_secs(3));
+    assert_eq!(seqs.len(), 50, "received after the frames came back");
+    peer.drain();
+    for seq in 0..50 {
+        let f = frame(316, seq, 60);
+        while let Err(e) = port.send(&[&f]) {
+            assert!(matches!(e, TxError::Full), "send: {e}");
+            port.flush();
+        }
+    }
+    for _ in 0..100 {
+        port.flush();
+        if port.tx_in_flight() == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        peer.markers_for(Duration::from_millis(500), 316).len(),
+        50,
+        "sent after"
+    );
+    drop(port);
+    assert_eq!(umem.free_frames(), umem.frames(), "frames lost to the pool");
+}
+
 /// Run by `killed_process_leaves_no_program` in a child process: attach,
 /// say so, wait to be killed.
 fn child_holds_a_port() {
@@ -592,6 +682,11 @@ fn main() {
         (
             "umem_full_is_an_error",
             umem_full_is_an_error as fn(),
+            false,
+        ),
+        (
+            "pool_exhausted_is_counted_and_recovers",
+            pool_exhausted_is_counted_and_recovers as fn(),
             false,
         ),
         (

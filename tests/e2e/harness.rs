@@ -147,6 +147,35 @@ impl Background {
     }
 }
 
+impl Background {
+    /// Takes a child spawned by the caller (with its stdout piped, for
+    /// [`interrupt_output`](Self::interrupt_output)).
+    pub fn from_child(c: Child) -> Background {
+        Background(c)
+    }
+
+    /// Interrupts the command (SIGINT: ping prints its summary) and returns
+    /// what it wrote on stdout, waiting at most `within`.
+    pub fn interrupt_output(mut self, within: Duration) -> Result<String, String> {
+        use std::io::Read;
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut out = String::new();
+        if let Some(mut s) = self.0.stdout.take() {
+            let _ = s.read_to_string(&mut out);
+        }
+        Ok(out)
+    }
+}
+
 impl Drop for Background {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -12,6 +12,8 @@
 mod capture;
 mod ctl;
 mod dns;
+mod faults;
+mod flood;
 mod guard;
 mod handoff;
 mod harness;
@@ -71,6 +73,8 @@ fn main() {
         .chain(impair::tests())
         .chain(queues::tests())
         .chain(guard::tests())
+        .chain(flood::tests())
+        .chain(faults::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }

@@ -69,6 +69,21 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
         _ => DEFAULT_MTU,
     };
     let hi = match topo.hosts.iter().position(|h| h.name == host) {
+        // A host of this switch whose namespace was deleted from outside
+        // (`ip netns del`): its ports went down with it; attaching it again
+        // makes the namespace anew, as for a new host (it was refused with
+        // `ip link set ... netns H` failing: docs/reliability.md, Faults).
+        Some(i) if !netns::exists(host) => {
+            make_namespace(host, topo.hosts[i].ipv6)?;
+            let owned = rt
+                .owned_namespaces
+                .lock()
+                .is_ok_and(|o| o.iter().any(|n| n == host));
+            if !owned {
+                record_namespace(rt, host);
+            }
+            i
+        }
         Some(i) => i,
         None => {
             if netns::exists(host) {
@@ -133,7 +148,7 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
     rt.plan
         .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
     rt.port_generation.fetch_add(1, Relaxed);
-    eprintln!("shunt: attached {port_name} ({ifname} in {host})");
+    crate::say!("shunt: attached {port_name} ({ifname} in {host})");
     crate::stack::topology_changed(rt.stack.as_deref(), &topo);
     Ok(format!(
         "attached {host} to {network}: port {port_name}, {ifname} in {host}{}",
@@ -159,7 +174,7 @@ fn record_namespace(rt: &Runtime, host: &str) {
         resolv_dirs,
     };
     if let Err(e) = write_state(&rt.name, &st) {
-        eprintln!("shunt: {e}");
+        crate::say!("shunt: {e}");
     }
 }
 
@@ -206,7 +221,7 @@ pub fn detach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
     if let Some(pid) = PortId::new(id) {
         flushed += rt.retire_port(pid);
     }
-    eprintln!("shunt: detached {port_name}; {flushed} learned entries flushed");
+    crate::say!("shunt: detached {port_name}; {flushed} learned entries flushed");
     crate::stack::topology_changed(rt.stack.as_deref(), &topo);
     Ok(format!(
         "detached {host} from {network}; {flushed} learned entries flushed"

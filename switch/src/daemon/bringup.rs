@@ -137,7 +137,7 @@ pub fn run(topo: Topology) -> Result<(), UpError> {
     let name = topo.switch.name.clone();
     let removed = clean_stale(&name)?;
     if !removed.is_empty() {
-        eprintln!(
+        crate::say!(
             "shunt: cleaned up after an earlier run of {name:?}: {}",
             removed.join(", ")
         );

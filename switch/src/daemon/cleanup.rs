@@ -40,7 +40,7 @@ pub(super) fn teardown(topo: &Topology, owned: &[String]) {
     for ns in owned {
         if netns::exists(ns) {
             if let Err(e) = netns::del(ns) {
-                eprintln!("shunt: removing namespace {ns}: {e}");
+                crate::say!("shunt: removing namespace {ns}: {e}");
             }
         }
     }

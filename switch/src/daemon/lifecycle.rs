@@ -17,8 +17,20 @@ pub fn up_detached(name: &str, file: Option<&str>, name_arg: Option<&str>) -> Re
     let io = |what: String| move |source| UpError::Io { what, source };
     let exe = std::env::current_exe().map_err(io("finding my own executable".into()))?;
     std::fs::create_dir_all(RUN_DIR).map_err(io(RUN_DIR.into()))?;
-    let log =
+    let mut log =
         std::fs::File::create(log_path(name)).map_err(io(log_path(name).display().to_string()))?;
+    // The log's first line, written here: a /run that is full (the file
+    // can be made, not written) is said now, with the file's name, rather
+    // than by a child that cannot say anything (docs/reliability.md).
+    {
+        use std::io::Write as _;
+        if let Err(e) = writeln!(log, "shunt: log of switch {name:?} (`shunt up --detach`)")
+            .and_then(|()| log.sync_data())
+        {
+            let _ = std::fs::remove_file(log_path(name));
+            return Err(io(log_path(name).display().to_string())(e));
+        }
+    }
     let log2 = log.try_clone().map_err(io("log".into()))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("up");

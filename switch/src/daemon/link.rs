@@ -85,7 +85,7 @@ pub fn set(rt: &Runtime, p: PortId, up: bool) -> Result<String, LinkError> {
         rt.quiesce(QUIESCE);
         carrier(rt, p, kind, &dev, &name, false)?;
         let flushed = rt.fdb.flush_port(Egress::Port(p).encode());
-        eprintln!("shunt: port {name}: link down; {flushed} learned entries flushed");
+        crate::say!("shunt: port {name}: link down; {flushed} learned entries flushed");
         return Ok(format!(
             "{name}: link down ({flushed} learned entries flushed)"
         ));
@@ -97,7 +97,7 @@ pub fn set(rt: &Runtime, p: PortId, up: bool) -> Result<String, LinkError> {
     for w in &rt.wake {
         let _ = w.write(1);
     }
-    eprintln!("shunt: port {name}: link up");
+    crate::say!("shunt: port {name}: link up");
     Ok(format!("{name}: link up"))
 }
 
@@ -177,7 +177,7 @@ pub fn spawn_flapper(rt: &Arc<Runtime>) -> std::io::Result<()> {
                     let Some(id) = PortId::new(i) else { continue };
                     if rt.impair.is_down(i) != down {
                         if let Err(err) = set(&rt, id, !down) {
-                            eprintln!("shunt: flap: {err}");
+                            crate::say!("shunt: flap: {err}");
                         }
                     }
                 }

@@ -203,7 +203,7 @@ pub(super) fn open_afxdp(
         port: port.to_string(),
         source,
     })?;
-    eprintln!("shunt: port {port}: {}", x.summary());
+    crate::say!("shunt: port {port}: {}", x.summary());
     Ok(Device::AfXdp(Box::new(x)))
 }
 
@@ -212,7 +212,7 @@ pub(super) fn open_afxdp(
 /// (shunt's own veth hosts have it turned off).
 pub(super) fn note_veth_checksums(port: &str, ifname: &str) {
     if is_veth(ifname) {
-        eprintln!(
+        crate::say!(
             "shunt: port {port}: {ifname} is a veth: TCP and UDP its peer's kernel sends carry partial checksums unless transmit checksum offload is off on the peer (`ethtool -K PEER tx off`); see docs/afxdp.md#checksums"
         );
     }
@@ -223,7 +223,7 @@ pub(super) fn note_veth_checksums(port: &str, ifname: &str) {
 /// (shunt's own veth hosts have them turned off).
 pub(super) fn note_veth_tunnels(port: &str, ifname: &str) {
     if is_veth(ifname) {
-        eprintln!(
+        crate::say!(
             "shunt: port {port}: {ifname} is a veth: its peer's tunnel super-frames (VXLAN, GRE) cannot cross a packet port and are dropped unless their segmentation offload is off on the peer (`ethtool -K PEER tx-udp_tnl-segmentation off tx-udp_tnl-csum-segmentation off tx-gre-segmentation off`); see docs/afxdp.md#veth-hosts-packet-sockets"
         );
     }

@@ -25,7 +25,7 @@ pub(super) fn serve(l: UnixListener, rt: Arc<Runtime>, shutdown: Sender<()>) {
         let shutdown = shutdown.clone();
         std::thread::spawn(move || {
             if let Err(e) = handle(conn, &rt, &shutdown) {
-                eprintln!("shunt: control connection: {e}");
+                crate::say!("shunt: control connection: {e}");
             }
         });
     }

@@ -121,7 +121,7 @@ pub(super) fn serve(
     let (tx, rx) = mpsc::channel::<()>();
     threads::control(&rt, listener, tx.clone())?;
     threads::signals(sigs, tx)?;
-    eprintln!(
+    crate::say!(
         "shunt: switch {name:?} is up: {nhosts} hosts, {nports} ports, {nnets} networks, {nworkers} worker(s); control socket {}",
         control::socket_path(&name).display()
     );
@@ -138,6 +138,6 @@ pub(super) fn serve(
             .map(|o| o.clone())
             .unwrap_or_default(),
     };
-    eprintln!("shunt: switch {name:?} stopped");
+    crate::say!("shunt: switch {name:?} stopped");
     Ok(ended)
 }

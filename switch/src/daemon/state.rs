@@ -44,7 +44,15 @@ pub(super) fn write_state(name: &str, st: &State) -> Result<(), StateError> {
     };
     std::fs::create_dir_all(RUN_DIR).map_err(io)?;
     let s = serde_json::to_string_pretty(st).unwrap_or_default();
-    std::fs::write(state_path(name), s).map_err(io)
+    // Whole or not at all: written beside and renamed over, so a full /run
+    // never leaves a cut record (which `down` could not read, and so not
+    // clean up by) in place of the last good one.
+    let tmp = state_path(name).with_extension("state.tmp");
+    let written = std::fs::write(&tmp, s).and_then(|()| std::fs::rename(&tmp, state_path(name)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io)
 }
 
 /// A live shunt process (a zombie has finished: its parent just has not

@@ -167,7 +167,7 @@ pub(super) fn control(
 pub(super) fn signals(sigs: nix::sys::signal::SigSet, stop: Sender<()>) -> Result<(), UpError> {
     spawn("shunt-signals", "the signal thread", move || {
         if let Ok(sig) = sigs.wait() {
-            eprintln!("shunt: {sig:?}: stopping");
+            crate::say!("shunt: {sig:?}: stopping");
         }
         let _ = stop.send(());
     })

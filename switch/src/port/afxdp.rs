@@ -345,7 +345,7 @@ impl AfXdpPort {
                 (Ok(link), _) => link,
                 (Err(e), tries) if is_busy(&e) => return Err(busy(tries)),
                 (Err(native), _) => {
-                    eprintln!(
+                    crate::say!(
                         "afxdp: {ifname}: native XDP attach failed ({native}); falling back to generic (skb) mode"
                     );
                     match attach(Hook::Generic) {
@@ -448,8 +448,13 @@ impl AfXdpPort {
     }
 
     /// Puts free frames into the fill ring until the receive side holds
-    /// RING_SIZE frames (or the pool or the ring runs out).
-    fn refill(&mut self) {
+    /// RING_SIZE frames (or the pool or the ring runs out). Every receive
+    /// does it first; a port whose fill ring ran empty (the pool was dry)
+    /// receives nothing, so nothing wakes its worker to receive: the worker
+    /// calls this for its ports once a second as well (frames that came
+    /// back to the pool meanwhile reach the ring; docs/reliability.md,
+    /// "Faults"). Cheap when the receive side is full: one subtraction.
+    pub fn refill(&mut self) {
         self.rx_out += fill_from(&mut self.device, &mut self.frames, self.rx_out);
     }
 

@@ -275,7 +275,7 @@ pub fn topology_changed(host: Option<&StackLink>, topo: &crate::config::Topology
         h.set_names(names::Names::from_topology(topo));
     }
     if let Err(e) = resolv::write(topo) {
-        eprintln!("shunt: writing /etc/netns/HOST/resolv.conf: {e}");
+        crate::say!("shunt: writing /etc/netns/HOST/resolv.conf: {e}");
     }
 }
 
