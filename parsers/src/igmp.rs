@@ -269,18 +269,25 @@ impl<const A: usize> Iterator for GroupRecords<'_, A> {
 /// with Router Alert (24), IGMPv2 (8).
 pub const QUERY_FRAME_LEN: usize = 14 + 24 + HEADER_LEN;
 
-/// Writes an IGMPv2 general query from `src_mac` / `src_ip` (0.0.0.0 as
-/// the Linux bridge sends by default) to 224.0.0.1, with the given
-/// maximum response time (tenths of a second), into the start of `buf`.
-/// Returns its length, or [`Error::NoRoom`].
+/// Writes an IGMPv2 query from `src_mac` / `src_ip` (0.0.0.0 as the
+/// Linux bridge sends by default) into the start of `buf`: a general
+/// query to 224.0.0.1 when `group` is 0.0.0.0, else a group-specific one
+/// to the group; with the given maximum response time (tenths of a
+/// second). Returns its length, or [`Error::NoRoom`].
 pub fn emit_query(
     buf: &mut [u8],
     src_mac: [u8; 6],
     src_ip: Ipv4Addr,
+    group: Ipv4Addr,
     max_resp_tenths: u8,
 ) -> Result<usize> {
     let f = buf.get_mut(..QUERY_FRAME_LEN).ok_or(Error::NoRoom)?;
-    f[0..6].copy_from_slice(&[0x01, 0x00, 0x5e, 0x00, 0x00, 0x01]);
+    let dst = match group.is_unspecified() {
+        true => Ipv4Addr::new(224, 0, 0, 1),
+        false => group,
+    };
+    let d = dst.octets();
+    f[0..6].copy_from_slice(&[0x01, 0x00, 0x5e, d[1] & 0x7f, d[2], d[3]]);
     f[6..12].copy_from_slice(&src_mac);
     f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
     let ip = &mut f[14..38];
@@ -288,10 +295,12 @@ pub fn emit_query(
         0x46, 0xc0, 0, 32, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 224, 0, 0, 1, 0x94, 0x04, 0, 0,
     ]);
     ip[12..16].copy_from_slice(&src_ip.octets());
+    ip[16..20].copy_from_slice(&d);
     let c = !checksum::data(ip);
     set_u16(ip, 10..12, c);
     let igmp = &mut f[38..46];
     igmp.copy_from_slice(&[0x11, max_resp_tenths, 0, 0, 0, 0, 0, 0]);
+    igmp[4..8].copy_from_slice(&group.octets());
     let c = !checksum::data(igmp);
     set_u16(igmp, 2..4, c);
     Ok(QUERY_FRAME_LEN)
@@ -393,8 +402,8 @@ mod tests {
     #[test]
     fn emitted_query_parses_back() {
         let mut buf = [0u8; 64];
-        let n =
-            emit_query(&mut buf, [2, 0x53, 0, 0, 0, 0], Ipv4Addr::UNSPECIFIED, 100).expect("room");
+        let any = Ipv4Addr::UNSPECIFIED;
+        let n = emit_query(&mut buf, [2, 0x53, 0, 0, 0, 0], any, any, 100).expect("room");
         assert_eq!(n, QUERY_FRAME_LEN);
         let ip = Ipv4Packet::new_checked(&buf[14..n]).expect("ip");
         assert!(ip.verify_checksum());
@@ -406,6 +415,16 @@ mod tests {
         assert_eq!(m.query_version(), Some(2));
         assert_eq!(m.group(), Ipv4Addr::UNSPECIFIED);
         assert_eq!(m.max_resp_ms(), 10_000);
-        assert!(emit_query(&mut buf[..40], [0; 6], Ipv4Addr::UNSPECIFIED, 1).is_err());
+        assert!(emit_query(&mut buf[..40], [0; 6], any, any, 1).is_err());
+        // Group-specific: to the group, its MAC, the group inside.
+        let g = Ipv4Addr::new(239, 129, 2, 3);
+        let n = emit_query(&mut buf, [2, 0x53, 0, 0, 0, 0], any, g, 10).expect("room");
+        assert_eq!(&buf[..6], &[0x01, 0x00, 0x5e, 0x01, 2, 3]);
+        let ip = Ipv4Packet::new_checked(&buf[14..n]).expect("ip");
+        assert!(ip.verify_checksum());
+        assert_eq!(ip.dst_addr(), g);
+        let m = in_ipv4(&buf[14..n]).expect("igmp");
+        assert!(m.verify_checksum());
+        assert_eq!((m.group(), m.max_resp_ms()), (g, 1000));
     }
 }

@@ -187,19 +187,26 @@ pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 /// IPv6 (40), hop-by-hop with Router Alert (8), MLDv1 (24).
 pub const QUERY_FRAME_LEN: usize = 14 + IPV6_HEADER_LEN + 8 + HEADER_LEN;
 
-/// Writes an MLDv1 general query from `src_mac` / `src` (a link-local
-/// address) to ff02::1 with the given maximum response delay
-/// (milliseconds) into the start of `buf`. Returns its length, or
+/// Writes an MLDv1 query from `src_mac` / `src` (a link-local address)
+/// into the start of `buf`: a general query to ff02::1 when `group` is
+/// ::, else an address-specific one to the group; with the given maximum
+/// response delay (milliseconds). Returns its length, or
 /// [`Error::NoRoom`].
 pub fn emit_query(
     buf: &mut [u8],
     src_mac: [u8; 6],
     src: Ipv6Addr,
+    group: Ipv6Addr,
     max_resp_ms: u16,
 ) -> Result<usize> {
     let f = buf.get_mut(..QUERY_FRAME_LEN).ok_or(Error::NoRoom)?;
     f.fill(0);
-    f[0..6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+    let dst = match group.is_unspecified() {
+        true => ALL_NODES,
+        false => group,
+    };
+    let d = dst.octets();
+    f[0..6].copy_from_slice(&[0x33, 0x33, d[12], d[13], d[14], d[15]]);
     f[6..12].copy_from_slice(&src_mac);
     f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
     let ip = &mut f[14..];
@@ -208,14 +215,15 @@ pub fn emit_query(
     ip[6] = 0; // hop-by-hop
     ip[7] = 1;
     ip[8..24].copy_from_slice(&src.octets());
-    ip[24..40].copy_from_slice(&ALL_NODES.octets());
+    ip[24..40].copy_from_slice(&d);
     // Hop-by-hop: next ICMPv6, length 0 (8 bytes), Router Alert (MLD), PadN.
     ip[40..48].copy_from_slice(&[ICMPV6, 0, 5, 2, 0, 0, 1, 0]);
     let m = &mut ip[48..48 + HEADER_LEN];
     m[0] = 130;
     set_u16(m, 4..6, max_resp_ms);
+    m[8..24].copy_from_slice(&group.octets());
     let sum = checksum::combine(&[
-        checksum::pseudo_header_v6(src, ALL_NODES, ICMPV6, HEADER_LEN as u32),
+        checksum::pseudo_header_v6(src, dst, ICMPV6, HEADER_LEN as u32),
         checksum::data(m),
     ]);
     set_u16(m, 2..4, !sum);
@@ -316,7 +324,8 @@ mod tests {
     fn emitted_query_parses_back() {
         let src: Ipv6Addr = "fe80::53:1".parse().expect("addr");
         let mut buf = [0u8; 128];
-        let n = emit_query(&mut buf, [2, 0x53, 0, 0, 0, 1], src, 10_000).expect("room");
+        let any = Ipv6Addr::UNSPECIFIED;
+        let n = emit_query(&mut buf, [2, 0x53, 0, 0, 0, 1], src, any, 10_000).expect("room");
         assert_eq!(n, QUERY_FRAME_LEN);
         let v = in_ipv6(&buf[14..n]).expect("MLD");
         assert_eq!(v.msg_type(), MldType::Query);
@@ -324,7 +333,13 @@ mod tests {
         assert_eq!(v.max_resp_ms(), 10_000);
         assert_eq!(v.group(), Ipv6Addr::UNSPECIFIED);
         assert!(v.verify_checksum(src, ALL_NODES));
-        assert!(emit_query(&mut buf[..80], [0; 6], src, 1).is_err());
+        assert!(emit_query(&mut buf[..80], [0; 6], src, any, 1).is_err());
+        let g: Ipv6Addr = "ff05::1:3".parse().expect("addr");
+        let n = emit_query(&mut buf, [2, 0x53, 0, 0, 0, 1], src, g, 1000).expect("room");
+        assert_eq!(&buf[..6], &[0x33, 0x33, 0, 1, 0, 3]);
+        let v = in_ipv6(&buf[14..n]).expect("MLD");
+        assert_eq!((v.group(), v.max_resp_ms()), (g, 1000));
+        assert!(v.verify_checksum(src, g));
     }
 
     #[test]

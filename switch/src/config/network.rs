@@ -24,6 +24,9 @@ pub(super) struct RawNetwork {
     macvlan_mode: Option<Spanned<String>>,
     pub(super) vni: Option<Spanned<i64>>,
     pub(super) vtep_peers: Option<Spanned<Vec<String>>>,
+    multicast_snooping: Option<bool>,
+    multicast_querier: Option<bool>,
+    multicast_flood_unregistered: Option<bool>,
 }
 
 impl RawNetwork {
@@ -126,10 +129,23 @@ pub(super) fn sections(
             macvlan: None,
             vni: None,
             vtep_peers: Vec::new(),
+            mcast: mcast(n),
             line,
         });
     }
     Ok(networks)
+}
+
+/// The multicast keys, defaults as the Linux bridge's.
+fn mcast(n: &RawNetwork) -> super::McastCfg {
+    let d = super::McastCfg::default();
+    super::McastCfg {
+        snooping: n.multicast_snooping.unwrap_or(d.snooping),
+        querier: n.multicast_querier.unwrap_or(d.querier),
+        flood_unregistered: n
+            .multicast_flood_unregistered
+            .unwrap_or(d.flood_unregistered),
+    }
 }
 
 /// The network `name` names, or an error saying that `what` names a
