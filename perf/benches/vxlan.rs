@@ -120,6 +120,7 @@ fn encap(c: &mut Criterion) {
                 capture: &rig.capture,
                 stack: None,
                 l2: None,
+                mdb: None,
                 worker: 0,
             };
             let p0 = PortId::new(0).expect("port 0");

@@ -300,7 +300,8 @@ impl Worker {
         let rt = Arc::clone(&self.rt);
         let counters = Arc::clone(&self.counters);
         let plan = rt.plan.load();
-        let ctx = context(&rt, &plan, &counters, self.id);
+        let mdb = rt.l2.as_ref().map(|l| l.mdb.load());
+        let ctx = context(&rt, &plan, mdb.as_deref().map(|m| &**m), &counters, self.id);
         if rt.bare {
             bare(&ctx, p, &self.batch, &mut self.tx);
         } else {
@@ -330,7 +331,8 @@ impl Worker {
                 return;
             }
             let plan = rt.plan.load();
-            let ctx = context(&rt, &plan, &counters, self.id);
+            let mdb = rt.l2.as_ref().map(|l| l.mdb.load());
+            let ctx = context(&rt, &plan, mdb.as_deref().map(|m| &**m), &counters, self.id);
             pipeline::run_stack(&ctx, &mut self.batch, &mut self.tx);
             self.send(&ctx, Egress::Stack);
         }
@@ -345,7 +347,8 @@ impl Worker {
         crate::l2::L2Link::clear(&l2.from_l2_event);
         loop {
             let plan = rt.plan.load();
-            let ctx = context(&rt, &plan, &counters, self.id);
+            let mdb = rt.l2.as_ref().map(|l| l.mdb.load());
+            let ctx = context(&rt, &plan, mdb.as_deref().map(|m| &**m), &counters, self.id);
             if pipeline::ctl::take_output(&ctx, l2, &mut self.batch, &mut self.tx) == 0 {
                 return;
             }
@@ -389,6 +392,7 @@ impl Worker {
 fn context<'a>(
     rt: &'a Runtime,
     plan: &'a pipeline::Plan,
+    mdb: Option<&'a crate::l2::mdb::Mdb>,
     counters: &'a crate::counters::WorkerCounters,
     worker: usize,
 ) -> Context<'a> {
@@ -401,6 +405,7 @@ fn context<'a>(
         capture: &rt.capture,
         stack: rt.stack.as_deref(),
         l2: rt.l2.as_deref(),
+        mdb,
         worker,
     }
 }

@@ -70,6 +70,14 @@ pub enum Request {
     Link { port: String, up: bool },
     /// Answered by [`Stopping`]; then the switch stops.
     Shutdown,
+    /// Snooping's groups (or, `routers`, its router ports), of one
+    /// network or all. Answered by a list of [`MdbRow`].
+    Mdb {
+        #[serde(default)]
+        network: Option<String>,
+        #[serde(default)]
+        routers: bool,
+    },
 }
 
 impl Request {
@@ -89,11 +97,12 @@ impl Request {
             Request::Impair { .. } => "impair",
             Request::Link { .. } => "link",
             Request::Shutdown => "shutdown",
+            Request::Mdb { .. } => "mdb",
         }
     }
 
     /// Every `cmd` a request may name.
-    pub const CMDS: [&'static str; 13] = [
+    pub const CMDS: [&'static str; 14] = [
         "ping",
         "ports",
         "fdb",
@@ -107,6 +116,7 @@ impl Request {
         "impair",
         "link",
         "shutdown",
+        "mdb",
     ];
 }
 
@@ -289,6 +299,20 @@ pub struct FdbEntry {
     #[serde(rename = "static")]
     pub is_static: bool,
     pub age_secs: f64,
+}
+
+/// One row of `shunt mdb --json`: a membership (`group` set), or with
+/// `--routers` a router port (`family` set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MdbRow {
+    pub network: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    pub port: String,
+    pub age_secs: f64,
+    pub expires_secs: f64,
 }
 
 /// `shunt stats --json`.

@@ -21,6 +21,7 @@ pub(crate) mod link;
 mod plug;
 mod requests;
 mod serve;
+mod snoop;
 mod state;
 mod threads;
 

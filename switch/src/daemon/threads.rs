@@ -66,8 +66,12 @@ pub(super) fn l2(rt: &Arc<Runtime>) -> Result<Option<JoinHandle<()>>, UpError> {
     let Some(link) = &rt.l2 else {
         return Ok(None);
     };
-    let reg = crate::l2::Registry::new(Arc::clone(link));
+    let mut reg = crate::l2::Registry::new(Arc::clone(link));
     // Protocols are added here: reg.add(Box::new(...)).
+    let snoop = super::snoop::protocol(rt, link);
+    if snoop.any() {
+        reg.add(Box::new(snoop));
+    }
     if reg.is_empty() {
         return Ok(None);
     }

@@ -24,7 +24,9 @@ impl Default for PortSet {
 
 impl fmt::Debug for PortSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.iter().map(PortId::index)).finish()
+        f.debug_set()
+            .entries(self.iter().map(PortId::index))
+            .finish()
     }
 }
 
@@ -157,7 +159,12 @@ impl Mdb {
         for (i, &(on, flood)) in snooping.iter().enumerate() {
             if on {
                 if let Some(n) = NetId::new(i) {
-                    b.net(n, flood, [false; 2], [PortSet::default(), PortSet::default()]);
+                    b.net(
+                        n,
+                        flood,
+                        [false; 2],
+                        [PortSet::default(), PortSet::default()],
+                    );
                 }
             }
         }
@@ -232,7 +239,13 @@ impl MdbBuilder {
     }
 
     /// Network `net` snoops, with its queriers and router ports per family.
-    pub fn net(&mut self, net: NetId, flood_unregistered: bool, querier: [bool; 2], routers: [PortSet; 2]) {
+    pub fn net(
+        &mut self,
+        net: NetId,
+        flood_unregistered: bool,
+        querier: [bool; 2],
+        routers: [PortSet; 2],
+    ) {
         let [r4, r6] = routers;
         let (Some(a), Some(b)) = (self.push(r4), self.push(r6)) else {
             return;
