@@ -6,7 +6,8 @@ use clap::{Parser, Subcommand};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shunt_switch::control::proto::{
-    self, DnsName, Done, FdbEntry, PortInfo, Removed, Request, Stats, TraceEvent, TraceStart,
+    self, DnsName, Done, FdbEntry, MdbRow, PortInfo, Removed, Request, Stats, TraceEvent,
+    TraceStart,
 };
 use shunt_switch::{config, control, daemon};
 use std::io::Write;
@@ -113,6 +114,20 @@ enum Cmd {
         /// Only the names of this network.
         #[arg(long)]
         network: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Multicast groups learned by IGMP/MLD snooping (or the router ports).
+    Mdb {
+        /// Switch name (default: "shunt", or the only switch running).
+        #[arg(long)]
+        name: Option<String>,
+        /// Only this network.
+        #[arg(long)]
+        network: Option<String>,
+        /// The router ports (where queries come from) instead of the groups.
+        #[arg(long)]
+        routers: bool,
         #[arg(long)]
         json: bool,
     },
@@ -421,6 +436,17 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }),
         Cmd::Stats { name, json } => show(name, &Request::Stats, json, print_stats),
         Cmd::Stp { name, json } => show(name, &Request::Stp, json, stp::print),
+        Cmd::Mdb {
+            name,
+            network,
+            routers,
+            json,
+        } => show(
+            name,
+            &Request::Mdb { network, routers },
+            json,
+            |v: &Vec<MdbRow>| print_mdb(v, routers),
+        ),
         Cmd::Impair(args) => {
             let ImpairArgs {
                 port,
@@ -653,6 +679,32 @@ fn print_fdb(entries: &[FdbEntry]) {
     let n = rows.len();
     table(&["network", "vlan", "mac", "port", "type", "age(s)"], rows);
     out!("{n} entries");
+}
+
+fn print_mdb(rows: &[MdbRow], routers: bool) {
+    let what = if routers { "family" } else { "group" };
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.network.clone(),
+                cell(r.group.clone().or_else(|| r.family.clone())),
+                r.port.clone(),
+                format!("{:.1}", r.age_secs),
+                format!("{:.1}", r.expires_secs),
+            ]
+        })
+        .collect();
+    let n = cells.len();
+    table(&["network", what, "port", "age(s)", "expires(s)"], cells);
+    out!(
+        "{n} {}",
+        if routers {
+            "router ports"
+        } else {
+            "memberships"
+        }
+    );
 }
 
 fn print_dns(names: &[DnsName]) {

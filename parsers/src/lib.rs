@@ -1,6 +1,7 @@
 //! Zero-copy typed views over the headers a userspace Ethernet switch reads
 //! and writes: Ethernet, 802.1Q / 802.1ad tags, ARP, IPv4, IPv6, UDP, TCP,
-//! VXLAN and the virtio-net header, plus builders for the headers the
+//! VXLAN, IGMP and MLD ([`igmp`], [`mld`]: snooping) and the virtio-net
+//! header, plus builders for the headers the
 //! switch prepends and the software offloads ([`gso`]: checking offload
 //! metadata, completing a checksum, segmenting a GSO super-frame).
 //!
@@ -66,9 +67,11 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod gso;
+pub mod igmp;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod mld;
 pub mod stp;
 pub mod tcp;
 pub mod udp;

@@ -121,6 +121,7 @@ fn encap(c: &mut Criterion) {
                 stack: None,
                 stp: None,
                 l2: None,
+                mdb: None,
                 worker: 0,
                 guard: &rig.guard,
             };

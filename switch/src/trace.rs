@@ -100,10 +100,26 @@ pub fn describe(
                 mac(&r.dst)
             ),
         ),
+        Verdict::Group { registered, .. } => {
+            let g = r.group.map_or(String::new(), |g| format!(" {g}"));
+            let to = match registered {
+                true => "sent to members",
+                false => "unregistered group: sent to router ports",
+            };
+            let to = if outs.is_empty() {
+                format!("{to}: none")
+            } else {
+                format!("{to} {outs}")
+            };
+            ("forward", None, format!("multicast{g} in {net_s}: {to}"))
+        }
         Verdict::Flood(cause) => {
             let why = match cause {
                 FloodCause::Broadcast => "broadcast".to_string(),
-                FloodCause::Multicast => "multicast".to_string(),
+                FloodCause::Multicast => match r.group {
+                    Some(g) => format!("multicast {g}"),
+                    None => "multicast".to_string(),
+                },
                 FloodCause::UnknownUnicast => format!("destination {} unknown", mac(&r.dst)),
             };
             (
@@ -257,6 +273,7 @@ mod tests {
             vni: 1000,
             gso: None,
             whole: 0,
+            group: None,
         };
         r.out[..outs.len()].copy_from_slice(outs);
         r

@@ -302,7 +302,8 @@ impl Worker {
         let rt = Arc::clone(&self.rt);
         let counters = Arc::clone(&self.counters);
         let plan = rt.plan.load();
-        let ctx = context(&rt, &plan, &counters, self.id);
+        let mdb = rt.l2.as_ref().map(|l| l.mdb.load());
+        let ctx = context(&rt, &plan, mdb.as_deref().map(|m| &**m), &counters, self.id);
         if rt.bare {
             bare(&ctx, p, &self.batch, &mut self.tx);
         } else {
@@ -332,7 +333,8 @@ impl Worker {
                 return;
             }
             let plan = rt.plan.load();
-            let ctx = context(&rt, &plan, &counters, self.id);
+            let mdb = rt.l2.as_ref().map(|l| l.mdb.load());
+            let ctx = context(&rt, &plan, mdb.as_deref().map(|m| &**m), &counters, self.id);
             pipeline::run_stack(&ctx, &mut self.batch, &mut self.tx);
             self.send(&ctx, Egress::Stack);
         }
@@ -347,7 +349,8 @@ impl Worker {
         crate::l2::L2Link::clear(&l2.from_l2_event);
         loop {
             let plan = rt.plan.load();
-            let ctx = context(&rt, &plan, &counters, self.id);
+            let mdb = rt.l2.as_ref().map(|l| l.mdb.load());
+            let ctx = context(&rt, &plan, mdb.as_deref().map(|m| &**m), &counters, self.id);
             if pipeline::ctl::take_output(&ctx, l2, &mut self.batch, &mut self.tx) == 0 {
                 return;
             }
@@ -391,6 +394,7 @@ impl Worker {
 fn context<'a>(
     rt: &'a Runtime,
     plan: &'a pipeline::Plan,
+    mdb: Option<&'a crate::l2::mdb::Mdb>,
     counters: &'a crate::counters::WorkerCounters,
     worker: usize,
 ) -> Context<'a> {
@@ -405,6 +409,7 @@ fn context<'a>(
         stp: rt.stp.as_deref().map(|s| &s.states[..]),
         l2: rt.l2.as_deref(),
         guard: &rt.guard,
+        mdb,
         worker,
     }
 }

@@ -284,6 +284,7 @@ pub fn all(data: &[u8]) {
         tcp(d);
         vxlan(d);
         stp(d);
+        mcast(d);
     }
     let mut out = vec![0u8; GSO_OUT_LEN];
     virtio_gso(data, &mut out);
@@ -436,5 +437,35 @@ pub fn stp(data: &[u8]) {
             Bpdu::parse(&BpduPacket::new_checked(&out[..n]).unwrap()),
             Ok(b)
         );
+    }
+}
+
+/// IGMP and MLD: the IP-level finders, the views (also over raw bytes,
+/// as the message itself), every getter and every record.
+pub fn mcast(data: &[u8]) {
+    for m in [
+        igmp::in_ipv4(data),
+        igmp::IgmpPacket::new_checked(data).ok(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        black_box((m.msg_type(), m.max_resp_code(), m.checksum(), m.group()));
+        black_box((m.query_version(), m.max_resp_ms(), m.query_sources()));
+        black_box(m.verify_checksum());
+        for r in m.records() {
+            black_box((r.kind, r.sources, r.group, r.joins()));
+        }
+    }
+    black_box(mld::icmpv6_after_hop_by_hop(data));
+    for m in [mld::in_ipv6(data), mld::MldPacket::new_checked(data).ok()]
+        .into_iter()
+        .flatten()
+    {
+        black_box((m.msg_type(), m.group(), m.query_version(), m.max_resp_ms()));
+        black_box(m.verify_checksum(mld::ALL_NODES, mld::ALL_NODES));
+        for r in m.records() {
+            black_box((r.kind, r.sources, r.group, r.joins()));
+        }
     }
 }

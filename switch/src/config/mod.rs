@@ -142,7 +142,32 @@ pub struct Network {
     pub vtep_peers: Vec<Ipv4Addr>,
     /// 01:80:c2:00:00:0X frames: dropped or flooded (`link_local`).
     pub link_local: LinkLocal,
+    /// IGMP/MLD snooping (docs/multicast.md).
+    pub mcast: McastCfg,
     pub line: usize,
+}
+
+/// A network's multicast keys (docs/topology.md, docs/multicast.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct McastCfg {
+    /// `multicast_snooping`, default true (as the Linux bridge).
+    pub snooping: bool,
+    /// `multicast_querier`, default false (as the Linux bridge).
+    pub querier: bool,
+    /// `multicast_flood_unregistered`, default false: the Linux bridge's
+    /// way (unregistered groups flooded while no querier is known, to the
+    /// router ports once one is); true: always flooded.
+    pub flood_unregistered: bool,
+}
+
+impl Default for McastCfg {
+    fn default() -> McastCfg {
+        McastCfg {
+            snooping: true,
+            querier: false,
+            flood_unregistered: false,
+        }
+    }
 }
 
 /// The Linux macvlan modes (ip-link(8)), decided per network.

@@ -25,6 +25,9 @@ pub(super) struct RawNetwork {
     pub(super) vni: Option<Spanned<i64>>,
     pub(super) vtep_peers: Option<Spanned<Vec<String>>>,
     link_local: Option<Spanned<String>>,
+    multicast_snooping: Option<bool>,
+    multicast_querier: Option<bool>,
+    multicast_flood_unregistered: Option<bool>,
 }
 
 impl RawNetwork {
@@ -128,10 +131,23 @@ pub(super) fn sections(
             vni: None,
             vtep_peers: Vec::new(),
             link_local: super::guard::link_local(ctx, n.link_local.as_ref())?,
+            mcast: mcast(n),
             line,
         });
     }
     Ok(networks)
+}
+
+/// The multicast keys, defaults as the Linux bridge's.
+fn mcast(n: &RawNetwork) -> super::McastCfg {
+    let d = super::McastCfg::default();
+    super::McastCfg {
+        snooping: n.multicast_snooping.unwrap_or(d.snooping),
+        querier: n.multicast_querier.unwrap_or(d.querier),
+        flood_unregistered: n
+            .multicast_flood_unregistered
+            .unwrap_or(d.flood_unregistered),
+    }
 }
 
 /// The network `name` names, or an error saying that `what` names a

@@ -76,6 +76,14 @@ pub enum Request {
     Storm(StormSpec),
     /// Answered by [`Stopping`]; then the switch stops.
     Shutdown,
+    /// Snooping's groups (or, `routers`, its router ports), of one
+    /// network or all. Answered by a list of [`MdbRow`].
+    Mdb {
+        #[serde(default)]
+        network: Option<String>,
+        #[serde(default)]
+        routers: bool,
+    },
 }
 
 impl Request {
@@ -97,11 +105,12 @@ impl Request {
             Request::Stp => "stp",
             Request::Storm(_) => "storm",
             Request::Shutdown => "shutdown",
+            Request::Mdb { .. } => "mdb",
         }
     }
 
     /// Every `cmd` a request may name.
-    pub const CMDS: [&'static str; 15] = [
+    pub const CMDS: [&'static str; 16] = [
         "ping",
         "ports",
         "fdb",
@@ -117,6 +126,7 @@ impl Request {
         "storm",
         "shutdown",
         "stp",
+        "mdb",
     ];
 }
 
@@ -317,6 +327,20 @@ pub struct FdbEntry {
     #[serde(rename = "static")]
     pub is_static: bool,
     pub age_secs: f64,
+}
+
+/// One row of `shunt mdb --json`: a membership (`group` set), or with
+/// `--routers` a router port (`family` set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MdbRow {
+    pub network: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    pub port: String,
+    pub age_secs: f64,
+    pub expires_secs: f64,
 }
 
 /// `shunt stats --json`.

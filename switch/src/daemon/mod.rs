@@ -22,6 +22,7 @@ pub(crate) mod link;
 mod plug;
 mod requests;
 mod serve;
+mod snoop;
 mod state;
 mod storm;
 mod threads;

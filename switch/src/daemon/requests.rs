@@ -74,6 +74,12 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
         },
         Request::Stats => send(&mut out, &answers::stats(rt)),
         Request::Stp => send(&mut out, &answers::stp(rt)),
+        Request::Mdb { network, routers } => {
+            match super::snoop::mdb_json(rt, network.as_deref(), routers) {
+                Ok(v) => send(&mut out, &v),
+                Err(e) => refuse(&mut out, e),
+            }
+        }
         Request::Dns { network } => match answers::dns(rt, network.as_deref()) {
             Ok(v) => send(&mut out, &v),
             Err(e) => refuse(&mut out, e),

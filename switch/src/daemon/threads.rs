@@ -71,6 +71,10 @@ pub(super) fn l2(rt: &Arc<Runtime>) -> Result<Option<JoinHandle<()>>, UpError> {
     if let Some(stp) = &rt.stp {
         reg.add(Box::new(rstp(rt, stp)));
     }
+    let snoop = super::snoop::protocol(rt, link);
+    if snoop.any() {
+        reg.add(Box::new(snoop));
+    }
     if reg.is_empty() {
         return Ok(None);
     }

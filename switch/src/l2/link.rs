@@ -11,6 +11,7 @@
 
 use crate::counters::Counter;
 use crate::ids::{NetId, PortId};
+use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -165,6 +166,20 @@ pub struct WorkerL2Counters {
     pub from_l2: Counter,
 }
 
+/// Per worker: what snooping did to multicast frames (pipeline/mcast.rs).
+#[derive(Default)]
+pub struct McastCounters {
+    /// Frames to a registered group: sent to its members and router ports.
+    pub to_members: Counter,
+    /// Frames to an unregistered group sent to the router ports only.
+    pub to_routers: Counter,
+    /// Frames to an unregistered group flooded (no querier known, or
+    /// `multicast_flood_unregistered`).
+    pub flooded_unregistered: Counter,
+    /// Frames to a group that is always flooded (224.0.0.0/24, ff02::1).
+    pub flooded_link_local: Counter,
+}
+
 /// Written by the l2 thread only.
 #[derive(Default)]
 pub struct ThreadL2Counters {
@@ -194,6 +209,13 @@ pub struct L2Link {
     /// Per worker.
     pub counters: Box<[WorkerL2Counters]>,
     pub thread: ThreadL2Counters,
+    /// Snooping's snapshot for the workers (loaded once per batch) and
+    /// for `shunt mdb`, and its counters (l2/snoop.rs).
+    pub mdb: ArcSwap<super::mdb::Mdb>,
+    pub mdb_list: ArcSwap<super::snoop::MdbList>,
+    pub snoop: super::snoop::SnoopCounters,
+    /// Per worker.
+    pub mcast: Box<[McastCounters]>,
 }
 
 impl L2Link {
@@ -213,6 +235,12 @@ impl L2Link {
                 .map(|_| WorkerL2Counters::default())
                 .collect(),
             thread: ThreadL2Counters::default(),
+            mdb: ArcSwap::from_pointee(super::mdb::Mdb::default()),
+            mdb_list: ArcSwap::from_pointee(super::snoop::MdbList::default()),
+            snoop: super::snoop::SnoopCounters::default(),
+            mcast: (0..workers.max(1))
+                .map(|_| McastCounters::default())
+                .collect(),
         })
     }
 
@@ -278,7 +306,29 @@ impl L2Link {
     /// `shunt stats --json` "l2": the channel's counters summed.
     pub fn stats_json(&self) -> serde_json::Value {
         let sum = |f: fn(&WorkerL2Counters) -> u64| self.counters.iter().map(f).sum::<u64>();
+        let mc = |f: fn(&McastCounters) -> u64| self.mcast.iter().map(f).sum::<u64>();
+        let mut snoop = serde_json::Map::new();
+        for (k, v) in self.snoop.fields() {
+            snoop.insert(k.to_string(), v.into());
+        }
+        let m = self.mdb.load();
+        snoop.insert("mdb_groups".into(), (m.groups() as u64).into());
+        snoop.insert(
+            "mdb_entries".into(),
+            (self.mdb_list.load().members.len() as u64).into(),
+        );
+        snoop.insert("to_members".into(), mc(|c| c.to_members.get()).into());
+        snoop.insert("to_routers".into(), mc(|c| c.to_routers.get()).into());
+        snoop.insert(
+            "flooded_unregistered".into(),
+            mc(|c| c.flooded_unregistered.get()).into(),
+        );
+        snoop.insert(
+            "flooded_link_local".into(),
+            mc(|c| c.flooded_link_local.get()).into(),
+        );
         serde_json::json!({
+            "snooping": snoop,
             "to_l2": sum(|c| c.to_l2.get()),
             "to_l2_full": sum(|c| c.to_l2_full.get()),
             "to_l2_oversize": sum(|c| c.to_l2_oversize.get()),

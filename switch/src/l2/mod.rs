@@ -21,6 +21,8 @@
 //! (a snapshot behind an `ArcSwap`) or the control socket is its own.
 
 pub mod link;
+pub mod mdb;
+pub mod snoop;
 
 pub use link::{Claim, CtlKind, CtlOut, CtlPkt, L2Link, CTL_FRAME};
 

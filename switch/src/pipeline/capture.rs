@@ -66,7 +66,9 @@ impl Decision {
 
     fn of(v: Verdict) -> Option<Decision> {
         match v {
-            Verdict::Flood(_) | Verdict::Macvlan { .. } => Some(Decision::Flooded),
+            Verdict::Flood(_) | Verdict::Macvlan { .. } | Verdict::Group { .. } => {
+                Some(Decision::Flooded)
+            }
             Verdict::Unicast(_) => Some(Decision::Unicast),
             Verdict::Drop(_) => Some(Decision::Dropped),
             Verdict::Local | Verdict::Control(_) => Some(Decision::Local),

@@ -72,6 +72,11 @@ pub fn run(ctx: &Context, ingress: Egress, batch: &mut Batch, tx: &mut TxQueues)
                     batch.meta[i].verdict = Verdict::Drop(DropReason::NoDestination);
                 }
             }
+            Verdict::Group { slot, .. } => {
+                if super::mcast::egress(ctx, ingress, batch, i, net, slot, tx) == 0 {
+                    batch.meta[i].verdict = Verdict::Drop(DropReason::NoDestination);
+                }
+            }
             Verdict::Drop(_) | Verdict::Pending | Verdict::Local | Verdict::Control(_) => {}
         }
         if let Verdict::Drop(r) = batch.meta[i].verdict {

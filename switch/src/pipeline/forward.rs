@@ -54,6 +54,9 @@ pub fn run(ctx: &Context, ingress: Egress, batch: &mut Batch) {
             } else if dst.is_link_local() && !link_local_forwarded(ctx, net) {
                 // 802.1D reserved group addresses (STP, LACP, LLDP...).
                 Verdict::Drop(DropReason::LinkLocal)
+            } else if let Some(v) = super::mcast::decide(ctx, net, &batch.meta[i], f) {
+                // IGMP/MLD snooping: a group's ports.
+                v
             } else {
                 Verdict::Flood(FloodCause::Multicast)
             }

@@ -73,6 +73,13 @@ pub enum Verdict {
     /// A control frame the switch's L2 protocols take (its own BPDUs when
     /// it runs spanning tree): handed to the l2 thread, not forwarded.
     Control(crate::l2::CtlKind),
+    /// IGMP/MLD snooping: to the ports of set `slot` of the snapshot in
+    /// `Context::mdb` (a registered group's members and router ports, or,
+    /// not `registered`, the router ports alone; pipeline/mcast.rs).
+    Group {
+        slot: u16,
+        registered: bool,
+    },
     /// A macvlan network's multicast: to its hosts (except `except`), and
     /// to the parent when `parent`.
     Macvlan {
@@ -327,6 +334,8 @@ pub struct Context<'a> {
     pub stp: Option<&'a [std::sync::atomic::AtomicU8]>,
     /// The L2 control thread's queues (l2/), when it runs.
     pub l2: Option<&'a crate::l2::L2Link>,
+    /// Snooping's snapshot, loaded once per batch (None: no snooping).
+    pub mdb: Option<&'a crate::l2::mdb::Mdb>,
     pub worker: usize,
     /// Storm control and MAC-flap detection (docs/storm.md).
     pub guard: &'a Guard,

@@ -38,6 +38,8 @@ pub struct TraceRecord {
     /// Bit k: `out[k]` takes the super-frame whole (else it is cut in
     /// software for it).
     pub whole: u32,
+    /// A multicast IP frame's group (the trace names it).
+    pub group: Option<crate::l2::mdb::Group>,
 }
 
 pub struct Tracer {
@@ -160,6 +162,12 @@ pub fn record(
             .unwrap_or(0),
         gso: None,
         whole: 0,
+        group: match m.verdict {
+            Verdict::Group { .. } | Verdict::Flood(crate::counters::FloodCause::Multicast) => {
+                super::mcast::classify(f, usize::from(m.tag_len)).map(|g| g.group)
+            }
+            _ => None,
+        },
     };
     if m.off.gso.is_some() {
         r.gso = Segmenter::new(f, &m.off)

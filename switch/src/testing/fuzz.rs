@@ -372,7 +372,7 @@ fn run_batch(
             Verdict::Unicast(e) => {
                 assert_eq!(copies, vec![e], "frame {i}: a known unicast, once");
             }
-            Verdict::Flood(_) | Verdict::Macvlan { .. } => {
+            Verdict::Flood(_) | Verdict::Macvlan { .. } | Verdict::Group { .. } => {
                 assert!(!copies.is_empty(), "frame {i} flooded to no one");
                 let mut sorted = copies.clone();
                 sorted.sort_unstable_by_key(|e| e.encode());

@@ -40,6 +40,7 @@ macro_rules! context {
             stack: $rig.stack.as_deref(),
             stp: $rig.stp.as_deref(),
             l2: $rig.l2.as_deref(),
+            mdb: $rig.mdb.as_deref(),
             worker: 0,
             guard: &$rig.guard,
         }
@@ -82,6 +83,9 @@ pub struct Rig {
     /// The L2 control thread's queues (no thread: copies stay in `to_l2`
     /// for the test to take); None unless `with_l2`.
     pub l2: Option<Arc<crate::l2::L2Link>>,
+    /// Snooping's snapshot as a worker loads it (from `l2` at each
+    /// `process`).
+    pub mdb: Option<Arc<crate::l2::mdb::Mdb>>,
     /// Ports sent to since their last flush.
     sent_to: Vec<PortId>,
     /// Where super-frames are cut (as a worker's).
@@ -134,6 +138,7 @@ impl Rig {
             stack: None,
             stp: None,
             l2: None,
+            mdb: None,
             sent_to: Vec::with_capacity(n),
             seg: edit::SegmentBuf::new(),
             ingress: crate::ids::Egress::Stack,
@@ -253,6 +258,10 @@ impl Rig {
     #[inline]
     pub fn process(&mut self, ingress: PortId, now_ms: u64) {
         self.ingress = ingress.into();
+        if let Some(l2) = &self.l2 {
+            // Once per batch, as a worker.
+            self.mdb = Some(l2.mdb.load_full());
+        }
         let ctx = context!(self);
         pipeline::run(&ctx, ingress, &mut self.batch, &mut self.tx, now_ms);
     }
@@ -385,6 +394,8 @@ mod capture_tests;
 mod guard_tests;
 #[cfg(test)]
 mod l2_tests;
+#[cfg(test)]
+mod mcast_tests;
 #[cfg(test)]
 mod offload_tests;
 #[cfg(test)]
