@@ -20,6 +20,7 @@ mod harness;
 mod impair;
 mod l2;
 mod macvlan;
+mod mcast;
 mod mixed;
 mod offload;
 mod offload_veth;
@@ -66,6 +67,7 @@ fn main() {
         .chain(handoff::tests())
         .chain(vlan::tests())
         .chain(macvlan::tests())
+        .chain(mcast::tests())
         .chain(trace::tests())
         .chain(capture::tests())
         .chain(vxlan::tests())

@@ -125,6 +125,10 @@ struct NetState {
     /// Another querier heard, until then; and its address.
     other_until: [Option<u64>; 2],
     other_addr: [Option<Group>; 2],
+    /// Until then a querier does not count yet (the bridge's
+    /// `delay_timer`): hosts get the query's response time to report
+    /// before snooping holds back anything.
+    delay_until: [Option<u64>; 2],
     /// The switch as querier: when its next general query is due, and
     /// how many startup queries are left.
     next_query: [u64; 2],
@@ -154,6 +158,7 @@ impl Snoop {
         let mut v: Vec<Option<NetState>> = (0..total_nets).map(|_| None).collect();
         for n in nets.into_iter().filter(|n| n.cfg.snooping) {
             let i = n.net.index();
+            let querier = n.cfg.querier;
             if let Some(slot) = v.get_mut(i) {
                 *slot = Some(NetState {
                     cfg: n,
@@ -161,6 +166,11 @@ impl Snoop {
                     routers: [BTreeMap::new(), BTreeMap::new()],
                     other_until: [None; 2],
                     other_addr: [None; 2],
+                    // The bridge sets it when its querier is switched on.
+                    delay_until: match querier {
+                        true => [Some(QUERY_RESPONSE); 2],
+                        false => [None; 2],
+                    },
                     next_query: [0; 2],
                     startup_left: [STARTUP_QUERIES; 2],
                 });
@@ -300,6 +310,9 @@ impl Snoop {
                 let known = ns.other_until[fam].is_some_and(|t| t > now);
                 if known && ns.other_addr[fam].is_some_and(|a| src > a) {
                     return;
+                }
+                if !known {
+                    ns.delay_until[fam] = Some(now + max_resp_ms);
                 }
                 ns.other_until[fam] = Some(now + OTHER_QUERIER);
                 ns.other_addr[fam] = Some(src);
@@ -446,6 +459,10 @@ impl Snoop {
                     ns.other_addr[f] = None;
                     changed = true;
                 }
+                if ns.delay_until[f].is_some_and(|t| t <= now) {
+                    ns.delay_until[f] = None;
+                    changed = true;
+                }
             }
             self.dirty |= changed;
         }
@@ -492,7 +509,9 @@ impl NetState {
     /// A querier of `fam` is known: another one heard lately, or the
     /// switch itself.
     fn querier(&self, fam: Family, now: u64) -> bool {
-        self.cfg.cfg.querier || self.other_until[fam as usize].is_some_and(|t| t > now)
+        let f = fam as usize;
+        let delayed = self.delay_until[f].is_some_and(|t| t > now);
+        !delayed && (self.cfg.cfg.querier || self.other_until[f].is_some_and(|t| t > now))
     }
 }
 

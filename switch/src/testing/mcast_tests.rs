@@ -51,11 +51,14 @@ fn lab(querier: bool, flood: bool) -> Lab {
     );
     let mut reg = Registry::new(l2);
     reg.add(Box::new(snoop));
-    Lab {
+    // After the first querier's response time (10 s).
+    let mut l = Lab {
         rig,
         reg,
-        now: 1000,
-    }
+        now: 11_000,
+    };
+    l.after(0);
+    l
 }
 
 impl Lab {
@@ -222,6 +225,8 @@ fn a_query_makes_a_router_port() {
     let list = l.rig.l2.clone().expect("l2").mdb_list.load_full();
     assert_eq!(list.routers.len(), 1);
     assert_eq!(list.routers[0].port, port(3));
+    // The query's response time (10 s) first.
+    l.after(10_001);
     // Registered: members and the router port; unregistered: the router
     // port; reports: the router port.
     assert!(group_to(&[1, 3])(&l.send(0, &data(0, G1))));
@@ -361,7 +366,6 @@ fn mld_v1_and_v2_reports() {
 #[test]
 fn the_querier_sends_general_queries_on_every_port() {
     let mut l = lab(true, false);
-    l.after(0);
     // Both families, every port: an IGMPv2 and an MLDv1 general query.
     for p in 0..4 {
         let sent: Vec<Vec<u8>> = l.rig.ports[p].sent().map(|f| f.to_vec()).collect();
@@ -374,7 +378,7 @@ fn the_querier_sends_general_queries_on_every_port() {
     }
     let l2 = l.rig.l2.clone().expect("l2");
     assert_eq!(l2.snoop.queries_sent.get(), 8);
-    // The next: a startup interval later (31.25 s), not before.
+    // The next: a startup interval (31.25 s) after the first, not before.
     for p in &mut l.rig.ports {
         p.clear_sent();
     }
@@ -382,4 +386,20 @@ fn the_querier_sends_general_queries_on_every_port() {
     assert_eq!(l.rig.ports[0].sent().count(), 0);
     l.after(1_300);
     assert_eq!(l.rig.ports[0].sent().count(), 2);
+}
+
+/// As the bridge's `delay_timer`: a querier counts only after the
+/// response time its first query gives hosts (10 s for the switch's own,
+/// the query's for another), so nothing is held back before members could
+/// answer.
+#[test]
+fn a_new_querier_counts_after_its_response_time() {
+    let mut l = lab(false, false);
+    l.send(1, &report(1, G1));
+    // A query asking for answers within 10 s (100 tenths).
+    l.send(3, &query(3));
+    let (v, _) = l.send(0, &data(0, G1));
+    assert_eq!(v, Verdict::Flood(crate::counters::FloodCause::Multicast));
+    l.after(10_001);
+    assert!(group_to(&[1, 3])(&l.send(0, &data(0, G1))));
 }
