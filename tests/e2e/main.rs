@@ -25,6 +25,7 @@ mod mixed;
 mod offload;
 mod offload_veth;
 mod queues;
+mod stp;
 mod trace;
 mod vlan;
 mod vxlan;
@@ -113,6 +114,11 @@ fn main() {
         .chain(handoff::afxdp_tests())
     {
         tests.push((name.to_string(), Box::new(test), skip_xdp.clone()));
+    }
+    // Spanning tree against the kernel bridge's STP (packet ports on veths).
+    let skip_stp = skip.clone().or_else(|| stp::prerequisites().err());
+    for (name, test) in stp::tests() {
+        tests.push((name.to_string(), Box::new(test), skip_stp.clone()));
     }
     let trials = tests
         .into_iter()
