@@ -374,7 +374,7 @@ network = "lan"
     // shunt's link to k2 goes down: k2's blocked port is its way to the
     // root now, and the host reaches k2 through k1.
     sw.cmd(&["link", "k2", "down"])?;
-    let took = wait_for(Duration::from_secs(40), "reconvergence", || {
+    let took = wait_for(Duration::from_secs(60), "reconvergence", || {
         Ok(brif_state(&k2, &x2)? == 3
             && ns_run(&host, &["ping", "-c", "1", "-W", "1", "10.96.1.13"]).is_ok())
     })?;
