@@ -357,7 +357,7 @@ fn umem_full_is_an_error() {
 /// frame is lost to the pool.
 fn pool_exhausted_is_counted_and_recovers() {
     skip_unless_able!();
-    let veth = Veth::new("axt", 13);
+    let veth = Veth::new("axt", 23);
     let umem = SharedUmem::new(1).expect("umem");
     let mut port = open(&veth.a, XdpMode::Generic, &umem);
     let mut peer = veth.peer();
