@@ -192,10 +192,9 @@ impl Flap {
 }
 
 fn key(net: u16, mac: &[u8; 6]) -> u64 {
-    let mut b = [0u8; 8];
-    b[0..2].copy_from_slice(&net.to_be_bytes());
-    b[2..8].copy_from_slice(mac);
-    u64::from_be_bytes(b) | 1 << 63
+    let [n0, n1] = net.to_be_bytes();
+    let [a, b, c, d, e, f] = *mac;
+    u64::from_be_bytes([n0, n1, a, b, c, d, e, f]) | 1 << 63
 }
 
 #[cfg(test)]

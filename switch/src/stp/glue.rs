@@ -49,12 +49,10 @@ pub fn bridge_mac(name: &str) -> [u8; 6] {
 /// The source MAC of the BPDUs out of instance port `i` (802.1D: the
 /// port's own address; the Linux bridge learns it, so one per port).
 pub fn port_mac(bridge: [u8; 6], i: usize) -> MacAddr {
-    let mut m = bridge;
-    m[0] = 0x0a;
+    // Locally administered (0x0a), the port number in the low bytes.
+    let [_, b1, b2, b3, b4, b5] = bridge;
     let [hi, lo] = (i as u16).to_be_bytes();
-    m[4] ^= hi;
-    m[5] ^= lo;
-    MacAddr(m)
+    MacAddr([0x0a, b1, b2, b3, b4 ^ hi, b5 ^ lo])
 }
 
 impl Shared {
