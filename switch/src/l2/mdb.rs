@@ -191,11 +191,35 @@ impl Mdb {
     /// The delivery of a frame to `group` in `net` (a snooping network),
     /// `routers_only`: where an unregistered group goes to router ports
     /// rather than everywhere (the bridge's `mrouters_only`: data and
-    /// v1/v2 reports; not queries, leaves, v3 reports).
+    /// v1/v2 reports; not queries, leaves, v3 reports). `control`: an
+    /// IGMP or MLD message, whose group is never looked up, as the
+    /// bridge's `br_mdb_entry_skb_get`: v1/v2 reports go to the router
+    /// ports only, even to a registered group (a member that heard
+    /// another's report would suppress its own, and then not send its
+    /// leave), the rest is flooded.
     #[inline]
-    pub fn delivery(&self, net: NetId, ns: &NetSnap, group: Group, routers_only: bool) -> Delivery {
+    pub fn delivery(
+        &self,
+        net: NetId,
+        ns: &NetSnap,
+        group: Group,
+        routers_only: bool,
+        control: bool,
+    ) -> Delivery {
         let fam = group.family() as usize;
-        if group.always_flooded() || !ns.querier[fam] {
+        if !ns.querier[fam] {
+            return Delivery::Flood;
+        }
+        if control {
+            return match routers_only {
+                true => Delivery::Set {
+                    slot: ns.routers[fam],
+                    registered: false,
+                },
+                false => Delivery::Flood,
+            };
+        }
+        if group.always_flooded() {
             return Delivery::Flood;
         }
         match self.groups.get(&(net.raw(), group)) {

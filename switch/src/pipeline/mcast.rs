@@ -10,10 +10,11 @@
 //!   snooping;
 //! - 224.0.0.0/24 and ff02::1 are always flooded;
 //! - a registered group goes to its members and the family's router ports;
-//! - an unregistered group goes to the router ports when the frame is data
-//!   or an IGMPv1/v2 or MLDv1 report (the bridge's `mrouters_only`), and
-//!   is flooded otherwise (queries, leaves, IGMPv3/MLDv2 reports), or
-//!   always with `multicast_flood_unregistered`.
+//! - an unregistered group's data goes to the router ports (the bridge's
+//!   `mrouters_only`), or everywhere with `multicast_flood_unregistered`;
+//! - IGMP and MLD messages never go by their group: IGMPv1/v2 and MLDv1
+//!   reports go to the router ports only, everything else (queries,
+//!   leaves, IGMPv3/MLDv2 reports) is flooded.
 //!
 //! Only frames whose destination MAC is multicast get here: known unicast
 //! pays nothing.
@@ -109,7 +110,7 @@ pub fn decide(ctx: &Context, net: NetId, m: &Meta, f: &[u8]) -> Option<Verdict> 
     let ns = mdb.net(net)?;
     let mf = classify(f, usize::from(m.tag_len))?;
     let c = ctx.l2.and_then(|l| l.mcast.get(ctx.worker));
-    match mdb.delivery(net, ns, mf.group, mf.routers_only) {
+    match mdb.delivery(net, ns, mf.group, mf.routers_only, mf.control.is_some()) {
         Delivery::Set { slot, registered } => {
             if let Some(c) = c {
                 match registered {
