@@ -221,6 +221,148 @@ fn learning(c: &mut Criterion) {
     g.finish();
 }
 
+/// A 64-byte IPv4 frame from `src` to multicast group 239.1.1.1 (UDP), or
+/// with `igmp`, an IGMPv2 report for it (Router Alert, as Linux sends it).
+fn to_group(src: [u8; 6], igmp: bool) -> [u8; 64] {
+    let g = [239, 1, 1, 1];
+    let mut f = frame([1, 0, 0x5e, 1, 1, 1], src, None);
+    let ip = &mut f[14..];
+    let (ihl, proto, len) = match igmp {
+        true => (6, 2, 32u16),
+        false => (5, 17, 46),
+    };
+    ip[0] = 0x40 | ihl;
+    ip[2..4].copy_from_slice(&len.to_be_bytes());
+    ip[8] = 1;
+    ip[9] = proto;
+    ip[12..16].copy_from_slice(&[10, 0, 0, src[5]]);
+    ip[16..20].copy_from_slice(&g);
+    let h = usize::from(ihl) * 4;
+    if igmp {
+        ip[20..24].copy_from_slice(&[0x94, 0x04, 0, 0]);
+    }
+    let c = !shunt_parsers::checksum::data(&ip[..h]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let l4 = &mut ip[h..];
+    if igmp {
+        l4[..8].copy_from_slice(&[0x16, 0, 0, 0, g[0], g[1], g[2], g[3]]);
+        let c = !shunt_parsers::checksum::data(&l4[..8]);
+        l4[2..4].copy_from_slice(&c.to_be_bytes());
+    } else {
+        // UDP 5000 -> 5000, no checksum (allowed over IPv4).
+        l4[..8].copy_from_slice(&[0x13, 0x88, 0x13, 0x88, 0, 26, 0, 0]);
+    }
+    f
+}
+
+/// Storm control and IGMP/MLD snooping on the hot path (issue 15): known
+/// unicast, broadcast and multicast to a group, each without either, with
+/// storm control configured on the ingress port (limits never reached;
+/// and at the limit: every frame dropped), and with snooping (the switch
+/// as querier, two members of the group), in one run.
+fn guard(c: &mut Criterion) {
+    let p0 = port(0);
+    let mut g = c.benchmark_group("guard");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let base = access_ports(4);
+    let storm = |limit: u64| {
+        format!(
+            "{base}\n[[storm]]\nport = \"p0\"\nbroadcast = {limit}\nmulticast = {limit}\nunknown_unicast = {limit}\nburst = \"60s\"\n"
+        )
+    };
+    // The highest rate the file takes, a minute deep: never reached in a
+    // run (the clock does not move).
+    let never = storm(100_000_000);
+    let always = storm(0);
+    let querier = base.replace(
+        "name = \"lan\"\n",
+        "name = \"lan\"\nmulticast_querier = true\n",
+    );
+    let unsnooped = base.replace(
+        "name = \"lan\"\n",
+        "name = \"lan\"\nmulticast_snooping = false\n",
+    );
+    // Past the querier's response time (10 s), as a running switch.
+    let now = NOW + 11_000;
+    let snooping = |toml: &str, macs: u64| {
+        let rig = Rig::with_fdb(toml, macs as usize);
+        let (mut rig, mut reg) = rig.with_snooping(toml).expect("eventfds");
+        // p1 and p2 join 239.1.1.1.
+        for p in [1usize, 2] {
+            rig.load(&[to_group(mac(p as u64), true)]);
+            rig.run(port(p), now);
+            reg.round(now);
+        }
+        while rig.l2.as_ref().is_some_and(|l| l.to_l2.pop().is_some()) {}
+        rig
+    };
+    let learn = |rig: &mut Rig, macs: u64| {
+        for i in 0..macs {
+            rig.fdb.learn(NET0, &mac(i), (i % 4) as u16, now);
+        }
+    };
+    let macs = 1u64 << 16;
+    let pairs = unicast_pairs(macs);
+    let bcast: Pairs = (0..BATCH as u64).map(|i| ([0xff; 6], mac(i * 4))).collect();
+    type Setup<'a> = (&'a str, Box<dyn Fn() -> Rig + 'a>);
+    let rigs: [Setup; 4] = [
+        ("off", Box::new(|| Rig::with_fdb(&base, macs as usize))),
+        ("storm", Box::new(|| Rig::with_fdb(&never, macs as usize))),
+        ("snooping", Box::new(|| snooping(&querier, macs))),
+        (
+            "storm_at_limit",
+            Box::new(|| Rig::with_fdb(&always, macs as usize)),
+        ),
+    ];
+    for (name, make) in &rigs {
+        let mut rig = make();
+        learn(&mut rig, macs);
+        rig.load(&[frame([0xff; 6], mac(0), None); BATCH]);
+        let want = if *name == "storm_at_limit" {
+            0
+        } else {
+            3 * BATCH
+        };
+        assert_eq!(rig.run(p0, now), want, "{name}");
+        rig.load(&[frame(mac(1), mac(0), None); BATCH]);
+        if *name != "storm_at_limit" {
+            let mut b = 0;
+            g.bench_function(BenchmarkId::new("known_unicast_64k", name), |bench| {
+                bench.iter(|| {
+                    rig.readdress(&pairs[b * BATCH..(b + 1) * BATCH]);
+                    b = (b + 1) % BATCHES;
+                    black_box(rig.run(p0, now))
+                })
+            });
+        }
+        rig.load(&[frame([0xff; 6], mac(0), None); BATCH]);
+        g.bench_function(BenchmarkId::new("broadcast_to_3", name), |bench| {
+            bench.iter(|| {
+                rig.readdress(&bcast);
+                black_box(rig.run(p0, now))
+            })
+        });
+    }
+    // Multicast data to a group with two members: flooded to the three
+    // other ports without snooping, to the two members with it.
+    for (name, mut rig) in [
+        ("unsnooped_flood", Rig::with_fdb(&unsnooped, 1024)),
+        ("snooped_to_members", snooping(&querier, 1024)),
+    ] {
+        let frames = [to_group(mac(0), false); BATCH];
+        let want = if name == "unsnooped_flood" { 3 } else { 2 };
+        rig.load(&frames);
+        assert_eq!(rig.run(p0, now), BATCH * want, "{name}");
+        g.bench_function(BenchmarkId::new("multicast_data", name), |bench| {
+            bench.iter(|| {
+                rig.load(&frames);
+                black_box(rig.run(p0, now))
+            })
+        });
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -231,6 +373,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = known_unicast, flooding, vlan, learning
+    targets = known_unicast, flooding, vlan, learning, guard
 }
 criterion_main!(benches);

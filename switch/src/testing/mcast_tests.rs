@@ -3,15 +3,12 @@
 //! multicast goes as reports, leaves and queries come and go.
 
 use crate::counters::DropReason;
-use crate::ids::{NetId, PortId};
 use crate::l2::mdb::Group;
-use crate::l2::snoop::{Snoop, SnoopNet};
 use crate::l2::Registry;
 use crate::pipeline::Verdict;
 use crate::testing::{port, Rig};
 use shunt_parsers::checksum;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
 /// Four access ports on lan.
 fn topo(querier: bool, flood: bool) -> String {
@@ -32,25 +29,7 @@ struct Lab {
 
 fn lab(querier: bool, flood: bool) -> Lab {
     let toml = topo(querier, flood);
-    let rig = Rig::new(&toml).with_l2().expect("eventfds");
-    let l2 = rig.l2.clone().expect("l2");
-    let topo = crate::config::parse("t.toml", &toml).expect("topology");
-    let members: Vec<PortId> = rig.plan.nets[0].members.clone();
-    let net = NetId::new(0).expect("net");
-    let snoop = Snoop::new(
-        Arc::clone(&l2),
-        vec![SnoopNet {
-            net,
-            name: "lan".into(),
-            cfg: topo.networks[0].mcast,
-            mac: [2, 0x53, 0, 0, 0, 0],
-            ip: None,
-        }],
-        1,
-        Box::new(move |_| members.clone()),
-    );
-    let mut reg = Registry::new(l2);
-    reg.add(Box::new(snoop));
+    let (rig, reg) = Rig::new(&toml).with_snooping(&toml).expect("eventfds");
     // After the first querier's response time (10 s).
     let mut l = Lab {
         rig,

@@ -162,6 +162,48 @@ impl Rig {
         Ok(self)
     }
 
+    /// The same rig with the l2 thread's queues and IGMP/MLD snooping on
+    /// the networks of `toml` (this rig's topology) that have it, as
+    /// `shunt up` starts it; the protocol is in the returned registry, with
+    /// no thread: feed it with `Registry::round` (the snooping tests,
+    /// perf/benches/pipeline.rs). Queriers count after their response time
+    /// (10 s): pass times past it.
+    ///
+    /// # Panics
+    /// On a topology that does not parse, as [`Rig::new`].
+    pub fn with_snooping(self, toml: &str) -> std::io::Result<(Rig, crate::l2::Registry)> {
+        use crate::l2::snoop::{Snoop, SnoopNet};
+        let rig = self.with_l2()?;
+        let l2 = rig.l2.clone().ok_or(std::io::ErrorKind::Other)?;
+        let topo = parse(toml);
+        let nets = topo
+            .networks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                Some(SnoopNet {
+                    net: crate::ids::NetId::new(i)?,
+                    name: n.name.clone(),
+                    cfg: n.mcast,
+                    mac: [2, 0x53, 0, 0, 0, i as u8],
+                    ip: n.address,
+                })
+            })
+            .collect();
+        let members: Vec<Vec<PortId>> = rig.plan.nets.iter().map(|n| n.members.clone()).collect();
+        let ports_of =
+            move |n: crate::ids::NetId| members.get(n.index()).cloned().unwrap_or_default();
+        let snoop = Snoop::new(
+            Arc::clone(&l2),
+            nets,
+            topo.networks.len(),
+            Box::new(ports_of),
+        );
+        let mut reg = crate::l2::Registry::new(l2);
+        reg.add(Box::new(snoop));
+        Ok((rig, reg))
+    }
+
     /// What worker 0 does when the l2 thread has frames to send: takes up
     /// to a batch, queues each on its port and sends. Returns the frames
     /// taken (0: none left).
