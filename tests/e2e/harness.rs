@@ -236,15 +236,18 @@ pub struct Variant {
     pub veth_attach: &'static str,
     pub xdp_mode: &'static str,
     pub workers: u8,
+    /// `[switch] multiqueue`: TAPs with one queue per worker (issue 13).
+    pub multiqueue: bool,
 }
 
-pub const VARIANTS: [Variant; 5] = [
+pub const VARIANTS: [Variant; 6] = [
     Variant {
         idx: 0,
         link: "tap",
         veth_attach: "afxdp",
         xdp_mode: "auto",
         workers: 1,
+        multiqueue: false,
     },
     Variant {
         idx: 1,
@@ -252,6 +255,7 @@ pub const VARIANTS: [Variant; 5] = [
         veth_attach: "afxdp",
         xdp_mode: "auto",
         workers: 2,
+        multiqueue: false,
     },
     Variant {
         idx: 2,
@@ -259,6 +263,7 @@ pub const VARIANTS: [Variant; 5] = [
         veth_attach: "afxdp",
         xdp_mode: "native",
         workers: 1,
+        multiqueue: false,
     },
     Variant {
         idx: 3,
@@ -266,6 +271,7 @@ pub const VARIANTS: [Variant; 5] = [
         veth_attach: "afxdp",
         xdp_mode: "generic",
         workers: 2,
+        multiqueue: false,
     },
     // veth hosts as `shunt up` makes them by default: a packet socket
     // with the virtio-net header, the hosts' offloads on.
@@ -275,6 +281,18 @@ pub const VARIANTS: [Variant; 5] = [
         veth_attach: "packet",
         xdp_mode: "auto",
         workers: 2,
+        multiqueue: false,
+    },
+    // Multi-queue TAPs under two workers: each worker polls its own queue
+    // of every TAP, so one port's frames are learned and forwarded by both
+    // (issue 13: "the whole L2 suite passes with multi-queue ports").
+    Variant {
+        idx: 5,
+        link: "tap",
+        veth_attach: "afxdp",
+        xdp_mode: "auto",
+        workers: 2,
+        multiqueue: true,
     },
 ];
 
@@ -285,6 +303,7 @@ impl Variant {
         match (self.link, self.veth_attach) {
             ("veth", "afxdp") => format!("[afxdp-{},w{}]", self.xdp_mode, self.workers),
             ("veth", _) => format!("[packet,w{}]", self.workers),
+            _ if self.multiqueue => format!("[tap-mq,w{}]", self.workers),
             _ => format!("[tap,w{}]", self.workers),
         }
     }
@@ -405,6 +424,9 @@ impl Topology {
             "[switch]\nname = \"{}\"\nworkers = {}\n",
             self.switch, v.workers
         );
+        if v.multiqueue {
+            s += "multiqueue = true\n";
+        }
         if let Some(a) = self.aging_secs {
             s += &format!("fdb_aging_secs = {a}\n");
         }

@@ -133,7 +133,19 @@ fn three(tag: u8) -> Topology {
 
 fn ping_all_pairs() -> TestResult {
     let topo = three(1);
-    let _sw = Switch::up(&topo)?;
+    let sw = Switch::up(&topo)?;
+    if crate::harness::variant().multiqueue {
+        // The variant is what it says: every TAP with a queue per worker.
+        let ports = sw.ports()?;
+        ensure!(
+            ports.iter().all(|p| p.queues == 2),
+            "multi-queue variant, ports without 2 queues: {:?}",
+            ports
+                .iter()
+                .map(|p| (&p.name, p.queues))
+                .collect::<Vec<_>>()
+        );
+    }
     for a in &topo.hosts {
         for b in &topo.hosts {
             if a.name != b.name {
