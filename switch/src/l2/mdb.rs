@@ -6,6 +6,7 @@
 use crate::ids::{NetId, PortId, MAX_PORTS};
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Words of a port set.
@@ -138,12 +139,56 @@ pub enum Delivery {
     Set { slot: u16, registered: bool },
 }
 
+/// A multiply-rotate hasher (FxHash's step) for the group lookup every
+/// snooped frame makes: the keys are a network index and an address the
+/// hosts choose, in a table the l2 thread rebuilds, so there is no
+/// flooding attack to defend against with SipHash, and SipHash was most of
+/// the lookup (perf/benches/pipeline.rs `guard/multicast_data`).
+#[derive(Default, Clone, Copy)]
+pub struct GroupHasher(u64);
+
+impl Hasher for GroupHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    #[inline]
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(n.into());
+    }
+
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n.into());
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// The snapshot: per network (by index) its state, `None` where snooping
 /// is off; the groups and their port sets.
 #[derive(Debug, Default)]
 pub struct Mdb {
     nets: Vec<Option<NetSnap>>,
-    groups: HashMap<(u16, Group), u16>,
+    groups: HashMap<(u16, Group), u16, BuildHasherDefault<GroupHasher>>,
     sets: Vec<PortSet>,
 }
 
@@ -250,7 +295,7 @@ impl MdbBuilder {
         MdbBuilder {
             mdb: Mdb {
                 nets: vec![None; nets],
-                groups: HashMap::new(),
+                groups: HashMap::default(),
                 sets: Vec::new(),
             },
         }
