@@ -425,3 +425,58 @@ fn a_tunnel_super_frame_from_the_underlay_is_decapsulated_into_a_plain_one() {
         1
     );
 }
+
+#[test]
+fn corrupted_tunnel_super_frames_through_the_pipeline_never_panic() {
+    use shunt_parsers::virtio_net::VirtioNetHdr;
+    let f = tcp_frame(6000);
+    let mut near = vxlan_rig(true);
+    assert!(near.ports[0].push_offload(&f, Ok(tso(1398))));
+    near.step(port(0), 1000);
+    let (mut whole, off) = near.ports[1]
+        .sent_offloads()
+        .map(|(w, o)| (w.to_vec(), o))
+        .next()
+        .expect("sent");
+    whole[26..30].copy_from_slice(&[192, 0, 2, 2]);
+    whole[30..34].copy_from_slice(&[192, 0, 2, 1]);
+    let mut input = off.to_header(0, 0).to_bytes_tnl().to_vec();
+    input.extend_from_slice(&whole);
+    let mut far = vxlan_rig(true);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    let (mut accepted, mut refused) = (0, 0);
+    for round in 0..400 {
+        let mut b = input.clone();
+        for _ in 0..1 + rnd(3) {
+            let i = rnd(24 + 50 + 60);
+            b[i] = rnd(256) as u8;
+        }
+        if rnd(4) == 0 {
+            b.truncate(24 + rnd(b.len() - 24));
+        }
+        let (hdr, frame) = b.split_at(24);
+        let off = VirtioNetHdr::parse_tnl(hdr)
+            .map_err(|_| OffloadError::Length)
+            .and_then(|h| Offload::from_tunnel_header(&h, frame));
+        match off {
+            Ok(_) => accepted += 1,
+            Err(_) => refused += 1,
+        }
+        assert!(far.ports[1].push_offload(frame, off));
+        far.step(port(1), 1000 + round);
+        for p in &mut far.ports {
+            p.clear_sent();
+        }
+    }
+    // Both kinds were seen: the mutations are not all fatal, nor all harmless.
+    assert!(
+        accepted > 0 && refused > 0,
+        "{accepted} accepted, {refused} refused"
+    );
+}
