@@ -64,9 +64,10 @@ use crate::ipv4::{self, Ipv4Packet};
 use crate::ipv6::{self, Ipv6Packet};
 use crate::tcp::{self, TcpPacket};
 use crate::udp::{self, UdpPacket};
-use crate::virtio_net::{Csum, Gso, Offload, OffloadError, VirtioNetHdr};
+use crate::virtio_net::{Csum, Gso, Offload, OffloadError, Tunnel, VirtioNetHdr};
 use crate::virtio_net::{
-    F_DATA_VALID, F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4,
+    F_DATA_VALID, F_NEEDS_CSUM, F_UDP_TUNNEL_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6,
+    GSO_UDP_L4, GSO_UDP_TUNNEL, GSO_UDP_TUNNEL_IPV6,
 };
 use crate::vlan::VlanTag;
 
@@ -97,8 +98,28 @@ enum Asked {
 ///   the frame's length and its TCP data offset must fit
 ///   ([`OffloadError::Length`]), and it must ask for the L4 checksum:
 ///   `NEEDS_CSUM`, `csum_start` at the L4 header, `csum_offset` 16 for TCP
-///   and 6 for UDP ([`OffloadError::Checksum`]).
+///   and 6 for UDP ([`OffloadError::Checksum`]);
+/// - a tunnel bit in `gso_type`: refused ([`OffloadError::GsoType`]) unless
+///   through [`check_tunnel_header`] (the port takes UDP-tunnel GSO).
 pub fn check_header(h: &VirtioNetHdr, frame: &[u8]) -> Result<Offload, OffloadError> {
+    check(h, frame, false)
+}
+
+/// [`check_header`] for a port that takes UDP-tunnel super-frames: a
+/// header with a tunnel bit is checked as [`check_tunnel`] says.
+pub fn check_tunnel_header(h: &VirtioNetHdr, frame: &[u8]) -> Result<Offload, OffloadError> {
+    check(h, frame, true)
+}
+
+fn check(h: &VirtioNetHdr, frame: &[u8], tunnel: bool) -> Result<Offload, OffloadError> {
+    if h.gso_type & GSO_UDP_TUNNEL != 0 {
+        return if tunnel {
+            check_tunnel(h, frame)
+        } else {
+            // Not a type this port takes (the kernel's verdict too).
+            Err(OffloadError::GsoType)
+        };
+    }
     let asked = match h.gso_type & !GSO_ECN {
         GSO_NONE => None,
         GSO_TCPV4 => Some(Asked::Tcp4),
@@ -146,6 +167,93 @@ pub fn check_header(h: &VirtioNetHdr, frame: &[u8]) -> Result<Offload, OffloadEr
         gso_size: if gso.is_some() { h.gso_size } else { 0 },
         csum,
         data_valid: h.flags & F_DATA_VALID != 0,
+        tunnel: None,
+    })
+}
+
+/// A UDP-tunnel super-frame's header (`virtio_net_hdr_tnl_to_skb`'s
+/// checks, and the headers themselves): one tunnel bit only; an inner GSO
+/// type of TCPV4, TCPV6 or UDP_L4 (not none, not UFO); `NEEDS_CSUM`
+/// without `DATA_VALID`; the outer frame Ethernet (up to two tags), IPv4
+/// or IPv6 as the tunnel bit says, UDP, every length field the frame's,
+/// `outer_th_offset` its UDP header; `inner_nh_offset` an untagged inner
+/// Ethernet header's end, past the outer UDP header, and from there the
+/// inner frame checked as a plain super-frame of the inner type, whose
+/// L4 checksum `csum_start` / `csum_offset` must be.
+fn check_tunnel(h: &VirtioNetHdr, frame: &[u8]) -> Result<Offload, OffloadError> {
+    let tnl = h.gso_type & GSO_UDP_TUNNEL;
+    if tnl == GSO_UDP_TUNNEL {
+        return Err(OffloadError::Tunnel);
+    }
+    let asked = match h.gso_type & !(GSO_ECN | GSO_UDP_TUNNEL) {
+        GSO_TCPV4 => Asked::Tcp4,
+        GSO_TCPV6 => Asked::Tcp6,
+        GSO_UDP_L4 => Asked::Udp,
+        _ => return Err(OffloadError::GsoType),
+    };
+    if h.gso_size == 0 {
+        return Err(OffloadError::GsoSize);
+    }
+    if h.flags & F_NEEDS_CSUM == 0 || h.flags & F_DATA_VALID != 0 {
+        return Err(OffloadError::Checksum);
+    }
+    if usize::from(h.hdr_len) > frame.len() {
+        return Err(OffloadError::Length);
+    }
+    let outer = Layout::of(frame)?;
+    let outer_v6 = match outer.gso {
+        Gso::Udp4 => false,
+        Gso::Udp6 => true,
+        _ => return Err(OffloadError::Mismatch),
+    };
+    if outer_v6 != (tnl == GSO_UDP_TUNNEL_IPV6) {
+        return Err(OffloadError::Mismatch);
+    }
+    if usize::from(h.outer_th_offset) != outer.l4 {
+        return Err(OffloadError::Tunnel);
+    }
+    let inner_l3 = usize::from(h.inner_nh_offset);
+    let inner = inner_l3
+        .checked_sub(ethernet::HEADER_LEN)
+        .filter(|&at| at >= outer.payload)
+        .ok_or(OffloadError::Tunnel)?;
+    let l = Layout::of(frame.get(inner..).ok_or(OffloadError::Tunnel)?)?;
+    if l.l3 != ethernet::HEADER_LEN {
+        return Err(OffloadError::Tunnel);
+    }
+    match (asked, l.gso) {
+        (Asked::Tcp4, Gso::Tcp4) | (Asked::Tcp6, Gso::Tcp6) => {}
+        (Asked::Udp, Gso::Udp4 | Gso::Udp6) => {}
+        _ => return Err(OffloadError::Mismatch),
+    }
+    let csum = Csum {
+        start: h.csum_start,
+        offset: h.csum_offset,
+    };
+    csum_field(frame.len(), csum)?;
+    let inner_start = usize::from(csum.start)
+        .checked_sub(inner)
+        .and_then(|s| u16::try_from(s).ok())
+        .ok_or(OffloadError::Checksum)?;
+    l.check_csum(Some(Csum {
+        start: inner_start,
+        offset: csum.offset,
+    }))?;
+    // Offsets into a frame of at most 64 KiB: they fit.
+    let at = |x: usize| u16::try_from(x).map_err(|_| OffloadError::Length);
+    Ok(Offload {
+        gso: l.gso,
+        ecn: matches!(l.gso, Gso::Tcp4 | Gso::Tcp6) && h.gso_type & GSO_ECN != 0,
+        gso_size: h.gso_size,
+        csum: Some(csum),
+        data_valid: false,
+        tunnel: Some(Tunnel {
+            outer_v6,
+            udp_csum: h.flags & F_UDP_TUNNEL_CSUM != 0,
+            outer_l4: at(outer.l4)?,
+            inner_l3: at(inner_l3)?,
+            hdr_end: at(inner + l.payload)?,
+        }),
     })
 }
 

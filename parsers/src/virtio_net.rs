@@ -9,6 +9,20 @@
 //!  flags  gso_type  hdr_len  gso_size  csum_start  csum_offset  num_buffers
 //! ```
 //!
+//! With UDP-tunnel GSO (Linux 6.17+, `TUN_F_UDP_TUNNEL_GSO` and a header
+//! size of 24, `struct virtio_net_hdr_v1_hash_tunnel`), the 12 bytes are
+//! followed by the hash report (8 bytes, unused here, zero) and two
+//! offsets into the *outer* frame:
+//!
+//! ```text
+//!  12          16           18       20               22               24
+//!  hash_value  hash_report  padding  outer_th_offset  inner_nh_offset
+//! ```
+//!
+//! `gso_type` then also has `GSO_UDP_TUNNEL_IPV4` or `_IPV6` (the outer
+//! IP version), `csum_start` is the *inner* L4 header and `flags` may have
+//! `F_UDP_TUNNEL_CSUM` (the outer UDP checksum is to be made per segment).
+//!
 //! Fields are little-endian (virtio 1.0; the TAP uses the host's order,
 //! little-endian on every machine this runs on). Reading a header never
 //! fails: what the values mean for a frame is [`Offload::from_header`]'s
@@ -19,11 +33,19 @@ use crate::error::{Error, Result};
 /// Length of `struct virtio_net_hdr_v1`.
 pub const VNET_HDR_LEN: usize = 12;
 
+/// Length of `struct virtio_net_hdr_v1_hash_tunnel`: the header a TAP
+/// with UDP-tunnel GSO reads and writes (`TUNSETVNETHDRSZ(24)`).
+pub const VNET_HDR_TNL_LEN: usize = 24;
+
 /// `flags`: the checksum from `csum_start` is still to be computed
 /// (the kernel's CHECKSUM_PARTIAL).
 pub const F_NEEDS_CSUM: u8 = 1;
 /// `flags`: the checksums were verified (the kernel's CHECKSUM_UNNECESSARY).
 pub const F_DATA_VALID: u8 = 2;
+
+/// `flags`: a UDP-tunnel super-frame whose outer UDP checksum is to be
+/// computed per segment (`SKB_GSO_UDP_TUNNEL_CSUM`).
+pub const F_UDP_TUNNEL_CSUM: u8 = 8;
 
 /// `gso_type` values.
 pub const GSO_NONE: u8 = 0;
@@ -33,6 +55,11 @@ pub const GSO_UDP: u8 = 3;
 pub const GSO_TCPV6: u8 = 4;
 /// UDP segmentation (`UDP_SEGMENT`), IPv4 and IPv6.
 pub const GSO_UDP_L4: u8 = 5;
+/// Bits of `gso_type`: the super-frame is inside a UDP tunnel over IPv4 /
+/// IPv6 (the rest of `gso_type` is the inner one).
+pub const GSO_UDP_TUNNEL_IPV4: u8 = 0x20;
+pub const GSO_UDP_TUNNEL_IPV6: u8 = 0x40;
+pub const GSO_UDP_TUNNEL: u8 = GSO_UDP_TUNNEL_IPV4 | GSO_UDP_TUNNEL_IPV6;
 /// Flag bit of `gso_type`: the TCP super-frame has ECN CWR set.
 pub const GSO_ECN: u8 = 0x80;
 
@@ -46,6 +73,10 @@ pub struct VirtioNetHdr {
     pub csum_start: u16,
     pub csum_offset: u16,
     pub num_buffers: u16,
+    /// Tunnel header only (bytes 20..24, 0 otherwise): where the outer
+    /// UDP header and the inner IP header start in the frame.
+    pub outer_th_offset: u16,
+    pub inner_nh_offset: u16,
 }
 
 impl VirtioNetHdr {
@@ -64,7 +95,31 @@ impl VirtioNetHdr {
             csum_start: u16::from_le_bytes([c0, c1]),
             csum_offset: u16::from_le_bytes([o0, o1]),
             num_buffers: u16::from_le_bytes([n0, n1]),
+            outer_th_offset: 0,
+            inner_nh_offset: 0,
         })
+    }
+
+    /// Reads the 24 bytes of a tunnel header (`b` at least that long):
+    /// the 12 of [`VirtioNetHdr::parse`] and the two tunnel offsets.
+    pub fn parse_tnl(b: &[u8]) -> Result<VirtioNetHdr> {
+        let mut h = VirtioNetHdr::parse(b)?;
+        let t: &[u8; 4] = b
+            .get(20..VNET_HDR_TNL_LEN)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(Error::Truncated)?;
+        h.outer_th_offset = u16::from_le_bytes([t[0], t[1]]);
+        h.inner_nh_offset = u16::from_le_bytes([t[2], t[3]]);
+        Ok(h)
+    }
+
+    /// The 24 bytes of a tunnel header (no hash report).
+    pub fn to_bytes_tnl(&self) -> [u8; VNET_HDR_TNL_LEN] {
+        let mut b = [0u8; VNET_HDR_TNL_LEN];
+        b[..VNET_HDR_LEN].copy_from_slice(&self.to_bytes());
+        b[20..22].copy_from_slice(&self.outer_th_offset.to_le_bytes());
+        b[22..24].copy_from_slice(&self.inner_nh_offset.to_le_bytes());
+        b
     }
 
     /// The header's 12 bytes.
@@ -129,6 +184,10 @@ pub enum OffloadError {
     /// A header length or an IP length field that lies (beyond the frame,
     /// or shorter than the headers).
     Length,
+    /// UDP-tunnel metadata that does not fit the frame: both tunnel bits
+    /// (IPv4 and IPv6), or outer / inner header offsets that are not where
+    /// the headers are.
+    Tunnel,
 }
 
 impl OffloadError {
@@ -142,6 +201,7 @@ impl OffloadError {
                 "checksum start or offset beyond the frame, or not the L4 checksum"
             }
             OffloadError::Length => "a header length lies",
+            OffloadError::Tunnel => "UDP-tunnel offsets or type do not match the headers",
         }
     }
 }
@@ -162,6 +222,25 @@ pub struct Offload {
     pub csum: Option<Csum>,
     /// The sender says the checksums are good (`F_DATA_VALID`).
     pub data_valid: bool,
+    /// A super-frame inside a UDP tunnel (VXLAN): `gso`, `gso_size` and
+    /// `csum` are the inner frame's, counted from the outer frame's start.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// Where a UDP-tunnel super-frame's headers are (offsets into the outer
+/// frame), as the tunnel header says them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    /// The outer header is IPv6 (else IPv4).
+    pub outer_v6: bool,
+    /// The outer UDP checksum is to be made per segment.
+    pub udp_csum: bool,
+    /// The outer UDP header.
+    pub outer_l4: u16,
+    /// The inner IP header.
+    pub inner_l3: u16,
+    /// The inner L2+L3+L4 headers end (the payload starts): `hdr_len`.
+    pub hdr_end: u16,
 }
 
 /// Where a checksum still to be computed lies.
@@ -178,6 +257,7 @@ impl Offload {
         gso_size: 0,
         csum: None,
         data_valid: false,
+        tunnel: None,
     };
 
     /// Whether anything is left to do for a port without offloads.
@@ -196,6 +276,16 @@ impl Offload {
         frame: &[u8],
     ) -> core::result::Result<Offload, OffloadError> {
         crate::gso::check_header(h, frame)
+    }
+
+    /// The same for a port that takes UDP-tunnel super-frames (its header
+    /// is 24 bytes, read with [`VirtioNetHdr::parse_tnl`]): a header with
+    /// a tunnel bit is checked against the outer and the inner headers.
+    pub fn from_tunnel_header(
+        h: &VirtioNetHdr,
+        frame: &[u8],
+    ) -> core::result::Result<Offload, OffloadError> {
+        crate::gso::check_tunnel_header(h, frame)
     }
 
     /// The header that tells a TAP (or any virtio-net peer) about this
@@ -224,6 +314,20 @@ impl Offload {
         if self.gso.is_some() {
             h.gso_size = self.gso_size;
             h.hdr_len = hdr_len;
+        }
+        if let (Some(t), true) = (self.tunnel, self.gso.is_some()) {
+            h.gso_type |= if t.outer_v6 {
+                GSO_UDP_TUNNEL_IPV6
+            } else {
+                GSO_UDP_TUNNEL_IPV4
+            };
+            if t.udp_csum {
+                h.flags |= F_UDP_TUNNEL_CSUM;
+            }
+            // The kernel's rule: all headers up to the inner L4's end.
+            h.hdr_len = t.hdr_end;
+            h.outer_th_offset = t.outer_l4;
+            h.inner_nh_offset = t.inner_l3;
         }
         h
     }
@@ -258,6 +362,7 @@ mod tests {
                 offset: 16,
             }),
             data_valid: false,
+            tunnel: None,
         };
         let h = o.to_header(4, 70);
         assert_eq!(h.csum_start, 38);
@@ -265,5 +370,37 @@ mod tests {
         assert_eq!(h.flags, F_NEEDS_CSUM);
         assert_eq!(h.hdr_len, 70);
         assert_eq!(Offload::NONE.to_header(0, 0), VirtioNetHdr::default());
+    }
+
+    #[test]
+    fn tunnel_header_round_trips() {
+        let o = Offload {
+            gso: Gso::Tcp4,
+            ecn: false,
+            gso_size: 1398,
+            csum: Some(Csum {
+                start: 84,
+                offset: 16,
+            }),
+            data_valid: false,
+            tunnel: Some(Tunnel {
+                outer_v6: false,
+                udp_csum: false,
+                outer_l4: 34,
+                inner_l3: 64,
+                hdr_end: 116,
+            }),
+        };
+        let h = o.to_header(0, 0);
+        assert_eq!(h.gso_type, GSO_TCPV4 | GSO_UDP_TUNNEL_IPV4);
+        assert_eq!(h.flags, F_NEEDS_CSUM);
+        assert_eq!(h.hdr_len, 116);
+        let b = h.to_bytes_tnl();
+        assert_eq!(&b[12..20], &[0; 8]);
+        assert_eq!(&b[20..24], &[34, 0, 64, 0]);
+        assert_eq!(VirtioNetHdr::parse_tnl(&b), Ok(h));
+        assert_eq!(VirtioNetHdr::parse_tnl(&b[..23]), Err(Error::Truncated));
+        // The plain 12 bytes carry no tunnel offsets.
+        assert_eq!(VirtioNetHdr::parse(&b).map(|h| h.inner_nh_offset), Ok(0));
     }
 }

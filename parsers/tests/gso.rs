@@ -602,6 +602,30 @@ fn corrupted_super_frames_never_panic() {
     }
 }
 
+#[test]
+fn corrupted_tunnel_super_frames_never_panic() {
+    let mut rng = Rng(0xf022_0002);
+    let mut out = vec![0u8; exercise::GSO_OUT_LEN];
+    for s in sample_specs().iter().filter(|s| s.tags == 0) {
+        let (frame, h, _) = tunnel_frame(s);
+        let mut input = h.to_bytes_tnl().to_vec();
+        input.extend_from_slice(&frame);
+        exercise::virtio_tunnel(&input, &mut out);
+        for _ in 0..300 {
+            let mut f = input.clone();
+            // Mostly in the header and the outer and inner headers.
+            for _ in 0..1 + rng.below(3) {
+                let i = rng.below(f.len().min(24 + 50 + 140));
+                f[i] = rng.next() as u8;
+            }
+            if rng.below(4) == 0 {
+                f.truncate(rng.below(f.len() + 1));
+            }
+            exercise::virtio_tunnel(&f, &mut out);
+        }
+    }
+}
+
 /// Writes the fuzz target's seeds (header + super-frame) into
 /// parsers/fuzz/seeds_gso. Run by hand when the builder changes:
 /// `cargo test -p shunt-parsers --test gso -- --ignored write_fuzz_seeds`.
@@ -624,6 +648,13 @@ fn write_fuzz_seeds() {
             with_header(&frame, &plain),
         )
         .unwrap();
+        if s.tags == 0 {
+            // Inside VXLAN, with the 24-byte tunnel header.
+            let (frame, h, _) = tunnel_frame(s);
+            let mut t = h.to_bytes_tnl().to_vec();
+            t.extend_from_slice(&frame);
+            std::fs::write(dir.join(format!("tnl-{i:02}")), t).unwrap();
+        }
     }
     let bytes = std::fs::read(pcap::data_dir().join("tap_offloads.vnet")).unwrap();
     for (i, rec) in pcap::parse_linktype(&bytes, 147)
@@ -707,4 +738,164 @@ fn real_super_frames_from_a_tap() {
         ]
     );
     assert_eq!(csum_only, 3, "SYN, SYN-ACK and ACK over IPv4");
+}
+
+/// A plain super-frame `s` inside VXLAN (50 bytes of outer header, the
+/// lengths of the whole), with the tunnel header a TAP with UDP-tunnel GSO
+/// carries for it: the inner checksum start, the outer UDP and the inner
+/// IP header offsets.
+fn tunnel_frame(s: &Spec) -> (Vec<u8>, VirtioNetHdr, Built) {
+    use shunt_parsers::virtio_net::GSO_UDP_TUNNEL_IPV4;
+    use shunt_parsers::vxlan::{emit_vxlan_encap, VxlanEncap, ENCAP_LEN};
+    use shunt_parsers::MacAddr;
+    let (inner, h, b) = build(s);
+    let encap = VxlanEncap {
+        src_mac: MacAddr([2, 0x53, 0, 0, 0, 1]),
+        dst_mac: MacAddr([2, 0x53, 0, 0, 0, 2]),
+        src_ip: [192, 0, 2, 1].into(),
+        dst_ip: [192, 0, 2, 2].into(),
+        src_port: 50000,
+        dst_port: 4789,
+        ttl: 64,
+        vni: 1000,
+        ident: 0,
+        dont_frag: true,
+    };
+    let mut f = vec![0u8; ENCAP_LEN];
+    emit_vxlan_encap(&mut f, &encap, inner.len()).unwrap();
+    f.extend_from_slice(&inner);
+    let mut t = h;
+    t.gso_type |= GSO_UDP_TUNNEL_IPV4;
+    t.csum_start += ENCAP_LEN as u16;
+    t.hdr_len = (ENCAP_LEN + b.payload) as u16;
+    t.outer_th_offset = 34;
+    t.inner_nh_offset = (ENCAP_LEN + b.l3) as u16;
+    (f, t, b)
+}
+
+/// A change to a header, what it is, and the refusal it must get.
+type Case<'a> = (&'a str, &'a dyn Fn(&mut VirtioNetHdr), OffloadError);
+
+#[test]
+fn tunnel_header_checked_against_outer_and_inner_headers() {
+    use shunt_parsers::gso::check_tunnel_header;
+    use shunt_parsers::virtio_net::{
+        Tunnel, F_UDP_TUNNEL_CSUM, GSO_UDP_TUNNEL, GSO_UDP_TUNNEL_IPV4, GSO_UDP_TUNNEL_IPV6,
+    };
+    for (v6, udp) in [(false, false), (true, false), (false, true), (true, true)] {
+        let s = Spec::new(v6, udp, 20_000, 1398);
+        let (f, h, b) = tunnel_frame(&s);
+        let off = check_tunnel_header(&h, &f).unwrap_or_else(|e| panic!("{v6} {udp}: {e:?}"));
+        assert_eq!(off.gso_size, 1398);
+        assert_eq!(off.csum.map(|c| usize::from(c.start)), Some(50 + b.l4));
+        assert_eq!(
+            off.tunnel,
+            Some(Tunnel {
+                outer_v6: false,
+                udp_csum: false,
+                outer_l4: 34,
+                inner_l3: (50 + b.l3) as u16,
+                hdr_end: (50 + b.payload) as u16,
+            })
+        );
+        // What the switch writes for it is read back the same.
+        let back = VirtioNetHdr::parse_tnl(&off.to_header(0, 0).to_bytes_tnl()).unwrap();
+        assert_eq!(check_tunnel_header(&back, &f), Ok(off));
+        // The inner frame, once decapsulated, is a plain super-frame.
+        let inner = Offload {
+            tunnel: None,
+            csum: off.csum.map(|c| Csum {
+                start: c.start - 50,
+                offset: c.offset,
+            }),
+            ..off
+        };
+        let seg = Segmenter::new(&f[50..], &inner).unwrap();
+        assert_eq!(seg.count, 20_000usize.div_ceil(1398));
+        // A port without tunnel GSO refuses it.
+        assert_eq!(check_header(&h, &f), Err(OffloadError::GsoType));
+
+        let with = |g: &dyn Fn(&mut VirtioNetHdr)| {
+            let mut x = h;
+            g(&mut x);
+            check_tunnel_header(&x, &f)
+        };
+        let inner_type = h.gso_type & !GSO_UDP_TUNNEL;
+        let cases: [Case; 13] = [
+            (
+                "both tunnel bits",
+                &|x| x.gso_type |= GSO_UDP_TUNNEL,
+                OffloadError::Tunnel,
+            ),
+            (
+                "no inner type",
+                &|x| x.gso_type = GSO_UDP_TUNNEL_IPV4,
+                OffloadError::GsoType,
+            ),
+            (
+                "inner UFO",
+                &|x| x.gso_type = GSO_UDP_TUNNEL_IPV4 | GSO_UDP,
+                OffloadError::GsoType,
+            ),
+            (
+                "outer IPv6 bit on IPv4",
+                &|x| x.gso_type = GSO_UDP_TUNNEL_IPV6 | inner_type,
+                OffloadError::Mismatch,
+            ),
+            ("gso size 0", &|x| x.gso_size = 0, OffloadError::GsoSize),
+            ("no NEEDS_CSUM", &|x| x.flags = 0, OffloadError::Checksum),
+            (
+                "DATA_VALID too",
+                &|x| x.flags |= F_DATA_VALID,
+                OffloadError::Checksum,
+            ),
+            (
+                "outer UDP off by one",
+                &|x| x.outer_th_offset += 1,
+                OffloadError::Tunnel,
+            ),
+            (
+                "inner IP off by one",
+                &|x| x.inner_nh_offset += 1,
+                OffloadError::Mismatch,
+            ),
+            (
+                "inner IP inside UDP",
+                &|x| x.inner_nh_offset = 40,
+                OffloadError::Tunnel,
+            ),
+            (
+                "inner IP beyond",
+                &|x| x.inner_nh_offset = 0xffff,
+                OffloadError::Tunnel,
+            ),
+            (
+                "csum start outer",
+                &|x| x.csum_start = 34,
+                OffloadError::Checksum,
+            ),
+            (
+                "hdr_len beyond",
+                &|x| x.hdr_len = 0xffff,
+                OffloadError::Length,
+            ),
+        ];
+        for (what, g, want) in cases {
+            let got = with(g);
+            // Off by one into the inner frame can read as any refusal:
+            // it must only be refused.
+            if what == "inner IP off by one" {
+                assert!(got.is_err(), "{what}: {got:?}");
+            } else {
+                assert_eq!(got, Err(want), "{what} ({v6} {udp})");
+            }
+        }
+        // The outer UDP checksum flag is carried through.
+        let csum = with(&|x| x.flags |= F_UDP_TUNNEL_CSUM).unwrap();
+        assert!(csum.tunnel.is_some_and(|t| t.udp_csum));
+        // Every prefix is refused, none panics.
+        for n in 0..f.len() - 1 {
+            assert!(check_tunnel_header(&h, &f[..n]).is_err(), "prefix {n}");
+        }
+    }
 }

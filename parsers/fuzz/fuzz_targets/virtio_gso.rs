@@ -3,6 +3,9 @@
 //! every segment written into a fixed buffer, none longer than it, every
 //! IPv4 header and L4 checksum right, the payloads adding up to the
 //! frame's; `complete_csum` on a copy writes only the checksum field.
+//! The same bytes read as a 24-byte UDP-tunnel header and its outer frame:
+//! whatever `check_tunnel_header` accepts has its offsets in order and an
+//! inner frame that segments.
 //! Seeds: ../seeds_gso (header + super-frame, from `cargo test -p
 //! shunt-parsers --test gso -- --ignored write_fuzz_seeds`).
 

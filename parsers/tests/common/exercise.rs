@@ -325,13 +325,67 @@ pub fn tcp(data: &[u8]) {
 /// 16-bit payload length.
 pub const GSO_OUT_LEN: usize = 40 + 65535;
 
+/// `data` = a 24-byte tunnel header, then the outer frame. Whatever
+/// `check_tunnel_header` accepts with a tunnel: its offsets lie in the
+/// frame in order, the header the switch writes back for it is accepted
+/// the same, and the inner frame (where decapsulation puts it) is a plain
+/// super-frame that `check_header` accepts again and that segments (the
+/// segments themselves are checked by [`virtio_gso`] on that frame).
+pub fn virtio_tunnel(data: &[u8], out: &mut [u8]) {
+    use shunt_parsers::gso;
+    use shunt_parsers::virtio_net::{Csum, Offload, VirtioNetHdr, VNET_HDR_TNL_LEN};
+
+    let Ok(h) = VirtioNetHdr::parse_tnl(data) else {
+        return;
+    };
+    let frame = data.get(VNET_HDR_TNL_LEN..).unwrap_or(&[]);
+    let Ok(off) = gso::check_tunnel_header(&h, frame) else {
+        return;
+    };
+    let Some(t) = off.tunnel else {
+        // No tunnel bit: the plain check's verdict.
+        assert_eq!(gso::check_header(&h, frame), Ok(off));
+        return;
+    };
+    assert!(gso::check_header(&h, frame).is_err());
+    let c = off
+        .csum
+        .expect("a tunnel super-frame asks for its checksum");
+    assert!(t.outer_l4 < t.inner_l3 && t.inner_l3 < c.start && c.start < t.hdr_end);
+    assert!(usize::from(t.hdr_end) <= frame.len());
+    let back = VirtioNetHdr::parse_tnl(&off.to_header(0, 0).to_bytes_tnl()).expect("24 bytes");
+    assert_eq!(gso::check_tunnel_header(&back, frame), Ok(off));
+    let at = usize::from(t.inner_l3) - 14;
+    let inner = Offload {
+        tunnel: None,
+        csum: Some(Csum {
+            start: c.start - at as u16,
+            offset: c.offset,
+        }),
+        ..off
+    };
+    let f = &frame[at..];
+    let again = gso::check_header(&inner.to_header(0, 0), f).expect("inner re-check");
+    assert_eq!(
+        (again.gso, again.gso_size, again.csum),
+        (inner.gso, inner.gso_size, inner.csum)
+    );
+    let seg = gso::Segmenter::new(f, &inner).expect("the inner frame segments");
+    for i in 0..seg.count {
+        assert!(seg.write_l3(f, i, out).is_some(), "segment {i}");
+    }
+}
+
 /// `data` = a 12-byte virtio-net header, then the frame. Whatever
 /// `check_header` accepts must segment: every segment written, none longer
-/// than the buffer, every checksum right, the payload adding up.
+/// than the buffer, every checksum right, the payload adding up. The same
+/// bytes are also read as a 24-byte tunnel header and its frame
+/// ([`virtio_tunnel`]).
 pub fn virtio_gso(data: &[u8], out: &mut [u8]) {
     use shunt_parsers::gso;
     use shunt_parsers::virtio_net::{Gso, VirtioNetHdr, VNET_HDR_LEN};
 
+    virtio_tunnel(data, out);
     let Ok(h) = VirtioNetHdr::parse(data) else {
         return;
     };

@@ -183,6 +183,7 @@ pub fn build(s: &Spec) -> (Vec<u8>, VirtioNetHdr, Built) {
         csum_start: l4 as u16,
         csum_offset: if s.udp { 6 } else { 16 },
         num_buffers: 0,
+        ..VirtioNetHdr::default()
     };
     (f, h, Built { l3, l4, payload })
 }

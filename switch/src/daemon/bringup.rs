@@ -119,6 +119,11 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
         .map_err(nerr(&p.name))?;
         devs[pi] = Some(Device::tap(tap));
     }
+    // VXLAN: the underlay TAP takes whole encapsulated super-frames where
+    // the kernel can (port/tap.rs, docs/offloads.md).
+    if let Some(Some(Device::Tap(t, _))) = topo.vtep.as_ref().and_then(|v| devs.get(v.port)) {
+        crate::port::tap::offer_underlay_tunnel(t);
+    }
     devs.into_iter()
         .enumerate()
         .map(|(i, t)| {

@@ -30,6 +30,7 @@ use crate::ids::{Egress, PortId};
 use crate::port::{Offload, Offloads};
 use crate::stack::underlay::Underlay;
 use shunt_parsers::gso::{self, Segmenter};
+use shunt_parsers::virtio_net::{Csum, Tunnel};
 use shunt_parsers::vlan::{pop_tag, push_tag, set_outer_tag, Untagged, MACS_LEN};
 use shunt_parsers::EtherType;
 use std::sync::atomic::Ordering::Relaxed;
@@ -197,13 +198,21 @@ pub fn run(
         let queue = tx.queue(to);
         let dev = device(ctx.plan, to)
             .filter(|d| ctx.port_up.get(d.index()).is_some_and(|u| u.load(Relaxed)));
-        // A remote VTEP takes no offload: the outer header is ours.
-        let takes = match (to, dev) {
-            (Egress::Port(_), Some(d)) => ctx
-                .plan
+        let of = |d: PortId| {
+            ctx.plan
                 .ports
                 .get(d.index())
-                .map_or(Offloads::default(), |p| p.offloads),
+                .map_or(Offloads::default(), |p| p.offloads)
+        };
+        // A remote VTEP takes no checksum offload (the outer header is
+        // ours); super-frames go whole inside the tunnel where the
+        // underlay takes UDP-tunnel GSO.
+        let takes = match (to, dev) {
+            (Egress::Port(_), Some(d)) => of(d),
+            (Egress::Vtep(_), Some(d)) => Offloads {
+                udp_tunnel: of(d).udp_tunnel,
+                ..Offloads::default()
+            },
             _ => Offloads::default(),
         };
         for &e in queue {
@@ -253,6 +262,13 @@ fn offloaded(
     let pc = ctx.counters.port(c.to);
     let i = c.frame;
     let m = batch.meta[i];
+    if takes.udp_tunnel && m.off.gso.is_some() && matches!(c.to, Egress::Vtep(_)) {
+        if let Some(ed) = tunneled(ctx.plan, underlay, c.to, e, &m, batch.frame(i))? {
+            pc.tx_gso_whole.add(1);
+            send(batch, c, Out::Frame(&ed));
+            return Ok(());
+        }
+    }
     if takes.take(&m.off) {
         let mut ed = edit(ctx.plan, underlay, c.to, e, &m, batch.frame(i), None)?;
         let shift = ed.shift();
@@ -331,6 +347,60 @@ fn offloaded(
     Ok(())
 }
 
+/// A super-frame for remote VTEP `to` encapsulated once, for an underlay
+/// that takes UDP-tunnel GSO: one outer header whose IPv4 total length and
+/// UDP length say the whole frame (the kernel rewrites them, the IPv4 id
+/// and header checksum per segment, as `inet_gso_segment` and
+/// `__skb_udp_tunnel_segment` do; the outer UDP checksum stays 0, as in
+/// the segments the switch makes itself), and the tunnel header: the inner
+/// L4 checksum to finish, the outer UDP and inner IP offsets. The MTU check
+/// is on the longest segment, as in software. `Ok(None)`: the whole would
+/// not fit the outer IPv4 length field: segmented in software instead.
+fn tunneled(
+    plan: &Plan,
+    underlay: Option<&Underlay>,
+    to: Egress,
+    e: TxEntry,
+    m: &Meta,
+    f: &[u8],
+) -> Result<Option<Edit>, DropReason> {
+    let s = Segmenter::new(f, &m.off).map_err(|_| DropReason::BadOffload)?;
+    let csum = m.off.csum.ok_or(DropReason::BadOffload)?;
+    let tag_len = usize::from(m.tag_len);
+    let inner_len = f.len().saturating_sub(tag_len);
+    // The outer frame must fit the outer IPv4 length field, and a
+    // receiving TAP's 64 KiB read (port/tap.rs): the frame itself at most
+    // 65,535 bytes.
+    if inner_len + super::vxlan::OVERHEAD > usize::from(u16::MAX) {
+        return Ok(None);
+    }
+    let longest = s.l3 + s.segment_l3_len(0);
+    let mut ed = edit_sized(plan, underlay, to, e, m, f, Some(inner_len), Some(longest))?;
+    let at = |x: usize| u16::try_from(super::vxlan::OVERHEAD + x - tag_len);
+    let bad = |_| DropReason::BadOffload;
+    ed.off = Offload {
+        csum: Some(Csum {
+            start: at(s.l4()).map_err(bad)?,
+            offset: csum.offset,
+        }),
+        data_valid: false,
+        tunnel: Some(Tunnel {
+            outer_v6: false,
+            udp_csum: false,
+            outer_l4: OUTER_L4 as u16,
+            inner_l3: at(s.l3).map_err(bad)?,
+            hdr_end: at(s.payload).map_err(bad)?,
+        }),
+        ..m.off
+    };
+    Ok(Some(ed))
+}
+
+/// Where the outer IPv4 header starts, and the outer UDP header, in a
+/// VXLAN frame (Ethernet, IPv4 without options, UDP).
+const OUTER_L3: usize = shunt_parsers::ethernet::HEADER_LEN;
+const OUTER_L4: usize = OUTER_L3 + shunt_parsers::ipv4::HEADER_LEN;
+
 /// The port the frames queued for `to` leave by: the port itself, the
 /// underlay for a remote VTEP; None for the switch's stack (never queued)
 /// or a VTEP without a VXLAN plan.
@@ -356,6 +426,24 @@ fn edit(
     f: &[u8],
     seg_len: Option<usize>,
 ) -> Result<Edit, DropReason> {
+    edit_sized(plan, underlay, to, e, m, f, seg_len, seg_len)
+}
+
+/// [`edit`] whose outer header says `seg_len` (the frame sent) while the
+/// underlay's MTU is checked against `mtu_len` (its longest segment, for
+/// a super-frame sent whole).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn edit_sized(
+    plan: &Plan,
+    underlay: Option<&Underlay>,
+    to: Egress,
+    e: TxEntry,
+    m: &Meta,
+    f: &[u8],
+    seg_len: Option<usize>,
+    mtu_len: Option<usize>,
+) -> Result<Edit, DropReason> {
     let tag_len = usize::from(m.tag_len);
     // Classify let no frame this short through; `--bare` does not
     // classify, so check rather than trust.
@@ -373,7 +461,9 @@ fn edit(
         .and_then(|n| n.vni);
     // A segment is as long as it is, not as its super-frame.
     let inner_len = seg_len.unwrap_or(f.len()).saturating_sub(tag_len);
-    let outer = super::vxlan::outer_header_for(v, underlay, k, vni, f, tag_len, inner_len)?;
+    let mtu_len = mtu_len.unwrap_or(f.len()).saturating_sub(tag_len);
+    let outer =
+        super::vxlan::outer_header_checked(v, underlay, k, vni, f, tag_len, inner_len, mtu_len)?;
     Ok(Edit {
         tag: None,
         tci: None,

@@ -136,6 +136,14 @@ impl Plan {
                 // classify adds the tag's 4 bytes for tagged frames.
                 max_frame: p.mtu as usize + shunt_parsers::ethernet::HEADER_LEN,
                 offloads: match p.kind {
+                    // The underlay TAP, given UDP-tunnel GSO at bring-up
+                    // where the kernel has it (port/tap.rs).
+                    PortKind::Tap if t.vtep.as_ref().is_some_and(|v| v.port == pi) => {
+                        crate::port::Offloads {
+                            udp_tunnel: crate::port::tap::udp_tunnel_gso(),
+                            ..crate::port::Offloads::ALL
+                        }
+                    }
                     PortKind::Tap | PortKind::Packet => crate::port::Offloads::ALL,
                     PortKind::Afxdp => crate::port::Offloads::default(),
                 },

@@ -190,14 +190,24 @@ pub fn record(
         for e in tx.queue(p) {
             if e.frame as usize == i && (r.n_out as usize) < MAX_OUT {
                 r.out[r.n_out as usize] = (p, e.vid);
-                // Only ports take offloads (docs/offloads.md).
+                // Ports take offloads; a remote VTEP takes a super-frame
+                // whole where the underlay takes UDP-tunnel GSO
+                // (docs/offloads.md; edit.rs may still cut one whose
+                // outer frame would pass 64 KiB).
+                let of =
+                    |q: crate::ids::PortId| ctx.plan.ports.get(q.index()).map(|pl| pl.offloads);
                 let takes = match p {
-                    Egress::Port(q) => ctx
-                        .plan
-                        .ports
-                        .get(q.index())
-                        .is_some_and(|pl| pl.offloads.take(&m.off)),
-                    _ => false,
+                    Egress::Port(q) => of(q).is_some_and(|o| o.take(&m.off)),
+                    Egress::Vtep(_) => {
+                        m.off.gso.is_some()
+                            && ctx
+                                .plan
+                                .vxlan
+                                .as_ref()
+                                .and_then(|v| of(v.underlay))
+                                .is_some_and(|o| o.udp_tunnel)
+                    }
+                    Egress::Stack => false,
                 };
                 if takes {
                     r.whole |= 1 << r.n_out;

@@ -163,11 +163,20 @@ pub fn decap_run(ctx: &Context, v: &VxlanPlan, batch: &mut Batch) -> usize {
                 // The underlay TAP may leave the inner L4 checksum to do
                 // (an encapsulated CHECKSUM_PARTIAL): it now counts from
                 // the inner frame. One left in the outer header goes with
-                // it. The TAP is not offered tunnel GSO, so no super-frame
-                // comes this way.
+                // it. A UDP-tunnel super-frame (an underlay TAP with
+                // tunnel GSO) becomes the inner super-frame, a plain one,
+                // if its header's inner offset is where this VXLAN
+                // header says the inner frame is; a plain super-frame on
+                // the underlay is no VXLAN the kernel makes.
                 if m.off.gso.is_some() {
-                    m.verdict = Verdict::Drop(DropReason::BadOffload);
-                    continue;
+                    let inner_l3 = inner_off + shunt_parsers::ethernet::HEADER_LEN;
+                    match m.off.tunnel {
+                        Some(t) if usize::from(t.inner_l3) == inner_l3 => m.off.tunnel = None,
+                        _ => {
+                            m.verdict = Verdict::Drop(DropReason::BadOffload);
+                            continue;
+                        }
+                    }
                 }
                 m.off.csum = m.off.csum.and_then(|c| {
                     Some(Csum {
@@ -302,13 +311,31 @@ pub fn outer_header_for(
     tag_len: usize,
     inner_len: usize,
 ) -> Result<[u8; OVERHEAD], DropReason> {
+    outer_header_checked(v, ul, k, vni, f, tag_len, inner_len, inner_len)
+}
+
+/// [`outer_header_for`] whose lengths say `inner_len` while the underlay's
+/// MTU is checked against `mtu_len`: a super-frame sent whole (UDP-tunnel
+/// GSO) is too big only if its longest segment is.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn outer_header_checked(
+    v: &VxlanPlan,
+    ul: Option<&Underlay>,
+    k: VtepId,
+    vni: Option<u32>,
+    f: &[u8],
+    tag_len: usize,
+    inner_len: usize,
+    mtu_len: usize,
+) -> Result<[u8; OVERHEAD], DropReason> {
     let Some(vni) = vni else {
         return Err(DropReason::NoDestination);
     };
     let Some(&dst_ip) = v.remotes.get(k.index()) else {
         return Err(DropReason::NoDestination);
     };
-    if inner_len + OVERHEAD > v.max_outer {
+    if mtu_len + OVERHEAD > v.max_outer {
         return Err(DropReason::VxlanTooBig);
     }
     let dst_mac = ul

@@ -97,21 +97,26 @@ impl KindCell {
 
 /// What a port takes on transmit, through the virtio-net header in front
 /// of each frame: a checksum left to compute (`csum`), TCP super-frames
-/// (`tso`), UDP super-frames (`uso`). Where a copy's egress lacks one, the
-/// switch does the work in software first (docs/offloads.md).
+/// (`tso`), UDP super-frames (`uso`), super-frames inside a UDP tunnel
+/// (`udp_tunnel`: a VXLAN underlay TAP on Linux 6.17+, with the 24-byte
+/// header). Where a copy's egress lacks one, the switch does the work in
+/// software first (docs/offloads.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Offloads {
     pub csum: bool,
     pub tso: bool,
     pub uso: bool,
+    pub udp_tunnel: bool,
 }
 
 impl Offloads {
-    /// Everything a TAP with the virtio-net header takes.
+    /// Everything a TAP with the virtio-net header takes (tunnels aside:
+    /// only the underlay is offered them).
     pub const ALL: Offloads = Offloads {
         csum: true,
         tso: true,
         uso: true,
+        udp_tunnel: false,
     };
 
     /// Whether a frame with offload state `off` can go out as it is.
@@ -122,7 +127,7 @@ impl Offloads {
             Gso::Tcp4 | Gso::Tcp6 => self.tso,
             Gso::Udp4 | Gso::Udp6 => self.uso,
         };
-        gso && (off.csum.is_none() || self.csum)
+        gso && (off.csum.is_none() || self.csum) && (off.tunnel.is_none() || self.udp_tunnel)
     }
 }
 

@@ -1,24 +1,30 @@
 //! TAP ports: one file descriptor per device, non-blocking, one read or one
 //! write system call per frame (the kernel's TAP interface offers no batch).
 //!
-//! Every TAP is opened with the virtio-net header (`IFF_VNET_HDR`, 12 bytes:
-//! `virtio_net_hdr_v1`) and offers the kernel checksum, TSO and USO
-//! offload (`TUNSETOFFLOAD`): the host's stack hands over 64 KiB TCP
-//! super-frames with their checksum left to compute, as it does to a
-//! virtio-net NIC, and takes them back the same way. The header is read and
-//! written in the same system call as the frame (readv/writev).
+//! Every TAP is opened with the virtio-net header (`IFF_VNET_HDR`) and
+//! offers the kernel checksum, TSO and USO offload (`TUNSETOFFLOAD`): the
+//! host's stack hands over 64 KiB TCP super-frames with their checksum left
+//! to compute, as it does to a virtio-net NIC, and takes them back the same
+//! way. The header is read and written in the same system call as the
+//! frame (readv/writev). It is 24 bytes on every TAP
+//! (`virtio_net_hdr_v1_hash_tunnel`, `TAP_HDR_LEN`): the 12 of
+//! `virtio_net_hdr_v1`, then the hash report and the two UDP-tunnel
+//! offsets, which only a TAP offered UDP-tunnel GSO uses (the VXLAN
+//! underlay, [`Tap::enable_udp_tunnel`], Linux 6.17+); on any other the
+//! kernel writes zeros there (or, before 6.17, skips them) and ignores what
+//! we write.
 //!
 //! A TAP that plugs in a host is created in the switch's namespace under a
 //! temporary name and then moved into the host's namespace as `eth0`
 //! (daemon/plug.rs): a TAP opened inside the host's namespace would keep that
 //! namespace alive. The descriptor keeps working across the move.
 
-use shunt_parsers::virtio_net::{Offload, VirtioNetHdr, VNET_HDR_LEN};
+use shunt_parsers::virtio_net::{Offload, VirtioNetHdr, VNET_HDR_TNL_LEN};
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 
 use super::uring::{TapRing, TxTag, RX_MIN};
@@ -42,6 +48,23 @@ const TUN_F_TSO_ECN: libc::c_uint = 0x08;
 /// UDP segmentation (Linux 6.2+).
 const TUN_F_USO4: libc::c_uint = 0x20;
 const TUN_F_USO6: libc::c_uint = 0x40;
+/// UDP-tunnel GSO (Linux 6.17+, "tun: enable UDP tunnel GSO"): needs a
+/// header of 24 bytes and some plain GSO offered with it.
+const TUN_F_UDP_TUNNEL_GSO: libc::c_uint = 0x80;
+/// ... with the outer UDP checksum made per segment.
+const TUN_F_UDP_TUNNEL_GSO_CSUM: libc::c_uint = 0x100;
+
+/// The virtio-net header in front of every frame on a TAP.
+pub const TAP_HDR_LEN: usize = VNET_HDR_TNL_LEN;
+
+/// Whether this kernel gave some TAP UDP-tunnel GSO (the plan offers it
+/// to the underlay on that word: it is the kernel's property).
+static UDP_TUNNEL_GSO: AtomicBool = AtomicBool::new(false);
+
+/// Whether a TAP was given UDP-tunnel GSO in this process.
+pub fn udp_tunnel_gso() -> bool {
+    UDP_TUNNEL_GSO.load(Relaxed)
+}
 
 /// `struct ifreq` as TUNSETIFF reads it: the name, then the flags; padded to
 /// the kernel's 40 bytes.
@@ -80,6 +103,8 @@ pub struct Tap {
     name: String,
     /// What the kernel agreed to hand us (and so takes from us).
     offloads: super::Offloads,
+    /// UDP-tunnel GSO agreed ([`Tap::enable_udp_tunnel`]).
+    tunnel: AtomicBool,
 }
 
 impl Tap {
@@ -107,7 +132,30 @@ impl Tap {
             queues: queues.into_boxed_slice(),
             name: name.to_string(),
             offloads,
+            tunnel: AtomicBool::new(false),
         })
+    }
+
+    /// Offers the kernel UDP-tunnel super-frames (and their outer UDP
+    /// checksum) on every queue, with what was agreed at open: the VXLAN
+    /// underlay then hands over and takes whole encapsulated super-frames.
+    /// `Ok(false)` where the kernel does not know them (before 6.17:
+    /// `EINVAL`); the TAP then keeps what it had.
+    pub fn enable_udp_tunnel(&self) -> io::Result<bool> {
+        let mut flags = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+        if self.offloads.uso {
+            flags |= TUN_F_USO4 | TUN_F_USO6;
+        }
+        for (i, q) in self.queues.iter().enumerate() {
+            match set_offload_flags(q, flags | TUN_F_UDP_TUNNEL_GSO | TUN_F_UDP_TUNNEL_GSO_CSUM) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && i == 0 => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        self.tunnel.store(true, Relaxed);
+        UDP_TUNNEL_GSO.store(true, Relaxed);
+        Ok(true)
     }
 
     /// Queues of this TAP (each a descriptor).
@@ -137,15 +185,10 @@ impl Tap {
     /// frame's length; a frame longer than `buf` comes back cut.
     /// From queue `q`.
     #[inline]
-    pub fn recv(
-        &self,
-        q: usize,
-        hdr: &mut [u8; VNET_HDR_LEN],
-        buf: &mut [u8],
-    ) -> io::Result<usize> {
+    pub fn recv(&self, q: usize, hdr: &mut [u8; TAP_HDR_LEN], buf: &mut [u8]) -> io::Result<usize> {
         let mut iov = [IoSliceMut::new(hdr), IoSliceMut::new(buf)];
         let n = self.queue(q).read_vectored(&mut iov)?;
-        Ok(n.saturating_sub(VNET_HDR_LEN))
+        Ok(n.saturating_sub(TAP_HDR_LEN))
     }
 
     /// Writes one frame gathered from `parts` (so a tag can be pushed or
@@ -155,7 +198,7 @@ impl Tap {
     #[inline]
     pub fn send(&self, q: usize, parts: &[IoSlice<'_>]) -> io::Result<usize> {
         let n = self.queue(q).write_vectored(parts)?;
-        Ok(n.saturating_sub(VNET_HDR_LEN))
+        Ok(n.saturating_sub(TAP_HDR_LEN))
     }
 
     /// Turns the device's carrier on or off: the host sees `NO-CARRIER`
@@ -173,7 +216,37 @@ impl Tap {
 
     /// What this TAP takes (and hands over) through its header.
     pub fn offloads(&self) -> super::Offloads {
-        self.offloads
+        super::Offloads {
+            udp_tunnel: self.tunnel(),
+            ..self.offloads
+        }
+    }
+
+    /// Whether the kernel hands over (and takes) UDP-tunnel super-frames.
+    #[inline]
+    pub fn tunnel(&self) -> bool {
+        self.tunnel.load(Relaxed)
+    }
+}
+
+/// Offers the VXLAN underlay TAP `t` UDP-tunnel GSO and says what came of
+/// it (the switch works either way: without it, super-frames for remote
+/// VTEPs are segmented in software).
+pub fn offer_underlay_tunnel(t: &Tap) {
+    match t.enable_udp_tunnel() {
+        Ok(true) => crate::say!(
+            "underlay {}: UDP-tunnel GSO on (super-frames encapsulated whole)",
+            t.name()
+        ),
+        Ok(false) => crate::say!(
+            "underlay {}: this kernel has no UDP-tunnel GSO on TAPs (6.17+): \
+             super-frames for remote VTEPs are segmented in software",
+            t.name()
+        ),
+        Err(e) => crate::say!(
+            "underlay {}: UDP-tunnel GSO refused ({e}): segmenting in software",
+            t.name()
+        ),
     }
 }
 
@@ -212,7 +285,7 @@ fn open_queue(name: &str, multi: bool) -> Result<(File, super::Offloads), TapErr
         what,
         source,
     };
-    let hdr_len = VNET_HDR_LEN as libc::c_int;
+    let hdr_len = TAP_HDR_LEN as libc::c_int;
     // SAFETY: TUNSETVNETHDRSZ reads one int from the pointer, which
     // points at a live local; the descriptor is an open TAP.
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETVNETHDRSZ as _, &hdr_len) };
@@ -227,17 +300,7 @@ fn open_queue(name: &str, multi: bool) -> Result<(File, super::Offloads), TapErr
 /// on kernels that know it (6.2+), USO. Returns what was agreed.
 fn set_offload(file: &File) -> io::Result<super::Offloads> {
     let base = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
-    let ioctl = |flags: libc::c_uint| {
-        // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned
-        // int of flags); the descriptor is an open TAP.
-        let rc =
-            unsafe { libc::ioctl(file.as_raw_fd(), TUNSETOFFLOAD as _, flags as libc::c_ulong) };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
-    };
+    let ioctl = |flags| set_offload_flags(file, flags);
     match ioctl(base | TUN_F_USO4 | TUN_F_USO6) {
         Ok(()) => Ok(super::Offloads::ALL),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -248,6 +311,19 @@ fn set_offload(file: &File) -> io::Result<super::Offloads> {
             })
         }
         Err(e) => Err(e),
+    }
+}
+
+/// TUNSETOFFLOAD with `flags` (the kernel answers EINVAL for a flag it
+/// does not know).
+fn set_offload_flags(file: &File, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned int of
+    // flags); the descriptor is an open TAP.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETOFFLOAD as _, flags as libc::c_ulong) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
     }
 }
 
@@ -296,12 +372,17 @@ impl<'a> TapQueue<'a> {
 
 /// A received frame's entry from its virtio-net header: a header that does
 /// not fit its frame is reported in `Rx::off` (the frame is dropped as
-/// `bad_offload`).
+/// `bad_offload`). `tunnel`: the TAP takes UDP-tunnel GSO, so the header's
+/// tunnel offsets are read and a tunnel super-frame is checked as one
+/// (elsewhere its tunnel bits are refused).
 #[inline]
-pub(super) fn rx_entry(hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> super::Rx {
-    let off = VirtioNetHdr::parse(hdr)
-        .map_err(|_| shunt_parsers::virtio_net::OffloadError::Length)
-        .and_then(|h| Offload::from_header(&h, frame));
+pub(super) fn rx_entry(hdr: &[u8; TAP_HDR_LEN], frame: &[u8], tunnel: bool) -> super::Rx {
+    let off = if tunnel {
+        VirtioNetHdr::parse_tnl(hdr).map(|h| Offload::from_tunnel_header(&h, frame))
+    } else {
+        VirtioNetHdr::parse(hdr).map(|h| Offload::from_header(&h, frame))
+    };
+    let off = off.unwrap_or(Err(shunt_parsers::virtio_net::OffloadError::Length));
     super::Rx {
         start: super::HEADROOM as u16,
         len: frame.len().min(super::MAX_FRAME) as u16,
@@ -327,7 +408,7 @@ impl super::Port for TapQueue<'_> {
     fn caps(&self) -> super::Caps {
         super::Caps {
             zero_copy: false,
-            offloads: self.tap.offloads,
+            offloads: self.tap.offloads(),
             queues: self.tap.queues() as u16,
         }
     }
@@ -349,7 +430,7 @@ impl super::Port for TapQueue<'_> {
             let cell = &self.tap.rx_want[self.q.min(self.tap.rx_want.len() - 1)];
             let want = usize::from(cell.load(Relaxed)).clamp(RX_MIN, max.max(RX_MIN));
             let fd = self.tap.queue(self.q).as_raw_fd();
-            let r = ring.recv(fd, want, slots, got);
+            let r = ring.recv(fd, want, slots, got, self.tap.tunnel());
             let n = match &r {
                 Ok(n) => *n,
                 Err(e) => e.received,
@@ -367,10 +448,11 @@ impl super::Port for TapQueue<'_> {
             let Some(area) = slot.get_mut(super::HEADROOM..end) else {
                 break;
             };
-            let mut hdr = [0u8; VNET_HDR_LEN];
+            let mut hdr = [0u8; TAP_HDR_LEN];
             match self.tap.recv(self.q, &mut hdr, area) {
                 Ok(len) => {
-                    got[n] = rx_entry(&hdr, area.get(..len).unwrap_or_default());
+                    let frame = area.get(..len).unwrap_or_default();
+                    got[n] = rx_entry(&hdr, frame, self.tap.tunnel());
                     n += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -390,7 +472,7 @@ impl super::Port for TapQueue<'_> {
     /// `off` is the frame's offload state as the edit stage left it
     /// (checksum start already moved for a tag change).
     fn send(&mut self, parts: &[&[u8]], off: &Offload) -> Result<usize, super::TxError> {
-        let hdr = off.to_header(0, 0).to_bytes();
+        let hdr = off.to_header(0, 0).to_bytes_tnl();
         if let (Some(ring), Some(tag)) = (self.ring.as_deref_mut(), self.tag) {
             let len: usize = parts.iter().map(|p| p.len()).sum();
             if ring.fits(len) {

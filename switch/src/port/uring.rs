@@ -2,7 +2,7 @@
 //! `io_uring_enter(2)` instead of one `readv(2)` or `writev(2)` each.
 //!
 //! Receive: one READ per slot of the batch, submitted together; each lands
-//! at `HEADROOM - 12` so the virtio-net header ends where the frame starts.
+//! at `HEADROOM - 24` so the virtio-net header (24 bytes, tap.rs) ends where the frame starts.
 //! The TAP descriptors are non-blocking, so io_uring tries every read
 //! inline and an empty queue answers `EAGAIN` at once: all the reads have
 //! completed when the call returns. How many reads go is adapted per queue
@@ -21,10 +21,10 @@
 //! calls, and the completion queue is empty between them.
 
 use super::tap::Tap;
+use super::tap::TAP_HDR_LEN as VNET_HDR_LEN;
 use super::{Rx, RxError, Slots, TxError, HEADROOM, MAX_FRAME};
 use crate::ids::{Egress, PortId};
 use io_uring::{opcode, types, IoUring};
-use shunt_parsers::virtio_net::VNET_HDR_LEN;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
@@ -114,13 +114,14 @@ impl TapRing {
     }
 
     /// Receives up to `want` frames (at most the batch) from `fd` into
-    /// `slots` from slot 0, each read at `HEADROOM - 12`. Returns how many.
+    /// `slots` from slot 0, each read at `HEADROOM - 24`. Returns how many.
     pub fn recv(
         &mut self,
         fd: RawFd,
         want: usize,
         slots: &mut Slots,
         got: &mut [Rx],
+        tunnel: bool,
     ) -> Result<usize, RxError> {
         let n = want.min(got.len()).min(slots.len()).min(self.rx_res.len());
         let start = HEADROOM - VNET_HDR_LEN;
@@ -187,7 +188,7 @@ impl TapRing {
             let s = slots.slot(out);
             let mut hdr = [0u8; VNET_HDR_LEN];
             hdr.copy_from_slice(&s[start..HEADROOM]);
-            got[out] = super::tap::rx_entry(&hdr, &s[HEADROOM..HEADROOM + len]);
+            got[out] = super::tap::rx_entry(&hdr, &s[HEADROOM..HEADROOM + len], tunnel);
             out += 1;
         }
         Ok(out)
@@ -356,7 +357,9 @@ mod tests {
         let mut slots = Slots::new(crate::ids::BATCH);
         let mut got = [Rx::default(); crate::ids::BATCH];
         let t0 = Instant::now();
-        let n = ring.recv(fd(&tap), 8, &mut slots, &mut got).expect("recv");
+        let n = ring
+            .recv(fd(&tap), 8, &mut slots, &mut got, false)
+            .expect("recv");
         assert_eq!(n, 0);
         assert!(t0.elapsed() < Duration::from_millis(500));
         assert!(ip(&["link", "set", name, "up"]));
@@ -366,7 +369,9 @@ mod tests {
             .args(["-c", "3", "-i", "0.2", "-W", "1", "10.213.77.2"])
             .output();
         let t0 = Instant::now();
-        let n = ring.recv(fd(&tap), 16, &mut slots, &mut got).expect("recv");
+        let n = ring
+            .recv(fd(&tap), 16, &mut slots, &mut got, false)
+            .expect("recv");
         assert!(t0.elapsed() < Duration::from_millis(500));
         assert!(n >= 1, "no frame came");
         let f = &slots.slot(0)[HEADROOM..HEADROOM + got[0].len as usize];

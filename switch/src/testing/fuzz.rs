@@ -28,7 +28,9 @@ use crate::stack::dns;
 use crate::stack::iface::{self, Host, HostConfig, Reply};
 use crate::stack::names::{Names, Rotation};
 use crate::stack::{NetCounters, StackPkt};
-use shunt_parsers::virtio_net::{Offload, OffloadError, VirtioNetHdr, VNET_HDR_LEN};
+use shunt_parsers::virtio_net::{
+    Offload, OffloadError, VirtioNetHdr, VNET_HDR_LEN, VNET_HDR_TNL_LEN,
+};
 use shunt_parsers::{vxlan, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, MacAddr, UdpPacket};
 use std::sync::{Arc, OnceLock};
 
@@ -113,6 +115,14 @@ fn fresh_rig(topo: &Topology) -> Rig {
         Ok(r) => r,
         Err(e) => panic!("the switch's stack's queues: {e}"),
     };
+    // The underlay takes UDP-tunnel super-frames (as a TAP underlay on
+    // Linux 6.17+): both the encapsulate-once path and the decapsulation
+    // of tunnel super-frames are fuzzed.
+    if let Some(v) = &topo.vtep {
+        if let Some(p) = rig.plan.ports.get_mut(v.port) {
+            p.offloads.udp_tunnel = p.offloads.tso;
+        }
+    }
     add_statics(&mut rig, topo);
     rig
 }
@@ -294,17 +304,27 @@ fn run_batch(
         p.clear_sent();
     }
     rig.tx.clear();
+    let underlay_in = topo.vtep.as_ref().is_some_and(|v| v.port == ingress);
     let pushed = frames
         .drain(..)
         .filter(|&(f, vnet)| {
             if !vnet {
                 return rig.ports[ingress].push(f);
             }
-            // As a TAP reads it: the header, then the frame it describes.
-            let (hdr, frame) = f.split_at(VNET_HDR_LEN.min(f.len()));
-            let off = VirtioNetHdr::parse(hdr)
-                .map_err(|_| OffloadError::Length)
-                .and_then(|h| Offload::from_header(&h, frame));
+            // As a TAP reads it: the header, then the frame it describes;
+            // the underlay's is the 24-byte tunnel header.
+            let len = if underlay_in {
+                VNET_HDR_TNL_LEN
+            } else {
+                VNET_HDR_LEN
+            };
+            let (hdr, frame) = f.split_at(len.min(f.len()));
+            let off = if underlay_in {
+                VirtioNetHdr::parse_tnl(hdr).map(|h| Offload::from_tunnel_header(&h, frame))
+            } else {
+                VirtioNetHdr::parse(hdr).map(|h| Offload::from_header(&h, frame))
+            };
+            let off = off.unwrap_or(Err(OffloadError::Length));
             rig.ports[ingress].push_offload(frame, off)
         })
         .count();
