@@ -145,13 +145,9 @@ impl Running {
         // The process's CPU is read while it is a zombie: exited, its
         // times final, not yet reaped.
         let mut cpu = None;
-        loop {
-            if let Some((state, secs)) = stat(pid) {
-                if state == 'Z' {
-                    cpu = Some(secs);
-                    break;
-                }
-            } else {
+        while let Some((state, secs)) = stat(pid) {
+            if state == 'Z' {
+                cpu = Some(secs);
                 break;
             }
             if Instant::now() > deadline || super::interrupted() {
