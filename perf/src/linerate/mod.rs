@@ -197,6 +197,11 @@ pub struct BenchArgs {
     /// per frame size and round (--rounds), in the order given.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub capture: Vec<CaptureMode>,
+    /// The --capture trials offer this many frames/s (0: as fast as the
+    /// generator can, a flood): below the switch's limit its CPU per frame
+    /// is the capture's cost alone, not shared with a saturated core.
+    #[arg(long, default_value_t = 0.0)]
+    pub capture_rate: f64,
     /// Seconds of no traffic after each switch starts, over which its CPU
     /// use is measured (/proc/PID/stat); 0: not measured.
     #[arg(long, default_value_t = 0.0)]
@@ -332,6 +337,8 @@ pub struct Report {
     pub tap_io: Vec<TapIo>,
     /// Every switch started, in order, with its modes as they ran.
     pub switches: Vec<SwitchRun>,
+    /// `--capture-rate`: the capture trials' offered rate (None: a flood).
+    pub capture_rate: Option<f64>,
     /// `--capture`: every trial, in the order run.
     pub capture: Vec<capture::CaptureTrial>,
     /// Per size, path and capture mode: medians of the rounds.
@@ -412,6 +419,11 @@ fn validate(args: &mut BenchArgs) -> Result<(), BenchError> {
     if !args.tap_io.is_empty() && args.port_kind != PortKind::Tap {
         return Err(BenchError::Usage(
             "--tap-io: it sets how TAP frames move; add --port-kind tap".into(),
+        ));
+    }
+    if !(args.capture_rate >= 0.0 && args.capture_rate <= 1e8) {
+        return Err(BenchError::Usage(
+            "--capture-rate: give frames/s in [0, 100000000] (0: a flood)".into(),
         ));
     }
     if !(args.idle_cpu >= 0.0 && args.idle_cpu <= 600.0) {
@@ -713,6 +725,7 @@ fn measure(
         polls: args.poll.clone(),
         tap_io: args.tap_io.clone(),
         switches,
+        capture_rate: (args.capture_rate > 0.0).then_some(args.capture_rate),
         capture: capture_trials,
         capture_summary,
         trial_seconds: args.duration,
@@ -837,10 +850,11 @@ fn capture_series(
                 // The capture outlasts the trial: it ends by itself
                 // after the sending time and the drain.
                 let running = capture::start(lab::SWITCH, mode, switch_cores, args.duration + 1.0)?;
+                let rate = (args.capture_rate > 0.0).then_some(args.capture_rate);
                 let max = traffic::trial(
                     path,
                     size,
-                    None,
+                    rate,
                     dur,
                     core,
                     lab.switch_pid(),
@@ -1133,7 +1147,10 @@ fn capture_text(o: &mut String, r: &Report) {
     }
     let _ = writeln!(
         o,
-        "\ncapture while flooding (median of {} round(s) [min-max]; cost: the switch's extra CPU per captured packet)",
+        "\ncapture while {} (median of {} round(s) [min-max]; cost: the switch's extra CPU per captured packet)",
+        r.capture_rate
+            .map(|f| format!("offering {}", fmt_rate(f)))
+            .unwrap_or_else(|| "flooding".into()),
         r.capture_summary.iter().map(|s| s.rounds).max().unwrap_or(0)
     );
     let _ = writeln!(
@@ -1284,6 +1301,7 @@ mod tests {
                 idle_seconds: Some(5.0),
                 idle_cpu: Some(0.995),
             }],
+            capture_rate: None,
             capture: capture_trials.clone(),
             capture_summary: capture::summarize(&capture_trials),
             trial_seconds: 2.0,
@@ -1371,6 +1389,7 @@ mod tests {
             ".capture[].round",
             ".capture[].size",
             ".capture[].switch_ns_per_frame",
+            ".capture_rate",
             ".capture_summary",
             ".capture_summary[].captured",
             ".capture_summary[].fps",
@@ -1612,7 +1631,14 @@ mod tests {
             b.capture,
             [CaptureMode::None, CaptureMode::One, CaptureMode::All]
         );
-        assert_eq!((b.rounds, b.idle_cpu), (3, 5.0));
+        assert_eq!((b.rounds, b.idle_cpu, b.capture_rate), (3, 5.0, 0.0));
+        assert_eq!(
+            args(&["--capture-rate", "50000"])
+                .expect("paced")
+                .capture_rate,
+            50_000.0
+        );
+        assert!(args(&["--capture-rate", "-5"]).is_err());
         assert!(args(&["--capture", "some"]).is_err());
         assert!(args(&["--capture", "all", "--tcp-only"]).is_err());
         assert!(args(&["--idle-cpu", "-1"]).is_err());
