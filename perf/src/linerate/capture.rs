@@ -145,7 +145,7 @@ impl Running {
         // The process's CPU is read while it is a zombie: exited, its
         // times final, not yet reaped.
         let mut cpu = None;
-        while let Some((state, secs)) = stat(pid) {
+        while let Some((state, secs)) = super::traffic::proc_stat(pid) {
             if state == 'Z' {
                 cpu = Some(secs);
                 break;
@@ -180,18 +180,6 @@ impl Drop for Running {
             let _ = self.child.wait();
         }
     }
-}
-
-/// The state letter and the CPU seconds (utime + stime) of `pid`.
-fn stat(pid: u32) -> Option<(char, f64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = s.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let state = f.first()?.chars().next()?;
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    let hz = shunt_switch::port::sys::clock_ticks() as f64;
-    Some((state, (utime + stime) / hz.max(1.0)))
 }
 
 /// The counts `shunt capture` prints at its end: "N packets captured" and,
