@@ -110,6 +110,8 @@ pub struct Lab {
     pub switch_nice: i32,
     /// `[switch] poll` of the switches started from now on.
     pub switch_poll: Option<super::Poll>,
+    /// `[switch] tap_io` of the switches started from now on.
+    pub switch_tap_io: Option<super::TapIo>,
     /// `[switch] multiqueue` of the switches started from now on: TAPs
     /// with one queue per worker.
     pub switch_multiqueue: bool,
@@ -138,6 +140,7 @@ impl Lab {
             topo_files: Vec::new(),
             switch_nice: 0,
             switch_poll: None,
+            switch_tap_io: None,
             switch_multiqueue: false,
             flows: 1,
             _lock: lock,
@@ -364,7 +367,21 @@ impl Lab {
         topo: &str,
         cores: &[usize],
     ) -> Result<SwitchChild, BenchError> {
-        let topo = with_switch_keys(topo, self.switch_poll, self.switch_multiqueue);
+        let keys = SwitchKeys {
+            poll: self.switch_poll,
+            tap_io: self.switch_tap_io,
+            multiqueue: self.switch_multiqueue,
+        };
+        let topo = with_switch_keys(topo, &keys);
+        // The modes as the switch will run them, its defaults included.
+        let modes = shunt_switch::config::parse("bench.toml", &topo)
+            .map(|t| {
+                (
+                    t.switch.poll.name().to_string(),
+                    t.switch.tap_io.name().to_string(),
+                )
+            })
+            .map_err(|e| BenchError::Setup(format!("the generated topology: {e}")))?;
         let file =
             std::env::temp_dir().join(format!("shunt-bench-{}-{name}.toml", std::process::id()));
         std::fs::write(&file, &topo)
@@ -415,7 +432,7 @@ impl Lab {
                 }
             });
         }
-        let mut sc = SwitchChild { child, log };
+        let mut sc = SwitchChild { child, log, modes };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if rx.recv_timeout(Duration::from_millis(50)).is_ok() {
@@ -442,6 +459,15 @@ impl Lab {
             .filter_map(|s| s.log.lock().ok().map(|l| l.join("\n")))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// The switch's `poll` and `tap_io` as it runs them (its defaults
+    /// included); empty when none runs.
+    pub fn switch_modes(&self) -> (String, String) {
+        self.switch
+            .as_ref()
+            .map(|s| s.modes.clone())
+            .unwrap_or_default()
     }
 
     /// The switch child's process id, while it runs.
@@ -545,6 +571,8 @@ fn take_lock() -> Result<nix::fcntl::Flock<std::fs::File>, BenchError> {
 struct SwitchChild {
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
+    /// `[switch] poll` and `tap_io` as it runs them.
+    modes: (String, String),
 }
 
 impl SwitchChild {
@@ -677,14 +705,25 @@ fn host_port_mtu(
     }
 }
 
-/// `topo` with `[switch] poll` set (every topology of the bench has its
-/// [switch] table first).
-fn with_switch_keys(topo: &str, poll: Option<super::Poll>, multiqueue: bool) -> String {
+/// The `[switch]` keys the bench's options set.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SwitchKeys {
+    pub poll: Option<super::Poll>,
+    pub tap_io: Option<super::TapIo>,
+    pub multiqueue: bool,
+}
+
+/// `topo` with the `[switch]` keys of the options set (every topology of
+/// the bench has its [switch] table first).
+fn with_switch_keys(topo: &str, k: &SwitchKeys) -> String {
     let mut keys = String::from("[switch]\n");
-    if let Some(p) = poll {
+    if let Some(p) = k.poll {
         keys.push_str(&format!("poll = \"{}\"\n", p.as_str()));
     }
-    if multiqueue {
+    if let Some(t) = k.tap_io {
+        keys.push_str(&format!("tap_io = \"{}\"\n", t.as_str()));
+    }
+    if k.multiqueue {
         keys.push_str("multiqueue = true\n");
     }
     topo.replacen("[switch]\n", &keys, 1)
@@ -828,12 +867,19 @@ mod tests {
             .find(|p| p.name == "gen")
             .expect("the host port");
         assert_eq!(gen.mtu, 1450);
-        let t = with_switch_keys(&t, Some(super::super::Poll::Busy), true);
+        let keys = SwitchKeys {
+            poll: Some(super::super::Poll::Busy),
+            tap_io: Some(super::super::TapIo::Uring),
+            multiqueue: true,
+        };
+        let t = with_switch_keys(&t, &keys);
         let topo = shunt_switch::config::parse("pair.toml", &t).expect("with poll, parses");
         assert!(
-            t.contains("[switch]\npoll = \"busy\"\nmultiqueue = true\n"),
+            t.contains("[switch]\npoll = \"busy\"\ntap_io = \"uring\"\nmultiqueue = true\n"),
             "{t}"
         );
         assert_eq!(topo.switch.tap_queues, topo.switch.workers);
+        assert_eq!(topo.switch.poll.name(), "busy");
+        assert_eq!(topo.switch.tap_io.name(), "uring");
     }
 }

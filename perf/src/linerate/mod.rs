@@ -10,6 +10,7 @@
 //! and loss, optionally the RFC 2544 zero-loss throughput, and latency
 //! percentiles at a fraction of the measured rate.
 
+mod capture;
 mod frame;
 mod lab;
 // The one module of this crate that talks to the kernel (packet sockets,
@@ -92,6 +93,25 @@ impl Poll {
     }
 }
 
+/// `[switch] tap_io` of the switch under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TapIo {
+    Syscall,
+    Uring,
+}
+
+impl TapIo {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TapIo::Syscall => "syscall",
+            TapIo::Uring => "uring",
+        }
+    }
+}
+
+pub use capture::CaptureMode;
+
 /// `shunt bench` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -148,8 +168,9 @@ pub struct BenchArgs {
     /// IP versions of the TCP runs: `--ip 4,6`.
     #[arg(long = "ip", value_delimiter = ',', default_value = "4")]
     pub ip_versions: Vec<u8>,
-    /// Every TCP comparison this many times, interleaved (bridge, shunt,
-    /// bridge, shunt, ...); the report gives the median and the range.
+    /// Every TCP comparison (and every --capture series) this many times,
+    /// interleaved (bridge, shunt, bridge, shunt, ...); the report gives
+    /// the median and the range.
     #[arg(long, default_value_t = 1)]
     pub rounds: u32,
     /// The generator's core; the switch's workers get the other cores.
@@ -161,9 +182,30 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub switch_nice: i32,
     /// How the switch's workers wait for frames (`[switch] poll`; default:
-    /// the switch's own default).
-    #[arg(long, value_enum)]
-    pub poll: Option<Poll>,
+    /// the switch's own default). A list (`--poll interrupt,busy`) runs one
+    /// switch per mode in this run, named `shunt-MODE`.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub poll: Vec<Poll>,
+    /// How TAP frames move (`[switch] tap_io`; default: the switch's own).
+    /// A list (`--tap-io syscall,uring`) runs one switch per value, named
+    /// `shunt-VALUE` (and `bare-VALUE` with --bare), interleaved.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub tap_io: Vec<TapIo>,
+    /// Trials with the switch's own capture running (`shunt capture ... -w
+    /// /dev/null` on the switch's cores): `none` (the baseline), `one` (the
+    /// generator's port), `all` (every port); a list, each value a trial
+    /// per frame size and round (--rounds), in the order given.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub capture: Vec<CaptureMode>,
+    /// The --capture trials offer this many frames/s (0: as fast as the
+    /// generator can, a flood): below the switch's limit its CPU per frame
+    /// is the capture's cost alone, not shared with a saturated core.
+    #[arg(long, default_value_t = 0.0)]
+    pub capture_rate: f64,
+    /// Seconds of no traffic after each switch starts, over which its CPU
+    /// use is measured (/proc/PID/stat); 0: not measured.
+    #[arg(long, default_value_t = 0.0)]
+    pub idle_cpu: f64,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -241,6 +283,24 @@ pub struct PathResult {
     pub limit: String,
     pub rfc2544_fps: Option<f64>,
     pub latency: Option<Latency>,
+    /// The switch's `[switch] poll` as it ran (its default included);
+    /// None for the kernel's paths.
+    pub poll: Option<String>,
+    /// The switch's `[switch] tap_io` as it ran; None for the kernel's.
+    pub tap_io: Option<String>,
+}
+
+/// One switch the bench started: its modes as they ran, and its CPU use
+/// with no traffic (--idle-cpu).
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchRun {
+    pub path: String,
+    pub poll: String,
+    pub tap_io: String,
+    /// Seconds of no traffic measured (None: --idle-cpu 0).
+    pub idle_seconds: Option<f64>,
+    /// The switch process's CPU over them, in cores (0.2: a fifth of one).
+    pub idle_cpu: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -268,8 +328,21 @@ pub struct Report {
     pub switch_cores: Vec<usize>,
     /// `--switch-nice`.
     pub switch_nice: i32,
-    /// `--poll`; None: the switch's default.
+    /// `--poll` when one mode was given; None: the switch's default, or
+    /// several modes (`polls`).
     pub poll: Option<Poll>,
+    /// `--poll`, every mode given.
+    pub polls: Vec<Poll>,
+    /// `--tap-io`, every value given.
+    pub tap_io: Vec<TapIo>,
+    /// Every switch started, in order, with its modes as they ran.
+    pub switches: Vec<SwitchRun>,
+    /// `--capture-rate`: the capture trials' offered rate (None: a flood).
+    pub capture_rate: Option<f64>,
+    /// `--capture`: every trial, in the order run.
+    pub capture: Vec<capture::CaptureTrial>,
+    /// Per size, path and capture mode: medians of the rounds.
+    pub capture_summary: Vec<capture::CaptureSummary>,
     pub trial_seconds: f64,
     pub latency_fraction: f64,
     pub sizes: Vec<SizeResult>,
@@ -343,10 +416,33 @@ fn validate(args: &mut BenchArgs) -> Result<(), BenchError> {
     if args.rounds == 0 || args.rounds > 100 {
         return Err(BenchError::Usage("--rounds: give 1..=100".into()));
     }
+    if !args.tap_io.is_empty() && args.port_kind != PortKind::Tap {
+        return Err(BenchError::Usage(
+            "--tap-io: it sets how TAP frames move; add --port-kind tap".into(),
+        ));
+    }
+    if !(args.capture_rate >= 0.0 && args.capture_rate <= 1e8) {
+        return Err(BenchError::Usage(
+            "--capture-rate: give frames/s in [0, 100000000] (0: a flood)".into(),
+        ));
+    }
+    if !(args.idle_cpu >= 0.0 && args.idle_cpu <= 600.0) {
+        return Err(BenchError::Usage(
+            "--idle-cpu: give seconds in [0, 600]".into(),
+        ));
+    }
     if args.tcp_only {
         args.tcp = true;
         args.sizes.clear();
     }
+    if !args.capture.is_empty() && args.sizes.is_empty() {
+        return Err(BenchError::Usage(
+            "--capture: the capture trials are frame-size trials; drop --tcp-only".into(),
+        ));
+    }
+    dedup(&mut args.poll);
+    dedup(&mut args.tap_io);
+    dedup(&mut args.capture);
     dedup(&mut args.streams);
     dedup(&mut args.ip_versions);
     Ok(())
@@ -420,7 +516,8 @@ fn measure(
     });
     let mut lab = lab::Lab::new(tcp_setup)?;
     lab.switch_nice = args.switch_nice;
-    lab.switch_poll = args.poll;
+    lab.switch_poll = args.poll.first().copied();
+    lab.switch_tap_io = args.tap_io.first().copied();
     lab.switch_multiqueue = args.multiqueue;
     lab.flows = args.flows;
     let mut sizes: Vec<SizeResult> = Vec::new();
@@ -489,13 +586,12 @@ fn measure(
             "--vxlan: shunt's sink port is its VTEP underlay (VNI 1000, 192.0.2.1 -> 192.0.2.2); the kernel VTEP in shb-sink decapsulates; counted at vx0".into(),
         );
     }
-    let modes: &[(&str, bool)] = if args.bare && !args.vxlan {
-        &[("shunt", false), ("bare", true)]
-    } else {
-        &[("shunt", false)]
-    };
-    for &(name, bare) in modes {
-        let tcp_here = args.tcp && !bare && !args.vxlan;
+    let mut switches = Vec::new();
+    let mut capture_trials = Vec::new();
+    let mut tcp_done = false;
+    for v in variants(args) {
+        let name = v.name.as_str();
+        let tcp_here = args.tcp && !v.bare && !args.vxlan && !tcp_done;
         if sizes.is_empty() && !tcp_here {
             continue;
         }
@@ -506,24 +602,46 @@ fn measure(
         let opts = lab::SwitchOpts {
             kind: args.port_kind,
             workers: args.workers,
-            bare,
+            bare: v.bare,
             tcp: tcp_setup.filter(|_| tcp_here),
             vxlan: args.vxlan,
         };
+        lab.switch_poll = v.poll;
+        lab.switch_tap_io = v.tap_io;
         let path = lab.start_switch(&opts, switch_cores)?;
         traffic::announce_sink(&path)?;
+        let (poll, tap_io) = lab.switch_modes();
+        let idle = if args.idle_cpu > 0.0 {
+            if !q {
+                eprint!("\r\x1b[K{name}: {} s idle", args.idle_cpu);
+            }
+            idle_cpu(lab.switch_pid(), args.idle_cpu)
+        } else {
+            None
+        };
+        switches.push(SwitchRun {
+            path: name.into(),
+            poll: poll.clone(),
+            tap_io: tap_io.clone(),
+            idle_seconds: (args.idle_cpu > 0.0).then_some(args.idle_cpu),
+            idle_cpu: idle,
+        });
         for sr in sizes.iter_mut() {
             check()?;
             let r = run_path(args, &path, name, sr, core, lab.switch_pid());
-            if !lab.switch_alive() {
-                return Err(BenchError::Switch(format!(
-                    "the switch stopped during the run:\n{}",
-                    lab.switch_log()
-                )));
-            }
-            sr.paths.push(r?);
+            alive(&mut lab)?;
+            let mut r = r?;
+            r.poll = Some(poll.clone());
+            r.tap_io = Some(tap_io.clone());
+            sr.paths.push(r);
+        }
+        if !v.bare && !args.capture.is_empty() {
+            let sizes: Vec<usize> = sizes.iter().map(|s| s.size).collect();
+            capture_series(args, &mut lab, &path, name, &sizes, core, switch_cores)
+                .map(|t| capture_trials.extend(t))?;
         }
         if tcp_here {
+            tcp_done = true;
             let mut paths = Vec::new();
             if args.vs_linux_bridge {
                 paths.push(tcp_path("linux-bridge", &lab::BRIDGE_TCP, Vec::new()));
@@ -533,8 +651,18 @@ fn measure(
             tcp_runs.extend(tcp::compare(&paths, &plan, &mut || alive(&mut lab))?);
             let after = tcp::counters(lab::SWITCH);
             tcp_switch_counters.push(tcp::counters_delta(lab::SWITCH, &before, &after));
+            if name != "shunt" {
+                notes.push(format!(
+                    "TCP ran through the first switch only ({name}), named \"shunt\" there"
+                ));
+            }
         }
         lab.stop_switch();
+    }
+    capture::costs(&mut capture_trials);
+    let capture_summary = capture::summarize(&capture_trials);
+    if !capture_trials.is_empty() {
+        notes.push("--capture: `shunt capture [gen] --seconds S -w /dev/null` pinned to the switch's cores; cost per captured packet = (the switch's CPU per forwarded frame with the capture - without, same round) x frames forwarded / packets captured; the capture command's own CPU is reader_cpu_seconds".into());
     }
     if args.tcp && args.vxlan {
         check()?;
@@ -547,6 +675,8 @@ fn measure(
         if !q {
             eprint!("\r\x1b[Kstarting two switches joined by VXLAN");
         }
+        lab.switch_poll = args.poll.first().copied();
+        lab.switch_tap_io = args.tap_io.first().copied();
         lab.start_vxlan_pair(args.port_kind, args.workers, switch_cores, setup)?;
         paths.push(tcp_path(
             "shunt-vxlan",
@@ -568,20 +698,7 @@ fn measure(
     traffic::clear_progress(q);
 
     for sr in sizes.iter_mut() {
-        let fps = |n: &str| sr.paths.iter().find(|p| p.path == n).map(|p| p.max.fps);
-        let mut ratios = Vec::new();
-        for (a, b) in [
-            ("shunt", "linux-bridge"),
-            ("shunt", "linux-bridge-rps"),
-            ("shunt", "bare"),
-        ] {
-            if let (Some(x), Some(y)) = (fps(a), fps(b)) {
-                if y > 0.0 {
-                    ratios.push((format!("{a}/{b}"), x / y));
-                }
-            }
-        }
-        sr.ratios = ratios;
+        sr.ratios = ratios(&sr.paths);
     }
     if sizes
         .iter()
@@ -604,7 +721,13 @@ fn measure(
         generator_core: gen_core,
         switch_cores: switch_cores.to_vec(),
         switch_nice: args.switch_nice,
-        poll: args.poll,
+        poll: (args.poll.len() == 1).then(|| args.poll[0]),
+        polls: args.poll.clone(),
+        tap_io: args.tap_io.clone(),
+        switches,
+        capture_rate: (args.capture_rate > 0.0).then_some(args.capture_rate),
+        capture: capture_trials,
+        capture_summary,
         trial_seconds: args.duration,
         latency_fraction: args.latency_at,
         sizes,
@@ -615,6 +738,149 @@ fn measure(
         tcp_switch_counters,
         notes,
     })
+}
+
+/// One switch of the run: shunt or bare, with a poll mode and a TAP I/O.
+#[derive(Debug, Clone, PartialEq)]
+struct Variant {
+    name: String,
+    bare: bool,
+    poll: Option<Poll>,
+    tap_io: Option<TapIo>,
+}
+
+/// The switches to run, in order: shunt in every mode, then bare in every
+/// mode (with --bare). A mode named in the path only when several were
+/// given (`shunt-busy`, `bare-uring`), so one `--poll busy` keeps "shunt".
+fn variants(args: &BenchArgs) -> Vec<Variant> {
+    let bares: &[bool] = if args.bare && !args.vxlan {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    let polls: Vec<Option<Poll>> = match args.poll.as_slice() {
+        [] => vec![None],
+        p => p.iter().copied().map(Some).collect(),
+    };
+    let taps: Vec<Option<TapIo>> = match args.tap_io.as_slice() {
+        [] => vec![None],
+        t => t.iter().copied().map(Some).collect(),
+    };
+    let mut out = Vec::new();
+    for &bare in bares {
+        for &poll in &polls {
+            for &tap_io in &taps {
+                let mut name = String::from(if bare { "bare" } else { "shunt" });
+                if let Some(p) = poll.filter(|_| polls.len() > 1) {
+                    name.push('-');
+                    name.push_str(p.as_str());
+                }
+                if let Some(t) = tap_io.filter(|_| taps.len() > 1) {
+                    name.push('-');
+                    name.push_str(t.as_str());
+                }
+                out.push(Variant {
+                    name,
+                    bare,
+                    poll,
+                    tap_io,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Forwarding-rate ratios of one size: every switch path over each bridge,
+/// shunt over bare of the same modes, io_uring over system calls.
+fn ratios(paths: &[PathResult]) -> Vec<(String, f64)> {
+    let fps = |n: &str| paths.iter().find(|p| p.path == n).map(|p| p.max.fps);
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for p in paths.iter().filter(|p| p.path.starts_with("shunt")) {
+        for b in ["linux-bridge", "linux-bridge-rps"] {
+            pairs.push((p.path.clone(), b.into()));
+        }
+        pairs.push((p.path.clone(), p.path.replacen("shunt", "bare", 1)));
+    }
+    for p in paths.iter().filter(|p| p.path.ends_with("-uring")) {
+        pairs.push((p.path.clone(), p.path.replace("-uring", "-syscall")));
+    }
+    pairs
+        .into_iter()
+        .filter_map(|(a, b)| {
+            let (x, y) = (fps(&a)?, fps(&b)?);
+            (y > 0.0).then(|| (format!("{a}/{b}"), x / y))
+        })
+        .collect()
+}
+
+/// CPU of the switch process over `secs` of no traffic, in cores.
+fn idle_cpu(pid: Option<u32>, secs: f64) -> Option<f64> {
+    let pid = pid?;
+    // Let the announcement's frames and start-up work settle.
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = std::time::Instant::now();
+    let c0 = traffic::cpu_seconds(pid)?;
+    while t0.elapsed().as_secs_f64() < secs && !interrupted() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c1 = traffic::cpu_seconds(pid)?;
+    Some((c1 - c0) / t0.elapsed().as_secs_f64())
+}
+
+/// `--capture`: per size and round, one trial per capture mode, with the
+/// switch's own capture running through each (none: no capture).
+#[allow(clippy::too_many_arguments)]
+fn capture_series(
+    args: &BenchArgs,
+    lab: &mut lab::Lab,
+    path: &lab::Path,
+    name: &str,
+    sizes: &[usize],
+    core: Option<usize>,
+    switch_cores: &[usize],
+) -> Result<Vec<capture::CaptureTrial>, BenchError> {
+    let dur = Duration::from_secs_f64(args.duration);
+    let mut out = Vec::new();
+    for &size in sizes {
+        for round in 1..=args.rounds {
+            for &mode in &args.capture {
+                check()?;
+                let label = format!("{size} B: {name}, capture {}, round {round}", mode.as_str());
+                // The capture outlasts the trial: it ends by itself
+                // after the sending time and the drain.
+                let running = capture::start(lab::SWITCH, mode, switch_cores, args.duration + 1.0)?;
+                let rate = (args.capture_rate > 0.0).then_some(args.capture_rate);
+                let max = traffic::trial(
+                    path,
+                    size,
+                    rate,
+                    dur,
+                    core,
+                    lab.switch_pid(),
+                    &Progress {
+                        label: &label,
+                        quiet: args.quiet,
+                    },
+                )?;
+                let count = running.map(|r| r.finish()).transpose()?;
+                alive(lab)?;
+                out.push(capture::CaptureTrial {
+                    size,
+                    path: name.into(),
+                    mode,
+                    round,
+                    switch_ns_per_frame: capture::ns_per_frame(&max),
+                    max,
+                    count,
+                    ns_per_captured: None,
+                    ns_per_record: None,
+                    load_1min: load_1min(),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn tcp_path(name: &'static str, a: &lab::TcpAddrs, pids: Vec<u32>) -> tcp::TcpPath {
@@ -735,6 +1001,8 @@ fn run_path(
         limit,
         rfc2544_fps,
         latency,
+        poll: None,
+        tap_io: None,
     })
 }
 
@@ -774,6 +1042,17 @@ fn text(r: &Report) -> String {
         "machine: {} cores, {}, kernel {}, load average {:.2} at the end",
         m.nproc, m.cpu, m.kernel, m.load_1min
     );
+    for w in &r.switches {
+        let idle = match (w.idle_cpu, w.idle_seconds) {
+            (Some(c), Some(s)) => format!(", idle CPU {:.1}% of a core over {s} s", c * 100.0),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            o,
+            "switch {}: poll = {}, tap_io = {}{idle}",
+            w.path, w.poll, w.tap_io
+        );
+    }
     for s in &r.sizes {
         let _ = writeln!(o, "\n{}-byte frames", s.size);
         let _ = writeln!(
@@ -852,10 +1131,71 @@ fn text(r: &Report) -> String {
             &r.tcp_switch_counters,
         );
     }
+    capture_text(&mut o, r);
     for n in &r.notes {
         let _ = writeln!(o, "note: {n}");
     }
     o
+}
+
+/// The `--capture` series: per size, path and mode, the median rate, what
+/// was captured and lost, and the cost per captured packet.
+fn capture_text(o: &mut String, r: &Report) {
+    use std::fmt::Write;
+    if r.capture_summary.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\ncapture while {} (median of {} round(s) [min-max]; cost: the switch's extra CPU per captured packet)",
+        r.capture_rate
+            .map(|f| format!("offering {}", fmt_rate(f)))
+            .unwrap_or_else(|| "flooding".into()),
+        r.capture_summary.iter().map(|s| s.rounds).max().unwrap_or(0)
+    );
+    let _ = writeln!(
+        o,
+        "  {:>5} {:<14} {:<5} {:>12} {:>23} {:>7} {:>11} {:>11} {:>18}",
+        "size",
+        "path",
+        "mode",
+        "forwarded",
+        "[min-max]",
+        "vs none",
+        "captured",
+        "not capt.",
+        "ns/captured"
+    );
+    for s in &r.capture_summary {
+        let (fps, range) = match s.fps {
+            Some(f) => (
+                fmt_rate(f.median),
+                format!("[{}-{}]", fmt_rate(f.min), fmt_rate(f.max)),
+            ),
+            None => ("n/a".into(), String::new()),
+        };
+        let vs = s
+            .fps_vs_none
+            .map(|v| format!("{v:.3}"))
+            .unwrap_or_else(|| "-".into());
+        let cost = s
+            .ns_per_captured
+            .map(|c| format!("{:.0} [{:.0}-{:.0}]", c.median, c.min, c.max))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            o,
+            "  {:>5} {:<14} {:<5} {:>12} {:>23} {:>7} {:>11} {:>11} {:>18}",
+            s.size,
+            s.path,
+            s.mode.as_str(),
+            fps,
+            range,
+            vs,
+            s.captured,
+            s.lost,
+            cost
+        );
+    }
 }
 
 #[cfg(test)]
@@ -901,6 +1241,40 @@ mod tests {
             load_1min: 2.5,
         };
         let runs = vec![tcp("linux-bridge", 2.0, None), tcp("shunt", 1.5, Some(0.9))];
+        let capture_trials = vec![
+            capture::CaptureTrial {
+                size: 64,
+                path: "shunt".into(),
+                mode: CaptureMode::None,
+                round: 1,
+                max: trial,
+                count: None,
+                switch_ns_per_frame: Some(10_000.0),
+                ns_per_captured: None,
+                ns_per_record: None,
+                load_1min: 0.5,
+            },
+            capture::CaptureTrial {
+                size: 64,
+                path: "shunt".into(),
+                mode: CaptureMode::All,
+                round: 1,
+                max: Trial {
+                    received: 95_000,
+                    fps: 47_500.0,
+                    ..trial
+                },
+                count: Some(capture::CaptureCount {
+                    captured: 1_000,
+                    lost: 189_000,
+                    reader_cpu_seconds: Some(0.25),
+                }),
+                switch_ns_per_frame: Some(20_000.0),
+                ns_per_captured: Some(950_000.0),
+                ns_per_record: Some(5_000.0),
+                load_1min: 0.5,
+            },
+        ];
         let sums = tcp::summarize(&runs);
         let ratios = tcp::ratios(&runs, &sums);
         Report {
@@ -918,6 +1292,18 @@ mod tests {
             switch_cores: vec![1],
             switch_nice: 0,
             poll: Some(Poll::Busy),
+            polls: vec![Poll::Busy],
+            tap_io: Vec::new(),
+            switches: vec![SwitchRun {
+                path: "shunt".into(),
+                poll: "busy".into(),
+                tap_io: "syscall".into(),
+                idle_seconds: Some(5.0),
+                idle_cpu: Some(0.995),
+            }],
+            capture_rate: None,
+            capture: capture_trials.clone(),
+            capture_summary: capture::summarize(&capture_trials),
             trial_seconds: 2.0,
             latency_fraction: 0.5,
             sizes: vec![SizeResult {
@@ -935,6 +1321,8 @@ mod tests {
                     limit: "the switch (its core 95% busy)".into(),
                     rfc2544_fps: Some(90_000.0),
                     latency: Some(latency),
+                    poll: Some("busy".into()),
+                    tap_io: Some("syscall".into()),
                 }],
                 ratios: vec![("shunt/bare".into(), 0.9)],
             }],
@@ -978,6 +1366,46 @@ mod tests {
         got.sort();
         got.dedup();
         let want = [
+            ".capture",
+            ".capture[].count",
+            ".capture[].count.captured",
+            ".capture[].count.lost",
+            ".capture[].count.reader_cpu_seconds",
+            ".capture[].load_1min",
+            ".capture[].max",
+            ".capture[].max.fps",
+            ".capture[].max.loss",
+            ".capture[].max.loss_ratio",
+            ".capture[].max.offered_fps",
+            ".capture[].max.received",
+            ".capture[].max.seconds",
+            ".capture[].max.sent",
+            ".capture[].max.switch_cpu",
+            ".capture[].max.switch_side_busy",
+            ".capture[].mode",
+            ".capture[].ns_per_captured",
+            ".capture[].ns_per_record",
+            ".capture[].path",
+            ".capture[].round",
+            ".capture[].size",
+            ".capture[].switch_ns_per_frame",
+            ".capture_rate",
+            ".capture_summary",
+            ".capture_summary[].captured",
+            ".capture_summary[].fps",
+            ".capture_summary[].fps.max",
+            ".capture_summary[].fps.median",
+            ".capture_summary[].fps.min",
+            ".capture_summary[].fps_vs_none",
+            ".capture_summary[].lost",
+            ".capture_summary[].mode",
+            ".capture_summary[].ns_per_captured",
+            ".capture_summary[].ns_per_captured.max",
+            ".capture_summary[].ns_per_captured.median",
+            ".capture_summary[].ns_per_captured.min",
+            ".capture_summary[].path",
+            ".capture_summary[].rounds",
+            ".capture_summary[].size",
             ".flows",
             ".generator_core",
             ".latency_fraction",
@@ -989,6 +1417,7 @@ mod tests {
             ".multiqueue",
             ".notes",
             ".poll",
+            ".polls",
             ".port_kind",
             ".sizes",
             ".sizes[].generator_ceiling",
@@ -1025,11 +1454,20 @@ mod tests {
             ".sizes[].paths[].max.switch_cpu",
             ".sizes[].paths[].max.switch_side_busy",
             ".sizes[].paths[].path",
+            ".sizes[].paths[].poll",
             ".sizes[].paths[].rfc2544_fps",
+            ".sizes[].paths[].tap_io",
             ".sizes[].ratios",
             ".sizes[].size",
             ".switch_cores",
             ".switch_nice",
+            ".switches",
+            ".switches[].idle_cpu",
+            ".switches[].idle_seconds",
+            ".switches[].path",
+            ".switches[].poll",
+            ".switches[].tap_io",
+            ".tap_io",
             ".tcp",
             ".tcp[].busy_cpu",
             ".tcp[].gbit_per_s",
@@ -1153,6 +1591,91 @@ mod tests {
         assert!(e.contains("--streams: 0"), "{e}");
     }
 
+    /// `--poll`, `--tap-io` and `--capture` take lists; the switches run
+    /// are named after the modes only when several were given.
+    #[test]
+    fn mode_lists() {
+        let b = args(&[]).expect("no options");
+        assert!(b.poll.is_empty() && b.tap_io.is_empty() && b.capture.is_empty());
+        assert_eq!(b.idle_cpu, 0.0);
+        let names = |b: &BenchArgs| variants(b).into_iter().map(|v| v.name).collect::<Vec<_>>();
+        assert_eq!(names(&b), ["shunt"]);
+        let b = args(&["--poll", "busy", "--bare"]).expect("one mode");
+        assert_eq!(b.poll, [Poll::Busy]);
+        assert_eq!(names(&b), ["shunt", "bare"]);
+        assert_eq!(variants(&b)[1].poll, Some(Poll::Busy));
+        let b = args(&["--poll", "interrupt,busy,adaptive,busy"]).expect("three modes");
+        assert_eq!(b.poll, [Poll::Interrupt, Poll::Busy, Poll::Adaptive]);
+        assert_eq!(
+            names(&b),
+            ["shunt-interrupt", "shunt-busy", "shunt-adaptive"]
+        );
+        let b = args(&["--tap-io", "syscall,uring", "--bare"]).expect("two TAP I/Os");
+        assert_eq!(
+            names(&b),
+            ["shunt-syscall", "shunt-uring", "bare-syscall", "bare-uring"]
+        );
+        assert_eq!(variants(&b)[3].tap_io, Some(TapIo::Uring));
+        assert!(args(&["--tap-io", "uring", "--port-kind", "afxdp"]).is_err());
+        assert!(args(&["--tap-io", "epoll"]).is_err());
+        let b = args(&[
+            "--capture",
+            "none,one,all",
+            "--rounds",
+            "3",
+            "--idle-cpu",
+            "5",
+        ])
+        .expect("capture modes");
+        assert_eq!(
+            b.capture,
+            [CaptureMode::None, CaptureMode::One, CaptureMode::All]
+        );
+        assert_eq!((b.rounds, b.idle_cpu, b.capture_rate), (3, 5.0, 0.0));
+        assert_eq!(
+            args(&["--capture-rate", "50000"])
+                .expect("paced")
+                .capture_rate,
+            50_000.0
+        );
+        assert!(args(&["--capture-rate", "-5"]).is_err());
+        assert!(args(&["--capture", "some"]).is_err());
+        assert!(args(&["--capture", "all", "--tcp-only"]).is_err());
+        assert!(args(&["--idle-cpu", "-1"]).is_err());
+    }
+
+    /// Ratios: each switch over the bridges and over bare of the same
+    /// modes, io_uring over system calls.
+    #[test]
+    fn ratios_of_modes() {
+        let r = report();
+        let p = |name: &str, fps: f64| PathResult {
+            path: name.into(),
+            max: Trial {
+                fps,
+                ..r.sizes[0].paths[0].max
+            },
+            ..r.sizes[0].paths[0].clone()
+        };
+        let paths = [
+            p("linux-bridge", 100.0),
+            p("shunt-syscall", 200.0),
+            p("shunt-uring", 300.0),
+            p("bare-syscall", 400.0),
+        ];
+        let got = ratios(&paths);
+        let want: Vec<(String, f64)> = [
+            ("shunt-syscall/linux-bridge", 2.0),
+            ("shunt-syscall/bare-syscall", 0.5),
+            ("shunt-uring/linux-bridge", 3.0),
+            ("shunt-uring/shunt-syscall", 1.5),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b))
+        .collect();
+        assert_eq!(got, want);
+    }
+
     /// The text report, line for line: the format `shunt bench` prints.
     #[test]
     fn text_report() {
@@ -1160,6 +1683,7 @@ mod tests {
             "shunt bench: tap ports, 1 worker(s) on core(s) [1], generator on core 0, 2 s per trial\n",
             "the switch's workers poll: busy\n",
             "machine: 2 cores, cpu, kernel 6.1, load average 0.50 at the end\n",
+            "switch shunt: poll = busy, tap_io = syscall, idle CPU 99.5% of a core over 5 s\n",
             "\n",
             "64-byte frames\n",
             "  path                    offered    forwarded     Mbit/s     loss  notes\n",
@@ -1177,6 +1701,11 @@ mod tests {
             "  shunt/linux-bridge (IPv4, 1 stream(s)): 0.75x (per round 0.75-0.75x)\n",
             "  CPU in cores per Gbit/s: the switch's processes (utime+stime), the whole machine's softirq\n",
             "  shb counted during its TCP runs: gen.rx_gso 9\n",
+            "\n",
+            "capture while flooding (median of 1 round(s) [min-max]; cost: the switch's extra CPU per captured packet)\n",
+            "   size path           mode     forwarded               [min-max] vs none    captured   not capt.        ns/captured\n",
+            "     64 shunt          none     95.0 kfps   [95.0 kfps-95.0 kfps]   1.000           0           0                  -\n",
+            "     64 shunt          all      47.5 kfps   [47.5 kfps-47.5 kfps]   0.500        1000      189000 950000 [950000-950000]\n",
             "note: a note\n",
         ]
         .concat();

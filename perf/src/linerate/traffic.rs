@@ -75,14 +75,21 @@ fn cpu_jiffies(except: Option<usize>) -> Option<(u64, u64)> {
 
 /// CPU time of process `pid`, all threads, in seconds (/proc/PID/stat).
 pub(super) fn cpu_seconds(pid: u32) -> Option<f64> {
+    proc_stat(pid).map(|(_, secs)| secs)
+}
+
+/// The state letter (`Z`: exited, not reaped) and the CPU time in seconds
+/// of process `pid` (/proc/PID/stat).
+pub(super) fn proc_stat(pid: u32) -> Option<(char, f64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start at ')'.
     let rest = s.rsplit_once(')')?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
+    let state = f.first()?.chars().next()?;
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
     let hz = shunt_switch::port::sys::clock_ticks() as f64;
-    Some((utime + stime) / hz.max(1.0))
+    Some((state, (utime + stime) / hz.max(1.0)))
 }
 
 /// Teaches the switch (or bridge) where the sink is: a few broadcast frames
