@@ -232,7 +232,12 @@ pub fn stream(
         .and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok())
         .and_then(|d| Instant::now().checked_add(d));
     let mut sent = 0u64;
-    let mut batch: Vec<Record> = Vec::with_capacity(4096);
+    // Records carry their bytes inline (up to the snap length): a batch of
+    // 4096 was 7 MB of the switch's memory while a capture ran, the soak's
+    // +13% (docs/reliability.md). With 256 the flood kept more of its rate
+    // while captured (docs/PERF.md, "Issue 14: capture cost").
+    let mut batch: Vec<Record> = Vec::with_capacity(256);
+    let mut buf: Vec<u8> = Vec::with_capacity(WRITE_AT);
     let result = (|| -> std::io::Result<()> {
         out.set_write_timeout(Some(Duration::from_secs(5)))?;
         send(
@@ -268,13 +273,7 @@ pub fn stream(
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
-            for r in batch.drain(..) {
-                if sent >= count {
-                    break;
-                }
-                send(out, &event(rt, &r))?;
-                sent += 1;
-            }
+            send_records(out, rt, &mut batch, &mut sent, count, &mut buf)?;
         }
         Ok(())
     })();
@@ -284,13 +283,7 @@ pub fn stream(
     // What the workers recorded before the stop still goes.
     if let Some(s) = &ended {
         take(s, &mut batch);
-        for r in batch.drain(..) {
-            if sent >= count {
-                break;
-            }
-            send(out, &event(rt, &r))?;
-            sent += 1;
-        }
+        send_records(out, rt, &mut batch, &mut sent, count, &mut buf)?;
     }
     send(
         out,
@@ -299,6 +292,41 @@ pub fn stream(
             lost,
         },
     )
+}
+
+/// Bytes of packet lines gathered before one write to the client.
+const WRITE_AT: usize = 256 * 1024;
+
+/// Sends `batch`'s records (up to `count` in all) as packet lines, many per
+/// write: one write per packet was most of a capture's cost per packet
+/// (docs/PERF.md, "Issue 14: capture cost"). Each line is written straight
+/// from the event, without the JSON value `send` builds first.
+fn send_records(
+    out: &mut std::os::unix::net::UnixStream,
+    rt: &Runtime,
+    batch: &mut Vec<Record>,
+    sent: &mut u64,
+    count: u64,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    for r in batch.drain(..) {
+        if *sent >= count {
+            break;
+        }
+        serde_json::to_writer(&mut *buf, &event(rt, &r)).map_err(std::io::Error::other)?;
+        buf.push(b'\n');
+        *sent += 1;
+        if buf.len() >= WRITE_AT {
+            out.write_all(buf)?;
+            buf.clear();
+        }
+    }
+    if !buf.is_empty() {
+        out.write_all(buf)?;
+        buf.clear();
+    }
+    Ok(())
 }
 
 /// Whether the client closed its end: it sends nothing after its request,
