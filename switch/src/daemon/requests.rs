@@ -28,11 +28,18 @@ pub(super) fn serve(l: UnixListener, rt: Arc<Runtime>, shutdown: Sender<()>) {
         }
         let rt = Arc::clone(&rt);
         let shutdown = shutdown.clone();
-        std::thread::spawn(move || {
-            if let Err(e) = handle(conn, &rt, &shutdown) {
-                crate::say!("shunt: control connection: {e}");
-            }
-        });
+        // A thread that cannot be made (out of threads or memory) costs
+        // this one connection, not the server.
+        let spawned = std::thread::Builder::new()
+            .name("shunt-ctl".into())
+            .spawn(move || {
+                if let Err(e) = handle(conn, &rt, &shutdown) {
+                    crate::say!("shunt: control connection: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            crate::say!("shunt: control connection refused: no thread for it: {e}");
+        }
     }
 }
 
