@@ -120,6 +120,7 @@ class Soak:
         self.times = {k: [] for k in ("stats_sock", "stats_cli", "stats_during_fdb",
                                       "fdb_sock", "fdb_cli")}
         self.fdb_done = 0
+        self.t0 = time.monotonic()  # set again when the traffic starts
         self.rss = []  # (t, KiB)
         self.stop_rss = threading.Event()
         self.loads = []  # 1-minute load average, every 5 s
@@ -258,6 +259,7 @@ class Soak:
             if now >= next_observe:
                 next_observe = now + self.a.observe
                 try:
+                    log(f"{now - self.t0:4.0f} s: a trace, then a capture, of 2 s each")
                     self.ctl("trace", "--seconds", "2", "--json", timeout=20)
                     self.events["traces"] += 1
                     cap = f"/tmp/{self.sw}-cap.pcapng"
@@ -530,6 +532,12 @@ class Soak:
             time.sleep(5)
         self.stop_rss.set()
         rss_t.join(5)
+        # The samples, to lay beside the log's times of dumps, traces and
+        # captures when the memory check fails.
+        path = f"/tmp/{self.sw}-rss.csv"
+        with open(path, "w") as f:
+            f.write("seconds,rss_kib\n" + "".join(f"{t:.2f},{k}\n" for t, k in self.rss))
+        log(f"RSS samples in {path}")
         log("stopping the traffic")
         self.stop.set()
         for t in threads:
