@@ -13,6 +13,7 @@ mod capture;
 mod ctl;
 mod dns;
 mod faults;
+mod fdb_dump;
 mod flood;
 mod guard;
 mod handoff;
@@ -65,6 +66,7 @@ fn main() {
     for (name, test) in dns::tests()
         .into_iter()
         .chain(ctl::tests())
+        .chain(fdb_dump::tests())
         .chain(handoff::tests())
         .chain(vlan::tests())
         .chain(macvlan::tests())

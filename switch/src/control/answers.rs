@@ -112,45 +112,83 @@ pub fn ports(rt: &Runtime) -> Vec<PortInfo> {
         .collect()
 }
 
-/// `shunt fdb --json`, of one network or all.
+/// `shunt fdb --json`, of one network or all, collected (tests and small
+/// tables; the server streams [`fdb_rows`] with `control::send_list`).
 pub fn fdb(rt: &Runtime, network: Option<&str>) -> Result<Vec<FdbEntry>, AnswerError> {
-    let topo = rt.topo();
-    let plan = rt.plan.load();
-    let filter = match network {
-        Some(n) => Some(
-            topo.network_index(n)
-                .ok_or_else(|| AnswerError::NoNetwork(n.to_string()))? as u16,
-        ),
-        None => None,
+    Ok(fdb_rows(rt, network)?.iter().collect())
+}
+
+/// What `shunt fdb --json` lists, ready to be encoded one entry at a time:
+/// the table's entries as the table stores them (24 bytes each, not the
+/// answer's kilobyte), and the names to give them.
+pub struct FdbRows {
+    entries: Vec<(u16, [u8; 6], shunt_tables::Entry)>,
+    /// Each network's name and VLAN, by index.
+    networks: Vec<(String, Option<u16>)>,
+    plan: std::sync::Arc<crate::pipeline::Plan>,
+    now_ms: u64,
+}
+
+/// The FDB's entries of one network or all, sorted by (network, MAC).
+/// The topology is locked only to copy the networks' names: a request
+/// that waits for it (`stats`, an attach) does not wait for the walk of
+/// the table, nor for the answer to be written.
+pub fn fdb_rows(rt: &Runtime, network: Option<&str>) -> Result<FdbRows, AnswerError> {
+    let (filter, networks) = {
+        let topo = rt.topo();
+        let filter = match network {
+            Some(n) => Some(
+                topo.network_index(n)
+                    .ok_or_else(|| AnswerError::NoNetwork(n.to_string()))? as u16,
+            ),
+            None => None,
+        };
+        let networks: Vec<(String, Option<u16>)> = topo
+            .networks
+            .iter()
+            .map(|n| (n.name.clone(), n.vlan))
+            .collect();
+        (filter, networks)
     };
-    let now = rt.now_ms();
+    let plan = rt.plan.load_full();
+    let now_ms = rt.now_ms();
+    // Fdb::entries sorts by (network, MAC).
     let mut entries = rt.fdb.entries();
     entries.retain(|(net, _, _)| filter.is_none_or(|f| f == *net));
-    entries.sort_by_key(|e| (e.0, e.1));
-    Ok(entries
-        .iter()
-        .filter_map(|(net, mac, e)| {
-            let n = topo.networks.get(*net as usize)?;
+    Ok(FdbRows {
+        entries,
+        networks,
+        plan,
+        now_ms,
+    })
+}
+
+impl FdbRows {
+    /// The entries as the answer lists them, each made when it is asked
+    /// for. Those of the switch's own stack are not listed.
+    pub fn iter(&self) -> impl Iterator<Item = FdbEntry> + '_ {
+        self.entries.iter().filter_map(|(net, mac, e)| {
+            let (name, vlan) = self.networks.get(*net as usize)?;
             let port = match Egress::decode(e.port)? {
-                Egress::Port(p) => plan.ports.get(p.index())?.name.clone(),
+                Egress::Port(p) => self.plan.ports.get(p.index())?.name.clone(),
                 // Learned behind a remote VTEP.
-                Egress::Vtep(k) => format!("vxlan:{}", plan.vxlan.as_ref()?.remote(k)?),
+                Egress::Vtep(k) => format!("vxlan:{}", self.plan.vxlan.as_ref()?.remote(k)?),
                 Egress::Stack => return None,
             };
             Some(FdbEntry {
-                network: n.name.clone(),
-                vlan: n.vlan,
+                network: name.clone(),
+                vlan: *vlan,
                 mac: MacAddr(*mac).to_string(),
                 port,
                 is_static: e.is_static,
                 age_secs: if e.is_static {
                     0.0
                 } else {
-                    now.saturating_sub(e.last_seen_ms) as f64 / 1000.0
+                    self.now_ms.saturating_sub(e.last_seen_ms) as f64 / 1000.0
                 },
             })
         })
-        .collect())
+    }
 }
 
 /// `fdb_delete`: whether there was an entry to forget.
@@ -191,7 +229,9 @@ fn drops(t: &PortTotals, total: &mut [u64; DropReason::COUNT], all: bool) -> BTr
 pub fn stats(rt: &Runtime) -> Stats {
     let mut ports = BTreeMap::new();
     let mut total = [0u64; DropReason::COUNT];
-    let topo = rt.topo();
+    // A copy, so that the TAPs' kernel counters (a thread into each host's
+    // namespace) are read with the topology unlocked.
+    let topo = rt.topo().clone();
     let taps = tap_kernel_counters(rt, &topo);
     for (i, p) in topo.ports.iter().enumerate() {
         if p.removed {

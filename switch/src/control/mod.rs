@@ -91,6 +91,44 @@ pub fn send<T: Serialize>(out: &mut impl Write, msg: &T) -> std::io::Result<()> 
     out.write_all(proto::to_line(msg).as_bytes())
 }
 
+/// How much of a list answer [`send_list`] holds before it writes: the
+/// answer's whole size in memory is never needed.
+pub const LIST_CHUNK: usize = 64 * 1024;
+
+/// Writes a list answer piecewise: the same bytes as `send(out, &list)`
+/// with `list` the items collected into a `Vec` (one JSON array on one
+/// line, each object with its keys sorted, as [`proto::to_line`] writes
+/// them), but through a buffer of about [`LIST_CHUNK`] bytes, one item
+/// encoded at a time. A whole-FDB answer of 100k+ entries was built whole
+/// before (about 1 KiB an entry as a JSON value, then its text):
+/// docs/reliability.md, "Soak".
+///
+/// An item that cannot be encoded (a map with non-string keys: none of
+/// the answers has one) ends the answer with an error: what went before
+/// is on the wire already, and the client sees a line cut short.
+pub fn send_list<T: Serialize>(
+    out: &mut impl Write,
+    items: impl IntoIterator<Item = T>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(LIST_CHUNK + 1024);
+    buf.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        // Through a value, as to_line: its objects keep their keys sorted.
+        serde_json::to_value(&item)
+            .and_then(|v| serde_json::to_writer(&mut buf, &v))
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        if buf.len() >= LIST_CHUNK {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    buf.extend_from_slice(b"]\n");
+    out.write_all(&buf)
+}
+
 /// Client side: sends one request, returns the first answer, as `T`.
 pub fn request<T: DeserializeOwned>(name: &str, req: &Request) -> Result<T, ControlError> {
     let (mut reader, _) = open(name, req)?;
@@ -158,6 +196,101 @@ pub fn read_value(name: &str, r: &mut BufReader<UnixStream>) -> Result<Value, Co
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::FdbEntry;
+
+    /// `n` entries as a whole-table answer has them: several networks,
+    /// VLAN or none, static and learned, ages with and without fractions.
+    fn entries(n: usize) -> Vec<FdbEntry> {
+        (0..n)
+            .map(|i| FdbEntry {
+                network: ["lan", "dmz", "ü\"net"][i % 3].to_string(),
+                vlan: (i % 3 == 1).then_some(10 + (i % 4000) as u16),
+                mac: format!(
+                    "02:5f:{:02x}:{:02x}:{:02x}:01",
+                    i >> 16 & 0xff,
+                    i >> 8 & 0xff,
+                    i & 0xff
+                ),
+                port: if i % 7 == 0 {
+                    "vxlan:192.0.2.7".into()
+                } else {
+                    format!("h{}.lan", i % 50)
+                },
+                is_static: i % 11 == 0,
+                age_secs: if i % 11 == 0 {
+                    0.0
+                } else {
+                    (i % 300_000) as f64 / 1000.0
+                },
+            })
+            .collect()
+    }
+
+    /// A writer that keeps what it is given and the largest single write.
+    #[derive(Default)]
+    struct Wire {
+        bytes: Vec<u8>,
+        largest: usize,
+        writes: usize,
+    }
+
+    impl Write for Wire {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.largest = self.largest.max(b.len());
+            self.writes += 1;
+            self.bytes.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_list_written_piecewise_is_the_whole_answer_byte_for_byte() {
+        for n in [0, 1, 2, 3, 17, 600, 20_000, 130_000] {
+            let list = entries(n);
+            let mut wire = Wire::default();
+            send_list(&mut wire, list.iter()).expect("written");
+            let whole = proto::to_line(&list);
+            assert!(
+                wire.bytes == whole.as_bytes(),
+                "{n} entries: piecewise {} bytes, whole {} bytes",
+                wire.bytes.len(),
+                whole.len()
+            );
+            // Never more than a chunk and the entry that filled it.
+            assert!(
+                wire.largest < LIST_CHUNK + 1024,
+                "{n}: a write of {}",
+                wire.largest
+            );
+            if whole.len() > 4 * LIST_CHUNK {
+                assert!(
+                    wire.writes >= whole.len() / (LIST_CHUNK + 1024),
+                    "{n}: {} writes",
+                    wire.writes
+                );
+            }
+            let back: Vec<FdbEntry> = serde_json::from_slice(&wire.bytes).expect("one JSON array");
+            assert_eq!(back, list);
+        }
+    }
+
+    #[test]
+    fn a_list_of_values_keeps_their_keys_sorted() {
+        let list = vec![
+            serde_json::json!({"z": 1, "a": [2, {"y": null, "b": "x"}]}),
+            serde_json::json!("text\n"),
+        ];
+        let mut wire = Wire::default();
+        send_list(&mut wire, &list).expect("written");
+        assert_eq!(wire.bytes, proto::to_line(&list).into_bytes());
+        assert_eq!(
+            String::from_utf8(wire.bytes).expect("text"),
+            "[{\"a\":[2,{\"b\":\"x\",\"y\":null}],\"z\":1},\"text\\n\"]\n"
+        );
+    }
 
     #[test]
     fn answers_read_back() {

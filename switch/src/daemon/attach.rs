@@ -10,7 +10,7 @@ use crate::ids::{PortId, MAX_PORTS};
 use crate::netns;
 use crate::runtime::Runtime;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Why a host could not be attached or detached; said to the client.
 #[derive(Debug, thiserror::Error)]
@@ -33,11 +33,118 @@ pub enum AttachError {
     Plug(#[from] PlugError),
 }
 
+/// Attaches and detaches, one at a time. Each holds this for all its
+/// work, and the topology's lock only to read it at the start and to
+/// change it at the end: what runs `ip` in between (namespaces, TAPs,
+/// devices deleted: a second and more under load) leaves the topology to
+/// `shunt stats` and the other readers (docs/reliability.md, "Soak").
+/// Only attach and detach change the topology, so between their two
+/// looks at it nothing else does.
+static CHANGES: Mutex<()> = Mutex::new(());
+
+fn changes() -> MutexGuard<'static, ()> {
+    CHANGES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What an attach decided from the topology before it makes anything.
+struct AttachPlan {
+    ni: usize,
+    port_name: String,
+    ip: Option<crate::config::Ipv4Net>,
+    mac: shunt_parsers::MacAddr,
+    /// The host's index, or None for a host this attach adds.
+    host: Option<usize>,
+    /// For a host of the topology whose namespace is gone (deleted from
+    /// outside): it is made again, with IPv6 or not.
+    remake: Option<bool>,
+    new_host_mtu: u16,
+    ifname: String,
+    mtu: u16,
+    tap_queues: usize,
+    /// Port ids in use when the id was taken (the topology's port count).
+    next: usize,
+    pid: PortId,
+}
+
 /// `shunt attach HOST NETWORK`: plugs a host (new or existing) into a
 /// network while the switch runs. Nothing else is disturbed: the new plan
 /// is published and workers pick it up between batches.
 pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachError> {
+    let _one = changes();
+    let p = plan_attach(rt, host, network)?;
+    if let Err(e) = make_host(rt, host, &p) {
+        rt.give_back_port_id(p.pid, p.next);
+        return Err(e);
+    }
+    let tap = plug_tap(
+        &p.port_name,
+        host,
+        &p.ifname,
+        Some(p.mac),
+        p.mtu,
+        p.ip,
+        p.tap_queues,
+    );
     let mut topo = rt.topo();
+    // A host made here stays in the topology even when its TAP could not
+    // be made, as its namespace stays among the switch's.
+    let hi = match p.host {
+        Some(i) => i,
+        None => {
+            topo.hosts.push(Host {
+                name: host.to_string(),
+                links: vec![],
+                aliases: vec![],
+                ipv6: false,
+                mtu: p.new_host_mtu,
+                line: 0,
+            });
+            topo.hosts.len() - 1
+        }
+    };
+    let tap = match tap {
+        Ok(t) => t,
+        Err(e) => {
+            rt.give_back_port_id(p.pid, p.next);
+            return Err(e.into());
+        }
+    };
+    let id = p.pid.index();
+    let (ni, mac, ip, ifname) = (p.ni, p.mac, p.ip, p.ifname);
+    topo.hosts[hi].links.push(HostLink {
+        network: ni,
+        ifname: ifname.clone(),
+        ip,
+        mac,
+    });
+    let cfg = PortCfg::host_port(host, network, ni, &ifname, p.mtu, 0);
+    match topo.ports.get_mut(id) {
+        Some(old) => *old = cfg,
+        None => topo.ports.push(cfg),
+    }
+    if topo.networks[ni].macvlan.is_some() {
+        let _ = rt.fdb.add_static(ni as u16, mac.as_bytes(), id as u16);
+    }
+    rt.taps[id].store(Some(Arc::new(tap)));
+    rt.port_kind[id].store(Some(crate::port::Kind::Tap));
+    rt.port_worker[id].store(id % rt.counters.len(), Relaxed);
+    rt.port_up[id].store(true, Relaxed);
+    rt.plan
+        .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
+    rt.port_generation.fetch_add(1, Relaxed);
+    let port_name = p.port_name;
+    crate::say!("shunt: attached {port_name} ({ifname} in {host})");
+    crate::stack::topology_changed(rt.stack.as_deref(), &topo);
+    Ok(format!(
+        "attached {host} to {network}: port {port_name}, {ifname} in {host}{}",
+        ip.map(|i| format!(" with {i}")).unwrap_or_default()
+    ))
+}
+
+/// The first look of an attach at the topology: whether the host may be
+/// attached, with which address, MAC, interface and port id.
+fn plan_attach(rt: &Runtime, host: &str, network: &str) -> Result<AttachPlan, AttachError> {
+    let topo = rt.topo();
     let ni = topo
         .network_index(network)
         .ok_or_else(|| AttachError::NoNetwork(network.to_string()))?;
@@ -68,13 +175,53 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
             .map_or(DEFAULT_MTU, |u| inner_mtu(u.mtu)),
         _ => DEFAULT_MTU,
     };
-    let hi = match topo.hosts.iter().position(|h| h.name == host) {
+    let (host_i, remake, links, mtu) = match topo.hosts.iter().position(|h| h.name == host) {
         // A host of this switch whose namespace was deleted from outside
         // (`ip netns del`): its ports went down with it; attaching it again
         // makes the namespace anew, as for a new host (it was refused with
         // `ip link set ... netns H` failing: docs/reliability.md, Faults).
-        Some(i) if !netns::exists(host) => {
-            make_namespace(host, topo.hosts[i].ipv6)?;
+        Some(i) => {
+            let h = &topo.hosts[i];
+            let remake = (!netns::exists(host)).then_some(h.ipv6);
+            (Some(i), remake, h.links.clone(), h.mtu)
+        }
+        None => {
+            if netns::exists(host) {
+                return Err(AttachError::NamespaceTaken(host.to_string()));
+            }
+            (None, None, Vec::new(), new_host_mtu)
+        }
+    };
+    let ifname = (0..)
+        .map(|i| format!("eth{i}"))
+        .find(|n| !links.iter().any(|l| &l.ifname == n))
+        .unwrap_or_else(|| "eth0".into());
+    // A detached port's id when one is free (Runtime::take_port_id).
+    let next = topo.ports.len();
+    let pid = rt.take_port_id(next).ok_or(AttachError::NoPortLeft)?;
+    Ok(AttachPlan {
+        ni,
+        port_name,
+        ip,
+        mac,
+        host: host_i,
+        remake,
+        new_host_mtu,
+        ifname,
+        mtu,
+        tap_queues: topo.switch.tap_queues,
+        next,
+        pid,
+    })
+}
+
+/// Makes the host's namespace when it has none (a new host, or one whose
+/// namespace was deleted), with the topology unlocked.
+fn make_host(rt: &Runtime, host: &str, p: &AttachPlan) -> Result<(), AttachError> {
+    match (p.host, p.remake) {
+        (Some(_), None) => Ok(()),
+        (Some(_), Some(ipv6)) => {
+            make_namespace(host, ipv6)?;
             let owned = rt
                 .owned_namespaces
                 .lock()
@@ -82,78 +229,14 @@ pub fn attach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
             if !owned {
                 record_namespace(rt, host);
             }
-            i
+            Ok(())
         }
-        Some(i) => i,
-        None => {
-            if netns::exists(host) {
-                return Err(AttachError::NamespaceTaken(host.to_string()));
-            }
+        (None, _) => {
             make_namespace(host, false)?;
             record_namespace(rt, host);
-            topo.hosts.push(Host {
-                name: host.to_string(),
-                links: vec![],
-                aliases: vec![],
-                ipv6: false,
-                mtu: new_host_mtu,
-                line: 0,
-            });
-            topo.hosts.len() - 1
+            Ok(())
         }
-    };
-    let h = &topo.hosts[hi];
-    let ifname = (0..)
-        .map(|i| format!("eth{i}"))
-        .find(|n| !h.links.iter().any(|l| &l.ifname == n))
-        .unwrap_or_else(|| "eth0".into());
-    let mtu = h.mtu;
-    // A detached port's id when one is free (Runtime::take_port_id).
-    let next = topo.ports.len();
-    let pid = rt.take_port_id(next).ok_or(AttachError::NoPortLeft)?;
-    let id = pid.index();
-    let tap = match plug_tap(
-        &port_name,
-        host,
-        &ifname,
-        Some(mac),
-        mtu,
-        ip,
-        topo.switch.tap_queues,
-    ) {
-        Ok(t) => t,
-        Err(e) => {
-            rt.give_back_port_id(pid, next);
-            return Err(e.into());
-        }
-    };
-    topo.hosts[hi].links.push(HostLink {
-        network: ni,
-        ifname: ifname.clone(),
-        ip,
-        mac,
-    });
-    let cfg = PortCfg::host_port(host, network, ni, &ifname, mtu, 0);
-    match topo.ports.get_mut(id) {
-        Some(old) => *old = cfg,
-        None => topo.ports.push(cfg),
     }
-    if topo.networks[ni].macvlan.is_some() {
-        let _ = rt.fdb.add_static(ni as u16, mac.as_bytes(), id as u16);
-    }
-    rt.taps[id].store(Some(Arc::new(tap)));
-    rt.port_kind[id].store(Some(crate::port::Kind::Tap));
-    rt.port_worker[id].store(id % rt.counters.len(), Relaxed);
-    rt.port_up[id].store(true, Relaxed);
-    rt.plan
-        .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
-    rt.port_generation.fetch_add(1, Relaxed);
-    crate::say!("shunt: attached {port_name} ({ifname} in {host})");
-    crate::stack::topology_changed(rt.stack.as_deref(), &topo);
-    Ok(format!(
-        "attached {host} to {network}: port {port_name}, {ifname} in {host}{}",
-        ip.map(|i| format!(" with {i}")).unwrap_or_default()
-    ))
 }
 
 /// A namespace created for an attached host: the switch owns it (removes
@@ -181,40 +264,44 @@ fn record_namespace(rt: &Runtime, host: &str) {
 /// `shunt detach HOST NETWORK`: unplugs a host from a network while the
 /// switch runs; its device goes away, what was learned on it is flushed.
 pub fn detach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachError> {
-    let mut topo = rt.topo();
+    let _one = changes();
     let port_name = format!("{host}.{network}");
-    let id = topo
-        .ports
-        .iter()
-        .position(|p| p.name == port_name && !p.removed && p.host.is_some())
-        .ok_or_else(|| AttachError::NotOn {
-            host: host.to_string(),
-            network: network.to_string(),
-        })?;
-    let ni = topo.network_index(network).unwrap_or(usize::MAX);
-    topo.ports[id].removed = true;
-    let mut removed_link = None;
-    if let Some(h) = topo.hosts.iter_mut().find(|h| h.name == host) {
-        removed_link = h.links.iter().find(|l| l.network == ni).cloned();
-        h.links.retain(|l| l.network != ni);
-    }
-    rt.port_up[id].store(false, Relaxed);
-    rt.plan
-        .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
-    rt.taps[id].store(None);
-    rt.packets[id].store(None);
-    rt.port_kind[id].store(None);
-    rt.port_generation.fetch_add(1, Relaxed);
+    let (id, ni, removed_link, macvlan) = {
+        let mut topo = rt.topo();
+        let id = topo
+            .ports
+            .iter()
+            .position(|p| p.name == port_name && !p.removed && p.host.is_some())
+            .ok_or_else(|| AttachError::NotOn {
+                host: host.to_string(),
+                network: network.to_string(),
+            })?;
+        let ni = topo.network_index(network).unwrap_or(usize::MAX);
+        topo.ports[id].removed = true;
+        let mut removed_link = None;
+        if let Some(h) = topo.hosts.iter_mut().find(|h| h.name == host) {
+            removed_link = h.links.iter().find(|l| l.network == ni).cloned();
+            h.links.retain(|l| l.network != ni);
+        }
+        rt.port_up[id].store(false, Relaxed);
+        rt.plan
+            .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
+        rt.taps[id].store(None);
+        rt.packets[id].store(None);
+        rt.port_kind[id].store(None);
+        rt.port_generation.fetch_add(1, Relaxed);
+        crate::stack::topology_changed(rt.stack.as_deref(), &topo);
+        let macvlan = topo.networks.get(ni).is_some_and(|n| n.macvlan.is_some());
+        (id, ni, removed_link, macvlan)
+    };
     // Remove the device now rather than when the last worker lets go of
     // its descriptor, so the host can be attached again at once.
     if let Some(l) = &removed_link {
         let _ = netns::ip(&["-n", host, "link", "del", "dev", &l.ifname]);
     }
     let mut flushed = rt.fdb.flush_port(id as u16);
-    if let Some(l) = removed_link {
-        if topo.networks.get(ni).is_some_and(|n| n.macvlan.is_some()) {
-            rt.fdb.remove(ni as u16, l.mac.as_bytes());
-        }
+    if let Some(l) = removed_link.filter(|_| macvlan) {
+        rt.fdb.remove(ni as u16, l.mac.as_bytes());
     }
     // The id is given again only once no worker can still hold anything
     // of this port (docs/pipeline/workers.md#port-ids).
@@ -222,7 +309,6 @@ pub fn detach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
         flushed += rt.retire_port(pid);
     }
     crate::say!("shunt: detached {port_name}; {flushed} learned entries flushed");
-    crate::stack::topology_changed(rt.stack.as_deref(), &topo);
     Ok(format!(
         "detached {host} from {network}; {flushed} learned entries flushed"
     ))

@@ -5,13 +5,18 @@
 use super::attach::{attach, detach};
 use crate::control::answers;
 use crate::control::proto::{self, Done, ErrorReply, Pong, Removed, Request, Stopping};
-use crate::control::send;
+use crate::control::{send, send_list};
 use crate::runtime::Runtime;
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a client may leave a list answer unread before the switch
+/// stops writing it.
+const FDB_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves requests until the switch stops. `shutdown` asks the main
 /// thread to tear everything down.
@@ -23,11 +28,18 @@ pub(super) fn serve(l: UnixListener, rt: Arc<Runtime>, shutdown: Sender<()>) {
         }
         let rt = Arc::clone(&rt);
         let shutdown = shutdown.clone();
-        std::thread::spawn(move || {
-            if let Err(e) = handle(conn, &rt, &shutdown) {
-                crate::say!("shunt: control connection: {e}");
-            }
-        });
+        // A thread that cannot be made (out of threads or memory) costs
+        // this one connection, not the server.
+        let spawned = std::thread::Builder::new()
+            .name("shunt-ctl".into())
+            .spawn(move || {
+                if let Err(e) = handle(conn, &rt, &shutdown) {
+                    crate::say!("shunt: control connection: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            crate::say!("shunt: control connection refused: no thread for it: {e}");
+        }
     }
 }
 
@@ -64,8 +76,14 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
             },
         ),
         Request::Ports => send(&mut out, &answers::ports(rt)),
-        Request::Fdb { network } => match answers::fdb(rt, network.as_deref()) {
-            Ok(v) => send(&mut out, &v),
+        // Written as it is encoded (100k+ entries: docs/reliability.md,
+        // "Soak"); a client that stops reading for FDB_WRITE_TIMEOUT is
+        // given up, and with it the table's copy.
+        Request::Fdb { network } => match answers::fdb_rows(rt, network.as_deref()) {
+            Ok(rows) => {
+                out.set_write_timeout(Some(FDB_WRITE_TIMEOUT))?;
+                send_list(&mut out, rows.iter())
+            }
             Err(e) => refuse(&mut out, e),
         },
         Request::FdbDelete { network, mac } => match answers::fdb_delete(rt, &network, &mac) {
