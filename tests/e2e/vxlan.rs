@@ -468,9 +468,11 @@ fn kernel_vteps() -> TestResult {
     ping(&x2, &format!("10.77.{tag}.11"))?;
 
     // TCP at MTU 1450 with the hosts' TSO on (issue 12, VPP#3184): the
-    // TAP host's super-frames are cut into segments that each fit the
-    // tunnel, with an outer header of their own; the kernel VTEP's side
-    // comes back with its inner checksum left to compute. No black hole.
+    // TAP host's super-frames go to the tunnel whole where the underlay
+    // TAP takes UDP-tunnel GSO (the kernel segments them so that each
+    // segment fits), else cut by the switch into segments that each fit;
+    // the kernel VTEP's side comes back with its inner checksum left to
+    // compute, or as tunnel super-frames. No black hole.
     let (ul0, vx0) = (rx_counts(&r1, "ul"), rx_counts(&r1, "vx1000"));
     let to_x1 = crate::harness::iperf3_tcp(&x1, &format!("10.77.{tag}.101"), &a, 2)?;
     let (ul1, vx1) = (rx_counts(&r1, "ul"), rx_counts(&r1, "vx1000"));
@@ -801,7 +803,9 @@ address = "192.0.2.{me}/24"
 /// kept them whole). Elsewhere `skipped`, with the reason. `ua`: the
 /// namespace of `a`'s underlay TAP.
 fn tunnel_super_frames(a: &Switch, peer: &str, b: &Switch, ua: &str) -> TestResult {
-    let k = exec(ua, &["ethtool", "-k", "ul0"]).unwrap_or_default();
+    // ethtool is installed by scripts/setup.sh: its failure is an error,
+    // not a reason to skip.
+    let k = exec(ua, &["ethtool", "-k", "ul0"])?;
     if !k.contains("tx-udp_tnl-segmentation: on") {
         println!("vxlan::two_switches: whole tunnel super-frames skipped: no UDP-tunnel GSO on the underlay TAP");
         return Ok(());
