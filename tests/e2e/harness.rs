@@ -238,9 +238,12 @@ pub struct Variant {
     pub workers: u8,
     /// `[switch] multiqueue`: TAPs with one queue per worker (issue 13).
     pub multiqueue: bool,
+    /// `[switch] tap_io`, written only when set: the default (io_uring) or
+    /// the system-call path it replaced.
+    pub tap_io: Option<&'static str>,
 }
 
-pub const VARIANTS: [Variant; 6] = [
+pub const VARIANTS: [Variant; 7] = [
     Variant {
         idx: 0,
         link: "tap",
@@ -248,6 +251,7 @@ pub const VARIANTS: [Variant; 6] = [
         xdp_mode: "auto",
         workers: 1,
         multiqueue: false,
+        tap_io: None,
     },
     Variant {
         idx: 1,
@@ -256,6 +260,7 @@ pub const VARIANTS: [Variant; 6] = [
         xdp_mode: "auto",
         workers: 2,
         multiqueue: false,
+        tap_io: None,
     },
     Variant {
         idx: 2,
@@ -264,6 +269,7 @@ pub const VARIANTS: [Variant; 6] = [
         xdp_mode: "native",
         workers: 1,
         multiqueue: false,
+        tap_io: None,
     },
     Variant {
         idx: 3,
@@ -272,6 +278,7 @@ pub const VARIANTS: [Variant; 6] = [
         xdp_mode: "generic",
         workers: 2,
         multiqueue: false,
+        tap_io: None,
     },
     // veth hosts as `shunt up` makes them by default: a packet socket
     // with the virtio-net header, the hosts' offloads on.
@@ -282,6 +289,7 @@ pub const VARIANTS: [Variant; 6] = [
         xdp_mode: "auto",
         workers: 2,
         multiqueue: false,
+        tap_io: None,
     },
     // Multi-queue TAPs under two workers: each worker polls its own queue
     // of every TAP, so one port's frames are learned and forwarded by both
@@ -293,6 +301,18 @@ pub const VARIANTS: [Variant; 6] = [
         xdp_mode: "auto",
         workers: 2,
         multiqueue: true,
+        tap_io: None,
+    },
+    // TAPs with one `readv`/`writev` per frame: the path `tap_io =
+    // "syscall"` keeps, and the one a worker falls back to without io_uring.
+    Variant {
+        idx: 6,
+        link: "tap",
+        veth_attach: "afxdp",
+        xdp_mode: "auto",
+        workers: 1,
+        multiqueue: false,
+        tap_io: Some("syscall"),
     },
 ];
 
@@ -300,10 +320,11 @@ impl Variant {
     /// A suffix for trial names: `[tap,w1]`, `[afxdp-native,w2]`,
     /// `[packet,w2]`.
     pub fn label(&self) -> String {
-        match (self.link, self.veth_attach) {
-            ("veth", "afxdp") => format!("[afxdp-{},w{}]", self.xdp_mode, self.workers),
-            ("veth", _) => format!("[packet,w{}]", self.workers),
+        match (self.link, self.veth_attach, self.tap_io) {
+            ("veth", "afxdp", _) => format!("[afxdp-{},w{}]", self.xdp_mode, self.workers),
+            ("veth", _, _) => format!("[packet,w{}]", self.workers),
             _ if self.multiqueue => format!("[tap-mq,w{}]", self.workers),
+            (_, _, Some(io)) => format!("[tap-{io},w{}]", self.workers),
             _ => format!("[tap,w{}]", self.workers),
         }
     }
@@ -426,6 +447,9 @@ impl Topology {
         );
         if v.multiqueue {
             s += "multiqueue = true\n";
+        }
+        if let Some(io) = v.tap_io {
+            s += &format!("tap_io = \"{io}\"\n");
         }
         if let Some(a) = self.aging_secs {
             s += &format!("fdb_aging_secs = {a}\n");

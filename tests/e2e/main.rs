@@ -25,6 +25,7 @@ mod mcast;
 mod mixed;
 mod offload;
 mod offload_veth;
+mod poll;
 mod queues;
 mod stp;
 mod trace;
@@ -77,6 +78,7 @@ fn main() {
         .chain(offload::tests())
         .chain(impair::tests())
         .chain(queues::tests())
+        .chain(poll::tests())
         .chain(guard::tests())
         .chain(flood::tests())
         .chain(faults::tests())
@@ -114,6 +116,7 @@ fn main() {
         .chain(offload::afxdp_tests())
         .chain(impair::afxdp_tests())
         .chain(handoff::afxdp_tests())
+        .chain(poll::afxdp_tests())
     {
         tests.push((name.to_string(), Box::new(test), skip_xdp.clone()));
     }

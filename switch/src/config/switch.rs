@@ -116,6 +116,6 @@ pub(super) fn section(
 /// "Polling modes").
 pub const DEFAULT_POLL: PollMode = PollMode::Interrupt;
 
-/// TAP I/O without `tap_io`: the old path until the io_uring one is measured
-/// faster (docs/decisions.md, "Batched TAP I/O": not measured yet).
-pub const DEFAULT_TAP_IO: TapIo = TapIo::Syscall;
+/// TAP I/O without `tap_io`: io_uring, faster than a system call per frame
+/// in every measured pair (docs/decisions.md, "Batched TAP I/O").
+pub const DEFAULT_TAP_IO: TapIo = TapIo::Uring;
