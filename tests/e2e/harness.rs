@@ -84,6 +84,9 @@ pub fn run_timeout(prog: &str, args: &[&str], timeout: Duration) -> Result<Strin
 }
 
 /// Run a command, killing it (our own child, by its id) after `timeout`.
+/// Its output is read while it runs (by a thread per pipe), so a command
+/// that prints more than a pipe holds (64 KiB) does not stall until the
+/// timeout.
 pub fn output_timeout(prog: &str, args: &[&str], timeout: Duration) -> Result<Output, String> {
     let mut child = Command::new(prog)
         .args(args)
@@ -92,10 +95,23 @@ pub fn output_timeout(prog: &str, args: &[&str], timeout: Duration) -> Result<Ou
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("starting `{prog}`: {e}"))?;
+    fn drain<R: std::io::Read + Send + 'static>(
+        pipe: Option<R>,
+    ) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     let deadline = Instant::now() + timeout;
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(_)) => break,
+            Ok(Some(status)) => break status,
             Ok(None) if Instant::now() > deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -107,10 +123,16 @@ pub fn output_timeout(prog: &str, args: &[&str], timeout: Duration) -> Result<Ou
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => return Err(format!("waiting for `{prog}`: {e}")),
         }
-    }
-    child
-        .wait_with_output()
-        .map_err(|e| format!("reading the output of `{prog}`: {e}"))
+    };
+    let joined = |h: std::thread::JoinHandle<Vec<u8>>| {
+        h.join()
+            .map_err(|_| format!("reading the output of `{prog}`: the reader panicked"))
+    };
+    Ok(Output {
+        status,
+        stdout: joined(out)?,
+        stderr: joined(err)?,
+    })
 }
 
 pub fn run(prog: &str, args: &[&str]) -> Result<String, String> {
