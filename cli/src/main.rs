@@ -817,9 +817,13 @@ fn print_stats(v: &Stats) {
         rows,
     );
     print_mac_flap(v);
-    // Offloads (docs/offloads.md), for the ports that saw any.
-    for (name, p) in &v.ports {
-        let o = &p.offload;
+    // Offloads (docs/offloads.md), for the ports and VTEPs that saw any.
+    let ports = v.ports.iter().map(|(n, p)| (n.clone(), &p.offload));
+    let vteps = v
+        .vteps
+        .iter()
+        .map(|(ip, t)| (format!("vtep {ip}"), &t.offload));
+    for (name, o) in ports.chain(vteps) {
         if o.rx_gso + o.tx_gso_whole + o.tx_gso_segments + o.tx_csum_soft > 0 {
             out!(
                 "offload {name}: {} super-frames received, {} sent whole, {} segments cut in software, {} checksums completed in software",

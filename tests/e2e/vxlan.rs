@@ -817,6 +817,12 @@ fn tunnel_super_frames(a: &Switch, peer: &str, b: &Switch, ua: &str) -> TestResu
         frames > 0 && bytes / frames > 1514,
         "a sent {frames} VXLAN frames of {bytes} bytes: no super-frame went whole"
     );
+    let whole = v["offload"]["tx_gso_whole"].as_u64().unwrap_or(0);
+    ensure!(
+        whole > 0,
+        "stats --json vteps[{peer}].offload counts no super-frame passed whole: {}",
+        v["offload"]
+    );
     let rx = crate::offload::offload(b, "ul0", "rx_gso")?;
     ensure!(rx > 0, "b's underlay received no tunnel super-frame");
     println!(

@@ -457,6 +457,7 @@ fn vteps(rt: &Runtime, total: &mut [u64; DropReason::COUNT]) -> BTreeMap<String,
                 rx_bytes: t.rx_bytes,
                 tx_bytes: t.tx_bytes,
                 learned: t.learned,
+                offload: t.offload,
                 drops: drops(&t, total, false),
                 nexthop: ul.and_then(|u| u.nexthop_of(*ip)).map(|a| a.to_string()),
                 nexthop_mac: ul

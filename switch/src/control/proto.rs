@@ -472,6 +472,11 @@ pub struct VtepStats {
     pub rx_bytes: u64,
     pub tx_bytes: u64,
     pub learned: u64,
+    /// Super-frames towards this VTEP passed whole to the underlay (with
+    /// UDP-tunnel GSO) or cut in software, checksums completed in software,
+    /// and tunnel super-frames from it (docs/offloads.md).
+    #[serde(default)]
+    pub offload: crate::counters::OffloadTotals,
     /// By reason, only those that happened.
     pub drops: BTreeMap<String, u64>,
     pub nexthop: Option<String>,
