@@ -5,10 +5,17 @@
 
 use super::{forward::port_up, Batch, Context, TxEntry, TxQueues, Verdict};
 use crate::counters::{DropReason, FloodCause};
-use crate::ids::{Egress, NetId, Vid};
+use crate::ids::{Egress, NetId, PortId, Vid};
 
 pub fn run(ctx: &Context, ingress: Egress, batch: &mut Batch, tx: &mut TxQueues) {
     let c = ctx.counters.port(ingress);
+    // The ports a flood goes to, worked out once per network and cause in
+    // a batch rather than per frame (a batch nearly always floods one set):
+    // the member checks (link, spanning tree, flood flags, tag) cost more
+    // than the copies' queueing. Taken out of `tx` to be read while `tx`
+    // is pushed to; put back below (no allocation either way).
+    let mut set = std::mem::take(&mut tx.flood);
+    let mut key: Option<(usize, FloodCause)> = None;
     for i in 0..batch.count {
         let m = batch.meta[i];
         let net = m.net.map_or(usize::MAX, NetId::index);
@@ -21,25 +28,13 @@ pub fn run(ctx: &Context, ingress: Egress, batch: &mut Batch, tx: &mut TxQueues)
                 let Some(n) = ctx.plan.nets.get(net) else {
                     continue;
                 };
-                let mut sent = 0;
-                for &p in &n.members {
-                    if Egress::Port(p) == ingress
-                        || !port_up(ctx, p.into())
-                        || !super::stp::forwarding(ctx, p)
-                    {
-                        continue;
-                    }
-                    let pp = &ctx.plan.ports[p.index()];
-                    let allowed = match cause {
-                        FloodCause::UnknownUnicast => pp.flood_unknown,
-                        FloodCause::Multicast => pp.flood_multicast,
-                        FloodCause::Broadcast => true,
-                    };
-                    if allowed {
-                        let vid = pp.egress_vid[net].and_then(|c| c.tag());
-                        tx.push(p.into(), TxEntry::new(i, vid));
-                        sent += 1;
-                    }
+                if key != Some((net, cause)) {
+                    key = Some((net, cause));
+                    flood_set(ctx, ingress, net, cause, &n.members, &mut set);
+                }
+                let mut sent = set.len();
+                for &(p, vid) in &set {
+                    tx.push(p.into(), TxEntry::new(i, vid));
                 }
                 // Head-end replication, never from a VTEP back to VTEPs.
                 if m.vtep.is_none() {
@@ -81,6 +76,38 @@ pub fn run(ctx: &Context, ingress: Egress, batch: &mut Batch, tx: &mut TxQueues)
         }
         if let Verdict::Drop(r) = batch.meta[i].verdict {
             c.drops[r as usize].add(1);
+        }
+    }
+    tx.flood = set;
+}
+
+/// The members of network `net` a flood of `cause` from `ingress` goes
+/// to, with the tag each carries, into `set` (cleared first).
+fn flood_set(
+    ctx: &Context,
+    ingress: Egress,
+    net: usize,
+    cause: FloodCause,
+    members: &[PortId],
+    set: &mut Vec<(PortId, Option<Vid>)>,
+) {
+    set.clear();
+    for &p in members {
+        if Egress::Port(p) == ingress || !port_up(ctx, p.into()) || !super::stp::forwarding(ctx, p)
+        {
+            continue;
+        }
+        let Some(pp) = ctx.plan.ports.get(p.index()) else {
+            continue;
+        };
+        let allowed = match cause {
+            FloodCause::UnknownUnicast => pp.flood_unknown,
+            FloodCause::Multicast => pp.flood_multicast,
+            FloodCause::Broadcast => true,
+        };
+        if allowed {
+            let vid = pp.egress_vid.get(net).copied().flatten();
+            set.push((p, vid.and_then(|c| c.tag())));
         }
     }
 }

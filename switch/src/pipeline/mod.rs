@@ -270,6 +270,9 @@ pub struct TxQueues {
     queues: Box<[Vec<TxEntry>]>,
     /// Egresses with something queued, in first-queued order.
     pub dirty: Vec<Egress>,
+    /// egress's scratch: the ports a flood goes to and their tags, worked
+    /// out once per batch (capacity `MAX_PORTS`: never grows).
+    pub flood: Vec<(crate::ids::PortId, Option<crate::ids::Vid>)>,
 }
 
 impl Default for TxQueues {
@@ -286,6 +289,7 @@ impl TxQueues {
                 .map(|_| Vec::with_capacity(BATCH))
                 .collect(),
             dirty: Vec::with_capacity(Egress::SLOTS),
+            flood: Vec::with_capacity(crate::ids::MAX_PORTS),
         }
     }
 
