@@ -350,6 +350,13 @@ impl AfXdpPort {
         };
 
         let hook = link.hook();
+        if queues > 1 && hook == Hook::Generic {
+            // Measured on a veth (docs/afxdp.md, "Several queues"): without
+            // native XDP the kernel records no receive queue on the frames.
+            crate::say!(
+                "afxdp: {ifname}: generic XDP: the kernel gives every received frame queue 0, so its socket receives them all; the {queues} sockets still each transmit for their worker"
+            );
+        }
         let attachment = Arc::new(Attachment {
             link,
             _program: program,
