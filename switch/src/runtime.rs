@@ -43,41 +43,82 @@ pub struct Handoff {
     pub copied: bool,
 }
 
-/// The kernel's counters of one AF_XDP socket, as its owning worker last
-/// read them (about once a second; `shunt stats --json` shows them).
+/// The kernel's counters of one AF_XDP socket, as the worker that owns it
+/// last read them (about once a second).
 #[derive(Default)]
-pub struct XdpStatsCell {
+pub struct XdpQueueCell {
     pub rx_dropped: AtomicU64,
     pub rx_fill_ring_empty: AtomicU64,
     pub rx_ring_full: AtomicU64,
     pub rx_invalid_descs: AtomicU64,
     pub tx_invalid_descs: AtomicU64,
     pub bad_kernel_descs: AtomicU64,
-    /// Free frames in the port's cache (for the UMEM's frame count).
+    /// Free frames in the socket's cache (for the UMEM's frame count).
     pub cached: AtomicU64,
 }
 
+/// The kernel's counters of one AF_XDP port: one line per worker, for the
+/// socket it owns (one, or one per queue of a multi-queue veth, each
+/// written by its own worker); `shunt stats --json` shows their sum.
+pub struct XdpStatsCell {
+    queues: Box<[XdpQueueCell]>,
+}
+
 impl XdpStatsCell {
-    pub fn store(&self, s: &crate::port::AfXdpStats) {
-        self.rx_dropped.store(s.rx_dropped, Relaxed);
-        self.rx_fill_ring_empty.store(s.rx_fill_ring_empty, Relaxed);
-        self.rx_ring_full.store(s.rx_ring_full, Relaxed);
-        self.rx_invalid_descs.store(s.rx_invalid_descs, Relaxed);
-        self.tx_invalid_descs.store(s.tx_invalid_descs, Relaxed);
-        self.bad_kernel_descs.store(s.bad_kernel_descs, Relaxed);
+    pub fn new(workers: usize) -> XdpStatsCell {
+        XdpStatsCell {
+            queues: (0..workers.max(1))
+                .map(|_| XdpQueueCell::default())
+                .collect(),
+        }
+    }
+
+    /// Worker `w`'s socket's counters and free frames.
+    pub fn store(&self, w: usize, s: &crate::port::AfXdpStats, cached: u64) {
+        let Some(q) = self.queues.get(w) else { return };
+        q.rx_dropped.store(s.rx_dropped, Relaxed);
+        q.rx_fill_ring_empty.store(s.rx_fill_ring_empty, Relaxed);
+        q.rx_ring_full.store(s.rx_ring_full, Relaxed);
+        q.rx_invalid_descs.store(s.rx_invalid_descs, Relaxed);
+        q.tx_invalid_descs.store(s.tx_invalid_descs, Relaxed);
+        q.bad_kernel_descs.store(s.bad_kernel_descs, Relaxed);
+        q.cached.store(cached, Relaxed);
+    }
+
+    /// Worker `w` let go of its socket: its frames went back to the pool.
+    pub fn let_go(&self, w: usize) {
+        if let Some(q) = self.queues.get(w) {
+            q.cached.store(0, Relaxed);
+        }
+    }
+
+    /// Everything back to zero (the port id is given again).
+    pub fn reset(&self) {
+        for w in 0..self.queues.len() {
+            self.store(w, &Default::default(), 0);
+        }
+    }
+
+    /// Free frames in the caches of the port's sockets.
+    pub fn cached(&self) -> u64 {
+        self.sum(|q| &q.cached)
+    }
+
+    fn sum(&self, f: impl Fn(&XdpQueueCell) -> &AtomicU64) -> u64 {
+        self.queues.iter().map(|q| f(q).load(Relaxed)).sum()
     }
 
     pub fn json(&self) -> serde_json::Value {
-        let rx_dropped = self.rx_dropped.load(Relaxed);
-        let fill_empty = self.rx_fill_ring_empty.load(Relaxed);
+        let rx_dropped = self.sum(|q| &q.rx_dropped);
+        let fill_empty = self.sum(|q| &q.rx_fill_ring_empty);
         serde_json::json!({
             "rx_dropped": rx_dropped,
             "rx_fill_ring_empty": fill_empty,
             "rx_oversize": rx_dropped.saturating_sub(fill_empty),
-            "rx_ring_full": self.rx_ring_full.load(Relaxed),
-            "rx_invalid_descs": self.rx_invalid_descs.load(Relaxed),
-            "tx_invalid_descs": self.tx_invalid_descs.load(Relaxed),
-            "bad_kernel_descs": self.bad_kernel_descs.load(Relaxed),
+            "rx_ring_full": self.sum(|q| &q.rx_ring_full),
+            "rx_invalid_descs": self.sum(|q| &q.rx_invalid_descs),
+            "tx_invalid_descs": self.sum(|q| &q.tx_invalid_descs),
+            "bad_kernel_descs": self.sum(|q| &q.bad_kernel_descs),
         })
     }
 }
@@ -101,8 +142,11 @@ pub struct Runtime {
     pub port_worker: Box<[AtomicUsize]>,
     /// What backs each port id (`None`: nothing, or no longer).
     pub port_kind: Box<[KindCell]>,
-    /// The kernel's counters of each AF_XDP port's socket.
+    /// The kernel's counters of each AF_XDP port's sockets.
     pub xdp_stats: Box<[XdpStatsCell]>,
+    /// Sockets (queues) of each AF_XDP port: 1, or one per worker for a
+    /// multi-queue veth (socket k is worker k's); 0 for other ports.
+    pub xdp_queues: Box<[u16]>,
     /// The mode each AF_XDP port got at open ("native-copy", ...), for
     /// `shunt ports --json`; None for other ports.
     pub xdp_mode: Box<[Option<&'static str>]>,
@@ -176,6 +220,8 @@ impl Runtime {
             (0..MAX_PORTS).map(|_| ArcSwapOption::empty()).collect();
         let mut umem = None;
         let mut xdp_mode: Vec<Option<&'static str>> = vec![None; MAX_PORTS];
+        let mut xdp_queues = vec![0u16; MAX_PORTS];
+        let mut owner: Vec<usize> = (0..MAX_PORTS).map(|p| p % nworkers).collect();
         for (p, d) in devices.into_iter().enumerate() {
             let Some(id) = PortId::new(p) else { break };
             match d {
@@ -190,13 +236,36 @@ impl Runtime {
                     packets[p].store(Some(x));
                     slots.push(ArcSwapOption::empty());
                 }
-                Device::AfXdp(x) => {
+                Device::AfXdp(mut x) => {
                     kinds[p].store(Some(Kind::AfXdp));
                     umem.get_or_insert_with(|| x.umem());
                     xdp_mode[p] = Some(x.mode());
                     slots.push(ArcSwapOption::empty());
-                    // Fresh queues of MAX_PORTS slots: cannot be full.
-                    let _ = inbox[p % nworkers].push((id, x));
+                    let rest = x.split_queues();
+                    xdp_queues[p] = 1 + rest.len() as u16;
+                    // Fresh queues of MAX_PORTS slots, at most one socket
+                    // of a port per worker: cannot be full.
+                    if rest.is_empty() {
+                        let _ = inbox[p % nworkers].push((id, x));
+                        continue;
+                    }
+                    // Socket k to worker k (bring-up opens at most one per
+                    // worker); the port's owner, which takes what other
+                    // workers hand over, is one of them.
+                    let queues = 1 + rest.len();
+                    if owner[p] >= queues {
+                        owner[p] = 0;
+                    }
+                    let _ = inbox[0].push((id, x));
+                    for q in rest {
+                        match inbox.get(q.queue() as usize) {
+                            Some(i) => {
+                                let _ = i.push((id, Box::new(q)));
+                            }
+                            // Closed: its queue's frames go to the kernel.
+                            None => drop(q),
+                        }
+                    }
                 }
             }
         }
@@ -215,11 +284,12 @@ impl Runtime {
             taps: slots.into_boxed_slice(),
             packets,
             port_up: (0..MAX_PORTS).map(|p| AtomicBool::new(p < n)).collect(),
-            port_worker: (0..MAX_PORTS)
-                .map(|p| AtomicUsize::new(p % nworkers))
-                .collect(),
+            port_worker: owner.into_iter().map(AtomicUsize::new).collect(),
             port_kind: kinds,
-            xdp_stats: (0..MAX_PORTS).map(|_| XdpStatsCell::default()).collect(),
+            xdp_stats: (0..MAX_PORTS)
+                .map(|_| XdpStatsCell::new(nworkers))
+                .collect(),
+            xdp_queues: xdp_queues.into_boxed_slice(),
             xdp_mode: xdp_mode.into_boxed_slice(),
             umem,
             inbox,
@@ -389,8 +459,7 @@ impl Runtime {
         self.impair.forget(id.index());
         self.impair.reset_counters(id.index());
         if let Some(x) = self.xdp_stats.get(id.index()) {
-            x.store(&Default::default());
-            x.cached.store(0, Relaxed);
+            x.reset();
         }
         self.tracer.forget(id);
         self.capture.forget(id);

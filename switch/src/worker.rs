@@ -438,8 +438,13 @@ impl Io {
         fds.clear();
         for id in PortId::all() {
             let p = id.index();
-            // A queue of a multi-queue TAP is this worker's too.
-            let queue = matches!(&self.ports[p], Some(Device::Tap(t, _)) if t.queues() > 1);
+            // A queue of a multi-queue TAP is this worker's too, and so is
+            // an AF_XDP socket it holds (one queue of a multi-queue veth).
+            let queue = match &self.ports[p] {
+                Some(Device::Tap(t, _)) => t.queues() > 1,
+                Some(Device::AfXdp(_)) => true,
+                _ => false,
+            };
             let mine = queue || rt.port_worker[p].load(Relaxed) == self.id;
             if !mine || !rt.port_up[p].load(Relaxed) || rt.impair.is_down(p) {
                 continue;
@@ -473,8 +478,7 @@ impl Io {
     fn publish_xdp_stats(&self) {
         for (p, d) in self.ports.iter().enumerate() {
             if let (Some(Device::AfXdp(x)), Some(cell)) = (d, self.rt.xdp_stats.get(p)) {
-                cell.store(&x.stats());
-                cell.cached.store(x.cached_frames() as u64, Relaxed);
+                cell.store(self.id, &x.stats(), x.cached_frames() as u64);
             }
         }
     }
@@ -523,7 +527,7 @@ impl Io {
                 _ => {
                     if let Some(Device::AfXdp(_)) = slot {
                         // Its socket closes and its frames go back to the pool.
-                        rt.xdp_stats[p].cached.store(0, Relaxed);
+                        rt.xdp_stats[p].let_go(self.id);
                     }
                     *slot = None;
                 }

@@ -1,8 +1,8 @@
 //! The AF_XDP port on its own, on veth pairs this test creates: receive and
 //! transmit in native and generic mode, two ports sharing a UMEM forwarding
 //! between two veths, the fallback of `auto`, oversize frames, quick
-//! re-open (EBUSY retry), and no XDP program left behind after drop or after
-//! `kill -9`.
+//! re-open (EBUSY retry), two queues sharing one program, and no XDP
+//! program left behind after drop or after `kill -9`.
 //!
 //! Needs root (namespaces, veth, AF_XDP). A test that cannot run prints
 //! `skipped: <reason>` and returns; the end-to-end suite runs the behaviour
@@ -643,6 +643,46 @@ fn forwarding_rate() {
     );
 }
 
+/// A veth with two queues each way (`ethtool -L`), opened with a socket on
+/// each: the second socket is queue 1 and comes out of `split_queues`; the
+/// XDP program stays while either socket is open and goes with the last;
+/// every frame is back in the pool after both.
+fn two_queues_share_one_program() {
+    skip_unless_able!();
+    let veth = Veth::new("axt", 31);
+    let ns = veth.ns.clone();
+    let channels = sh(&["ethtool", "-L", &veth.a, "rx", "2", "tx", "2"]).and_then(|_| {
+        sh(&[
+            "ip", "netns", "exec", &ns, "ethtool", "-L", &veth.b, "rx", "2", "tx", "2",
+        ])
+    });
+    if let Err(e) = channels {
+        println!("skipped: cannot give the veth two queues: {e}");
+        return;
+    }
+    let umem = SharedUmem::new(2).expect("umem");
+    let total = umem.free_frames();
+    let mut q0 = match AfXdpPort::open_queues(&veth.a, XdpMode::Native, &umem, 2) {
+        Ok(p) => p,
+        Err(e) => panic!("open {} with 2 queues: {e}", veth.a),
+    };
+    let mut rest = q0.split_queues();
+    assert_eq!((q0.queue(), q0.queues(), rest.len()), (0, 2, 1));
+    assert!(q0.split_queues().is_empty(), "split twice");
+    let q1 = rest.pop().expect("queue 1");
+    assert_eq!((q1.queue(), q1.queues()), (1, 2));
+    assert!(has_xdp(&veth.a), "no XDP program on {}", veth.a);
+    drop(q0);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(has_xdp(&veth.a), "program went with queue 0's socket");
+    drop(q1);
+    assert!(
+        wait_no_xdp(&veth.a, Duration::from_secs(2)),
+        "program left after both sockets closed"
+    );
+    assert_eq!(umem.free_frames(), total, "frames not back in the pool");
+}
+
 /// Own harness (libtest-mimic): when the machine cannot run these tests
 /// (not root, no AF_XDP), every test is reported ignored with a line
 /// `skipped: <reason>`, never as passed.
@@ -701,6 +741,11 @@ fn main() {
             false,
         ),
         ("forwarding_rate", forwarding_rate as fn(), true),
+        (
+            "two_queues_share_one_program",
+            two_queues_share_one_program as fn(),
+            false,
+        ),
     ];
     let trials = tests
         .into_iter()

@@ -258,14 +258,15 @@ pub struct Variant {
     pub veth_attach: &'static str,
     pub xdp_mode: &'static str,
     pub workers: u8,
-    /// `[switch] multiqueue`: TAPs with one queue per worker (issue 13).
+    /// `[switch] multiqueue`: TAPs and AF_XDP veths with one queue per
+    /// worker (issue 13).
     pub multiqueue: bool,
     /// `[switch] tap_io`, written only when set: the default (io_uring) or
     /// the system-call path it replaced.
     pub tap_io: Option<&'static str>,
 }
 
-pub const VARIANTS: [Variant; 7] = [
+pub const VARIANTS: [Variant; 8] = [
     Variant {
         idx: 0,
         link: "tap",
@@ -336,6 +337,17 @@ pub const VARIANTS: [Variant; 7] = [
         multiqueue: false,
         tap_io: Some("syscall"),
     },
+    // Multi-queue veths on AF_XDP under two workers: one socket per queue,
+    // socket k polled by worker k.
+    Variant {
+        idx: 7,
+        link: "veth",
+        veth_attach: "afxdp",
+        xdp_mode: "native",
+        workers: 2,
+        multiqueue: true,
+        tap_io: None,
+    },
 ];
 
 impl Variant {
@@ -343,6 +355,9 @@ impl Variant {
     /// `[packet,w2]`.
     pub fn label(&self) -> String {
         match (self.link, self.veth_attach, self.tap_io) {
+            ("veth", "afxdp", _) if self.multiqueue => {
+                format!("[afxdp-{}-mq,w{}]", self.xdp_mode, self.workers)
+            }
             ("veth", "afxdp", _) => format!("[afxdp-{},w{}]", self.xdp_mode, self.workers),
             ("veth", _, _) => format!("[packet,w{}]", self.workers),
             _ if self.multiqueue => format!("[tap-mq,w{}]", self.workers),

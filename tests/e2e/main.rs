@@ -117,6 +117,7 @@ fn main() {
         .chain(impair::afxdp_tests())
         .chain(handoff::afxdp_tests())
         .chain(poll::afxdp_tests())
+        .chain(queues::afxdp_tests())
     {
         tests.push((name.to_string(), Box::new(test), skip_xdp.clone()));
     }

@@ -267,8 +267,8 @@ pub struct SwitchCfg {
     pub poll: PollMode,
     /// How TAP frames reach the kernel (`tap_io`).
     pub tap_io: TapIo,
-    /// Queues of each TAP (`multiqueue = true`: one per worker, spread by
-    /// the kernel by flow hash; else 1).
+    /// Queues of each TAP and of each AF_XDP veth host's veth (`multiqueue
+    /// = true`: one per worker, spread by the kernel by flow hash; else 1).
     pub tap_queues: usize,
     /// Spanning tree (`stp`, `stp_priority`, timers; docs/stp.md).
     pub stp: StpCfg,

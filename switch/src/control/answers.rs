@@ -103,10 +103,15 @@ pub fn ports(rt: &Runtime) -> Vec<PortInfo> {
                 mtu: p.mtu,
                 rx_frames: t.rx_frames,
                 tx_frames: t.tx_frames,
-                queues: (rt.port_kind[i].load() == Some(crate::port::Kind::Tap))
-                    .then(|| rt.taps[i].load().as_deref().map(|t| t.queues()))
-                    .flatten()
-                    .unwrap_or(1),
+                queues: match rt.port_kind[i].load() {
+                    Some(crate::port::Kind::Tap) => {
+                        rt.taps[i].load().as_deref().map_or(1, |t| t.queues())
+                    }
+                    Some(crate::port::Kind::AfXdp) => {
+                        rt.xdp_queues.get(i).map_or(1, |&q| usize::from(q.max(1)))
+                    }
+                    _ => 1,
+                },
             }
         })
         .collect()
@@ -246,6 +251,12 @@ pub fn stats(rt: &Runtime) -> Stats {
             p.name.clone(),
             PortStats {
                 rx_frames: t.rx_frames,
+                rx_by_worker: PortId::new(i).map_or_else(Vec::new, |p| {
+                    rt.counters
+                        .iter()
+                        .map(|w| w.port(p.into()).rx_frames.get())
+                        .collect()
+                }),
                 tx_frames: t.tx_frames,
                 rx_bytes: t.rx_bytes,
                 tx_bytes: t.tx_bytes,
@@ -432,7 +443,7 @@ fn umem(rt: &Runtime) -> Option<Umem> {
     Some(Umem {
         frames: u.frames() as u64,
         pool: u.free_frames() as u64,
-        cached: rt.xdp_stats.iter().map(|c| c.cached.load(Relaxed)).sum(),
+        cached: rt.xdp_stats.iter().map(|c| c.cached()).sum(),
         in_kernel: u.lent_frames() as u64,
     })
 }

@@ -410,6 +410,10 @@ pub struct HandoffStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PortStats {
     pub rx_frames: u64,
+    /// Of those, by the worker that received them (a multi-queue port's
+    /// queues are polled by several).
+    #[serde(default)]
+    pub rx_by_worker: Vec<u64>,
     pub tx_frames: u64,
     pub rx_bytes: u64,
     pub tx_bytes: u64,

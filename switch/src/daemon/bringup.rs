@@ -18,15 +18,20 @@ use crate::port::{Device, SharedUmem, Tap};
 /// notes in `topo` the outer interface of each host port that is a veth.
 fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
     let mut devs: Vec<Option<Device>> = topo.ports.iter().map(|_| None).collect();
-    let n_xdp = topo
+    // `multiqueue`: a veth host on AF_XDP gets as many queues as a TAP
+    // (one per worker), with a socket on each; an interface the user
+    // brought keeps one socket, on queue 0.
+    let veth_queues = topo.switch.tap_queues;
+    let n_xdp: usize = topo
         .ports
         .iter()
         .filter(|p| p.kind == PortKind::Afxdp)
-        .count();
-    // Two 4096-frame shares per port: a port may hold up to 7168 frames at
-    // once (receive side 4096, transmit side 2048, cache 1024), and frames
-    // in batches and hand-over queues come on top. (AF_XDP ports are not
-    // attached at run time: `shunt attach` makes TAP ports.)
+        .map(|p| if p.host.is_some() { veth_queues } else { 1 })
+        .sum();
+    // Two 4096-frame shares per socket: a socket may hold up to 7168 frames
+    // at once (receive side 4096, transmit side 2048, cache 1024), and
+    // frames in batches and hand-over queues come on top. (AF_XDP ports are
+    // not attached at run time: `shunt attach` makes TAP ports.)
     let umem = if n_xdp > 0 {
         Some(SharedUmem::new(n_xdp * 2)?)
     } else {
@@ -42,13 +47,22 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
             };
             let kind = topo.ports[pi].kind;
             if kind == PortKind::Packet {
-                let outer = plug_veth(&h.name, &link.ifname, link.mac, h.mtu, link.ip, true)?;
+                let outer = plug_veth(&h.name, &link.ifname, link.mac, h.mtu, link.ip, true, 1)?;
                 devs[pi] = Some(open_packet(&port, &outer)?);
                 topo.ports[pi].outer = Some(outer);
             } else if kind == PortKind::Afxdp {
-                let outer = plug_veth(&h.name, &link.ifname, link.mac, h.mtu, link.ip, false)?;
+                let outer = plug_veth(
+                    &h.name,
+                    &link.ifname,
+                    link.mac,
+                    h.mtu,
+                    link.ip,
+                    false,
+                    veth_queues,
+                )?;
                 let Some(umem) = &umem else { continue };
-                devs[pi] = Some(open_afxdp(&port, &outer, topo.ports[pi].xdp_mode, umem)?);
+                let mode = topo.ports[pi].xdp_mode;
+                devs[pi] = Some(open_afxdp(&port, &outer, mode, umem, veth_queues)?);
                 topo.ports[pi].outer = Some(outer);
             } else {
                 let queues = topo.switch.tap_queues;
@@ -76,7 +90,7 @@ fn build(topo: &mut Topology) -> Result<Vec<Device>, UpError> {
         }
         if p.kind == PortKind::Afxdp {
             if let Some(umem) = &umem {
-                devs[pi] = Some(open_afxdp(&p.name, &p.interface, p.xdp_mode, umem)?);
+                devs[pi] = Some(open_afxdp(&p.name, &p.interface, p.xdp_mode, umem, 1)?);
                 note_veth_checksums(&p.name, &p.interface);
             }
             continue;

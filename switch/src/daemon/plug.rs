@@ -122,7 +122,12 @@ fn add_address(ns: &str, ifname: &str, ip: Option<Ipv4Net>) -> Result<(), PlugEr
 /// where a packet socket or an AF_XDP socket attaches to it. `offloads`:
 /// the switch's port carries the virtio-net header (a packet port), so the
 /// host keeps its checksum offload and TSO; otherwise (AF_XDP) transmit
-/// checksum offload is turned off in the host. Returns the outer name.
+/// checksum offload is turned off in the host. `queues` > 1: both ends get
+/// that many transmit and receive queues (the host's kernel spreads its
+/// flows over its transmit queues by hash, and veth delivers transmit
+/// queue k of one end on receive queue k of the other; native XDP wants
+/// the peer's transmit queues no more than the receive queues). Returns
+/// the outer name.
 pub(super) fn plug_veth(
     ns: &str,
     ifname: &str,
@@ -130,6 +135,7 @@ pub(super) fn plug_veth(
     mtu: u16,
     ip: Option<Ipv4Net>,
     offloads: bool,
+    queues: usize,
 ) -> Result<String, PlugError> {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let outer = format!("shv{:x}x{}", std::process::id(), SEQ.fetch_add(1, Relaxed));
@@ -138,11 +144,18 @@ pub(super) fn plug_veth(
     // dropping them unseen; 3000 stays under veth's limit for native XDP.
     let outer_mtu = mtu.max(3000).to_string();
     let mtu = mtu.to_string();
-    netns::ip(&[
-        "link", "add", &outer, "mtu", &outer_mtu, "type", "veth", "peer", "name", ifname, "netns",
-        ns,
-    ])
-    .map_err(nerr(ns))?;
+    let n = queues.max(1).to_string();
+    let q: &[&str] = if queues > 1 {
+        &["numtxqueues", &n, "numrxqueues", &n]
+    } else {
+        &[]
+    };
+    let mut args = vec!["link", "add", &outer];
+    args.extend_from_slice(q);
+    args.extend(["mtu", &outer_mtu, "type", "veth", "peer", "name", ifname]);
+    args.extend_from_slice(q);
+    args.extend(["netns", ns]);
+    netns::ip(&args).map_err(nerr(ns))?;
     // The outer end is the switch's port, not an interface of the switch's
     // namespace: no IPv6 address, no router solicitations or MLD reports of
     // its own into the host.
@@ -191,18 +204,22 @@ pub(super) fn open_packet(port: &str, ifname: &str) -> Result<Device, PlugError>
     Ok(Device::Packet(std::sync::Arc::new(p)))
 }
 
-/// Opens an AF_XDP port on `ifname`, saying at start-up which mode it got
-/// and the largest frame it carries.
+/// Opens an AF_XDP port on `ifname` with one socket on each of its first
+/// `queues` queues, saying at start-up which mode it got and the largest
+/// frame it carries.
 pub(super) fn open_afxdp(
     port: &str,
     ifname: &str,
     mode: XdpMode,
     umem: &SharedUmem,
+    queues: usize,
 ) -> Result<Device, PlugError> {
-    let x = AfXdpPort::open(ifname, mode, umem).map_err(|source| PlugError::AfXdp {
-        port: port.to_string(),
-        source,
-    })?;
+    let queues = u32::try_from(queues).unwrap_or(1);
+    let x =
+        AfXdpPort::open_queues(ifname, mode, umem, queues).map_err(|source| PlugError::AfXdp {
+            port: port.to_string(),
+            source,
+        })?;
     crate::say!("shunt: port {port}: {}", x.summary());
     Ok(Device::AfXdp(Box::new(x)))
 }

@@ -7,10 +7,13 @@
 //!   frames. Every port registers the *whole* area as its UMEM, so a frame
 //!   address means the same frame in every port and a received frame is
 //!   sent on another port by handing over its address (no copy).
-//! - [`AfXdpPort`]: one XDP socket on queue 0 of one interface, with its own
-//!   fill, completion, receive and transmit rings (xdpilone), plus the XDP
-//!   redirect program attached through a BPF link (`xdp_loader`), so that the
-//!   program goes away with the process, also after `kill -9`.
+//! - [`AfXdpPort`]: one XDP socket on one queue of one interface (queue 0,
+//!   or each queue of a multi-queue veth: one socket per queue, each polled
+//!   by its own worker), with its own fill, completion, receive and
+//!   transmit rings (xdpilone). The sockets of one interface share the XDP
+//!   redirect program (its XSKMAP has an entry per queue) attached through
+//!   a BPF link (`xdp_loader`), so that the program goes away with the
+//!   process, also after `kill -9`.
 //!
 //! Frame accounting of a port:
 //! - receive side: frames in the fill ring or in the receive ring, at most
@@ -34,6 +37,7 @@ use std::io;
 use std::num::NonZeroU32;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::time::Duration;
 
 use xdpilone::xdp::XdpDesc;
@@ -50,9 +54,6 @@ use crate::config::XdpMode;
 pub const XDP_PACKET_HEADROOM: u32 = 256;
 /// Frames a port keeps on its receive side (fill ring + receive ring).
 const RX_FRAMES: u32 = 2 * RING_SIZE;
-/// The queue we bind to. Only queue 0: the XSKMAP has one entry and frames
-/// that arrive on other queues go to the kernel stack (see docs/afxdp.md).
-const QUEUE: u32 = 0;
 /// EBUSY retries at open (a previous owner of the interface still going
 /// away): delays in milliseconds, about 2 s in all.
 const BUSY_RETRY_MS: [u64; 9] = [20, 40, 80, 120, 160, 250, 350, 450, 500];
@@ -67,9 +68,11 @@ const XDP_OPTIONS_ZEROCOPY: u32 = 1;
 pub enum AfXdpError {
     #[error("afxdp port on {ifname:?}: no such interface: {source}")]
     NoInterface { ifname: String, source: io::Error },
-    #[error("afxdp port on {ifname:?}: {step}: {source}{hint}")]
+    #[error("afxdp port on {ifname:?}{}: {step}: {source}{hint}", on_queue(*.queue))]
     Setup {
         ifname: String,
+        /// The queue whose socket failed; None for the interface's steps.
+        queue: Option<u32>,
         step: &'static str,
         source: io::Error,
         hint: &'static str,
@@ -82,9 +85,10 @@ pub enum AfXdpError {
         /// The verifier's log, prefixed with a newline, when there is one.
         log: String,
     },
-    #[error("afxdp port on {ifname:?}: still busy after {tries} tries ({step}): another XDP program or AF_XDP socket holds queue 0 (`ip link show dev {ifname}`; `ip link set dev {ifname} xdp off` if it is stale)")]
+    #[error("afxdp port on {ifname:?}{}: still busy after {tries} tries ({step}): another XDP program or AF_XDP socket holds the interface or the queue (`ip link show dev {ifname}`; `ip link set dev {ifname} xdp off` if it is stale)", on_queue(*.queue))]
     Busy {
         ifname: String,
+        queue: Option<u32>,
         step: &'static str,
         tries: usize,
     },
@@ -93,6 +97,29 @@ pub enum AfXdpError {
 }
 
 pub use super::TxError;
+
+/// ", queue N" for an error of one queue's socket.
+fn on_queue(q: Option<u32>) -> String {
+    q.map(|q| format!(", queue {q}")).unwrap_or_default()
+}
+
+/// An error maker for `step` of interface `ifname` (`queue`: of that
+/// queue's socket).
+fn setup_err(
+    ifname: &str,
+    queue: Option<u32>,
+    step: &'static str,
+    hint: &'static str,
+) -> impl FnOnce(io::Error) -> AfXdpError {
+    let ifname = ifname.to_string();
+    move |source| AfXdpError::Setup {
+        ifname,
+        queue,
+        step,
+        source,
+        hint,
+    }
+}
 
 /// The kernel's counters for one socket, plus ours. Read on the control
 /// path (one `getsockopt`), never per frame.
@@ -116,17 +143,29 @@ pub struct AfXdpStats {
     pub bad_kernel_descs: u64,
 }
 
-/// One AF_XDP socket on queue 0 of an interface.
-pub struct AfXdpPort {
-    // Field order is drop order: first detach the program, so the kernel
-    // stops redirecting to us; then close the rings and the socket; then
-    // the program and map; then give the frames back.
+/// What the sockets on the queues of one interface share: the redirect
+/// program, its XSKMAP and the BPF link that attaches it. The last socket
+/// of the interface to close drops it (the program goes with the link).
+struct Attachment {
+    // Field order is drop order: detach first, then the program and map.
     link: XdpLink,
+    _program: XskProgram,
+}
+
+/// One AF_XDP socket on one queue of an interface (queue 0, or each queue
+/// of a multi-queue veth: [`AfXdpPort::open_queues`]).
+pub struct AfXdpPort {
+    // Field order is drop order: first the program's attachment (detached
+    // when this is the interface's last socket, so the kernel stops
+    // redirecting to us; a socket closed while the program stays is
+    // taken out of the XSKMAP by the kernel, and its queue's frames go to
+    // the kernel stack); then close the rings and the socket; then give
+    // the frames back.
+    attachment: Arc<Attachment>,
     rx: RingRx,
     tx: RingTx,
     device: DeviceQueue,
     _umem: Umem,
-    _program: XskProgram,
     /// Last: after the socket is closed, every frame it had lent to the
     /// kernel goes back to the pool with the cache.
     frames: FrameCache,
@@ -135,6 +174,12 @@ pub struct AfXdpPort {
     ifindex: u32,
     mode: &'static str,
     mtu: Option<u32>,
+    /// The queue this socket is bound to, and how many the port has.
+    queue: u32,
+    queues: u32,
+    /// The sockets of the other queues, from `open_queues` until
+    /// [`split_queues`](Self::split_queues) gives each to its worker.
+    rest: Vec<AfXdpPort>,
     /// Frames in the fill ring + receive ring.
     rx_out: u32,
     /// Frames in the transmit ring + completion ring.
@@ -142,6 +187,17 @@ pub struct AfXdpPort {
     /// Frames queued since the last flush.
     tx_queued: u32,
     bad_kernel_descs: u64,
+}
+
+/// One queue's socket, bound and with its fill ring filled, before the
+/// program is attached.
+struct Bound {
+    rx: RingRx,
+    tx: RingTx,
+    device: DeviceQueue,
+    umem: Umem,
+    frames: FrameCache,
+    rx_out: u32,
 }
 
 // SAFETY: the port touches only frames it owns (in its cache, or handed
@@ -186,25 +242,32 @@ fn read_mtu(ifname: &str) -> Option<u32> {
 }
 
 impl AfXdpPort {
-    /// Attaches to the existing interface `ifname`: loads the XSKMAP
-    /// redirect program, binds an XDP socket on queue 0 over the whole of
-    /// `umem` (taking one of its places), and attaches the program through a BPF link (detached when the
-    /// port is dropped or the process dies, also by `kill -9`).
+    /// Attaches to the existing interface `ifname` with one socket on queue
+    /// 0: [`open_queues`](Self::open_queues) with one queue.
+    pub fn open(ifname: &str, mode: XdpMode, umem: &SharedUmem) -> Result<AfXdpPort, AfXdpError> {
+        AfXdpPort::open_queues(ifname, mode, umem, 1)
+    }
+
+    /// Attaches to the existing interface `ifname`: loads the redirect
+    /// program with an XSKMAP of `queues` entries, binds one XDP socket on
+    /// each of queues 0..`queues` over the whole of `umem` (each socket
+    /// takes one of its places and has its own four rings), and attaches
+    /// the program through a BPF link (detached when the last socket is
+    /// dropped or the process dies, also by `kill -9`). Returns queue 0's
+    /// socket; the others come out of [`split_queues`](Self::split_queues).
     ///
     /// `Native`: driver hook, zero-copy when the driver offers it, copy
     /// otherwise. `Generic`: skb hook, copy mode. `Auto`: native, falling
     /// back to generic with a line on stderr saying so. EBUSY (a previous
     /// owner still going away) is retried for about two seconds.
-    pub fn open(ifname: &str, mode: XdpMode, umem: &SharedUmem) -> Result<AfXdpPort, AfXdpError> {
-        let setup = |step: &'static str, hint: &'static str| {
-            let ifname = ifname.to_string();
-            move |source: io::Error| AfXdpError::Setup {
-                ifname,
-                step,
-                source,
-                hint,
-            }
-        };
+    pub fn open_queues(
+        ifname: &str,
+        mode: XdpMode,
+        umem: &SharedUmem,
+        queues: u32,
+    ) -> Result<AfXdpPort, AfXdpError> {
+        let queues = queues.max(1);
+        let setup = |step: &'static str, hint: &'static str| setup_err(ifname, None, step, hint);
 
         let cname = std::ffi::CString::new(ifname).map_err(|_| AfXdpError::NoInterface {
             ifname: ifname.to_string(),
@@ -216,10 +279,9 @@ impl AfXdpPort {
                 ifname: ifname.to_string(),
                 source: os_err(e),
             })?;
-        info.set_queue(QUEUE);
         let ifindex = info.ifindex();
 
-        let program = XskProgram::load(1).map_err(|e| AfXdpError::Program {
+        let program = XskProgram::load(queues).map_err(|e| AfXdpError::Program {
             ifname: ifname.to_string(),
             step: e.step,
             source: e.source,
@@ -229,89 +291,17 @@ impl AfXdpPort {
                 format!("\n{}", e.verifier_log)
             },
         })?;
-
-        let mut frames = umem.take_place()?;
-        let area = frames.area().clone();
-        let config = UmemConfig {
-            fill_size: RING_SIZE,
-            complete_size: RING_SIZE,
-            frame_size: FRAME_SIZE,
-            headroom: 0,
-            flags: 0,
-        };
-        let whole = NonNull::slice_from_raw_parts(area.base, area.len);
-        // SAFETY: `whole` is the page-aligned mapping of UmemArea, which
-        // outlives this Umem (the port holds the area's Arc in `frames` and
-        // drops the Umem first). Its length is a multiple of FRAME_SIZE.
-        let xumem = unsafe { Umem::new(config, whole) }
-            .map_err(os_err)
-            .map_err(setup(
-                "register the UMEM",
-                " (AF_XDP needs root, or CAP_NET_RAW and CAP_IPC_LOCK)",
-            ))?;
-        let sock = Socket::with_shared(&info, &xumem)
-            .map_err(os_err)
-            .map_err(setup("create the XDP socket", ""))?;
-        let mut device = xumem
-            .fq_cq(&sock)
-            .map_err(os_err)
-            .map_err(setup("set up the fill and completion rings", ""))?;
-        let bind_flags = SocketConfig::XDP_BIND_NEED_WAKEUP
-            | match mode {
-                // Copy mode for the generic hook; otherwise the kernel tries
-                // zero-copy and falls back to copy by itself.
-                XdpMode::Generic => SocketConfig::XDP_BIND_COPY,
-                XdpMode::Native | XdpMode::Auto => 0,
-            };
-        let user = xumem
-            .rx_tx(
-                &sock,
-                &SocketConfig {
-                    rx_size: NonZeroU32::new(RING_SIZE),
-                    tx_size: NonZeroU32::new(RING_SIZE),
-                    bind_flags,
-                },
-            )
-            .map_err(os_err)
-            .map_err(setup("set up the receive and transmit rings", ""))?;
-        let rx = user
-            .map_rx()
-            .map_err(os_err)
-            .map_err(setup("map the receive ring", ""))?;
-        let tx = user
-            .map_tx()
-            .map_err(os_err)
-            .map_err(setup("map the transmit ring", ""))?;
-        let (bound, tries) = retry_busy(|| xumem.bind(&user).map_err(os_err));
-        match bound {
-            Ok(()) => {}
-            Err(e) if is_busy(&e) => {
-                return Err(AfXdpError::Busy {
-                    ifname: ifname.to_string(),
-                    step: "bind the XDP socket to queue 0",
-                    tries,
-                })
-            }
-            Err(e) => {
-                return Err(setup(
-                    "bind the XDP socket to queue 0",
-                    " (is the interface up, and does it have a queue 0?)",
-                )(e))
-            }
+        // Every socket is bound, filled and in the map before the program
+        // sends anything our way.
+        let mut bound = Vec::with_capacity(queues as usize);
+        for q in 0..queues {
+            bound.push(bind_queue(ifname, info, q, mode, umem, &program)?);
         }
-        // Fill the fill ring before the program sends anything our way.
-        let rx_out = fill_from(&mut device, &mut frames, 0);
-
-        // SAFETY: the descriptor belongs to `device`/`xumem`, which live as
-        // long as the port; it is only borrowed for the map update.
-        let xsk_fd = unsafe { BorrowedFd::borrow_raw(device.as_raw_fd()) };
-        program
-            .set_socket(QUEUE, xsk_fd)
-            .map_err(setup("put the socket into the XSKMAP", ""))?;
 
         let attach = |hook: Hook| retry_busy(|| program.attach(ifindex, hook));
         let busy = |tries| AfXdpError::Busy {
             ifname: ifname.to_string(),
+            queue: None,
             step: "attach the XDP program",
             tries,
         };
@@ -359,32 +349,65 @@ impl AfXdpPort {
             },
         };
 
-        let zerocopy = xsk_zerocopy(device.as_raw_fd());
-        let mode_name = match (link.hook(), zerocopy) {
-            (Hook::Driver, false) => "native-copy",
-            (Hook::Driver, true) => "native-zerocopy",
-            (Hook::Generic, false) => "generic-copy",
-            (Hook::Generic, true) => "generic-zerocopy",
-        };
-
-        let port = AfXdpPort {
+        let hook = link.hook();
+        if queues > 1 && hook == Hook::Generic {
+            // Measured on a veth (docs/afxdp.md, "Several queues"): without
+            // native XDP the kernel records no receive queue on the frames.
+            crate::say!(
+                "afxdp: {ifname}: generic XDP: the kernel gives every received frame queue 0, so its socket receives them all; the {queues} sockets still each transmit for their worker"
+            );
+        }
+        let attachment = Arc::new(Attachment {
             link,
-            rx,
-            tx,
-            device,
-            _umem: xumem,
             _program: program,
-            frames,
-            ifname: ifname.to_string(),
-            ifindex,
-            mode: mode_name,
-            mtu: read_mtu(ifname),
-            rx_out,
-            tx_out: 0,
-            tx_queued: 0,
-            bad_kernel_descs: 0,
-        };
-        Ok(port)
+        });
+        let mtu = read_mtu(ifname);
+        let mut ports: Vec<AfXdpPort> = bound
+            .into_iter()
+            .zip(0..)
+            .map(|(b, queue)| {
+                let zerocopy = xsk_zerocopy(b.device.as_raw_fd());
+                AfXdpPort {
+                    attachment: Arc::clone(&attachment),
+                    rx: b.rx,
+                    tx: b.tx,
+                    device: b.device,
+                    _umem: b.umem,
+                    frames: b.frames,
+                    ifname: ifname.to_string(),
+                    ifindex,
+                    mode: mode_name(hook, zerocopy),
+                    mtu,
+                    queue,
+                    queues,
+                    rest: Vec::new(),
+                    rx_out: b.rx_out,
+                    tx_out: 0,
+                    tx_queued: 0,
+                    bad_kernel_descs: 0,
+                }
+            })
+            .collect();
+        // Not empty: at least one queue was bound above.
+        let mut first = ports.remove(0);
+        first.rest = ports;
+        Ok(first)
+    }
+
+    /// The sockets of queues 1.. of a port opened with several queues
+    /// (each goes to the worker that polls it); empty after the first call.
+    pub fn split_queues(&mut self) -> Vec<AfXdpPort> {
+        std::mem::take(&mut self.rest)
+    }
+
+    /// The queue this socket is bound to.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// How many queues (sockets) the port was opened with.
+    pub fn queues(&self) -> u32 {
+        self.queues
     }
 
     /// "native-copy", "native-zerocopy", "generic-copy".
@@ -394,7 +417,7 @@ impl AfXdpPort {
 
     /// The XDP hook the program is attached to: "native" or "generic".
     pub fn xdp_hook(&self) -> &'static str {
-        self.link.hook().name()
+        self.attachment.link.hook().name()
     }
 
     pub fn ifname(&self) -> &str {
@@ -424,9 +447,14 @@ impl AfXdpPort {
         let max = self.max_frame();
         let limit_mtu = max - 14;
         let mut s = format!(
-            "afxdp port on {}: {} mode, queue 0; frames up to {max} bytes (MTU {limit_mtu}, {} with a VLAN tag); larger frames are dropped and counted as oversize",
+            "afxdp port on {}: {} mode, {}; frames up to {max} bytes (MTU {limit_mtu}, {} with a VLAN tag); larger frames are dropped and counted as oversize",
             self.ifname,
             self.mode,
+            if self.queues > 1 {
+                format!("{} queues (one socket each)", self.queues)
+            } else {
+                "queue 0".to_string()
+            },
             limit_mtu - 4
         );
         if let Some(mtu) = self.mtu {
@@ -705,8 +733,8 @@ impl super::Port for AfXdpPort {
         super::Caps {
             zero_copy: true,
             offloads: super::Offloads::default(),
-            // One socket on queue 0 of its interface.
-            queues: 1,
+            // The port's queues (this socket is one of them).
+            queues: self.queues as u16,
         }
     }
 
@@ -766,6 +794,119 @@ pub fn available() -> io::Result<()> {
     // SAFETY: `fd` is a new descriptor nobody else owns.
     drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
     Ok(())
+}
+
+/// "native-copy", "native-zerocopy", "generic-copy", "generic-zerocopy".
+fn mode_name(hook: Hook, zerocopy: bool) -> &'static str {
+    match (hook, zerocopy) {
+        (Hook::Driver, false) => "native-copy",
+        (Hook::Driver, true) => "native-zerocopy",
+        (Hook::Generic, false) => "generic-copy",
+        (Hook::Generic, true) => "generic-zerocopy",
+    }
+}
+
+/// Makes queue `queue`'s socket of interface `info`: registers the whole
+/// area of `umem` as its UMEM (taking one of its places), makes the four
+/// rings, binds it to the queue (EBUSY retried), fills its fill ring and
+/// puts it into the program's XSKMAP under the queue's index.
+fn bind_queue(
+    ifname: &str,
+    mut info: IfInfo,
+    queue: u32,
+    mode: XdpMode,
+    umem: &SharedUmem,
+    program: &XskProgram,
+) -> Result<Bound, AfXdpError> {
+    let setup = |step: &'static str, hint: &'static str| setup_err(ifname, Some(queue), step, hint);
+    info.set_queue(queue);
+    let mut frames = umem.take_place()?;
+    let area = frames.area().clone();
+    let config = UmemConfig {
+        fill_size: RING_SIZE,
+        complete_size: RING_SIZE,
+        frame_size: FRAME_SIZE,
+        headroom: 0,
+        flags: 0,
+    };
+    let whole = NonNull::slice_from_raw_parts(area.base, area.len);
+    // SAFETY: `whole` is the page-aligned mapping of UmemArea, which
+    // outlives this Umem (the port holds the area's Arc in `frames` and
+    // drops the Umem first). Its length is a multiple of FRAME_SIZE.
+    let xumem = unsafe { Umem::new(config, whole) }
+        .map_err(os_err)
+        .map_err(setup(
+            "register the UMEM",
+            " (AF_XDP needs root, or CAP_NET_RAW and CAP_IPC_LOCK)",
+        ))?;
+    let sock = Socket::with_shared(&info, &xumem)
+        .map_err(os_err)
+        .map_err(setup("create the XDP socket", ""))?;
+    let mut device = xumem
+        .fq_cq(&sock)
+        .map_err(os_err)
+        .map_err(setup("set up the fill and completion rings", ""))?;
+    let bind_flags = SocketConfig::XDP_BIND_NEED_WAKEUP
+        | match mode {
+            // Copy mode for the generic hook; otherwise the kernel tries
+            // zero-copy and falls back to copy by itself.
+            XdpMode::Generic => SocketConfig::XDP_BIND_COPY,
+            XdpMode::Native | XdpMode::Auto => 0,
+        };
+    let user = xumem
+        .rx_tx(
+            &sock,
+            &SocketConfig {
+                rx_size: NonZeroU32::new(RING_SIZE),
+                tx_size: NonZeroU32::new(RING_SIZE),
+                bind_flags,
+            },
+        )
+        .map_err(os_err)
+        .map_err(setup("set up the receive and transmit rings", ""))?;
+    let rx = user
+        .map_rx()
+        .map_err(os_err)
+        .map_err(setup("map the receive ring", ""))?;
+    let tx = user
+        .map_tx()
+        .map_err(os_err)
+        .map_err(setup("map the transmit ring", ""))?;
+    let (bound, tries) = retry_busy(|| xumem.bind(&user).map_err(os_err));
+    match bound {
+        Ok(()) => {}
+        Err(e) if is_busy(&e) => {
+            return Err(AfXdpError::Busy {
+                ifname: ifname.to_string(),
+                queue: Some(queue),
+                step: "bind the XDP socket to its queue",
+                tries,
+            })
+        }
+        Err(e) => {
+            return Err(setup(
+                "bind the XDP socket to its queue",
+                " (is the interface up, and does it have that queue?)",
+            )(e))
+        }
+    }
+    // Fill the fill ring before the program sends anything our way.
+    let rx_out = fill_from(&mut device, &mut frames, 0);
+
+    // SAFETY: the descriptor belongs to `device`/`xumem`, which live on
+    // in the port; it is only borrowed for the map update.
+    let xsk_fd = unsafe { BorrowedFd::borrow_raw(device.as_raw_fd()) };
+    program
+        .set_socket(queue, xsk_fd)
+        .map_err(setup("put the socket into the XSKMAP", ""))?;
+    Ok(Bound {
+        rx,
+        tx,
+        device,
+        umem: xumem,
+        frames,
+        rx_out,
+    })
 }
 
 /// Moves free frames into the fill ring until the receive side (`rx_out`

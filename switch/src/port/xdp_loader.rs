@@ -1,7 +1,9 @@
 //! A tiny XDP loader: one XSKMAP, one six-instruction program that redirects
-//! every frame of queue 0 to the AF_XDP socket in the map (anything else, or a
-//! queue without a socket, goes on to the kernel stack), attached through a
-//! BPF link.
+//! every frame to the AF_XDP socket the map holds for the frame's receive
+//! queue (`ctx->rx_queue_index`: one entry per queue the port opened, so a
+//! multi-queue veth has a socket per queue; a queue without a socket, or
+//! past the map's end, goes on to the kernel stack), attached through a BPF
+//! link.
 //!
 //! Why a link: the program stays attached only while the link's file
 //! descriptor is open. When the process exits for any reason (also `kill -9`)
@@ -83,7 +85,7 @@ const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> BpfInsn {
 /// The program, with the map's descriptor patched in:
 /// ```text
 /// r2 = *(u32 *)(r1 + 16)          ; ctx->rx_queue_index
-/// r1 = map_fd ll                  ; the XSKMAP (two slots)
+/// r1 = map_fd ll                  ; the XSKMAP (one entry per queue)
 /// r3 = XDP_PASS                   ; action when the queue has no socket
 /// call bpf_redirect_map
 /// exit
