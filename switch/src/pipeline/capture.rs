@@ -1,8 +1,8 @@
 //! The capture's datapath side (`shunt capture`): while a capture runs,
 //! the frames it selects are copied, with the switch's decision, into a
-//! bounded lock-free ring per worker (fixed-size records, allocated when
-//! the capture starts, none per frame); the control plane (capture.rs)
-//! drains them into pcapng for the client. A full ring loses the record
+//! bounded lock-free ring per worker (fixed-size records, allocated by the
+//! first capture and kept for the next, none per frame); the control plane
+//! (capture.rs) drains them into pcapng for the client. A full ring loses the record
 //! (counted), never the frame. With no capture running the cost is one
 //! check per batch, as the trace's.
 //!
