@@ -2,9 +2,9 @@
 //! the frames it selects are copied, with the switch's decision, into a
 //! bounded lock-free ring per worker (fixed-size records, allocated by the
 //! first capture and kept for the next, none per frame); the control plane
-//! (capture.rs) drains them into pcapng for the client. A full ring loses the record
-//! (counted), never the frame. With no capture running the cost is one
-//! check per batch, as the trace's.
+//! (capture.rs) drains them into pcapng for the client. A full ring loses
+//! the record (counted), never the frame. With no capture running the cost
+//! is one check per batch, as the trace's.
 //!
 //! ```text
 //!  pipeline::run (decided) --inbound--> ring[worker] --control plane--> pcapng
