@@ -122,6 +122,11 @@ class Soak:
         self.fdb_done = 0
         self.t0 = time.monotonic()  # set again when the traffic starts
         self.rss = []  # (t, KiB)
+        # The switch's mappings every --smaps seconds: (t, {(start, perms,
+        # name): (size KiB, Rss KiB)}); a step in RSS is named by the
+        # mapping that grew (a malloc arena's heap, [heap], a new mapping).
+        self.maps = []
+        self.steps = []  # (t, KiB, [what grew])
         self.stop_rss = threading.Event()
         self.loads = []  # 1-minute load average, every 5 s
 
@@ -285,6 +290,57 @@ class Soak:
                     return int(line.split()[1])
         return 0
 
+    def smaps(self):
+        """Size and Rss (KiB) of each of the switch's mappings, keyed by
+        start address, permissions and name: a malloc heap keeps its start
+        as it grows, so the same key before and after a step says which."""
+        out, key = {}, None
+        with open(f"/proc/{self.pid}/smaps") as f:
+            for line in f:
+                if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                    fld = line.split()
+                    lo, hi = (int(x, 16) for x in fld[0].split("-"))
+                    key = (fld[0].split("-")[0], fld[1], fld[5] if len(fld) > 5 else "")
+                    out[key] = [(hi - lo) >> 10, 0]
+                elif line.startswith("Rss:") and key:
+                    out[key][1] = int(line.split()[1])
+        return out
+
+    @staticmethod
+    def grew(a, b, least=512):
+        """The mappings whose Rss changed by `least` KiB or more from a to
+        b, largest change first, in words."""
+        d = []
+        for k in set(a) | set(b):
+            x, y = a.get(k, (0, 0))[1], b.get(k, (0, 0))[1]
+            if abs(y - x) >= least:
+                start, perms, name = k
+                size = (b.get(k) or a.get(k))[0]
+                # glibc's per-thread arenas are heaps at 64 MiB-aligned
+                # addresses (HEAP_MAX_SIZE); [heap] is the main arena.
+                kind = name or ("arena" if int(start, 16) % (64 << 20) == 0 else "anon")
+                d.append((y - x, f"{start} {perms} {kind} size {size} KiB: Rss {x} -> {y} ({y - x:+d})"))
+        return [w for _, w in sorted(d, key=lambda e: -abs(e[0]))]
+
+    def maps_sampler(self):
+        """The mappings every --smaps seconds; a step of 1 MiB or more in
+        their sum is logged with the mappings that made it."""
+        while not self.stop_rss.is_set():
+            try:
+                m = self.smaps()
+            except OSError:
+                return
+            t = time.monotonic() - self.t0
+            if self.maps:
+                prev = self.maps[-1][1]
+                dk = sum(v[1] for v in m.values()) - sum(v[1] for v in prev.values())
+                if abs(dk) >= 1024:
+                    what = self.grew(prev, m)
+                    self.steps.append((t, dk, what))
+                    log(f"{t:4.0f} s: RSS step {dk:+d} KiB: {'; '.join(what[:3]) or 'spread thin'}")
+            self.maps.append((t, m))
+            self.stop_rss.wait(self.a.smaps)
+
     def timed(self, what):
         """`shunt WHAT --json`, timed from the start of the process."""
         t = time.monotonic()
@@ -410,22 +466,29 @@ class Soak:
                 continue
             (hrx, htx), outer = k1[h]
             # Frames the host sent that did not reach shunt, as the kernel
-            # counts them on the way.
+            # counts them on the way. The host's tx_packets holds only the
+            # frames its device handed on: a veth counts a frame sent once
+            # its peer took it (veth_xmit: tx counted on NET_RX_SUCCESS,
+            # else the sender's tx_dropped), a TAP once shunt has read it
+            # (tun_put_user; a full queue is tx_dropped). So the host's
+            # tx_dropped is not part of what it sent, and a frame the outer
+            # veth refused (its backlog full, or not forwardable) is counted
+            # twice, as the host's tx_dropped and the outer's rx_dropped
+            # (enqueue_to_backlog), sent by neither: adding both made run
+            # A's -2 (docs/reliability.md).
             lost_in, lost_out, parts_in, parts_out = 0, 0, [], []
             info = []
             if htx["dropped"]:
-                lost_in += htx["dropped"]
-                parts_in.append(f"eth0 tx_dropped {htx['dropped']}")
+                info.append(f"eth0 tx_dropped {htx['dropped']} (not sent: not in tx_packets)")
             if hrx["dropped"]:
                 # Counted in rx_packets too: frames the host's stack
                 # threw away once received (the churn's unknown EtherType).
                 info.append(f"host stack discarded {hrx['dropped']}")
             sock = ps.get("afxdp") or ps.get("packet") or {}
+            own = 0  # the outer veth's rx_dropped that no socket counts
             if kind != "tap":
                 orx, otx = outer
-                if orx["dropped"]:
-                    lost_in += orx["dropped"]
-                    parts_in.append(f"outer rx_dropped {orx['dropped']}")
+                own = orx["dropped"]
                 if otx["dropped"]:
                     lost_out += otx["dropped"]
                     parts_out.append(f"outer tx_dropped {otx['dropped']}")
@@ -433,22 +496,27 @@ class Soak:
                 # A frame the XDP program redirects to a socket that has no
                 # free frame (rx_dropped: fill ring empty, or too long) or
                 # no room in its receive ring (rx_ring_full) is counted by
-                # the socket and by the veth as rx_dropped: it is in the
-                # outer rx_dropped already, and counting it again made the
-                # first 10-minute run's accounting fail (docs/reliability.md).
-                # What the veth dropped besides (its own queue) is the rest.
+                # the socket and by the veth as rx_dropped, after the host
+                # counted it sent (the veth's XDP receive counts it): the
+                # socket's figures are the lost ones, shown as parts of the
+                # outer rx_dropped, not added to it (counting both made the
+                # first 10-minute run's accounting fail).
                 xsk = sum(sock.get(k) or 0 for k in ("rx_dropped", "rx_ring_full", "rx_invalid_descs"))
-                other = outer[0]["dropped"] - xsk
-                info.append(f"of the outer rx_dropped, the socket's {xsk}"
+                own = outer[0]["dropped"] - xsk
+                if xsk:
+                    lost_in += xsk
+                    parts_in.append(f"AF_XDP socket {xsk}")
+                info.append(f"of the outer rx_dropped {outer[0]['dropped']}, the socket's {xsk}"
                             f" (rx_dropped {sock.get('rx_dropped', 0)}, of which fill ring empty"
                             f" {sock.get('rx_fill_ring_empty', 0)}; rx_ring_full"
-                            f" {sock.get('rx_ring_full', 0)}) and the veth's own {other}")
-                if other < 0:
+                            f" {sock.get('rx_ring_full', 0)}) and the veth's own {own}")
+                if own < 0:
                     # The socket counted drops the veth did not: the
                     # equation's premise is wrong; say so, do not balance.
                     rows.append((name, f"the AF_XDP socket counts {xsk} drops, more than the"
                                        f" veth's rx_dropped {outer[0]['dropped']}"))
                     ok = False
+                    own = 0
             elif kind == "packet":
                 # A packet socket's drop (its ring full: tp_drops) is of a
                 # copy the kernel made for it; the veth delivered the frame
@@ -457,6 +525,17 @@ class Soak:
                 if v:
                     lost_in += v
                     parts_in.append(f"packet socket rx_dropped {v}")
+            if own > 0:
+                # The veth's own drops: those the host also counts as
+                # tx_dropped were refused before being sent (not added);
+                # any beyond them were dropped once received (no handler
+                # for the frame) and are lost.
+                refused = min(own, htx["dropped"])
+                info.append(f"outer rx_dropped {own}: {refused} refused from the host (its"
+                            f" tx_dropped too), {own - refused} after")
+                if own > refused:
+                    lost_in += own - refused
+                    parts_in.append(f"outer rx_dropped {own - refused}")
             drops = {k: v for k, v in ps["drops"].items() if v}
             res_in = htx["packets"] - ps["rx_frames"] - lost_in
             res_out = ps["tx_frames"] - hrx["packets"] - lost_out
@@ -500,6 +579,9 @@ class Soak:
         self.rss_warm, self.warm_t = None, total
         rss_t = threading.Thread(target=self.rss_sampler, daemon=True)
         rss_t.start()
+        maps_t = threading.Thread(target=self.maps_sampler, daemon=True)
+        if self.a.smaps > 0:
+            maps_t.start()
         last_print, next_fdb = 0.0, 30.0
         while (el := time.monotonic() - t0) < total:
             if not os.path.exists(f"/proc/{self.pid}"):
@@ -532,12 +614,23 @@ class Soak:
             time.sleep(5)
         self.stop_rss.set()
         rss_t.join(5)
+        if maps_t.is_alive():
+            maps_t.join(5)
         # The samples, to lay beside the log's times of dumps, traces and
         # captures when the memory check fails.
         path = f"/tmp/{self.sw}-rss.csv"
         with open(path, "w") as f:
             f.write("seconds,rss_kib\n" + "".join(f"{t:.2f},{k}\n" for t, k in self.rss))
         log(f"RSS samples in {path}")
+        if self.maps:
+            # The mappings of 256 KiB of Rss or more at each reading, one
+            # JSON line each: what a step was made of, read afterwards.
+            mpath = f"/tmp/{self.sw}-maps.jsonl"
+            with open(mpath, "w") as f:
+                for t, m in self.maps:
+                    big = {f"{k[0]} {k[1]} {k[2]}": v for k, v in m.items() if v[1] >= 256}
+                    f.write(json.dumps({"t": round(t, 1), "maps": big}) + "\n")
+            log(f"mappings (size, Rss in KiB) in {mpath}")
         log("stopping the traffic")
         self.stop.set()
         for t in threads:
@@ -631,6 +724,15 @@ class Soak:
                  f"min {min(self.loads, default=0):.1f}, median"
                  f" {statistics.median(self.loads) if self.loads else 0:.1f},"
                  f" max {max(self.loads, default=0):.1f}")]
+        if self.maps:
+            # What grew between the end of the warm-up and the end of the
+            # run, mapping by mapping; and the steps the sampler logged.
+            base = min(self.maps, key=lambda tm: abs(tm[0] - self.warm_t))
+            what = self.grew(base[1], self.maps[-1][1], 1024)
+            after = [f"{t:.0f} s {dk:+d} KiB" for t, dk, _ in self.steps if t >= self.warm_t]
+            info.append(("mappings, warm-up end -> the end (changes of 1 MiB or more)",
+                         f"{'; '.join(what) or 'none'}; steps of 1 MiB or more after the"
+                         f" warm-up (--smaps {self.a.smaps:g} s): {', '.join(after) or 'none'}"))
         checks.append(("loops without an error", not [f for f in self.failures if "took" not in f],
                        f"events {self.events}; errors {self.failures[:5]}"))
         tot = {k: sum(p[k] for p in st["ports"].values()) for k in ("rx_frames", "rx_bytes", "tx_frames")}
@@ -660,6 +762,8 @@ def main():
     ap.add_argument("--churn-rate", type=float, default=4000, help="new-MAC frames a second")
     ap.add_argument("--recreate", type=float, default=60, help="seconds between namespace deletions")
     ap.add_argument("--observe", type=float, default=45, help="seconds between trace+capture")
+    ap.add_argument("--smaps", type=float, default=5,
+                    help="seconds between readings of the switch's mappings (0: none)")
     ap.add_argument("--attach-gap", type=float, default=2, help="seconds between attach cycles")
     a = ap.parse_args()
     if a.cmd == "churn":

@@ -141,7 +141,8 @@ pub fn session(rt: &Runtime, spec: &CaptureSpec) -> Result<(Session, Vec<String>
     } else {
         ports.iter().map(|&p| rt.port_name(p.into())).collect()
     };
-    Ok((Session::new(filter, &ports, rt.counters.len()), names))
+    let rings = rt.capture.rings(rt.counters.len());
+    Ok((Session::with_rings(filter, &ports, rings), names))
 }
 
 /// A record's comment: the frame's decision in the words of `shunt
@@ -236,8 +237,10 @@ pub fn stream(
     // 4096 was 7 MB of the switch's memory while a capture ran, the soak's
     // +13% (docs/reliability.md). With 256 the flood kept more of its rate
     // while captured (docs/PERF.md, "Issue 14: capture cost").
-    let mut batch: Vec<Record> = Vec::with_capacity(256);
-    let mut buf: Vec<u8> = Vec::with_capacity(WRITE_AT);
+    // Both kept from one capture to the next (pipeline::capture::Spare).
+    let (mut batch, mut buf) = rt.capture.buffers();
+    batch.reserve_exact(256);
+    buf.reserve(WRITE_AT);
     let result = (|| -> std::io::Result<()> {
         out.set_write_timeout(Some(Duration::from_secs(5)))?;
         send(
@@ -279,19 +282,25 @@ pub fn stream(
     })();
     let ended = rt.capture.stop();
     let lost = ended.as_ref().map_or(0, |s| s.lost.load(Relaxed));
-    result?;
-    // What the workers recorded before the stop still goes.
-    if let Some(s) = &ended {
-        take(s, &mut batch);
-        send_records(out, rt, &mut batch, &mut sent, count, &mut buf)?;
+    let result = result.and_then(|()| {
+        // What the workers recorded before the stop still goes.
+        if let Some(s) = &ended {
+            take(s, &mut batch);
+            send_records(out, rt, &mut batch, &mut sent, count, &mut buf)?;
+        }
+        send(
+            out,
+            &CaptureEvent::End {
+                packets: sent,
+                lost,
+            },
+        )
+    });
+    if let Some(s) = ended {
+        rt.capture.recycle(s);
     }
-    send(
-        out,
-        &CaptureEvent::End {
-            packets: sent,
-            lost,
-        },
-    )
+    rt.capture.keep_buffers(batch, buf);
+    result
 }
 
 /// Bytes of packet lines gathered before one write to the client.

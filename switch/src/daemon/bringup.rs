@@ -176,6 +176,10 @@ pub fn run(topo: Topology) -> Result<(), UpError> {
             }
         }
     }
+    // Large per-request buffers (a capture's rings, a whole-table answer's
+    // copy) go back to the kernel when freed, not into the arena of the
+    // thread that served the request.
+    crate::port::sys::fix_mmap_threshold();
     // Block the stop signals before any thread exists, so that only the
     // signal thread sees them.
     let mut sigs = nix::sys::signal::SigSet::empty();

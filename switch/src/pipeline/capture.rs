@@ -1,10 +1,10 @@
 //! The capture's datapath side (`shunt capture`): while a capture runs,
 //! the frames it selects are copied, with the switch's decision, into a
-//! bounded lock-free ring per worker (fixed-size records, allocated when
-//! the capture starts, none per frame); the control plane (capture.rs)
-//! drains them into pcapng for the client. A full ring loses the record
-//! (counted), never the frame. With no capture running the cost is one
-//! check per batch, as the trace's.
+//! bounded lock-free ring per worker (fixed-size records, allocated by the
+//! first capture and kept for the next, none per frame); the control plane
+//! (capture.rs) drains them into pcapng for the client. A full ring loses
+//! the record (counted), never the frame. With no capture running the cost
+//! is one check per batch, as the trace's.
 //!
 //! ```text
 //!  pipeline::run (decided) --inbound--> ring[worker] --control plane--> pcapng
@@ -20,7 +20,7 @@ use arc_swap::ArcSwapOption;
 use crossbeam_queue::ArrayQueue;
 use shunt_parsers::MacAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The most bytes of a frame a record holds (`--snaplen` up to this): a
 /// 1500-byte frame with a tag and a VXLAN outer header fits whole.
@@ -181,6 +181,16 @@ impl Session {
     /// A capture of frames on `ports` (all, and the switch's stack, if
     /// empty) for `workers` workers.
     pub fn new(filter: Filter, ports: &[PortId], workers: usize) -> Session {
+        Session::with_rings(filter, ports, rings(workers))
+    }
+
+    /// [`Session::new`] on rings given (one per worker, empty): those of
+    /// an earlier session ([`Capture::rings`]).
+    pub fn with_rings(
+        filter: Filter,
+        ports: &[PortId],
+        rings: Box<[ArrayQueue<Record>]>,
+    ) -> Session {
         let all = ports.is_empty();
         let words: [AtomicU64; WORDS] =
             std::array::from_fn(|_| AtomicU64::new(if all { u64::MAX } else { 0 }));
@@ -197,7 +207,7 @@ impl Session {
             },
             ports: words,
             all,
-            rings: (0..workers.max(1)).map(|_| ArrayQueue::new(RING)).collect(),
+            rings,
             lost: AtomicU64::new(0),
         }
     }
@@ -373,11 +383,31 @@ pub fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// One ring per worker, empty.
+fn rings(workers: usize) -> Box<[ArrayQueue<Record>]> {
+    (0..workers.max(1)).map(|_| ArrayQueue::new(RING)).collect()
+}
+
+/// What a capture session allocates, kept for the next one: its rings
+/// (2 MiB a worker) and the control plane's batch and write buffer. Given
+/// back to the allocator after every capture, these were 4.5 MB of the
+/// switch's resident memory that came and went with each capture (before
+/// glibc's mmap threshold was fixed, 4.2 MB that stayed in a malloc arena
+/// each time a capture ran on another thread; docs/reliability.md, "Soak").
+/// One capture runs at a time, so one set is enough.
+#[derive(Default)]
+struct Spare {
+    rings: Option<Box<[ArrayQueue<Record>]>>,
+    batch: Vec<Record>,
+    buf: Vec<u8>,
+}
+
 /// The switch's capture: off, or one running session.
 #[derive(Default)]
 pub struct Capture {
     active: AtomicBool,
     session: ArcSwapOption<Session>,
+    spare: Mutex<Spare>,
 }
 
 impl Capture {
@@ -416,6 +446,46 @@ impl Capture {
     pub fn stop(&self) -> Option<Arc<Session>> {
         self.active.store(false, Relaxed);
         self.session.swap(None)
+    }
+
+    /// Rings for a session of `workers` workers: the last session's if it
+    /// had as many, else new ones.
+    pub fn rings(&self, workers: usize) -> Box<[ArrayQueue<Record>]> {
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        match spare.rings.take() {
+            Some(r) if r.len() == workers.max(1) => r,
+            _ => rings(workers),
+        }
+    }
+
+    /// Keeps an ended session's rings for the next, emptied. A worker still
+    /// holding the session (its batch under way) keeps it alive: then it
+    /// is freed when the worker lets go, and the next capture allocates.
+    pub fn recycle(&self, s: Arc<Session>) {
+        if let Ok(s) = Arc::try_unwrap(s) {
+            for r in s.rings.iter() {
+                while r.pop().is_some() {}
+            }
+            self.spare.lock().unwrap_or_else(|e| e.into_inner()).rings = Some(s.rings);
+        }
+    }
+
+    /// The control plane's buffers for a capture's stream (empty; their
+    /// capacity that of the last stream's), and to give them back.
+    pub fn buffers(&self) -> (Vec<Record>, Vec<u8>) {
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            std::mem::take(&mut spare.batch),
+            std::mem::take(&mut spare.buf),
+        )
+    }
+
+    pub fn keep_buffers(&self, mut batch: Vec<Record>, mut buf: Vec<u8>) {
+        batch.clear();
+        buf.clear();
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        spare.batch = batch;
+        spare.buf = buf;
     }
 
     pub fn forget(&self, p: PortId) {

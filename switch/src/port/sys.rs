@@ -65,6 +65,31 @@ pub fn clock_ticks() -> i64 {
     }
 }
 
+/// Blocks this large or larger come from their own mapping, returned to the
+/// kernel when freed: glibc's default (128 KiB).
+pub const MMAP_THRESHOLD: usize = 128 << 10;
+
+/// Fixes glibc's mmap threshold at [`MMAP_THRESHOLD`]. By default glibc
+/// raises it to the size of the largest mapped block freed so far: after
+/// the first capture (4.2 MB of rings and buffers, allocated on its control
+/// connection's thread) the next captures' buffers came from that thread's
+/// malloc arena and stayed there once freed, 4.2 MB more resident memory
+/// for each arena a capture landed on (the soak's steps,
+/// docs/reliability.md). Call before other threads start. Nothing to do
+/// where the C library is not glibc.
+pub fn fix_mmap_threshold() -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: mallopt only sets malloc's parameters (under its own
+        // lock); it takes plain integers and touches no memory of ours.
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int) == 1 }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        false
+    }
+}
+
 static INTERRUPT_FLAG: std::sync::OnceLock<&'static AtomicBool> = std::sync::OnceLock::new();
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -352,6 +377,38 @@ pub fn vnet_features_only(ns: &str, ifname: &str) -> Result<(), ChecksumOffError
 #[cfg(test)]
 mod tests {
     use super::not_for_vnet;
+
+    /// Bytes in blocks malloc got from mmap, process-wide.
+    #[cfg(target_env = "gnu")]
+    fn mapped_bytes() -> usize {
+        // SAFETY: mallinfo2 takes no argument and returns a plain struct.
+        unsafe { libc::mallinfo2() }.hblkhd
+    }
+
+    /// With the threshold fixed, freeing a large block does not raise it:
+    /// a later block of 1 MiB is still mapped (and so unmapped when freed),
+    /// not carved from an arena that keeps it. Retried: other tests of
+    /// this process allocate at the same time.
+    #[cfg(target_env = "gnu")]
+    #[test]
+    fn mmap_threshold_stays_fixed() {
+        assert!(
+            super::fix_mmap_threshold(),
+            "mallopt refused M_MMAP_THRESHOLD"
+        );
+        let ok = (0..20).any(|_| {
+            drop(std::hint::black_box(vec![1u8; 8 << 20]));
+            let before = mapped_bytes();
+            let v = std::hint::black_box(vec![1u8; 1 << 20]);
+            let during = mapped_bytes();
+            drop(v);
+            during >= before + (1 << 20)
+        });
+        assert!(
+            ok,
+            "a 1 MiB block came from an arena after an 8 MiB one was freed"
+        );
+    }
 
     /// The features `ethtool -k` listed as on for a veth on 6.18, and
     /// whether a packet port's host turns each off.

@@ -241,3 +241,47 @@ fn no_capture_no_records() {
     start(&r, Filter::default(), &[]);
     assert!(!r.capture.start(Session::new(Filter::default(), &[], 1)));
 }
+
+/// An ended session's rings serve the next capture, emptied; the stream's
+/// buffers come back with their capacity: a capture after the first
+/// allocates nothing (the soak's memory check, docs/reliability.md).
+#[test]
+fn rings_and_buffers_are_kept_for_the_next_capture() {
+    let mut r = Rig::new(NET);
+    let rings = r.capture.rings(1);
+    let at = rings[0].capacity();
+    let first: *const _ = &*rings;
+    assert!(r
+        .capture
+        .start(Session::with_rings(Filter::default(), &[], rings)));
+    assert!(r.ports[0].push(&frame(BCAST, A, None, 0x0800)));
+    r.step(port(0), 1000);
+    let ended = r.capture.stop().expect("the capture ran");
+    assert!(ended.pop(0).is_some(), "the frame was recorded");
+    r.capture.recycle(ended);
+    let again = r.capture.rings(1);
+    assert_eq!(&*again as *const _, first, "the same rings");
+    assert_eq!(again[0].capacity(), at);
+    assert!(again.iter().all(|q| q.is_empty()), "emptied");
+    // Rings for another number of workers are new.
+    r.capture.recycle(std::sync::Arc::new(Session::with_rings(
+        Filter::default(),
+        &[],
+        again,
+    )));
+    assert_eq!(r.capture.rings(2).len(), 2);
+    // A session still held elsewhere (a worker's batch) is left to its
+    // holder, not kept.
+    let held = std::sync::Arc::new(Session::new(Filter::default(), &[], 1));
+    r.capture.recycle(std::sync::Arc::clone(&held));
+    assert_eq!(std::sync::Arc::strong_count(&held), 1);
+
+    let (mut batch, mut buf) = r.capture.buffers();
+    batch.reserve_exact(256);
+    buf.extend_from_slice(&[1; 1000]);
+    let (cb, cu) = (batch.capacity(), buf.capacity());
+    r.capture.keep_buffers(batch, buf);
+    let (batch, buf) = r.capture.buffers();
+    assert!(batch.is_empty() && buf.is_empty());
+    assert_eq!((batch.capacity(), buf.capacity()), (cb, cu));
+}
