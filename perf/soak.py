@@ -22,18 +22,21 @@ Checks (each printed, PASS or FAIL; the exit status is 1 when one fails):
   - the same switch process all along (pid), its log without a panic;
   - every frame accounted per port, the kernel's counters (`ip -s link`
     inside the namespaces, and of the veths' outer ends) as the other side:
-    what the host sent = what shunt received + what the kernel dropped on
-    the way, each drop counted once: the host's tx_dropped (a TAP's queue,
-    a veth's), the outer veth's rx_dropped (for an AF_XDP port it includes
-    every drop the socket counts: rx_dropped, rx_ring_full; those are
-    shown as its parts, not added), a packet socket's own drops; and what
-    shunt sent = what the host received + the outer veth's tx_dropped;
+    what the host sent (tx_packets) = what shunt received + what the
+    kernel dropped after counting it sent, each drop once: an AF_XDP
+    socket's (rx_dropped, rx_ring_full: parts of the outer veth's
+    rx_dropped), a packet socket's own, and what else the outer veth
+    dropped beyond the host's tx_dropped (a frame the veth or a TAP
+    refused is the host's tx_dropped and never in its tx_packets); and
+    what shunt sent = what the host received + the outer veth's tx_dropped;
   - every UMEM frame accounted at the end (frames = pool + ports' caches +
     kernel rings, `umem` in `shunt stats --json`);
   - resident memory flat: after the warm-up (at least 2 minutes, and two
     whole-table dumps, a namespace recreated, a trace and a capture done),
     every RSS sample (four a second) within 5% of the median RSS of the
-    warm-up's last minute;
+    warm-up's last minute; the switch's mappings (/proc/PID/smaps, every
+    --smaps seconds) name what grew: each step of 1 MiB or more is logged
+    with its mapping, the readings kept in /tmp/<switch>-maps.jsonl;
   - latency: the p50 of ping -c 100 p -> q at the end at most 1.5 x the
     p50 at the start + 0.1 ms (the machine is shared: noise of that order
     was seen between two idle runs), or else shunt's own share over a bare

@@ -127,4 +127,8 @@ if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz: failed: ${failed[*]}; keep the input under <crate>/regressions/<target>/ once fixed" >&2
   exit 1
 fi
-echo "fuzz: every target ran ${secs}s without a failure"
+if [ -n "${FUZZ_RUNS:-}" ]; then
+  echo "fuzz: every target ran without a failure (${FUZZ_RUNS} runs or ${secs}s each, whichever came first)"
+else
+  echo "fuzz: every target ran ${secs}s without a failure"
+fi
