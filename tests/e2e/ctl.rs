@@ -5,8 +5,11 @@
 
 use crate::ensure;
 use crate::harness::Stats;
-use crate::harness::{pids_with_arg, ping, run, run_id, Switch, TestResult};
+use crate::harness::{
+    output_timeout, pids_with_arg, ping, run, run_id, Switch, TestResult, Topology, SHUNT,
+};
 use crate::l2::Test;
+use std::time::{Duration, Instant};
 
 pub fn tests() -> Vec<Test> {
     vec![
@@ -16,6 +19,7 @@ pub fn tests() -> Vec<Test> {
             attach_vxlan_mtu_matches_the_file,
         ),
         ("ctl::attach_detach_churn", attach_detach_churn),
+        ("ctl::socket_limits", socket_limits),
     ]
 }
 
@@ -266,5 +270,113 @@ fn attach_detach_churn() -> TestResult {
         now <= at_100 + 2048,
         "resident memory grew from {at_100} KiB (after 100 cycles) to {now} KiB after {cycles}"
     );
+    Ok(())
+}
+
+/// One raw exchange on the control socket: `bytes` written (then the
+/// write side closed when `close`), the answer read to its end.
+fn raw_request(sock: &std::path::Path, bytes: &[u8], close: bool) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock)
+        .map_err(|e| format!("connecting to {}: {e}", sock.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .map_err(|e| e.to_string())?;
+    // The switch may answer (and close) before it has read all of an
+    // oversized request: a failed write is not the test's failure.
+    let _ = s.write_all(bytes);
+    if close {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    }
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    Ok(out)
+}
+
+/// The control socket's limits (issue 17 item 5): a user other than root
+/// is refused; malformed, truncated and oversized requests get an error
+/// and the switch goes on; a client that connects and sends nothing holds
+/// up nobody and is given up; 100 clients at once are all answered.
+fn socket_limits() -> TestResult {
+    let t = Topology::new(230, 1);
+    let sw = Switch::up(&t)?;
+    let sock = crate::harness::socket_path(&sw.name);
+    // Not root: the socket is the owner's alone (0600).
+    let other = output_timeout(
+        "setpriv",
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            SHUNT,
+            "ports",
+            "--name",
+            &sw.name,
+        ],
+        Duration::from_secs(20),
+    )?;
+    let said = String::from_utf8_lossy(&other.stderr).to_string();
+    ensure!(
+        !other.status.success() && said.to_lowercase().contains("permission"),
+        "user nobody was not refused: {} {said}",
+        other.status
+    );
+    for (what, bytes, close) in [
+        ("malformed", b"this is not json\n".to_vec(), false),
+        ("unknown", b"{\"cmd\":\"reboot\"}\n".to_vec(), false),
+        ("truncated", b"{\"cmd\":\"po".to_vec(), true),
+        ("oversized", vec![b' '; 100 << 10], false),
+    ] {
+        let answer = raw_request(&sock, &bytes, close)?;
+        ensure!(
+            answer.contains("\"error\""),
+            "a {what} request got {answer:?}, not an error"
+        );
+        println!("ctl::socket_limits: {what} request: {}", answer.trim());
+    }
+    // An idle client: others are answered meanwhile; it is given up.
+    let idle = std::thread::spawn({
+        let sock = sock.clone();
+        move || {
+            let started = Instant::now();
+            raw_request(&sock, b"", false).map(|a| (a, started.elapsed()))
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    sw.ports()?;
+    let took = started.elapsed();
+    ensure!(
+        took < Duration::from_secs(1),
+        "`shunt ports` took {took:?} beside an idle client"
+    );
+    let clients: Vec<_> = (0..100)
+        .map(|_| {
+            let sock = sock.clone();
+            std::thread::spawn(move || raw_request(&sock, b"{\"cmd\":\"ping\"}\n", false))
+        })
+        .collect();
+    let mut answered = 0;
+    for c in clients {
+        let a = c
+            .join()
+            .map_err(|_| "a client thread panicked".to_string())??;
+        if a.contains("\"ok\":true") {
+            answered += 1;
+        }
+    }
+    ensure!(
+        answered == 100,
+        "{answered} of 100 concurrent clients answered"
+    );
+    let (a, after) = idle
+        .join()
+        .map_err(|_| "the idle client's thread panicked".to_string())??;
+    ensure!(
+        a.contains("no request within") && after < Duration::from_secs(10),
+        "the idle client got {a:?} after {after:?}"
+    );
+    // Still the same switch, still answering.
+    sw.ports()?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use crate::control::answers;
 use crate::control::proto::{self, Done, ErrorReply, Pong, Removed, Request, Stopping};
 use crate::control::{send, send_list};
 use crate::runtime::Runtime;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::Sender;
@@ -17,6 +17,14 @@ use std::time::Duration;
 /// How long a client may leave a list answer unread before the switch
 /// stops writing it.
 const FDB_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest request line (the largest, an attach with its host's
+/// keys, is a few hundred bytes).
+pub const MAX_REQUEST: usize = 64 << 10;
+
+/// How long a client that connected may take to send its request: one that
+/// sends nothing gives its thread back then.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves requests until the switch stops. `shutdown` asks the main
 /// thread to tear everything down.
@@ -57,7 +65,41 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut out = conn;
     let mut line = Vec::new();
-    reader.read_until(b'\n', &mut line)?;
+    out.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    let read = (&mut reader)
+        .take(MAX_REQUEST as u64 + 1)
+        .read_until(b'\n', &mut line);
+    match read {
+        Ok(_) if line.len() > MAX_REQUEST => {
+            refuse(
+                &mut out,
+                format!(
+                    "a request is one JSON line of at most {MAX_REQUEST} bytes; this one is longer"
+                ),
+            )?;
+            // Closing with the rest unread would reset the connection and
+            // lose the answer: say it is the last, then read on (a bounded
+            // amount, each read within the timeout) until the client goes.
+            out.shutdown(std::net::Shutdown::Write)?;
+            let _ = std::io::copy(&mut reader.take(64 << 20), &mut std::io::sink());
+            return Ok(());
+        }
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            return refuse(
+                &mut out,
+                format!("no request within {REQUEST_TIMEOUT:?} of connecting"),
+            )
+        }
+        Err(e) => return Err(e),
+    }
+    // Answers such as a capture run long and watch the socket themselves.
+    out.set_read_timeout(None)?;
     let req = match proto::decode(&line) {
         Ok(r) => r,
         Err(e) => return refuse(&mut out, e),
