@@ -844,15 +844,29 @@ fn rate_notes(args: &BenchArgs, sizes: &[SizeResult]) -> Vec<String> {
     };
     let mut out = Vec::new();
     for sr in sizes {
+        let frame_bps = |p: &PathResult| p.max.fps * (sr.size - 4) as f64 * 8.0;
         for p in sr.paths.iter().filter(|p| p.path.ends_with("-rate")) {
-            let frame_bps = p.max.fps * (sr.size - 4) as f64 * 8.0;
+            // The same switch without the rate: did it carry more than the
+            // rate? If not, the rate was not what limited the path.
+            let unlimited = sr
+                .paths
+                .iter()
+                .find(|u| u.path == p.path.trim_end_matches("-rate"))
+                .map(frame_bps);
+            let beside = match unlimited {
+                Some(u) if u < 1.05 * bps as f64 => format!(
+                    "; unlimited, the same switch carried {:.1} Mbit/s: the rate was not the limit",
+                    u / 1e6
+                ),
+                _ => String::new(),
+            };
             out.push(format!(
-                "{} B: {} forwarded {:.1} Mbit/s of frame bytes ({} B frames, no FCS) through rate {rate}: {:.3} of it",
+                "{} B: {} forwarded {:.1} Mbit/s of frame bytes ({} B frames, no FCS) through rate {rate}: {:.3} of it{beside}",
                 sr.size,
                 p.path,
-                frame_bps / 1e6,
+                frame_bps(p) / 1e6,
                 sr.size - 4,
-                frame_bps / bps as f64
+                frame_bps(p) / bps as f64
             ));
         }
     }
