@@ -553,6 +553,8 @@ mod capture_tests;
 #[cfg(test)]
 mod guard_tests;
 #[cfg(test)]
+mod impair_tests;
+#[cfg(test)]
 mod l2_tests;
 #[cfg(test)]
 mod mcast_tests;
