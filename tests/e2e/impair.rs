@@ -520,7 +520,11 @@ fn loss_of_numbered_frames(tag: u8, host_keys: &str) -> TestResult {
     let again = lost(3)?;
     seed("8")?;
     let other = lost(4)?;
-    let counted = sw.stats()?.port_drop(&port, "impair_loss") - before;
+    let st = sw.stats()?;
+    let counted = st.port_drop(&port, "impair_loss") - before;
+    let line_lost = st.json["ports"][&port]["impair"]["egress"]["lost"]
+        .as_u64()
+        .unwrap_or(0);
     let runs = [
         ("from the file, seed 7", &from_file),
         ("seed 7 at run time", &first),
@@ -557,8 +561,8 @@ fn loss_of_numbered_frames(tag: u8, host_keys: &str) -> TestResult {
     ensure!(first != other, "another seed lost the same frames");
     let lost: u64 = runs.iter().map(|(_, l)| l.len() as u64).sum();
     ensure!(
-        counted == lost,
-        "impair_loss counted {counted}, the receiver missed {lost}"
+        counted == lost && line_lost >= lost,
+        "impair_loss counted {counted} (stats --json impair.egress.lost {line_lost}), the receiver missed {lost}"
     );
     Ok(())
 }
@@ -620,10 +624,18 @@ fn fates_of_numbered_frames(tag: u8, host_keys: &str, from: Source) -> TestResul
     let v = sw.stats()?.json;
     let imp = &v["ports"][&port]["impair"][dir];
     let counter = |k: &str| imp[k].as_u64().unwrap_or(0);
-    let (dup, reordered, corrupt) = (
+    let (dup, reordered, corrupt, delayed) = (
         counter("duplicated"),
         counter("reordered"),
         counter("corrupted"),
+        counter("delayed"),
+    );
+    // Held for the 5 ms: every copy not reordered (on ingress a second
+    // copy is held even when reordered: it cannot join the batch twice).
+    ensure!(
+        delayed > 0 && delayed + reordered >= u64::from(FATE_FRAMES) + dup,
+        "stats --json impair.{dir}: {delayed} delayed and {reordered} reordered of {} copies",
+        u64::from(FATE_FRAMES) + dup
     );
     let mut copies = vec![0u32; FATE_FRAMES as usize];
     let (mut changed, mut late, mut highest) = (0u64, 0u64, None);
@@ -693,17 +705,25 @@ fn change_at_run_time(tag: u8, host_keys: &str) -> TestResult {
     };
     let frames = s.frames();
     let (sent, got, changes) = std::thread::scope(|sc| {
-        let changer = sc.spawn(|| -> Result<Vec<(Instant, Instant)>, String> {
+        let changer = sc.spawn(|| -> Result<(Vec<(Instant, Instant)>, u64), String> {
             let mut when = Vec::new();
+            let mut depth = 0;
             for (after, args) in [(800, &["--delay", "50ms"][..]), (1700, &["--clear"][..])] {
                 std::thread::sleep(Duration::from_millis(after));
+                if when.is_empty() {
+                    // 200 ms of frames at 1,000 a second are held now.
+                    let v = sw.stats()?.json;
+                    depth = v["ports"][&port]["impair"]["egress"]["queued_frames"]
+                        .as_u64()
+                        .unwrap_or(0);
+                }
                 let t0 = Instant::now();
                 let mut a = vec!["impair", &port, "--direction", "egress"];
                 a.extend_from_slice(args);
                 sw.cmd(&a)?;
                 when.push((t0, Instant::now()));
             }
-            Ok(when)
+            Ok((when, depth))
         });
         let run = s.run();
         let changes = changer
@@ -733,6 +753,7 @@ fn change_at_run_time(tag: u8, host_keys: &str) -> TestResult {
             .map(|x| x.1)
             .collect()
     };
+    let (changes, depth) = changes;
     let [(c1, c1_done), (c2, c2_done)] = changes[..] else {
         return Err("two changes were not made".into());
     };
@@ -750,8 +771,12 @@ fn change_at_run_time(tag: u8, host_keys: &str) -> TestResult {
     };
     let (s1, s2) = (showed(c1, 65.0), showed(c2, 15.0));
     let min = |v: &[f64]| v.iter().cloned().fold(f64::MAX, f64::min);
+    ensure!(
+        (150..=250).contains(&depth),
+        "stats --json impair.egress.queued_frames {depth} under 200 ms at 1,000 frames/s"
+    );
     eprintln!(
-        "impair: 200 ms: median {:.1} ms (min {:.1}); 50 ms a second after the change: median {:.1} (min {:.1}), shown {s1:?} ms after it; cleared: median {:.1}, shown {s2:?} ms after it",
+        "impair: {depth} frames held under 200 ms; 200 ms: median {:.1} ms (min {:.1}); 50 ms a second after the change: median {:.1} (min {:.1}), shown {s1:?} ms after it; cleared: median {:.1}, shown {s2:?} ms after it",
         median(&old),
         min(&old),
         median(&new),
@@ -765,21 +790,24 @@ fn change_at_run_time(tag: u8, host_keys: &str) -> TestResult {
         new.len(),
         none.len()
     );
+    // The lower bounds are the switch's (a frame is never early); above
+    // them, the medians leave room for a loaded machine's scheduling.
     ensure!(
-        min(&old) >= 199.0 && median(&old) <= 215.0,
+        min(&old) >= 199.0 && median(&old) <= 250.0,
         "before the change, delays of {:.1} to {:.1} ms (median) for 200 ms",
         min(&old),
         median(&old)
     );
     ensure!(
-        min(&new) >= 49.0 && median(&new) <= 60.0,
+        (49.0..=60.0).contains(&min(&new)) && median(&new) <= 100.0,
         "a second after the change to 50 ms, delays of {:.1} ms (min) and {:.1} ms (median)",
         min(&new),
         median(&new)
     );
     ensure!(
-        median(&none) <= 10.0,
-        "a second after --clear, a median delay of {:.1} ms",
+        min(&none) <= 5.0 && median(&none) <= 30.0,
+        "a second after --clear, delays of {:.1} ms (min) and {:.1} ms (median)",
+        min(&none),
         median(&none)
     );
     ensure!(
