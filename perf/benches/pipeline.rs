@@ -363,6 +363,57 @@ fn guard(c: &mut Criterion) {
     g.finish();
 }
 
+/// Link impairment on the hot path (issue 16): known unicast among four
+/// ports (64k MACs, frames sent to their in-memory ports, as a worker's
+/// edit stage and sends), with a fifth port that carries none of it
+/// unimpaired (`none`) and impaired (`other_port_impaired`: delay 20 ms
+/// and 1% loss on both directions), in one run; each iteration also does
+/// a worker's per-turn impairment work (a spec check, the held frames
+/// due). And, for the cost of an impaired egress itself, every frame to
+/// one port (p1), unimpaired and with 1% loss there.
+fn impair(c: &mut Criterion) {
+    let p0 = port(0);
+    let mut g = c.benchmark_group("impair");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let base = access_ports(5);
+    let other =
+        format!("{base}\n[[impair]]\nport = \"p4\"\ndelay = \"20ms\"\nloss = \"1%\"\nseed = 1\n");
+    let lossy = format!("{base}\n[[impair]]\nport = \"p1\"\nloss = \"1%\"\nseed = 1\n");
+    let macs = 1u64 << 16;
+    // MAC i on port i % 4: p4 learns nothing, no frame goes there.
+    let pairs = unicast_pairs(macs);
+    let to_p1: Pairs = (0..BATCH * BATCHES)
+        .map(|i| {
+            (
+                mac(1 + 4 * (i as u64 % (macs / 4))),
+                mac(4 * (i as u64 % (macs / 4))),
+            )
+        })
+        .collect();
+    for (name, toml, pairs) in [
+        ("none", &base, &pairs),
+        ("other_port_impaired", &other, &pairs),
+        ("to_one_port", &base, &to_p1),
+        ("to_one_port_with_1pct_loss", &lossy, &to_p1),
+    ] {
+        let mut rig = Rig::with_fdb(toml, macs as usize).with_impair(toml);
+        for i in 0..macs {
+            rig.fdb.learn(NET0, &mac(i), (i % 4) as u16, NOW);
+        }
+        rig.load(&[frame(mac(1), mac(0), None); BATCH]);
+        let mut b = 0;
+        g.bench_function(BenchmarkId::new("known_unicast_64k", name), |bench| {
+            bench.iter(|| {
+                rig.readdress(&pairs[b * BATCH..(b + 1) * BATCH]);
+                b = (b + 1) % BATCHES;
+                rig.impair_turn();
+                black_box(run_and_send(&mut rig, p0, NOW))
+            })
+        });
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -373,6 +424,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = known_unicast, flooding, vlan, learning, guard
+    targets = known_unicast, flooding, vlan, learning, guard, impair
 }
 criterion_main!(benches);

@@ -117,6 +117,9 @@ pub struct Lab {
     pub switch_multiqueue: bool,
     /// Flows of the paths made from now on ([`Path::flows`]).
     pub flows: usize,
+    /// TOML added to the topology of the switches started from now on
+    /// (`--impair-other`, `--impair-rate`: a port, `[[impair]]` tables).
+    pub switch_extra: String,
     /// Held while the bench runs: a second bench would remove this one's
     /// namespaces (they have fixed names).
     _lock: nix::fcntl::Flock<std::fs::File>,
@@ -143,6 +146,7 @@ impl Lab {
             switch_tap_io: None,
             switch_multiqueue: false,
             flows: 1,
+            switch_extra: String::new(),
             _lock: lock,
         };
         for ns in [GEN_NS, SINK_NS] {
@@ -220,7 +224,7 @@ impl Lab {
             vxlan,
         } = *o;
         self.stop_switch();
-        let topo = topology(kind, workers, bare, vxlan)?;
+        let topo = topology(kind, workers, bare, vxlan)? + &self.switch_extra;
         self.switch = Some(self.spawn(SWITCH, &topo, cores)?);
         let (g, s) = kind.host_ifs();
         if let Some(t) = tcp {
@@ -637,6 +641,10 @@ pub fn topology(
     }
     Ok(t)
 }
+
+/// `--impair-other`: a third port, a TAP into the sink's namespace that no
+/// trial sends to, to impair beside the measured path.
+pub const OTHER_PORT: &str = "\n[[port]]\nname = \"other\"\nkind = \"tap\"\ninterface = \"shb-to\"\nnamespace = \"shb-sink\"\nmode = \"access\"\nnetwork = \"bench\"\n";
 
 /// The interfaces of the generator's and the sink's ports inside their
 /// namespaces.

@@ -206,6 +206,19 @@ pub struct BenchArgs {
     /// use is measured (/proc/PID/stat); 0: not measured.
     #[arg(long, default_value_t = 0.0)]
     pub idle_cpu: f64,
+    /// Also run a switch with a third port (a TAP into the sink's
+    /// namespace, sent nothing) impaired as given on both directions:
+    /// `delay=20ms,loss=1%` (the keys of `[[impair]]`, docs/impair.md).
+    /// Its path is `shunt-impaired-other`; `shunt` then has the same third
+    /// port unimpaired, and the ratio of the two is reported.
+    #[arg(long, value_name = "KEY=VALUE,...")]
+    pub impair_other: Option<String>,
+    /// Also run a switch whose sink port is limited to this rate on
+    /// egress (`1gbit`, `--impair-rate "1gbit,limit=2000"` for more keys):
+    /// path `shunt-rate`; a note gives the frame bytes (FCS not counted,
+    /// as the rate counts them) forwarded per second against the rate.
+    #[arg(long, value_name = "RATE[,KEY=VALUE...]")]
+    pub impair_rate: Option<String>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -288,6 +301,9 @@ pub struct PathResult {
     pub poll: Option<String>,
     /// The switch's `[switch] tap_io` as it ran; None for the kernel's.
     pub tap_io: Option<String>,
+    /// `--impair-other`, `--impair-rate`: the impairment of this path's
+    /// switch, as given (`other: delay=20ms,loss=1%`); None: none.
+    pub impair: Option<String>,
 }
 
 /// One switch the bench started: its modes as they ran, and its CPU use
@@ -431,6 +447,18 @@ fn validate(args: &mut BenchArgs) -> Result<(), BenchError> {
             "--idle-cpu: give seconds in [0, 600]".into(),
         ));
     }
+    for (flag, spec) in [
+        ("--impair-other", &args.impair_other),
+        ("--impair-rate", &args.impair_rate),
+    ] {
+        let Some(spec) = spec else { continue };
+        if args.vxlan {
+            return Err(BenchError::Usage(format!(
+                "{flag}: not with --vxlan (the sink's port is the underlay there)"
+            )));
+        }
+        impair_keys(flag, spec)?;
+    }
     if args.tcp_only {
         args.tcp = true;
         args.sizes.clear();
@@ -446,6 +474,58 @@ fn validate(args: &mut BenchArgs) -> Result<(), BenchError> {
     dedup(&mut args.streams);
     dedup(&mut args.ip_versions);
     Ok(())
+}
+
+/// `--impair-other` or `--impair-rate` (`flag`) as `[[impair]]` keys in
+/// TOML, checked as the switch reads them: `delay=20ms,loss=1%`, or for
+/// `--impair-rate` a rate first (`1gbit,limit=2000`).
+fn impair_keys(flag: &str, spec: &str) -> Result<String, BenchError> {
+    let bad = |e: String| BenchError::Usage(format!("{flag} {spec:?}: {e}"));
+    let mut s = shunt_switch::impair::Settings::default();
+    let mut toml = String::new();
+    for (i, kv) in spec.split(',').map(str::trim).enumerate() {
+        let (k, v) = match kv.split_once('=') {
+            Some((k, v)) => (k.trim().replace('-', "_"), v.trim()),
+            None if i == 0 && flag == "--impair-rate" => ("rate".to_string(), kv),
+            None => return Err(bad(format!("{kv:?}: write KEY=VALUE"))),
+        };
+        let number = |v: &str| v.parse::<u64>().map_err(|e| bad(format!("{k}: {e}")));
+        let text = Some(v.to_string());
+        match k.as_str() {
+            "delay" => s.delay = text,
+            "jitter" => s.jitter = text,
+            "distribution" => s.distribution = text,
+            "loss" => s.loss = text,
+            "rate" => s.rate = text,
+            "limit_bytes" => s.limit_bytes = text,
+            "duplicate" => s.duplicate = text,
+            "reorder" => s.reorder = text,
+            "corrupt" => s.corrupt = text,
+            "limit" => s.limit = Some(number(v)?),
+            "seed" => s.seed = Some(number(v)?),
+            _ => return Err(bad(format!("{k:?} is not a key of [[impair]]"))),
+        }
+        match k.as_str() {
+            "limit" | "seed" => toml.push_str(&format!("{k} = {v}\n")),
+            _ => toml.push_str(&format!("{k} = {v:?}\n")),
+        }
+    }
+    let spec = s.spec().map_err(bad)?;
+    if flag == "--impair-rate" && spec.rate_bps == 0 {
+        return Err(bad("give a rate (`1gbit`)".into()));
+    }
+    Ok(toml)
+}
+
+/// The TOML a variant adds to the bench's topology for its impairment.
+fn impair_extra(flag: &str, spec: &str) -> String {
+    let keys = impair_keys(flag, spec).unwrap_or_default();
+    match flag {
+        "--impair-rate" => {
+            format!("\n[[impair]]\nport = \"sink\"\ndirection = \"egress\"\n{keys}")
+        }
+        _ => format!("{}\n[[impair]]\nport = \"other\"\n{keys}", lab::OTHER_PORT),
+    }
 }
 
 /// Keeps the first of each value, in order.
@@ -608,6 +688,7 @@ fn measure(
         };
         lab.switch_poll = v.poll;
         lab.switch_tap_io = v.tap_io;
+        lab.switch_extra = v.extra.clone();
         let path = lab.start_switch(&opts, switch_cores)?;
         traffic::announce_sink(&path)?;
         let (poll, tap_io) = lab.switch_modes();
@@ -633,6 +714,7 @@ fn measure(
             let mut r = r?;
             r.poll = Some(poll.clone());
             r.tap_io = Some(tap_io.clone());
+            r.impair = v.impair.clone();
             sr.paths.push(r);
         }
         if !v.bare && !args.capture.is_empty() {
@@ -659,6 +741,7 @@ fn measure(
         }
         lab.stop_switch();
     }
+    lab.switch_extra.clear();
     capture::costs(&mut capture_trials);
     let capture_summary = capture::summarize(&capture_trials);
     if !capture_trials.is_empty() {
@@ -700,6 +783,13 @@ fn measure(
     for sr in sizes.iter_mut() {
         sr.ratios = ratios(&sr.paths);
     }
+    if args.impair_other.is_some() {
+        notes.push(format!(
+            "--impair-other: every shunt path has a third port `other` (a TAP into {}, sent nothing); in the -impaired-other paths it is impaired both ways",
+            lab::SINK_NS
+        ));
+    }
+    notes.extend(rate_notes(args, &sizes));
     if sizes
         .iter()
         .flat_map(|s| &s.paths)
@@ -740,13 +830,61 @@ fn measure(
     })
 }
 
-/// One switch of the run: shunt or bare, with a poll mode and a TAP I/O.
+/// `--impair-rate`: what each `-rate` path forwarded, in frame bytes per
+/// second (the switch counts a frame's bytes, not its FCS), against the
+/// rate.
+fn rate_notes(args: &BenchArgs, sizes: &[SizeResult]) -> Vec<String> {
+    let Some(spec) = &args.impair_rate else {
+        return Vec::new();
+    };
+    let rate = spec.split(',').next().unwrap_or_default().trim();
+    let rate = rate.strip_prefix("rate=").unwrap_or(rate);
+    let Ok(bps) = shunt_switch::impair::values::rate_bps(rate) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for sr in sizes {
+        let frame_bps = |p: &PathResult| p.max.fps * (sr.size - 4) as f64 * 8.0;
+        for p in sr.paths.iter().filter(|p| p.path.ends_with("-rate")) {
+            // The same switch without the rate: did it carry more than the
+            // rate? If not, the rate was not what limited the path.
+            let unlimited = sr
+                .paths
+                .iter()
+                .find(|u| u.path == p.path.trim_end_matches("-rate"))
+                .map(frame_bps);
+            let beside = match unlimited {
+                Some(u) if u < 1.05 * bps as f64 => format!(
+                    "; unlimited, the same switch carried {:.1} Mbit/s: the rate was not the limit",
+                    u / 1e6
+                ),
+                _ => String::new(),
+            };
+            out.push(format!(
+                "{} B: {} forwarded {:.1} Mbit/s of frame bytes ({} B frames, no FCS) through rate {rate}: {:.3} of it{beside}",
+                sr.size,
+                p.path,
+                frame_bps(p) / 1e6,
+                sr.size - 4,
+                frame_bps(p) / bps as f64
+            ));
+        }
+    }
+    out
+}
+
+/// One switch of the run: shunt or bare, with a poll mode and a TAP I/O,
+/// and with `--impair-other` / `--impair-rate` its impairment.
 #[derive(Debug, Clone, PartialEq)]
 struct Variant {
     name: String,
     bare: bool,
     poll: Option<Poll>,
     tap_io: Option<TapIo>,
+    /// TOML added to the topology (impair_extra).
+    extra: String,
+    /// The impairment in words (PathResult::impair).
+    impair: Option<String>,
 }
 
 /// The switches to run, in order: shunt in every mode, then bare in every
@@ -779,14 +917,49 @@ fn variants(args: &BenchArgs) -> Vec<Variant> {
                     name.push('-');
                     name.push_str(t.as_str());
                 }
-                out.push(Variant {
+                let plain = Variant {
                     name,
                     bare,
                     poll,
                     tap_io,
-                });
+                    extra: String::new(),
+                    impair: None,
+                };
+                out.extend(impaired_variants(args, plain));
             }
         }
+    }
+    out
+}
+
+/// A shunt variant and, with `--impair-other` / `--impair-rate`, its
+/// impaired twins after it (`-impaired-other`, `-rate`); bare as it is.
+fn impaired_variants(args: &BenchArgs, v: Variant) -> Vec<Variant> {
+    if v.bare {
+        return vec![v];
+    }
+    let mut out = Vec::new();
+    let mut base = v.clone();
+    if let Some(spec) = &args.impair_other {
+        // The same third port, unimpaired: the two differ in the impairment alone.
+        base.extra = lab::OTHER_PORT.to_string();
+        out.push(base.clone());
+        out.push(Variant {
+            name: format!("{}-impaired-other", v.name),
+            extra: impair_extra("--impair-other", spec),
+            impair: Some(format!("other: {spec}")),
+            ..v.clone()
+        });
+    } else {
+        out.push(base.clone());
+    }
+    if let Some(spec) = &args.impair_rate {
+        out.push(Variant {
+            name: format!("{}-rate", v.name),
+            extra: base.extra.clone() + &impair_extra("--impair-rate", spec),
+            impair: Some(format!("sink egress: {spec}")),
+            ..v
+        });
     }
     out
 }
@@ -801,6 +974,9 @@ fn ratios(paths: &[PathResult]) -> Vec<(String, f64)> {
             pairs.push((p.path.clone(), b.into()));
         }
         pairs.push((p.path.clone(), p.path.replacen("shunt", "bare", 1)));
+    }
+    for p in paths.iter().filter(|p| p.path.ends_with("-impaired-other")) {
+        pairs.push((p.path.clone(), p.path.replace("-impaired-other", "")));
     }
     for p in paths.iter().filter(|p| p.path.ends_with("-uring")) {
         pairs.push((p.path.clone(), p.path.replace("-uring", "-syscall")));
@@ -1003,6 +1179,7 @@ fn run_path(
         latency,
         poll: None,
         tap_io: None,
+        impair: None,
     })
 }
 
@@ -1323,6 +1500,7 @@ mod tests {
                     latency: Some(latency),
                     poll: Some("busy".into()),
                     tap_io: Some("syscall".into()),
+                    impair: None,
                 }],
                 ratios: vec![("shunt/bare".into(), 0.9)],
             }],
@@ -1433,6 +1611,7 @@ mod tests {
             ".sizes[].paths",
             ".sizes[].paths[].bits_per_s",
             ".sizes[].paths[].generator_limited",
+            ".sizes[].paths[].impair",
             ".sizes[].paths[].latency",
             ".sizes[].paths[].latency.lost",
             ".sizes[].paths[].latency.max_us",
@@ -1642,6 +1821,49 @@ mod tests {
         assert!(args(&["--capture", "some"]).is_err());
         assert!(args(&["--capture", "all", "--tcp-only"]).is_err());
         assert!(args(&["--idle-cpu", "-1"]).is_err());
+    }
+
+    /// `--impair-other` and `--impair-rate`: keys checked as the switch
+    /// reads them, an impaired twin after each shunt variant.
+    #[test]
+    fn impair_options() {
+        let b = args(&[
+            "--impair-other",
+            "delay=20ms,loss=1%",
+            "--impair-rate",
+            "1gbit",
+        ])
+        .expect("impair options");
+        let v = variants(&b);
+        let names: Vec<&str> = v.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["shunt", "shunt-impaired-other", "shunt-rate"]);
+        assert_eq!(
+            v[0].extra,
+            lab::OTHER_PORT,
+            "the same third port, unimpaired"
+        );
+        assert!(v[1]
+            .extra
+            .ends_with("port = \"other\"\ndelay = \"20ms\"\nloss = \"1%\"\n"));
+        assert!(v[2]
+            .extra
+            .contains("port = \"sink\"\ndirection = \"egress\"\nrate = \"1gbit\"\n"));
+        for t in [&v[1].extra, &v[2].extra] {
+            let topo = lab::topology(PortKind::Tap, 1, false, false).expect("topology") + t;
+            shunt_switch::config::parse("bench.toml", &topo).expect("the switch reads it");
+        }
+        assert_eq!(
+            impair_keys("--impair-rate", "1gbit,limit=2000").expect("keys"),
+            "rate = \"1gbit\"\nlimit = 2000\n"
+        );
+        assert!(args(&["--impair-other", "delay=20 parsecs"]).is_err());
+        assert!(args(&["--impair-other", "speed=1"]).is_err());
+        assert!(args(&["--impair-rate", "loss=1%"]).is_err());
+        assert!(args(&["--impair-rate", "1gbit", "--vxlan"]).is_err());
+        // Without them: the variants as before.
+        let b = args(&["--bare"]).expect("bare");
+        let names: Vec<String> = variants(&b).into_iter().map(|v| v.name).collect();
+        assert_eq!(names, ["shunt", "bare"]);
     }
 
     /// Ratios: each switch over the bridges and over bare of the same

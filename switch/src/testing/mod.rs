@@ -94,6 +94,11 @@ pub struct Rig {
     ingress: crate::ids::Egress,
     /// Storm control and MAC-flap detection, as the topology says.
     pub guard: crate::pipeline::Guard,
+    /// Link impairment, as worker 0 of a switch has it; None unless
+    /// [`Rig::with_impair`].
+    pub impair: Option<crate::impair::Impair>,
+    /// The impairment's clock starts here (a worker's `Runtime::now_ns`).
+    started: std::time::Instant,
 }
 
 impl Rig {
@@ -143,7 +148,54 @@ impl Rig {
             seg: edit::SegmentBuf::new(),
             ingress: crate::ids::Egress::Stack,
             guard: crate::pipeline::Guard::from_topology(topo, 1),
+            impair: None,
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// The same rig with link impairment as `toml` (this rig's topology)
+    /// sets it in `[[impair]]`, as a worker has it: [`Rig::transmit`] then
+    /// decides each copy for an impaired egress (lost, sent now, held),
+    /// and [`Rig::impair_turn`] does a worker's per-turn part (perf/benches
+    /// pipeline.rs, group `impair`). Ingress impairment is not modelled.
+    pub fn with_impair(mut self, toml: &str) -> Rig {
+        let topo = parse(toml);
+        let shared = crate::impair::Shared::with_ports(1, config::port_impairs(&topo));
+        let mut imp = crate::impair::Impair::new(0, Arc::new(shared));
+        let plan = &self.plan;
+        imp.sync(|p| plan.ports.get(p).map_or(String::new(), |x| x.name.clone()));
+        self.impair = Some(imp);
+        self
+    }
+
+    /// What a worker does with impairment each loop turn: takes a new
+    /// spec (one atomic load when nothing changed) and sends the held
+    /// frames that are due to their in-memory ports. Returns how many.
+    pub fn impair_turn(&mut self) -> usize {
+        let now = self.started.elapsed().as_nanos() as u64;
+        let Some(imp) = self.impair.as_mut() else {
+            return 0;
+        };
+        let plan = &self.plan;
+        imp.sync(|p| plan.ports.get(p).map_or(String::new(), |x| x.name.clone()));
+        if !imp.on {
+            return 0;
+        }
+        let mut sent = 0;
+        for k in 0..imp.live_count() {
+            let Some((p, true)) = imp.live_at(k) else {
+                continue;
+            };
+            let (Some((line, c)), Some(port)) = (imp.line(p, true), self.ports.get_mut(p)) else {
+                continue;
+            };
+            sent += line.serve(now, 4 * BATCH, c, |h| {
+                let _ = port.send(&[h.bytes], &h.off);
+            });
+            port.flush();
+        }
+        imp.after_serve();
+        sent
     }
 
     /// The same rig with the switch's stack's queues that `topo` needs
@@ -320,11 +372,26 @@ impl Rig {
         let capture = ctx.capture.active().then(|| ctx.capture.session());
         let cap = capture.as_ref().and_then(|g| g.as_deref());
         let ts = cap.map_or(0, |_| pipeline::capture::now_ns());
+        // One check per batch when no port is impaired, as a worker.
+        let imp = &mut self.impair;
+        let now = match imp {
+            Some(i) if i.on => self.started.elapsed().as_nanos() as u64,
+            _ => 0,
+        };
         edit::run(&ctx, &mut self.batch, tx, &mut self.seg, |batch, c, out| {
             if let Some(s) = cap {
                 s.outbound_copy(&ctx, ingress, batch, tx, c, &out, ts);
             }
             let port = ports.get_mut(c.dev.index());
+            if let Some(i) = imp.as_mut().filter(|i| i.on && i.touches(c.dev.index())) {
+                if let (Some(p), Some((line, lc))) = (port, i.line(c.dev.index(), true)) {
+                    sent += impaired_copy(line, lc, now, batch, c, out, p, ctx.counters);
+                    if !sent_to.contains(&c.dev) {
+                        sent_to.push(c.dev);
+                    }
+                }
+                return;
+            }
             let r = match (out, port) {
                 (Out::Frame(e), Some(p)) => {
                     let (parts, n) = e.parts(batch.frame(c.frame));
@@ -404,6 +471,57 @@ impl Rig {
     }
 }
 
+/// One copy for an impaired egress, decided as a worker's
+/// `send_impaired` decides it (worker/impaired.rs): lost (`impair_loss`),
+/// sent now (twice when duplicated), or held in the line
+/// (`impair_queue_full` without room). Returns the copies sent now.
+#[allow(clippy::too_many_arguments)]
+fn impaired_copy(
+    line: &mut crate::impair::Line,
+    lc: &crate::impair::LineCounters,
+    now: u64,
+    batch: &Batch,
+    c: edit::Copy,
+    out: Out<'_>,
+    port: &mut MemPort,
+    counters: &WorkerCounters,
+) -> usize {
+    use crate::counters::DropReason;
+    use crate::impair::Fate;
+    let d = line.decide(lc);
+    if d.n == 0 {
+        counters.count_drop(c.to, DropReason::ImpairLoss);
+        return 0;
+    }
+    let mut sent = 0;
+    for f in &d.fates[..d.n] {
+        let (parts, n, off) = match out {
+            Out::Frame(e) => {
+                let (parts, n) = e.parts(batch.frame(c.frame));
+                (parts, n, e.off)
+            }
+            Out::Segment(b) => {
+                let mut parts: [&[u8]; 3] = [&[]; 3];
+                parts[0] = b;
+                (parts, 1, Offload::NONE)
+            }
+        };
+        match *f {
+            Fate::Now => {
+                let r = port.send(&parts[..n], &off);
+                sent += usize::from(r.is_ok());
+                counters.count_tx(c.to, c.dev, r);
+            }
+            Fate::Hold { corrupt } => {
+                if !line.hold(now, &parts[..n], off, c.to, corrupt, lc) {
+                    counters.count_drop(c.to, DropReason::ImpairQueueFull);
+                }
+            }
+        }
+    }
+    sent
+}
+
 /// An FDB of `max_entries` with the topology's static entries.
 fn fdb(topo: &Topology, max_entries: usize) -> Fdb {
     let fdb = crate::pipeline::guard::fdb_for(
@@ -434,6 +552,8 @@ pub mod fuzz;
 mod capture_tests;
 #[cfg(test)]
 mod guard_tests;
+#[cfg(test)]
+mod impair_tests;
 #[cfg(test)]
 mod l2_tests;
 #[cfg(test)]
