@@ -14,6 +14,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace 2>&1 | tee "$log" || status=$?
+# A test of the process's own malloc settings, alone in its process.
+cargo test -p shunt-switch --lib -- --ignored --exact port::sys::tests::mmap_threshold_stays_fixed 2>&1 | tee -a "$log" || status=$?
 # Every fuzz target for a short time (issue 17), so that a parser or a
 # stage that panics on some input is caught before it lands; the long
 # campaign is `scripts/fuzz.sh SECONDS` by hand (docs/reliability.md).

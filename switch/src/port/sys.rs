@@ -391,12 +391,15 @@ mod tests {
     /// this process allocate at the same time.
     #[cfg(target_env = "gnu")]
     #[test]
+    // It counts the process's mappings, which the other tests (threads of
+    // the same process) change beside it: run alone, by scripts/test.sh.
+    #[ignore = "process-wide: scripts/test.sh runs it alone"]
     fn mmap_threshold_stays_fixed() {
         assert!(
             super::fix_mmap_threshold(),
             "mallopt refused M_MMAP_THRESHOLD"
         );
-        let ok = (0..20).any(|_| {
+        let ok = (0..200).any(|_| {
             drop(std::hint::black_box(vec![1u8; 8 << 20]));
             let before = mapped_bytes();
             let v = std::hint::black_box(vec![1u8; 1 << 20]);
