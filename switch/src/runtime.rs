@@ -256,7 +256,9 @@ impl Runtime {
                     if owner[p] >= queues {
                         owner[p] = 0;
                     }
-                    let _ = inbox[0].push((id, x));
+                    if let Some(first) = inbox.first() {
+                        let _ = first.push((id, x));
+                    }
                     for q in rest {
                         match inbox.get(q.queue() as usize) {
                             Some(i) => {

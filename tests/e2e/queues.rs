@@ -182,24 +182,7 @@ fn multiqueue_afxdp(tag: u8, mode: &str) -> TestResult {
     }
 
     // TCP, four streams.
-    let _srv = Background::spawn(
-        "ip",
-        &["netns", "exec", &b, "iperf3", "-s", "-1", "-B", &b_ip],
-    )?;
-    std::thread::sleep(Duration::from_millis(500));
-    let out = run_timeout(
-        "ip",
-        &[
-            "netns", "exec", &a, "iperf3", "-c", &b_ip, "-t", "3", "-P", "4", "-J",
-        ],
-        Duration::from_secs(25),
-    )?;
-    let v: serde_json::Value =
-        serde_json::from_str(&out).map_err(|e| format!("iperf3 -J: {e}: {out}"))?;
-    let bps = v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or(0.0);
-    let retr = v["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
+    let (bps, retr) = iperf3_streams(&a, &b, &b_ip, 4)?;
     ensure!(bps > 5e7, "four TCP streams moved {bps} bit/s");
 
     let st = swg.stats()?;
@@ -290,24 +273,7 @@ fn multiqueue_tap_spreads_flows() -> TestResult {
     );
     // Eight TCP streams: the kernel hashes them over both queues.
     let b_ip = format!("10.77.{tag}.12");
-    let _srv = Background::spawn(
-        "ip",
-        &["netns", "exec", &b, "iperf3", "-s", "-1", "-B", &b_ip],
-    )?;
-    std::thread::sleep(Duration::from_millis(500));
-    let out = run_timeout(
-        "ip",
-        &[
-            "netns", "exec", &a, "iperf3", "-c", &b_ip, "-t", "3", "-P", "8", "-J",
-        ],
-        Duration::from_secs(25),
-    )?;
-    let v: serde_json::Value =
-        serde_json::from_str(&out).map_err(|e| format!("iperf3 -J: {e}: {out}"))?;
-    let bps = v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or(0.0);
-    let retr = v["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
+    let (bps, retr) = iperf3_streams(&a, &b, &b_ip, 8)?;
     ensure!(bps > 1e8, "eight streams moved {bps} bit/s");
     let st = swg.stats()?;
     // Of a's port alone (the data's way in; b's ACKs come on b's port):
@@ -337,4 +303,29 @@ fn multiqueue_tap_spreads_flows() -> TestResult {
         bps / 1e9
     );
     Ok(())
+}
+
+/// iperf3 TCP from `a` to `b` (at `b_ip`), `streams` at once for 3 s:
+/// bits per second received and the sender's retransmits.
+fn iperf3_streams(a: &str, b: &str, b_ip: &str, streams: u32) -> Result<(f64, u64), String> {
+    let _srv = Background::spawn(
+        "ip",
+        &["netns", "exec", b, "iperf3", "-s", "-1", "-B", b_ip],
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let p = streams.to_string();
+    let out = run_timeout(
+        "ip",
+        &[
+            "netns", "exec", a, "iperf3", "-c", b_ip, "-t", "3", "-P", &p, "-J",
+        ],
+        Duration::from_secs(25),
+    )?;
+    let v: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| format!("iperf3 -J: {e}: {out}"))?;
+    let bps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0);
+    let retr = v["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
+    Ok((bps, retr))
 }

@@ -501,8 +501,7 @@ fn impaired_copy(
                 (parts, n, e.off)
             }
             Out::Segment(b) => {
-                let mut parts: [&[u8]; 3] = [&[]; 3];
-                parts[0] = b;
+                let parts: [&[u8]; 3] = [b, &[], &[]];
                 (parts, 1, Offload::NONE)
             }
         };
