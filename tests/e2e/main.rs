@@ -134,11 +134,35 @@ fn main() {
                 Trial::test(name, move || Err(format!("skipped: {reason}").into()))
                     .with_ignored_flag(true)
             }
-            None => Trial::test(name, test),
+            None => {
+                let alone = ALONE.iter().any(|p| name.starts_with(p));
+                Trial::test(name, move || {
+                    // A test that times the switch runs with nothing else
+                    // beside it; every other test shares the machine.
+                    let _alone = alone.then(|| TURNS.write().unwrap_or_else(|e| e.into_inner()));
+                    let _shared = (!alone).then(|| TURNS.read().unwrap_or_else(|e| e.into_inner()));
+                    test()
+                })
+            }
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();
 }
+
+/// Tests that measure time (a delay to within 2 ms, a rate to within 5%)
+/// or that keep both cores busy on purpose (a busy-polling switch): each
+/// runs alone. On this 2-core machine, CI's parallel tests once made a
+/// 20 ms delay look 21 ms each way (a worker waiting for a core), and a
+/// busy-polling switch takes both cores from whatever runs beside it.
+const ALONE: &[&str] = &[
+    "impair::delay_adds_to_the_rtt",
+    "impair::change_at_run_time_keeps_queued_frames",
+    "impair::rate_limits_tcp_and_udp",
+    "poll::busy_",
+];
+
+/// Whose turn it is: the tests in [`ALONE`] take it for themselves.
+static TURNS: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// AF_XDP on a veth of our own: the variants that need it are skipped when
 /// the kernel cannot give it.
