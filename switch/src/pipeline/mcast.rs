@@ -109,7 +109,11 @@ pub fn decide(ctx: &Context, net: NetId, m: &Meta, f: &[u8]) -> Option<Verdict> 
     let mdb = ctx.mdb?;
     let ns = mdb.net(net)?;
     let mf = classify(f, usize::from(m.tag_len))?;
-    let c = ctx.l2.and_then(|l| l.mcast.get(ctx.worker));
+    // A dry run counts nothing.
+    let c = ctx
+        .l2
+        .and_then(|l| l.mcast.get(ctx.worker))
+        .filter(|_| !ctx.dry);
     match mdb.delivery(net, ns, mf.group, mf.routers_only, mf.control.is_some()) {
         Delivery::Set { slot, registered } => {
             if let Some(c) = c {

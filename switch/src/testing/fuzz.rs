@@ -184,7 +184,7 @@ fn run_pipeline(rig: &mut Rig, data: &[u8]) {
                 if rig.tracer.active() {
                     rig.tracer.stop();
                 } else {
-                    rig.tracer.start(&[]);
+                    rig.tracer.start(&[], Default::default());
                 }
             }
             Step::Frame {
