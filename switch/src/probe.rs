@@ -302,6 +302,8 @@ pub struct CopyLine {
     pub vlan: Option<u16>,
     /// `none`, `push`, `pop`, `rewrite` or `vxlan`.
     pub edit: String,
+    /// Why the copy would be lost at the port after all (`link_down`).
+    pub dropped: Option<String>,
     /// The VXLAN VNI and the remote VTEP, when encapsulated.
     pub vni: Option<u32>,
     pub vtep: Option<String>,
@@ -659,6 +661,12 @@ impl Words<'_> {
             None => "untagged".to_string(),
         };
         match m.verdict {
+            Verdict::Drop(r @ DropReason::VlanNotAllowed) if !pp.trunk => format!(
+                "dropped ({}): access port {} takes untagged and priority-tagged frames only, not VLAN {}",
+                r.name(),
+                self.ingress,
+                self.f.vlan.unwrap_or(0)
+            ),
             Verdict::Drop(r @ DropReason::VlanNotAllowed) => format!(
                 "dropped ({}): VLAN {} is not allowed on {kind} {} (it takes VLANs {})",
                 r.name(),
@@ -673,13 +681,9 @@ impl Words<'_> {
             ),
             Verdict::Drop(r) => format!("dropped ({}): {}", r.name(), r.explain()),
             _ => format!(
-                "{kind} {}: {tag} frame joins network {}{}",
+                "{kind} {}: {tag} frame joins network {}",
                 self.ingress,
-                self.net(m),
-                match m.tag_len {
-                    0 => String::new(),
-                    _ => " (its tag is taken off for the switch)".into(),
-                }
+                self.net(m)
             ),
         }
     }
@@ -819,6 +823,7 @@ impl Words<'_> {
                 vni: None,
                 vtep: None,
                 len: s.bytes.len(),
+                dropped: None,
             };
             let text = if s.to.is_vtep() {
                 match shunt_parsers::vxlan::decap_for(&s.bytes, None) {
@@ -851,6 +856,17 @@ impl Words<'_> {
                 };
                 c.edit = edit.into();
                 format!("out of {port}: {words}, {} bytes", s.bytes.len())
+            };
+            // A link taken down (`shunt link`, a flap) loses the copy at
+            // the port's send, after the edit (impair/).
+            let text = if self.rt.impair.is_down(s.dev.index()) {
+                c.dropped = Some(DropReason::LinkDown.name().into());
+                format!(
+                    "{text}; then dropped (link_down): {}",
+                    DropReason::LinkDown.explain()
+                )
+            } else {
+                text
             };
             stages.push(StageLine {
                 stage: "edit".into(),
