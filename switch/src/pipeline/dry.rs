@@ -235,7 +235,6 @@ broadcast = 1
         let d = run(&ctx, &mut scratch, port(2), &tagged, 2000).expect("fits");
         assert_eq!(d.record.verdict, Verdict::Drop(DropReason::VlanNotAllowed));
         assert_eq!(d.stages[0].1.verdict, d.record.verdict);
-        drop(ctx);
         assert_eq!(rig.fdb.entries(), fdb_before, "nothing learned");
         assert!(rig.fdb.entries().iter().all(|(_, m, _)| *m != A));
         assert_eq!(
