@@ -75,6 +75,16 @@ fn ask(sw: &str, spec: &str, json: bool) -> Result<String, String> {
     run_timeout(SHUNT, &args, Duration::from_secs(20))
 }
 
+/// `shunt trace --packet SPEC`, which must fail: what it said.
+fn refused(sw: &str, spec: &str) -> Result<String, String> {
+    let args = ["trace", "--name", sw, "--packet", spec];
+    let o = output_timeout(SHUNT, &args, Duration::from_secs(20))?;
+    match o.status.success() {
+        true => Err(format!("--packet {spec:?} was taken")),
+        false => Ok(String::from_utf8_lossy(&o.stderr).into_owned()),
+    }
+}
+
 /// The FDB as (MAC, port) pairs, sorted (ages left out: they grow).
 fn fdb_pairs(s: &Switch) -> Result<Vec<(String, String)>, String> {
     let mut v: Vec<(String, String)> = s
@@ -240,35 +250,14 @@ fn packet_asks_without_sending() -> TestResult {
     );
 
     // A malformed spec: the bad key and the keys, a failed command.
-    let o = output_timeout(
-        SHUNT,
-        &[
-            "trace",
-            "--name",
-            &sw,
-            "--packet",
-            &format!("in={a} colour=red"),
-        ],
-        Duration::from_secs(20),
-    )?;
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = refused(&sw, &format!("in={a} colour=red"))?;
     ensure!(
-        !o.status.success()
-            && err.contains("unknown key \"colour\"")
+        err.contains("unknown key \"colour\"")
             && err.contains("in, src, dst, vlan, type, src_ip, dst_ip, len"),
-        "malformed spec: {:?}: {err}",
-        o.status
+        "malformed spec: {err}"
     );
-    let o = output_timeout(
-        SHUNT,
-        &["trace", "--name", &sw, "--packet", "dst=ff:ff:ff:ff:ff:ff"],
-        Duration::from_secs(20),
-    )?;
-    let err = String::from_utf8_lossy(&o.stderr);
-    ensure!(
-        !o.status.success() && err.contains("in=PORT is required"),
-        "no in=: {err}"
-    );
+    let err = refused(&sw, "dst=ff:ff:ff:ff:ff:ff")?;
+    ensure!(err.contains("in=PORT is required"), "no in=: {err}");
 
     // Nothing learned, nothing counted.
     ensure!(
@@ -311,36 +300,8 @@ fn filters_during_a_ping() -> TestResult {
         .spawn()
         .map_err(|e| format!("shunt trace: {e}"))?;
     std::thread::sleep(Duration::from_millis(500));
-    let pinged = exec(
-        &a,
-        &[
-            "ping",
-            "-c",
-            "3",
-            "-i",
-            "0.2",
-            "-W",
-            "2",
-            "-q",
-            "10.77.247.12",
-        ],
-    )
-    .and_then(|_| {
-        exec(
-            &a,
-            &[
-                "ping",
-                "-c",
-                "3",
-                "-i",
-                "0.2",
-                "-W",
-                "2",
-                "-q",
-                "10.77.247.13",
-            ],
-        )
-    });
+    let pings = |to: &str| exec(&a, &["ping", "-c", "3", "-i", "0.2", "-W", "2", "-q", to]);
+    let pinged = pings("10.77.247.12").and_then(|_| pings("10.77.247.13"));
     let out = child.stdout.take().ok_or("no stdout")?;
     let lines: Vec<String> = BufReader::new(out).lines().map_while(Result::ok).collect();
     let _ = child.wait();
