@@ -72,8 +72,6 @@ pub struct DryRun {
     /// Queues that got the frame but no copy from the edit stage, with
     /// the reason it counted (the port is down, no VXLAN next hop...).
     pub refused: Vec<(Egress, Option<DropReason>)>,
-    /// Whether the frame went to the switch's stack.
-    pub to_stack: bool,
 }
 
 /// Runs `frame`, received on `ingress` at `now_ms`, through the stages
@@ -107,9 +105,11 @@ pub fn run(
         return None;
     }
     let mut stages = Vec::with_capacity(8);
-    let to_stack = super::run_seen(&ctx, ingress, batch, tx, now_ms, |s, b| {
+    // (What it returns, the frames handed to the stack, is 0 in a dry run:
+    // the verdict says `Local`.)
+    super::run_seen(&ctx, ingress, batch, tx, now_ms, |s, b| {
         stages.push((s, b.meta[0]));
-    }) > 0;
+    });
     let record = tracer::record(&ctx, ingress.into(), batch, tx, 0);
     let mut sent = Vec::new();
     edit::run(&ctx, batch, tx, seg, |b, c, out| {
@@ -146,7 +146,6 @@ pub fn run(
         record,
         sent,
         refused,
-        to_stack,
     })
 }
 
@@ -249,5 +248,72 @@ broadcast = 1
             rig.counters.port(port(0).into()).drops[DropReason::StormBroadcast as usize].get(),
             0
         );
+    }
+
+    const VXLAN: &str = r#"
+[switch]
+name = "dryx"
+[[network]]
+name = "ovl"
+subnet = "10.0.0.0/24"
+address = "10.0.0.1"
+vni = 1000
+vtep_peers = ["192.0.2.2"]
+[[port]]
+name = "t0"
+kind = "tap"
+interface = "t0"
+mode = "access"
+network = "ovl"
+[[port]]
+name = "ul0"
+kind = "tap"
+interface = "ul0"
+mode = "underlay"
+[vtep]
+port = "ul0"
+address = "192.0.2.1/24"
+"#;
+
+    #[test]
+    fn a_flood_to_a_vtep_is_shown_encapsulated_and_nothing_leaves() {
+        let topo = crate::config::parse("t.toml", VXLAN).expect("topology");
+        let rig = Rig::new(VXLAN).with_stack(&topo).expect("stack");
+        let ul = rig.stack.as_ref().and_then(|s| s.underlay.as_ref());
+        ul.expect("underlay").set_nexthop(
+            std::net::Ipv4Addr::new(192, 0, 2, 2),
+            shunt_parsers::MacAddr([2, 0, 0, 0, 0, 2]),
+        );
+        let mut scratch = Scratch::new();
+        let ctx = rig.context();
+        let d = run(&ctx, &mut scratch, port(0), &frame(A, [0xff; 6]), 1000).expect("fits");
+        assert!(matches!(d.record.verdict, Verdict::Flood(_)), "{d:?}");
+        let copy = d
+            .sent
+            .iter()
+            .find(|s| s.to.is_vtep())
+            .expect("a copy for the VTEP");
+        assert_eq!(copy.dev, port(1), "it leaves by the underlay");
+        let x = shunt_parsers::vxlan::decap_for(&copy.bytes, None).expect("VXLAN");
+        assert_eq!(
+            (x.vni, x.dst_ip),
+            (1000, std::net::Ipv4Addr::new(192, 0, 2, 2))
+        );
+        assert_eq!(
+            &copy.bytes[x.inner.clone()][..12],
+            &frame(A, [0xff; 6])[..12]
+        );
+        // For the switch itself: said so, and nothing handed to its stack.
+        let stack = rig.stack.as_ref().expect("stack");
+        let own = stack.nets[0].mac;
+        let d = run(&ctx, &mut scratch, port(0), &frame(A, own.0), 1000).expect("fits");
+        assert_eq!(d.record.verdict, Verdict::Local);
+        assert!(
+            stack.to_host.is_empty(),
+            "a dry run hands the stack nothing"
+        );
+        // Nothing was sent, nothing learned.
+        assert!(rig.ports.iter().all(|p| p.sent().next().is_none()));
+        assert!(rig.fdb.is_empty());
     }
 }
