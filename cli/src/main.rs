@@ -154,7 +154,8 @@ enum Cmd {
         /// Switch name (default: "shunt", or the only switch running).
         #[arg(long)]
         name: Option<String>,
-        /// Only frames entering on this port (or on any port of this host).
+        /// Only frames entering on this port (or on any port of this host):
+        /// TARGET --direction in.
         #[arg(long)]
         port: Option<String>,
         #[command(flatten)]
@@ -577,13 +578,18 @@ fn run(cli: Cli) -> Result<(), CliError> {
             if !json {
                 let mut what: Vec<String> = filter.targets.clone();
                 what.extend(port.clone());
+                let filtered = proto::CaptureSpec {
+                    targets: Vec::new(),
+                    ..filter.spec()
+                } != proto::CaptureSpec::default();
                 eprintln!(
-                    "tracing {}; stop with Ctrl-C",
+                    "tracing {}{}; stop with Ctrl-C",
                     if what.is_empty() {
                         "all ports".to_string()
                     } else {
                         what.join(", ")
-                    }
+                    },
+                    if filtered { ", the frames the filters select" } else { "" }
                 );
             }
             let stdout = std::io::stdout();
