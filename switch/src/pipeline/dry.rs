@@ -20,6 +20,9 @@ use super::{Batch, Capture, Context, Meta, Stage, Tracer, TxQueues};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::ids::{Egress, PortId};
 
+/// The worker index of a dry run: no worker's.
+pub const DRY_WORKER: usize = usize::MAX;
+
 /// What a dry run writes in place of the switch's state, and its batch.
 pub struct Scratch {
     counters: WorkerCounters,
@@ -97,6 +100,10 @@ pub fn run(
         counters,
         tracer,
         capture,
+        // No worker's: what is kept per worker and reached by
+        // `.get(worker)` (snooping's and the stack's counters, capture
+        // rings) has no slot for it.
+        worker: DRY_WORKER,
         ..*base
     };
     batch.clear();

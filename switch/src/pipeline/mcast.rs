@@ -109,11 +109,8 @@ pub fn decide(ctx: &Context, net: NetId, m: &Meta, f: &[u8]) -> Option<Verdict> 
     let mdb = ctx.mdb?;
     let ns = mdb.net(net)?;
     let mf = classify(f, usize::from(m.tag_len))?;
-    // A dry run counts nothing.
-    let c = ctx
-        .l2
-        .and_then(|l| l.mcast.get(ctx.worker))
-        .filter(|_| !ctx.dry);
+    // (A dry run's worker has no counters here: nothing counted.)
+    let c = ctx.l2.and_then(|l| l.mcast.get(ctx.worker));
     match mdb.delivery(net, ns, mf.group, mf.routers_only, mf.control.is_some()) {
         Delivery::Set { slot, registered } => {
             if let Some(c) = c {

@@ -348,7 +348,8 @@ pub struct Context<'a> {
     /// decide as always but change nothing shared (no learning, no token
     /// taken, nothing handed to the stack or the l2 thread); the caller
     /// gives the context counters, a tracer and a capture of its own.
-    /// Read once per batch by the stages that would write.
+    /// Read once per batch by the stages that would write; its `worker`
+    /// is `dry::DRY_WORKER`, which has no per-worker counters or queues.
     pub dry: bool,
 }
 
