@@ -589,7 +589,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     } else {
                         what.join(", ")
                     },
-                    if filtered { ", the frames the filters select" } else { "" }
+                    if filtered {
+                        ", the frames the filters select"
+                    } else {
+                        ""
+                    }
                 );
             }
             let stdout = std::io::stdout();

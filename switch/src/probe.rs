@@ -482,10 +482,12 @@ pub fn probe(rt: &Runtime, packet: &str) -> Result<Report, ProbeError> {
         0,
     );
     let mut scratch = Scratch::new();
-    let run = if down {
-        None
-    } else {
-        dry::run(&base, &mut scratch, p, &bytes, rt.now_ms())
+    let run = match down {
+        true => None,
+        false => Some(
+            dry::run(&base, &mut scratch, p, &bytes, rt.now_ms())
+                .ok_or(ProbeError::Build("the frame does not fit a frame buffer"))?,
+        ),
     };
     let mut stages = vec![StageLine {
         stage: "frame".into(),
@@ -1011,5 +1013,33 @@ mod tests {
         let mut f = frame(0x88b5, None);
         f.len = Some(1514);
         assert_eq!(build(&f).expect("other").len(), 1514);
+        // Every type, tag and length: a frame of that length or an error,
+        // never a panic.
+        let v6: IpAddr = "fe80::1".parse().expect("ip");
+        for t in [0x0806, 0x0800, 0x86dd, 0x88b5, 0x8100, 0] {
+            for vlan in [None, Some(0), Some(10), Some(4095)] {
+                for len in [
+                    None,
+                    Some(0),
+                    Some(13),
+                    Some(17),
+                    Some(45),
+                    Some(60),
+                    Some(MAX_LEN),
+                ] {
+                    for ip in [None, Some(v6)] {
+                        let mut f = frame(t, vlan);
+                        f.len = len;
+                        if let Some(a) = ip {
+                            f.src_ip = a;
+                            f.dst_ip = a;
+                        }
+                        if let (Ok(b), Some(n)) = (build(&f), len) {
+                            assert_eq!(b.len(), n);
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -241,6 +241,11 @@ broadcast = 1
         let d = run(&ctx, &mut scratch, port(2), &tagged, 2000).expect("fits");
         assert_eq!(d.record.verdict, Verdict::Drop(DropReason::VlanNotAllowed));
         assert_eq!(d.stages[0].1.verdict, d.record.verdict);
+        // A jumbo frame (`len=9216`) on a 1500 port: oversize, no panic.
+        let mut big = frame(A, B);
+        big.resize(crate::probe::MAX_LEN, 0);
+        let d = run(&ctx, &mut scratch, port(0), &big, 2000).expect("fits a slot");
+        assert_eq!(d.record.verdict, Verdict::Drop(DropReason::Oversize));
         assert_eq!(rig.fdb.entries(), fdb_before, "nothing learned");
         assert!(rig.fdb.entries().iter().all(|(_, m, _)| *m != A));
         assert_eq!(
