@@ -98,14 +98,18 @@ fn fdb_pairs(s: &Switch) -> Result<Vec<(String, String)>, String> {
 }
 
 /// The counters `--packet` could touch if it were not dry: every drop,
-/// every port's floods, and all of the quiet trunk's counters.
+/// every port's floods, learned and moved MACs, and all of the quiet
+/// trunk's counters.
 fn touched(s: &Switch) -> Result<serde_json::Value, String> {
     let st = s.stats()?.json;
     let floods: serde_json::Map<String, serde_json::Value> = st["ports"]
         .as_object()
         .map(|m| {
             m.iter()
-                .map(|(k, v)| (k.clone(), v["flooded"].clone()))
+                .map(|(k, v)| {
+                    let learned = serde_json::json!([v["flooded"], v["learned"], v["moved"]]);
+                    (k.clone(), learned)
+                })
                 .collect()
         })
         .unwrap_or_default();
