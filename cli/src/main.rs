@@ -528,7 +528,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Capture(args) => Ok(capture::run(args)?),
         Cmd::Trace {
             name,
-            port,
             filter,
             packet: Some(packet),
             json,
@@ -540,7 +539,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     "--packet describes one frame: it takes no targets or filters".into(),
                 ));
             }
-            let _ = port;
             let v: serde_json::Value = control::request(&name, &Request::TracePacket { packet })?;
             if json {
                 out!("{v}");
