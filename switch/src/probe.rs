@@ -719,10 +719,7 @@ impl Words<'_> {
             Learned::Full => format!(
                 "{src} would not be learned: the FDB is full (fdb_full; the frame goes on)"
             ),
-            Learned::Disabled => format!(
-                "learning is off here (the port's learning = false, a macvlan network, or spanning tree discarding on {})",
-                self.ingress
-            ),
+            Learned::Disabled => self.learning_off(m),
             Learned::Limited => format!(
                 "{src} would not be learned: {} holds its max_learned MACs (port_learn_limit; the frame goes on)",
                 self.ingress
@@ -730,6 +727,29 @@ impl Words<'_> {
             Learned::Blocked => format!(
                 "{src} would not be learned: it flapped between ports and is blocked for a while (mac_flap_blocked)"
             ),
+        }
+    }
+
+    /// Why learn left the source alone (the same three checks as learn).
+    fn learning_off(&self, m: &Meta) -> String {
+        let plan = self.base.plan;
+        let port_learns = plan.ports.get(self.p.index()).is_some_and(|p| p.learning);
+        let macvlan = m
+            .net
+            .and_then(|n| plan.nets.get(n.index()))
+            .is_some_and(|n| n.macvlan.is_some());
+        if !port_learns {
+            format!("learning is off on {} (learning = false)", self.ingress)
+        } else if macvlan {
+            format!(
+                "network {} is a macvlan network: it learns nothing (its hosts' MACs are static)",
+                self.net(m)
+            )
+        } else {
+            format!(
+                "{} learns nothing while spanning tree has it discarding",
+                self.ingress
+            )
         }
     }
 
