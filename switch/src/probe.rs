@@ -503,21 +503,24 @@ pub fn probe(rt: &Runtime, packet: &str) -> Result<Report, ProbeError> {
         ),
     }];
     let Some(run) = run else {
+        let text = format!(
+            "{ingress} is down: the switch takes no frame from it: dropped ({}): {}",
+            DropReason::LinkDown.name(),
+            DropReason::LinkDown.explain()
+        );
         stages.push(StageLine {
             stage: "link".into(),
-            text: format!(
-                "{ingress} is down: the switch takes no frame from it (dropped, link_down)"
-            ),
+            text: text.clone(),
         });
         return Ok(Report {
             packet: described,
+            text: format!("{ingress}: {text}"),
             ingress,
             frame: crate::capture::to_hex(&bytes),
             stages,
             action: "drop".into(),
             reason: Some(DropReason::LinkDown.name().into()),
             out: Vec::new(),
-            text: String::new(),
         });
     };
     let words = Words {
