@@ -178,7 +178,8 @@ lines = [
     '{"cmd":"ping"}', '{"cmd":"ports"}', '{"cmd":"fdb","network":"lan"}',
     '{"cmd":"fdb_delete","network":"lan","mac":"02:00:00:00:00:01"}',
     '{"cmd":"stats"}', '{"cmd":"dns","network":null}',
-    '{"cmd":"trace","port":"h1","count":10,"seconds":2.5}',
+    '{"cmd":"trace","port":"h1","targets":["lan"],"mac":"02:00:00:00:00:01","count":10,"seconds":2.5}',
+    '{"cmd":"trace_packet","packet":"in=h1.lan dst=02:42:0a:00:00:03 vlan=10 type=arp"}',
     '{"cmd":"attach","host":"h1","network":"lan"}',
     '{"cmd":"detach","host":"h1","network":"lan"}', '{"cmd":"shutdown"}',
 ]
