@@ -27,6 +27,7 @@ pub mod l2;
 pub mod netns;
 pub mod pipeline;
 pub mod port;
+pub mod probe;
 pub mod runtime;
 pub mod stack;
 pub mod stp;
