@@ -34,6 +34,7 @@ pub mod learn;
 pub mod local;
 pub mod macvlan;
 pub mod mcast;
+pub mod mirror;
 pub mod plan;
 pub mod storm;
 pub mod stp;
@@ -252,6 +253,8 @@ impl Batch {
 pub struct TxEntry {
     pub frame: u8,
     pub vid: Option<Vid>,
+    /// A mirror port's copy, and how it is made (pipeline/mirror.rs).
+    pub mirror: mirror::Mirrored,
 }
 
 impl TxEntry {
@@ -260,6 +263,17 @@ impl TxEntry {
         TxEntry {
             frame: frame as u8,
             vid,
+            mirror: mirror::Mirrored::No,
+        }
+    }
+
+    /// The egress whose edit this copy gets: its own queue's `to`, or, for
+    /// a mirror copy made as another egress's, that one.
+    #[inline]
+    pub fn edit_as(&self, to: Egress) -> Egress {
+        match self.mirror {
+            mirror::Mirrored::As(x) => x,
+            _ => to,
         }
     }
 }
@@ -373,7 +387,11 @@ pub fn run(
         Some(v) if v.underlay == ingress => {
             vxlan::decap_run(ctx, v, batch);
         }
-        _ => classify::run(ctx, ingress, batch),
+        _ => {
+            // One check per batch when no mirror runs.
+            mirror::drop_destination_rx(ctx, ingress, batch);
+            classify::run(ctx, ingress, batch)
+        }
     }
     if ctx.fdb.capacity() >= PREFETCH_FROM_ENTRIES {
         prefetch(ctx, batch);
@@ -393,6 +411,9 @@ pub fn run(
     if ctx.capture.active() {
         ctx.capture.inbound(ctx, ingress.into(), batch, tx);
     }
+    // After the trace and the capture: they tell the forwarding decision,
+    // and the mirror copies show as sent out of their destination.
+    mirror::run(ctx, ingress.into(), batch, tx);
     delivered
 }
 
@@ -440,4 +461,5 @@ pub fn run_stack(ctx: &Context, batch: &mut Batch, tx: &mut TxQueues) {
     if ctx.capture.active() {
         ctx.capture.inbound(ctx, Egress::Stack, batch, tx);
     }
+    mirror::run(ctx, Egress::Stack, batch, tx);
 }
