@@ -266,6 +266,7 @@ pub fn stats(rt: &Runtime) -> Stats {
                 drops: drops(&t, &mut total, true),
                 learned: t.learned,
                 moved: t.moved,
+                mirror: t.mirror,
                 up: rt.port_up[i].load(Relaxed),
                 afxdp: (rt.port_kind[i].load() == Some(crate::port::Kind::AfXdp))
                     .then(|| rt.xdp_stats[i].json()),

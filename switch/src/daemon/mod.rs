@@ -18,6 +18,7 @@ mod cleanup;
 mod flap;
 mod impair;
 mod lifecycle;
+mod mirror;
 pub(crate) mod link;
 mod plug;
 mod requests;
