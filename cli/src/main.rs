@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shunt_switch::control::proto::{
-    self, DnsName, Done, FdbEntry, MdbRow, MirrorRow, PortInfo, Removed, Request, Stats, TraceEvent,
-    TraceStart,
+    self, DnsName, Done, FdbEntry, MdbRow, MirrorRow, PortInfo, Removed, Request, Stats,
+    TraceEvent, TraceStart,
 };
 use shunt_switch::{config, control, daemon};
 use std::io::Write;
@@ -762,7 +762,14 @@ fn print_mirrors(rows: &[MirrorRow]) {
         .collect();
     let n = cells.len();
     table(
-        &["mirror", "source", "direction", "destination", "sent", "dropped"],
+        &[
+            "mirror",
+            "source",
+            "direction",
+            "destination",
+            "sent",
+            "dropped",
+        ],
         cells,
     );
     out!("{n} mirror{}", if n == 1 { "" } else { "s" });

@@ -203,9 +203,8 @@ pub fn check(v: MirrorView, ask: MirrorAsk) -> Result<MirrorCfg, MirrorError> {
     }
     let direction = match ask.direction {
         None => MirrorDir::Both,
-        Some(d) => {
-            MirrorDir::parse(d).ok_or_else(|| MirrorError::BadDirection(mirror.clone(), d.into()))?
-        }
+        Some(d) => MirrorDir::parse(d)
+            .ok_or_else(|| MirrorError::BadDirection(mirror.clone(), d.into()))?,
     };
     let live = |i: &usize| !v.ports[*i].removed;
     let mut sources: Vec<usize> = Vec::new();
@@ -303,7 +302,10 @@ pub fn check(v: MirrorView, ask: MirrorAsk) -> Result<MirrorCfg, MirrorError> {
                 });
             }
             if m.sources.contains(&s) {
-                let dir = match (m.direction.rx() && direction.rx(), m.direction.tx() && direction.tx()) {
+                let dir = match (
+                    m.direction.rx() && direction.rx(),
+                    m.direction.tx() && direction.tx(),
+                ) {
                     (true, _) => Some("in"),
                     (_, true) => Some("out"),
                     _ => None,
@@ -425,7 +427,10 @@ mod tests {
         assert_eq!(e.line, BASE_LINES + 4, "{e}");
         assert!(e.message.contains("[[mirror]] destination"), "{e}");
         assert!(e.message.contains("loop"), "{e}");
-        assert!(e.message.contains("take \"mon.lan\" out of `source`"), "{e}");
+        assert!(
+            e.message.contains("take \"mon.lan\" out of `source`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -471,7 +476,8 @@ mod tests {
         let e = err("[[mirror]]\nname = 'm'\nsource = ['h9']\ndestination = 'mon'\n");
         assert_eq!(e.line, BASE_LINES + 3, "{e}");
         assert!(e.message.contains("\"h9\": no port or host"), "{e}");
-        let e = err("[[mirror]]\nname = 'm'\nsource = ['h1']\ndirection = 'rx'\ndestination = 'mon'\n");
+        let e =
+            err("[[mirror]]\nname = 'm'\nsource = ['h1']\ndirection = 'rx'\ndestination = 'mon'\n");
         assert_eq!(e.line, BASE_LINES + 4, "{e}");
         assert!(e.message.contains("\"in\", \"out\" or \"both\""), "{e}");
         let e = err("[[mirror]]\nname = 'm'\nsource = []\ndestination = 'mon'\n");

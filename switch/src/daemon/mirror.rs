@@ -53,7 +53,10 @@ pub(super) fn del(rt: &Runtime, name: &str) -> Result<String, MirrorChangeError>
     let m = topo.mirror.remove(at);
     rt.plan
         .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));
-    let dest = topo.ports.get(m.destination).map_or("?", |p| p.name.as_str());
+    let dest = topo
+        .ports
+        .get(m.destination)
+        .map_or("?", |p| p.name.as_str());
     crate::say!("shunt: mirror {name} removed; {dest} forwards again");
     Ok(format!("removed mirror {name}: {dest} forwards again"))
 }

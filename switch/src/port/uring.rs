@@ -390,6 +390,7 @@ mod tests {
         let tag = TxTag {
             to: Egress::Stack,
             dev: PortId::new(0).expect("id"),
+            mirror: false,
         };
         for _ in 0..3 {
             ring.queue(&tap, fd(&tap), &hdr, &[&frame], tag);
