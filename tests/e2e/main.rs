@@ -22,6 +22,7 @@ mod impair;
 mod l2;
 mod macvlan;
 mod mcast;
+mod mirror;
 mod mixed;
 mod offload;
 mod offload_veth;
@@ -82,6 +83,7 @@ fn main() {
         .chain(guard::tests())
         .chain(flood::tests())
         .chain(faults::tests())
+        .chain(mirror::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }
