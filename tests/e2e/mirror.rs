@@ -3,7 +3,7 @@
 //! the mirror says; the counters agree; `shunt mirror add|del` change it
 //! while the switch runs; the monitor takes no part in forwarding; a
 //! mirror that would loop is refused, in the file and at run time.
-//! Tags 240 to 242.
+//! Tags 240 to 243.
 
 use std::time::Duration;
 
@@ -16,6 +16,10 @@ pub fn tests() -> Vec<Test> {
         ("mirror::monitor_sees_each_ping_once", both_ways),
         ("mirror::in_then_out_then_none_at_run_time", at_run_time),
         ("mirror::loops_are_refused", loops_refused),
+        (
+            "mirror::a_slow_destination_loses_copies_not_frames",
+            slow_destination,
+        ),
     ]
 }
 
@@ -276,5 +280,69 @@ fn loops_refused() -> TestResult {
             && e.contains("out of `source`")),
         "shunt up --check of a looping mirror: {r:?} (want {want:?})"
     );
+    Ok(())
+}
+
+// 243 -------------------------------------------------------------------
+
+/// The destination cannot keep up (its egress limited to 1 Mbit/s, 20
+/// frames held): copies are lost and counted, every original arrives.
+fn slow_destination() -> TestResult {
+    let (t, sw) = up(243, |t| {
+        format!(
+            "\n[[mirror]]\nname = \"mon\"\nsource = [\"{}\"]\ndestination = \"{}\"\n\n[[impair]]\nport = \"{}\"\ndirection = \"egress\"\nrate = \"1mbit\"\nlimit = 20\n",
+            t.hosts[0].port(),
+            t.hosts[2].port(),
+            t.hosts[2].port()
+        )
+    })?;
+    let (a, b, m) = (&t.hosts[0], &t.hosts[1], &t.hosts[2]);
+    // 2,000 echoes of 1,000 bytes as fast as they come back: about 16
+    // Mbit/s each way through a, 32 into a mirror of 1 Mbit/s.
+    let out = exec(
+        &a.name,
+        &[
+            "ping",
+            "-f",
+            "-c",
+            "2000",
+            "-s",
+            "1000",
+            "-W",
+            "1",
+            "-q",
+            b.ip(),
+        ],
+    )?;
+    ensure!(
+        out.contains("2000 received"),
+        "originals lost beside a slow mirror: {out}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (sent, dropped, copied) = mirror_counts(&sw, m, &[a])?;
+    ensure!(
+        dropped > 0 && sent > 0 && sent + dropped == copied && copied >= 4000,
+        "copies made {copied}, sent {sent}, dropped {dropped}"
+    );
+    let st = sw.stats()?;
+    let q = st.port_drop(&m.port(), "impair_queue_full");
+    ensure!(
+        q == dropped,
+        "{q} impair_queue_full on {}, {dropped} mirror copies dropped",
+        m.port()
+    );
+    for h in [a, b] {
+        let d: u64 = st
+            .typed
+            .ports
+            .get(&h.port())
+            .map_or(0, |p| p.drops.values().sum());
+        ensure!(
+            d == 0,
+            "drops on {}: {}",
+            h.port(),
+            st.port_drops_text(&h.port())
+        );
+    }
     Ok(())
 }
