@@ -112,6 +112,11 @@ pub fn ports(rt: &Runtime) -> Vec<PortInfo> {
                     }
                     _ => 1,
                 },
+                mirror_destination: topo
+                    .mirror
+                    .iter()
+                    .find(|m| m.destination == i)
+                    .map(|m| m.name.clone()),
             }
         })
         .collect()

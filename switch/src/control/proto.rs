@@ -331,6 +331,10 @@ pub struct PortInfo {
     /// its worker); 1 otherwise.
     #[serde(default = "one")]
     pub queues: usize,
+    /// The mirror this port is the destination of (docs/mirror.md): it
+    /// takes no part in forwarding meanwhile. Null otherwise.
+    #[serde(default)]
+    pub mirror_destination: Option<String>,
 }
 
 /// `shunt ports --json` "impair": each direction's impairment in words
