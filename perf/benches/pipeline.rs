@@ -396,11 +396,7 @@ fn impair(c: &mut Criterion) {
         ("to_one_port", &base, &to_p1),
         ("to_one_port_with_1pct_loss", &lossy, &to_p1),
     ] {
-        let mut rig = Rig::with_fdb(toml, macs as usize).with_impair(toml);
-        for i in 0..macs {
-            rig.fdb.learn(NET0, &mac(i), (i % 4) as u16, NOW);
-        }
-        rig.load(&[frame(mac(1), mac(0), None); BATCH]);
+        let mut rig = learned_on_four(Rig::with_fdb(toml, macs as usize).with_impair(toml), macs);
         let mut b = 0;
         g.bench_function(BenchmarkId::new("known_unicast_64k", name), |bench| {
             bench.iter(|| {
@@ -439,11 +435,7 @@ fn mirror(c: &mut Criterion) {
         ("ingress_mirrored_in", &rx),
         ("all_ports_mirrored_both", &both),
     ] {
-        let mut rig = Rig::with_fdb(toml, macs as usize);
-        for i in 0..macs {
-            rig.fdb.learn(NET0, &mac(i), (i % 4) as u16, NOW);
-        }
-        rig.load(&[frame(mac(1), mac(0), None); BATCH]);
+        let mut rig = learned_on_four(Rig::with_fdb(toml, macs as usize), macs);
         let mut b = 0;
         g.bench_function(BenchmarkId::new("known_unicast_64k", name), |bench| {
             bench.iter(|| {
@@ -454,6 +446,15 @@ fn mirror(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// `rig` with MAC i learned on port i % 4 (of `macs`), and a batch loaded.
+fn learned_on_four(mut rig: Rig, macs: u64) -> Rig {
+    for i in 0..macs {
+        rig.fdb.learn(NET0, &mac(i), (i % 4) as u16, NOW);
+    }
+    rig.load(&[frame(mac(1), mac(0), None); BATCH]);
+    rig
 }
 
 fn config() -> Criterion {

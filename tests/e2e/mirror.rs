@@ -33,6 +33,20 @@ fn up(tag: u8, extra: impl Fn(&Topology) -> String) -> Result<(Topology, Switch)
     Ok((t, sw))
 }
 
+/// A `[[mirror]]` "mon" of the hosts' ports to `dest`'s port (its
+/// destination key on the table's sixth line, after a blank one).
+fn mirror_table(sources: &[Host], direction: &str, dest: &Host) -> String {
+    let src: Vec<String> = sources
+        .iter()
+        .map(|h| format!("\"{}\"", h.port()))
+        .collect();
+    format!(
+        "\n[[mirror]]\nname = \"mon\"\nsource = [{}]\ndirection = \"{direction}\"\ndestination = \"{}\"\n",
+        src.join(", "),
+        dest.port()
+    )
+}
+
 /// Pings `n` times from `from` to `to`, quickly.
 fn pings(from: &Host, to: &Host, n: u32) -> Result<(), String> {
     let count = n.to_string();
@@ -66,6 +80,27 @@ fn echoes(frames: &[Vec<u8>], src: &Host) -> (usize, usize) {
     got
 }
 
+/// While `a` pings `b` 3 times, the monitor `m`'s tcpdump sees `want`:
+/// (requests, replies) from a, then from b.
+fn seen_during_pings(
+    a: &Host,
+    b: &Host,
+    m: &Host,
+    what: &str,
+    want: [(usize, usize); 2],
+) -> Result<(), String> {
+    let cap = Tcpdump::start(&m.name, "eth0")?;
+    pings(a, b, 3)?;
+    std::thread::sleep(Duration::from_millis(200));
+    let frames = cap.stop()?;
+    let got = [echoes(&frames, a), echoes(&frames, b)];
+    ensure!(
+        got == want,
+        "{what}: the monitor saw (requests, replies) from a and from b {got:?}; want {want:?}"
+    );
+    Ok(())
+}
+
 /// The monitor's mirror counters (sent, dropped) and the sources' copies.
 fn mirror_counts(sw: &Switch, mon: &Host, sources: &[&Host]) -> Result<(u64, u64, u64), String> {
     let st = sw.stats()?;
@@ -86,14 +121,7 @@ fn mirror_counts(sw: &Switch, mon: &Host, sources: &[&Host]) -> Result<(u64, u64
 // 240 -------------------------------------------------------------------
 
 fn both_ways() -> TestResult {
-    let (t, sw) = up(240, |t| {
-        format!(
-            "\n[[mirror]]\nname = \"mon\"\nsource = [\"{}\", \"{}\"]\ndirection = \"both\"\ndestination = \"{}\"\n",
-            t.hosts[0].port(),
-            t.hosts[1].port(),
-            t.hosts[2].port()
-        )
-    })?;
+    let (t, sw) = up(240, |t| mirror_table(&t.hosts[..2], "both", &t.hosts[2]))?;
     let (a, b, m) = (&t.hosts[0], &t.hosts[1], &t.hosts[2]);
     let cap = Tcpdump::start(&m.name, "eth0")?;
     let (sent0, _, _) = mirror_counts(&sw, m, &[a, b])?;
@@ -164,16 +192,7 @@ fn at_run_time() -> TestResult {
             && l[0]["destination"] == m.port().as_str(),
         "mirror list: {l}"
     );
-    let cap = Tcpdump::start(&m.name, "eth0")?;
-    pings(a, b, 3)?;
-    std::thread::sleep(Duration::from_millis(200));
-    let frames = cap.stop()?;
-    ensure!(
-        echoes(&frames, a) == (3, 0) && echoes(&frames, b) == (0, 0),
-        "direction in: from a {:?}, from b {:?}; want (3, 0), (0, 0)",
-        echoes(&frames, a),
-        echoes(&frames, b)
-    );
+    seen_during_pings(a, b, m, "direction in", [(3, 0), (0, 0)])?;
     // A second mirror to the same port, or one that loops, is refused.
     let r = sw.cmd(&[
         "mirror",
@@ -216,16 +235,7 @@ fn at_run_time() -> TestResult {
         "--destination",
         &m.port(),
     ])?;
-    let cap = Tcpdump::start(&m.name, "eth0")?;
-    pings(a, b, 3)?;
-    std::thread::sleep(Duration::from_millis(200));
-    let frames = cap.stop()?;
-    ensure!(
-        echoes(&frames, a) == (0, 0) && echoes(&frames, b) == (0, 3),
-        "direction out: from a {:?}, from b {:?}; want (0, 0), (0, 3)",
-        echoes(&frames, a),
-        echoes(&frames, b)
-    );
+    seen_during_pings(a, b, m, "direction out", [(0, 0), (0, 3)])?;
     let l = list(&sw)?;
     let sent = l[0]["sent"].as_u64().unwrap_or(0);
     ensure!(
@@ -234,16 +244,7 @@ fn at_run_time() -> TestResult {
     );
     // del: no more copies, and m forwards again (it pings a).
     sw.cmd(&["mirror", "del", "tap"])?;
-    let cap = Tcpdump::start(&m.name, "eth0")?;
-    pings(a, b, 3)?;
-    std::thread::sleep(Duration::from_millis(200));
-    let frames = cap.stop()?;
-    ensure!(
-        echoes(&frames, a) == (0, 0) && echoes(&frames, b) == (0, 0),
-        "after del: from a {:?}, from b {:?}",
-        echoes(&frames, a),
-        echoes(&frames, b)
-    );
+    seen_during_pings(a, b, m, "after del", [(0, 0), (0, 0)])?;
     pings(m, a, 1)?;
     let r = sw.cmd(&["mirror", "del", "tap"]);
     ensure!(
@@ -260,19 +261,14 @@ fn loops_refused() -> TestResult {
     let t = Topology::new(242, 3);
     let (a, m) = (&t.hosts[0], &t.hosts[2]);
     let base = t.toml();
-    let mirror = format!(
-        "\n[[mirror]]\nname = \"mon\"\nsource = [\"{}\", \"{}\"]\ndestination = \"{}\"\n",
-        a.port(),
-        m.port(),
-        m.port()
-    );
+    let mirror = mirror_table(&[a.clone(), m.clone()], "both", m);
     let file = std::env::temp_dir().join(format!("shunt-e2e-mirror-{}.toml", std::process::id()));
     std::fs::write(&file, format!("{base}{mirror}")).map_err(|e| e.to_string())?;
     let path = file.to_string_lossy().into_owned();
     let r = run_timeout(SHUNT, &["up", &path, "--check"], Duration::from_secs(20));
     let _ = std::fs::remove_file(&file);
-    // The destination line: the file's lines, the mirror's fifth.
-    let line = base.lines().count() + 5;
+    // The destination line: the file's lines, then the table's sixth.
+    let line = base.lines().count() + 6;
     let want = format!(":{line}: [[mirror]] destination: mirror \"mon\": destination");
     ensure!(
         r.as_ref().is_err_and(|e| e.contains(&want)
@@ -290,9 +286,8 @@ fn loops_refused() -> TestResult {
 fn slow_destination() -> TestResult {
     let (t, sw) = up(243, |t| {
         format!(
-            "\n[[mirror]]\nname = \"mon\"\nsource = [\"{}\"]\ndestination = \"{}\"\n\n[[impair]]\nport = \"{}\"\ndirection = \"egress\"\nrate = \"1mbit\"\nlimit = 20\n",
-            t.hosts[0].port(),
-            t.hosts[2].port(),
+            "{}\n[[impair]]\nport = \"{}\"\ndirection = \"egress\"\nrate = \"1mbit\"\nlimit = 20\n",
+            mirror_table(&t.hosts[..1], "both", &t.hosts[2]),
             t.hosts[2].port()
         )
     })?;
