@@ -918,6 +918,15 @@ impl Io {
                             // Completions may have come back since.
                             x.flush();
                         }
+                        if x.tx_ring_full() && h.mirror {
+                            // A mirror copy never holds up the originals
+                            // queued behind it: it is the one dropped.
+                            counters.count_copy_drop(p.into(), true, DropReason::MirrorFull);
+                            if let Some(u) = &rt.umem {
+                                u.release(h.frame);
+                            }
+                            continue;
+                        }
                         if x.tx_ring_full() {
                             self.stash[from] = Some(h);
                             break;
