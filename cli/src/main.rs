@@ -683,7 +683,11 @@ fn print_ports(ports: &[PortInfo]) {
                 p.name.clone(),
                 p.kind.clone(),
                 p.worker.to_string(),
-                p.mode.clone(),
+                // A mirror's destination forwards nothing meanwhile.
+                match &p.mirror_destination {
+                    Some(m) => format!("mirror:{m}"),
+                    None => p.mode.clone(),
+                },
                 nets,
                 if p.up { "up".into() } else { "DOWN".into() },
                 p.rx_frames.to_string(),
