@@ -203,3 +203,58 @@ fn a_refused_copy_is_counted_as_a_mirror_copy_dropped() {
     let c = r.counters.port(port(MON).into());
     assert_eq!(c.drops[DropReason::PortDown as usize].get(), 1);
 }
+
+/// A host port, the VXLAN underlay (mirrored `out`), and the monitor.
+const VXLAN_TOPO: &str = r#"
+[[network]]
+name = "ovl"
+subnet = "10.0.0.0/24"
+vni = 1000
+vtep_peers = ["192.0.2.2"]
+
+[[port]]
+name = "t0"
+interface = "t0"
+network = "ovl"
+
+[[port]]
+name = "ul0"
+interface = "ul0"
+mode = "underlay"
+
+[[port]]
+name = "mon"
+interface = "mon"
+network = "ovl"
+
+[vtep]
+port = "ul0"
+address = "192.0.2.1/24"
+
+[[mirror]]
+name = "m"
+source = ["ul0"]
+direction = "out"
+destination = "mon"
+"#;
+
+#[test]
+fn an_out_copy_towards_a_vtep_carries_the_outer_headers() {
+    let topo = crate::config::parse("t.toml", VXLAN_TOPO).expect("topology");
+    let mut r = Rig::new(VXLAN_TOPO).with_stack(&topo).expect("stack");
+    let ul = r.stack.as_ref().and_then(|s| s.underlay.as_ref());
+    ul.expect("underlay").set_nexthop(
+        std::net::Ipv4Addr::new(192, 0, 2, 2),
+        shunt_parsers::MacAddr([2, 0, 0, 0, 0, 2]),
+    );
+    let f = frame(BCAST, MAC_A, 1);
+    let sent = feed(&mut r, 0, std::slice::from_ref(&f));
+    // Flooded to the remote VTEP only (mon is out of the network).
+    assert_eq!(sent[1].len(), 1, "one VXLAN packet on the underlay");
+    let outer = &sent[1][0];
+    assert_eq!(outer.len(), f.len() + crate::pipeline::vxlan::OVERHEAD);
+    assert_eq!(&outer[outer.len() - f.len()..], &f[..], "the inner frame");
+    assert_eq!(sent[2], vec![outer.clone()], "mon: the packet as sent");
+    assert_eq!(counters(&r, 1), (1, 0, 0));
+    assert_eq!(counters(&r, 2), (0, 1, 0));
+}
