@@ -1046,4 +1046,7 @@ fn print_plan(t: &config::Topology) {
     for p in t.ports.iter().filter(|p| p.host.is_none()) {
         out!("port {}: {} on {}", p.name, p.kind.as_str(), p.interface);
     }
+    for m in &t.mirror {
+        out!("mirror {}", m.describe(&t.ports));
+    }
 }

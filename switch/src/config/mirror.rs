@@ -73,6 +73,22 @@ pub struct MirrorCfg {
     pub line: usize,
 }
 
+impl MirrorCfg {
+    /// In words, with the names of `ports` (the topology's):
+    /// `mon: h1.lan, h2.lan (both) to mon.lan`.
+    pub fn describe(&self, ports: &[PortCfg]) -> String {
+        let name = |i: usize| ports.get(i).map_or("?", |p| p.name.as_str());
+        let sources: Vec<&str> = self.sources.iter().map(|&s| name(s)).collect();
+        format!(
+            "{}: {} ({}) to {}",
+            self.name,
+            sources.join(", "),
+            self.direction.name(),
+            name(self.destination)
+        )
+    }
+}
+
 /// A mirror as asked for, by names: the file's keys or the flags of
 /// `shunt mirror add`.
 #[derive(Debug, Clone, Copy)]

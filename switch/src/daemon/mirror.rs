@@ -28,7 +28,7 @@ pub(super) fn add(rt: &Runtime, spec: &MirrorSpec) -> Result<String, MirrorChang
         destination: &spec.destination,
     };
     let m = mirror::check(topo.mirror_view(), ask)?;
-    let said = describe(&topo, &m);
+    let said = m.describe(&topo.ports);
     let dest = m.destination;
     topo.mirror.push(m);
     rt.plan
@@ -98,14 +98,26 @@ pub(super) fn port_removed(topo: &mut crate::config::Topology, port: usize) {
     });
 }
 
-fn describe(topo: &crate::config::Topology, m: &crate::config::MirrorCfg) -> String {
-    let name = |i: usize| topo.ports.get(i).map_or("?", |p| p.name.as_str());
-    let sources: Vec<&str> = m.sources.iter().map(|&s| name(s)).collect();
-    format!(
-        "{}: {} ({}) to {}",
-        m.name,
-        sources.join(", "),
-        m.direction.name(),
-        name(m.destination)
-    )
+#[cfg(test)]
+mod tests {
+    use super::port_removed;
+
+    #[test]
+    fn a_detached_port_leaves_the_mirrors() {
+        let src = "[[network]]\nname = 'n'\n\
+            [[host]]\nname = 'a'\nnetworks = ['n']\n[[host]]\nname = 'b'\nnetworks = ['n']\n\
+            [[host]]\nname = 'c'\nnetworks = ['n']\n[[host]]\nname = 'd'\nnetworks = ['n']\n\
+            [[mirror]]\nname = 'one'\nsource = ['a', 'b']\ndestination = 'c'\n";
+        let mut t = crate::config::parse("t", src).expect("parses");
+        // A source goes: the mirror stays with the other.
+        port_removed(&mut t, 0);
+        assert_eq!(t.mirror[0].sources, vec![1]);
+        // Its last source goes: the mirror goes.
+        port_removed(&mut t, 1);
+        assert!(t.mirror.is_empty());
+        // Its destination goes: the mirror goes.
+        let mut t = crate::config::parse("t", src).expect("parses");
+        port_removed(&mut t, 2);
+        assert!(t.mirror.is_empty());
+    }
 }
