@@ -258,3 +258,9 @@ fn an_out_copy_towards_a_vtep_carries_the_outer_headers() {
     assert_eq!(counters(&r, 1), (1, 0, 0));
     assert_eq!(counters(&r, 2), (0, 1, 0));
 }
+
+#[test]
+fn a_queue_entry_stays_small() {
+    // 4 bytes before mirrors; every worker holds Egress::SLOTS x BATCH.
+    assert_eq!(std::mem::size_of::<crate::pipeline::TxEntry>(), 8);
+}
