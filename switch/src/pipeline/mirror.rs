@@ -125,13 +125,22 @@ pub fn run(ctx: &Context, ingress: Egress, batch: &Batch, tx: &mut TxQueues) {
     // Frame i went to mirror k's destination: bit i of seen[k].
     let mut seen = [0u64; MAX_MIRRORS];
     const _: () = assert!(super::BATCH <= 64, "a bit per frame of a batch");
-    let runt = |i: usize| batch.frame(i).len() < super::classify::ETH_HDR;
+    // Not copied: runts (no Ethernet header to copy), and frames the
+    // link lost before the switch had them (a link down, an impairment's
+    // loss on the way in).
+    let skip = |i: usize| {
+        batch.frame(i).len() < super::classify::ETH_HDR
+            || matches!(
+                batch.meta[i].verdict,
+                super::Verdict::Drop(DropReason::LinkDown | DropReason::ImpairLoss)
+            )
+    };
     if let Some(p) = ingress.port() {
         if let Some(k) = m.rx.get(p.index()).copied().flatten() {
             let dest = m.dest[usize::from(k)];
             let mut n = 0;
             for i in 0..batch.count {
-                if runt(i) {
+                if skip(i) {
                     continue;
                 }
                 seen[usize::from(k)] |= 1 << i;
