@@ -136,14 +136,16 @@ pub fn run(ctx: &Context, ingress: Egress, batch: &Batch, tx: &mut TxQueues) {
             )
     };
     if let Some(p) = ingress.port() {
-        if let Some(k) = m.rx.get(p.index()).copied().flatten() {
-            let dest = m.dest[usize::from(k)];
+        let k = m.rx.get(p.index()).copied().flatten().map(usize::from);
+        if let Some((k, &dest)) = k.and_then(|k| Some((k, m.dest.get(k)?))) {
             let mut n = 0;
             for i in 0..batch.count {
                 if skip(i) {
                     continue;
                 }
-                seen[usize::from(k)] |= 1 << i;
+                if let Some(s) = seen.get_mut(k) {
+                    *s |= 1 << i;
+                }
                 tx.push(
                     dest.into(),
                     TxEntry {
@@ -169,19 +171,21 @@ pub fn run(ctx: &Context, ingress: Egress, batch: &Batch, tx: &mut TxQueues) {
             },
             Egress::Stack => continue,
         };
-        let Some(k) = m.tx.get(dev.index()).copied().flatten() else {
+        let Some(k) = m.tx.get(dev.index()).copied().flatten().map(usize::from) else {
             continue;
         };
-        let k = usize::from(k);
-        let dest = m.dest[k];
+        let (Some(&dest), Some(bits)) = (m.dest.get(k), seen.get(k).copied()) else {
+            continue;
+        };
+        let mut bits = bits;
         let mut n = 0;
         for j in 0..tx.queue(to).len() {
             let e = tx.queue(to)[j];
             let bit = 1u64 << (e.frame & 63);
-            if e.mirror != Mirrored::No || seen[k] & bit != 0 {
+            if e.mirror != Mirrored::No || bits & bit != 0 {
                 continue;
             }
-            seen[k] |= bit;
+            bits |= bit;
             tx.push(
                 dest.into(),
                 TxEntry {
@@ -190,6 +194,9 @@ pub fn run(ctx: &Context, ingress: Egress, batch: &Batch, tx: &mut TxQueues) {
                 },
             );
             n += 1;
+        }
+        if let Some(s) = seen.get_mut(k) {
+            *s = bits;
         }
         ctx.counters.port(dev.into()).mirrored.add(n);
     }
