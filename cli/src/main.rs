@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shunt_switch::control::proto::{
-    self, DnsName, Done, FdbEntry, MdbRow, PortInfo, Removed, Request, Stats, TraceEvent,
-    TraceStart,
+    self, DnsName, Done, FdbEntry, MdbRow, MirrorRow, PortInfo, Removed, Request, Stats,
+    TraceEvent, TraceStart,
 };
 use shunt_switch::{config, control, daemon};
 use std::io::Write;
@@ -210,8 +210,50 @@ enum Cmd {
     },
     /// Capture frames to pcapng, with the switch's decision on each (docs/capture.md).
     Capture(capture::CaptureArgs),
+    /// Mirror ports (SPAN): copies of source ports' frames to a destination port (docs/mirror.md).
+    Mirror {
+        #[command(subcommand)]
+        cmd: MirrorCmd,
+    },
     /// Measure forwarding rate, loss and latency through shunt (and the Linux bridge).
     Bench(shunt_perf::linerate::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum MirrorCmd {
+    /// Start copying the source ports' frames to the destination port.
+    Add {
+        /// The mirror's name.
+        mirror: String,
+        /// Ports (h1.lan) or hosts (all their ports), comma-separated or repeated.
+        #[arg(long, required = true, value_delimiter = ',', value_name = "PORT")]
+        source: Vec<String>,
+        /// in (as received), out (as sent), or both.
+        #[arg(long, default_value = "both", value_parser = ["in", "out", "both"])]
+        direction: String,
+        /// The port that gets the copies (it stops forwarding meanwhile).
+        #[arg(long, value_name = "PORT")]
+        destination: String,
+        /// Switch name (default: "shunt", or the only switch running).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Stop a mirror: its destination forwards again.
+    Del {
+        /// The mirror's name.
+        mirror: String,
+        /// Switch name (default: "shunt", or the only switch running).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// The mirrors, with the copies their destinations sent and dropped.
+    List {
+        #[arg(long)]
+        json: bool,
+        /// Switch name (default: "shunt", or the only switch running).
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -524,6 +566,29 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 clear,
             }),
         ),
+        Cmd::Mirror { cmd } => match cmd {
+            MirrorCmd::Add {
+                mirror,
+                source,
+                direction,
+                destination,
+                name,
+            } => done(
+                name,
+                &Request::MirrorAdd(proto::MirrorSpec {
+                    name: mirror,
+                    source,
+                    direction: Some(direction),
+                    destination,
+                }),
+            ),
+            MirrorCmd::Del { mirror, name } => done(name, &Request::MirrorDel { name: mirror }),
+            MirrorCmd::List { json, name } => {
+                show(name, &Request::MirrorList, json, |v: &Vec<MirrorRow>| {
+                    print_mirrors(v)
+                })
+            }
+        },
         Cmd::Bench(args) => Ok(shunt_perf::linerate::run(args)?),
         Cmd::Capture(args) => Ok(capture::run(args)?),
         Cmd::Trace {
@@ -676,7 +741,11 @@ fn print_ports(ports: &[PortInfo]) {
                 p.name.clone(),
                 p.kind.clone(),
                 p.worker.to_string(),
-                p.mode.clone(),
+                // A mirror's destination forwards nothing meanwhile.
+                match &p.mirror_destination {
+                    Some(m) => format!("mirror:{m}"),
+                    None => p.mode.clone(),
+                },
                 nets,
                 if p.up { "up".into() } else { "DOWN".into() },
                 p.rx_frames.to_string(),
@@ -737,6 +806,35 @@ fn print_fdb(entries: &[FdbEntry]) {
     let n = rows.len();
     table(&["network", "vlan", "mac", "port", "type", "age(s)"], rows);
     out!("{n} entries");
+}
+
+fn print_mirrors(rows: &[MirrorRow]) {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                r.source.join(","),
+                r.direction.clone(),
+                r.destination.clone(),
+                r.sent.to_string(),
+                r.dropped.to_string(),
+            ]
+        })
+        .collect();
+    let n = cells.len();
+    table(
+        &[
+            "mirror",
+            "source",
+            "direction",
+            "destination",
+            "sent",
+            "dropped",
+        ],
+        cells,
+    );
+    out!("{n} mirror{}", if n == 1 { "" } else { "s" });
 }
 
 fn print_mdb(rows: &[MdbRow], routers: bool) {
@@ -892,6 +990,20 @@ fn print_stats(v: &Stats) {
             );
         }
     }
+    // Mirror copies (docs/mirror.md), for the ports that made or sent any.
+    for (name, p) in &v.ports {
+        let m = &p.mirror;
+        if m.copied > 0 {
+            out!("mirror {name}: {} copies made of its frames", m.copied);
+        }
+        if m.sent + m.dropped > 0 {
+            out!(
+                "mirror {name}: {} copies sent, {} dropped",
+                m.sent,
+                m.dropped
+            );
+        }
+    }
     // Impairment (docs/impair.md), for the ports that have or had any.
     for (name, p) in &v.ports {
         let Some(i) = &p.impair else { continue };
@@ -991,5 +1103,8 @@ fn print_plan(t: &config::Topology) {
     }
     for p in t.ports.iter().filter(|p| p.host.is_none()) {
         out!("port {}: {} on {}", p.name, p.kind.as_str(), p.interface);
+    }
+    for m in &t.mirror {
+        out!("mirror {}", m.describe(&t.ports));
     }
 }

@@ -396,11 +396,7 @@ fn impair(c: &mut Criterion) {
         ("to_one_port", &base, &to_p1),
         ("to_one_port_with_1pct_loss", &lossy, &to_p1),
     ] {
-        let mut rig = Rig::with_fdb(toml, macs as usize).with_impair(toml);
-        for i in 0..macs {
-            rig.fdb.learn(NET0, &mac(i), (i % 4) as u16, NOW);
-        }
-        rig.load(&[frame(mac(1), mac(0), None); BATCH]);
+        let mut rig = learned_on_four(Rig::with_fdb(toml, macs as usize).with_impair(toml), macs);
         let mut b = 0;
         g.bench_function(BenchmarkId::new("known_unicast_64k", name), |bench| {
             bench.iter(|| {
@@ -414,6 +410,53 @@ fn impair(c: &mut Criterion) {
     g.finish();
 }
 
+/// Mirror ports (docs/mirror.md): known unicast from p0 to p1..p3 sent,
+/// with no mirror, with a mirror of another port (the one check per batch
+/// and the plan), and with p0's frames mirrored in to p4 (a copy per frame,
+/// edited and sent like a flood's).
+fn mirror(c: &mut Criterion) {
+    let p0 = port(0);
+    let mut g = c.benchmark_group("mirror");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let base = access_ports(6);
+    let m = |src: &str, dir: &str| {
+        format!("{base}\n[[mirror]]\nname = \"m\"\nsource = [\"{src}\"]\ndirection = \"{dir}\"\ndestination = \"p4\"\n")
+    };
+    let other = m("p5", "both");
+    let rx = m("p0", "in");
+    let both = format!(
+        "{base}\n[[mirror]]\nname = \"m\"\nsource = [\"p0\", \"p1\", \"p2\", \"p3\"]\ndestination = \"p4\"\n"
+    );
+    let macs = 1u64 << 16;
+    let pairs = unicast_pairs(macs);
+    for (name, toml) in [
+        ("none", &base),
+        ("other_port_mirrored", &other),
+        ("ingress_mirrored_in", &rx),
+        ("all_ports_mirrored_both", &both),
+    ] {
+        let mut rig = learned_on_four(Rig::with_fdb(toml, macs as usize), macs);
+        let mut b = 0;
+        g.bench_function(BenchmarkId::new("known_unicast_64k", name), |bench| {
+            bench.iter(|| {
+                rig.readdress(&pairs[b * BATCH..(b + 1) * BATCH]);
+                b = (b + 1) % BATCHES;
+                black_box(run_and_send(&mut rig, p0, NOW))
+            })
+        });
+    }
+    g.finish();
+}
+
+/// `rig` with MAC i learned on port i % 4 (of `macs`), and a batch loaded.
+fn learned_on_four(mut rig: Rig, macs: u64) -> Rig {
+    for i in 0..macs {
+        rig.fdb.learn(NET0, &mac(i), (i % 4) as u16, NOW);
+    }
+    rig.load(&[frame(mac(1), mac(0), None); BATCH]);
+    rig
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -424,6 +467,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = known_unicast, flooding, vlan, learning, guard, impair
+    targets = known_unicast, flooding, vlan, learning, guard, impair, mirror
 }
 criterion_main!(benches);

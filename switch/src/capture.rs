@@ -164,7 +164,11 @@ pub fn comment(rt: &Runtime, r: &Record) -> String {
         text.push_str(&format!("; {}: {}", d.name(), d.explain()));
     }
     if r.dir == Dir::Out {
-        text.push_str("; this copy: out of ");
+        text.push_str(if r.mirror {
+            "; this copy: a mirror copy, out of "
+        } else {
+            "; this copy: out of "
+        });
         text.push_str(&rt.port_name(r.at));
         if let Some(v) = r.copy_vid {
             text.push_str(&format!(" tagged {}", v.get()));

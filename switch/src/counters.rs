@@ -66,6 +66,8 @@ drop_reasons! {
     StormUnknownUnicast => "storm_unknown_unicast": "storm control: the ingress port's unknown-unicast frames per second ([[storm]] unknown_unicast) were used up",
     PortLearnLimit => "port_learn_limit": "source not learned: the ingress port holds its max_learned MACs (the frame itself is forwarded)",
     MacFlapBlocked => "mac_flap_blocked": "source not learned: the MAC flapped between ports and its learning is blocked for a while (the frame itself is forwarded)",
+    MirrorDestination => "mirror_destination": "received on a mirror's destination port, which takes no part in forwarding ([[mirror]], `shunt mirror`)",
+    MirrorFull => "mirror_full": "a mirror copy not sent: the destination's queue had no room left beyond what original frames need",
     BadOffload => "bad_offload": "offload metadata (virtio-net header) that does not fit the frame: GSO size 0, checksum beyond the frame, a GSO type that does not match the headers, a length that lies",
 }
 
@@ -190,6 +192,14 @@ pub struct PortCounters {
     pub drops: PerReason<Counter>,
     pub learned: Counter,
     pub moved: Counter,
+    /// Mirror copies made of this port's frames (it is a source).
+    pub mirrored: Counter,
+    /// Mirror copies sent out of this port (it is a destination; each
+    /// also counted in `tx_frames`).
+    pub mirror_sent: Counter,
+    /// Mirror copies for this port that were not sent (each also counted
+    /// under its drop reason).
+    pub mirror_dropped: Counter,
 }
 
 // By hand: arrays of more than 32 (the drop reasons) derive no Default.
@@ -205,6 +215,9 @@ impl PortCounters {
             &self.tx_zero_copy,
             &self.learned,
             &self.moved,
+            &self.mirrored,
+            &self.mirror_sent,
+            &self.mirror_dropped,
         ];
         for c in all
             .into_iter()
@@ -288,18 +301,45 @@ impl WorkerCounters {
         dev: crate::ids::PortId,
         sent: Result<usize, impl Into<DropReason>>,
     ) {
+        self.count_copy(to, dev, false, sent)
+    }
+
+    /// [`count_tx`](Self::count_tx) for a copy that may be a mirror's
+    /// (`mirror`): then also counted as a mirror copy sent or dropped.
+    #[inline]
+    pub fn count_copy(
+        &self,
+        to: Egress,
+        dev: crate::ids::PortId,
+        mirror: bool,
+        sent: Result<usize, impl Into<DropReason>>,
+    ) {
         let pc = self.port(to);
         match sent {
             Ok(n) => {
                 pc.tx_frames.add(1);
                 pc.tx_bytes.add(n as u64);
+                if mirror {
+                    pc.mirror_sent.add(1);
+                }
                 if Egress::Port(dev) != to {
                     let dc = self.port(dev.into());
                     dc.tx_frames.add(1);
                     dc.tx_bytes.add(n as u64);
                 }
             }
-            Err(e) => pc.drops[e.into() as usize].add(1),
+            Err(e) => self.count_copy_drop(to, mirror, e.into()),
+        }
+    }
+
+    /// A copy for `to` lost for `reason`; a mirror's (`mirror`) also
+    /// counted as a mirror copy dropped.
+    #[inline]
+    pub fn count_copy_drop(&self, to: Egress, mirror: bool, reason: DropReason) {
+        let pc = self.port(to);
+        pc.drops[reason as usize].add(1);
+        if mirror {
+            pc.mirror_dropped.add(1);
         }
     }
 }
@@ -317,6 +357,18 @@ pub struct PortTotals {
     pub drops: PerReason<u64>,
     pub learned: u64,
     pub moved: u64,
+    pub mirror: MirrorTotals,
+}
+
+/// A port's mirror counters (`shunt stats`: "mirror").
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MirrorTotals {
+    /// Copies made of the port's frames (a source).
+    pub copied: u64,
+    /// Copies sent out of the port (a destination).
+    pub sent: u64,
+    /// Copies for the port that were not sent (a destination).
+    pub dropped: u64,
 }
 
 /// A port's offload counters (`shunt stats`: "offload").
@@ -347,6 +399,9 @@ pub fn sum_port(workers: &[std::sync::Arc<WorkerCounters>], e: Egress) -> PortTo
         t.offload.tx_csum_soft += p.tx_csum_soft.get();
         t.learned += p.learned.get();
         t.moved += p.moved.get();
+        t.mirror.copied += p.mirrored.get();
+        t.mirror.sent += p.mirror_sent.get();
+        t.mirror.dropped += p.mirror_dropped.get();
         for i in 0..3 {
             t.flooded[i] += p.flooded[i].get();
         }

@@ -41,6 +41,8 @@ pub struct Handoff {
     /// Whether the sender copied the frame into this UMEM frame (it came
     /// from a TAP, the switch's stack, or was one copy of a flood).
     pub copied: bool,
+    /// A mirror port's copy (counted as one by the owner).
+    pub mirror: bool,
 }
 
 /// The kernel's counters of one AF_XDP socket, as the worker that owns it

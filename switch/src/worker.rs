@@ -101,6 +101,10 @@ struct Held {
 }
 
 const POLL_MS: i32 = 100;
+/// Free frames of the shared UMEM pool a mirror copy leaves to original
+/// frames: below this many, mirror copies for another worker's AF_XDP
+/// port are dropped (`mirror_full`), originals still get frames.
+const MIRROR_POOL_RESERVE: usize = 4 * BATCH;
 /// Free frames an egress AF_XDP port keeps for its own copies when it
 /// passes the rest back to the ingress port.
 const PASS_KEEP: usize = 64;
@@ -580,12 +584,15 @@ impl Io {
                         let tag = TxTag {
                             to: c.to,
                             dev: c.dev,
+                            mirror: c.mirror,
                         };
                         let mut q = TapQueue::with_ring(t, self.id, ring.as_deref_mut(), Some(tag));
                         self.send_shared(&mut q, batch, c, out);
                         self.tap_ring = ring;
                     }
-                    None => self.counters.count_drop(c.to, DropReason::PortDown),
+                    None => self
+                        .counters
+                        .count_copy_drop(c.to, c.mirror, DropReason::PortDown),
                 }
             }
             // Packet ports too (one descriptor, the kernel serialises).
@@ -593,10 +600,14 @@ impl Io {
                 let pk = self.rt.packets[c.dev.index()].load();
                 match pk.as_deref() {
                     Some(p) => self.send_shared(&mut &*p, batch, c, out),
-                    None => self.counters.count_drop(c.to, DropReason::PortDown),
+                    None => self
+                        .counters
+                        .count_copy_drop(c.to, c.mirror, DropReason::PortDown),
                 }
             }
-            _ => self.counters.count_drop(c.to, DropReason::PortDown),
+            _ => self
+                .counters
+                .count_copy_drop(c.to, c.mirror, DropReason::PortDown),
         }
     }
 
@@ -614,7 +625,7 @@ impl Io {
             let err = io::Error::from_raw_os_error(e);
             self.rt.port_gone(c.dev, &format!("write failed: {err}"));
         }
-        self.counters.count_tx(c.to, c.dev, sent);
+        self.counters.count_copy(c.to, c.dev, c.mirror, sent);
     }
 
     /// Sends a copy out of AF_XDP port `c.dev`. The frame's last copy, when
@@ -654,23 +665,33 @@ impl Io {
                 mark(&mut self.xdp_dirty, c.dev);
             }
             let len = parts.iter().map(|p| p.len()).sum();
-            self.counters.count_tx(c.to, c.dev, sent.map(|()| len));
+            self.counters
+                .count_copy(c.to, c.dev, c.mirror, sent.map(|()| len));
             return;
         }
         // Another worker owns this port's rings: copy into a frame of the
         // shared pool and hand that over.
         let Some(umem) = self.rt.umem.as_ref() else {
-            self.counters.count_drop(c.to, DropReason::PortDown);
+            self.counters
+                .count_copy_drop(c.to, c.mirror, DropReason::PortDown);
             return;
         };
+        // A mirror copy leaves the pool's last frames to originals.
+        if c.mirror && umem.free_frames() < MIRROR_POOL_RESERVE {
+            self.counters
+                .count_copy_drop(c.to, true, DropReason::MirrorFull);
+            return;
+        }
         let Some(mut frame) = umem.alloc() else {
-            self.counters.count_drop(c.to, DropReason::TxFull);
+            self.counters
+                .count_copy_drop(c.to, c.mirror, DropReason::TxFull);
             return;
         };
         let off = port::afxdp::XDP_PACKET_HEADROOM as usize;
         if !umem.write(&mut frame, off, parts) {
             umem.release(frame);
-            self.counters.count_drop(c.to, DropReason::Oversize);
+            self.counters
+                .count_copy_drop(c.to, c.mirror, DropReason::Oversize);
             return;
         }
         let len: usize = parts.iter().map(|p| p.len()).sum();
@@ -697,7 +718,7 @@ impl Io {
                 }
                 mark(&mut self.xdp_dirty, c.dev);
             }
-            counters.count_tx(c.to, c.dev, sent.map(|()| usize::from(h.len)));
+            counters.count_copy(c.to, c.dev, c.mirror, sent.map(|()| usize::from(h.len)));
             return;
         }
         let owner = self.rt.port_worker[c.dev.index()].load(Relaxed);
@@ -708,8 +729,17 @@ impl Io {
             len: h.len,
             frame: h.frame,
             copied: h.copied,
+            mirror: c.mirror,
         };
-        let refused = match self.rt.handoff[self.id].get(owner) {
+        let queue = self.rt.handoff[self.id].get(owner);
+        // A mirror copy leaves a batch's room on the queue to originals:
+        // it never makes this worker hold back (room_to_hand_over).
+        if c.mirror && queue.is_some_and(|q| q.capacity() - q.len() < 2 * BATCH) {
+            counters.count_copy_drop(c.to, true, DropReason::MirrorFull);
+            self.give_back(ingress, h.frame);
+            return;
+        }
+        let refused = match queue {
             Some(q) => q.push(h).err(),
             None => Some(h),
         };
@@ -731,7 +761,7 @@ impl Io {
                 }
             }
             Some(h) => {
-                pc.drops[DropReason::HandoffFull as usize].add(1);
+                counters.count_copy_drop(c.to, c.mirror, DropReason::HandoffFull);
                 if let Some(c) = pair {
                     c.full.add(1);
                 }
@@ -776,7 +806,8 @@ impl Io {
             ring.flush();
             for f in ring.take_failures() {
                 // Counted as sent when queued (as on AF_XDP): the drop too.
-                self.counters.count_tx(f.to, f.dev, Err(f.error));
+                self.counters
+                    .count_copy(f.to, f.dev, f.mirror, Err(f.error));
                 if let TxError::Gone(e) = f.error {
                     let err = io::Error::from_raw_os_error(e);
                     self.rt.port_gone(f.dev, &format!("write failed: {err}"));
@@ -889,6 +920,15 @@ impl Io {
                             // Completions may have come back since.
                             x.flush();
                         }
+                        if x.tx_ring_full() && h.mirror {
+                            // A mirror copy never holds up the originals
+                            // queued behind it: it is the one dropped.
+                            counters.count_copy_drop(p.into(), true, DropReason::MirrorFull);
+                            if let Some(u) = &rt.umem {
+                                u.release(h.frame);
+                            }
+                            continue;
+                        }
                         if x.tx_ring_full() {
                             self.stash[from] = Some(h);
                             break;
@@ -900,14 +940,19 @@ impl Io {
                             }
                             mark(&mut self.xdp_dirty, p);
                         }
-                        counters.count_tx(p.into(), p, sent.map(|()| usize::from(h.len)));
+                        counters.count_copy(
+                            p.into(),
+                            p,
+                            h.mirror,
+                            sent.map(|()| usize::from(h.len)),
+                        );
                         taken += 1;
                         if taken.is_multiple_of(BATCH) {
                             self.kick();
                         }
                     }
                     _ => {
-                        counters.count_drop(p.into(), DropReason::PortDown);
+                        counters.count_copy_drop(p.into(), h.mirror, DropReason::PortDown);
                         if let Some(u) = &rt.umem {
                             u.release(h.frame);
                         }

@@ -22,6 +22,7 @@ mod impair;
 mod l2;
 mod macvlan;
 mod mcast;
+mod mirror;
 mod mixed;
 mod offload;
 mod offload_veth;
@@ -82,6 +83,7 @@ fn main() {
         .chain(guard::tests())
         .chain(flood::tests())
         .chain(faults::tests())
+        .chain(mirror::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }
@@ -94,7 +96,17 @@ fn main() {
     let traced_unicast = trace::tests()
         .into_iter()
         .filter(|(n, _)| *n == "trace::unicast_flood_drop");
-    for (name, test) in dns::tests().into_iter().chain(traced_unicast) {
+    // Mirror copies between AF_XDP ports of two workers (the hand-over,
+    // UMEM frames as copies).
+    let mirrored = mirror::tests().into_iter().filter(|(n, _)| {
+        *n == "mirror::monitor_sees_each_ping_once"
+            || *n == "mirror::a_slow_destination_loses_copies_not_frames"
+    });
+    for (name, test) in dns::tests()
+        .into_iter()
+        .chain(traced_unicast)
+        .chain(mirrored)
+    {
         tests.push((
             format!("{name}{}", v.label()),
             Box::new(move || {

@@ -16,6 +16,7 @@ mod fdb;
 pub mod guard;
 mod host;
 mod impair;
+pub mod mirror;
 mod network;
 mod port;
 mod stp;
@@ -24,6 +25,7 @@ mod vtep;
 pub use addresses::Ipv4Net;
 pub use guard::{FlapAction, LinkLocal, MacFlapCfg, StormCfg, StormRate};
 pub use impair::{port_impairs, ImpairCfg};
+pub use mirror::{MirrorCfg, MirrorDir};
 pub use stp::{StpCfg, StpMode, StpPortCfg};
 use vtep::vtep_section;
 pub use vtep::{inner_mtu, VXLAN_OVERHEAD};
@@ -339,6 +341,8 @@ pub struct Topology {
     pub impair: Vec<ImpairCfg>,
     /// Storm control (`[[storm]]`, docs/storm.md).
     pub storm: Vec<StormCfg>,
+    /// Mirror ports (`[[mirror]]`, `shunt mirror`, docs/mirror.md).
+    pub mirror: Vec<MirrorCfg>,
 }
 
 /// Most remote VTEPs a topology may name.
@@ -370,6 +374,16 @@ impl Topology {
     pub fn port_index(&self, name: &str) -> Option<usize> {
         self.ports.iter().position(|p| p.name == name)
     }
+    /// What a new mirror is checked against (`shunt mirror add`).
+    pub fn mirror_view(&self) -> mirror::MirrorView<'_> {
+        mirror::MirrorView {
+            hosts: &self.hosts,
+            ports: &self.ports,
+            networks: &self.networks,
+            underlay: self.vtep.as_ref().map(|v| v.port),
+            mirrors: &self.mirror,
+        }
+    }
 }
 
 // ---- raw, as written in the file; each table's in its own file ----
@@ -391,6 +405,8 @@ struct RawFile {
     impair: Vec<Spanned<impair::RawImpair>>,
     #[serde(default)]
     storm: Vec<Spanned<guard::RawStorm>>,
+    #[serde(default)]
+    mirror: Vec<Spanned<mirror::RawMirror>>,
 }
 
 struct Ctx<'a> {
@@ -528,6 +544,14 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
     )?;
     let impair = impair::sections(&ctx, &raw.impair, &hosts, &ports)?;
     let storm = guard::storm_sections(&ctx, &raw.storm, &hosts, &ports)?;
+    let view = mirror::MirrorView {
+        hosts: &hosts,
+        ports: &ports,
+        networks: &networks,
+        underlay: vtep.as_ref().map(|v| v.port),
+        mirrors: &[],
+    };
+    let mirror = mirror::sections(&ctx, &raw.mirror, view)?;
     Ok(Topology {
         switch,
         networks,
@@ -537,6 +561,7 @@ pub fn parse(file: &str, src: &str) -> Result<Topology, ConfigError> {
         vtep,
         impair,
         storm,
+        mirror,
     })
 }
 

@@ -115,6 +115,11 @@ pub fn ports(rt: &Runtime) -> Vec<PortInfo> {
                     }
                     _ => 1,
                 },
+                mirror_destination: topo
+                    .mirror
+                    .iter()
+                    .find(|m| m.destination == i)
+                    .map(|m| m.name.clone()),
             }
         })
         .collect()
@@ -269,6 +274,7 @@ pub fn stats(rt: &Runtime) -> Stats {
                 drops: drops(&t, &mut total, true),
                 learned: t.learned,
                 moved: t.moved,
+                mirror: t.mirror,
                 up: rt.port_up[i].load(Relaxed),
                 afxdp: (rt.port_kind[i].load() == Some(crate::port::Kind::AfXdp))
                     .then(|| rt.xdp_stats[i].json()),

@@ -83,6 +83,12 @@ pub enum Request {
     /// Sets, clears or (no rate, no clear) shows a port's storm control
     /// (docs/storm.md). Answered by [`Done`].
     Storm(StormSpec),
+    /// Adds a mirror port (docs/mirror.md). Answered by [`Done`].
+    MirrorAdd(MirrorSpec),
+    /// Removes a mirror by name. Answered by [`Done`].
+    MirrorDel { name: String },
+    /// Answered by a list of [`MirrorRow`].
+    MirrorList,
     /// Answered by [`Stopping`]; then the switch stops.
     Shutdown,
     /// Snooping's groups (or, `routers`, its router ports), of one
@@ -114,13 +120,16 @@ impl Request {
             Request::Link { .. } => "link",
             Request::Stp => "stp",
             Request::Storm(_) => "storm",
+            Request::MirrorAdd(_) => "mirror_add",
+            Request::MirrorDel { .. } => "mirror_del",
+            Request::MirrorList => "mirror_list",
             Request::Shutdown => "shutdown",
             Request::Mdb { .. } => "mdb",
         }
     }
 
     /// Every `cmd` a request may name.
-    pub const CMDS: [&'static str; 17] = [
+    pub const CMDS: [&'static str; 20] = [
         "ping",
         "ports",
         "fdb",
@@ -138,7 +147,36 @@ impl Request {
         "shutdown",
         "stp",
         "mdb",
+        "mirror_add",
+        "mirror_del",
+        "mirror_list",
     ];
+}
+
+/// What `shunt mirror add` asks for: the topology's `[[mirror]]` keys.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MirrorSpec {
+    pub name: String,
+    /// Ports or hosts.
+    pub source: Vec<String>,
+    /// "in", "out" or "both" (default).
+    #[serde(default)]
+    pub direction: Option<String>,
+    pub destination: String,
+}
+
+/// One mirror (`shunt mirror list --json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorRow {
+    pub name: String,
+    /// Source ports, by name.
+    pub source: Vec<String>,
+    pub direction: String,
+    pub destination: String,
+    /// Copies the destination sent, and those it could not (its
+    /// `shunt stats` "mirror" counters).
+    pub sent: u64,
+    pub dropped: u64,
 }
 
 /// What `shunt storm` asks for: frames per second allowed in, per class
@@ -304,6 +342,10 @@ pub struct PortInfo {
     /// its worker); 1 otherwise.
     #[serde(default = "one")]
     pub queues: usize,
+    /// The mirror this port is the destination of (docs/mirror.md): it
+    /// takes no part in forwarding meanwhile. Null otherwise.
+    #[serde(default)]
+    pub mirror_destination: Option<String>,
 }
 
 /// `shunt ports --json` "impair": each direction's impairment in words
@@ -439,6 +481,10 @@ pub struct PortStats {
     pub drops: BTreeMap<String, u64>,
     pub learned: u64,
     pub moved: u64,
+    /// Mirror copies: made of this port's frames (`copied`, a source),
+    /// sent out of it and lost (`sent`, `dropped`, a destination).
+    #[serde(default)]
+    pub mirror: crate::counters::MirrorTotals,
     pub up: bool,
     /// The kernel's counters of an AF_XDP port's socket
     /// (runtime::XdpStatsCell::json); null for other ports.
@@ -630,7 +676,7 @@ mod tests {
             "{\"cmd\":\"fdb_delete\",\"mac\":\"02:00:00:00:00:01\",\"network\":\"lan\"}\n"
         );
         for c in Request::CMDS {
-            let v = serde_json::json!({"cmd": c, "host": "h", "network": "n", "mac": "m", "port": "p", "up": true});
+            let v = serde_json::json!({"cmd": c, "host": "h", "network": "n", "mac": "m", "port": "p", "up": true, "name": "m", "source": ["p"], "destination": "d"});
             let r: Request = serde_json::from_value(v).expect("every cmd parses");
             assert_eq!(r.cmd(), c);
         }

@@ -42,7 +42,7 @@ pub enum AttachError {
 /// looks at it nothing else does.
 static CHANGES: Mutex<()> = Mutex::new(());
 
-fn changes() -> MutexGuard<'static, ()> {
+pub(super) fn changes() -> MutexGuard<'static, ()> {
     CHANGES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -283,6 +283,8 @@ pub fn detach(rt: &Runtime, host: &str, network: &str) -> Result<String, AttachE
             removed_link = h.links.iter().find(|l| l.network == ni).cloned();
             h.links.retain(|l| l.network != ni);
         }
+        // Its id may be given to the next port attached: no mirror keeps it.
+        super::mirror::port_removed(&mut topo, id);
         rt.port_up[id].store(false, Relaxed);
         rt.plan
             .store(Arc::new(crate::pipeline::Plan::from_topology(&topo)));

@@ -19,6 +19,7 @@ mod flap;
 mod impair;
 mod lifecycle;
 pub(crate) mod link;
+mod mirror;
 mod plug;
 mod requests;
 mod serve;

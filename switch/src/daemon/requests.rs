@@ -186,6 +186,15 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
             Ok(message) => send(&mut out, &Done { ok: true, message }),
             Err(e) => refuse(&mut out, e),
         },
+        Request::MirrorAdd(spec) => match super::mirror::add(rt, &spec) {
+            Ok(message) => send(&mut out, &Done { ok: true, message }),
+            Err(e) => refuse(&mut out, e),
+        },
+        Request::MirrorDel { name } => match super::mirror::del(rt, &name) {
+            Ok(message) => send(&mut out, &Done { ok: true, message }),
+            Err(e) => refuse(&mut out, e),
+        },
+        Request::MirrorList => send_list(&mut out, super::mirror::list(rt).iter()),
         Request::Shutdown => {
             send(
                 &mut out,

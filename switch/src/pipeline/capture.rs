@@ -183,6 +183,8 @@ pub struct Record {
     pub copy_vid: Option<Vid>,
     /// The queue the copy came from (a remote VTEP for an encapsulated one).
     pub copy_to: Egress,
+    /// The outbound copy is a mirror port's (docs/mirror.md).
+    pub mirror: bool,
     pub what: TraceRecord,
     pub bytes: [u8; MAX_SNAP],
 }
@@ -290,6 +292,7 @@ impl Session {
                 snap: 0,
                 copy_vid: None,
                 copy_to: ingress,
+                mirror: false,
                 what,
                 bytes: [0; MAX_SNAP],
             };
@@ -320,11 +323,9 @@ impl Session {
             return;
         }
         let what = tracer::record(ctx, ingress, batch, tx, i);
-        let vid = tx
-            .queue(to)
-            .iter()
-            .find(|e| usize::from(e.frame) == i)
-            .and_then(|e| e.vid);
+        let entry = tx.queue(to).iter().find(|e| usize::from(e.frame) == i);
+        let vid = entry.and_then(|e| e.vid);
+        let mirror = entry.is_some_and(|e| e.mirror != super::mirror::Mirrored::No);
         if !self.filter.wants_record(&what, vid) || !self.room(ctx.worker) {
             return;
         }
@@ -336,6 +337,7 @@ impl Session {
             snap: 0,
             copy_vid: vid,
             copy_to: to,
+            mirror,
             what,
             bytes: [0; MAX_SNAP],
         };

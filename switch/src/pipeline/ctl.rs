@@ -127,7 +127,11 @@ pub fn take_output(ctx: &Context, l2: &L2Link, batch: &mut Batch, tx: &mut TxQue
             continue;
         }
         let to = Egress::Port(p.port);
+        // A mirror's destination takes part in no protocol (BPDUs,
+        // queries): it only sends copies (control rate: checked per frame).
+        let mirror_dest = ctx.plan.mirror.as_ref().is_some_and(|m| m.is_dest(p.port));
         let vid = match p.net {
+            _ if mirror_dest => None,
             None => Some(None),
             Some(n) => ctx
                 .plan

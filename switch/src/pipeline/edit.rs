@@ -24,6 +24,7 @@
 //! it still see the frame as received. A checksum completed in place is
 //! final for every later copy too (their offload state says so).
 
+use super::mirror::Mirrored;
 use super::{Batch, Context, Meta, Plan, TxEntry, TxQueues, BATCH};
 use crate::counters::DropReason;
 use crate::ids::{Egress, PortId};
@@ -141,6 +142,9 @@ pub struct Copy {
     pub dev: PortId,
     pub frame: usize,
     pub last: bool,
+    /// A mirror port's copy (pipeline/mirror.rs): counted as one, and the
+    /// first refused when the destination lacks room.
+    pub mirror: bool,
 }
 
 /// What to send for one copy.
@@ -194,7 +198,6 @@ pub fn run(
         }
     }
     for &to in &tx.dirty {
-        let pc = ctx.counters.port(to);
         let queue = tx.queue(to);
         let dev = device(ctx.plan, to)
             .filter(|d| ctx.port_up.get(d.index()).is_some_and(|u| u.load(Relaxed)));
@@ -207,7 +210,7 @@ pub fn run(
         // A remote VTEP takes no checksum offload (the outer header is
         // ours); super-frames go whole inside the tunnel where the
         // underlay takes UDP-tunnel GSO.
-        let takes = match (to, dev) {
+        let takes_as = |to: Egress| match (to, dev) {
             (Egress::Port(_), Some(d)) => of(d),
             (Egress::Vtep(_), Some(d)) => Offloads {
                 udp_tunnel: of(d).udp_tunnel,
@@ -215,13 +218,16 @@ pub fn run(
             },
             _ => Offloads::default(),
         };
+        let takes_own = takes_as(to);
         for &e in queue {
             let i = usize::from(e.frame);
             let Some(u) = uses.get_mut(i) else { continue };
             *u = u.saturating_sub(1);
             let last = *u == 0;
+            let mirror = e.mirror != Mirrored::No;
             let Some(dev) = dev else {
-                pc.drops[DropReason::PortDown as usize].add(1);
+                ctx.counters
+                    .count_copy_drop(to, mirror, DropReason::PortDown);
                 continue;
             };
             let c = Copy {
@@ -229,17 +235,23 @@ pub fn run(
                 dev,
                 frame: i,
                 last,
+                mirror,
+            };
+            // A copy made as another egress's: what that egress takes.
+            let takes = match e.mirror {
+                Mirrored::As(x @ Egress::Vtep(_)) => takes_as(x),
+                _ => takes_own,
             };
             let m = batch.meta[i];
             if m.off.is_none() {
                 match edit(ctx.plan, underlay, to, e, &m, batch.frame(i), None) {
                     Ok(ed) => send(batch, c, Out::Frame(&ed)),
-                    Err(r) => pc.drops[r as usize].add(1),
+                    Err(r) => ctx.counters.count_copy_drop(to, mirror, r),
                 }
                 continue;
             }
             if let Err(r) = offloaded(ctx, underlay, batch, seg, takes, c, e, &mut send) {
-                pc.drops[r as usize].add(1);
+                ctx.counters.count_copy_drop(to, mirror, r);
             }
         }
     }
@@ -262,7 +274,7 @@ fn offloaded(
     let pc = ctx.counters.port(c.to);
     let i = c.frame;
     let m = batch.meta[i];
-    if takes.udp_tunnel && m.off.gso.is_some() && matches!(c.to, Egress::Vtep(_)) {
+    if takes.udp_tunnel && m.off.gso.is_some() && matches!(e.edit_as(c.to), Egress::Vtep(_)) {
         if let Some(ed) = tunneled(ctx.plan, underlay, c.to, e, &m, batch.frame(i))? {
             pc.tx_gso_whole.add(1);
             send(batch, c, Out::Frame(&ed));
@@ -312,7 +324,7 @@ fn offloaded(
     for j in 0..s.count {
         let len = {
             let f = batch.frame(i);
-            let ed = match c.to {
+            let ed = match e.edit_as(c.to) {
                 // Each segment's outer header has its own lengths.
                 Egress::Vtep(_) => edit(
                     ctx.plan,
@@ -450,6 +462,12 @@ fn edit_sized(
     if f.len() < MACS_LEN + tag_len {
         return Err(DropReason::Runt);
     }
+    let to = match e.mirror {
+        Mirrored::No => to,
+        // As received: the frame unchanged, its tag (if any) left on.
+        Mirrored::Received => return Ok(Edit::tag(0, None)),
+        Mirrored::As(x) => x,
+    };
     let Egress::Vtep(k) = to else {
         let tci = e.vid.map(|v| (u16::from(m.pcp_dei) << 8) | v.get());
         return Ok(Edit::tag(tag_len, tci));

@@ -35,6 +35,7 @@ pub mod learn;
 pub mod local;
 pub mod macvlan;
 pub mod mcast;
+pub mod mirror;
 pub mod plan;
 pub mod storm;
 pub mod stp;
@@ -253,6 +254,8 @@ impl Batch {
 pub struct TxEntry {
     pub frame: u8,
     pub vid: Option<Vid>,
+    /// A mirror port's copy, and how it is made (pipeline/mirror.rs).
+    pub mirror: mirror::Mirrored,
 }
 
 impl TxEntry {
@@ -261,6 +264,17 @@ impl TxEntry {
         TxEntry {
             frame: frame as u8,
             vid,
+            mirror: mirror::Mirrored::No,
+        }
+    }
+
+    /// The egress whose edit this copy gets: its own queue's `to`, or, for
+    /// a mirror copy made as another egress's, that one.
+    #[inline]
+    pub fn edit_as(&self, to: Egress) -> Egress {
+        match self.mirror {
+            mirror::Mirrored::As(x) => x,
+            _ => to,
         }
     }
 }
@@ -413,7 +427,11 @@ pub fn run_seen(
         Some(v) if v.underlay == ingress => {
             vxlan::decap_run(ctx, v, batch);
         }
-        _ => classify::run(ctx, ingress, batch),
+        _ => {
+            // One check per batch when no mirror runs.
+            mirror::drop_destination_rx(ctx, ingress, batch);
+            classify::run(ctx, ingress, batch)
+        }
     }
     seen(Stage::Classify, batch);
     if ctx.fdb.capacity() >= PREFETCH_FROM_ENTRIES {
@@ -441,6 +459,9 @@ pub fn run_seen(
     if ctx.capture.active() {
         ctx.capture.inbound(ctx, ingress.into(), batch, tx);
     }
+    // After the trace and the capture: they tell the forwarding decision,
+    // and the mirror copies show as sent out of their destination.
+    mirror::run(ctx, ingress.into(), batch, tx);
     delivered
 }
 
@@ -488,4 +509,5 @@ pub fn run_stack(ctx: &Context, batch: &mut Batch, tx: &mut TxQueues) {
     if ctx.capture.active() {
         ctx.capture.inbound(ctx, Egress::Stack, batch, tx);
     }
+    mirror::run(ctx, Egress::Stack, batch, tx);
 }

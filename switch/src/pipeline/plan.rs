@@ -67,6 +67,8 @@ pub struct Plan {
     pub nets: Vec<NetPlan>,
     /// The VTEP, when the topology has one.
     pub vxlan: Option<super::vxlan::VxlanPlan>,
+    /// Mirror ports, when the topology has any (pipeline/mirror.rs).
+    pub mirror: Option<super::mirror::MirrorPlan>,
 }
 
 impl Plan {
@@ -100,8 +102,11 @@ impl Plan {
             };
             let mut vid_net = vec![None; VLAN_IDS].into_boxed_slice();
             let mut egress_vid = vec![None; nnets].into_boxed_slice();
+            // A mirror's destination takes no part in forwarding: it
+            // carries no network while it is one (docs/mirror.md).
+            let dest = t.mirror.iter().any(|m| m.destination == pi);
             let (untagged_net, trunk) = match &p.mode {
-                _ if p.removed => (None, false),
+                _ if p.removed || dest => (None, false),
                 PortMode::Access { network } => {
                     egress_vid[*network] = Some(Carry::Untagged);
                     (NetId::new(*network), false)
@@ -150,6 +155,12 @@ impl Plan {
             });
         }
         let vxlan = super::vxlan::VxlanPlan::from_topology(t);
-        Plan { ports, nets, vxlan }
+        let mirror = super::mirror::MirrorPlan::from_topology(t);
+        Plan {
+            ports,
+            nets,
+            vxlan,
+            mirror,
+        }
     }
 }

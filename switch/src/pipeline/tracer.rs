@@ -208,7 +208,9 @@ pub fn record(
     }
     for &p in &tx.dirty {
         for e in tx.queue(p) {
-            if e.frame as usize == i && (r.n_out as usize) < MAX_OUT {
+            // A mirror's copies are not the forwarding decision.
+            let original = e.mirror == super::mirror::Mirrored::No;
+            if e.frame as usize == i && original && (r.n_out as usize) < MAX_OUT {
                 r.out[r.n_out as usize] = (p, e.vid);
                 // Ports take offloads; a remote VTEP takes a super-frame
                 // whole where the underlay takes UDP-tunnel GSO

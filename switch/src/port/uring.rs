@@ -47,6 +47,7 @@ pub const RX_MIN: usize = 4;
 pub struct TxFailure {
     pub to: Egress,
     pub dev: PortId,
+    pub mirror: bool,
     pub error: TxError,
 }
 
@@ -55,6 +56,8 @@ pub struct TxFailure {
 pub struct TxTag {
     pub to: Egress,
     pub dev: PortId,
+    /// A mirror port's copy (counted as one).
+    pub mirror: bool,
 }
 
 /// One worker's ring.
@@ -263,6 +266,7 @@ impl TapRing {
                     failed.push(TxFailure {
                         to: t.to,
                         dev: t.dev,
+                        mirror: t.mirror,
                         error,
                     });
                 }
@@ -289,6 +293,7 @@ impl TapRing {
             self.failed.push(TxFailure {
                 to: t.to,
                 dev: t.dev,
+                mirror: t.mirror,
                 error,
             });
         }
@@ -385,6 +390,7 @@ mod tests {
         let tag = TxTag {
             to: Egress::Stack,
             dev: PortId::new(0).expect("id"),
+            mirror: false,
         };
         for _ in 0..3 {
             ring.queue(&tap, fd(&tap), &hdr, &[&frame], tag);

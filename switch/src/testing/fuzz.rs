@@ -23,6 +23,7 @@ use crate::config::{self, Topology};
 use crate::control::proto;
 use crate::counters::DropReason;
 use crate::ids::{Egress, NetId, PortId, Segment, VtepId, MAX_VTEPS};
+use crate::pipeline::mirror::Mirrored;
 use crate::pipeline::{Verdict, BATCH};
 use crate::stack::dns;
 use crate::stack::iface::{self, Host, HostConfig, Reply};
@@ -257,6 +258,54 @@ impl Seen {
     }
 }
 
+/// Untagged frame `f` as sent with tag `vid` (None: untagged).
+fn tagged(f: &[u8], vid: Option<u16>, pcp_dei: u8) -> Vec<u8> {
+    match vid {
+        None => f.to_vec(),
+        Some(v) => {
+            let tci = (u16::from(pcp_dei) << 8) | v;
+            let [t0, t1] = tci.to_be_bytes();
+            let mut t = f[..12.min(f.len())].to_vec();
+            t.extend_from_slice(&[0x81, 0x00, t0, t1]);
+            t.extend_from_slice(f.get(12..).unwrap_or(&[]));
+            t
+        }
+    }
+}
+
+/// Mirror copies go to mirror destinations only, which get nothing else,
+/// at most once per frame; a copy as sent matches an original copy.
+fn check_mirrored(
+    rig: &Rig,
+    queued: &[(Egress, usize, Option<u16>)],
+    mirrored: &[(Egress, usize, Option<u16>, Mirrored)],
+) {
+    let Some(m) = &rig.plan.mirror else {
+        assert!(mirrored.is_empty(), "mirror copies without a mirror");
+        return;
+    };
+    let dest = |e: Egress| e.port().is_some_and(|p| m.is_dest(p));
+    for q in queued {
+        assert!(
+            !dest(q.0),
+            "an original queued to a mirror destination: {q:?}"
+        );
+    }
+    for (k, &(to, i, vid, how)) in mirrored.iter().enumerate() {
+        assert!(dest(to), "a mirror copy to {to:?}, no destination");
+        assert!(
+            !mirrored[..k].iter().any(|x| x.0 == to && x.1 == i),
+            "frame {i} mirrored twice to {to:?}"
+        );
+        if let Mirrored::As(x) = how {
+            assert!(
+                queued.contains(&(x, i, vid)),
+                "frame {i} mirrored as its copy for {x:?}, which was not queued"
+            );
+        }
+    }
+}
+
 fn egresses(nports: usize, nvteps: usize) -> impl Iterator<Item = Egress> {
     let ports = (0..nports).filter_map(PortId::new).map(Egress::Port);
     let vteps = (0..nvteps.min(MAX_VTEPS))
@@ -339,11 +388,18 @@ fn run_batch(
     // stage rewrites last copies in place.
     let post: Vec<Vec<u8>> = (0..n).map(|i| rig.batch.frame(i).to_vec()).collect();
     let mut queued: Vec<(Egress, usize, Option<u16>)> = Vec::new();
+    // Mirror copies (pipeline/mirror.rs): (destination, frame, tag, how).
+    let mut mirrored: Vec<(Egress, usize, Option<u16>, Mirrored)> = Vec::new();
     for &to in &rig.tx.dirty {
         for e in rig.tx.queue(to) {
-            queued.push((to, usize::from(e.frame), e.vid.map(|v| v.get())));
+            let (i, vid) = (usize::from(e.frame), e.vid.map(|v| v.get()));
+            match e.mirror {
+                Mirrored::No => queued.push((to, i, vid)),
+                how => mirrored.push((to, i, vid, how)),
+            }
         }
     }
+    check_mirrored(rig, &queued, &mirrored);
     rig.transmit();
     // A trace of every port records each frame once, in words that never
     // fail to be made.
@@ -438,10 +494,13 @@ fn run_batch(
             assert!(tx >= vtep_tx, "the underlay counts the VTEPs' frames");
             tx -= vtep_tx;
         }
-        let q = queued.iter().filter(|q| q.0 == e).count() as u64;
+        let q = queued.iter().filter(|q| q.0 == e).count() as u64
+            + mirrored.iter().filter(|q| q.0 == e).count() as u64;
         let supers = queued
             .iter()
-            .filter(|q| q.0 == e && metas[q.1].off.gso.is_some())
+            .map(|q| (q.0, q.1))
+            .chain(mirrored.iter().map(|q| (q.0, q.1)))
+            .filter(|&(to, i)| to == e && metas[i].off.gso.is_some())
             .count();
         if supers == 0 {
             assert_eq!(
@@ -505,17 +564,7 @@ fn run_batch(
                     trunk || vid.is_none(),
                     "a tagged frame (VLAN {vid:?}) queued to access port {p}"
                 );
-                let want = match vid {
-                    None => f.clone(),
-                    Some(v) => {
-                        let tci = (u16::from(metas[i].pcp_dei) << 8) | v;
-                        let [t0, t1] = tci.to_be_bytes();
-                        let mut t = f[..12.min(f.len())].to_vec();
-                        t.extend_from_slice(&[0x81, 0x00, t0, t1]);
-                        t.extend_from_slice(f.get(12..).unwrap_or(&[]));
-                        t
-                    }
-                };
+                let want = tagged(f, vid, metas[i].pcp_dei);
                 if let Some(w) = wants.get_mut(p) {
                     w.push(want);
                 }
@@ -526,6 +575,31 @@ fn run_batch(
                 }
             }
             Egress::Stack => {}
+        }
+    }
+    for &(to, i, vid, how) in &mirrored {
+        let Some(d) = to.port().map(PortId::index) else {
+            continue;
+        };
+        if !metas[i].off.is_none() {
+            if let Some(l) = loose.get_mut(d) {
+                *l = true;
+            }
+            continue;
+        }
+        let want = match how {
+            // As received: the frame as the pipeline left it, tag and all.
+            Mirrored::Received => post[i].clone(),
+            Mirrored::As(Egress::Vtep(k)) => {
+                if let Some(v) = vxlans.get_mut(d) {
+                    v.push((k, i));
+                }
+                continue;
+            }
+            _ => tagged(&inner[i], vid, metas[i].pcp_dei),
+        };
+        if let Some(w) = wants.get_mut(d) {
+            w.push(want);
         }
     }
     for (p, port) in rig.ports.iter().enumerate() {
@@ -565,8 +639,16 @@ fn run_batch(
         // state to a port that takes none.
         let pp = &rig.plan.ports[p];
         let takes = pp.offloads;
+        // A mirror's copies are as long as they came or went (an
+        // oversize frame dropped on a source, a VXLAN packet): not cut to
+        // the destination's MTU (docs/mirror.md).
+        let mirror_dest = rig
+            .plan
+            .mirror
+            .as_ref()
+            .is_some_and(|m| m.is_dest(PortId::new(p).unwrap_or(inp)));
         for (f, off) in port.sent_offloads() {
-            if !off.gso.is_some() {
+            if !off.gso.is_some() && !mirror_dest {
                 assert!(
                     f.len() <= pp.max_frame + 4,
                     "port {p} sent {} bytes, more than its MTU allows",

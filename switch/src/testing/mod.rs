@@ -412,7 +412,7 @@ impl Rig {
                     sent_to.push(c.dev);
                 }
             }
-            ctx.counters.count_tx(c.to, c.dev, r);
+            ctx.counters.count_copy(c.to, c.dev, c.mirror, r);
         });
         for p in self.sent_to.drain(..) {
             if let Some(port) = self.ports.get_mut(p.index()) {
@@ -563,6 +563,8 @@ mod impair_tests;
 mod l2_tests;
 #[cfg(test)]
 mod mcast_tests;
+#[cfg(test)]
+mod mirror_tests;
 #[cfg(test)]
 mod offload_tests;
 #[cfg(test)]

@@ -480,3 +480,39 @@ fn corrupted_tunnel_super_frames_through_the_pipeline_never_panic() {
         "{accepted} accepted, {refused} refused"
     );
 }
+
+/// Mirror copies of a super-frame (docs/mirror.md): t0's as received to
+/// an AF_XDP-kind destination (in segments), t1's as sent to a TAP-kind
+/// one (whole, tagged, as t1 got it).
+#[test]
+fn mirror_copies_of_a_super_frame_are_made_as_their_destination_takes_them() {
+    let topo = format!(
+        "{TOPO}\n[[port]]\nname = \"x3\"\nkind = \"afxdp\"\ninterface = \"x3\"\nnetwork = \"lan\"\n\
+         [[port]]\nname = \"t4\"\nkind = \"tap\"\ninterface = \"t4\"\nnetwork = \"lan\"\n\
+         [[mirror]]\nname = \"a\"\nsource = [\"t0\"]\ndirection = \"in\"\ndestination = \"x3\"\n\
+         [[mirror]]\nname = \"b\"\nsource = [\"t1\"]\ndirection = \"out\"\ndestination = \"t4\"\n"
+    );
+    let mut rig = Rig::new(&topo).large_ports();
+    let f = tcp_frame(20_000);
+    assert!(rig.ports[0].push_offload(&f, Ok(tso(1448))));
+    // t1 whole, x2 14 segments, x3 14 segments, t4 whole.
+    assert_eq!(rig.step(port(0), 1000), 1 + 14 + 14 + 1);
+    let x3: Vec<_> = rig.ports[3].sent_offloads().collect();
+    assert_eq!(x3.len(), 14);
+    let mut payload = Vec::new();
+    for (s, off) in &x3 {
+        assert!(off.is_none());
+        assert_eq!(&s[12..14], &[0x08, 0x00], "untagged, as received");
+        payload.extend(verified(s, 14));
+    }
+    assert_eq!(payload, f[54..]);
+    let t1: Vec<_> = rig.ports[1].sent_offloads().collect();
+    let t4: Vec<_> = rig.ports[4].sent_offloads().collect();
+    assert_eq!(
+        t4, t1,
+        "t4 gets t1's copy: tagged, whole, its offload state"
+    );
+    assert_eq!(t4[0].1.csum, partial(38));
+    assert_eq!(counter(&rig, 3, |c| c.mirror_sent.get()), 14);
+    assert_eq!(counter(&rig, 4, |c| c.mirror_sent.get()), 1);
+}

@@ -156,7 +156,8 @@ impl Io {
         out: Out<'_>,
     ) {
         if imp.is_down(c.dev.index()) {
-            self.counters.count_drop(c.to, DropReason::LinkDown);
+            self.counters
+                .count_copy_drop(c.to, c.mirror, DropReason::LinkDown);
             return;
         }
         let Some((line, lc)) = imp.line(c.dev.index(), true) else {
@@ -165,7 +166,8 @@ impl Io {
         };
         let d = line.decide(lc);
         if d.n == 0 {
-            self.counters.count_drop(c.to, DropReason::ImpairLoss);
+            self.counters
+                .count_copy_drop(c.to, c.mirror, DropReason::ImpairLoss);
             return;
         }
         for (k, f) in d.fates[..d.n].iter().enumerate() {
@@ -187,7 +189,8 @@ impl Io {
                         Out::Segment(b) => line.hold(now, &[b], Offload::NONE, c.to, corrupt, lc),
                     };
                     if !held {
-                        self.counters.count_drop(c.to, DropReason::ImpairQueueFull);
+                        self.counters
+                            .count_copy_drop(c.to, c.mirror, DropReason::ImpairQueueFull);
                     }
                 }
             }
@@ -196,11 +199,21 @@ impl Io {
 
     /// Sends a frame a line held, out of port `dev` (for queue `to`).
     fn send_bytes(&mut self, dev: PortId, to: Egress, bytes: &[u8], off: &Offload) {
+        // What a mirror's destination sends is a mirror copy (its queue
+        // holds nothing else); the flag did not travel through the line.
+        let mirror = self
+            .rt
+            .plan
+            .load()
+            .mirror
+            .as_ref()
+            .is_some_and(|m| m.is_dest(dev));
         let c = Copy {
             to,
             dev,
             frame: 0,
             last: false,
+            mirror,
         };
         let kind = self.rt.port_kind[dev.index()].load();
         if kind == Some(Kind::AfXdp) {
@@ -215,7 +228,8 @@ impl Io {
             (Some(Kind::Packet), _, Some(p)) => (&mut &*p).send(&[bytes], off),
             // The port went away while its frames were held.
             _ => {
-                self.counters.count_drop(to, DropReason::PortDown);
+                self.counters
+                    .count_copy_drop(to, mirror, DropReason::PortDown);
                 return;
             }
         };
@@ -226,6 +240,6 @@ impl Io {
                 &format!("write failed: {}", std::io::Error::from_raw_os_error(e)),
             );
         }
-        self.counters.count_tx(to, dev, sent);
+        self.counters.count_copy(to, dev, mirror, sent);
     }
 }
