@@ -13,10 +13,10 @@ use crate::control::proto::{CaptureEvent, CaptureSpec};
 use crate::control::send;
 use crate::counters::DropReason;
 use crate::ids::{Egress, PortId};
-use crate::pipeline::capture::{Decision, Dir, Filter, Record, Session, MAX_SNAP};
-use crate::runtime::Runtime;
 use crate::pcapng::Pcapng;
 use crate::pipeline::capture::Taken;
+use crate::pipeline::capture::{Decision, Dir, Filter, Record, Session, MAX_SNAP};
+use crate::runtime::Runtime;
 use shunt_parsers::MacAddr;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -287,11 +287,7 @@ impl Sink {
 
     /// Sends what is gathered; `gone` says whether to stop waiting for a
     /// reader that does not read.
-    fn flush(
-        &mut self,
-        sock: &mut UnixStream,
-        gone: &dyn Fn() -> bool,
-    ) -> Result<(), WriteError> {
+    fn flush(&mut self, sock: &mut UnixStream, gone: &dyn Fn() -> bool) -> Result<(), WriteError> {
         match self {
             Sink::Pcapng { to, out, .. } => {
                 to.write(&out.buf, gone)?;
@@ -319,18 +315,22 @@ impl Sink {
 /// up.
 struct FdOut {
     file: std::fs::File,
-    /// Bytes per write: a pipe that polls writable takes a page without
-    /// blocking; a regular file takes anything.
+    /// Bytes per write: a pipe (or socket) that polls writable takes a
+    /// page without blocking; a file or a device takes anything.
     chunk: usize,
 }
 
 impl FdOut {
     fn new(fd: OwnedFd) -> FdOut {
+        use std::os::unix::fs::FileTypeExt;
         let file = std::fs::File::from(fd);
-        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        let stream = file.metadata().is_ok_and(|m| {
+            let t = m.file_type();
+            t.is_fifo() || t.is_socket()
+        });
         FdOut {
             file,
-            chunk: if regular { WRITE_AT } else { 4096 },
+            chunk: if stream { 4096 } else { WRITE_AT },
         }
     }
 
@@ -402,7 +402,9 @@ pub fn stream(
             },
         )?;
         if let Err(e) = crate::port::sys::sched_idle() {
-            crate::say!("shunt: capture: cannot run at SCHED_IDLE, it takes CPU from forwarding: {e}");
+            crate::say!(
+                "shunt: capture: cannot run at SCHED_IDLE, it takes CPU from forwarding: {e}"
+            );
         }
         let s = if spec.fd {
             // The descriptor comes as the client's next message.

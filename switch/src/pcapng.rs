@@ -181,10 +181,24 @@ mod tests {
     fn reads_back_with_pcap_file() {
         let mut o = Pcapng::new(vec![9; 100], 256);
         let h1 = o.interface("h1.lan");
-        o.packet(h1, 1_700_000_000_123_456_789, INBOUND, 98, &[1; 61], "in words");
+        o.packet(
+            h1,
+            1_700_000_000_123_456_789,
+            INBOUND,
+            98,
+            &[1; 61],
+            "in words",
+        );
         let h2 = o.interface("h2.lan");
         assert_eq!((h1, h2, o.interface("h1.lan")), (0, 1, 0));
-        o.packet(h2, 1_700_000_000_123_456_999, OUTBOUND, 1000, &[2; 300], "out é");
+        o.packet(
+            h2,
+            1_700_000_000_123_456_999,
+            OUTBOUND,
+            1000,
+            &[2; 300],
+            "out é",
+        );
         assert_eq!(o.interfaces(), ["h1.lan", "h2.lan"]);
         let bytes = o.into_buf();
         assert_eq!(bytes.len() % 4, 0);

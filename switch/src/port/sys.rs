@@ -475,7 +475,10 @@ pub fn is_sched_idle() -> bool {
 /// Sends `fd` over the unix socket `sock` (SCM_RIGHTS), with one byte so
 /// that the message is not empty: `shunt capture` hands the switch its
 /// output file or standard output, which the switch then writes itself.
-pub fn send_fd(sock: &std::os::unix::net::UnixStream, fd: std::os::fd::BorrowedFd) -> io::Result<()> {
+pub fn send_fd(
+    sock: &std::os::unix::net::UnixStream,
+    fd: std::os::fd::BorrowedFd,
+) -> io::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     use std::os::fd::AsRawFd;
     let fds = [fd.as_raw_fd()];
