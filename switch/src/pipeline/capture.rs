@@ -328,7 +328,10 @@ impl Session {
         w: usize,
         describe: impl FnOnce() -> (TraceRecord, Option<Vid>),
     ) -> Option<Box<Record>> {
-        match self.rings.get(w).and_then(|r| r.free.pop()) {
+        // Empty is two loads; a failed pop would add a full fence, per
+        // frame, while a flood keeps every box full.
+        let free = self.rings.get(w).filter(|r| !r.free.is_empty());
+        match free.and_then(|r| r.free.pop()) {
             Some(mut b) => {
                 let (what, vid) = describe();
                 if self.filter.wants_record(&what, vid) {
