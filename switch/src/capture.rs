@@ -311,8 +311,8 @@ impl Sink {
 
 /// The client's descriptor, written with a bounded wait: a reader that
 /// stops reading (a stopped `tcpdump`) must not hold the capture, and with
-/// it the switch's one capture, after the client went away or the time is
-/// up.
+/// it the switch's one capture, once the client went away (Ctrl-C) or the
+/// switch stops.
 struct FdOut {
     file: std::fs::File,
     /// Bytes per write: a pipe (or socket) that polls writable takes a
@@ -437,7 +437,8 @@ pub fn stream(
         // What the workers recorded before the stop still goes.
         if let (Some(s), Some(sink), None) = (&ended, sink.as_mut(), &failed) {
             let count = spec.count.unwrap_or(u64::MAX);
-            let gone = || true;
+            let peer = out.try_clone()?;
+            let gone = || rt.stop.load(Relaxed) || client_gone(&peer);
             failed = write_round(out, rt, s, sink, &mut batch, &mut sent, count, &gone)
                 .and_then(|()| sink.flush(out, &gone))
                 .err();
@@ -481,8 +482,10 @@ fn drain(
         .and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok())
         .and_then(|d| Instant::now().checked_add(d));
     let over = || deadline.is_some_and(|d| Instant::now() >= d) || rt.stop.load(Relaxed);
+    // A write under way is finished unless nobody waits for it any more:
+    // the time being up must not cut a block in half.
     let peer = out.try_clone()?;
-    let gone = || over() || client_gone(&peer);
+    let gone = || rt.stop.load(Relaxed) || client_gone(&peer);
     // The section header and interfaces go at once: a live reader
     // (`| tcpdump -r -`) starts before the first packet.
     sink.flush(out, &gone)?;
@@ -498,13 +501,14 @@ fn drain(
             };
             send(out, &p)?;
         }
+        // Looked at every round: records may never stop coming.
+        if client_gone(out) {
+            break;
+        }
         write_round(out, rt, s, sink, batch, sent, count, &gone)?;
         if sink.pending() > 0 {
             sink.flush(out, &gone)?;
         } else {
-            if client_gone(out) {
-                break;
-            }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
