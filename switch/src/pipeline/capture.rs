@@ -600,15 +600,27 @@ impl Capture {
     }
 
     /// Keeps an ended session's rings for the next, every box free again.
-    /// A worker still holding the session (its batch under way) keeps it
-    /// alive: then it is freed when the worker lets go, and the next
-    /// capture allocates.
-    pub fn recycle(&self, s: Arc<Session>) {
-        if let Ok(s) = Arc::try_unwrap(s) {
-            for r in s.rings.iter() {
-                r.top_up();
+    /// A worker whose batch was under way at the stop holds the session
+    /// until the batch ends: waited for, 100 ms at most, because records
+    /// freed by the worker would stay in a malloc arena and the next
+    /// capture would allocate others (a step in the switch's memory,
+    /// docs/reliability.md). Past that the holder frees it.
+    pub fn recycle(&self, mut s: Arc<Session>) {
+        for _ in 0..100 {
+            match Arc::try_unwrap(s) {
+                Ok(s) => {
+                    for r in s.rings.iter() {
+                        r.top_up();
+                    }
+                    let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+                    spare.rings = Some(s.rings);
+                    return;
+                }
+                Err(held) => {
+                    s = held;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
             }
-            self.spare.lock().unwrap_or_else(|e| e.into_inner()).rings = Some(s.rings);
         }
     }
 

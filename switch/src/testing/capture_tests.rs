@@ -282,6 +282,19 @@ fn rings_and_buffers_are_kept_for_the_next_capture() {
     let held = std::sync::Arc::new(Session::new(Filter::default(), &[], 1));
     r.capture.recycle(std::sync::Arc::clone(&held));
     assert_eq!(std::sync::Arc::strong_count(&held), 1);
+    // One let go of soon (a worker's batch ending after the stop) is
+    // waited for, and its rings kept.
+    let rings = r.capture.rings(1);
+    let these: *const _ = &*rings;
+    let s = std::sync::Arc::new(Session::with_rings(Filter::default(), &[], rings));
+    let worker = std::sync::Arc::clone(&s);
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        drop(worker);
+    });
+    r.capture.recycle(s);
+    t.join().unwrap();
+    assert_eq!(&*r.capture.rings(1) as *const _, these, "kept");
 
     let (mut batch, mut buf) = r.capture.buffers();
     batch.reserve_exact(256);
