@@ -22,6 +22,10 @@ pub fn tests() -> Vec<Test> {
         ("capture::live_to_tcpdump", live_to_tcpdump),
         ("capture::filters", filters),
         (
+            "capture::json_lines_without_a_descriptor",
+            json_lines_without_a_descriptor,
+        ),
+        (
             "capture::flood_of_every_port_loses_only_records",
             flood_of_every_port_loses_only_records,
         ),
@@ -534,6 +538,73 @@ fn flood_of_every_port_loses_only_records() -> TestResult {
         ensure!(
             r.len() == 2 && (r[0] == ap || r[0] == bp) && r[1].contains(&sent_to_b),
             "row without its interface or decision: {r:?}"
+        );
+    }
+    Ok(())
+}
+
+/// The protocol for a client that passes no descriptor (a script on the
+/// socket, docs/capture.md "The protocol"): start, a `packet` line per
+/// packet with the bytes in hex and the comment, end with the counts.
+fn json_lines_without_a_descriptor() -> TestResult {
+    use std::io::Write;
+    let topo = Topology::new(191, 2);
+    let sw = Switch::up(&topo)?;
+    let [a, b] = [&topo.hosts[0], &topo.hosts[1]];
+    let mut pa = RawPort::open(&a.name, "eth0").map_err(|e| e.to_string())?;
+    let mut pb = RawPort::open(&b.name, "eth0").map_err(|e| e.to_string())?;
+    let frame = |dst: MacAddr, src: MacAddr| FrameBuilder::new(dst, src).ethertype(0x88b5);
+    pb.send(&frame(MacAddr::BROADCAST, b.mac).build())
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(300));
+
+    let sock = crate::harness::socket_path(&sw.name);
+    let mut s = std::os::unix::net::UnixStream::connect(&sock)
+        .map_err(|e| format!("{}: {e}", sock.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(
+        b"{\"cmd\": \"capture\", \"ethertype\": \"0x88b5\", \"count\": 2, \"seconds\": 15}\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let mut lines = BufReader::new(s.try_clone().map_err(|e| e.to_string())?).lines();
+    let mut next = || -> Result<serde_json::Value, String> {
+        let l = lines
+            .next()
+            .ok_or("the switch closed the socket")?
+            .map_err(|e| format!("reading the capture: {e}"))?;
+        serde_json::from_str(&l).map_err(|e| format!("not JSON ({e}): {l}"))
+    };
+    let start = next()?;
+    ensure!(start["event"] == "start", "first line: {start}");
+    let sent = frame(b.mac, a.mac).build();
+    pa.send(&sent).map_err(|e| e.to_string())?;
+    let mut packets = Vec::new();
+    let end = loop {
+        let v = next()?;
+        match v["event"].as_str() {
+            Some("packet") => packets.push(v),
+            Some("progress") => {}
+            Some("end") => break v,
+            _ => return Err(format!("unexpected line: {v}").into()),
+        }
+    };
+    ensure!(
+        end["packets"] == 2 && end["lost"] == 0,
+        "end: {end}, packets: {packets:#?}"
+    );
+    let hex: String = sent[..12].iter().map(|x| format!("{x:02x}")).collect();
+    let want = [("in", a.port()), ("out", b.port())];
+    ensure!(packets.len() == 2, "packets: {packets:#?}");
+    for (p, (dir, port)) in packets.iter().zip(want) {
+        ensure!(
+            p["dir"] == dir
+                && p["interface"] == port.as_str()
+                && p["data"].as_str().is_some_and(|d| d.starts_with(&hex))
+                && p["comment"]
+                    .as_str()
+                    .is_some_and(|c| c.contains(&format!("sent to {}", b.port()))),
+            "want {dir} on {port} with the frame's bytes and decision: {p}"
         );
     }
     Ok(())
