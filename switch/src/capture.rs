@@ -392,6 +392,9 @@ pub fn stream(
     batch.reserve_exact(BATCH);
     let mut sent = 0u64;
     let mut sink = None;
+    // The buffer is the sink's while it runs, and kept after, whatever
+    // ended the capture.
+    let mut spare = Some(buf);
     let result = (|| -> std::io::Result<Option<WriteError>> {
         out.set_write_timeout(Some(Duration::from_secs(5)))?;
         send(
@@ -411,7 +414,7 @@ pub fn stream(
             out.set_read_timeout(Some(crate::daemon::REQUEST_TIMEOUT))?;
             let fd = crate::port::sys::recv_fd(out)?;
             out.set_read_timeout(None)?;
-            let mut o = Pcapng::new(buf, snaplen);
+            let mut o = Pcapng::new(spare.take().unwrap_or_default(), snaplen);
             let mut ids = vec![NO_ID; Egress::SLOTS].into_boxed_slice();
             for (e, n) in &interfaces {
                 let id = o.interface(n);
@@ -425,7 +428,9 @@ pub fn stream(
                 ids,
             }
         } else {
-            Sink::Json { buf }
+            Sink::Json {
+                buf: spare.take().unwrap_or_default(),
+            }
         };
         let sink = sink.insert(s);
         Ok(drain(out, rt, spec, sink, &mut batch, &mut sent).err())
@@ -445,8 +450,9 @@ pub fn stream(
         }
         // The descriptor is closed before the end is said: a pipe's
         // reader sees its end of file when the client exits.
-        let buf = sink.take().map(Sink::into_buf).unwrap_or_default();
-        rt.capture.keep_buffers(std::mem::take(&mut batch), buf);
+        if let Some(sk) = sink.take() {
+            spare = Some(sk.into_buf());
+        }
         let error = match failed {
             None | Some(WriteError::ReaderGone) => None,
             Some(e) => Some(e.to_string()),
@@ -460,6 +466,10 @@ pub fn stream(
             },
         )
     });
+    if let Some(sk) = sink.take() {
+        spare = Some(sk.into_buf());
+    }
+    rt.capture.keep_buffers(batch, spare.unwrap_or_default());
     if let Some(s) = ended {
         rt.capture.recycle(s);
     }
