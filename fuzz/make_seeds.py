@@ -178,10 +178,22 @@ lines = [
     '{"cmd":"ping"}', '{"cmd":"ports"}', '{"cmd":"fdb","network":"lan"}',
     '{"cmd":"fdb_delete","network":"lan","mac":"02:00:00:00:00:01"}',
     '{"cmd":"stats"}', '{"cmd":"dns","network":null}',
-    '{"cmd":"trace","port":"h1","count":10,"seconds":2.5}',
+    '{"cmd":"trace","port":"h1","targets":["lan"],"mac":"02:00:00:00:00:01","count":10,"seconds":2.5}',
+    '{"cmd":"trace_packet","packet":"in=h1.lan dst=02:42:0a:00:00:03 vlan=10 type=arp"}',
     '{"cmd":"attach","host":"h1","network":"lan"}',
     '{"cmd":"detach","host":"h1","network":"lan"}', '{"cmd":"shutdown"}',
 ]
 for line in lines:
     cmd = re.search(r'"cmd":"(\w+)"', line).group(1)
     write("control", cmd, (line + "\n").encode())
+
+# packet: `shunt trace --packet` descriptions (docs/trace.md).
+specs = [
+    "in=h1.lan dst=02:42:0a:00:00:03 vlan=10 type=arp",
+    "in=up0,src=02:00:00:00:00:01 type=0x88cc dst=switch len=100",
+    "in=h1 type=ipv6 src_ip=fe80::1 dst_ip=ff02::1",
+    "in=t vlan=4095 src=01:00:5e:00:00:01 len=9216",
+    "in=h1 colour=red",
+]
+for i, spec in enumerate(specs):
+    write("packet", f"spec-{i}", spec.encode())

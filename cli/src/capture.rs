@@ -11,19 +11,59 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
+/// The frames `shunt capture` and `shunt trace` select: the same flags,
+/// the same request fields, the same code in the switch (capture::filter).
+#[derive(clap::Args, Clone, Default)]
+pub struct FilterArgs {
+    /// Ports, hosts (all their ports) or networks (all their ports); none: every port.
+    pub targets: Vec<String>,
+    /// Frames as received (in), as sent (out), or both (default: both).
+    #[arg(long)]
+    pub direction: Option<String>,
+    /// Only dropped frames.
+    #[arg(long)]
+    pub drops: bool,
+    /// Only frames from or to this MAC.
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// Only frames that came in with this VLAN, or copies tagged with it.
+    #[arg(long)]
+    pub vlan: Option<u16>,
+    /// Only this ethertype: arp, ipv4, ipv6, vlan or a number (0x88cc).
+    #[arg(long)]
+    pub ethertype: Option<String>,
+    /// Only frames dropped for this reason (vlan_not_allowed, same_port, ...).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Only frames with this decision: flooded, unicast, dropped, local.
+    #[arg(long)]
+    pub decision: Option<String>,
+}
+
+impl FilterArgs {
+    /// The request's selection (count, seconds and snap length left unset).
+    pub fn spec(&self) -> CaptureSpec {
+        CaptureSpec {
+            targets: self.targets.clone(),
+            direction: self.direction.clone(),
+            drops: self.drops,
+            mac: self.mac.clone(),
+            vlan: self.vlan,
+            ethertype: self.ethertype.clone(),
+            reason: self.reason.clone(),
+            decision: self.decision.clone(),
+            ..CaptureSpec::default()
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct CaptureArgs {
-    /// Ports, hosts (all their ports) or networks (all their ports); none: every port.
-    targets: Vec<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Switch name (default: "shunt", or the only switch running).
     #[arg(long)]
     name: Option<String>,
-    /// Frames as received (in), as sent (out), or both.
-    #[arg(long, default_value = "both")]
-    direction: String,
-    /// Only dropped frames.
-    #[arg(long)]
-    drops: bool,
     /// Stop after N packets.
     #[arg(long)]
     count: Option<u64>,
@@ -36,21 +76,6 @@ pub struct CaptureArgs {
     /// Bytes kept of each frame (at most 1600; the whole length is recorded).
     #[arg(long)]
     snaplen: Option<usize>,
-    /// Only frames from or to this MAC.
-    #[arg(long)]
-    mac: Option<String>,
-    /// Only frames that came in with this VLAN, or copies tagged with it.
-    #[arg(long)]
-    vlan: Option<u16>,
-    /// Only this ethertype: arp, ipv4, ipv6, vlan or a number (0x88cc).
-    #[arg(long)]
-    ethertype: Option<String>,
-    /// Only frames dropped for this reason (vlan_not_allowed, same_port, ...).
-    #[arg(long)]
-    reason: Option<String>,
-    /// Only frames with this decision: flooded, unicast, dropped, local.
-    #[arg(long)]
-    decision: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,18 +112,11 @@ pub fn run(a: CaptureArgs) -> Result<(), CaptureCliError> {
     sigs.add(nix::sys::signal::Signal::SIGTERM);
     sigs.thread_block().map_err(CaptureCliError::Signal)?;
     let spec = CaptureSpec {
-        targets: a.targets.clone(),
-        direction: Some(a.direction.clone()),
-        drops: a.drops,
         count: a.count,
         seconds: a.seconds,
         snaplen: a.snaplen,
-        mac: a.mac.clone(),
-        vlan: a.vlan,
-        ethertype: a.ethertype.clone(),
-        reason: a.reason.clone(),
-        decision: a.decision.clone(),
         fd: true,
+        ..a.filter.spec()
     };
     let (mut r, sock) = control::open(&name, &Request::Capture(spec))?;
     let interfaces = match serde_json::from_value(control::read_value(&name, &mut r)?)
@@ -149,10 +167,10 @@ pub fn run(a: CaptureArgs) -> Result<(), CaptureCliError> {
             }
         });
     }
-    let what = if a.targets.is_empty() {
+    let what = if a.filter.targets.is_empty() {
         "every port".to_string()
     } else {
-        a.targets.join(", ")
+        a.filter.targets.join(", ")
     };
     eprintln!(
         "capturing {what} ({} interfaces) to {path}; stop with Ctrl-C",

@@ -147,14 +147,23 @@ enum Cmd {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Live: what the switch decides for each frame, and why.
+    /// Live: what the switch decides for each frame, and why (the frames
+    /// `shunt capture` would select); or, with --packet, what it would do
+    /// with a frame described, stage by stage, sending nothing.
     Trace {
         /// Switch name (default: "shunt", or the only switch running).
         #[arg(long)]
         name: Option<String>,
-        /// Only frames entering on this port (or on any port of this host).
+        /// Only frames entering on this port (or on any port of this host):
+        /// TARGET --direction in.
         #[arg(long)]
         port: Option<String>,
+        #[command(flatten)]
+        filter: capture::FilterArgs,
+        /// Ask about a frame instead: "in=h1.lan dst=02:42:0a:00:00:03 vlan=10 type=arp"
+        /// (keys: in, src, dst, vlan, type, src_ip, dst_ip, len; docs/trace.md).
+        #[arg(long, value_name = "SPEC", conflicts_with_all = ["port", "count", "seconds"])]
+        packet: Option<String>,
         /// Stop after N frames.
         #[arg(long)]
         count: Option<u64>,
@@ -268,6 +277,8 @@ fn main() -> ExitCode {
 /// What a command can fail with; printed once, in `main`.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
@@ -517,23 +528,70 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Capture(args) => Ok(capture::run(args)?),
         Cmd::Trace {
             name,
+            filter,
+            packet: Some(packet),
+            json,
+            ..
+        } => {
+            let name = control::pick_name(name);
+            if filter.spec() != proto::CaptureSpec::default() {
+                return Err(CliError::Usage(
+                    "--packet describes one frame: it takes no targets or filters".into(),
+                ));
+            }
+            let v: serde_json::Value = control::request(&name, &Request::TracePacket { packet })?;
+            if json {
+                out!("{v}");
+                return Ok(());
+            }
+            let report: shunt_switch::probe::Report =
+                serde_json::from_value(v).map_err(control::ControlError::Unreadable)?;
+            out!("{}", report.packet);
+            for s in &report.stages {
+                out!("{:>9}: {}", s.stage, s.text);
+            }
+            Ok(())
+        }
+        Cmd::Trace {
+            name,
             port,
             count,
             seconds,
+            filter,
             json,
+            ..
         } => {
             let name = control::pick_name(name);
-            let req = Request::Trace {
-                port: port.clone(),
+            let spec = proto::CaptureSpec {
                 count,
                 seconds,
+                ..filter.spec()
+            };
+            let req = Request::Trace {
+                port: port.clone(),
+                spec,
             };
             let (mut r, _s) = control::open(&name, &req)?;
             let _: TraceStart = control::read(&name, &mut r)?;
             if !json {
+                let mut what: Vec<String> = filter.targets.clone();
+                what.extend(port.clone());
+                let filtered = proto::CaptureSpec {
+                    targets: Vec::new(),
+                    ..filter.spec()
+                } != proto::CaptureSpec::default();
                 eprintln!(
-                    "tracing {}; stop with Ctrl-C",
-                    port.as_deref().unwrap_or("all ports")
+                    "tracing {}{}; stop with Ctrl-C",
+                    if what.is_empty() {
+                        "all ports".to_string()
+                    } else {
+                        what.join(", ")
+                    },
+                    if filtered {
+                        ", the frames the filters select"
+                    } else {
+                        ""
+                    }
                 );
             }
             let stdout = std::io::stdout();

@@ -124,6 +124,7 @@ fn encap(c: &mut Criterion) {
                 mdb: None,
                 worker: 0,
                 guard: &rig.guard,
+                dry: false,
             };
             let p0 = PortId::new(0).expect("port 0");
             pipeline::run(&ctx, p0, &mut rig.batch, &mut rig.tx, NOW);

@@ -64,7 +64,8 @@ fn target_ports(rt: &Runtime, name: &str) -> Result<Vec<PortId>, CaptureError> {
     Ok(ports)
 }
 
-fn ethertype(s: &str) -> Option<u16> {
+/// An ethertype by name or number (`--ethertype`, `--packet type=`).
+pub(crate) fn ethertype(s: &str) -> Option<u16> {
     match s.to_ascii_lowercase().as_str() {
         "arp" => Some(0x0806),
         "ipv4" | "ip" => Some(0x0800),
@@ -82,6 +83,25 @@ pub fn session(
     rt: &Runtime,
     spec: &CaptureSpec,
 ) -> Result<(Session, Vec<(Egress, String)>), CaptureError> {
+    let (filter, ports) = filter(rt, spec)?;
+    let named = |p: Egress| (p, rt.port_name(p));
+    let names: Vec<(Egress, String)> = if ports.is_empty() {
+        let plan = rt.plan.load();
+        PortId::all()
+            .take(plan.ports.len())
+            .filter(|p| rt.port_kind[p.index()].load().is_some())
+            .map(|p| named(p.into()))
+            .collect()
+    } else {
+        ports.iter().map(|&p| named(p.into())).collect()
+    };
+    let rings = rt.capture.rings(rt.counters.len());
+    Ok((Session::with_rings(filter, &ports, rings), names))
+}
+
+/// What a request selects: the filter and the ports of its targets (none:
+/// every port). `shunt capture` and `shunt trace` both ask with these.
+pub fn filter(rt: &Runtime, spec: &CaptureSpec) -> Result<(Filter, Vec<PortId>), CaptureError> {
     let mut ports = Vec::new();
     for t in spec.targets.iter().filter(|t| t.as_str() != "all") {
         for p in target_ports(rt, t)? {
@@ -134,19 +154,7 @@ pub fn session(
         decision,
         snaplen: spec.snaplen.unwrap_or(DEFAULT_SNAP).clamp(1, MAX_SNAP),
     };
-    let named = |p: Egress| (p, rt.port_name(p));
-    let names: Vec<(Egress, String)> = if ports.is_empty() {
-        let plan = rt.plan.load();
-        PortId::all()
-            .take(plan.ports.len())
-            .filter(|p| rt.port_kind[p.index()].load().is_some())
-            .map(|p| named(p.into()))
-            .collect()
-    } else {
-        ports.iter().map(|&p| named(p.into())).collect()
-    };
-    let rings = rt.capture.rings(rt.counters.len());
-    Ok((Session::with_rings(filter, &ports, rings), names))
+    Ok((filter, ports))
 }
 
 /// A record's comment: the frame's decision in the words of `shunt

@@ -28,6 +28,7 @@ pub mod netns;
 pub mod pcapng;
 pub mod pipeline;
 pub mod port;
+pub mod probe;
 pub mod runtime;
 pub mod stack;
 pub mod stp;

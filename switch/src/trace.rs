@@ -27,6 +27,8 @@ pub struct TraceLine {
     pub action: String,
     pub reason: Option<String>,
     pub out: Vec<TraceOut>,
+    /// The decision in words (the end of `text`).
+    pub decision: String,
     pub text: String,
 }
 
@@ -189,6 +191,7 @@ pub fn describe(
         action: action.to_string(),
         reason,
         out,
+        decision,
         text,
     }
 }

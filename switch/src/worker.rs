@@ -390,8 +390,9 @@ impl Worker {
     }
 }
 
-/// The stages' view of the runtime for one batch of worker `worker`.
-fn context<'a>(
+/// The stages' view of the runtime for one batch of worker `worker` (and
+/// the base of a dry run's: probe.rs).
+pub(crate) fn context<'a>(
     rt: &'a Runtime,
     plan: &'a pipeline::Plan,
     mdb: Option<&'a crate::l2::mdb::Mdb>,
@@ -411,6 +412,7 @@ fn context<'a>(
         guard: &rt.guard,
         mdb,
         worker,
+        dry: false,
     }
 }
 

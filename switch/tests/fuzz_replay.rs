@@ -49,3 +49,8 @@ fn topology() {
 fn control() {
     replay("control", fuzz::control);
 }
+
+#[test]
+fn packet() {
+    replay("packet", fuzz::packet);
+}

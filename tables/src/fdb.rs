@@ -428,6 +428,36 @@ impl Fdb {
         self.learn_write(p, port, now_ms)
     }
 
+    /// What [`Fdb::learn`] would answer for a frame from `mac` on `port`
+    /// now, without writing anything: no entry, time, count or port count
+    /// changes (`shunt trace --packet` asks this). A key another thread is
+    /// inserting reads as [`Learn::Refreshed`], as `learn` says then; a
+    /// refresh is `Refreshed` whether or not its time would be rewritten.
+    pub fn would_learn(&self, net: NetworkId, mac: &[u8; 6], port: PortId) -> Learn {
+        if slot::is_group(mac) {
+            return Learn::GroupSource;
+        }
+        if port == PortId::MAX {
+            return Learn::ReservedPort;
+        }
+        let at_limit = |q: PortId| {
+            self.ports.get(usize::from(q)).is_some_and(|p| {
+                let max = p.max.load(Relaxed);
+                max != 0 && p.learned.load(Relaxed) >= max
+            })
+        };
+        match self.find(self.probe(net, mac)) {
+            Find::Live { v, .. } if v.is_static() => Learn::Static,
+            Find::Live { v, .. } if v.port() == port => Learn::Refreshed,
+            Find::Live { .. } if at_limit(port) => Learn::PortLimit,
+            Find::Live { v, .. } => Learn::Moved { from: v.port() },
+            Find::Pending => Learn::Refreshed,
+            Find::Missing if at_limit(port) => Learn::PortLimit,
+            Find::Missing if self.count.0.load(Relaxed) >= self.max_entries => Learn::Full,
+            Find::Missing => Learn::New,
+        }
+    }
+
     /// True if a learn at time `t` should rewrite the time of `v`: it moved
     /// forward by at least [`Fdb::refresh_ms`].
     #[inline(always)]
@@ -1138,6 +1168,37 @@ mod tests {
         });
         assert_eq!(f.learn(1, &mac(1), 1, 0), Learn::Full);
         assert_eq!(f.add_static(1, &mac(1), 1), Ok(()));
+    }
+
+    #[test]
+    fn would_learn_answers_as_learn_and_writes_nothing() {
+        let f = Fdb::with_port_limits(
+            FdbConfig {
+                max_entries: 2,
+                aging_ms: 1000,
+            },
+            8,
+        );
+        f.set_port_limit(5, 1);
+        assert_eq!(f.would_learn(1, &mac(1), 1), Learn::New);
+        assert!(f.is_empty());
+        assert_eq!(f.learn(1, &mac(1), 1, 10), Learn::New);
+        assert_eq!(f.would_learn(1, &mac(1), 1), Learn::Refreshed);
+        assert_eq!(f.would_learn(1, &mac(1), 2), Learn::Moved { from: 1 });
+        assert_eq!(f.lookup_port(1, &mac(1)), Some(1));
+        f.add_static(1, &mac(2), 3).expect("static");
+        assert_eq!(f.would_learn(1, &mac(2), 1), Learn::Static);
+        // Two entries of two: a new MAC finds the table full.
+        assert_eq!(f.would_learn(1, &mac(3), 1), Learn::Full);
+        assert_eq!(f.learn(1, &mac(3), 1, 10), Learn::Full);
+        assert_eq!(f.would_learn(1, &[0xff; 6], 1), Learn::GroupSource);
+        assert_eq!(f.would_learn(1, &mac(4), PortId::MAX), Learn::ReservedPort);
+        f.remove(1, &mac(2));
+        assert_eq!(f.learn(1, &mac(5), 5, 10), Learn::New);
+        assert_eq!(f.would_learn(1, &mac(1), 5), Learn::PortLimit);
+        assert_eq!(f.port_learned(5), Some((1, 1)));
+        assert_eq!(f.len(), 2);
+        assert_eq!(f.lookup_port(1, &mac(1)), Some(1));
     }
 
     #[test]

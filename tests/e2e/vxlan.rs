@@ -24,6 +24,7 @@ pub fn tests() -> Vec<Test> {
         ("vxlan::two_vnis_on_a_trunk", two_vnis_on_a_trunk),
         ("vxlan::two_switches", two_switches),
         ("vxlan::underlay_inferred", underlay_inferred),
+        ("vxlan::trace_packet_to_vteps", trace_packet_to_vteps),
     ]
 }
 
@@ -319,6 +320,68 @@ fn underlay_inferred() -> TestResult {
         fdb.port_of(mac(tag, 1, 1)) == Some("vxlan:192.0.2.2"),
         "x1 not learned behind 192.0.2.2: {:?}",
         fdb.0
+    );
+    Ok(())
+}
+
+/// `shunt trace --packet` in the overlay lab: a frame to a MAC learned
+/// behind a kernel VTEP is shown encapsulated for it (VNI 1000, out of the
+/// underlay); a broadcast is copied to b and to each peer VTEP, and the
+/// peer whose next hop nobody answers gets no copy (vxlan_no_nexthop);
+/// the FDB is unchanged.
+fn trace_packet_to_vteps() -> TestResult {
+    let tag = 248;
+    let (swg, _nss) = overlay_lab(tag, 300)?;
+    let sw = swg.name.clone();
+    let a = format!("{sw}a");
+    ping(&a, &format!("10.77.{tag}.101"))?;
+    let x1 = mac_s(mac(tag, 1, 1));
+    ensure!(
+        fdb_port(&swg, mac(tag, 1, 1))?.as_deref() == Some("vxlan:192.0.2.2"),
+        "x1 not learned behind 192.0.2.2"
+    );
+    let before = swg.fdb()?.0.len();
+    let ask = |spec: &str, json: bool| {
+        let mut args = vec!["trace", "--name", &sw, "--packet", spec];
+        if json {
+            args.push("--json");
+        }
+        crate::harness::run_timeout(SHUNT, &args, Duration::from_secs(20))
+    };
+    let spec = format!("in={a} dst={x1}");
+    let out = ask(&spec, false)?;
+    ensure!(
+        out.contains(&format!(
+            "forward: destination {x1} learned behind VTEP 192.0.2.2: encapsulated, VNI 1000"
+        )) && out.contains(
+            "edit: to VTEP 192.0.2.2 out of ul0: VXLAN encapsulation, VNI 1000, outer 192.0.2.1 > 192.0.2.2 UDP 4789"
+        ),
+        "unicast to a VTEP:\n{out}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ask(&spec, true)?).map_err(|e| format!("--json: {e}"))?;
+    let o = &v["out"][0];
+    ensure!(
+        o["port"] == "vxlan:192.0.2.2"
+            && o["via"] == "ul0"
+            && o["edit"] == "vxlan"
+            && o["vni"] == 1000
+            && o["vtep"] == "192.0.2.2",
+        "--json copy to a VTEP: {v}"
+    );
+    let out = ask(&format!("in={a}"), false)?;
+    for want in [
+        format!("edit: out of {sw}b.ovl: untagged, as received"),
+        "edit: to VTEP 192.0.2.2 out of ul0: VXLAN encapsulation, VNI 1000".to_string(),
+        "edit: to VTEP 192.0.2.3 out of ul0: VXLAN encapsulation, VNI 1000".to_string(),
+        "edit: vxlan:192.0.2.9: no copy sent: dropped (vxlan_no_nexthop)".to_string(),
+    ] {
+        ensure!(out.contains(&want), "broadcast: no {want:?} in\n{out}");
+    }
+    ensure!(
+        swg.fdb()?.0.len() == before,
+        "the FDB changed: {:?}",
+        swg.fdb()?.0
     );
     Ok(())
 }

@@ -176,6 +176,12 @@ pub struct BenchArgs {
     /// The generator's core; the switch's workers get the other cores.
     #[arg(long, default_value_t = 0)]
     pub gen_core: usize,
+    /// The switch's cores, instead of every core but the generator's (a
+    /// list: `--switch-cores 0,1`). For TCP runs, where iperf3 and the
+    /// kernel's own work are spread over every core, the switch's workers
+    /// can share them too; the generator's core may be one of them.
+    #[arg(long, value_delimiter = ',')]
+    pub switch_cores: Vec<usize>,
     /// Run the switch under `nice -n N` (-20..=19): on a machine shared
     /// with other work, a negative N gives it the precedence the kernel's
     /// softirq (the bridge's work) has anyway.
@@ -395,6 +401,13 @@ fn validate(args: &mut BenchArgs) -> Result<(), BenchError> {
     if args.workers == 0 || args.workers > 64 {
         return Err(BenchError::Usage("--workers: give 1..=64".into()));
     }
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(&c) = args.switch_cores.iter().find(|&&c| c >= ncpu) {
+        return Err(BenchError::Usage(format!(
+            "--switch-cores: core {c} does not exist (this machine has cores 0..={})",
+            ncpu - 1
+        )));
+    }
     if args.flows == 0 || args.flows > packet::TxRing::SLOTS {
         return Err(BenchError::Usage(format!(
             "--flows: give 1..={} (the generator's ring holds that many distinct frames)",
@@ -548,10 +561,14 @@ pub fn run(mut args: BenchArgs) -> Result<(), BenchError> {
         .map(|n| n.get())
         .unwrap_or(1);
     let gen_core = args.gen_core.min(ncpu - 1);
-    let mut switch_cores: Vec<usize> = (0..ncpu)
-        .filter(|&c| c != gen_core)
-        .take(args.workers)
-        .collect();
+    let mut switch_cores: Vec<usize> = if args.switch_cores.is_empty() {
+        (0..ncpu)
+            .filter(|&c| c != gen_core)
+            .take(args.workers)
+            .collect()
+    } else {
+        args.switch_cores.clone()
+    };
     if switch_cores.is_empty() {
         switch_cores.push(gen_core);
     }

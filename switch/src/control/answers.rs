@@ -25,6 +25,9 @@ pub enum AnswerError {
     TraceBusy,
     #[error("{0:?} is not a MAC address")]
     BadMac(String),
+    /// A trace's filters, said as `shunt capture` says them.
+    #[error(transparent)]
+    Filter(#[from] crate::capture::CaptureError),
 }
 
 /// Port names a user may give: a port name, or a host name meaning all of
@@ -490,35 +493,44 @@ pub fn net_name(rt: &Runtime, n: NetId) -> String {
         .unwrap_or_else(|| format!("net{}", n.index()))
 }
 
-/// `trace`: the ports to trace (none: all), once the tracer is free.
-pub fn trace_ports(rt: &Runtime, port: Option<&str>) -> Result<Vec<PortId>, AnswerError> {
-    let mut ports = Vec::new();
+/// `trace`: what to trace, as `shunt capture` selects it (the same
+/// code: capture::filter), and the ports (none: all), once the tracer is
+/// free. `port` (`--port`) is one more target; alone, it means frames
+/// entering on it (`--direction in`), as it always has.
+pub fn trace_filter(
+    rt: &Runtime,
+    port: Option<&str>,
+    spec: &crate::control::proto::CaptureSpec,
+) -> Result<(crate::pipeline::capture::Filter, Vec<PortId>), AnswerError> {
+    let mut spec = spec.clone();
     if let Some(p) = port {
-        ports = resolve_ports(rt, p);
-        if ports.is_empty() {
+        if resolve_ports(rt, p).is_empty() {
             return Err(AnswerError::NoPort(p.to_string()));
         }
+        if spec.direction.is_none() && spec.targets.is_empty() {
+            spec.direction = Some("in".into());
+        }
+        spec.targets.push(p.to_string());
     }
+    let selected = crate::capture::filter(rt, &spec)?;
     if rt.tracer.active() {
         return Err(AnswerError::TraceBusy);
     }
-    Ok(ports
-        .iter()
-        .filter_map(|&p| PortId::new(p.into()))
-        .collect())
+    Ok(selected)
 }
 
-/// `trace`: streams a record per frame of `ports` to `out` until `count`
-/// frames, `seconds`, the client going away, or the switch stopping.
+/// `trace`: streams a record per frame that `filter` selects on `ports`
+/// to `out` until `count` frames, `seconds`, the client going away, or
+/// the switch stopping.
 pub fn trace(
     out: &mut std::os::unix::net::UnixStream,
     rt: &Runtime,
-    ports: &[PortId],
+    (filter, ports): (crate::pipeline::capture::Filter, Vec<PortId>),
     count: Option<u64>,
     seconds: Option<f64>,
 ) -> std::io::Result<()> {
     let count = count.unwrap_or(u64::MAX);
-    rt.tracer.start(ports);
+    rt.tracer.start(&ports, filter);
     // Whatever number a client sends: too large means no deadline.
     let deadline = seconds
         .and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok())

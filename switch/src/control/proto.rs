@@ -40,12 +40,21 @@ pub enum Request {
     /// Answered by [`TraceStart`], then one trace record per line
     /// (trace::TraceLine), then [`TraceEnd`].
     Trace {
+        /// Frames entering on this port (or any port of this host): the
+        /// same as `targets: [port], direction: "in"`.
         #[serde(default)]
         port: Option<String>,
+        /// Which frames, as `capture` selects them (docs/trace.md), and
+        /// how many, for how long (`snaplen` means nothing here).
+        #[serde(flatten)]
+        spec: CaptureSpec,
+    },
+    /// What the switch would do with a frame described by `packet`
+    /// (`in=h1.lan dst=... vlan=10 type=arp`), decided by the stages in a
+    /// dry run that changes nothing. Answered by a `probe::Report`.
+    TracePacket {
         #[serde(default)]
-        count: Option<u64>,
-        #[serde(default)]
-        seconds: Option<f64>,
+        packet: String,
     },
     /// Answered by a stream of [`CaptureEvent`]s: start, then (with `fd`)
     /// the client's file descriptor for the pcapng, or packets; progress
@@ -98,6 +107,7 @@ impl Request {
             Request::Stats => "stats",
             Request::Dns { .. } => "dns",
             Request::Trace { .. } => "trace",
+            Request::TracePacket { .. } => "trace_packet",
             Request::Capture(_) => "capture",
             Request::Attach { .. } => "attach",
             Request::Detach { .. } => "detach",
@@ -111,7 +121,7 @@ impl Request {
     }
 
     /// Every `cmd` a request may name.
-    pub const CMDS: [&'static str; 16] = [
+    pub const CMDS: [&'static str; 17] = [
         "ping",
         "ports",
         "fdb",
@@ -119,6 +129,7 @@ impl Request {
         "stats",
         "dns",
         "trace",
+        "trace_packet",
         "capture",
         "attach",
         "detach",
@@ -596,10 +607,32 @@ mod tests {
             r,
             Request::Trace {
                 port: Some("h1".into()),
-                count: None,
-                seconds: None
+                spec: CaptureSpec::default(),
             }
         );
+        // The capture's filters ride along, flat.
+        let r: Request = serde_json::from_str(
+            r#"{"cmd":"trace","targets":["lan"],"mac":"02:00:00:00:00:01","drops":true,"count":3}"#,
+        )
+        .expect("trace with filters");
+        let Request::Trace { spec, .. } = r else {
+            panic!("not a trace: {r:?}")
+        };
+        assert_eq!(spec.targets, ["lan"]);
+        assert_eq!(spec.mac.as_deref(), Some("02:00:00:00:00:01"));
+        assert!(spec.drops);
+        assert_eq!(spec.count, Some(3));
+        // What goes on the wire reads back the same (the control fuzz
+        // target's check), filters, odd numbers and all.
+        for line in [
+            r#"{"cmd":"trace","port":"h1","targets":["lan","h2"],"direction":"out","drops":true,"mac":"m","vlan":4095,"ethertype":"0x88cc","reason":"same_port","decision":"local","count":18446744073709551615,"seconds":0.1}"#,
+            r#"{"cmd":"trace","seconds":1e300,"snaplen":3}"#,
+            r#"{"cmd":"trace_packet","packet":"in=h1 dst=switch"}"#,
+            r#"{"cmd":"trace_packet"}"#,
+        ] {
+            crate::testing::fuzz::control(line.as_bytes());
+            assert!(decode(line.as_bytes()).is_ok(), "{line}");
+        }
         assert_eq!(
             to_line(&Request::FdbDelete {
                 network: "lan".into(),
@@ -619,8 +652,10 @@ mod tests {
             r,
             Request::Trace {
                 port: None,
-                count: None,
-                seconds: Some(2.0)
+                spec: CaptureSpec {
+                    seconds: Some(2.0),
+                    ..CaptureSpec::default()
+                }
             }
         );
     }

@@ -144,12 +144,12 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
             Ok(v) => send(&mut out, &v),
             Err(e) => refuse(&mut out, e),
         },
-        Request::Trace {
-            port,
-            count,
-            seconds,
-        } => match answers::trace_ports(rt, port.as_deref()) {
-            Ok(ports) => answers::trace(&mut out, rt, &ports, count, seconds),
+        Request::Trace { port, spec } => match answers::trace_filter(rt, port.as_deref(), &spec) {
+            Ok(selected) => answers::trace(&mut out, rt, selected, spec.count, spec.seconds),
+            Err(e) => refuse(&mut out, e),
+        },
+        Request::TracePacket { packet } => match crate::probe::probe(rt, &packet) {
+            Ok(report) => send(&mut out, &report),
             Err(e) => refuse(&mut out, e),
         },
         Request::Capture(spec) => match crate::capture::session(rt, &spec) {

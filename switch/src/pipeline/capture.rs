@@ -138,6 +138,26 @@ impl Filter {
         dir_ok && drop_ok && reason_ok && decision_ok
     }
 
+    /// Whether `shunt trace` takes frame `r` (metadata `m`): as it came
+    /// in on a traced port (`inbound`), or by a copy out of a port that
+    /// `traced` says is traced. One line per frame, however many match.
+    pub fn traces(
+        &self,
+        r: &TraceRecord,
+        m: &Meta,
+        inbound: bool,
+        traced: impl Fn(Egress) -> bool,
+    ) -> bool {
+        if inbound && self.wants_verdict(Dir::In, m) && self.wants_record(r, None) {
+            return true;
+        }
+        self.outbound
+            && self.wants_verdict(Dir::Out, m)
+            && r.out[..usize::from(r.n_out).min(r.out.len())]
+                .iter()
+                .any(|&(p, vid)| traced(p) && self.wants_record(r, vid))
+    }
+
     /// The checks on the frame's headers (from its trace record).
     fn wants_record(&self, r: &TraceRecord, copy_vid: Option<Vid>) -> bool {
         let mac_ok = self.mac.is_none_or(|m| r.src == m || r.dst == m);

@@ -50,7 +50,8 @@ pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch) -> usize {
             continue;
         }
         let consume = l2.consumes(kind);
-        let copied = copy(l2, ctx.worker, ingress, &m, f, kind);
+        // A dry run hands nothing over: it says what would be taken.
+        let copied = ctx.dry || copy(l2, ctx.worker, ingress, &m, f, kind);
         if copied {
             handed += 1;
         }
@@ -62,7 +63,7 @@ pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch) -> usize {
             };
         }
     }
-    if handed > 0 {
+    if handed > 0 && !ctx.dry {
         L2Link::signal(&l2.to_l2_event);
     }
     handed

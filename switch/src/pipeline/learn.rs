@@ -40,6 +40,17 @@ impl Learned {
 }
 
 pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch, now_ms: u64) {
+    // Once per batch: a dry run asks the FDB what learning would do.
+    match ctx.dry {
+        false => run_as::<false>(ctx, ingress, batch, now_ms),
+        true => run_as::<true>(ctx, ingress, batch, now_ms),
+    }
+}
+
+/// The stage, learning (`DRY` false) or only asking what learning would
+/// do (a dry run: the FDB and the flap detector are not written).
+#[inline(always)]
+fn run_as<const DRY: bool>(ctx: &Context, ingress: PortId, batch: &mut Batch, now_ms: u64) {
     let Some(port) = ctx.plan.ports.get(ingress.index()) else {
         return;
     };
@@ -83,9 +94,14 @@ pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch, now_ms: u64) {
         }
         // A frame from a remote VTEP is learned behind that VTEP.
         let from = super::vxlan::from(ingress.into(), &batch.meta[i]);
-        let learned = ctx
-            .fdb
-            .learn(net.raw(), src.as_bytes(), from.encode(), now_ms);
+        let learned = match DRY {
+            false => ctx
+                .fdb
+                .learn(net.raw(), src.as_bytes(), from.encode(), now_ms),
+            true => ctx
+                .fdb
+                .would_learn(net.raw(), src.as_bytes(), from.encode()),
+        };
         batch.meta[i].learned = match learned {
             Learn::New => {
                 c.learned.add(1);
@@ -103,7 +119,9 @@ pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch, now_ms: u64) {
                     to,
                     at_ms,
                 };
-                ctx.guard.flap.moved(ctx.worker, m);
+                if !DRY {
+                    ctx.guard.flap.moved(ctx.worker, m);
+                }
                 match Egress::decode(old) {
                     Some(from) => Learned::Moved { from },
                     None => Learned::Nothing,

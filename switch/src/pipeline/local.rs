@@ -14,6 +14,9 @@ use shunt_parsers::{ethernet, ArpOp, ArpPacket, ArpRepr, EtherType, Untagged};
 /// Returns how many frames were detoured (the caller wakes the host thread).
 pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
     let Some(host) = ctx.stack else { return 0 };
+    // A dry run decides the same but hands nothing to the stack (tested
+    // only on the frames for the switch and ARP, not on every frame).
+    let dry = ctx.dry;
     let mut delivered = 0;
     for i in 0..batch.count {
         let m = batch.meta[i];
@@ -37,7 +40,7 @@ pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
         };
         // Ethernet/IPv4 ARP only.
         if let Some(a) = arp.and_then(|p| ArpRepr::parse(&p).ok()) {
-            if na.arp_suppress && !a.sender_ip.is_unspecified() {
+            if na.arp_suppress && !a.sender_ip.is_unspecified() && !dry {
                 let _ = host.snoop.push((net.raw(), a.sender_ip, a.sender_mac));
             }
             if a.op == ArpOp::Request {
@@ -67,6 +70,10 @@ pub fn run(ctx: &Context, worker: usize, batch: &mut Batch) -> usize {
                 continue;
             }
             batch.meta[i].off.csum = None;
+        }
+        if dry {
+            batch.meta[i].verdict = Verdict::Local;
+            continue;
         }
         let Some(frame) = Untagged::new(batch.frame(i), usize::from(m.tag_len)) else {
             continue;

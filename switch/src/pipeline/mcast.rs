@@ -109,6 +109,7 @@ pub fn decide(ctx: &Context, net: NetId, m: &Meta, f: &[u8]) -> Option<Verdict> 
     let mdb = ctx.mdb?;
     let ns = mdb.net(net)?;
     let mf = classify(f, usize::from(m.tag_len))?;
+    // (A dry run's worker has no counters here: nothing counted.)
     let c = ctx.l2.and_then(|l| l.mcast.get(ctx.worker));
     match mdb.delivery(net, ns, mf.group, mf.routers_only, mf.control.is_some()) {
         Delivery::Set { slot, registered } => {

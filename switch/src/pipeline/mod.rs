@@ -25,6 +25,7 @@
 pub mod capture;
 pub mod classify;
 pub mod ctl;
+pub mod dry;
 pub mod edit;
 pub mod egress;
 pub mod flap;
@@ -343,6 +344,28 @@ pub struct Context<'a> {
     pub worker: usize,
     /// Storm control and MAC-flap detection (docs/storm.md).
     pub guard: &'a Guard,
+    /// A dry run (`shunt trace --packet`, pipeline/dry.rs): the stages
+    /// decide as always but change nothing shared (no learning, no token
+    /// taken, nothing handed to the stack or the l2 thread); the caller
+    /// gives the context counters, a tracer and a capture of its own.
+    /// Read once per batch by the stages that would write; its `worker`
+    /// is `dry::DRY_WORKER`, which has no per-worker counters or queues.
+    pub dry: bool,
+}
+
+/// The stages of [`run`], in order: where [`run_seen`] lets a dry run
+/// look at the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// classify, or (a batch from the VXLAN underlay) decapsulation.
+    Classify,
+    Learn,
+    Ctl,
+    Stp,
+    Local,
+    Forward,
+    Storm,
+    Egress,
 }
 
 /// Runs the whole pipeline over one batch from `ingress`, leaving the
@@ -353,6 +376,23 @@ pub fn run(
     batch: &mut Batch,
     tx: &mut TxQueues,
     now_ms: u64,
+) -> usize {
+    // The worker's: nothing is looked at between the stages (the empty
+    // closure leaves no code behind).
+    run_seen(ctx, ingress, batch, tx, now_ms, |_, _| {})
+}
+
+/// [`run`], handing the batch to `seen` after each stage: the one order
+/// of the stages, for the worker and for `shunt trace --packet`
+/// (pipeline/dry.rs), so that the dry run cannot drift from the datapath.
+#[inline(always)]
+pub fn run_seen(
+    ctx: &Context,
+    ingress: PortId,
+    batch: &mut Batch,
+    tx: &mut TxQueues,
+    now_ms: u64,
+    mut seen: impl FnMut(Stage, &Batch),
 ) -> usize {
     let c = ctx.counters.port(ingress.into());
     // Once per batch, not per frame: the counters are shared cache lines.
@@ -375,16 +415,24 @@ pub fn run(
         }
         _ => classify::run(ctx, ingress, batch),
     }
+    seen(Stage::Classify, batch);
     if ctx.fdb.capacity() >= PREFETCH_FROM_ENTRIES {
         prefetch(ctx, batch);
     }
     learn::run(ctx, ingress, batch, now_ms);
+    seen(Stage::Learn, batch);
     ctl::run(ctx, ingress, batch);
+    seen(Stage::Ctl, batch);
     stp::run(ctx, ingress, batch);
+    seen(Stage::Stp, batch);
     delivered += local::run(ctx, ctx.worker, batch);
+    seen(Stage::Local, batch);
     forward::run(ctx, ingress.into(), batch);
+    seen(Stage::Forward, batch);
     storm::run(ctx, ingress, batch, now_ms);
+    seen(Stage::Storm, batch);
     egress::run(ctx, ingress.into(), batch, tx);
+    seen(Stage::Egress, batch);
     // One check per batch when no trace is active.
     if ctx.tracer.active() {
         ctx.tracer.record_batch(ctx, ingress.into(), batch, tx);

@@ -81,6 +81,21 @@ impl Bucket {
         }
     }
 
+    /// How many of `n` frames [`Bucket::take`] would let through at
+    /// `now_ns`, taking nothing (a dry run).
+    #[inline]
+    fn peek(&self, n: u64, now_ns: u64) -> u64 {
+        let interval = self.interval_ns.load(Relaxed);
+        if interval == 0 {
+            return n;
+        }
+        let start = self.tat_ns.load(Relaxed).max(now_ns);
+        let room = now_ns
+            .saturating_add(self.burst_ns.load(Relaxed))
+            .saturating_sub(start);
+        (room / interval).min(n)
+    }
+
     fn rate(&self) -> Option<StormRate> {
         match self.interval_ns.load(Relaxed) {
             0 => None,
@@ -204,7 +219,10 @@ pub fn run(ctx: &Context, ingress: PortId, batch: &mut Batch, now_ms: u64) {
     for c in FloodCause::ALL {
         let i = c as usize;
         if want[i] > 0 {
-            got[i] = ps.class[i].take(want[i], now_ns);
+            got[i] = match ctx.dry {
+                false => ps.class[i].take(want[i], now_ns),
+                true => ps.class[i].peek(want[i], now_ns),
+            };
         }
     }
     if got == want {
@@ -266,7 +284,10 @@ mod tests {
         assert_eq!(b.take(64, 0), 64);
         // A depth shorter than one frame's interval still lets one through.
         b.set(rate(1, 1_000_000));
+        assert_eq!(b.peek(5, 3_000_000_000), 1);
+        assert_eq!(b.peek(5, 3_000_000_000), 1, "a peek takes nothing");
         assert_eq!(b.take(5, 3_000_000_000), 1);
+        assert_eq!(b.peek(5, 3_000_000_000), 0);
     }
 
     #[test]

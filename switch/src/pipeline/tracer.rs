@@ -5,8 +5,10 @@
 //! trace active the cost is one check per batch. (Here, not in trace.rs, so
 //! that the pipeline imports nothing that imports it back.)
 
+use super::capture::Filter;
 use super::{learn::Learned, Batch, Context, TxQueues, Verdict};
 use crate::ids::{Egress, NetId, PortId, Vid};
+use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use shunt_parsers::gso::Segmenter;
 use shunt_parsers::virtio_net::Gso;
@@ -47,6 +49,9 @@ pub struct Tracer {
     /// The trace takes every port (started with none named).
     all: AtomicBool,
     ports: [AtomicU64; INGRESS_WORDS],
+    /// What the trace selects (`shunt capture`'s filters), set by
+    /// `start` and loaded once per batch while active.
+    filter: ArcSwap<Filter>,
     queue: ArrayQueue<TraceRecord>,
     pub lost: AtomicU64,
 }
@@ -59,11 +64,18 @@ impl Default for Tracer {
 
 impl Tracer {
     pub fn new() -> Tracer {
+        Tracer::with_capacity(4096)
+    }
+
+    /// A tracer whose queue holds `records` (a dry run's, never started,
+    /// holds 1).
+    pub fn with_capacity(records: usize) -> Tracer {
         Tracer {
             active: AtomicBool::new(false),
             all: AtomicBool::new(false),
             ports: Default::default(),
-            queue: ArrayQueue::new(4096),
+            filter: ArcSwap::from_pointee(Filter::default()),
+            queue: ArrayQueue::new(records.max(1)),
             lost: AtomicU64::new(0),
         }
     }
@@ -73,8 +85,11 @@ impl Tracer {
         self.active.load(Relaxed)
     }
 
-    /// Starts tracing frames that enter on `ports` (all ports if empty).
-    pub fn start(&self, ports: &[PortId]) {
+    /// Starts tracing the frames of `ports` (all ports if empty) that
+    /// `filter` selects: those that enter on one of them
+    /// (`filter.inbound`), or leave by one (`filter.outbound`).
+    pub fn start(&self, ports: &[PortId], filter: Filter) {
+        self.filter.store(std::sync::Arc::new(filter));
         for w in &self.ports {
             w.store(if ports.is_empty() { u64::MAX } else { 0 }, Relaxed);
         }
@@ -118,11 +133,16 @@ impl Tracer {
 
     /// Called once per batch while active.
     pub fn record_batch(&self, ctx: &Context, ingress: Egress, batch: &Batch, tx: &TxQueues) {
-        if !self.wants(ingress) {
+        let filter = self.filter.load();
+        let inbound = filter.inbound && self.wants(ingress);
+        if !inbound && !filter.outbound {
             return;
         }
         for i in 0..batch.count {
             let r = record(ctx, ingress, batch, tx, i);
+            if !filter.traces(&r, &batch.meta[i], inbound, |p| self.wants(p)) {
+                continue;
+            }
             if self.queue.push(r).is_err() {
                 self.lost.fetch_add(1, Relaxed);
             }

@@ -345,3 +345,62 @@ fn records_move_in_the_same_boxes() {
     let again = r.capture.rings(1);
     assert!(again[0].is_empty() && again[0].capacity() == RING);
 }
+
+/// `shunt trace` with the capture's filters (Filter::traces): a trace of
+/// port b takes the frames that came in on b and, with `outbound`, those
+/// sent to b; the header checks apply as in the capture; one record per
+/// frame.
+#[test]
+fn the_trace_takes_the_capture_filters() {
+    let mut r = Rig::new(NET);
+    let records = |r: &Rig| std::iter::from_fn(|| r.tracer.pop()).collect::<Vec<_>>();
+    let send = |r: &mut Rig, p: u16, f: Vec<u8>| {
+        assert!(r.ports[usize::from(p)].push(&f));
+        r.step(port(p.into()), 1000);
+    };
+    // b speaks (in on b); a floods (out to b and t); a sends ARP to b.
+    let only_in = Filter {
+        outbound: false,
+        ..Filter::default()
+    };
+    r.tracer.start(&[port(1)], only_in);
+    send(&mut r, 1, frame(BCAST, B, None, 0x88b5));
+    send(&mut r, 0, frame(BCAST, A, None, 0x88b5));
+    let got = records(&r);
+    assert_eq!(got.len(), 1, "in on b only: {got:?}");
+    assert_eq!(got[0].src, MacAddr(B));
+    // Both ways: a's frames to b too, one record each; ARP only.
+    r.tracer.start(
+        &[port(1)],
+        Filter {
+            ethertype: Some(0x0806),
+            ..Filter::default()
+        },
+    );
+    send(&mut r, 0, frame(B, A, None, 0x0806));
+    send(&mut r, 0, frame(BCAST, A, None, 0x0806));
+    send(&mut r, 0, frame(B, A, None, 0x88b5));
+    send(
+        &mut r,
+        2,
+        frame(BCAST, [2, 0, 0, 0, 0, 0xc], Some(10), 0x0806),
+    );
+    let got = records(&r);
+    assert_eq!(got.len(), 3, "a's two ARPs to b and t's: {got:?}");
+    assert!(got.iter().all(|x| x.ethertype == 0x0806));
+    // A decision and a MAC: only the unicast to b.
+    r.tracer.start(
+        &[],
+        Filter {
+            decision: Some(Decision::Unicast),
+            mac: Some(MacAddr(B)),
+            ..Filter::default()
+        },
+    );
+    send(&mut r, 0, frame(B, A, None, 0x88b5));
+    send(&mut r, 0, frame(BCAST, A, None, 0x88b5));
+    let got = records(&r);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].verdict, Verdict::Unicast(port(1).into()));
+    r.tracer.stop();
+}

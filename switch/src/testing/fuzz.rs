@@ -184,7 +184,7 @@ fn run_pipeline(rig: &mut Rig, data: &[u8]) {
                 if rig.tracer.active() {
                     rig.tracer.stop();
                 } else {
-                    rig.tracer.start(&[]);
+                    rig.tracer.start(&[], Default::default());
                 }
             }
             Step::Frame {
@@ -813,6 +813,39 @@ pub fn control(data: &[u8]) {
             assert_eq!(proto::decode(line.as_bytes()), Ok(r), "{line}");
         }
         Err(e) => assert!(!e.is_empty()),
+    }
+}
+
+/// `shunt trace --packet`'s description: parsed, and when it parses, the
+/// frame it describes built (defaults of its own for what it leaves out,
+/// without a topology). Never panics; a frame built is as long as asked.
+pub fn packet(data: &[u8]) {
+    use crate::probe::{build, Dst, Frame, PacketSpec};
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    let spec = match PacketSpec::parse(s) {
+        Ok(spec) => spec,
+        Err(e) => {
+            assert!(e.to_string().starts_with("--packet: "), "{e}");
+            return;
+        }
+    };
+    let none = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+    let f = Frame {
+        src: spec.src.unwrap_or(MacAddr([2, 0, 0, 0, 0, 1])),
+        dst: match spec.dst {
+            Some(Dst::Mac(m)) => m,
+            _ => MacAddr::BROADCAST,
+        },
+        vlan: spec.vlan,
+        ethertype: spec.ethertype.unwrap_or(0x0800),
+        src_ip: spec.src_ip.unwrap_or(none),
+        dst_ip: spec.dst_ip.unwrap_or(none),
+        len: spec.len,
+    };
+    if let (Ok(b), Some(n)) = (build(&f), spec.len) {
+        assert_eq!(b.len(), n);
     }
 }
 

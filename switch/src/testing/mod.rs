@@ -43,6 +43,7 @@ macro_rules! context {
             mdb: $rig.mdb.as_deref(),
             worker: 0,
             guard: &$rig.guard,
+            dry: false,
         }
     };
 }
@@ -324,6 +325,11 @@ impl Rig {
             .map(|p| MemPort::large(PORT_FRAMES, p.offloads))
             .collect();
         self
+    }
+
+    /// The stages' view of the rig (for a dry run: pipeline::dry).
+    pub fn context(&self) -> Context<'_> {
+        context!(self)
     }
 
     /// Receives a batch from port `p` (what was pushed into its
