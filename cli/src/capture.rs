@@ -1,12 +1,15 @@
-//! `shunt capture`: asks the switch for a capture and writes what it
-//! streams as pcapng, to a file or to standard output (`-w -`), flushed as
-//! packets come so that `| tcpdump -r -` reads it live. Ctrl-C, `--count`
-//! or `--seconds` end it with a whole file.
+//! `shunt capture`: asks the switch for a capture and hands it the file
+//! (or standard output, `-w -`) to write the pcapng to, over the control
+//! socket (SCM_RIGHTS): the switch writes every packet itself, so the
+//! command does nothing per packet and `| tcpdump -r -` reads the stream
+//! live. It waits for the end and says the counts. Ctrl-C, `--count` or
+//! `--seconds` end it with a whole file.
 
-use shunt_switch::capture::{from_hex, PcapngOut};
 use shunt_switch::control::{self, proto::CaptureEvent, proto::CaptureSpec, proto::Request};
-use std::io::{BufWriter, Write};
 use std::net::Shutdown;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// The frames `shunt capture` and `shunt trace` select: the same flags,
 /// the same request fields, the same code in the switch (capture::filter).
@@ -84,30 +87,26 @@ pub enum CaptureCliError {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot write pcapng to {path}: {source}")]
-    Pcap {
+    #[error("cannot hand {path} to the switch: {source}")]
+    Pass {
         path: String,
-        source: pcap_file::PcapError,
+        source: std::io::Error,
     },
-    #[error("the switch sent a packet that is not hex")]
-    BadPacket,
+    #[error("the capture to {path} ended early: {error}")]
+    Failed { path: String, error: String },
     #[error("the switch said {0:?} before the capture started")]
     NoStart(String),
     #[error("cannot take Ctrl-C: {0}")]
     Signal(nix::Error),
 }
 
-/// Whether a write failed because the reader of standard output went
-/// away (`| head`, tcpdump -c): then the capture just ends.
-fn reader_gone(e: &pcap_file::PcapError) -> bool {
-    matches!(e, pcap_file::PcapError::IoError(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
-}
-
 pub fn run(a: CaptureArgs) -> Result<(), CaptureCliError> {
     let name = control::pick_name(a.name.clone());
     // Ctrl-C is taken by a thread of its own (signals blocked here, before
-    // any thread starts, stay blocked in all of them): it closes the
-    // connection, the loop below sees the end and closes the file whole.
+    // any thread starts, stay blocked in all of them): it closes our end
+    // of the connection for writing; the switch sees it, ends the file
+    // whole and says the counts, which the loop below prints. A second
+    // Ctrl-C leaves at once.
     let mut sigs = nix::sys::signal::SigSet::empty();
     sigs.add(nix::sys::signal::Signal::SIGINT);
     sigs.add(nix::sys::signal::Signal::SIGTERM);
@@ -116,54 +115,58 @@ pub fn run(a: CaptureArgs) -> Result<(), CaptureCliError> {
         count: a.count,
         seconds: a.seconds,
         snaplen: a.snaplen,
+        fd: true,
         ..a.filter.spec()
     };
     let (mut r, sock) = control::open(&name, &Request::Capture(spec))?;
-    let (interfaces, snaplen) = match serde_json::from_value(control::read_value(&name, &mut r)?)
+    let interfaces = match serde_json::from_value(control::read_value(&name, &mut r)?)
         .map_err(control::ControlError::from)?
     {
-        CaptureEvent::Start {
-            interfaces,
-            snaplen,
-        } => (interfaces, snaplen),
+        CaptureEvent::Start { interfaces, .. } => interfaces,
         other => return Err(CaptureCliError::NoStart(format!("{other:?}"))),
     };
-    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let sock = sock.try_clone().map_err(|source| CaptureCliError::Write {
-            path: control::socket_path(&name).display().to_string(),
-            source,
-        })?;
-        let interrupted = std::sync::Arc::clone(&interrupted);
-        std::thread::spawn(move || {
-            if sigs.wait().is_ok() {
-                interrupted.store(true, std::sync::atomic::Ordering::Relaxed);
-                let _ = sock.shutdown(Shutdown::Both);
-            }
-        });
-    }
     let path = if a.write == "-" {
         "standard output".to_string()
     } else {
         a.write.clone()
     };
-    let sink: Box<dyn Write> = if a.write == "-" {
-        Box::new(std::io::stdout())
+    let pass = |r: std::io::Result<()>| {
+        r.map_err(|source| CaptureCliError::Pass {
+            path: path.clone(),
+            source,
+        })
+    };
+    if a.write == "-" {
+        pass(shunt_switch::port::sys::send_fd(
+            &sock,
+            std::io::stdout().as_fd(),
+        ))?;
     } else {
+        // Created by us, with our rights; the switch writes to it through
+        // the descriptor, and our copy can go.
         let f = std::fs::File::create(&a.write).map_err(|source| CaptureCliError::Write {
             path: path.clone(),
             source,
         })?;
-        Box::new(f)
-    };
-    let pcap_err = |source| CaptureCliError::Pcap {
-        path: path.clone(),
-        source,
-    };
-    let mut out = PcapngOut::new(BufWriter::new(sink), &interfaces, snaplen).map_err(pcap_err)?;
-    out.get_mut()
-        .flush()
-        .map_err(|e| pcap_err(pcap_file::PcapError::IoError(e)))?;
+        pass(shunt_switch::port::sys::send_fd(&sock, f.as_fd()))?;
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let sock = sock.try_clone().map_err(|source| CaptureCliError::Write {
+            path: control::socket_path(&name).display().to_string(),
+            source,
+        })?;
+        let interrupted = Arc::clone(&interrupted);
+        std::thread::spawn(move || {
+            if sigs.wait().is_ok() {
+                interrupted.store(true, Relaxed);
+                let _ = sock.shutdown(Shutdown::Write);
+            }
+            if sigs.wait().is_ok() {
+                std::process::exit(130);
+            }
+        });
+    }
     let what = if a.filter.targets.is_empty() {
         "every port".to_string()
     } else {
@@ -173,52 +176,30 @@ pub fn run(a: CaptureArgs) -> Result<(), CaptureCliError> {
         "capturing {what} ({} interfaces) to {path}; stop with Ctrl-C",
         interfaces.len()
     );
-    let (mut packets, mut lost) = (0u64, 0u64);
-    loop {
+    let (packets, lost, error) = loop {
         let v = match control::read_value(&name, &mut r) {
             Ok(v) => v,
-            // Ctrl-C closed the connection.
-            Err(_) if interrupted.load(std::sync::atomic::Ordering::Relaxed) => break,
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // The switch went away without an end (it stopped): what
+                // it wrote is in the file, its counts are not known.
+                if interrupted.load(Relaxed) {
+                    return Ok(());
+                }
+                return Err(e.into());
+            }
         };
         match serde_json::from_value(v).map_err(control::ControlError::from)? {
-            CaptureEvent::Packet {
-                interface,
-                ts_ns,
-                dir,
-                len,
-                data,
-                comment,
-            } => {
-                let bytes = from_hex(&data).ok_or(CaptureCliError::BadPacket)?;
-                let w = out.packet(&interface, ts_ns, dir == "in", len, &bytes, &comment);
-                match w {
-                    Ok(()) => packets += 1,
-                    Err(e) if reader_gone(&e) => return Ok(()),
-                    Err(e) => return Err(pcap_err(e)),
-                }
-            }
-            CaptureEvent::Progress { lost: l, .. } => lost = l,
-            CaptureEvent::End { lost: l, .. } => {
-                lost = l;
-                break;
-            }
-            CaptureEvent::Start { .. } => {}
+            CaptureEvent::End {
+                packets,
+                lost,
+                error,
+            } => break (packets, lost, error),
+            CaptureEvent::Start { .. }
+            | CaptureEvent::Progress { .. }
+            | CaptureEvent::Packet { .. } => {}
         }
-        // Live: what has come goes on before waiting for more.
-        if r.buffer().is_empty() {
-            match out.get_mut().flush() {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-                Err(e) => return Err(pcap_err(pcap_file::PcapError::IoError(e))),
-            }
-        }
-    }
-    match out.get_mut().flush() {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-        Err(e) => return Err(pcap_err(pcap_file::PcapError::IoError(e))),
-    }
+    };
+    let _ = sock.shutdown(Shutdown::Both);
     let plural = |n: u64| if n == 1 { "packet" } else { "packets" };
     eprintln!("{packets} {} captured", plural(packets));
     if lost > 0 {
@@ -227,5 +208,8 @@ pub fn run(a: CaptureArgs) -> Result<(), CaptureCliError> {
             plural(lost)
         );
     }
-    Ok(())
+    match error {
+        Some(error) => Err(CaptureCliError::Failed { path, error }),
+        None => Ok(()),
+    }
 }

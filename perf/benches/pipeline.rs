@@ -448,6 +448,50 @@ fn mirror(c: &mut Criterion) {
     g.finish();
 }
 
+/// What a running capture costs the worker (issue 14): known unicast
+/// among four ports (64k MACs), every copy sent, with no capture, with a
+/// capture of every port whose records have nowhere to go (every box full,
+/// as under a flood: each record lost and counted), and with one whose
+/// records are taken away after each batch (every frame described and
+/// copied in and out; the taking, the writer's part, in the loop too).
+fn capture(c: &mut Criterion) {
+    use shunt_switch::pipeline::capture::{Filter, Session};
+    let p0 = port(0);
+    let mut g = c.benchmark_group("capture");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let macs = 1u64 << 16;
+    let pairs = unicast_pairs(macs);
+    for name in ["none", "all_records_lost", "all_records_taken"] {
+        let mut rig = learned_rig(4, macs);
+        if name != "none" {
+            assert!(rig.capture.start(Session::new(Filter::default(), &[], 1)));
+        }
+        let take = name == "all_records_taken";
+        let mut b = 0;
+        g.bench_function(BenchmarkId::new("known_unicast_64k", name), |bench| {
+            bench.iter(|| {
+                rig.readdress(&pairs[b * BATCH..(b + 1) * BATCH]);
+                b = (b + 1) % BATCHES;
+                let n = run_and_send(&mut rig, p0, NOW);
+                if take {
+                    let s = rig.capture.session();
+                    if let Some(s) = s.as_ref() {
+                        while let Some(r) = s.pop(0) {
+                            black_box(r.data().len());
+                            s.give_back(0, r);
+                        }
+                    }
+                }
+                black_box(n)
+            })
+        });
+        if let Some(s) = rig.capture.stop() {
+            eprintln!("capture {name}: {} records lost", s.lost());
+        }
+    }
+    g.finish();
+}
+
 /// `rig` with MAC i learned on port i % 4 (of `macs`), and a batch loaded.
 fn learned_on_four(mut rig: Rig, macs: u64) -> Rig {
     for i in 0..macs {
@@ -467,6 +511,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = known_unicast, flooding, vlan, learning, guard, impair, mirror
+    targets = known_unicast, flooding, vlan, learning, guard, impair, mirror, capture
 }
 criterion_main!(benches);

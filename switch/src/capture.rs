@@ -1,26 +1,26 @@
 //! `shunt capture`, the control plane's side: the request becomes a
 //! capture session (pipeline::capture records the frames in the workers),
-//! its records become [`CaptureEvent`]s on the control socket, each with
-//! the decision in the words of `shunt trace`; and on the client's side
-//! [`PcapngOut`] writes them as pcapng (one interface per port, nanosecond
-//! timestamps, the direction flag and the comment on every packet).
+//! and its writer, a thread at SCHED_IDLE, turns the records into pcapng
+//! (crate::pcapng: one interface per port, nanosecond timestamps, the
+//! direction flag and the decision in the words of `shunt trace` on every
+//! packet) written straight to the file descriptor the client passed over
+//! the control socket; the socket carries only [`CaptureEvent`]s: start,
+//! progress, end with the counts. A client that passes no descriptor gets
+//! the packets as JSON lines instead.
 
 use crate::control::answers::{net_name, resolve_ports};
 use crate::control::proto::{CaptureEvent, CaptureSpec};
 use crate::control::send;
 use crate::counters::DropReason;
 use crate::ids::{Egress, PortId};
+use crate::pcapng::Pcapng;
+use crate::pipeline::capture::Taken;
 use crate::pipeline::capture::{Decision, Dir, Filter, Record, Session, MAX_SNAP};
 use crate::runtime::Runtime;
-use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
-use pcap_file::pcapng::blocks::interface_description::{
-    InterfaceDescriptionBlock, InterfaceDescriptionOption,
-};
-use pcap_file::pcapng::PcapNgWriter;
-use pcap_file::DataLink;
 use shunt_parsers::MacAddr;
-use std::borrow::Cow;
 use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -78,18 +78,22 @@ pub(crate) fn ethertype(s: &str) -> Option<u16> {
     }
 }
 
-/// The session a request asks for, and its interfaces' names.
-pub fn session(rt: &Runtime, spec: &CaptureSpec) -> Result<(Session, Vec<String>), CaptureError> {
+/// The session a request asks for, and its interfaces with their names.
+pub fn session(
+    rt: &Runtime,
+    spec: &CaptureSpec,
+) -> Result<(Session, Vec<(Egress, String)>), CaptureError> {
     let (filter, ports) = filter(rt, spec)?;
-    let names: Vec<String> = if ports.is_empty() {
+    let named = |p: Egress| (p, rt.port_name(p));
+    let names: Vec<(Egress, String)> = if ports.is_empty() {
         let plan = rt.plan.load();
         PortId::all()
             .take(plan.ports.len())
             .filter(|p| rt.port_kind[p.index()].load().is_some())
-            .map(|p| rt.port_name(p.into()))
+            .map(|p| named(p.into()))
             .collect()
     } else {
-        ports.iter().map(|&p| rt.port_name(p.into())).collect()
+        ports.iter().map(|&p| named(p.into())).collect()
     };
     let rings = rt.capture.rings(rt.counters.len());
     Ok((Session::with_rings(filter, &ports, rings), names))
@@ -217,18 +221,175 @@ fn event(rt: &Runtime, r: &Record) -> CaptureEvent {
     }
 }
 
-/// How often a quiet capture says how it goes.
+/// How often a capture says how it goes.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
-/// Runs a capture: streams its packets to `out` until `count` packets,
-/// `seconds`, the client going away, or the switch stopping; then the end,
-/// with how many records were lost.
+/// Records taken from the rings per round: the writer gives their boxes
+/// back after each round, so the workers never wait for more than this.
+const BATCH: usize = 256;
+
+/// Bytes gathered before one write to the file or the client.
+const WRITE_AT: usize = 64 * 1024;
+
+/// Where a capture's packets go.
+enum Sink {
+    /// pcapng that the switch writes itself to the file descriptor the
+    /// client passed (its file, or its standard output): no per-packet
+    /// work in the client, no hex or JSON per packet.
+    Pcapng {
+        to: FdOut,
+        out: Pcapng,
+        /// Interface id by egress slot (NO_ID: not described yet).
+        ids: Box<[u32]>,
+    },
+    /// JSON lines with the frame in hex on the control socket, for a
+    /// client that passes no descriptor (docs/capture.md, "The protocol").
+    Json { buf: Vec<u8> },
+}
+
+const NO_ID: u32 = u32::MAX;
+
+/// Why a capture ended early, said in its end event.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    /// The reader of the client's standard output went away (`| head`,
+    /// `tcpdump -c`): the capture just ends.
+    #[error("the reader of the capture went away")]
+    ReaderGone,
+    #[error("writing the capture: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Sink {
+    /// Writes a record (its box is given back by the caller).
+    fn record(&mut self, rt: &Runtime, r: &Record) -> Result<(), WriteError> {
+        match self {
+            Sink::Pcapng { out, ids, .. } => {
+                let slot = r.at.slot();
+                let id = match ids.get(slot) {
+                    Some(&id) if id != NO_ID => id,
+                    _ => {
+                        let id = out.interface(&rt.port_name(r.at));
+                        if let Some(s) = ids.get_mut(slot) {
+                            *s = id;
+                        }
+                        id
+                    }
+                };
+                let flags = match r.dir {
+                    Dir::In => crate::pcapng::INBOUND,
+                    Dir::Out => crate::pcapng::OUTBOUND,
+                };
+                out.packet(id, r.ts_ns, flags, r.orig_len, r.data(), &comment(rt, r));
+            }
+            Sink::Json { buf } => {
+                serde_json::to_writer(&mut *buf, &event(rt, r)).map_err(std::io::Error::other)?;
+                buf.push(b'\n');
+            }
+        }
+        Ok(())
+    }
+
+    fn pending(&self) -> usize {
+        match self {
+            Sink::Pcapng { out, .. } => out.buf.len(),
+            Sink::Json { buf } => buf.len(),
+        }
+    }
+
+    /// Sends what is gathered; `gone` says whether to stop waiting for a
+    /// reader that does not read.
+    fn flush(&mut self, sock: &mut UnixStream, gone: &dyn Fn() -> bool) -> Result<(), WriteError> {
+        match self {
+            Sink::Pcapng { to, out, .. } => {
+                to.write(&out.buf, gone)?;
+                out.buf.clear();
+            }
+            Sink::Json { buf } => {
+                sock.write_all(buf)?;
+                buf.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn into_buf(self) -> Vec<u8> {
+        match self {
+            Sink::Pcapng { out, .. } => out.into_buf(),
+            Sink::Json { buf } => buf,
+        }
+    }
+}
+
+/// The client's descriptor, written with a bounded wait: a reader that
+/// stops reading (a stopped `tcpdump`) must not hold the capture, and with
+/// it the switch's one capture, once the client went away (Ctrl-C) or the
+/// switch stops.
+struct FdOut {
+    file: std::fs::File,
+    /// Bytes per write: a pipe (or socket) that polls writable takes a
+    /// page without blocking; a file or a device takes anything.
+    chunk: usize,
+}
+
+impl FdOut {
+    fn new(fd: OwnedFd) -> FdOut {
+        use std::os::unix::fs::FileTypeExt;
+        let file = std::fs::File::from(fd);
+        let stream = file.metadata().is_ok_and(|m| {
+            let t = m.file_type();
+            t.is_fifo() || t.is_socket()
+        });
+        FdOut {
+            file,
+            chunk: if stream { 4096 } else { WRITE_AT },
+        }
+    }
+
+    fn write(&mut self, mut b: &[u8], gone: &dyn Fn() -> bool) -> Result<(), WriteError> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        while !b.is_empty() {
+            let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLOUT)];
+            match poll(&mut fds, PollTimeout::from(100u16)) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => {
+                    if gone() {
+                        return Err(WriteError::ReaderGone);
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => return Err(WriteError::Io(e.into())),
+            }
+            let n = b.len().min(self.chunk);
+            match self.file.write(&b[..n]) {
+                Ok(k) => b = &b[k..],
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    return Err(WriteError::ReaderGone)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs a capture: its packets go to the descriptor the client passes
+/// after the start event (`spec.fd`), or as JSON lines on the socket,
+/// until `count` packets, `seconds`, the client going away (or closing
+/// its end: Ctrl-C), the reader going away, or the switch stopping; then
+/// the end, with how many records were lost.
+///
+/// The thread runs at SCHED_IDLE from the start: the rings' draining and
+/// the writing take only CPU nothing else wants, so under a flood the
+/// records are lost (counted) while the workers forward as fast as
+/// without a capture (docs/PERF.md, "Issue 14: capture cost").
 pub fn stream(
-    out: &mut std::os::unix::net::UnixStream,
+    out: &mut UnixStream,
     rt: &Runtime,
     spec: &CaptureSpec,
     session: Session,
-    interfaces: Vec<String>,
+    interfaces: Vec<(Egress, String)>,
 ) -> std::io::Result<()> {
     let snaplen = session.filter.snaplen;
     if !rt.capture.start(session) {
@@ -239,220 +400,198 @@ pub fn stream(
             },
         );
     }
-    let count = spec.count.unwrap_or(u64::MAX);
-    let deadline = spec
-        .seconds
-        .and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok())
-        .and_then(|d| Instant::now().checked_add(d));
+    let (mut batch, buf) = rt.capture.buffers();
+    batch.reserve_exact(BATCH);
     let mut sent = 0u64;
-    // Records carry their bytes inline (up to the snap length): a batch of
-    // 4096 was 7 MB of the switch's memory while a capture ran, the soak's
-    // +13% (docs/reliability.md). With 256 the flood kept more of its rate
-    // while captured (docs/PERF.md, "Issue 14: capture cost").
-    // Both kept from one capture to the next (pipeline::capture::Spare).
-    let (mut batch, mut buf) = rt.capture.buffers();
-    batch.reserve_exact(256);
-    buf.reserve(WRITE_AT);
-    let result = (|| -> std::io::Result<()> {
+    let mut sink = None;
+    // The buffer is the sink's while it runs, and kept after, whatever
+    // ended the capture.
+    let mut spare = Some(buf);
+    let result = (|| -> std::io::Result<Option<WriteError>> {
         out.set_write_timeout(Some(Duration::from_secs(5)))?;
         send(
             out,
             &CaptureEvent::Start {
-                interfaces,
+                interfaces: interfaces.iter().map(|(_, n)| n.clone()).collect(),
                 snaplen,
             },
         )?;
-        let mut said = Instant::now();
-        while sent < count && !rt.stop.load(Relaxed) {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                break;
-            }
-            let s = rt.capture.session();
-            let Some(s) = s.as_ref() else { break };
-            if said.elapsed() >= PROGRESS_EVERY {
-                said = Instant::now();
-                let lost = s.lost.load(Relaxed);
-                send(
-                    out,
-                    &CaptureEvent::Progress {
-                        packets: sent,
-                        lost,
-                    },
-                )?;
-            }
-            take(s, &mut batch);
-            if batch.is_empty() {
-                if client_gone(out) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            }
-            send_records(out, rt, &mut batch, &mut sent, count, &mut buf)?;
+        if let Err(e) = crate::port::sys::sched_idle() {
+            crate::say!(
+                "shunt: capture: cannot run at SCHED_IDLE, it takes CPU from forwarding: {e}"
+            );
         }
-        Ok(())
+        let s = if spec.fd {
+            // The descriptor comes as the client's next message.
+            out.set_read_timeout(Some(crate::daemon::REQUEST_TIMEOUT))?;
+            let fd = crate::port::sys::recv_fd(out)?;
+            out.set_read_timeout(None)?;
+            let mut o = Pcapng::new(spare.take().unwrap_or_default(), snaplen);
+            let mut ids = vec![NO_ID; Egress::SLOTS].into_boxed_slice();
+            for (e, n) in &interfaces {
+                let id = o.interface(n);
+                if let Some(s) = ids.get_mut(e.slot()) {
+                    *s = id;
+                }
+            }
+            Sink::Pcapng {
+                to: FdOut::new(fd),
+                out: o,
+                ids,
+            }
+        } else {
+            Sink::Json {
+                buf: spare.take().unwrap_or_default(),
+            }
+        };
+        let sink = sink.insert(s);
+        Ok(drain(out, rt, spec, sink, &mut batch, &mut sent).err())
     })();
     let ended = rt.capture.stop();
-    let lost = ended.as_ref().map_or(0, |s| s.lost.load(Relaxed));
-    let result = result.and_then(|()| {
+    let lost = ended.as_ref().map_or(0, |s| s.lost());
+    let result = result.and_then(|failed| {
+        let mut failed = failed;
         // What the workers recorded before the stop still goes.
-        if let Some(s) = &ended {
-            take(s, &mut batch);
-            send_records(out, rt, &mut batch, &mut sent, count, &mut buf)?;
+        if let (Some(s), Some(sink), None) = (&ended, sink.as_mut(), &failed) {
+            let count = spec.count.unwrap_or(u64::MAX);
+            let peer = out.try_clone()?;
+            let gone = || rt.stop.load(Relaxed) || client_gone(&peer);
+            failed = write_round(out, rt, s, sink, &mut batch, &mut sent, count, &gone)
+                .and_then(|()| sink.flush(out, &gone))
+                .err();
         }
+        // The descriptor is closed before the end is said: a pipe's
+        // reader sees its end of file when the client exits.
+        if let Some(sk) = sink.take() {
+            spare = Some(sk.into_buf());
+        }
+        let error = match failed {
+            None | Some(WriteError::ReaderGone) => None,
+            Some(e) => Some(e.to_string()),
+        };
         send(
             out,
             &CaptureEvent::End {
                 packets: sent,
                 lost,
+                error,
             },
         )
     });
+    if let Some(sk) = sink.take() {
+        spare = Some(sk.into_buf());
+    }
+    rt.capture.keep_buffers(batch, spare.unwrap_or_default());
     if let Some(s) = ended {
         rt.capture.recycle(s);
     }
-    rt.capture.keep_buffers(batch, buf);
     result
 }
 
-/// Bytes of packet lines gathered before one write to the client.
-const WRITE_AT: usize = 256 * 1024;
-
-/// Sends `batch`'s records (up to `count` in all) as packet lines, many per
-/// write: one write per packet was most of a capture's cost per packet
-/// (docs/PERF.md, "Issue 14: capture cost"). Each line is written straight
-/// from the event, without the JSON value `send` builds first.
-fn send_records(
-    out: &mut std::os::unix::net::UnixStream,
+/// The capture's loop: rounds of records from the rings to `sink` until
+/// one of the ends in [`stream`]. Err: the write that ended it.
+fn drain(
+    out: &mut UnixStream,
     rt: &Runtime,
-    batch: &mut Vec<Record>,
+    spec: &CaptureSpec,
+    sink: &mut Sink,
+    batch: &mut Vec<Taken>,
     sent: &mut u64,
-    count: u64,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<()> {
-    use std::io::Write;
-    for r in batch.drain(..) {
-        if *sent >= count {
+) -> Result<(), WriteError> {
+    let count = spec.count.unwrap_or(u64::MAX);
+    let deadline = spec
+        .seconds
+        .and_then(|s| Duration::try_from_secs_f64(s.max(0.0)).ok())
+        .and_then(|d| Instant::now().checked_add(d));
+    let over = || deadline.is_some_and(|d| Instant::now() >= d) || rt.stop.load(Relaxed);
+    // A write under way is finished unless nobody waits for it any more:
+    // the time being up must not cut a block in half.
+    let peer = out.try_clone()?;
+    let gone = || rt.stop.load(Relaxed) || client_gone(&peer);
+    // The section header and interfaces go at once: a live reader
+    // (`| tcpdump -r -`) starts before the first packet.
+    sink.flush(out, &gone)?;
+    let mut said = Instant::now();
+    while *sent < count && !over() {
+        let s = rt.capture.session();
+        let Some(s) = s.as_ref() else { break };
+        if said.elapsed() >= PROGRESS_EVERY {
+            said = Instant::now();
+            let p = CaptureEvent::Progress {
+                packets: *sent,
+                lost: s.lost(),
+            };
+            send(out, &p)?;
+        }
+        // Looked at every round: records may never stop coming.
+        if client_gone(out) {
             break;
         }
-        serde_json::to_writer(&mut *buf, &event(rt, &r)).map_err(std::io::Error::other)?;
-        buf.push(b'\n');
-        *sent += 1;
-        if buf.len() >= WRITE_AT {
-            out.write_all(buf)?;
-            buf.clear();
+        write_round(out, rt, s, sink, batch, sent, count, &gone)?;
+        if sink.pending() > 0 {
+            sink.flush(out, &gone)?;
+        } else {
+            std::thread::sleep(Duration::from_millis(5));
         }
-    }
-    if !buf.is_empty() {
-        out.write_all(buf)?;
-        buf.clear();
     }
     Ok(())
 }
 
-/// Whether the client closed its end: it sends nothing after its request,
-/// so a readable socket means its end of file (a capture ended by Ctrl-C
-/// frees the switch for the next one at once, not at the next write).
-fn client_gone(s: &std::os::unix::net::UnixStream) -> bool {
+/// One round: what the workers' rings hold (at most [`BATCH`]), in time
+/// order, to `sink` (up to `count` packets in all); every box given back.
+#[allow(clippy::too_many_arguments)]
+fn write_round(
+    out: &mut UnixStream,
+    rt: &Runtime,
+    s: &Session,
+    sink: &mut Sink,
+    batch: &mut Vec<Taken>,
+    sent: &mut u64,
+    count: u64,
+    gone: &dyn Fn() -> bool,
+) -> Result<(), WriteError> {
+    take(s, batch);
+    let mut result = Ok(());
+    for (w, r) in batch.drain(..) {
+        if result.is_ok() && *sent < count {
+            result = sink.record(rt, &r);
+            *sent += u64::from(result.is_ok());
+            if result.is_ok() && sink.pending() >= WRITE_AT {
+                result = sink.flush(out, gone);
+            }
+        }
+        s.give_back(w, r);
+    }
+    result
+}
+
+/// Whether the client closed its end: it sends nothing after its request
+/// (and its descriptor), so a readable socket means its end of file (a
+/// capture ended by Ctrl-C frees the switch for the next one at once, not
+/// at the next write).
+fn client_gone(s: &UnixStream) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
     let mut fds = [PollFd::new(s.as_fd(), PollFlags::POLLIN)];
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
 /// Takes what the workers' rings hold, in time order.
-fn take(s: &Session, into: &mut Vec<Record>) {
+fn take(s: &Session, into: &mut Vec<Taken>) {
     into.clear();
     for w in 0..s.workers() {
         while into.len() < into.capacity() {
             match s.pop(w) {
-                Some(r) => into.push(r),
+                Some(r) => into.push((w, r)),
                 None => break,
             }
         }
     }
-    into.sort_by_key(|r| r.ts_ns);
-}
-
-/// A pcapng stream being written: one interface description per port
-/// (added when a packet names one not seen before), link type Ethernet,
-/// nanosecond timestamps.
-pub struct PcapngOut<W: Write> {
-    w: PcapNgWriter<W>,
-    names: Vec<String>,
-    snaplen: u32,
-}
-
-/// epb_flags: bits 0-1 are the direction (pcapng, section 4.3.1).
-const EPB_INBOUND: u32 = 0b01;
-const EPB_OUTBOUND: u32 = 0b10;
-
-impl<W: Write> PcapngOut<W> {
-    /// Writes the section header and an interface block per name.
-    pub fn new(inner: W, interfaces: &[String], snaplen: usize) -> pcap_file::PcapResult<Self> {
-        let mut o = PcapngOut {
-            w: PcapNgWriter::new(inner)?,
-            names: Vec::new(),
-            snaplen: snaplen as u32,
-        };
-        for n in interfaces {
-            o.interface(n)?;
-        }
-        Ok(o)
-    }
-
-    /// The interface id of `name`, its description written if new.
-    fn interface(&mut self, name: &str) -> pcap_file::PcapResult<u32> {
-        if let Some(i) = self.names.iter().position(|n| n == name) {
-            return Ok(i as u32);
-        }
-        self.w.write_pcapng_block(InterfaceDescriptionBlock {
-            linktype: DataLink::ETHERNET,
-            snaplen: self.snaplen,
-            options: vec![
-                InterfaceDescriptionOption::IfName(Cow::Owned(name.to_string())),
-                // 10^-9 s: the EPB timestamps are nanoseconds.
-                InterfaceDescriptionOption::IfTsResol(9),
-            ],
-        })?;
-        self.names.push(name.to_string());
-        Ok(self.names.len() as u32 - 1)
-    }
-
-    /// One packet.
-    pub fn packet(
-        &mut self,
-        interface: &str,
-        ts_ns: u64,
-        inbound: bool,
-        orig_len: u32,
-        data: &[u8],
-        comment: &str,
-    ) -> pcap_file::PcapResult<()> {
-        let id = self.interface(interface)?;
-        let flags = if inbound { EPB_INBOUND } else { EPB_OUTBOUND };
-        self.w.write_pcapng_block(EnhancedPacketBlock {
-            interface_id: id,
-            timestamp: Duration::from_nanos(ts_ns),
-            original_len: orig_len.max(data.len() as u32),
-            data: Cow::Borrowed(data),
-            options: vec![
-                EnhancedPacketOption::Flags(flags),
-                EnhancedPacketOption::Comment(Cow::Borrowed(comment)),
-            ],
-        })?;
-        Ok(())
-    }
-
-    pub fn get_mut(&mut self) -> &mut W {
-        self.w.get_mut()
-    }
+    into.sort_by_key(|(_, r)| r.ts_ns);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pcap_file::pcapng::{Block, PcapNgReader};
 
     #[test]
     fn hex_round_trips() {
@@ -470,67 +609,5 @@ mod tests {
         assert_eq!(ethertype("0x88cc"), Some(0x88cc));
         assert_eq!(ethertype("2048"), Some(0x0800));
         assert_eq!(ethertype("nope"), None);
-    }
-
-    /// What is written reads back: interfaces by name at nanoseconds, the
-    /// direction flag, the comment, both lengths.
-    #[test]
-    fn pcapng_reads_back() {
-        let mut o = PcapngOut::new(Vec::new(), &["h1.lan".to_string()], 256).unwrap();
-        o.packet(
-            "h1.lan",
-            1_700_000_000_123_456_789,
-            true,
-            98,
-            &[1; 60],
-            "in words",
-        )
-        .unwrap();
-        o.packet(
-            "h2.lan",
-            1_700_000_000_123_456_999,
-            false,
-            1000,
-            &[2; 256],
-            "out",
-        )
-        .unwrap();
-        let bytes = std::mem::take(o.get_mut());
-        let mut r = PcapNgReader::new(&bytes[..]).unwrap();
-        let mut names = Vec::new();
-        let mut packets = Vec::new();
-        while let Some(b) = r.next_block() {
-            match b.unwrap() {
-                Block::InterfaceDescription(i) => {
-                    assert_eq!(i.linktype, DataLink::ETHERNET);
-                    assert!(i
-                        .options
-                        .contains(&InterfaceDescriptionOption::IfTsResol(9)));
-                    for opt in &i.options {
-                        if let InterfaceDescriptionOption::IfName(n) = opt {
-                            names.push(n.to_string());
-                        }
-                    }
-                }
-                Block::EnhancedPacket(e) => packets.push(e.into_owned()),
-                _ => {}
-            }
-        }
-        assert_eq!(names, ["h1.lan", "h2.lan"]);
-        assert_eq!(packets.len(), 2);
-        let (a, b) = (&packets[0], &packets[1]);
-        assert_eq!((a.interface_id, b.interface_id), (0, 1));
-        assert_eq!(a.timestamp.as_nanos(), 1_700_000_000_123_456_789);
-        assert_eq!((a.original_len, a.data.len()), (98, 60));
-        assert_eq!((b.original_len, b.data.len()), (1000, 256));
-        assert!(a
-            .options
-            .contains(&EnhancedPacketOption::Flags(EPB_INBOUND)));
-        assert!(b
-            .options
-            .contains(&EnhancedPacketOption::Flags(EPB_OUTBOUND)));
-        assert!(a
-            .options
-            .contains(&EnhancedPacketOption::Comment("in words".into())));
     }
 }

@@ -25,6 +25,7 @@ pub mod ids;
 pub mod impair;
 pub mod l2;
 pub mod netns;
+pub mod pcapng;
 pub mod pipeline;
 pub mod port;
 pub mod probe;

@@ -171,6 +171,8 @@ const ALONE: &[&str] = &[
     "impair::change_at_run_time_keeps_queued_frames",
     "impair::rate_limits_tcp_and_udp",
     "poll::busy_",
+    // A flood that keeps both cores busy.
+    "capture::flood_",
 ];
 
 /// Whose turn it is: the tests in [`ALONE`] take it for themselves.

@@ -56,8 +56,9 @@ pub enum Request {
         #[serde(default)]
         packet: String,
     },
-    /// Answered by a stream of [`CaptureEvent`]s: start, packets (with
-    /// progress now and then), end.
+    /// Answered by a stream of [`CaptureEvent`]s: start, then (with `fd`)
+    /// the client's file descriptor for the pcapng, or packets; progress
+    /// now and then; end.
     Capture(CaptureSpec),
     /// Answered by [`Done`].
     Attach { host: String, network: String },
@@ -232,6 +233,11 @@ pub struct CaptureSpec {
     /// "flooded", "unicast", "dropped" or "local".
     #[serde(default)]
     pub decision: Option<String>,
+    /// The client passes, right after the start event, the file
+    /// descriptor the switch writes the pcapng to (SCM_RIGHTS, with one
+    /// byte); without it the packets come as `packet` events.
+    #[serde(default)]
+    pub fd: bool,
 }
 
 /// One line of a capture's answer.
@@ -257,9 +263,14 @@ pub enum CaptureEvent {
     /// Now and then while nothing else is said (and to notice a client
     /// that went away): records lost so far.
     Progress { packets: u64, lost: u64 },
-    /// The capture ended: packets sent, records lost because the reader
-    /// was too slow.
-    End { packets: u64, lost: u64 },
+    /// The capture ended: packets written, records lost because the
+    /// reader was too slow, and why writing failed if it did.
+    End {
+        packets: u64,
+        lost: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 /// Reads one request line (the bytes a client sent before its newline, or

@@ -33,6 +33,7 @@ pub use bringup::run;
 pub use cleanup::clean_stale;
 pub use lifecycle::{down, up_detached};
 pub use plug::PlugError;
+pub use requests::REQUEST_TIMEOUT;
 pub use state::{log_path, state_path, State, StateError};
 
 use crate::control::ControlError;

@@ -1,18 +1,22 @@
 //! The capture's datapath side (`shunt capture`): while a capture runs,
-//! the frames it selects are copied, with the switch's decision, into a
-//! bounded lock-free ring per worker (fixed-size records, allocated by the
-//! first capture and kept for the next, none per frame); the control plane
-//! (capture.rs) drains them into pcapng for the client. A full ring loses
-//! the record (counted), never the frame. With no capture running the cost
-//! is one check per batch, as the trace's.
+//! the frames it selects are copied, with the switch's decision, into
+//! boxed records that move between two bounded lock-free queues per worker
+//! (free and full; allocated by the first capture and kept for the next,
+//! none per frame); the capture's writer (capture.rs, at SCHED_IDLE)
+//! turns them into pcapng and gives the boxes back. No free box loses the
+//! record (counted), never the frame. With no capture running the cost is
+//! one check per batch, as the trace's.
 //!
 //! ```text
-//!  pipeline::run (decided) --inbound--> ring[worker] --control plane--> pcapng
+//!                     free[worker] <------------- writer gives boxes back
+//!                          | pop
+//!  pipeline::run (decided) --inbound--> full[worker] --writer--> pcapng fd
 //!  edit::run's copy, before Port::send --outbound--^
 //! ```
 
 use super::edit::{Copy, Out};
-use super::tracer::{self, TraceRecord};
+use super::learn::Learned;
+use super::tracer::{self, TraceRecord, MAX_OUT};
 use super::{Batch, Context, Meta, TxQueues, Verdict};
 use crate::counters::DropReason;
 use crate::ids::{Egress, PortId, Vid};
@@ -28,8 +32,8 @@ pub const MAX_SNAP: usize = 1600;
 /// What a capture keeps of each frame unless told otherwise: every header
 /// of a VXLAN-encapsulated TCP frame, and a ping whole.
 pub const DEFAULT_SNAP: usize = 256;
-/// Records per worker ring: 1024 x ~2 KiB = 2 MiB per worker while a
-/// capture runs.
+/// Records per worker ring: 1024 boxes of ~1.9 KiB, allocated by the
+/// first capture and kept.
 pub const RING: usize = 1024;
 const WORDS: usize = Egress::SLOTS.div_ceil(64);
 
@@ -163,6 +167,11 @@ impl Filter {
         let type_ok = self.ethertype.is_none_or(|t| r.ethertype == t);
         mac_ok && vlan_ok && type_ok
     }
+
+    /// Whether [`Filter::wants_record`] looks at headers at all.
+    fn by_headers(&self) -> bool {
+        self.mac.is_some() || self.vlan.is_some() || self.ethertype.is_some()
+    }
 }
 
 /// One captured frame: where and when it was seen, which way, the
@@ -189,14 +198,73 @@ pub struct Record {
     pub bytes: [u8; MAX_SNAP],
 }
 
+/// One worker's records: boxes to fill (`free`) and filled ones for the
+/// writer (`full`). The worker takes a box, writes the record into it in
+/// place and passes the pointer on; the writer gives it back: no record is
+/// allocated or copied whole per frame, and a ring with no free box loses
+/// the record (counted), never the frame.
+pub struct Ring {
+    free: ArrayQueue<Box<Record>>,
+    full: ArrayQueue<Box<Record>>,
+    /// Records lost for want of a free box, written by the ring's worker
+    /// alone.
+    lost: Lost,
+}
+
+/// A counter on a cache line of its own (each worker writes its own).
+#[repr(align(64))]
+#[derive(Default)]
+struct Lost(AtomicU64);
+
+impl Lost {
+    #[inline]
+    fn add(&self) {
+        // One writer: a load and a store, no shared atomic add.
+        self.0.store(self.0.load(Relaxed) + 1, Relaxed);
+    }
+}
+
+impl Ring {
+    fn new(n: usize) -> Ring {
+        let r = Ring {
+            free: ArrayQueue::new(n),
+            full: ArrayQueue::new(n),
+            lost: Lost::default(),
+        };
+        r.top_up();
+        r
+    }
+
+    /// Every box back in `free`, and new ones for any that went missing.
+    fn top_up(&self) {
+        while let Some(b) = self.full.pop() {
+            let _ = self.free.push(b);
+        }
+        while !self.free.is_full() {
+            let _ = self.free.push(Box::new(Record::EMPTY));
+        }
+        self.lost.0.store(0, Relaxed);
+    }
+
+    /// Records the ring holds when every box is filled.
+    pub fn capacity(&self) -> usize {
+        self.free.capacity()
+    }
+
+    /// Whether no record waits and every box is free.
+    pub fn is_empty(&self) -> bool {
+        self.full.is_empty() && self.free.is_full()
+    }
+}
+
 /// A running capture: what it selects and where its records go.
 pub struct Session {
     pub filter: Filter,
     ports: [AtomicU64; WORDS],
     all: bool,
-    rings: Box<[ArrayQueue<Record>]>,
-    /// Records a full ring could not take (the reader was too slow).
-    pub lost: AtomicU64,
+    rings: Box<[Ring]>,
+    /// Records of a thread with no ring of its own (none today).
+    lost_elsewhere: AtomicU64,
 }
 
 impl Session {
@@ -206,13 +274,9 @@ impl Session {
         Session::with_rings(filter, ports, rings(workers))
     }
 
-    /// [`Session::new`] on rings given (one per worker, empty): those of
-    /// an earlier session ([`Capture::rings`]).
-    pub fn with_rings(
-        filter: Filter,
-        ports: &[PortId],
-        rings: Box<[ArrayQueue<Record>]>,
-    ) -> Session {
+    /// [`Session::new`] on rings given (one per worker, every box free):
+    /// those of an earlier session ([`Capture::rings`]).
+    pub fn with_rings(filter: Filter, ports: &[PortId], rings: Box<[Ring]>) -> Session {
         let all = ports.is_empty();
         let words: [AtomicU64; WORDS] =
             std::array::from_fn(|_| AtomicU64::new(if all { u64::MAX } else { 0 }));
@@ -230,7 +294,7 @@ impl Session {
             ports: words,
             all,
             rings,
-            lost: AtomicU64::new(0),
+            lost_elsewhere: AtomicU64::new(0),
         }
     }
 
@@ -241,31 +305,85 @@ impl Session {
             .is_some_and(|w| w.load(Relaxed) & (1 << (s % 64)) != 0)
     }
 
-    /// Every ring's records, oldest first per ring.
-    pub fn pop(&self, worker: usize) -> Option<Record> {
-        self.rings.get(worker)?.pop()
+    /// Worker `worker`'s oldest record; give its box back with
+    /// [`Session::give_back`].
+    pub fn pop(&self, worker: usize) -> Option<Box<Record>> {
+        self.rings.get(worker)?.full.pop()
+    }
+
+    /// A written record's box, free again for worker `worker`.
+    pub fn give_back(&self, worker: usize, b: Box<Record>) {
+        if let Some(r) = self.rings.get(worker) {
+            let _ = r.free.push(b);
+        }
     }
 
     pub fn workers(&self) -> usize {
         self.rings.len()
     }
 
-    /// Whether worker `w`'s ring has room; if not, the record is lost.
-    #[inline]
-    fn room(&self, w: usize) -> bool {
-        let full = self.rings.get(w).is_none_or(ArrayQueue::is_full);
-        if full {
-            self.lost.fetch_add(1, Relaxed);
-        }
-        !full
+    /// Records lost so far: no free box when the frame came (the reader
+    /// was too slow).
+    pub fn lost(&self) -> u64 {
+        let rings: u64 = self.rings.iter().map(|r| r.lost.0.load(Relaxed)).sum();
+        rings + self.lost_elsewhere.load(Relaxed)
     }
 
-    #[inline]
-    fn push(&self, w: usize, r: Record) {
-        if let Some(q) = self.rings.get(w) {
-            if q.push(r).is_err() {
-                self.lost.fetch_add(1, Relaxed);
+    fn lose(&self, w: usize) {
+        match self.rings.get(w) {
+            Some(r) => r.lost.add(),
+            None => {
+                self.lost_elsewhere.fetch_add(1, Relaxed);
             }
+        }
+    }
+
+    /// A box holding the trace record of a frame the filter wants, or None:
+    /// not wanted, or lost (counted) for want of a free box. `describe`
+    /// (the frame's trace record and its copy's tag) runs only when its
+    /// answer is needed: under a flood the rings are full and a lost
+    /// record costs the worker a failed pop and a count, not a description
+    /// (unless a header filter must first say whether it is wanted).
+    #[inline]
+    fn claim(
+        &self,
+        w: usize,
+        describe: impl FnOnce() -> (TraceRecord, Option<Vid>),
+    ) -> Option<Box<Record>> {
+        // Empty is two loads; a failed pop would add a full fence, per
+        // frame, while a flood keeps every box full.
+        let free = self.rings.get(w).filter(|r| !r.free.is_empty());
+        match free.and_then(|r| r.free.pop()) {
+            Some(mut b) => {
+                let (what, vid) = describe();
+                if self.filter.wants_record(&what, vid) {
+                    b.what = what;
+                    b.copy_vid = vid;
+                    Some(b)
+                } else {
+                    self.give_back(w, b);
+                    None
+                }
+            }
+            None => {
+                let wanted = !self.filter.by_headers() || {
+                    let (what, vid) = describe();
+                    self.filter.wants_record(&what, vid)
+                };
+                if wanted {
+                    self.lose(w);
+                }
+                None
+            }
+        }
+    }
+
+    /// A filled box to the writer.
+    #[inline]
+    fn commit(&self, w: usize, b: Box<Record>) {
+        if let Some(r) = self.rings.get(w) {
+            // Never full: the ring's boxes fit in either queue.
+            let _ = r.full.push(b);
         }
     }
 
@@ -280,24 +398,18 @@ impl Session {
             if !self.filter.wants_verdict(Dir::In, &batch.meta[i]) {
                 continue;
             }
-            let what = tracer::record(ctx, ingress, batch, tx, i);
-            if !self.filter.wants_record(&what, None) || !self.room(ctx.worker) {
+            let describe = || (tracer::record(ctx, ingress, batch, tx, i), None);
+            let Some(mut r) = self.claim(ctx.worker, describe) else {
                 continue;
-            }
-            let mut r = Record {
-                ts_ns,
-                at: ingress,
-                dir: Dir::In,
-                orig_len: batch.meta[i].len.into(),
-                snap: 0,
-                copy_vid: None,
-                copy_to: ingress,
-                mirror: false,
-                what,
-                bytes: [0; MAX_SNAP],
             };
+            r.ts_ns = ts_ns;
+            r.at = ingress;
+            r.dir = Dir::In;
+            r.orig_len = batch.meta[i].len.into();
+            r.copy_to = ingress;
+            r.mirror = false;
             r.fill(&[batch.frame(i)], self.filter.snaplen);
-            self.push(ctx.worker, r);
+            self.commit(ctx.worker, r);
         }
     }
 
@@ -322,27 +434,29 @@ impl Session {
         if !self.filter.wants_verdict(Dir::Out, &batch.meta[i]) {
             return;
         }
-        let what = tracer::record(ctx, ingress, batch, tx, i);
-        let entry = tx.queue(to).iter().find(|e| usize::from(e.frame) == i);
-        let vid = entry.and_then(|e| e.vid);
-        let mirror = entry.is_some_and(|e| e.mirror != super::mirror::Mirrored::No);
-        if !self.filter.wants_record(&what, vid) || !self.room(ctx.worker) {
-            return;
-        }
-        let mut r = Record {
-            ts_ns,
-            at,
-            dir: Dir::Out,
-            orig_len: parts.iter().map(|p| p.len() as u32).sum(),
-            snap: 0,
-            copy_vid: vid,
-            copy_to: to,
-            mirror,
-            what,
-            bytes: [0; MAX_SNAP],
+        let describe = || {
+            let vid = tx
+                .queue(to)
+                .iter()
+                .find(|e| usize::from(e.frame) == i)
+                .and_then(|e| e.vid);
+            (tracer::record(ctx, ingress, batch, tx, i), vid)
         };
+        let Some(mut r) = self.claim(ctx.worker, describe) else {
+            return;
+        };
+        r.ts_ns = ts_ns;
+        r.at = at;
+        r.dir = Dir::Out;
+        r.orig_len = parts.iter().map(|p| p.len() as u32).sum();
+        r.copy_to = to;
+        r.mirror = tx
+            .queue(to)
+            .iter()
+            .find(|e| usize::from(e.frame) == i)
+            .is_some_and(|e| e.mirror != super::mirror::Mirrored::No);
         r.fill(parts, self.filter.snaplen);
-        self.push(ctx.worker, r);
+        self.commit(ctx.worker, r);
     }
 
     /// One copy the edit stage made (`Out`), before it is sent.
@@ -381,6 +495,36 @@ impl Session {
 }
 
 impl Record {
+    /// A box's contents before its first record.
+    const EMPTY: Record = Record {
+        ts_ns: 0,
+        at: Egress::Stack,
+        dir: Dir::In,
+        orig_len: 0,
+        snap: 0,
+        copy_vid: None,
+        copy_to: Egress::Stack,
+        mirror: false,
+        what: TraceRecord {
+            ingress: Egress::Stack,
+            net: None,
+            vid_in: None,
+            src: MacAddr::ZERO,
+            dst: MacAddr::ZERO,
+            ethertype: 0,
+            len: 0,
+            learned: Learned::Nothing,
+            verdict: Verdict::Pending,
+            out: [(Egress::Stack, None); MAX_OUT],
+            n_out: 0,
+            vni: 0,
+            gso: None,
+            whole: 0,
+            group: None,
+        },
+        bytes: [0; MAX_SNAP],
+    };
+
     /// Copies the first `snaplen` bytes of the gathered `parts`.
     fn fill(&mut self, parts: &[&[u8]], snaplen: usize) {
         let mut n = 0;
@@ -405,22 +549,26 @@ pub fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// One ring per worker, empty.
-fn rings(workers: usize) -> Box<[ArrayQueue<Record>]> {
-    (0..workers.max(1)).map(|_| ArrayQueue::new(RING)).collect()
+/// One ring per worker, every box free.
+fn rings(workers: usize) -> Box<[Ring]> {
+    (0..workers.max(1)).map(|_| Ring::new(RING)).collect()
 }
 
+/// A record being written, and the worker whose box it is.
+pub type Taken = (usize, Box<Record>);
+
 /// What a capture session allocates, kept for the next one: its rings
-/// (2 MiB a worker) and the control plane's batch and write buffer. Given
-/// back to the allocator after every capture, these were 4.5 MB of the
-/// switch's resident memory that came and went with each capture (before
-/// glibc's mmap threshold was fixed, 4.2 MB that stayed in a malloc arena
-/// each time a capture ran on another thread; docs/reliability.md, "Soak").
-/// One capture runs at a time, so one set is enough.
+/// (1,024 boxed records, about 1.9 MiB a worker) and the writer's batch
+/// and output buffer. Given back to the allocator after every capture,
+/// these were 4.5 MB of the switch's resident memory that came and went
+/// with each capture (before glibc's mmap threshold was fixed, 4.2 MB that
+/// stayed in a malloc arena each time a capture ran on another thread;
+/// docs/reliability.md, "Soak"). One capture runs at a time, so one set is
+/// enough.
 #[derive(Default)]
 struct Spare {
-    rings: Option<Box<[ArrayQueue<Record>]>>,
-    batch: Vec<Record>,
+    rings: Option<Box<[Ring]>>,
+    batch: Vec<Taken>,
     buf: Vec<u8>,
 }
 
@@ -472,7 +620,7 @@ impl Capture {
 
     /// Rings for a session of `workers` workers: the last session's if it
     /// had as many, else new ones.
-    pub fn rings(&self, workers: usize) -> Box<[ArrayQueue<Record>]> {
+    pub fn rings(&self, workers: usize) -> Box<[Ring]> {
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
         match spare.rings.take() {
             Some(r) if r.len() == workers.max(1) => r,
@@ -480,21 +628,34 @@ impl Capture {
         }
     }
 
-    /// Keeps an ended session's rings for the next, emptied. A worker still
-    /// holding the session (its batch under way) keeps it alive: then it
-    /// is freed when the worker lets go, and the next capture allocates.
-    pub fn recycle(&self, s: Arc<Session>) {
-        if let Ok(s) = Arc::try_unwrap(s) {
-            for r in s.rings.iter() {
-                while r.pop().is_some() {}
+    /// Keeps an ended session's rings for the next, every box free again.
+    /// A worker whose batch was under way at the stop holds the session
+    /// until the batch ends: waited for, 100 ms at most, because records
+    /// freed by the worker would stay in a malloc arena and the next
+    /// capture would allocate others (a step in the switch's memory,
+    /// docs/reliability.md). Past that the holder frees it.
+    pub fn recycle(&self, mut s: Arc<Session>) {
+        for _ in 0..100 {
+            match Arc::try_unwrap(s) {
+                Ok(s) => {
+                    for r in s.rings.iter() {
+                        r.top_up();
+                    }
+                    let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+                    spare.rings = Some(s.rings);
+                    return;
+                }
+                Err(held) => {
+                    s = held;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
             }
-            self.spare.lock().unwrap_or_else(|e| e.into_inner()).rings = Some(s.rings);
         }
     }
 
-    /// The control plane's buffers for a capture's stream (empty; their
-    /// capacity that of the last stream's), and to give them back.
-    pub fn buffers(&self) -> (Vec<Record>, Vec<u8>) {
+    /// The writer's buffers for a capture (empty; their capacity that of
+    /// the last capture's), and to give them back.
+    pub fn buffers(&self) -> (Vec<Taken>, Vec<u8>) {
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
         (
             std::mem::take(&mut spare.batch),
@@ -502,7 +663,7 @@ impl Capture {
         )
     }
 
-    pub fn keep_buffers(&self, mut batch: Vec<Record>, mut buf: Vec<u8>) {
+    pub fn keep_buffers(&self, mut batch: Vec<Taken>, mut buf: Vec<u8>) {
         batch.clear();
         buf.clear();
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());

@@ -374,6 +374,82 @@ pub fn vnet_features_only(ns: &str, ifname: &str) -> Result<(), ChecksumOffError
     })
 }
 
+/// Puts the calling thread under SCHED_IDLE: it runs only when nothing
+/// else wants the core, so its CPU never comes out of a worker's. A
+/// capture's writer (capture.rs) runs so: under a flood it loses records
+/// (counted) instead of slowing forwarding. For the rest of the thread's
+/// life (a control connection's thread ends with its capture).
+pub fn sched_idle() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a live sched_param that the call only reads; pid 0
+    // is the calling thread, whose policy alone changes.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sends `fd` over the unix socket `sock` (SCM_RIGHTS), with one byte so
+/// that the message is not empty: `shunt capture` hands the switch its
+/// output file or standard output, which the switch then writes itself.
+pub fn send_fd(
+    sock: &std::os::unix::net::UnixStream,
+    fd: std::os::fd::BorrowedFd,
+) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let fds = [fd.as_raw_fd()];
+    let iov = [io::IoSlice::new(b"F")];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
+        .map_err(io::Error::from)?;
+    Ok(())
+}
+
+/// Receives one file descriptor sent with [`send_fd`] (within the
+/// socket's read timeout). Err if the message carried none.
+pub fn recv_fd(sock: &std::os::unix::net::UnixStream) -> io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut byte = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(io::Error::from)?;
+    let mut got: Option<OwnedFd> = None;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // SAFETY: the kernel has just installed `fd` in this
+                // process's table for this message; nothing else knows it,
+                // so the OwnedFd is its only owner (a second one, which a
+                // well-behaved client never sends, is closed on drop).
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                got.get_or_insert(owned);
+            }
+        }
+    }
+    if msg.bytes == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the client went away before passing its file descriptor",
+        ));
+    }
+    got.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the client's message carried no file descriptor",
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::not_for_vnet;
@@ -445,5 +521,45 @@ mod tests {
         for (name, off) in on {
             assert_eq!(not_for_vnet(name), off, "{name}");
         }
+    }
+
+    /// A descriptor sent over a socket pair arrives as one that writes to
+    /// the same file; a message without one is an error, not a panic.
+    #[test]
+    fn a_descriptor_passes_over_a_unix_socket() {
+        use std::io::{Read, Write};
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (mut r, w) = std::os::unix::net::UnixStream::pair().unwrap();
+        super::send_fd(&a, std::os::fd::AsFd::as_fd(&w)).unwrap();
+        drop(w);
+        let got = super::recv_fd(&b).unwrap();
+        let mut f = std::fs::File::from(got);
+        f.write_all(b"through the switch").unwrap();
+        drop(f);
+        let mut s = String::new();
+        r.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "through the switch");
+        (&a).write_all(b"x").unwrap();
+        let e = super::recv_fd(&b).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        drop(a);
+        let e = super::recv_fd(&b).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    /// A thread put at SCHED_IDLE is there, and the others are not.
+    #[test]
+    fn sched_idle_is_the_calling_threads_alone() {
+        // SAFETY (test): sched_getscheduler takes a pid, 0 the caller.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        let before = policy();
+        let idle = std::thread::spawn(move || {
+            super::sched_idle().unwrap();
+            policy()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(idle, libc::SCHED_IDLE);
+        assert_eq!(policy(), before);
     }
 }

@@ -7,7 +7,6 @@ use crate::pipeline::capture::{Decision, Dir, Filter, Record, Session, RING};
 use crate::pipeline::Verdict;
 use crate::testing::{port, Rig};
 use shunt_parsers::MacAddr;
-use std::sync::atomic::Ordering::Relaxed;
 
 const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
 const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
@@ -56,7 +55,15 @@ fn feed(r: &mut Rig, p: u16, frames: &[Vec<u8>]) -> Vec<Record> {
     r.step(port(p.into()), 1000);
     let s = r.capture.session();
     let s = s.as_ref().expect("a capture runs");
-    std::iter::from_fn(|| s.pop(0)).collect()
+    // Copied out, the box given back as the writer does.
+    std::iter::from_fn(|| {
+        s.pop(0).map(|b| {
+            let r = *b;
+            s.give_back(0, b);
+            r
+        })
+    })
+    .collect()
 }
 
 fn at(p: u16) -> Egress {
@@ -225,7 +232,7 @@ fn a_full_ring_loses_records_never_frames() {
     let s = r.capture.stop().expect("the capture ran");
     let kept = std::iter::from_fn(|| s.pop(0)).count();
     assert_eq!(kept, RING);
-    assert_eq!(s.lost.load(Relaxed) as usize, batches * 60 - RING);
+    assert_eq!(s.lost() as usize, batches * 60 - RING);
 }
 
 #[test]
@@ -275,6 +282,19 @@ fn rings_and_buffers_are_kept_for_the_next_capture() {
     let held = std::sync::Arc::new(Session::new(Filter::default(), &[], 1));
     r.capture.recycle(std::sync::Arc::clone(&held));
     assert_eq!(std::sync::Arc::strong_count(&held), 1);
+    // One let go of soon (a worker's batch ending after the stop) is
+    // waited for, and its rings kept.
+    let rings = r.capture.rings(1);
+    let these: *const _ = &*rings;
+    let s = std::sync::Arc::new(Session::with_rings(Filter::default(), &[], rings));
+    let worker = std::sync::Arc::clone(&s);
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        drop(worker);
+    });
+    r.capture.recycle(s);
+    t.join().unwrap();
+    assert_eq!(&*r.capture.rings(1) as *const _, these, "kept");
 
     let (mut batch, mut buf) = r.capture.buffers();
     batch.reserve_exact(256);
@@ -284,6 +304,46 @@ fn rings_and_buffers_are_kept_for_the_next_capture() {
     let (batch, buf) = r.capture.buffers();
     assert!(batch.is_empty() && buf.is_empty());
     assert_eq!((batch.capacity(), buf.capacity()), (cb, cu));
+}
+
+/// Records move as boxes between the free and full queues: the writer
+/// gets the box the worker filled and gives it back, and a later capture
+/// fills the same boxes (no record allocated per frame or per capture).
+#[test]
+fn records_move_in_the_same_boxes() {
+    let mut r = Rig::new(NET);
+    let mut seen = Vec::new();
+    for round in 0..2 {
+        let rings = r.capture.rings(1);
+        let inbound = Filter {
+            outbound: false,
+            ..Filter::default()
+        };
+        assert!(r.capture.start(Session::with_rings(inbound, &[], rings)));
+        // Every box filled once: RING frames, in batches of 64.
+        for _ in 0..RING / 64 {
+            for _ in 0..64 {
+                assert!(r.ports[0].push(&frame(BCAST, A, None, 0x0800)));
+            }
+            r.step(port(0), 1000);
+        }
+        let s = r.capture.stop().expect("the capture ran");
+        assert_eq!(s.lost(), 0, "round {round}");
+        let mut boxes: Vec<usize> = std::iter::from_fn(|| s.pop(0))
+            .map(|b| {
+                let p = &*b as *const Record as usize;
+                s.give_back(0, b);
+                p
+            })
+            .collect();
+        boxes.sort_unstable();
+        assert_eq!(boxes.len(), RING, "round {round}");
+        r.capture.recycle(s);
+        seen.push(boxes);
+    }
+    assert_eq!(seen[0], seen[1], "the same boxes");
+    let again = r.capture.rings(1);
+    assert!(again[0].is_empty() && again[0].capacity() == RING);
 }
 
 /// `shunt trace` with the capture's filters (Filter::traces): a trace of
