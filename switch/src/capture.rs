@@ -8,7 +8,7 @@
 //! progress, end with the counts. A client that passes no descriptor gets
 //! the packets as JSON lines instead.
 
-use crate::control::answers::{net_name, resolve_ports};
+use crate::control::answers::{net_name, resolve_ports, AnswerError};
 use crate::control::proto::{CaptureEvent, CaptureSpec};
 use crate::control::send;
 use crate::counters::DropReason;
@@ -43,6 +43,9 @@ pub enum CaptureError {
     BadDecision(String),
     #[error("a capture is already running on this switch")]
     Busy,
+    /// What a trace's own checks say (no such port, a trace running).
+    #[error(transparent)]
+    Answer(#[from] AnswerError),
 }
 
 /// The ports a target names: a port, a host (all its ports), a network
@@ -155,6 +158,32 @@ pub fn filter(rt: &Runtime, spec: &CaptureSpec) -> Result<(Filter, Vec<PortId>),
         snaplen: spec.snaplen.unwrap_or(DEFAULT_SNAP).clamp(1, MAX_SNAP),
     };
     Ok((filter, ports))
+}
+
+/// `trace`: what to trace, as `shunt capture` selects it (the same
+/// code: [`filter`]), and the ports (none: all), once the tracer is
+/// free. `port` (`--port`) is one more target; alone, it means frames
+/// entering on it (`--direction in`), as it always has.
+pub fn trace_filter(
+    rt: &Runtime,
+    port: Option<&str>,
+    spec: &CaptureSpec,
+) -> Result<(Filter, Vec<PortId>), CaptureError> {
+    let mut spec = spec.clone();
+    if let Some(p) = port {
+        if resolve_ports(rt, p).is_empty() {
+            return Err(AnswerError::NoPort(p.to_string()).into());
+        }
+        if spec.direction.is_none() && spec.targets.is_empty() {
+            spec.direction = Some("in".into());
+        }
+        spec.targets.push(p.to_string());
+    }
+    let selected = filter(rt, &spec)?;
+    if rt.tracer.active() {
+        return Err(AnswerError::TraceBusy.into());
+    }
+    Ok(selected)
 }
 
 /// A record's comment: the frame's decision in the words of `shunt
@@ -423,7 +452,7 @@ pub fn stream(
         }
         let s = if spec.fd {
             // The descriptor comes as the client's next message.
-            out.set_read_timeout(Some(crate::daemon::REQUEST_TIMEOUT))?;
+            out.set_read_timeout(Some(crate::control::REQUEST_TIMEOUT))?;
             let fd = crate::port::sys::recv_fd(out)?;
             out.set_read_timeout(None)?;
             let mut o = Pcapng::new(spare.take().unwrap_or_default(), snaplen);

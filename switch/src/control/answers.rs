@@ -25,9 +25,6 @@ pub enum AnswerError {
     TraceBusy,
     #[error("{0:?} is not a MAC address")]
     BadMac(String),
-    /// A trace's filters, said as `shunt capture` says them.
-    #[error(transparent)]
-    Filter(#[from] crate::capture::CaptureError),
 }
 
 /// Port names a user may give: a port name, or a host name meaning all of
@@ -497,32 +494,6 @@ pub fn net_name(rt: &Runtime, n: NetId) -> String {
         .get(n.index())
         .map(|x| x.name.clone())
         .unwrap_or_else(|| format!("net{}", n.index()))
-}
-
-/// `trace`: what to trace, as `shunt capture` selects it (the same
-/// code: capture::filter), and the ports (none: all), once the tracer is
-/// free. `port` (`--port`) is one more target; alone, it means frames
-/// entering on it (`--direction in`), as it always has.
-pub fn trace_filter(
-    rt: &Runtime,
-    port: Option<&str>,
-    spec: &crate::control::proto::CaptureSpec,
-) -> Result<(crate::pipeline::capture::Filter, Vec<PortId>), AnswerError> {
-    let mut spec = spec.clone();
-    if let Some(p) = port {
-        if resolve_ports(rt, p).is_empty() {
-            return Err(AnswerError::NoPort(p.to_string()));
-        }
-        if spec.direction.is_none() && spec.targets.is_empty() {
-            spec.direction = Some("in".into());
-        }
-        spec.targets.push(p.to_string());
-    }
-    let selected = crate::capture::filter(rt, &spec)?;
-    if rt.tracer.active() {
-        return Err(AnswerError::TraceBusy);
-    }
-    Ok(selected)
 }
 
 /// `trace`: streams a record per frame that `filter` selects on `ports`

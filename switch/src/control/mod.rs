@@ -6,6 +6,11 @@
 //! and detaches hosts, is the daemon's (daemon/requests.rs): this module
 //! needs nothing from the daemon.
 
+/// How long a client that connected may take to send its request (or a
+/// capture's descriptor after it): one that sends nothing gives its
+/// thread back then.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub mod answers;
 pub mod proto;
 

@@ -22,9 +22,7 @@ const FDB_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// keys, is a few hundred bytes).
 pub const MAX_REQUEST: usize = 64 << 10;
 
-/// How long a client that connected may take to send its request: one that
-/// sends nothing gives its thread back then.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub use crate::control::REQUEST_TIMEOUT;
 
 /// Serves requests until the switch stops. `shutdown` asks the main
 /// thread to tear everything down.
@@ -144,10 +142,12 @@ fn handle(conn: UnixStream, rt: &Runtime, shutdown: &Sender<()>) -> std::io::Res
             Ok(v) => send(&mut out, &v),
             Err(e) => refuse(&mut out, e),
         },
-        Request::Trace { port, spec } => match answers::trace_filter(rt, port.as_deref(), &spec) {
-            Ok(selected) => answers::trace(&mut out, rt, selected, spec.count, spec.seconds),
-            Err(e) => refuse(&mut out, e),
-        },
+        Request::Trace { port, spec } => {
+            match crate::capture::trace_filter(rt, port.as_deref(), &spec) {
+                Ok(selected) => answers::trace(&mut out, rt, selected, spec.count, spec.seconds),
+                Err(e) => refuse(&mut out, e),
+            }
+        }
         Request::TracePacket { packet } => match crate::probe::probe(rt, &packet) {
             Ok(report) => send(&mut out, &report),
             Err(e) => refuse(&mut out, e),

@@ -973,6 +973,24 @@ mod tests {
         super::super::port(p)
     }
 
+    /// What goes on the wire reads back the same (the control fuzz
+    /// target's check), trace filters, odd numbers and all.
+    #[test]
+    fn trace_requests_read_back() {
+        for line in [
+            r#"{"cmd":"trace","port":"h1","targets":["lan","h2"],"direction":"out","drops":true,"mac":"m","vlan":4095,"ethertype":"0x88cc","reason":"same_port","decision":"local","count":18446744073709551615,"seconds":0.1}"#,
+            r#"{"cmd":"trace","seconds":1e300,"snaplen":3}"#,
+            r#"{"cmd":"trace_packet","packet":"in=h1 dst=switch"}"#,
+            r#"{"cmd":"trace_packet"}"#,
+        ] {
+            control(line.as_bytes());
+            assert!(
+                crate::control::proto::decode(line.as_bytes()).is_ok(),
+                "{line}"
+            );
+        }
+    }
+
     /// The seeds' shapes reach the deep paths of the fuzz topology: VXLAN
     /// from the capture is decapsulated and flooded on ovl; frames from
     /// ovl are encapsulated to the resolved VTEP (and counted as no next

@@ -556,6 +556,8 @@ pub mod fuzz;
 #[cfg(test)]
 mod capture_tests;
 #[cfg(test)]
+mod dry_tests;
+#[cfg(test)]
 mod guard_tests;
 #[cfg(test)]
 mod impair_tests;
