@@ -20,6 +20,8 @@ const OPT_END: u16 = 0;
 const OPT_COMMENT: u16 = 1;
 const IF_NAME: u16 = 2;
 const IF_TSRESOL: u16 = 9;
+/// `if_tsresol`'s value: 10^-9 s, the EPB timestamps are nanoseconds.
+const NANOSECONDS: u8 = 9;
 const EPB_FLAGS: u16 = 2;
 /// epb_flags bits 0-1: the direction.
 pub const INBOUND: u32 = 0b01;
@@ -109,8 +111,7 @@ impl Pcapng {
         put16(buf, 0);
         put32(buf, self.snaplen);
         option(buf, IF_NAME, fit(name));
-        // 10^-9 s: the EPB timestamps are nanoseconds.
-        option(buf, IF_TSRESOL, &[9]);
+        option(buf, IF_TSRESOL, &[NANOSECONDS]);
         option(buf, OPT_END, &[]);
         end(buf, at);
         self.names.push(name.to_string());

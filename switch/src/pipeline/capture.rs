@@ -414,7 +414,7 @@ impl Session {
     }
 
     /// One outbound copy of frame `i`, leaving by `dev` from queue `to`
-    /// with tag `vid`, as the gather list `parts` (called per copy, only
+    /// (a mirror copy when `mirror`), as the gather list `parts` (called per copy, only
     /// while a capture runs; `ts_ns` read once per batch).
     #[allow(clippy::too_many_arguments)]
     pub fn outbound(
@@ -423,7 +423,7 @@ impl Session {
         ingress: Egress,
         batch: &Batch,
         tx: &TxQueues,
-        (i, to, dev): (usize, Egress, PortId),
+        (i, to, dev, mirror): (usize, Egress, PortId, bool),
         parts: &[&[u8]],
         ts_ns: u64,
     ) {
@@ -450,11 +450,7 @@ impl Session {
         r.dir = Dir::Out;
         r.orig_len = parts.iter().map(|p| p.len() as u32).sum();
         r.copy_to = to;
-        r.mirror = tx
-            .queue(to)
-            .iter()
-            .find(|e| usize::from(e.frame) == i)
-            .is_some_and(|e| e.mirror != super::mirror::Mirrored::No);
+        r.mirror = mirror;
         r.fill(parts, self.filter.snaplen);
         self.commit(ctx.worker, r);
     }
@@ -472,7 +468,7 @@ impl Session {
         out: &Out<'_>,
         ts_ns: u64,
     ) {
-        let at = (c.frame, c.to, c.dev);
+        let at = (c.frame, c.to, c.dev, c.mirror);
         match *out {
             Out::Frame(e) => {
                 let (parts, n) = e.parts(batch.frame(c.frame));

@@ -23,6 +23,9 @@ use crate::ids::{Egress, PortId};
 /// The worker index of a dry run: no worker's.
 pub const DRY_WORKER: usize = usize::MAX;
 
+/// The dry run's batch holds one frame: this is its index.
+const THE_FRAME: usize = 0;
+
 /// What a dry run writes in place of the switch's state, and its batch.
 pub struct Scratch {
     counters: WorkerCounters,
@@ -115,9 +118,9 @@ pub fn run(
     // (What it returns, the frames handed to the stack, is 0 in a dry run:
     // the verdict says `Local`.)
     super::run_seen(&ctx, ingress, batch, tx, now_ms, |s, b| {
-        stages.push((s, b.meta[0]));
+        stages.push((s, b.meta[THE_FRAME]));
     });
-    let record = tracer::record(&ctx, ingress.into(), batch, tx, 0);
+    let record = tracer::record(&ctx, ingress.into(), batch, tx, THE_FRAME);
     let mut sent = Vec::new();
     edit::run(&ctx, batch, tx, seg, |b, c, out| {
         let bytes = match out {
