@@ -297,13 +297,14 @@ impl Lab {
     /// `--tcp --vxlan`, shunt's side: two switches, each with one host
     /// port (the generator's, the sink's) on a VXLAN network (VNI 2000),
     /// their underlay TAPs in one kernel bridge in a namespace of the
-    /// bench's own (as tests/e2e/vxlan.rs `two_switches`). Both switches
-    /// run on `cores`. Returns once a ping crosses the tunnel.
+    /// bench's own (as tests/e2e/vxlan.rs `two_switches`). The first
+    /// switch runs on `cores[0]`, the second on `cores[1]`. Returns once a
+    /// ping crosses the tunnel.
     pub fn start_vxlan_pair(
         &mut self,
         kind: PortKind,
         workers: usize,
-        cores: &[usize],
+        cores: [&[usize]; 2],
         t: TcpSetup,
     ) -> Result<(), BenchError> {
         self.stop_switch();
@@ -328,7 +329,7 @@ impl Lab {
         for (i, &(name, ns, port, me, peer, ul)) in sides.iter().enumerate() {
             let host = host_port(kind, port, ns, VXLAN_HOST)?;
             let topo = pair_topology(name, workers, me, peer, ul, &host);
-            let child = self.spawn(name, &topo, cores)?;
+            let child = self.spawn(name, &topo, cores[i])?;
             if i == 0 {
                 self.switch = Some(child);
             } else {

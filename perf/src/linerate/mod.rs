@@ -182,6 +182,12 @@ pub struct BenchArgs {
     /// can share them too; the generator's core may be one of them.
     #[arg(long, value_delimiter = ',')]
     pub switch_cores: Vec<usize>,
+    /// With `--tcp --vxlan`: the second switch's cores (the sink's side);
+    /// default: the same as the first's. Two shunts over a tunnel stand
+    /// for two machines; on a small one each can have a core of its own
+    /// (`--switch-cores 0 --peer-switch-cores 1`).
+    #[arg(long, value_delimiter = ',')]
+    pub peer_switch_cores: Vec<usize>,
     /// Run the switch under `nice -n N` (-20..=19): on a machine shared
     /// with other work, a negative N gives it the precedence the kernel's
     /// softirq (the bridge's work) has anyway.
@@ -348,6 +354,9 @@ pub struct Report {
     pub multiqueue: bool,
     pub generator_core: usize,
     pub switch_cores: Vec<usize>,
+    /// `--peer-switch-cores` (empty: the second switch of `--tcp --vxlan`
+    /// ran on `switch_cores`).
+    pub peer_switch_cores: Vec<usize>,
     /// `--switch-nice`.
     pub switch_nice: i32,
     /// `--poll` when one mode was given; None: the switch's default, or
@@ -402,6 +411,17 @@ fn validate(args: &mut BenchArgs) -> Result<(), BenchError> {
         return Err(BenchError::Usage("--workers: give 1..=64".into()));
     }
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(&c) = args.peer_switch_cores.iter().find(|&&c| c >= ncpu) {
+        return Err(BenchError::Usage(format!(
+            "--peer-switch-cores: core {c} does not exist (this machine has cores 0..={})",
+            ncpu - 1
+        )));
+    }
+    if !args.peer_switch_cores.is_empty() && !((args.tcp || args.tcp_only) && args.vxlan) {
+        return Err(BenchError::Usage(
+            "--peer-switch-cores is for the second switch of `--tcp --vxlan`; without them there is one switch: use --switch-cores".into(),
+        ));
+    }
     if let Some(&c) = args.switch_cores.iter().find(|&&c| c >= ncpu) {
         return Err(BenchError::Usage(format!(
             "--switch-cores: core {c} does not exist (this machine has cores 0..={})",
@@ -777,7 +797,17 @@ fn measure(
         }
         lab.switch_poll = args.poll.first().copied();
         lab.switch_tap_io = args.tap_io.first().copied();
-        lab.start_vxlan_pair(args.port_kind, args.workers, switch_cores, setup)?;
+        let peer_cores = if args.peer_switch_cores.is_empty() {
+            switch_cores
+        } else {
+            &args.peer_switch_cores[..]
+        };
+        lab.start_vxlan_pair(
+            args.port_kind,
+            args.workers,
+            [switch_cores, peer_cores],
+            setup,
+        )?;
         paths.push(tcp_path(
             "shunt-vxlan",
             &lab::SHUNT_VXLAN_TCP,
@@ -792,7 +822,7 @@ fn measure(
         }
         lab.stop_switch();
         notes.push(format!(
-            "--tcp --vxlan: shunt-vxlan is two switches (VNI 2000, inner MTU 1450), both on core(s) {switch_cores:?}, their underlay TAPs in one kernel bridge; linux-vxlan is a kernel vxlan device in each namespace over the bridge path (inner MTU 1450)"
+            "--tcp --vxlan: shunt-vxlan is two switches (VNI 2000, inner MTU 1450), the first on core(s) {switch_cores:?}, the second on {peer_cores:?}, their underlay TAPs in one kernel bridge; linux-vxlan is a kernel vxlan device in each namespace over the bridge path (inner MTU 1450)"
         ));
     }
     traffic::clear_progress(q);
@@ -827,6 +857,7 @@ fn measure(
         multiqueue: args.multiqueue,
         generator_core: gen_core,
         switch_cores: switch_cores.to_vec(),
+        peer_switch_cores: args.peer_switch_cores.clone(),
         switch_nice: args.switch_nice,
         poll: (args.poll.len() == 1).then(|| args.poll[0]),
         polls: args.poll.clone(),
@@ -1484,6 +1515,7 @@ mod tests {
             multiqueue: false,
             generator_core: 0,
             switch_cores: vec![1],
+            peer_switch_cores: Vec::new(),
             switch_nice: 0,
             poll: Some(Poll::Busy),
             polls: vec![Poll::Busy],
@@ -1611,6 +1643,7 @@ mod tests {
             ".machine.nproc",
             ".multiqueue",
             ".notes",
+            ".peer_switch_cores",
             ".poll",
             ".polls",
             ".port_kind",
@@ -1770,6 +1803,18 @@ mod tests {
             -10
         );
         assert!(args(&["--switch-nice", "-21"]).is_err());
+        let b = args(&[
+            "--tcp-only",
+            "--vxlan",
+            "--switch-cores",
+            "0",
+            "--peer-switch-cores",
+            "1",
+        ])
+        .expect("a core for each switch of the tunnel");
+        assert_eq!((b.switch_cores, b.peer_switch_cores), (vec![0], vec![1]));
+        let e = args(&["--tcp-only", "--peer-switch-cores", "1"]).expect_err("one switch only");
+        assert!(e.contains("--switch-cores"), "{e}");
         let b = args(&["--tcp-only", "--streams=2"]).expect("tcp only");
         assert!(b.tcp && b.sizes.is_empty());
         assert_eq!(b.streams, [2]);
