@@ -12,7 +12,7 @@
 //! kernel's TAP or socket work done in its system calls, part of which is
 //! that same receive.
 
-use super::lab::{GEN_NS, SINK_NS};
+use super::lab::{GEN_NS, SINK_NS, UNDERLAY_NS};
 use super::{interrupted, BenchError};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -69,6 +69,13 @@ pub struct Tcp {
     pub busy_cpu: Option<f64>,
     /// /proc/loadavg after the run.
     pub load_1min: f64,
+    /// Frames the kernel's interfaces of the bench dropped during the run
+    /// (`ip -s link`: "shb-gen/shb-xg.tx_dropped"), only those that
+    /// moved: losses that neither iperf3 nor the switch's counters place
+    /// (a veth's ring towards an XDP socket full, a packet socket's queue).
+    pub link_drops: BTreeMap<String, u64>,
+    /// The sum of `link_drops`.
+    pub link_drops_total: u64,
 }
 
 /// Median and range over the rounds.
@@ -109,6 +116,8 @@ pub struct TcpSummary {
     pub runs: usize,
     pub gbit_per_s: Spread,
     pub retransmits: Spread,
+    /// Of `link_drops_total`.
+    pub link_drops: Spread,
     pub switch_cpu_per_gbit: Option<Spread>,
     pub softirq_cpu_per_gbit: Option<Spread>,
 }
@@ -187,6 +196,7 @@ pub fn summarize(runs: &[Tcp]) -> Vec<TcpSummary> {
                 runs: of.len(),
                 gbit_per_s: Spread::of(&col(&|t| Some(t.gbit_per_s)))?,
                 retransmits: Spread::of(&col(&|t| Some(t.retransmits as f64)))?,
+                link_drops: Spread::of(&col(&|t| Some(t.link_drops_total as f64)))?,
                 switch_cpu_per_gbit: Spread::of(&col(&|t| t.switch_cpu_per_gbit)),
                 softirq_cpu_per_gbit: Spread::of(&col(&|t| t.softirq_cpu_per_gbit)),
                 path,
@@ -261,13 +271,14 @@ pub fn text(
     );
     let _ = writeln!(
         o,
-        "  {:<14} {:>2} {:>7} {:>7} {:<13} {:>7} {:>17} {:>14}",
+        "  {:<14} {:>2} {:>7} {:>7} {:<13} {:>7} {:>7} {:>17} {:>14}",
         "path",
         "IP",
         "streams",
         "Gbit/s",
         " [min-max]",
         "retrans",
+        "drops",
         "switch CPU/Gbit/s",
         "softirq/Gbit/s"
     );
@@ -279,13 +290,14 @@ pub fn text(
         let g = s.gbit_per_s;
         let _ = writeln!(
             o,
-            "  {:<14} {:>2} {:>7} {:>7.2} {:<13} {:>7.0} {:>17} {:>14}",
+            "  {:<14} {:>2} {:>7} {:>7.2} {:<13} {:>7.0} {:>7.0} {:>17} {:>14}",
             s.path,
             s.ip,
             s.streams,
             g.median,
             format!(" [{:.2}-{:.2}]", g.min, g.max),
             s.retransmits.median,
+            s.link_drops.median,
             cpu(s.switch_cpu_per_gbit),
             cpu(s.softirq_cpu_per_gbit),
         );
@@ -300,7 +312,7 @@ pub fn text(
     if !sums.is_empty() {
         let _ = writeln!(
             o,
-            "  CPU in cores per Gbit/s: the switch's processes (utime+stime), the whole machine's softirq"
+            "  CPU in cores per Gbit/s: the switch's processes (utime+stime), the whole machine's softirq; drops: the bench's interfaces' rx/tx dropped (ip -s link)"
         );
     }
     for c in counted {
@@ -353,6 +365,22 @@ pub fn counters(name: &str) -> BTreeMap<String, u64> {
         for (r, v) in p.drops {
             m.insert(format!("{port}.drop.{r}"), v);
         }
+        // The kernel's own counters of the port: losses before shunt
+        // saw a frame (a full socket buffer, TAP queue or XDP ring).
+        if let Some(k) = p.packet {
+            m.insert(format!("{port}.packet.rx_dropped"), k.rx_dropped);
+        }
+        if let Some(k) = p.tap {
+            m.insert(format!("{port}.tap.rx_dropped"), k.rx_dropped);
+            m.insert(format!("{port}.tap.tx_dropped"), k.tx_dropped);
+        }
+        if let Some(serde_json::Value::Object(x)) = &p.afxdp {
+            for (k, v) in x {
+                if let Some(v) = v.as_u64() {
+                    m.insert(format!("{port}.afxdp.{k}"), v);
+                }
+            }
+        }
     }
     for (ip, v) in st.vteps {
         for (r, n) in v.drops {
@@ -370,14 +398,65 @@ pub fn counters_delta(
 ) -> SwitchCounters {
     SwitchCounters {
         switch: switch.into(),
-        counters: after
-            .iter()
-            .filter_map(|(k, &v)| {
-                let d = v.saturating_sub(before.get(k).copied().unwrap_or(0));
-                (d > 0).then(|| (k.clone(), d))
-            })
-            .collect(),
+        counters: moved(before, after),
     }
+}
+
+/// The rx and tx drop counters of the bench's interfaces: every one in
+/// its namespaces but `lo`, and those named `shb-*` in the namespace the
+/// bench runs in (the switch-side veths and the bridge; not the machine's
+/// own interfaces). Keys "NS/IFNAME.rx_dropped", NS "-" for the bench's
+/// own namespace. What `ip` cannot read is left out.
+pub fn link_drops() -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for ns in [None, Some(GEN_NS), Some(SINK_NS), Some(UNDERLAY_NS)] {
+        if ns.is_some_and(|n| !shunt_switch::netns::exists(n)) {
+            continue;
+        }
+        let mut cmd = Command::new("ip");
+        if let Some(n) = ns {
+            cmd.args(["-n", n]);
+        }
+        let Ok(out) = cmd.args(["-s", "-j", "link", "show"]).output() else {
+            continue;
+        };
+        if out.status.success() {
+            link_drops_of(ns.unwrap_or("-"), &out.stdout, &mut m);
+        }
+    }
+    m
+}
+
+/// `ip -s -j link show`'s drop counters into `m` (see [`link_drops`]).
+fn link_drops_of(ns: &str, json: &[u8], m: &mut BTreeMap<String, u64>) {
+    let Ok(serde_json::Value::Array(links)) = serde_json::from_slice(json) else {
+        return;
+    };
+    for l in &links {
+        let Some(name) = l["ifname"].as_str() else {
+            continue;
+        };
+        if name == "lo" || (ns == "-" && !name.starts_with("shb-")) {
+            continue;
+        }
+        for dir in ["rx", "tx"] {
+            if let Some(n) = l["stats64"][dir]["dropped"].as_u64() {
+                m.insert(format!("{ns}/{name}.{dir}_dropped"), n);
+            }
+        }
+    }
+}
+
+/// The counters that moved from `before` to `after`, by how much (one
+/// that came since counts from zero).
+fn moved(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(k, &v)| {
+            let d = v.saturating_sub(before.get(k).copied().unwrap_or(0));
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect()
 }
 
 /// Machine-wide (softirq, busy, total) clock ticks (the "cpu" line of
@@ -448,6 +527,8 @@ pub fn iperf3(
         .iter()
         .map(|s| s.to_string()),
     );
+    // Outside the CPU window: these run `ip` a few times.
+    let drops0 = link_drops();
     let cpu0: Option<f64> = pids.iter().map(|&p| super::traffic::cpu_seconds(p)).sum();
     let ticks0 = machine_ticks();
     let t0 = Instant::now();
@@ -455,6 +536,7 @@ pub fn iperf3(
     let seconds = t0.elapsed().as_secs_f64().max(1e-9);
     let cpu1: Option<f64> = pids.iter().map(|&p| super::traffic::cpu_seconds(p)).sum();
     let ticks1 = machine_ticks();
+    let link_drops = moved(&drops0, &link_drops());
     let _ = server.kill();
     let _ = server.wait();
     let out = out.map_err(|e| BenchError::Traffic(format!("running iperf3 -c: {e}")))?;
@@ -501,6 +583,8 @@ pub fn iperf3(
         softirq_cpu_per_gbit: per_gbit(softirq_cpu),
         busy_cpu: machine.map(|m| m.1),
         load_1min: super::load_1min(),
+        link_drops_total: link_drops.values().sum(),
+        link_drops,
     })
 }
 
@@ -523,6 +607,8 @@ mod tests {
             softirq_cpu_per_gbit: Some(0.5 / gbit),
             busy_cpu: Some(1.8),
             load_1min: 2.0,
+            link_drops: BTreeMap::from([("shb-gen/shb-xg.tx_dropped".into(), u64::from(round))]),
+            link_drops_total: u64::from(round),
         }
     }
 
@@ -583,6 +669,48 @@ mod tests {
         assert_eq!(r[1].of_medians, 1.0);
     }
 
+    /// `ip -s -j link`: every interface of a bench namespace but `lo`;
+    /// in the bench's own namespace only the `shb-*` ones; deltas only
+    /// of what moved.
+    #[test]
+    fn link_drops_from_ip() {
+        let link = |name: &str, rx: u64, tx: u64| {
+            format!(
+                r#"{{"ifindex":2,"ifname":"{name}","mtu":1500,"stats64":{{"rx":{{"bytes":1,"packets":1,"errors":0,"dropped":{rx}}},"tx":{{"bytes":1,"packets":1,"errors":0,"dropped":{tx}}}}}}}"#
+            )
+        };
+        let json = format!(
+            "[{},{},{}]",
+            link("lo", 5, 5),
+            link("eth0", 9, 9),
+            link("shb-xgp", 3, 0)
+        );
+        let mut before = BTreeMap::new();
+        link_drops_of("-", json.as_bytes(), &mut before);
+        assert_eq!(
+            before,
+            BTreeMap::from([
+                ("-/shb-xgp.rx_dropped".to_string(), 3),
+                ("-/shb-xgp.tx_dropped".to_string(), 0),
+            ])
+        );
+        let mut gen = BTreeMap::new();
+        link_drops_of(GEN_NS, json.as_bytes(), &mut gen);
+        assert_eq!(gen.len(), 4, "eth0 and shb-xgp, rx and tx: {gen:?}");
+        link_drops_of(GEN_NS, b"not json", &mut gen);
+        assert_eq!(gen.len(), 4);
+        let mut after = before.clone();
+        after.insert("-/shb-xgp.rx_dropped".into(), 10);
+        after.insert("-/shb-new.tx_dropped".into(), 2);
+        assert_eq!(
+            moved(&before, &after),
+            BTreeMap::from([
+                ("-/shb-new.tx_dropped".to_string(), 2),
+                ("-/shb-xgp.rx_dropped".to_string(), 7),
+            ])
+        );
+    }
+
     #[test]
     fn vxlan_ratio_and_text() {
         let runs = vec![run("linux-vxlan", 1, 1, 8.0), run("shunt-vxlan", 1, 1, 4.0)];
@@ -601,11 +729,11 @@ mod tests {
         let want = [
             "\n",
             "TCP (iperf3 -t 5, 1 run(s) each, interleaved; median [min-max])\n",
-            "  path           IP streams  Gbit/s  [min-max]    retrans switch CPU/Gbit/s softirq/Gbit/s\n",
-            "  linux-vxlan     4       1    8.00  [8.00-8.00]        1               n/a          0.062\n",
-            "  shunt-vxlan     4       1    4.00  [4.00-4.00]        1             0.250          0.125\n",
+            "  path           IP streams  Gbit/s  [min-max]    retrans   drops switch CPU/Gbit/s softirq/Gbit/s\n",
+            "  linux-vxlan     4       1    8.00  [8.00-8.00]        1       1               n/a          0.062\n",
+            "  shunt-vxlan     4       1    4.00  [4.00-4.00]        1       1             0.250          0.125\n",
             "  shunt-vxlan/linux-vxlan (IPv4, 1 stream(s)): 0.50x (per round 0.50-0.50x)\n",
-            "  CPU in cores per Gbit/s: the switch's processes (utime+stime), the whole machine's softirq\n",
+            "  CPU in cores per Gbit/s: the switch's processes (utime+stime), the whole machine's softirq; drops: the bench's interfaces' rx/tx dropped (ip -s link)\n",
             "  shb counted during its TCP runs: gen.rx_gso 7, sink.tx_gso_whole 7\n",
         ]
         .concat();
