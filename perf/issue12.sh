@@ -9,10 +9,14 @@
 #                                        # --vs-linux-bridge` (--port-kind
 #                                        # tap, afxdp) and this one's (tap,
 #                                        # packet), alternating, $ROUNDS times
+#   EXTRA="--server-core 0" OUT=/tmp/b12s perf/issue12.sh tap packet vxlan
+#                                        # more `shunt bench` options for
+#                                        # every run but the before-* ones
 set -eu
 SHUNT=${SHUNT:-target/release/shunt}
 OUT=${OUT:-/tmp/bench12}
 ROUNDS=${ROUNDS:-3}
+EXTRA=${EXTRA:-}
 mkdir -p "$OUT"
 [ $# -gt 0 ] || set -- tap packet afxdp vxlan
 
@@ -40,7 +44,7 @@ for what in "$@"; do
     case $what in
     vxlan)
         JSON=$OUT/vxlan.json bench "$SHUNT" bench --tcp-only --vs-linux-bridge --vxlan \
-            --streams 1,4 --ip 4 --rounds "$ROUNDS" --duration 5 --json --quiet
+            --streams 1,4 --ip 4 --rounds "$ROUNDS" --duration 5 --json --quiet $EXTRA
         ;;
     before-*)
         kinds=${what#before-}
@@ -55,7 +59,7 @@ for what in "$@"; do
         ;;
     *)
         JSON=$OUT/$what.json bench "$SHUNT" bench --tcp-only --vs-linux-bridge --port-kind "$what" \
-            --streams 1,4 --ip 4,6 --rounds "$ROUNDS" --duration 5 --json --quiet
+            --streams 1,4 --ip 4,6 --rounds "$ROUNDS" --duration 5 --json --quiet $EXTRA
         ;;
     esac
 done

@@ -188,6 +188,13 @@ pub struct BenchArgs {
     /// (`--switch-cores 0 --peer-switch-cores 1`).
     #[arg(long, value_delimiter = ',')]
     pub peer_switch_cores: Vec<usize>,
+    /// With `--tcp`: pin the iperf3 server to this core (default: not
+    /// pinned; the client is on the generator's core). `--server-core 0`
+    /// keeps both hosts on core 0 and leaves the other cores to the
+    /// switch, on every path alike: the kernel's paths then forward on
+    /// the hosts' core, where their work runs.
+    #[arg(long)]
+    pub server_core: Option<usize>,
     /// Run the switch under `nice -n N` (-20..=19): on a machine shared
     /// with other work, a negative N gives it the precedence the kernel's
     /// softirq (the bridge's work) has anyway.
@@ -357,6 +364,8 @@ pub struct Report {
     /// `--peer-switch-cores` (empty: the second switch of `--tcp --vxlan`
     /// ran on `switch_cores`).
     pub peer_switch_cores: Vec<usize>,
+    /// `--server-core`: the iperf3 server's core (null: not pinned).
+    pub server_core: Option<usize>,
     /// `--switch-nice`.
     pub switch_nice: i32,
     /// `--poll` when one mode was given; None: the switch's default, or
@@ -411,9 +420,11 @@ fn validate(args: &mut BenchArgs) -> Result<(), BenchError> {
         return Err(BenchError::Usage("--workers: give 1..=64".into()));
     }
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server_core: Vec<usize> = args.server_core.into_iter().collect();
     for (flag, cores) in [
         ("--switch-cores", &args.switch_cores),
         ("--peer-switch-cores", &args.peer_switch_cores),
+        ("--server-core", &server_core),
     ] {
         if let Some(&c) = cores.iter().find(|&&c| c >= ncpu) {
             return Err(BenchError::Usage(format!(
@@ -421,6 +432,11 @@ fn validate(args: &mut BenchArgs) -> Result<(), BenchError> {
                 ncpu - 1
             )));
         }
+    }
+    if args.server_core.is_some() && !(args.tcp || args.tcp_only) {
+        return Err(BenchError::Usage(
+            "--server-core pins the iperf3 server of the TCP runs: add --tcp or --tcp-only".into(),
+        ));
     }
     if !args.peer_switch_cores.is_empty() && !((args.tcp || args.tcp_only) && args.vxlan) {
         return Err(BenchError::Usage(
@@ -687,6 +703,7 @@ fn measure(
         rounds: args.rounds,
         secs: dur.as_secs().max(2),
         core,
+        server_core: args.server_core,
         quiet: q,
     };
     let mut tcp_runs = Vec::new();
@@ -857,6 +874,7 @@ fn measure(
         generator_core: gen_core,
         switch_cores: switch_cores.to_vec(),
         peer_switch_cores: args.peer_switch_cores.clone(),
+        server_core: args.server_core,
         switch_nice: args.switch_nice,
         poll: (args.poll.len() == 1).then(|| args.poll[0]),
         polls: args.poll.clone(),
@@ -1246,6 +1264,9 @@ fn text(r: &Report) -> String {
     if r.switch_nice != 0 {
         let _ = writeln!(o, "the switch runs at nice {}", r.switch_nice);
     }
+    if let Some(c) = r.server_core {
+        let _ = writeln!(o, "the iperf3 server runs on core {c}");
+    }
     if let Some(p) = r.poll {
         let _ = writeln!(o, "the switch's workers poll: {}", p.as_str());
     }
@@ -1517,6 +1538,7 @@ mod tests {
             generator_core: 0,
             switch_cores: vec![1],
             peer_switch_cores: Vec::new(),
+            server_core: None,
             switch_nice: 0,
             poll: Some(Poll::Busy),
             polls: vec![Poll::Busy],
@@ -1648,6 +1670,7 @@ mod tests {
             ".poll",
             ".polls",
             ".port_kind",
+            ".server_core",
             ".sizes",
             ".sizes[].generator_ceiling",
             ".sizes[].generator_ceiling.fps",
@@ -1823,6 +1846,12 @@ mod tests {
         ])
         .expect("cores for the tunnel's second switch");
         assert_eq!((b.switch_cores, b.peer_switch_cores), (vec![0], vec![0]));
+        let b = args(&["--tcp-only", "--server-core", "0"]).expect("a server core");
+        assert_eq!(b.server_core, Some(0));
+        let e = args(&["--server-core", "0"]).expect_err("no TCP runs");
+        assert!(e.contains("add --tcp"), "{e}");
+        let e = args(&["--tcp", "--server-core", "4096"]).expect_err("no such core");
+        assert!(e.contains("--server-core: core 4096 does not exist"), "{e}");
         let e = args(&["--tcp-only", "--peer-switch-cores", "0"]).expect_err("one switch only");
         assert!(e.contains("second switch of `--tcp --vxlan`"), "{e}");
         let b = args(&["--tcp-only", "--streams=2"]).expect("tcp only");

@@ -40,6 +40,8 @@ pub struct TcpPlan {
     pub secs: u64,
     /// The iperf3 client's core.
     pub core: Option<usize>,
+    /// The iperf3 server's core (None: not pinned).
+    pub server_core: Option<usize>,
     pub quiet: bool,
 }
 
@@ -158,7 +160,13 @@ pub fn compare(
                         );
                     }
                     let server = if ip == 6 { p.v6 } else { p.v4 };
-                    let mut t = iperf3(server, streams, plan.secs, plan.core, &p.pids)?;
+                    let mut t = iperf3(
+                        server,
+                        streams,
+                        plan.secs,
+                        [plan.core, plan.server_core],
+                        &p.pids,
+                    )?;
                     if !p.pids.is_empty() {
                         alive()?;
                     }
@@ -479,19 +487,22 @@ fn machine_ticks() -> Option<(u64, u64, u64)> {
 }
 
 /// iperf3 from the generator's namespace (client, pinned to `core`) to a
-/// server in the sink's namespace at `server_ip`, `streams` in parallel;
+/// server in the sink's namespace at `server_ip` (pinned to `server_core`), `streams` in parallel;
 /// the CPU of `pids` and of the machine over the client's run.
 pub fn iperf3(
     server_ip: &str,
     streams: u32,
     secs: u64,
-    core: Option<usize>,
+    [core, server_core]: [Option<usize>; 2],
     pids: &[u32],
 ) -> Result<Tcp, BenchError> {
+    let mut server: Vec<String> = ["netns", "exec", SINK_NS].map(String::from).to_vec();
+    if let Some(c) = server_core {
+        server.extend(["taskset".into(), "-c".into(), c.to_string()]);
+    }
+    server.extend(["iperf3", "-s", "-1", "-B", server_ip].map(String::from));
     let mut server = Command::new("ip")
-        .args([
-            "netns", "exec", SINK_NS, "iperf3", "-s", "-1", "-B", server_ip,
-        ])
+        .args(&server)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
