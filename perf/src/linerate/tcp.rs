@@ -487,8 +487,9 @@ fn machine_ticks() -> Option<(u64, u64, u64)> {
 }
 
 /// iperf3 from the generator's namespace (client, pinned to `core`) to a
-/// server in the sink's namespace at `server_ip` (pinned to `server_core`), `streams` in parallel;
-/// the CPU of `pids` and of the machine over the client's run.
+/// server in the sink's namespace at `server_ip` (pinned to
+/// `server_core`), `streams` in parallel; the CPU of `pids` and of the
+/// machine over the client's run, and the interfaces' drops.
 pub fn iperf3(
     server_ip: &str,
     streams: u32,
