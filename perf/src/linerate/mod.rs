@@ -420,11 +420,10 @@ fn validate(args: &mut BenchArgs) -> Result<(), BenchError> {
         return Err(BenchError::Usage("--workers: give 1..=64".into()));
     }
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let server_core: Vec<usize> = args.server_core.into_iter().collect();
     for (flag, cores) in [
-        ("--switch-cores", &args.switch_cores),
-        ("--peer-switch-cores", &args.peer_switch_cores),
-        ("--server-core", &server_core),
+        ("--switch-cores", args.switch_cores.as_slice()),
+        ("--peer-switch-cores", args.peer_switch_cores.as_slice()),
+        ("--server-core", args.server_core.as_slice()),
     ] {
         if let Some(&c) = cores.iter().find(|&&c| c >= ncpu) {
             return Err(BenchError::Usage(format!(
