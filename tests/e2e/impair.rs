@@ -660,9 +660,12 @@ fn fates_of_numbered_frames(tag: u8, host_keys: &str, from: Source) -> TestResul
         "{} frames arrived ({doubled} twice) for {FATE_FRAMES} sent and {dup} duplicated",
         got.len()
     );
-    // 10% of 3,000: 300 ± 3 sigma (49).
+    // 10% of 3,000: 300 ± 4 sigma (66), as for reordering below. The
+    // draws are seeded but shared with the host's own frames on the port
+    // (ARP, neighbour discovery), so the count varies from run to run: at
+    // 3 sigma one run in a few hundred failed (351, 2026-12-04).
     ensure!(
-        (251..=349).contains(&dup),
+        (234..=366).contains(&dup),
         "{dup} duplicated of {FATE_FRAMES} at 10%"
     );
     // Each copy is reordered with 25%: 3,300 copies, sigma 25.
