@@ -8,7 +8,12 @@
 //!                 shb-dg ===================== direct veth ===================== shb-ds
 //! ```
 //!
-//! The two namespaces are ours; the switch puts its TAPs into them
+//! The kernel bridge and its two ports are in a namespace of their own,
+//! shb-br, so that its `net.bridge.bridge-nf-call-*` (per namespace, on by
+//! default where br_netfilter is built in) can be set for the bench
+//! without touching the machine's (`--bridge-netfilter`).
+//!
+//! The namespaces are ours; the switch puts its TAPs into them
 //! (`[[port]] namespace`) and leaves them when it stops. Everything is
 //! removed when the [`Lab`] is dropped: on success, on error, on Ctrl-C.
 //! With `--port-kind afxdp` or `packet` the switch's ports are the outer
@@ -40,6 +45,8 @@ use std::time::{Duration, Instant};
 pub const GEN_NS: &str = "shb-gen";
 pub const SINK_NS: &str = "shb-sink";
 pub const BRIDGE: &str = "shb-br0";
+/// The kernel bridge's namespace.
+pub const BRIDGE_NS: &str = "shb-br";
 /// The switch's name: its control socket and devices derive from it.
 pub const SWITCH: &str = "shb";
 /// `--vxlan`: the kernel VTEP in the sink's namespace.
@@ -120,6 +127,8 @@ pub struct Lab {
     /// TOML added to the topology of the switches started from now on
     /// (`--impair-other`, `--impair-rate`: a port, `[[impair]]` tables).
     pub switch_extra: String,
+    /// `--bridge-netfilter`: br_netfilter's hooks on the bridges.
+    bridge_netfilter: bool,
     /// Held while the bench runs: a second bench would remove this one's
     /// namespaces (they have fixed names).
     _lock: nix::fcntl::Flock<std::fs::File>,
@@ -129,7 +138,10 @@ impl Lab {
     /// Removes what an earlier run killed with SIGKILL may have left, then
     /// creates the two namespaces, the kernel bridge path and the direct
     /// veth pair.
-    pub fn new(tcp: Option<TcpSetup>) -> Result<Lab, BenchError> {
+    /// `bridge_netfilter`: whether bridged frames go through br_netfilter's
+    /// hooks (`bridge-nf-call-iptables` and the rest), on the kernel
+    /// bridge here and on the VXLAN underlay's.
+    pub fn new(tcp: Option<TcpSetup>, bridge_netfilter: bool) -> Result<Lab, BenchError> {
         if !nix::unistd::geteuid().is_root() {
             return Err(BenchError::NotRoot);
         }
@@ -147,6 +159,7 @@ impl Lab {
             switch_multiqueue: false,
             flows: 1,
             switch_extra: String::new(),
+            bridge_netfilter,
             _lock: lock,
         };
         for ns in [GEN_NS, SINK_NS] {
@@ -164,19 +177,22 @@ impl Lab {
             "netns", SINK_NS,
         ])?;
         // The kernel bridge path.
-        ip(&["link", "add", BRIDGE, "type", "bridge"])?;
         lab.bridge = true;
+        bridge_ns(BRIDGE_NS, bridge_netfilter)?;
+        ip(&["-n", BRIDGE_NS, "link", "add", BRIDGE, "type", "bridge"])?;
         ip(&[
-            "link", "add", "shb-bgp", "type", "veth", "peer", "name", "shb-bg", "netns", GEN_NS,
+            "-n", BRIDGE_NS, "link", "add", "shb-bgp", "type", "veth", "peer", "name", "shb-bg",
+            "netns", GEN_NS,
         ])?;
         ip(&[
-            "link", "add", "shb-bsp", "type", "veth", "peer", "name", "shb-bs", "netns", SINK_NS,
+            "-n", BRIDGE_NS, "link", "add", "shb-bsp", "type", "veth", "peer", "name", "shb-bs",
+            "netns", SINK_NS,
         ])?;
         for p in ["shb-bgp", "shb-bsp"] {
-            ip(&["link", "set", p, "master", BRIDGE])?;
-            ip(&["link", "set", p, "up"])?;
+            ip(&["-n", BRIDGE_NS, "link", "set", p, "master", BRIDGE])?;
+            ip(&["-n", BRIDGE_NS, "link", "set", p, "up"])?;
         }
-        ip(&["link", "set", BRIDGE, "up"])?;
+        ip(&["-n", BRIDGE_NS, "link", "set", BRIDGE, "up"])?;
         for (ns, ifs) in [
             (GEN_NS, ["shb-dg", "shb-bg"]),
             (SINK_NS, ["shb-ds", "shb-bs"]),
@@ -208,9 +224,25 @@ impl Lab {
         let mask = cpu
             .map(|c| format!("{:x}", 1u64 << c))
             .unwrap_or_else(|| "0".into());
+        // In the bridge's namespace: `ip netns exec` mounts its /sys.
         let f = "/sys/class/net/shb-bgp/queues/rx-0/rps_cpus";
-        std::fs::write(f, &mask)
-            .map_err(|e| BenchError::Setup(format!("writing {mask} to {f}: {e}")))
+        let out = netns::run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                BRIDGE_NS,
+                "sh",
+                "-c",
+                &format!("echo {mask} > {f}"),
+            ],
+        );
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) => Err(BenchError::Setup(format!(
+                "writing {mask} to {f} in {BRIDGE_NS}: {e}"
+            ))),
+        }
     }
 
     /// Starts `shunt up` with a topology of two ports into the namespaces,
@@ -311,7 +343,7 @@ impl Lab {
         if netns::exists(UNDERLAY_NS) {
             let _ = netns::del(UNDERLAY_NS);
         }
-        ip(&["netns", "add", UNDERLAY_NS])?;
+        bridge_ns(UNDERLAY_NS, self.bridge_netfilter)?;
         ip(&["-n", UNDERLAY_NS, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", UNDERLAY_NS, "link", "set", "br0", "up"])?;
         let (g, s) = kind.host_ifs();
@@ -520,10 +552,9 @@ impl Drop for Lab {
                 let _ = netns::ip(&["link", "del", dev]);
             }
         }
-        if self.bridge {
-            let _ = netns::ip(&["link", "del", "shb-bgp"]);
-            let _ = netns::ip(&["link", "del", "shb-bsp"]);
-            let _ = netns::ip(&["link", "del", BRIDGE]);
+        if self.bridge && netns::exists(BRIDGE_NS) {
+            // The bridge and the veths' ends in it go with it.
+            let _ = netns::del(BRIDGE_NS);
         }
         if self.namespaces {
             for ns in [GEN_NS, SINK_NS] {
@@ -547,14 +578,35 @@ fn cleanup_stale() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+    // The bridge's devices in the machine's namespace: builds before
+    // shb-br.
     for dev in ["shb-bgp", "shb-bsp", "shb-xgp", "shb-xsp", BRIDGE] {
         let _ = netns::ip(&["link", "del", dev]);
     }
-    for ns in [GEN_NS, SINK_NS, UNDERLAY_NS] {
+    for ns in [GEN_NS, SINK_NS, UNDERLAY_NS, BRIDGE_NS] {
         if netns::exists(ns) {
             let _ = netns::del(ns);
         }
     }
+}
+
+/// Makes namespace `ns` for a kernel bridge, with br_netfilter's hooks on
+/// or off for the frames it bridges (`net.bridge.bridge-nf-call-*`, per
+/// namespace since Linux 5.3; absent without br_netfilter, and then off).
+fn bridge_ns(ns: &str, netfilter: bool) -> Result<(), BenchError> {
+    if netns::exists(ns) {
+        let _ = netns::del(ns);
+    }
+    ip(&["netns", "add", ns])?;
+    ip(&["-n", ns, "link", "set", "lo", "up"])?;
+    let v = u8::from(netfilter);
+    for k in ["iptables", "ip6tables", "arptables"] {
+        let f = format!("/proc/sys/net/bridge/bridge-nf-call-{k}");
+        let set = format!("[ ! -e {f} ] || echo {v} > {f}");
+        netns::run("ip", &["netns", "exec", ns, "sh", "-c", &set])
+            .map_err(|e| BenchError::Setup(format!("{ns}: setting {f} to {v}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// The bench's lock (/run/shunt-bench.lock), taken without waiting.

@@ -195,6 +195,14 @@ pub struct BenchArgs {
     /// the hosts' core, where their work runs.
     #[arg(long)]
     pub server_core: Option<usize>,
+    /// Bridged frames go through br_netfilter's hooks on the kernel
+    /// bridges of the bench (`net.bridge.bridge-nf-call-iptables`,
+    /// `-ip6tables`, `-arptables` = 1 in their namespaces, as on a host
+    /// where Docker loaded br_netfilter). Default: off, the kernel bridge
+    /// at its fastest. The bridges are in namespaces of the bench's own;
+    /// the machine's setting is not touched.
+    #[arg(long)]
+    pub bridge_netfilter: bool,
     /// Run the switch under `nice -n N` (-20..=19): on a machine shared
     /// with other work, a negative N gives it the precedence the kernel's
     /// softirq (the bridge's work) has anyway.
@@ -366,6 +374,9 @@ pub struct Report {
     pub peer_switch_cores: Vec<usize>,
     /// `--server-core`: the iperf3 server's core (null: not pinned).
     pub server_core: Option<usize>,
+    /// `--bridge-netfilter`: br_netfilter's hooks were on for the kernel
+    /// bridges' frames.
+    pub bridge_netfilter: bool,
     /// `--switch-nice`.
     pub switch_nice: i32,
     /// `--poll` when one mode was given; None: the switch's default, or
@@ -645,7 +656,7 @@ fn measure(
     let tcp_setup = args.tcp.then_some(lab::TcpSetup {
         ipv6: args.ip_versions.contains(&6),
     });
-    let mut lab = lab::Lab::new(tcp_setup)?;
+    let mut lab = lab::Lab::new(tcp_setup, args.bridge_netfilter)?;
     lab.switch_nice = args.switch_nice;
     lab.switch_poll = args.poll.first().copied();
     lab.switch_tap_io = args.tap_io.first().copied();
@@ -874,6 +885,7 @@ fn measure(
         switch_cores: switch_cores.to_vec(),
         peer_switch_cores: args.peer_switch_cores.clone(),
         server_core: args.server_core,
+        bridge_netfilter: args.bridge_netfilter,
         switch_nice: args.switch_nice,
         poll: (args.poll.len() == 1).then(|| args.poll[0]),
         polls: args.poll.clone(),
@@ -1266,6 +1278,12 @@ fn text(r: &Report) -> String {
     if let Some(c) = r.server_core {
         let _ = writeln!(o, "the iperf3 server runs on core {c}");
     }
+    if r.bridge_netfilter {
+        let _ = writeln!(
+            o,
+            "the kernel bridges' frames go through br_netfilter's hooks"
+        );
+    }
     if let Some(p) = r.poll {
         let _ = writeln!(o, "the switch's workers poll: {}", p.as_str());
     }
@@ -1538,6 +1556,7 @@ mod tests {
             switch_cores: vec![1],
             peer_switch_cores: Vec::new(),
             server_core: None,
+            bridge_netfilter: false,
             switch_nice: 0,
             poll: Some(Poll::Busy),
             polls: vec![Poll::Busy],
@@ -1615,6 +1634,7 @@ mod tests {
         got.sort();
         got.dedup();
         let want = [
+            ".bridge_netfilter",
             ".capture",
             ".capture[].count",
             ".capture[].count.captured",
