@@ -9,6 +9,7 @@
 //! Each test uses names of its own (see harness.rs) and cleans up after
 //! itself also when it fails or panics.
 
+mod bench;
 mod capture;
 mod ctl;
 mod dns;
@@ -84,6 +85,7 @@ fn main() {
         .chain(flood::tests())
         .chain(faults::tests())
         .chain(mirror::tests())
+        .chain(bench::tests())
     {
         tests.push((name.to_string(), Box::new(test), skip.clone()));
     }
@@ -173,6 +175,8 @@ const ALONE: &[&str] = &[
     "poll::busy_",
     // A flood that keeps both cores busy.
     "capture::flood_",
+    // iperf3 through the bridge and through shunt.
+    "bench::",
 ];
 
 /// Whose turn it is: the tests in [`ALONE`] take it for themselves.
