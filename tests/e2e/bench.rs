@@ -1,0 +1,100 @@
+//! `shunt bench` itself: a short TCP comparison runs, reports both paths,
+//! says how the kernel bridge ran (`bridge_netfilter`), and leaves no
+//! namespace behind. Not a timing test: it asserts that traffic moved,
+//! not how fast.
+//!
+//! The bench has fixed names (shb-gen, shb-br, ...), so it runs in a
+//! network and mount namespace of its own, as perf/issue12.sh runs it: a
+//! bench someone runs by hand on the machine is not disturbed, and the
+//! namespaces it leaves (if any) are seen in that private /run/netns.
+
+use std::process::Command;
+
+use crate::ensure;
+use crate::harness::{TestResult, SHUNT};
+use crate::l2::Test;
+
+pub fn tests() -> Vec<Test> {
+    vec![("bench::tcp_both_paths_and_clean_up", tcp_both_paths)]
+}
+
+/// Runs `shunt bench ARGS` in private namespaces; then lists the network
+/// namespaces left there. Returns (status ok, stdout, stderr, left).
+fn bench(args: &[&str]) -> Result<(bool, String, String, String), String> {
+    let script = r#"
+        mkdir -p /run/netns && mount -t tmpfs bench-netns /run/netns &&
+        mkdir -p /run/shunt && mount -t tmpfs bench-shunt /run/shunt &&
+        mount -t sysfs bench-sys /sys && ip link set lo up || exit 97
+        "$@"; rc=$?
+        echo "left: $(ip netns list | awk '{print $1}' | tr '\n' ' ')" >&2
+        exit $rc"#;
+    let out = Command::new("unshare")
+        .args([
+            "--net",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(SHUNT)
+        .arg("bench")
+        .args(args)
+        .output()
+        .map_err(|e| format!("unshare: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let left = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("left: "))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+        left,
+    ))
+}
+
+fn tcp_both_paths() -> TestResult {
+    let (ok, stdout, stderr, left) = bench(&[
+        "--tcp-only",
+        "--vs-linux-bridge",
+        "--duration",
+        "2",
+        "--json",
+        "--quiet",
+    ])?;
+    ensure!(ok, "shunt bench failed: {stderr}");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).map_err(|e| format!("bench --json: {e}: {stdout}"))?;
+    ensure!(
+        v["bridge_netfilter"] == serde_json::Value::Bool(false),
+        "bridge_netfilter is {} without --bridge-netfilter",
+        v["bridge_netfilter"]
+    );
+    let runs = v["tcp"].as_array().cloned().unwrap_or_default();
+    for path in ["linux-bridge", "shunt"] {
+        let rate = runs
+            .iter()
+            .filter(|r| r["path"] == path)
+            .filter_map(|r| r["gbit_per_s"].as_f64())
+            .next();
+        eprintln!("bench: {path} {rate:?} Gbit/s");
+        ensure!(
+            rate.is_some_and(|g| g > 0.1),
+            "no TCP through {path}: {rate:?} Gbit/s in {runs:?}"
+        );
+    }
+    ensure!(
+        v["tcp_ratios"].as_array().is_some_and(|r| !r.is_empty()),
+        "no tcp_ratios: {}",
+        v["tcp_ratios"]
+    );
+    ensure!(left.is_empty(), "the bench left namespaces behind: {left}");
+    Ok(())
+}
