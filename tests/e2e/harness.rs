@@ -51,7 +51,7 @@ pub fn prerequisites() -> Result<(), String> {
     }
     // The real tools the tests drive; scripts/setup.sh installs them.
     for tool in [
-        "ip", "ping", "tcpdump", "dig", "arping", "bridge", "iperf3", "sysctl",
+        "ip", "ping", "tcpdump", "dig", "arping", "bridge", "iperf3", "sysctl", "unshare",
     ] {
         if !on_path(tool) {
             return Err(format!("`{tool}` is not on PATH"));

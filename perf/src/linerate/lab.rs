@@ -226,23 +226,8 @@ impl Lab {
             .unwrap_or_else(|| "0".into());
         // In the bridge's namespace: `ip netns exec` mounts its /sys.
         let f = "/sys/class/net/shb-bgp/queues/rx-0/rps_cpus";
-        let out = netns::run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                BRIDGE_NS,
-                "sh",
-                "-c",
-                &format!("echo {mask} > {f}"),
-            ],
-        );
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) => Err(BenchError::Setup(format!(
-                "writing {mask} to {f} in {BRIDGE_NS}: {e}"
-            ))),
-        }
+        ns_sh(BRIDGE_NS, &format!("echo {mask} > {f}"))
+            .map_err(|e| BenchError::Setup(format!("writing {mask} to {f} in {BRIDGE_NS}: {e}")))
     }
 
     /// Starts `shunt up` with a topology of two ports into the namespaces,
@@ -340,9 +325,6 @@ impl Lab {
         t: TcpSetup,
     ) -> Result<(), BenchError> {
         self.stop_switch();
-        if netns::exists(UNDERLAY_NS) {
-            let _ = netns::del(UNDERLAY_NS);
-        }
         bridge_ns(UNDERLAY_NS, self.bridge_netfilter)?;
         ip(&["-n", UNDERLAY_NS, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", UNDERLAY_NS, "link", "set", "br0", "up"])?;
@@ -590,9 +572,17 @@ fn cleanup_stale() {
     }
 }
 
-/// Makes namespace `ns` for a kernel bridge, with br_netfilter's hooks on
-/// or off for the frames it bridges (`net.bridge.bridge-nf-call-*`, per
-/// namespace since Linux 5.3; absent without br_netfilter, and then off).
+/// Runs `script` with `sh -c` in namespace `ns` (`ip netns exec`, which
+/// also mounts that namespace's /sys).
+fn ns_sh(ns: &str, script: &str) -> Result<(), netns::NetnsError> {
+    netns::run("ip", &["netns", "exec", ns, "sh", "-c", script]).map(|_| ())
+}
+
+/// Makes namespace `ns` (anew) for a kernel bridge, with br_netfilter's
+/// hooks on or off for the frames it bridges (`net.bridge.bridge-nf-call-*`,
+/// per namespace since Linux 5.3; absent without br_netfilter, and then
+/// off). Each value is read back: a setting that did not take fails the
+/// bench rather than measuring the other bridge.
 fn bridge_ns(ns: &str, netfilter: bool) -> Result<(), BenchError> {
     if netns::exists(ns) {
         let _ = netns::del(ns);
@@ -602,9 +592,8 @@ fn bridge_ns(ns: &str, netfilter: bool) -> Result<(), BenchError> {
     let v = u8::from(netfilter);
     for k in ["iptables", "ip6tables", "arptables"] {
         let f = format!("/proc/sys/net/bridge/bridge-nf-call-{k}");
-        let set = format!("[ ! -e {f} ] || echo {v} > {f}");
-        netns::run("ip", &["netns", "exec", ns, "sh", "-c", &set])
-            .map_err(|e| BenchError::Setup(format!("{ns}: setting {f} to {v}: {e}")))?;
+        let set = format!("[ ! -e {f} ] || {{ echo {v} > {f} && [ \"$(cat {f})\" = {v} ]; }}");
+        ns_sh(ns, &set).map_err(|e| BenchError::Setup(format!("{ns}: setting {f} to {v}: {e}")))?;
     }
     Ok(())
 }
