@@ -16,7 +16,9 @@ declare -A pkg=(
   [dig]=dnsutils [iperf3]=iperf3 [trafgen]=netsniff-ng [dnsperf]=dnsperf
   [bridge]=iproute2 [sysctl]=procps [taskset]=util-linux
   [ethtool]=ethtool [nc]=netcat-openbsd [tshark]=tshark [sha256sum]=coreutils [dd]=coreutils
+  [ovs-vswitchd]=openvswitch-switch
 )
+had_ovs=$(command -v ovs-vswitchd >/dev/null 2>&1 && echo yes || echo no)
 for cmd in "${!pkg[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || need+=("${pkg[$cmd]}")
 done
@@ -26,6 +28,13 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Open vSwitch is here for `shunt bench --vs-ovs`, which runs a daemon of
+# its own: the machine-wide service its package starts (where systemd
+# runs) is stopped again if this script installed it.
+if [ "$had_ovs" = no ] && command -v systemctl >/dev/null 2>&1 &&
+   systemctl is-active --quiet openvswitch-switch 2>/dev/null; then
+  systemctl disable --now openvswitch-switch >/dev/null 2>&1 || true
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

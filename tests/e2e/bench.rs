@@ -18,6 +18,20 @@ pub fn tests() -> Vec<Test> {
     vec![("bench::tcp_both_paths_and_clean_up", tcp_both_paths)]
 }
 
+/// The `--vs-ovs` tests: they need Open vSwitch's programs.
+pub fn ovs_tests() -> Vec<Test> {
+    vec![("bench::vs_ovs_frames_and_tcp", vs_ovs)]
+}
+
+/// Open vSwitch is installed (scripts/setup.sh installs it).
+pub fn ovs_prerequisites() -> Result<(), String> {
+    for p in ["ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl"] {
+        crate::harness::run("sh", &["-c", &format!("command -v {p}")])
+            .map_err(|_| format!("{p} not found (apt-get install openvswitch-switch)"))?;
+    }
+    Ok(())
+}
+
 /// Runs `shunt bench ARGS` in private namespaces; then lists the network
 /// namespaces left there. Returns (status ok, stdout, stderr, left).
 fn bench(args: &[&str]) -> Result<(bool, String, String, String), String> {
@@ -96,5 +110,93 @@ fn tcp_both_paths() -> TestResult {
         v["tcp_ratios"]
     );
     ensure!(left.is_empty(), "the bench left namespaces behind: {left}");
+    Ok(())
+}
+
+/// The bench's Open vSwitch directory: gone when the bench ends.
+const OVS_DIR: &str = "/run/shunt-bench-ovs";
+
+/// `--vs-ovs`: 64-byte frames and TCP through Open vSwitch's userspace
+/// datapath beside shunt's (packet ports: AF_PACKET on both); the ratios
+/// name it; its daemons, veths and directory are gone afterwards.
+fn vs_ovs() -> TestResult {
+    let (ok, stdout, stderr, left) = bench(&[
+        "--sizes",
+        "64",
+        "--duration",
+        "2",
+        "--latency-at",
+        "0",
+        "--tcp",
+        "--vs-ovs",
+        "--port-kind",
+        "packet",
+        "--json",
+        "--quiet",
+    ])?;
+    ensure!(ok, "shunt bench --vs-ovs failed: {stderr}");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).map_err(|e| format!("bench --json: {e}: {stdout}"))?;
+    ensure!(
+        v["ovs_port_type"] == "system",
+        "ovs_port_type is {}, not \"system\" with --port-kind packet",
+        v["ovs_port_type"]
+    );
+    let paths = v["sizes"][0]["paths"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let fps = |name: &str| {
+        paths
+            .iter()
+            .find(|p| p["path"] == name)
+            .and_then(|p| p["max"]["fps"].as_f64())
+    };
+    for name in ["ovs", "shunt"] {
+        eprintln!("bench: 64 B {name} {:?} frames/s", fps(name));
+        ensure!(
+            fps(name).is_some_and(|f| f > 1000.0),
+            "64-byte frames through {name}: {:?} frames/s",
+            fps(name)
+        );
+    }
+    let ratios = v["sizes"][0]["ratios"].to_string();
+    ensure!(ratios.contains("shunt/ovs"), "no shunt/ovs ratio: {ratios}");
+    let runs = v["tcp"].as_array().cloned().unwrap_or_default();
+    for path in ["ovs", "shunt"] {
+        let rate = runs
+            .iter()
+            .find(|r| r["path"] == path)
+            .and_then(|r| r["gbit_per_s"].as_f64());
+        eprintln!("bench: TCP {path} {rate:?} Gbit/s");
+        ensure!(
+            rate.is_some_and(|g| g > 0.1),
+            "no TCP through {path}: {rate:?} Gbit/s in {runs:?}"
+        );
+        let cpu = runs
+            .iter()
+            .find(|r| r["path"] == path)
+            .and_then(|r| r["switch_cpu"].as_f64());
+        ensure!(cpu.is_some(), "no switch_cpu for {path}: {runs:?}");
+    }
+    ensure!(
+        v["tcp_ratios"].to_string().contains("shunt/ovs"),
+        "no shunt/ovs TCP ratio: {}",
+        v["tcp_ratios"]
+    );
+    ensure!(left.is_empty(), "the bench left namespaces behind: {left}");
+    ensure!(
+        !std::path::Path::new(OVS_DIR).exists(),
+        "the bench left {OVS_DIR} behind"
+    );
+    let procs = Command::new("pgrep")
+        .args(["-f", OVS_DIR])
+        .output()
+        .map_err(|e| format!("pgrep: {e}"))?;
+    let procs = String::from_utf8_lossy(&procs.stdout).trim().to_string();
+    ensure!(
+        procs.is_empty(),
+        "Open vSwitch processes of the bench still run: {procs}"
+    );
     Ok(())
 }

@@ -135,6 +135,11 @@ fn main() {
     {
         tests.push((name.to_string(), Box::new(test), skip_xdp.clone()));
     }
+    // `shunt bench --vs-ovs`: Open vSwitch beside shunt.
+    let skip_ovs = skip.clone().or_else(|| bench::ovs_prerequisites().err());
+    for (name, test) in bench::ovs_tests() {
+        tests.push((name.to_string(), Box::new(test), skip_ovs.clone()));
+    }
     // Spanning tree against the kernel bridge's STP (packet ports on veths).
     let skip_stp = skip.clone().or_else(|| stp::prerequisites().err());
     for (name, test) in stp::tests() {

@@ -112,6 +112,8 @@ pub struct Lab {
     switch: Option<SwitchChild>,
     /// `--tcp --vxlan`: the second switch, at the sink's end of the tunnel.
     peer: Option<SwitchChild>,
+    /// `--vs-ovs`: Open vSwitch, while its path runs.
+    ovs: Option<super::ovs::Ovs>,
     topo_files: Vec<PathBuf>,
     /// `nice -n` of the switches started from now on.
     pub switch_nice: i32,
@@ -152,6 +154,7 @@ impl Lab {
             bridge: false,
             switch: None,
             peer: None,
+            ovs: None,
             topo_files: Vec::new(),
             switch_nice: 0,
             switch_poll: None,
@@ -228,6 +231,52 @@ impl Lab {
         let f = "/sys/class/net/shb-bgp/queues/rx-0/rps_cpus";
         ns_sh(BRIDGE_NS, &format!("echo {mask} > {f}"))
             .map_err(|e| BenchError::Setup(format!("writing {mask} to {f} in {BRIDGE_NS}: {e}")))
+    }
+
+    /// `--vs-ovs`: starts Open vSwitch on `cores` with its two ports into
+    /// the namespaces (and iperf3's addresses with `tcp`).
+    pub fn start_ovs(
+        &mut self,
+        kind: PortKind,
+        cores: &[usize],
+        tcp: Option<TcpSetup>,
+    ) -> Result<Path, BenchError> {
+        self.stop_ovs();
+        self.ovs = Some(super::ovs::Ovs::start(kind, cores)?);
+        let (g, s) = super::ovs::HOST_IFS;
+        if let Some(t) = tcp {
+            addresses(&super::ovs::OVS_TCP, (g, s), t.ipv6)?;
+        }
+        self.path(g, s)
+    }
+
+    pub fn stop_ovs(&mut self) {
+        self.ovs = None;
+    }
+
+    /// ovs-vswitchd's process id, while it runs.
+    pub fn ovs_pid(&self) -> Option<u32> {
+        self.ovs.as_ref().map(|o| o.pid())
+    }
+
+    /// The report's note on how Open vSwitch runs, while it runs.
+    pub fn ovs_note(&self, cores: &[usize]) -> Option<String> {
+        self.ovs.as_ref().map(|o| o.describe(cores))
+    }
+
+    /// True unless Open vSwitch was started and has stopped; its log when
+    /// it has.
+    pub fn ovs_alive(&mut self) -> Result<(), String> {
+        match self.ovs.as_mut() {
+            Some(o) => {
+                if o.alive() {
+                    Ok(())
+                } else {
+                    Err(o.log())
+                }
+            }
+            None => Ok(()),
+        }
     }
 
     /// Starts `shunt up` with a topology of two ports into the namespaces,
@@ -525,6 +574,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        self.stop_ovs();
         self.stop_switch();
         for f in self.topo_files.drain(..) {
             let _ = std::fs::remove_file(f);
@@ -570,6 +620,7 @@ fn cleanup_stale() {
             let _ = netns::del(ns);
         }
     }
+    super::ovs::cleanup_stale();
 }
 
 /// Runs `script` with `sh -c` in namespace `ns` (`ip netns exec`, which

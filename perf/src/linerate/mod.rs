@@ -13,6 +13,7 @@
 mod capture;
 mod frame;
 mod lab;
+mod ovs;
 // The one module of this crate that talks to the kernel (packet sockets,
 // their ring mapping): every `unsafe` there carries its `// SAFETY:`.
 #[allow(unsafe_code)]
@@ -139,6 +140,12 @@ pub struct BenchArgs {
     /// RPS moving its work off the generator's core) and give the ratios.
     #[arg(long)]
     pub vs_linux_bridge: bool,
+    /// Also run the same traffic through Open vSwitch's userspace datapath
+    /// (its own ovs-vswitchd on the switch's cores, ports on veths:
+    /// AF_XDP with `--port-kind afxdp`, else AF_PACKET with userspace TSO)
+    /// and give the ratios.
+    #[arg(long)]
+    pub vs_ovs: bool,
     /// Also run the same ports with no switching logic (port 0 to port 1).
     #[arg(long)]
     pub bare: bool,
@@ -377,6 +384,9 @@ pub struct Report {
     /// `--bridge-netfilter`: br_netfilter's hooks were on for the kernel
     /// bridges' frames.
     pub bridge_netfilter: bool,
+    /// `--vs-ovs`: Open vSwitch's interface type (`afxdp`, `system`);
+    /// None without it.
+    pub ovs_port_type: Option<String>,
     /// `--switch-nice`.
     pub switch_nice: i32,
     /// `--poll` when one mode was given; None: the switch's default, or
@@ -520,6 +530,14 @@ fn validate(args: &mut BenchArgs) -> Result<(), BenchError> {
     if args.tcp_only {
         args.tcp = true;
         args.sizes.clear();
+    }
+    if args.vs_ovs {
+        if args.vxlan {
+            return Err(BenchError::Usage(
+                "--vs-ovs: Open vSwitch is compared as one switch between the two hosts; not with --vxlan (run the two separately)".into(),
+            ));
+        }
+        ovs::available()?;
     }
     if !args.capture.is_empty() && args.sizes.is_empty() {
         return Err(BenchError::Usage(
@@ -707,6 +725,23 @@ fn measure(
         lab.bridge_rps(None)?;
     }
 
+    if args.vs_ovs && !sizes.is_empty() {
+        check()?;
+        if !q {
+            eprint!("\r\x1b[Kstarting Open vSwitch");
+        }
+        let path = lab.start_ovs(args.port_kind, switch_cores, None)?;
+        traffic::announce_sink(&path)?;
+        notes.extend(lab.ovs_note(switch_cores));
+        for sr in sizes.iter_mut() {
+            check()?;
+            let r = run_path(args, &path, "ovs", sr, core, lab.ovs_pid());
+            alive(&mut lab)?;
+            sr.paths.push(r?);
+        }
+        lab.stop_ovs();
+    }
+
     let plan = tcp::TcpPlan {
         streams: args.streams.clone(),
         ips: args.ip_versions.clone(),
@@ -791,11 +826,24 @@ fn measure(
             if args.vs_linux_bridge {
                 paths.push(tcp_path("linux-bridge", &lab::BRIDGE_TCP, Vec::new()));
             }
+            if args.vs_ovs {
+                if !q {
+                    eprint!("\r\x1b[Kstarting Open vSwitch");
+                }
+                lab.start_ovs(args.port_kind, switch_cores, tcp_setup)?;
+                let note = lab.ovs_note(switch_cores);
+                if sizes.is_empty() {
+                    notes.extend(note);
+                }
+                let pids = lab.ovs_pid().into_iter().collect();
+                paths.push(tcp_path("ovs", &ovs::OVS_TCP, pids));
+            }
             paths.push(tcp_path("shunt", &lab::SHUNT_TCP, lab.switch_pids()));
             let before = tcp::counters(lab::SWITCH);
             tcp_runs.extend(tcp::compare(&paths, &plan, &mut || alive(&mut lab))?);
             let after = tcp::counters(lab::SWITCH);
             tcp_switch_counters.push(tcp::counters_delta(lab::SWITCH, &before, &after));
+            lab.stop_ovs();
             if name != "shunt" {
                 notes.push(format!(
                     "TCP ran through the first switch only ({name}), named \"shunt\" there"
@@ -886,6 +934,9 @@ fn measure(
         peer_switch_cores: args.peer_switch_cores.clone(),
         server_core: args.server_core,
         bridge_netfilter: args.bridge_netfilter,
+        ovs_port_type: args
+            .vs_ovs
+            .then(|| ovs::port_type(args.port_kind).to_string()),
         switch_nice: args.switch_nice,
         poll: (args.poll.len() == 1).then(|| args.poll[0]),
         polls: args.poll.clone(),
@@ -1045,11 +1096,17 @@ fn impaired_variants(args: &BenchArgs, v: Variant) -> Vec<Variant> {
 fn ratios(paths: &[PathResult]) -> Vec<(String, f64)> {
     let fps = |n: &str| paths.iter().find(|p| p.path == n).map(|p| p.max.fps);
     let mut pairs: Vec<(String, String)> = Vec::new();
-    for p in paths.iter().filter(|p| p.path.starts_with("shunt")) {
+    for p in paths
+        .iter()
+        .filter(|p| p.path.starts_with("shunt") || p.path == "ovs")
+    {
         for b in ["linux-bridge", "linux-bridge-rps"] {
             pairs.push((p.path.clone(), b.into()));
         }
-        pairs.push((p.path.clone(), p.path.replacen("shunt", "bare", 1)));
+        if p.path != "ovs" {
+            pairs.push((p.path.clone(), "ovs".into()));
+            pairs.push((p.path.clone(), p.path.replacen("shunt", "bare", 1)));
+        }
     }
     for p in paths.iter().filter(|p| p.path.ends_with("-impaired-other")) {
         pairs.push((p.path.clone(), p.path.replace("-impaired-other", "")));
@@ -1145,6 +1202,14 @@ fn tcp_path(name: &'static str, a: &lab::TcpAddrs, pids: Vec<u32>) -> tcp::TcpPa
 }
 
 fn alive(lab: &mut lab::Lab) -> Result<(), BenchError> {
+    if let Err(log) = lab.ovs_alive() {
+        return Err(BenchError::Switch(format!(
+            "Open vSwitch (ovs-vswitchd or ovsdb-server) stopped during the run:\n{log}"
+        )));
+    }
+    if lab.ovs_pid().is_some() && lab.switch_pid().is_none() {
+        return Ok(());
+    }
     if lab.switch_alive() {
         Ok(())
     } else {
@@ -1557,6 +1622,7 @@ mod tests {
             peer_switch_cores: Vec::new(),
             server_core: None,
             bridge_netfilter: false,
+            ovs_port_type: None,
             switch_nice: 0,
             poll: Some(Poll::Busy),
             polls: vec![Poll::Busy],
@@ -1685,6 +1751,7 @@ mod tests {
             ".machine.nproc",
             ".multiqueue",
             ".notes",
+            ".ovs_port_type",
             ".peer_switch_cores",
             ".poll",
             ".polls",
@@ -2016,6 +2083,67 @@ mod tests {
         .map(|(a, b)| (a.to_string(), b))
         .collect();
         assert_eq!(got, want);
+
+        // --vs-ovs: Open vSwitch against the bridges, shunt against it;
+        // never against itself or a bare of its own.
+        let paths = [
+            p("linux-bridge", 100.0),
+            p("ovs", 150.0),
+            p("shunt", 300.0),
+            p("bare", 400.0),
+        ];
+        let got = ratios(&paths);
+        let want: Vec<(String, f64)> = [
+            ("ovs/linux-bridge", 1.5),
+            ("shunt/linux-bridge", 3.0),
+            ("shunt/ovs", 2.0),
+            ("shunt/bare", 0.75),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b))
+        .collect();
+        assert_eq!(got, want);
+    }
+
+    /// `--vs-ovs`: the TCP ratios pair shunt with the bridge and with Open
+    /// vSwitch, round by round, and Open vSwitch with the bridge.
+    #[test]
+    fn tcp_ratios_with_ovs() {
+        let run = |path: &str, round: u32, gbit: f64| Tcp {
+            round,
+            gbit_per_s: gbit,
+            path: path.into(),
+            ..report().tcp[0].clone()
+        };
+        let runs = vec![
+            run("linux-bridge", 1, 10.0),
+            run("ovs", 1, 5.0),
+            run("shunt", 1, 10.0),
+            run("linux-bridge", 2, 20.0),
+            run("ovs", 2, 10.0),
+            run("shunt", 2, 15.0),
+        ];
+        let sums = tcp::summarize(&runs);
+        let got: Vec<(String, f64)> = tcp::ratios(&runs, &sums)
+            .into_iter()
+            .map(|r| (r.ratio, r.paired.median))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("ovs/linux-bridge".to_string(), 0.5),
+                ("shunt/linux-bridge".to_string(), 0.875),
+                ("shunt/ovs".to_string(), 1.75),
+            ]
+        );
+    }
+
+    #[test]
+    fn ovs_options() {
+        assert!(args(&["--vs-ovs", "--tcp", "--vxlan"])
+            .expect_err("not with --vxlan")
+            .contains("--vs-ovs"));
+        assert!(!args(&[]).expect("no options").vs_ovs);
     }
 
     /// The text report, line for line: the format `shunt bench` prints.

@@ -220,45 +220,48 @@ pub fn summarize(runs: &[Tcp]) -> Vec<TcpSummary> {
 pub fn ratios(runs: &[Tcp], sums: &[TcpSummary]) -> Vec<TcpRatio> {
     let mut out = Vec::new();
     for s in sums {
-        let reference = match s.path.as_str() {
-            "shunt" => "linux-bridge",
-            "shunt-vxlan" => "linux-vxlan",
+        let references: &[&str] = match s.path.as_str() {
+            "shunt" => &["linux-bridge", "ovs"],
+            "ovs" => &["linux-bridge"],
+            "shunt-vxlan" => &["linux-vxlan"],
             _ => continue,
         };
-        let Some(r) = sums
-            .iter()
-            .find(|r| r.path == reference && r.ip == s.ip && r.streams == s.streams)
-        else {
-            continue;
-        };
-        if r.gbit_per_s.median <= 0.0 {
-            continue;
-        }
-        let rate = |path: &str, round: u32| {
-            runs.iter()
-                .find(|t| {
-                    t.path == path && t.ip == s.ip && t.streams == s.streams && t.round == round
+        for &reference in references {
+            let Some(r) = sums
+                .iter()
+                .find(|r| r.path == reference && r.ip == s.ip && r.streams == s.streams)
+            else {
+                continue;
+            };
+            if r.gbit_per_s.median <= 0.0 {
+                continue;
+            }
+            let rate = |path: &str, round: u32| {
+                runs.iter()
+                    .find(|t| {
+                        t.path == path && t.ip == s.ip && t.streams == s.streams && t.round == round
+                    })
+                    .map(|t| t.gbit_per_s)
+            };
+            let paired: Vec<f64> = runs
+                .iter()
+                .filter(|t| t.path == s.path && t.ip == s.ip && t.streams == s.streams)
+                .filter_map(|t| {
+                    let k = rate(reference, t.round)?;
+                    (k > 0.0).then(|| t.gbit_per_s / k)
                 })
-                .map(|t| t.gbit_per_s)
-        };
-        let paired: Vec<f64> = runs
-            .iter()
-            .filter(|t| t.path == s.path && t.ip == s.ip && t.streams == s.streams)
-            .filter_map(|t| {
-                let k = rate(reference, t.round)?;
-                (k > 0.0).then(|| t.gbit_per_s / k)
-            })
-            .collect();
-        let Some(paired) = Spread::of(&paired) else {
-            continue;
-        };
-        out.push(TcpRatio {
-            ratio: format!("{}/{reference}", s.path),
-            ip: s.ip,
-            streams: s.streams,
-            of_medians: s.gbit_per_s.median / r.gbit_per_s.median,
-            paired,
-        });
+                .collect();
+            let Some(paired) = Spread::of(&paired) else {
+                continue;
+            };
+            out.push(TcpRatio {
+                ratio: format!("{}/{reference}", s.path),
+                ip: s.ip,
+                streams: s.streams,
+                of_medians: s.gbit_per_s.median / r.gbit_per_s.median,
+                paired,
+            });
+        }
     }
     out
 }
