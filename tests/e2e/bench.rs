@@ -20,7 +20,10 @@ pub fn tests() -> Vec<Test> {
 
 /// The `--vs-ovs` tests: they need Open vSwitch's programs.
 pub fn ovs_tests() -> Vec<Test> {
-    vec![("bench::vs_ovs_frames_and_tcp", vs_ovs)]
+    vec![
+        ("bench::vs_ovs_frames_and_tcp", vs_ovs),
+        ("bench::vs_ovs_tap_ports_tcp", vs_ovs_tap),
+    ]
 }
 
 /// Open vSwitch is installed (scripts/setup.sh installs it).
@@ -184,6 +187,12 @@ fn vs_ovs() -> TestResult {
         "no shunt/ovs TCP ratio: {}",
         v["tcp_ratios"]
     );
+    ovs_gone(&left)
+}
+
+/// Nothing of the bench's Open vSwitch is left: namespaces, its
+/// directory, its daemons.
+fn ovs_gone(left: &str) -> TestResult {
     ensure!(left.is_empty(), "the bench left namespaces behind: {left}");
     ensure!(
         !std::path::Path::new(OVS_DIR).exists(),
@@ -199,4 +208,38 @@ fn vs_ovs() -> TestResult {
         "Open vSwitch processes of the bench still run: {procs}"
     );
     Ok(())
+}
+
+/// `--vs-ovs --port-kind tap`: Open vSwitch's own TAPs, moved into the
+/// hosts' namespaces, carry TCP.
+fn vs_ovs_tap() -> TestResult {
+    let (ok, stdout, stderr, left) = bench(&[
+        "--tcp-only",
+        "--vs-ovs",
+        "--port-kind",
+        "tap",
+        "--duration",
+        "2",
+        "--json",
+        "--quiet",
+    ])?;
+    ensure!(ok, "shunt bench --vs-ovs --port-kind tap failed: {stderr}");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).map_err(|e| format!("bench --json: {e}: {stdout}"))?;
+    ensure!(
+        v["ovs_port_type"] == "tap",
+        "ovs_port_type is {}, not \"tap\" with --port-kind tap",
+        v["ovs_port_type"]
+    );
+    let rate = v["tcp"]
+        .as_array()
+        .and_then(|runs| runs.iter().find(|r| r["path"] == "ovs"))
+        .and_then(|r| r["gbit_per_s"].as_f64());
+    eprintln!("bench: TCP ovs over TAPs {rate:?} Gbit/s");
+    ensure!(
+        rate.is_some_and(|g| g > 0.1),
+        "no TCP through Open vSwitch's TAPs: {rate:?} Gbit/s in {}",
+        v["tcp"]
+    );
+    ovs_gone(&left)
 }

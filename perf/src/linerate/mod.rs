@@ -141,9 +141,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub vs_linux_bridge: bool,
     /// Also run the same traffic through Open vSwitch's userspace datapath
-    /// (its own ovs-vswitchd on the switch's cores, ports on veths:
-    /// AF_XDP with `--port-kind afxdp`, else AF_PACKET with userspace TSO)
-    /// and give the ratios.
+    /// (its own ovs-vswitchd on the switch's cores, ports of the same
+    /// kind: TAPs, AF_XDP or AF_PACKET on veths, userspace TSO on) and give
+    /// the ratios.
     #[arg(long)]
     pub vs_ovs: bool,
     /// Also run the same ports with no switching logic (port 0 to port 1).

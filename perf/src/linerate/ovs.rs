@@ -10,11 +10,13 @@
 //! (`/run/shunt-bench-ovs`: database, sockets, logs, pid files), so that an
 //! Open vSwitch the machine runs is not touched. ovs-vswitchd is pinned to
 //! the switch's cores (its PMD threads by `pmd-cpu-mask`, the rest by
-//! taskset), as shunt's workers are. Its ports are the outer ends of veth
-//! pairs: `type=afxdp` with `--port-kind afxdp` (the namespaces' veths
-//! then have transmit checksums off, as shunt's AF_XDP hosts do), and
-//! otherwise `type=system` (AF_PACKET) with `userspace-tso-enable`, which
-//! carries the virtio-net header as shunt's packet ports do.
+//! taskset), as shunt's workers are. Its ports are, as shunt's:
+//! `--port-kind tap`, `type=tap` TAPs (made by ovs-vswitchd, then moved
+//! into the hosts' namespaces); `afxdp`, `type=afxdp` on the outer ends of
+//! veth pairs (the namespaces' veths with transmit checksums off, as
+//! shunt's AF_XDP hosts have); `packet`, `type=system` (AF_PACKET) on
+//! veths. `userspace-tso-enable` carries the virtio-net header on the TAPs
+//! and the AF_PACKET sockets, as shunt's ports do.
 //! `pmd-maxsleep`: an idle PMD thread sleeps, so that it does not take the
 //! switch's core while the paths it alternates with run.
 
@@ -61,7 +63,8 @@ pub struct Ovs {
 pub fn port_type(kind: PortKind) -> &'static str {
     match kind {
         PortKind::Afxdp => "afxdp",
-        PortKind::Tap | PortKind::Packet => "system",
+        PortKind::Tap => "tap",
+        PortKind::Packet => "system",
     }
 }
 
@@ -268,10 +271,16 @@ impl Ovs {
             port_type: port_type(kind),
             version,
         };
+        let tap = kind == PortKind::Tap;
+        // TAPs are made by ovs-vswitchd under the hosts' names.
+        let attached = if tap { [HOST_IFS.0, HOST_IFS.1] } else { OUTER };
         for (outer, inner, ns) in [
             (OUTER[0], HOST_IFS.0, GEN_NS),
             (OUTER[1], HOST_IFS.1, SINK_NS),
         ] {
+            if tap {
+                continue;
+            }
             ip(&[
                 "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", ns,
             ])?;
@@ -294,24 +303,24 @@ impl Ovs {
             "--",
             "add-port",
             BRIDGE,
-            OUTER[0],
+            attached[0],
             "--",
             "set",
             "interface",
-            OUTER[0],
+            attached[0],
             &ty,
             "--",
             "add-port",
             BRIDGE,
-            OUTER[1],
+            attached[1],
             "--",
             "set",
             "interface",
-            OUTER[1],
+            attached[1],
             &ty,
         ])
         .map_err(|e| BenchError::Setup(format!("{e}\n{}", log_tail("ovs-vswitchd.log"))))?;
-        for p in OUTER {
+        for p in attached {
             let ofport = vsctl(&["get", "interface", p, "ofport"])?;
             let error = vsctl(&["get", "interface", p, "error"]).unwrap_or_default();
             if ofport.starts_with('-') || ofport == "[]" || (!error.is_empty() && error != "[]") {
@@ -320,6 +329,15 @@ impl Ovs {
                     ovs.port_type,
                     log_tail("ovs-vswitchd.log")
                 )));
+            }
+        }
+        if tap {
+            // The TAPs keep working in another namespace (ovs-vswitchd
+            // holds their descriptors); it then no longer finds them by
+            // name, says so in its log and shows them link down.
+            for (dev, ns) in [(HOST_IFS.0, GEN_NS), (HOST_IFS.1, SINK_NS)] {
+                ip(&["link", "set", dev, "netns", ns])?;
+                ip(&["-n", ns, "link", "set", dev, "up"])?;
             }
         }
         Ok(ovs)
@@ -342,13 +360,13 @@ impl Ovs {
     /// One line for the report's notes.
     pub fn describe(&self, cores: &[usize]) -> String {
         format!(
-            "--vs-ovs: path ovs is {} with the userspace datapath (datapath_type=netdev), action NORMAL, ports type={} on veths{}, userspace-tso-enable=true, ovs-vswitchd on core(s) {cores:?} (pmd-cpu-mask {}, pmd-maxsleep={PMD_MAXSLEEP_US} us)",
+            "--vs-ovs: path ovs is {} with the userspace datapath (datapath_type=netdev), action NORMAL, ports type={}{}, userspace-tso-enable=true, ovs-vswitchd on core(s) {cores:?} (pmd-cpu-mask {}, pmd-maxsleep={PMD_MAXSLEEP_US} us)",
             if self.version.is_empty() { "Open vSwitch" } else { &self.version },
             self.port_type,
-            if self.port_type == "afxdp" {
-                " (xdp-mode best-effort; the hosts' veths with transmit checksums off)"
-            } else {
-                " (AF_PACKET)"
+            match self.port_type {
+                "afxdp" => " on veths (xdp-mode best-effort; the hosts' veths with transmit checksums off)",
+                "tap" => " (TAPs ovs-vswitchd made, moved into the hosts' namespaces)",
+                _ => " on veths (AF_PACKET)",
             },
             cpu_mask(cores),
         )
@@ -365,9 +383,16 @@ impl Drop for Ovs {
 }
 
 fn remove_devices() {
-    for dev in OUTER {
+    // A TAP left in the bench's namespace (not moved yet) goes too.
+    for dev in OUTER.into_iter().chain([HOST_IFS.0, HOST_IFS.1]) {
         if Path::new("/sys/class/net").join(dev).exists() {
             let _ = netns::ip(&["link", "del", dev]);
+        }
+    }
+    // Open vSwitch makes its TAPs persistent: they outlive ovs-vswitchd.
+    for (dev, ns) in [(HOST_IFS.0, GEN_NS), (HOST_IFS.1, SINK_NS)] {
+        if netns::exists(ns) {
+            let _ = netns::ip(&["-n", ns, "link", "del", dev]);
         }
     }
 }
@@ -408,6 +433,6 @@ mod tests {
         assert_eq!(cpu_mask(&[4, 9]), "0x210");
         assert_eq!(port_type(PortKind::Afxdp), "afxdp");
         assert_eq!(port_type(PortKind::Packet), "system");
-        assert_eq!(port_type(PortKind::Tap), "system");
+        assert_eq!(port_type(PortKind::Tap), "tap");
     }
 }
