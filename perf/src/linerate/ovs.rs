@@ -274,13 +274,11 @@ impl Ovs {
         let tap = kind == PortKind::Tap;
         // TAPs are made by ovs-vswitchd under the hosts' names.
         let attached = if tap { [HOST_IFS.0, HOST_IFS.1] } else { OUTER };
-        for (outer, inner, ns) in [
+        let veths = [
             (OUTER[0], HOST_IFS.0, GEN_NS),
             (OUTER[1], HOST_IFS.1, SINK_NS),
-        ] {
-            if tap {
-                continue;
-            }
+        ];
+        for (outer, inner, ns) in veths.into_iter().filter(|_| !tap) {
             ip(&[
                 "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", ns,
             ])?;
