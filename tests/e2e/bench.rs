@@ -28,11 +28,15 @@ pub fn ovs_tests() -> Vec<Test> {
 
 /// Open vSwitch is installed (scripts/setup.sh installs it).
 pub fn ovs_prerequisites() -> Result<(), String> {
-    for p in ["ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl"] {
-        crate::harness::run("sh", &["-c", &format!("command -v {p}")])
-            .map_err(|_| format!("{p} not found (apt-get install openvswitch-switch)"))?;
+    match ["ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl"]
+        .into_iter()
+        .find(|p| !crate::harness::on_path(p))
+    {
+        Some(p) => Err(format!(
+            "{p} not found (apt-get install openvswitch-switch)"
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Runs `shunt bench ARGS` in private namespaces; then lists the network

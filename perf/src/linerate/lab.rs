@@ -73,7 +73,7 @@ pub struct Path {
     pub flows: usize,
 }
 
-fn ip(args: &[&str]) -> Result<String, BenchError> {
+pub(super) fn ip(args: &[&str]) -> Result<String, BenchError> {
     netns::ip(args).map_err(|e| BenchError::Setup(e.to_string()))
 }
 
@@ -267,15 +267,13 @@ impl Lab {
     /// True unless Open vSwitch was started and has stopped; its log when
     /// it has.
     pub fn ovs_alive(&mut self) -> Result<(), String> {
-        match self.ovs.as_mut() {
-            Some(o) => {
-                if o.alive() {
-                    Ok(())
-                } else {
-                    Err(o.log())
-                }
-            }
-            None => Ok(()),
+        let Some(o) = self.ovs.as_mut() else {
+            return Ok(());
+        };
+        if o.alive() {
+            Ok(())
+        } else {
+            Err(o.log())
         }
     }
 
@@ -675,18 +673,23 @@ struct SwitchChild {
 impl SwitchChild {
     /// SIGTERM (shunt removes its devices), then SIGKILL after 10 s.
     fn stop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate(&mut self.child, Duration::from_secs(10));
     }
+}
+
+/// SIGTERM to `child`, then SIGKILL if it has not exited after `grace`.
+pub(super) fn terminate(child: &mut Child, grace: Duration) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// What the switch under test is run with.

@@ -384,8 +384,8 @@ pub struct Report {
     /// `--bridge-netfilter`: br_netfilter's hooks were on for the kernel
     /// bridges' frames.
     pub bridge_netfilter: bool,
-    /// `--vs-ovs`: Open vSwitch's interface type (`afxdp`, `system`);
-    /// None without it.
+    /// `--vs-ovs`: Open vSwitch's interface type (`tap`, `afxdp`,
+    /// `system`); None without it.
     pub ovs_port_type: Option<String>,
     /// `--switch-nice`.
     pub switch_nice: i32,

@@ -20,7 +20,7 @@
 //! `pmd-maxsleep`: an idle PMD thread sleeps, so that it does not take the
 //! switch's core while the paths it alternates with run.
 
-use super::lab::{TcpAddrs, GEN_NS, SINK_NS};
+use super::lab::{ip, TcpAddrs, GEN_NS, SINK_NS};
 use super::{BenchError, PortKind};
 use shunt_switch::netns;
 use std::os::unix::process::CommandExt;
@@ -134,10 +134,6 @@ fn vsctl(args: &[&str]) -> Result<String, BenchError> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn ip(args: &[&str]) -> Result<String, BenchError> {
-    netns::ip(args).map_err(|e| BenchError::Setup(e.to_string()))
-}
-
 /// The last lines of one of the bench's Open vSwitch logs.
 fn log_tail(name: &str) -> String {
     let text = std::fs::read_to_string(Path::new(DIR).join(name)).unwrap_or_default();
@@ -156,17 +152,7 @@ fn spawn(c: &mut Command, what: &str) -> Result<Child, BenchError> {
 
 /// SIGTERM, then SIGKILL after 5 s.
 fn stop(child: &mut Child) {
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    super::lab::terminate(child, Duration::from_secs(5));
 }
 
 impl Ovs {
